@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install everything tcplab and its tests need, idempotently.
+# Debian packages only when missing (non-interactive); Python packages into
+# the git-ignored .venv in the repo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have tcpdump   || need+=(tcpdump)
+have tshark    || need+=(tshark)
+have tcptrace  || need+=(tcptrace)
+have dot       || need+=(graphviz)
+have strace    || need+=(strace)
+have node      || need+=(nodejs)
+have ip        || need+=(iproute2)
+have ss        || need+=(iproute2)
+have nft       || need+=(nftables)
+have chromium  || need+=(chromium)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages (${need[*]}); run as root to install them" >&2
+  else
+    export DEBIAN_FRONTEND=noninteractive
+    echo "setup: installing Debian packages: ${need[*]}"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.tcplab-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi

@@ -1,0 +1,90 @@
+"""The ``tcplab`` command.
+
+Each subcommand lives in its own module under ``tcplab.commands`` and is
+imported only when it is invoked, so ``tcplab packets`` does not pay for
+loading the lab or the renderers.  Errors become one line here, at the
+single boundary between library and user (STYLE.md rule 11).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from tcplab import __version__
+from tcplab.errors import TcplabError
+
+# name -> (module, one-line help).  The module defines ``command: click.Command``.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("tcplab.commands.run", "Run a scenario live on real Linux sockets and draw the ladder."),
+    "analyze": ("tcplab.commands.analyze", "Connections, states and anomalies from a pcap/pcapng."),
+    "packets": ("tcplab.commands.packets", "One line per TCP packet, tcpdump-style, relative seq/ack."),
+    "sim": ("tcplab.commands.sim", "Run a scenario on the sans-IO TCP model (counterfactuals too)."),
+    "states": ("tcplab.commands.states", "The TCP state diagram, drawn from the transition table."),
+    "sockets": ("tcplab.commands.sockets", "This host's TCP sockets by process, with diagnoses."),
+    "explain": ("tcplab.commands.explain", "What a state, flag, option or scenario means (en/zh)."),
+    "cleanup": ("tcplab.commands.cleanup", "Remove namespaces/TUN/tracefs left by killed lab runs."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = SUBCOMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        try:
+            module = importlib.import_module(entry[0])
+        except ModuleNotFoundError as exc:
+            if exc.name != entry[0]:
+                raise
+            return None
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, help_) in SUBCOMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tcplab")
+def cli() -> None:
+    """tcplab makes TCP's connection lifecycle visible and checkable.
+
+    \b
+    Learn:     tcplab run handshake-close      (live, two real Linux endpoints)
+               tcplab sim why-time-wait        (the model shows what Linux can't)
+               tcplab states --svg states.svg  (the RFC 9293 state diagram)
+               tcplab explain TIME_WAIT --lang zh
+    Diagnose:  tcplab analyze capture.pcapng   (handshake, teardown, states, anomalies)
+               tcplab packets capture.pcap     (tcpdump -nn lines, relative seq/ack)
+               tcplab sockets --state close-wait
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="tcplab", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("tcplab: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TcplabError as exc:
+        click.echo(f"tcplab: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        # `tcplab packets big.pcap | head`: the reader went away; not an error.
+        sys.stderr.close()
+        sys.exit(0)
+    except KeyboardInterrupt:
+        click.echo("tcplab: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,65 @@
+"""TCP header flag bits and their normalised control value.
+
+The state machine never looks at raw flag bits: it dispatches on one
+``Control`` (SYN, FIN, RST or NONE) plus whether ACK is set, the way
+smoltcp's ``enum Control`` does.  Combinations RFC 9293 gives no meaning to
+(SYN+FIN, SYN+RST, FIN+RST) normalise to ``Control.INVALID``: the model
+drops them (§3.10.7), the analyzer reports them (Zeek's ``Q`` / ``I``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntFlag
+
+
+class Flags(IntFlag):
+    FIN = 0x001
+    SYN = 0x002
+    RST = 0x004
+    PSH = 0x008
+    ACK = 0x010
+    URG = 0x020
+    ECE = 0x040
+    CWR = 0x080
+    AE = 0x100  # RFC 3540 nonce sum, now AccECN's AE (RFC 9768)
+
+    def tcpdump(self) -> str:
+        """tcpdump's flag text: ``S``, ``S.``, ``P.``, ``F.``, ``R.``, ``.`` ..."""
+        letters = "".join(
+            ch
+            for bit, ch in (
+                (Flags.SYN, "S"),
+                (Flags.FIN, "F"),
+                (Flags.PSH, "P"),
+                (Flags.RST, "R"),
+                (Flags.URG, "U"),
+                (Flags.ECE, "E"),
+                (Flags.CWR, "W"),
+                (Flags.AE, "e"),
+            )
+            if self & bit
+        )
+        if self & Flags.ACK:
+            letters += "."
+        return letters or "none"
+
+
+class Control(Enum):
+    NONE = "none"
+    SYN = "SYN"
+    FIN = "FIN"
+    RST = "RST"
+    INVALID = "invalid"
+
+    @classmethod
+    def of(cls, flags: Flags | int) -> Control:
+        bits = int(flags) & (Flags.SYN | Flags.FIN | Flags.RST)
+        return _CONTROL_BY_BITS.get(bits, Control.INVALID)
+
+
+_CONTROL_BY_BITS = {
+    0: Control.NONE,
+    int(Flags.SYN): Control.SYN,
+    int(Flags.FIN): Control.FIN,
+    int(Flags.RST): Control.RST,
+}
