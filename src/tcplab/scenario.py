@@ -1,0 +1,392 @@
+"""Scenario files: the declarative experiments that ``tcplab run`` and ``tcplab sim`` play.
+
+A scenario is a TOML file a person can copy and edit.  It names two actors
+(``client`` and ``server``), lists their socket-API steps in order, the
+faults the wire applies, per-host sysctls, an explanation (en + zh), and the
+facts the run must show.  The same file drives the live lab (real Linux
+sockets) and the model (``tcplab sim``); ``expect`` facts are checked
+against the resulting ``Timeline`` by ``check``.
+
+    id = "both-close"
+    title = "Both sides close: the four-way (or three-segment) close"
+    seeds = ["000", "002", "003"]
+    needs = []                          # "kernel": the model cannot play it
+
+    [explain]
+    en = "..."
+    zh = "..."
+
+    [sysctl.client]                     # set inside that host's namespace only
+    "net.ipv4.tcp_fin_timeout" = 3
+
+    [[step]]
+    actor = "server"
+    call = "listen"                      # see CALLS below for every call and its arguments
+    backlog = 5
+
+    [[fault]]                            # see FaultRule
+    action = "drop"
+    sender = "client"
+    flags = "."
+    nth = -1                             # the last match (decided when the run ends)
+
+    [expect]
+    flags = ["S", "S.", ".", "F.", ".", "F.", "."]      # wire flag sequence, dropped included
+    states.client = ["SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]
+    errno = { "client.connect" = "ECONNREFUSED" }
+
+Step sockets: every actor has named sockets.  ``socket`` creates ``sock``
+(default ``"main"``); ``accept`` creates the socket named by ``into``
+(default ``"conn"``); every other call acts on ``sock`` (default: the
+actor's most recently created socket).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tcplab.errors import InputError
+from tcplab.states import State
+
+ACTORS = ("client", "server")
+
+# call -> the arguments it accepts (all optional unless listed in REQUIRED).
+CALLS: dict[str, dict[str, str]] = {
+    "socket": {"family": "inet|inet6 (default inet)"},
+    "setsockopt": {
+        "option": "SO_REUSEADDR | SO_LINGER | SO_KEEPALIVE | TCP_KEEPIDLE | TCP_KEEPINTVL"
+        " | TCP_KEEPCNT | TCP_NODELAY | SO_RCVBUF | SO_SNDBUF",
+        "value": "int, or [onoff, seconds] for SO_LINGER",
+    },
+    "bind": {"port": "int (default: the scenario's server port for the server, 0 = ephemeral)"},
+    "listen": {"backlog": "int (default 5); does socket+bind first if the actor has none"},
+    "accept": {"into": "name of the new socket (default conn)"},
+    "connect": {
+        "port": "peer port (default: the server port)",
+        "nonblocking": "bool: return EINPROGRESS at once",
+    },
+    "send": {"data": "text to send", "size": "send this many bytes instead of data"},
+    "recv": {
+        "bufsize": "int (default 65536)",
+        "until": "'eof': keep reading until recv() returns 0; 'size': until size bytes",
+        "size": "with until='size'",
+    },
+    "shutdown": {"how": "SHUT_RD | SHUT_WR | SHUT_RDWR"},
+    "close": {},
+    "abort": {"": "SO_LINGER {1, 0} then close(): RST, no TIME_WAIT"},
+    "fork_close": {"": "fork(); the child closes its copy of sock and exits; the parent keeps it"},
+    "kill": {"": "SIGKILL the actor's process; the kernel closes its sockets"},
+    "sleep": {"seconds": "float"},
+    "wait": {
+        "state": "wait until this actor's socket reaches a TCP state (e.g. TIME-WAIT)",
+        "gone": "bool: wait until the socket has left the kernel's table",
+        "timeout": "seconds (default 10)",
+    },
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "setsockopt": ("option", "value"),
+    "shutdown": ("how",),
+    "sleep": ("seconds",),
+}
+_STEP_KEYS = {"actor", "call", "sock", "label", "expect_errno", "background"}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    actor: str
+    call: str
+    args: dict[str, Any] = field(default_factory=dict)
+    sock: str | None = None
+    label: str = ""  # shown in the ladder instead of the generated text
+    expect_errno: str | None = None  # the step is meant to fail with this errno
+    background: bool = False  # don't wait for the call to return (blocking accept, recv)
+
+    def describe(self) -> str:
+        if self.label:
+            return self.label
+        args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+        return f"{self.call}({args})"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    """What the wire does to the packets a rule matches.
+
+    Matching: ``sender`` (client|server|any), ``flags`` (tcpdump text of the
+    packet, exact: "S", "S.", ".", "P.", "F.", "R."; or "any"), ``payload``
+    (True: only packets carrying data; False: only empty ones), ``nth``
+    (1-based index among matching packets; negative counts from the end,
+    -1 = last; 0 = every match), ``after``/``before`` (seconds since the run
+    started).
+
+    Actions: ``drop``; ``delay`` by ``seconds``; ``duplicate``; ``hold``:
+    keep matching packets until ``release_after`` of them are held (or
+    ``seconds`` have passed), then release them all at once so they cross;
+    ``blackhole``: drop everything to and from ``sender`` between ``after``
+    and ``before``.
+    """
+
+    action: str
+    sender: str = "any"
+    flags: str = "any"
+    payload: bool | None = None
+    nth: int = 0
+    after: float | None = None
+    before: float | None = None
+    seconds: float = 0.0
+    release_after: int = 2
+    note: str = ""
+
+
+FAULT_ACTIONS = ("drop", "delay", "duplicate", "hold", "blackhole")
+
+
+@dataclass(frozen=True, slots=True)
+class Expectations:
+    flags: tuple[str, ...] | None = None  # the wire's flag sequence, dropped packets included
+    flags_contain: tuple[str, ...] = ()  # a subsequence that must appear in order
+    states: dict[str, tuple[State, ...]] = field(default_factory=dict)  # subsequence per endpoint
+    never_states: dict[str, tuple[State, ...]] = field(default_factory=dict)
+    final_states: dict[str, State] = field(default_factory=dict)
+    errno: dict[str, str] = field(default_factory=dict)  # "client.connect" -> "ECONNREFUSED"
+    results: dict[str, str] = field(default_factory=dict)  # "client.recv" -> "b''"
+    dropped: int | None = None  # how many packets the wire dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    id: str
+    title: str
+    steps: tuple[Step, ...]
+    faults: tuple[FaultRule, ...] = ()
+    sysctl: dict[str, dict[str, str]] = field(default_factory=dict)
+    explain: dict[str, str] = field(default_factory=dict)
+    expect: Expectations = field(default_factory=Expectations)
+    seeds: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # "kernel": only the live lab can play it; "external"
+    server_port: int = 8080
+    source: str = ""  # the file it came from
+    extra: dict[str, Any] = field(default_factory=dict)  # producer-specific sections
+
+    @property
+    def model_can_play(self) -> bool:
+        return "kernel" not in self.needs and "external" not in self.needs
+
+
+def _fail(source: str, where: str, problem: str) -> InputError:
+    return InputError(f"{source}: {where}: {problem}")
+
+
+def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    known = {
+        "id", "title", "step", "fault", "sysctl", "explain", "expect", "seeds", "needs",
+        "server_port", "extra",
+    }
+    for key in data:
+        if key not in known:
+            raise _fail(source, key, f"unknown key (known: {', '.join(sorted(known))})")
+    if "id" not in data:
+        raise _fail(source, "id", "missing")
+    steps = tuple(_parse_step(source, i, raw) for i, raw in enumerate(data.get("step", [])))
+    if not steps:
+        raise _fail(source, "step", "a scenario needs at least one [[step]]")
+    faults = tuple(_parse_fault(source, i, raw) for i, raw in enumerate(data.get("fault", [])))
+    sysctl = {
+        actor: {str(k): str(v) for k, v in values.items()}
+        for actor, values in data.get("sysctl", {}).items()
+    }
+    for actor in sysctl:
+        if actor not in ACTORS:
+            raise _fail(source, f"sysctl.{actor}", f"actor must be one of {ACTORS}")
+    return Scenario(
+        id=str(data["id"]),
+        title=str(data.get("title", data["id"])),
+        steps=steps,
+        faults=faults,
+        sysctl=sysctl,
+        explain={str(k): str(v) for k, v in data.get("explain", {}).items()},
+        expect=_parse_expect(source, data.get("expect", {})),
+        seeds=tuple(str(s) for s in data.get("seeds", [])),
+        needs=tuple(str(s) for s in data.get("needs", [])),
+        server_port=int(data.get("server_port", 8080)),
+        source=source,
+        extra=dict(data.get("extra", {})),
+    )
+
+
+def _parse_step(source: str, index: int, raw: dict[str, Any]) -> Step:
+    where = f"step {index + 1}"
+    actor = raw.get("actor")
+    call = raw.get("call")
+    if actor not in ACTORS:
+        raise _fail(source, where, f"actor must be one of {ACTORS}, got {actor!r}")
+    if call not in CALLS:
+        raise _fail(source, where, f"unknown call {call!r} (known: {', '.join(CALLS)})")
+    args = {k: v for k, v in raw.items() if k not in _STEP_KEYS}
+    allowed = set(CALLS[call]) - {""}
+    for key in args:
+        if key not in allowed:
+            raise _fail(source, where, f"{call}() takes no argument {key!r}")
+    for key in REQUIRED.get(call, ()):
+        if key not in args:
+            raise _fail(source, where, f"{call}() needs {key!r}")
+    return Step(
+        actor=actor,
+        call=call,
+        args=args,
+        sock=raw.get("sock"),
+        label=str(raw.get("label", "")),
+        expect_errno=raw.get("expect_errno"),
+        background=bool(raw.get("background", False)),
+    )
+
+
+def _parse_fault(source: str, index: int, raw: dict[str, Any]) -> FaultRule:
+    where = f"fault {index + 1}"
+    if raw.get("action") not in FAULT_ACTIONS:
+        raise _fail(source, where, f"action must be one of {FAULT_ACTIONS}")
+    try:
+        return FaultRule(**raw)
+    except TypeError as exc:
+        raise _fail(source, where, str(exc)) from None
+
+
+def _parse_states(source: str, where: str, raw: dict[str, Any]) -> dict[str, tuple[State, ...]]:
+    out: dict[str, tuple[State, ...]] = {}
+    for endpoint, names in raw.items():
+        try:
+            out[endpoint] = tuple(State.parse(n) for n in names)
+        except ValueError as exc:
+            raise _fail(source, f"{where}.{endpoint}", str(exc)) from None
+    return out
+
+
+def _parse_expect(source: str, raw: dict[str, Any]) -> Expectations:
+    known = {"flags", "flags_contain", "states", "never_states", "final_states", "errno",
+             "results", "dropped"}
+    for key in raw:
+        if key not in known:
+            raise _fail(source, f"expect.{key}", f"unknown fact (known: {', '.join(sorted(known))})")
+    finals: dict[str, State] = {}
+    for endpoint, name in raw.get("final_states", {}).items():
+        try:
+            finals[endpoint] = State.parse(name)
+        except ValueError as exc:
+            raise _fail(source, f"expect.final_states.{endpoint}", str(exc)) from None
+    return Expectations(
+        flags=tuple(raw["flags"]) if "flags" in raw else None,
+        flags_contain=tuple(raw.get("flags_contain", ())),
+        states=_parse_states(source, "expect.states", raw.get("states", {})),
+        never_states=_parse_states(source, "expect.never_states", raw.get("never_states", {})),
+        final_states=finals,
+        errno={str(k): str(v) for k, v in raw.get("errno", {}).items()},
+        results={str(k): str(v) for k, v in raw.get("results", {}).items()},
+        dropped=raw.get("dropped"),
+    )
+
+
+# -- loading -----------------------------------------------------------------
+
+def builtin_dir() -> Path:
+    return Path(str(resources.files("tcplab") / "scenarios"))
+
+
+def builtin_ids() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.toml"))
+
+
+def load_file(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}") from None
+    return parse_scenario(data, str(path))
+
+
+def load(name: str) -> Scenario:
+    """A built-in id (``both-close``) or a path to a ``.toml`` file."""
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        return load_file(path)
+    candidate = builtin_dir() / f"{name}.toml"
+    if candidate.exists():
+        return load_file(candidate)
+    known = ", ".join(builtin_ids()) or "none"
+    raise InputError(f"no scenario {name!r} (built-in: {known}; or give a path to a .toml file)")
+
+
+# -- checking facts ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FactResult:
+    fact: str
+    held: bool
+    detail: str
+
+
+def _is_subsequence(needle: tuple[Any, ...], hay: list[Any]) -> bool:
+    it = iter(hay)
+    return all(any(x == y for y in it) for x in needle)
+
+
+def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[FactResult]:
+    """Check a scenario's ``expect`` facts against a Timeline.
+
+    ``state_source`` restricts state facts to one ``timeline.Source`` (e.g.
+    only what the kernel reported); None uses every state change.
+    """
+    exp = scenario.expect
+    results: list[FactResult] = []
+    flags = [p.flags for p in timeline.packets()]
+    if exp.flags is not None:
+        ok = tuple(flags) == exp.flags
+        results.append(FactResult("flags", ok, f"expected {list(exp.flags)}, wire had {flags}"))
+    if exp.flags_contain:
+        ok = _is_subsequence(exp.flags_contain, flags)
+        results.append(
+            FactResult("flags_contain", ok, f"{list(exp.flags_contain)} in order within {flags}")
+        )
+    for endpoint, wanted in exp.states.items():
+        path = timeline.state_path(endpoint, state_source)
+        ok = _is_subsequence(wanted, path)
+        results.append(
+            FactResult(
+                f"states.{endpoint}",
+                ok,
+                f"expected {[str(s) for s in wanted]} in order, got {[str(s) for s in path]}",
+            )
+        )
+    for endpoint, banned in exp.never_states.items():
+        path = timeline.state_path(endpoint, state_source)
+        seen = [str(s) for s in banned if s in path]
+        results.append(
+            FactResult(f"never_states.{endpoint}", not seen, f"must not reach {seen or 'any'}")
+        )
+    for endpoint, final in exp.final_states.items():
+        path = timeline.state_path(endpoint, state_source)
+        last = path[-1] if path else None
+        results.append(
+            FactResult(f"final_states.{endpoint}", last is final, f"expected {final}, last {last}")
+        )
+    for key, errno in exp.errno.items():
+        actor, _, call = key.partition(".")
+        calls = [c for c in timeline.api_calls(actor) if c.call == call]
+        got = [c.errno for c in calls]
+        results.append(FactResult(f"errno.{key}", errno in got, f"expected {errno}, got {got}"))
+    for key, value in exp.results.items():
+        actor, _, call = key.partition(".")
+        got = [c.result for c in timeline.api_calls(actor) if c.call == call]
+        results.append(FactResult(f"results.{key}", value in got, f"expected {value}, got {got}"))
+    if exp.dropped is not None:
+        n = sum(1 for p in timeline.packets() if p.dropped)
+        results.append(FactResult("dropped", n == exp.dropped, f"expected {exp.dropped}, got {n}"))
+    return results
