@@ -19,14 +19,38 @@ from tcplab.errors import TcplabError
 
 # name -> (module, one-line help).  The module defines ``command: click.Command``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("tcplab.commands.run", "Run a scenario live on real Linux sockets and draw the ladder."),
-    "analyze": ("tcplab.commands.analyze", "Connections, states and anomalies from a pcap/pcapng."),
-    "packets": ("tcplab.commands.packets", "One line per TCP packet, tcpdump-style, relative seq/ack."),
-    "sim": ("tcplab.commands.sim", "Run a scenario on the sans-IO TCP model (counterfactuals too)."),
-    "states": ("tcplab.commands.states", "The TCP state diagram, drawn from the transition table."),
-    "sockets": ("tcplab.commands.sockets", "This host's TCP sockets by process, with diagnoses."),
-    "explain": ("tcplab.commands.explain", "What a state, flag, option or scenario means (en/zh)."),
-    "cleanup": ("tcplab.commands.cleanup", "Remove namespaces/TUN/tracefs left by killed lab runs."),
+    "run": (
+        "tcplab.commands.run",
+        "Run a scenario live on real Linux sockets and draw the ladder.",
+    ),
+    "analyze": (
+        "tcplab.commands.analyze",
+        "Connections, states and anomalies from a pcap/pcapng.",
+    ),
+    "packets": (
+        "tcplab.commands.packets",
+        "One line per TCP packet, tcpdump-style, relative seq/ack.",
+    ),
+    "sim": (
+        "tcplab.commands.sim",
+        "Run a scenario on the sans-IO TCP model (counterfactuals too).",
+    ),
+    "states": (
+        "tcplab.commands.states",
+        "The TCP state diagram, drawn from the transition table.",
+    ),
+    "sockets": (
+        "tcplab.commands.sockets",
+        "This host's TCP sockets by process, with diagnoses.",
+    ),
+    "explain": (
+        "tcplab.commands.explain",
+        "What a state, flag, option or scenario means (en/zh).",
+    ),
+    "cleanup": (
+        "tcplab.commands.cleanup",
+        "Remove namespaces/TUN/tracefs left by killed lab runs.",
+    ),
 }
 
 
@@ -69,9 +93,9 @@ def cli() -> None:
     """
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> None:
     try:
-        return cli.main(args=argv, prog_name="tcplab", standalone_mode=False)
+        rv: Any = cli.main(args=argv, prog_name="tcplab", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("tcplab: interrupted", err=True)
         sys.exit(130)
@@ -88,3 +112,5 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("tcplab: interrupted", err=True)
         sys.exit(130)
+    if isinstance(rv, int) and rv != 0:
+        sys.exit(rv)

@@ -270,7 +270,8 @@ def _parse_expect(source: str, raw: dict[str, Any]) -> Expectations:
              "results", "dropped"}
     for key in raw:
         if key not in known:
-            raise _fail(source, f"expect.{key}", f"unknown fact (known: {', '.join(sorted(known))})")
+            known_list = ", ".join(sorted(known))
+            raise _fail(source, f"expect.{key}", f"unknown fact (known: {known_list})")
     finals: dict[str, State] = {}
     for endpoint, name in raw.get("final_states", {}).items():
         try:

@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 from tcplab.states import State
 
@@ -64,8 +64,11 @@ class ApiCall:
 
     def describe(self) -> str:
         args = ", ".join(self.args)
-        outcome = f"-> {self.errno}" if self.errno else (f"= {self.result}" if self.result is not None else "")
-        return f"{self.call}({args}) {outcome}".rstrip()
+        if self.errno:
+            return f"{self.call}({args}) -> {self.errno}"
+        if self.result is not None:
+            return f"{self.call}({args}) = {self.result}"
+        return f"{self.call}({args})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,7 @@ class Note:
     endpoint: str | None = None
 
 
-Event = Union[ApiCall, Packet, StateChange, Note]
+Event = ApiCall | Packet | StateChange | Note
 EVENT_TYPES: dict[str, type[ApiCall] | type[Packet] | type[StateChange] | type[Note]] = {
     "api": ApiCall,
     "packet": Packet,
@@ -235,6 +238,12 @@ class Timeline:
     @classmethod
     def from_json(cls, text: str) -> Timeline:
         return cls.from_dict(json.loads(text))
+
+    def _repr_svg_(self) -> str:
+        """Jupyter shows a timeline as its SVG ladder."""
+        from tcplab.render.svg import render_svg  # the renderers import this module
+
+        return render_svg(self)
 
     def with_events(self, events: list[Event]) -> Timeline:
         return Timeline(self.title, self.producer, list(self.endpoints), events, dict(self.meta))
