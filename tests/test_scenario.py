@@ -40,7 +40,9 @@ def test_parse_minimal_scenario() -> None:
     ("patch", "message"),
     [
         ({"step": [{"actor": "nobody", "call": "close"}]}, "step 1: actor must be one of"),
-        ({"step": [{"actor": "client", "call": "frobnicate"}]}, "unknown call 'frobnicate'"),
+        ({"step": [{"actor": "client", "call": "frobnicate"}]}, "unknown client call 'frobnicate'"),
+        ({"step": [{"actor": "wire", "call": "close"}]}, "unknown wire call 'close'"),
+        ({"step": [{"actor": "wire", "call": "blackhole"}]}, "blackhole() needs 'host'"),
         ({"step": [{"actor": "client", "call": "close", "how": 1}]}, "close() takes no argument"),
         ({"step": [{"actor": "client", "call": "shutdown"}]}, "shutdown() needs 'how'"),
         ({"fault": [{"action": "explode"}]}, "fault 1: action must be one of"),
@@ -106,3 +108,90 @@ def test_check_reports_each_fact_failed() -> None:
         "errno.client.connect": False,
         "dropped": False,
     }
+
+
+def test_snapshot_and_note_facts() -> None:
+    from tcplab.scenario import check
+    from tcplab.timeline import Note, Snapshot
+
+    s = parse_scenario(
+        {
+            "id": "q",
+            "step": [{"actor": "client", "call": "connect"}],
+            "expect": {
+                "snapshot": [
+                    {"endpoint": "server", "state": "ESTAB", "rqueue_min": 5},
+                    {"endpoint": "client", "state": "TIME_WAIT", "timer": "timewait"},
+                ],
+                "notes": ["accept queue"],
+            },
+        }
+    )
+    t = Timeline()
+    t.add(Snapshot(1.0, "server", State.ESTABLISHED, "b:2", "a:1", rqueue=12))
+    t.add(Snapshot(2.0, "client", State.TIME_WAIT, "a:1", "b:2", timer="timewait", timer_ms=59000))
+    t.add(Note(2.0, "the accept queue is full"))
+    assert [r.held for r in check(s, t)] == [True, True, True]
+    t2 = Timeline()
+    t2.add(Snapshot(1.0, "server", State.ESTABLISHED, "b:2", "a:1", rqueue=4))
+    assert [r.held for r in check(s, t2)] == [False, False, False]
+
+
+def test_snapshot_fact_needs_endpoint() -> None:
+    with pytest.raises(InputError, match=r"expect\.snapshot 1: needs 'endpoint'"):
+        parse_scenario({**MINIMAL, "expect": {"snapshot": [{"state": "LISTEN"}]}})
+
+
+def test_segment_patterns_flag_counts_max_payload_and_silence() -> None:
+    from tcplab.scenario import check
+
+    s = parse_scenario(
+        {
+            "id": "seg",
+            "step": [{"actor": "client", "call": "connect"}],
+            "expect": {
+                "segments": [
+                    {"sender": "client", "flags": "S", "options_contain": "mss 1460"},
+                    {"sender": "server", "flags": "P.", "rel_seq": 1, "length": 12},
+                    {"sender": "server", "flags": "F.", "rel_seq": 13},
+                ],
+                "flag_counts": {"S": 1},
+                "max_payload": 12,
+                "silent_after": ["server.fork_close"],
+            },
+        }
+    )
+
+    def pkt(t: float, sender: str, flags: str, rel_seq: int, length: int, opts: str = "") -> Packet:
+        return Packet(t, sender, "x", "a", 1, "b", 2, flags, 0, 0, length, options=opts,
+                      rel_seq=rel_seq, rel_ack=1)
+
+    t = Timeline()
+    t.add(pkt(0.0, "client", "S", 0, 0, "mss 1460,sackOK"))
+    t.add(pkt(0.1, "server", "P.", 1, 12))
+    t.add(ApiCall(0.2, "server", "fork_close", (), "0"))
+    t.add(ApiCall(0.5, "server", "close", (), "0", started=0.5))
+    t.add(pkt(0.5, "server", "F.", 13, 0))
+    assert [r.held for r in check(s, t)] == [True, True, True, True]
+
+    t.add(pkt(0.3, "server", "P.", 13, 100))  # a segment between fork_close and close
+    t.add(pkt(0.6, "client", "S", 0, 0))
+    held = {r.fact: r.held for r in check(s, t)}
+    assert held == {"segments": True, "flag_counts.S": False, "max_payload": False,
+                    "silent_after.server.fork_close": False}
+
+
+def test_every_builtin_scenario_loads_and_is_named_after_its_file() -> None:
+    from tcplab.scenario import builtin_dir, builtin_ids
+
+    ids = builtin_ids()
+    assert len(ids) >= 20
+    for scenario_id in ids:
+        s = load(scenario_id)
+        assert s.id == scenario_id
+        assert (builtin_dir() / f"{scenario_id}.toml").exists()
+        assert s.explain.get("en") and s.explain.get("zh"), scenario_id
+        assert any(
+            [s.expect.flags, s.expect.flags_contain, s.expect.states, s.expect.errno,
+             s.expect.segments, s.expect.snapshot, s.expect.results]
+        ), f"{scenario_id} states no facts"

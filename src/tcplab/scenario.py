@@ -53,6 +53,15 @@ from tcplab.errors import InputError
 from tcplab.states import State
 
 ACTORS = ("client", "server")
+# The wire is a third actor in the step list: its calls change what the wire
+# does from that point of the run on (a host "crashes" off the network and
+# comes back), which is steadier than a fault window measured in seconds.
+WIRE = "wire"
+WIRE_CALLS: dict[str, dict[str, str]] = {
+    "blackhole": {"host": "client | server: drop every packet to and from it from now on"},
+    "heal": {"host": "client | server: end the blackhole"},
+    "release": {"": "let every packet a hold rule keeps go now"},
+}
 
 # call -> the arguments it accepts (all optional unless listed in REQUIRED).
 CALLS: dict[str, dict[str, str]] = {
@@ -89,6 +98,8 @@ CALLS: dict[str, dict[str, str]] = {
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "setsockopt": ("option", "value"),
+    "blackhole": ("host",),
+    "heal": ("host",),
     "shutdown": ("how",),
     "sleep": ("seconds",),
 }
@@ -125,7 +136,8 @@ class FaultRule:
 
     Actions: ``drop``; ``delay`` by ``seconds``; ``duplicate``; ``hold``:
     keep matching packets until ``release_after`` of them are held (or
-    ``seconds`` have passed), then release them all at once so they cross;
+    ``seconds`` have passed), then release them all at once so they cross
+    (a hold rule releases once and is then spent);
     ``blackhole``: drop everything to and from ``sender`` between ``after``
     and ``before``.
     """
@@ -140,6 +152,10 @@ class FaultRule:
     seconds: float = 0.0
     release_after: int = 2
     note: str = ""
+    # The lab's predicate about the close so far ("", "sent-fin", "got-fin",
+    # "final-ack"); see tcplab.lab.faults.  The live wire cannot see the future,
+    # so "the client's last ACK" is recognised as it happens.
+    when: str = ""
 
 
 FAULT_ACTIONS = ("drop", "delay", "duplicate", "hold", "blackhole")
@@ -155,6 +171,19 @@ class Expectations:
     errno: dict[str, str] = field(default_factory=dict)  # "client.connect" -> "ECONNREFUSED"
     results: dict[str, str] = field(default_factory=dict)  # "client.recv" -> "b''"
     dropped: int | None = None  # how many packets the wire dropped
+    # Each entry must match some Snapshot: {endpoint, state, rqueue, rqueue_min,
+    # wqueue, timer, shutdown} (every key optional but endpoint).
+    snapshot: tuple[dict[str, Any], ...] = ()
+    # Each entry must match some Note's text (substring), e.g. a wire finding.
+    notes: tuple[str, ...] = ()
+    # Packet patterns that must appear in this order (not necessarily adjacent):
+    # {sender, flags, rel_seq, rel_ack, length, options_contain, dropped}.
+    segments: tuple[dict[str, Any], ...] = ()
+    flag_counts: dict[str, int] = field(default_factory=dict)  # "S" -> 1: exactly one SYN
+    max_payload: int | None = None  # no segment carries more than this many bytes
+    # "actor.call": between that call's return and the next API call no packet
+    # is sent (close() of a shared descriptor, shutdown(SHUT_RD)).
+    silent_after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,12 +251,13 @@ def _parse_step(source: str, index: int, raw: dict[str, Any]) -> Step:
     where = f"step {index + 1}"
     actor = raw.get("actor")
     call = raw.get("call")
-    if actor not in ACTORS:
-        raise _fail(source, where, f"actor must be one of {ACTORS}, got {actor!r}")
-    if call not in CALLS:
-        raise _fail(source, where, f"unknown call {call!r} (known: {', '.join(CALLS)})")
+    if actor not in (*ACTORS, WIRE):
+        raise _fail(source, where, f"actor must be one of {(*ACTORS, WIRE)}, got {actor!r}")
+    calls = WIRE_CALLS if actor == WIRE else CALLS
+    if call not in calls:
+        raise _fail(source, where, f"unknown {actor} call {call!r} (known: {', '.join(calls)})")
     args = {k: v for k, v in raw.items() if k not in _STEP_KEYS}
-    allowed = set(CALLS[call]) - {""}
+    allowed = set(calls[call]) - {""}
     for key in args:
         if key not in allowed:
             raise _fail(source, where, f"{call}() takes no argument {key!r}")
@@ -267,7 +297,8 @@ def _parse_states(source: str, where: str, raw: dict[str, Any]) -> dict[str, tup
 
 def _parse_expect(source: str, raw: dict[str, Any]) -> Expectations:
     known = {"flags", "flags_contain", "states", "never_states", "final_states", "errno",
-             "results", "dropped"}
+             "results", "dropped", "snapshot", "notes", "segments", "flag_counts",
+             "max_payload", "silent_after"}
     for key in raw:
         if key not in known:
             known_list = ", ".join(sorted(known))
@@ -287,7 +318,69 @@ def _parse_expect(source: str, raw: dict[str, Any]) -> Expectations:
         errno={str(k): str(v) for k, v in raw.get("errno", {}).items()},
         results={str(k): str(v) for k, v in raw.get("results", {}).items()},
         dropped=raw.get("dropped"),
+        snapshot=tuple(_parse_snapshot_fact(source, i, f) for i, f in
+                       enumerate(raw.get("snapshot", []))),
+        notes=tuple(str(n) for n in raw.get("notes", [])),
+        segments=tuple(_parse_segment_fact(source, i, f) for i, f in
+                       enumerate(raw.get("segments", []))),
+        flag_counts={str(k): int(v) for k, v in raw.get("flag_counts", {}).items()},
+        max_payload=raw.get("max_payload"),
+        silent_after=tuple(str(x) for x in raw.get("silent_after", [])),
     )
+
+
+_SEGMENT_KEYS = {"sender", "flags", "rel_seq", "rel_ack", "length", "options_contain", "dropped"}
+
+
+def _parse_segment_fact(source: str, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+    for key in raw:
+        if key not in _SEGMENT_KEYS:
+            raise _fail(source, f"expect.segments {index + 1}",
+                        f"unknown key {key!r} (known: {sorted(_SEGMENT_KEYS)})")
+    return dict(raw)
+
+
+def _segment_matches(packet: Any, pattern: dict[str, Any]) -> bool:
+    for key, want in pattern.items():
+        if key == "options_contain":
+            if want not in packet.options:
+                return False
+        elif getattr(packet, key) != want:
+            return False
+    return True
+
+
+def _describe_segment(packet: Any) -> str:
+    return f"{packet.sender}:{packet.label()}"
+
+
+_SNAPSHOT_KEYS = {"endpoint", "state", "rqueue", "rqueue_min", "wqueue", "timer", "shutdown"}
+
+
+def _parse_snapshot_fact(source: str, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+    where = f"expect.snapshot {index + 1}"
+    for key in raw:
+        if key not in _SNAPSHOT_KEYS:
+            raise _fail(source, where, f"unknown key {key!r} (known: {sorted(_SNAPSHOT_KEYS)})")
+    if "endpoint" not in raw:
+        raise _fail(source, where, "needs 'endpoint'")
+    fact = dict(raw)
+    if "state" in fact:
+        try:
+            fact["state"] = State.parse(fact["state"])
+        except ValueError as exc:
+            raise _fail(source, where, str(exc)) from None
+    return fact
+
+
+def _snapshot_matches(snap: Any, fact: dict[str, Any]) -> bool:
+    for key, want in fact.items():
+        if key == "rqueue_min":
+            if snap.rqueue < want:
+                return False
+        elif getattr(snap, key) != want:
+            return False
+    return True
 
 
 # -- loading -----------------------------------------------------------------
@@ -325,6 +418,23 @@ def load(name: str) -> Scenario:
 
 
 # -- checking facts ------------------------------------------------------------
+
+
+def _check_silent_after(timeline: Any, key: str) -> FactResult:
+    actor, _, call = key.partition(".")
+    calls = sorted(timeline.api_calls(), key=lambda c: c.time)
+    for i, c in enumerate(calls):
+        if c.actor == actor and c.call == call:
+            end = calls[i + 1].started if i + 1 < len(calls) else None
+            if end is None and i + 1 < len(calls):
+                end = calls[i + 1].time
+            sent = [
+                p for p in timeline.packets()
+                if p.time > c.time and (end is None or p.time < end)
+            ]
+            text = f"{len(sent)} packet(s) between {key} and the next call"
+            return FactResult(f"silent_after.{key}", not sent, text)
+    return FactResult(f"silent_after.{key}", False, f"no call {key} in the timeline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +497,37 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
         actor, _, call = key.partition(".")
         got = [c.result for c in timeline.api_calls(actor) if c.call == call]
         results.append(FactResult(f"results.{key}", value in got, f"expected {value}, got {got}"))
+    for fact in exp.snapshot:
+        snaps = timeline.snapshots(fact["endpoint"])
+        ok = any(_snapshot_matches(s, fact) for s in snaps)
+        shown = sorted({f"{s.state}(rq={s.rqueue},wq={s.wqueue},timer={s.timer})" for s in snaps})
+        fact_text = {k: str(v) for k, v in fact.items()}
+        results.append(FactResult(f"snapshot.{fact['endpoint']}", ok, f"{fact_text} in {shown}"))
+    packets = timeline.packets()
+    if exp.segments:
+        it = iter(packets)
+        missing = next(
+            (pat for pat in exp.segments if not any(_segment_matches(p, pat) for p in it)), None
+        )
+        shown = [_describe_segment(p) for p in packets]
+        detail = "all in order" if missing is None else f"no match for {missing} (in order)"
+        results.append(FactResult("segments", missing is None, f"{detail}; wire: {shown}"))
+    for flag_text, count in exp.flag_counts.items():
+        n = sum(1 for p in packets if p.flags == flag_text)
+        results.append(
+            FactResult(f"flag_counts.{flag_text}", n == count, f"expected {count}, got {n}")
+        )
+    if exp.max_payload is not None:
+        biggest = max((p.length for p in packets), default=0)
+        results.append(
+            FactResult("max_payload", biggest <= exp.max_payload,
+                       f"largest payload {biggest}, limit {exp.max_payload}")
+        )
+    for key in exp.silent_after:
+        results.append(_check_silent_after(timeline, key))
+    for text in exp.notes:
+        ok = any(text in e.text for e in timeline.events if e.kind == "note")
+        results.append(FactResult("notes", ok, f"a note containing {text!r}"))
     if exp.dropped is not None:
         n = sum(1 for p in timeline.packets() if p.dropped)
         results.append(FactResult("dropped", n == exp.dropped, f"expected {exp.dropped}, got {n}"))

@@ -1,13 +1,15 @@
 """The one data model every producer shares: lab, analyzer, sim.
 
 A ``Timeline`` is a time-ordered list of events about two (or more) named
-endpoints.  Four kinds of event:
+endpoints.  Five kinds of event:
 
 * ``ApiCall``     -- a socket-API call an actor made and what it returned;
 * ``Packet``      -- a TCP segment on the wire (maybe dropped by the wire);
 * ``StateChange`` -- an endpoint moved from one TCP state to another, and
                      who says so (the kernel, a sock_diag snapshot, the
                      analyzer's inference, the model);
+* ``Snapshot``    -- one socket as a sock_diag dump showed it (state, queues,
+                     timer): the lab's only source for TIME-WAIT;
 * ``Note``        -- free text pinned to a moment (an explanation, a finding).
 
 Times are seconds as floats on one clock per timeline (CLOCK_MONOTONIC for
@@ -126,6 +128,30 @@ class StateChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One socket as a sock_diag dump showed it (what ``ss -tanoi`` prints).
+
+    The lab takes one of every socket of both hosts after each step; it is
+    the only source for TIME-WAIT and for queue lengths (a LISTEN socket's
+    rqueue is its accept queue, an ESTABLISHED one's is unread bytes).
+    """
+
+    kind: ClassVar[str] = "snapshot"
+    time: float
+    endpoint: str
+    state: State
+    local: str  # "10.89.0.1:40000"
+    peer: str
+    rqueue: int = 0
+    wqueue: int = 0
+    timer: str = ""  # "on", "keepalive", "timewait", "persist", "" = off
+    timer_ms: int = 0
+    retrans: int = 0
+    inode: int = 0
+    shutdown: int = 0  # 1 = SHUT_RD seen, 2 = SHUT_WR, 3 = both
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     kind: ClassVar[str] = "note"
     time: float
@@ -133,16 +159,17 @@ class Note:
     endpoint: str | None = None
 
 
-Event = ApiCall | Packet | StateChange | Note
-EVENT_TYPES: dict[str, type[ApiCall] | type[Packet] | type[StateChange] | type[Note]] = {
+Event = ApiCall | Packet | StateChange | Snapshot | Note
+EVENT_TYPES: dict[str, Any] = {
     "api": ApiCall,
     "packet": Packet,
     "state": StateChange,
+    "snapshot": Snapshot,
     "note": Note,
 }
 # When two events share a time, draw the call before the packet it caused
 # and the packet before the state change it caused.
-_KIND_ORDER = {"api": 0, "packet": 1, "state": 2, "note": 3}
+_KIND_ORDER = {"api": 0, "packet": 1, "state": 2, "snapshot": 3, "note": 4}
 
 
 @dataclass(slots=True)
@@ -192,6 +219,11 @@ class Timeline:
             if not path or path[-1] is not change.new:
                 path.append(change.new)
         return path
+
+    def snapshots(self, endpoint: str | None = None) -> list[Snapshot]:
+        return [
+            e for e in self.events if isinstance(e, Snapshot) and endpoint in (None, e.endpoint)
+        ]
 
     def endpoint(self, name: str) -> EndpointInfo:
         for info in self.endpoints:
@@ -272,7 +304,7 @@ def _from_plain(cls: Any, raw: dict[str, Any]) -> Any:
         hint = str(f.type)
         if value is None:
             pass
-        elif "State" in hint and "StateChange" not in hint:
+        elif hint in ("State", "State | None"):
             value = State(value)
         elif hint == "Source":
             value = Source(value)
@@ -290,6 +322,7 @@ __all__ = [
     "Event",
     "Note",
     "Packet",
+    "Snapshot",
     "Source",
     "StateChange",
     "Timeline",

@@ -1,0 +1,148 @@
+"""Bounded-memory byte source for the capture readers, and the problem list.
+
+Readers never load a file: they ask ``ChunkSource.ensure(n)`` for at least
+``n`` contiguous bytes and get the current chunk plus a position in it.
+Memory is one chunk (1 MiB) plus the largest single record asked for, and
+record sizes are capped by the formats' sanity limits (256 MiB).
+
+Offsets are byte offsets in the decompressed stream, which for a plain file
+is the file itself: that is what every problem line reports.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Final
+
+CHUNK: Final = 1 << 20
+# Keep the first problems verbatim; beyond this only count them, so a file
+# made of nothing but broken blocks cannot grow memory without bound.
+MAX_KEPT_PROBLEMS: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureProblem:
+    """One thing wrong with the file, at a byte offset of the (decompressed) stream."""
+
+    offset: int
+    message: str
+
+    def line(self, filename: str) -> str:
+        return f"{filename}: offset {self.offset}: {self.message}"
+
+
+class ProblemSink:
+    """Collects problems and counts skipped records while a reader streams."""
+
+    __slots__ = ("dropped", "problems", "skipped")
+
+    def __init__(self) -> None:
+        self.problems: list[CaptureProblem] = []
+        self.skipped = 0
+        self.dropped = 0
+
+    def add(self, offset: int, message: str, *, skipped: int = 1) -> None:
+        self.skipped += skipped
+        if len(self.problems) < MAX_KEPT_PROBLEMS:
+            self.problems.append(CaptureProblem(offset, message))
+        else:
+            self.dropped += 1
+
+
+class ChunkSource:
+    """A forward-only window on a binary stream.
+
+    ``buf[pos:]`` is the unread part of the current chunk; ``offset`` is the
+    stream offset of ``buf[pos]``.  Decompression errors of a ``.gz`` stream
+    end the stream and are reported as a problem at the offset reached.
+    """
+
+    __slots__ = ("_eof", "_problems", "_stream", "buf", "offset", "pos")
+
+    def __init__(self, stream: BinaryIO, problems: ProblemSink, initial: bytes = b"") -> None:
+        self._stream = stream
+        self._problems = problems
+        self._eof = False
+        self.buf = initial
+        self.pos = 0
+        self.offset = 0
+
+    def _read_more(self, want: int) -> bytes:
+        if self._eof:
+            return b""
+        try:
+            data = self._stream.read(want)
+        except EOFError:
+            # gzip: "Compressed file ended before the end-of-stream marker was reached"
+            self._eof = True
+            self._problems.add(
+                self.offset + len(self.buf) - self.pos,
+                "gzip data ends before its end-of-stream marker (truncated .gz file)",
+                skipped=0,
+            )
+            return b""
+        except (OSError, zlib.error) as exc:
+            # gzip.BadGzipFile is an OSError; a corrupt deflate stream is zlib.error.
+            self._eof = True
+            self._problems.add(
+                self.offset + len(self.buf) - self.pos,
+                f"gzip data is corrupt ({exc}); stopping here",
+                skipped=0,
+            )
+            return b""
+        if not data:
+            self._eof = True
+        return data
+
+    def ensure(self, n: int) -> tuple[bytes, int]:
+        """At least ``n`` unread bytes in ``buf[pos:]`` unless the stream ends first."""
+        have = len(self.buf) - self.pos
+        if have >= n:
+            return self.buf, self.pos
+        parts = [self.buf[self.pos :]] if have else []
+        while have < n:
+            more = self._read_more(max(CHUNK, n - have))
+            if not more:
+                break
+            parts.append(more)
+            have += len(more)
+        self.buf = b"".join(parts)
+        self.pos = 0
+        return self.buf, 0
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+        self.offset += n
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the stream)."""
+        buf, pos = self.ensure(n)
+        data = buf[pos : pos + n]
+        self.advance(len(data))
+        return data
+
+    def skip(self, n: int) -> int:
+        """Discard ``n`` bytes without holding them; returns how many there were."""
+        have = len(self.buf) - self.pos
+        if have >= n:
+            self.advance(n)
+            return n
+        self.advance(have)
+        self.buf, self.pos = b"", 0
+        skipped = have
+        while skipped < n:
+            more = self._read_more(min(CHUNK, n - skipped))
+            if not more:
+                break
+            if len(more) > n - skipped:
+                # A read never returns more than asked, but stay exact regardless.
+                self.buf = more[n - skipped :]
+                more = more[: n - skipped]
+            skipped += len(more)
+            self.offset += len(more)
+        return skipped
+
+    def at_eof(self) -> bool:
+        buf, pos = self.ensure(1)
+        return len(buf) - pos == 0

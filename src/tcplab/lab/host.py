@@ -1,0 +1,224 @@
+"""The lab's hosts: network namespaces, TUN devices, per-namespace sysctls.
+
+Theory of operation.  A run owns two network namespaces named
+``tcplab-<runid>-c`` and ``tcplab-<runid>-s`` (``ip netns add``, so they are
+bind-mounted under /run/netns and visible to ``ip``).  The lab process
+enters a namespace with ``setns(2)`` for the *calling thread only* (Python
+3.11 has no ``os.setns``; sockets and TUN devices keep the namespace they
+were created in) and always restores the thread's previous namespace
+afterwards.  A TUN device opened while inside a namespace is created in it,
+so the host never sees the lab's links at all.
+
+Everything carries the run's name and is recorded in a state file under
+``/run/tcplab/<runid>/`` before it is created, so ``tcplab cleanup`` can
+remove what a killed run left behind.  Nothing here touches the host's
+interfaces, routes or sysctls: sysctls are written from a thread that has
+entered the lab's namespace (/proc/sys/net is resolved per network
+namespace of the writing task).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import secrets
+import struct
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tcplab.errors import PrivilegeError, TcplabError
+
+CLONE_NEWNET = 0x40000000
+STATE_ROOT = Path("/run/tcplab")
+NETNS_DIR = Path("/run/netns")
+NAME_PREFIX = "tcplab-"
+
+# <linux/if_tun.h>
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
+
+
+class LabError(TcplabError):
+    """The lab could not build or drive its topology."""
+
+
+def require_root() -> None:
+    """One line naming the missing privilege, before anything is created."""
+    if os.geteuid() != 0:
+        raise PrivilegeError(
+            "tcplab run needs root (CAP_SYS_ADMIN for network namespaces and tracefs, "
+            "CAP_NET_ADMIN for TUN devices): run it with sudo"
+        )
+    if not Path("/dev/net/tun").exists():
+        raise PrivilegeError("tcplab run needs /dev/net/tun (load the tun module: modprobe tun)")
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(4)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise LabError(f"setns(CLONE_NEWNET) failed: {os.strerror(err)}")
+
+
+@contextmanager
+def entered(netns_path: str | Path) -> Iterator[None]:
+    """Run the block with the calling thread inside ``netns_path``, then go back."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(str(netns_path), os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def in_netns(netns_path: str | Path, fn: Callable[[], T]) -> T:
+    """Call ``fn`` on a short-lived thread inside the namespace (the caller never moves)."""
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            with entered(netns_path):
+                box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, name="tcplab-netns")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+def ip(*args: str) -> None:
+    """Run iproute2; a failure is a one-line LabError with ip's own message."""
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
+
+
+def write_sysctl(netns_path: str | Path, name: str, value: str) -> None:
+    """``net.ipv4.tcp_fin_timeout = 3`` inside the namespace only, never the host's."""
+    if not name.startswith("net."):
+        raise LabError(f"sysctl {name}: only net.* sysctls are per network namespace")
+    path = Path("/proc/sys") / name.replace(".", "/")
+
+    def write() -> None:
+        try:
+            path.write_text(f"{value}\n")
+        except OSError as exc:
+            raise LabError(f"sysctl {name}={value}: {exc.strerror}") from None
+
+    in_netns(netns_path, write)
+
+
+def read_sysctl(netns_path: str | Path, name: str) -> str:
+    path = Path("/proc/sys") / name.replace(".", "/")
+    return in_netns(netns_path, lambda: path.read_text().strip())
+
+
+def open_tun(netns_path: str | Path, ifname: str) -> int:
+    """Create a TUN device (IFF_TUN | IFF_NO_PI: raw IP packets) inside the namespace.
+
+    The device lives as long as the returned fd (not persistent), so a
+    killed lab leaves no link behind once its namespaces are gone.
+    """
+
+    def create() -> int:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            ifr = struct.pack("16sH22x", ifname.encode(), IFF_TUN | IFF_NO_PI)
+            fcntl.ioctl(fd, TUNSETIFF, ifr)
+        except OSError as exc:
+            os.close(fd)
+            raise LabError(f"TUNSETIFF {ifname}: {exc.strerror}") from None
+        os.set_blocking(fd, False)
+        return fd
+
+    return in_netns(netns_path, create)
+
+
+@dataclass
+class RunState:
+    """What a run created, on disk so ``tcplab cleanup`` can undo a killed run."""
+
+    run_id: str
+    lab_pid: int = field(default_factory=os.getpid)
+    lab_start: int = 0
+    namespaces: list[str] = field(default_factory=list)
+    tracefs_instance: str = ""
+    tracefs_mount: str = ""
+    pids: list[tuple[int, int]] = field(default_factory=list)  # (pid, starttime)
+    addresses: list[str] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        return STATE_ROOT / self.run_id
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(self.__dict__ | {"pids": [list(p) for p in self.pids]}))
+        tmp.replace(self.dir / "state.json")
+
+    @classmethod
+    def load(cls, path: Path) -> RunState:
+        raw = json.loads(path.read_text())
+        raw["pids"] = [tuple(p) for p in raw.get("pids", [])]
+        return cls(**raw)
+
+
+def proc_starttime(pid: int) -> int:
+    """Field 22 of /proc/PID/stat: tells a pid apart from a later reuse of it. 0 if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def used_subnets() -> set[int]:
+    """The third octets (10.89.X.0/24) other live runs use, so tracepoint
+    events can be attributed by address even when runs overlap."""
+    used: set[int] = set()
+    if not STATE_ROOT.is_dir():
+        return used
+    for path in STATE_ROOT.glob("*/state.json"):
+        try:
+            state = RunState.load(path)
+        except (OSError, ValueError, TypeError):
+            continue
+        for addr in state.addresses:
+            parts = addr.split(".")
+            if len(parts) == 4 and parts[2].isdigit():
+                used.add(int(parts[2]))
+    return used
+
+
+def pick_subnet() -> int:
+    used = used_subnets()
+    for _ in range(64):
+        candidate = 1 + secrets.randbelow(254)
+        if candidate not in used:
+            return candidate
+    raise LabError("no free 10.89.X.0/24 subnet for this run (too many runs at once?)")

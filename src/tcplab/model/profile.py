@@ -1,0 +1,242 @@
+"""Profiles: the numbers and choices that make the model behave like the RFC or like Linux.
+
+A profile is data.  ``RFC`` takes every value from the RFCs (RFC 9293,
+RFC 1122, RFC 6298); ``LINUX`` takes them from the kernel tcplab is tested on
+(shared/KERNEL-NOTES.md, each observed there).  ``PARAMETERS`` says what each
+field means and where each profile's value comes from; ``difference_table``
+renders the table in docs/model.md from it, so the docs cannot drift.
+
+Two switches exist only for counterfactuals (``tcplab sim why-*``):
+``time_wait = False`` (TIME-WAIT lasts zero seconds) and
+``two_way_handshake = True`` (a listener trusts a bare SYN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from tcplab.errors import InputError
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    msl: float  # seconds; TIME-WAIT lasts time_wait_seconds
+    time_wait_seconds: float
+    fin_wait_2_timeout: float | None  # orphaned FIN-WAIT-2 lifetime; None: forever
+    syn_retries: int
+    syn_linear_timeouts: int  # the first this many SYN retries keep the initial RTO
+    synack_retries: int
+    retries2: int  # data/FIN retransmissions before ETIMEDOUT
+    rto_initial: float
+    rto_min: float
+    rto_max: float
+    rto_min_added: bool  # Linux: RTO = SRTT + max(rto_min, 4*RTTVAR); RFC: max(rto_min, ...)
+    delayed_ack: float  # the delayed-ACK timer
+    quickack_segments: int  # data segments ACKed at once at the start of a connection
+    ack_every_full_segments: int  # ACK at once when this many full segments are unACKed
+    delay_ack_of_fin: bool  # Linux enters pingpong mode on FIN: its ACK is delayed
+    rst_carries_ack: bool  # "R." (Linux) or "R" (RFC 9293 §3.10.5 <SEQ=SND.NXT><CTL=RST>)
+    rst_on_close_with_unread: bool
+    shut_rd_discards: bool  # data arriving after shutdown(SHUT_RD) is thrown away
+    keepalive_idle: float
+    keepalive_interval: float
+    keepalive_probes: int
+    keepalive_reset: bool  # send RST when keepalive gives up
+    mss: int
+    window: int  # receive window advertised (bytes)
+    wscale: int | None  # window scale offered in SYN; None: option not sent
+    sack_ok: bool
+    backlog_overflow_drops: bool  # a full accept queue drops SYNs and final ACKs (Linux)
+    time_wait: bool = True  # counterfactual switch
+    two_way_handshake: bool = False  # counterfactual switch
+
+    def with_options(self, options: dict[str, Any], where: str = "profile") -> Profile:
+        """This profile with some fields changed (``time_wait=False``...)."""
+        names = {f.name for f in fields(self)}
+        for key in options:
+            if key not in names or key == "name":
+                raise InputError(f"{where}: unknown model option {key!r} "
+                                 f"(known: {', '.join(sorted(names - {'name'}))})")
+        changed = replace(self, **options)
+        if not changed.time_wait:
+            changed = replace(changed, time_wait_seconds=0.0)
+        return changed
+
+    def with_sysctls(self, sysctls: dict[str, str], where: str = "sysctl") -> Profile:
+        """Apply the scenario's per-host sysctls that the model knows."""
+        options: dict[str, Any] = {}
+        for key, raw in sysctls.items():
+            target = SYSCTLS.get(key)
+            if target is None:
+                continue  # the model has no such knob (somaxconn, tw_reuse...): ignore
+            field_name, convert = target
+            try:
+                options[field_name] = convert(raw)
+            except ValueError:
+                raise InputError(f"{where}: {key} = {raw!r} is not a number") from None
+        return replace(self, **options) if options else self
+
+
+def _seconds_from_us(text: str) -> float:
+    return int(text) / 1_000_000
+
+
+# sysctl name -> (profile field, converter); the sysctl's meaning is the field's.
+SYSCTLS: dict[str, tuple[str, Any]] = {
+    "net.ipv4.tcp_fin_timeout": ("fin_wait_2_timeout", float),
+    "net.ipv4.tcp_syn_retries": ("syn_retries", int),
+    "net.ipv4.tcp_synack_retries": ("synack_retries", int),
+    "net.ipv4.tcp_syn_linear_timeouts": ("syn_linear_timeouts", int),
+    "net.ipv4.tcp_retries2": ("retries2", int),
+    "net.ipv4.tcp_rto_min_us": ("rto_min", _seconds_from_us),
+    "net.ipv4.tcp_keepalive_time": ("keepalive_idle", float),
+    "net.ipv4.tcp_keepalive_intvl": ("keepalive_interval", float),
+    "net.ipv4.tcp_keepalive_probes": ("keepalive_probes", int),
+}
+
+
+RFC = Profile(
+    name="rfc",
+    msl=120.0,
+    time_wait_seconds=240.0,
+    fin_wait_2_timeout=None,
+    syn_retries=7,
+    syn_linear_timeouts=0,
+    synack_retries=7,
+    retries2=15,
+    rto_initial=1.0,
+    rto_min=1.0,
+    rto_max=60.0,
+    rto_min_added=False,
+    delayed_ack=0.2,
+    quickack_segments=0,
+    ack_every_full_segments=2,
+    delay_ack_of_fin=False,
+    rst_carries_ack=False,
+    rst_on_close_with_unread=True,
+    shut_rd_discards=True,
+    keepalive_idle=7200.0,
+    keepalive_interval=75.0,
+    keepalive_probes=9,
+    keepalive_reset=False,
+    mss=1460,
+    window=65535,
+    wscale=None,
+    sack_ok=False,
+    backlog_overflow_drops=False,
+)
+
+LINUX = Profile(
+    name="linux",
+    msl=30.0,
+    time_wait_seconds=60.0,
+    fin_wait_2_timeout=60.0,
+    syn_retries=6,
+    syn_linear_timeouts=4,
+    synack_retries=5,
+    retries2=15,
+    rto_initial=1.0,
+    rto_min=0.2,
+    rto_max=120.0,
+    rto_min_added=True,
+    delayed_ack=0.04,
+    quickack_segments=16,
+    ack_every_full_segments=2,
+    delay_ack_of_fin=True,
+    rst_carries_ack=True,
+    rst_on_close_with_unread=True,
+    shut_rd_discards=False,
+    keepalive_idle=7200.0,
+    keepalive_interval=75.0,
+    keepalive_probes=9,
+    keepalive_reset=True,
+    mss=1460,
+    window=64240,
+    wscale=7,
+    sack_ok=True,
+    backlog_overflow_drops=True,
+)
+
+PROFILES: dict[str, Profile] = {"linux": LINUX, "rfc": RFC}
+
+
+def get(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise InputError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None
+
+
+# field -> (meaning, where the rfc value comes from, where the linux value comes from)
+PARAMETERS: dict[str, tuple[str, str, str]] = {
+    "time_wait_seconds": ("how long TIME-WAIT lasts", "2*MSL, MSL = 2 min (RFC 9293 §3.4.2)",
+                          "TCP_TIMEWAIT_LEN, fixed 60 s"),
+    "msl": ("maximum segment lifetime (s)", "RFC 9293 §3.4.2", "half of TCP_TIMEWAIT_LEN"),
+    "fin_wait_2_timeout": ("an orphaned FIN-WAIT-2 is dropped after", "no timer in RFC 9293",
+                           "net.ipv4.tcp_fin_timeout"),
+    "syn_retries": ("SYN retransmissions before ETIMEDOUT", "RFC 1122 §4.2.3.5: >= 3 min",
+                    "net.ipv4.tcp_syn_retries"),
+    "syn_linear_timeouts": ("SYN retries that keep the initial RTO (no doubling)",
+                            "RFC 6298 (5.5): always double", "net.ipv4.tcp_syn_linear_timeouts"),
+    "synack_retries": ("SYN-ACK retransmissions", "RFC 1122 §4.2.3.5",
+                       "net.ipv4.tcp_synack_retries"),
+    "retries2": ("retransmissions of data/FIN before ETIMEDOUT", "RFC 1122 §4.2.3.5 R2",
+                 "net.ipv4.tcp_retries2"),
+    "rto_initial": ("initial RTO (s)", "RFC 6298 (2.1)", "TCP_TIMEOUT_INIT"),
+    "rto_min": ("minimum RTO (s)", "RFC 6298 (2.4)", "TCP_RTO_MIN / tcp_rto_min_us"),
+    "rto_max": ("maximum RTO (s)", "RFC 6298 (2.5)", "TCP_RTO_MAX"),
+    "rto_min_added": ("RTO = SRTT + max(rto_min, 4*RTTVAR) instead of max(rto_min, SRTT+4*RTTVAR)",
+                      "RFC 6298 (2.3)", "tcp_set_rto: ~205 ms seen on a fast link"),
+    "delayed_ack": ("delayed-ACK timer (s)", "RFC 9293 §3.8.6.3: < 0.5 s", "TCP_DELACK_MIN 40 ms"),
+    "quickack_segments": ("data segments ACKed at once after the handshake", "none",
+                          "TCP_MAX_QUICKACKS (quick-ack mode)"),
+    "ack_every_full_segments": ("ACK at once after this many full-sized segments",
+                                "RFC 9293 §3.8.6.3", "__tcp_ack_snd_check"),
+    "delay_ack_of_fin": ("the ACK of a FIN waits for the delayed-ACK timer",
+                         "RFC 9293 §3.10.7.4: ACK the FIN", "tcp_fin enters pingpong mode"),
+    "rst_carries_ack": ("a reset sent by close/abort has ACK set (R.)",
+                        "RFC 9293 §3.10.5 <SEQ=SND.NXT><CTL=RST>", "tcp_send_active_reset"),
+    "rst_on_close_with_unread": ("close() with unread data sends RST", "RFC 9293 §3.6 SHLD-3",
+                                 "TCP_ABORT_ON_CLOSE"),
+    "shut_rd_discards": ("data arriving after shutdown(SHUT_RD) is discarded",
+                         "no SHUT_RD in RFC 9293; 4.4BSD discards", "kept, ACKed and readable"),
+    "keepalive_idle": ("keepalive idle time (s)", "RFC 1122 §4.2.3.6: >= 2 h",
+                       "net.ipv4.tcp_keepalive_time"),
+    "keepalive_interval": ("between keepalive probes (s)", "RFC 1122 §4.2.3.6",
+                           "net.ipv4.tcp_keepalive_intvl"),
+    "keepalive_probes": ("unanswered probes before ETIMEDOUT", "RFC 1122 §4.2.3.6",
+                         "net.ipv4.tcp_keepalive_probes"),
+    "keepalive_reset": ("send RST when keepalive gives up", "RFC 1122 §4.2.3.6: not said",
+                        "tcp_keepalive_timer"),
+    "mss": ("MSS offered in SYN", "RFC 9293 §3.7.1", "1500-byte MTU link"),
+    "window": ("receive window advertised (bytes)", "65535 without scaling", "64240 (44*MSS)"),
+    "wscale": ("window scale offered", "RFC 7323 optional", "7"),
+    "sack_ok": ("SACK-permitted offered", "RFC 2018 optional", "net.ipv4.tcp_sack"),
+    "backlog_overflow_drops": ("a full accept queue drops SYNs and final ACKs",
+                               "not specified", "listen overflow"),
+}
+
+
+def difference_table(a: Profile = RFC, b: Profile = LINUX) -> str:
+    """Markdown: every parameter, both values, where each comes from; differences first."""
+
+    def show(value: object) -> str:
+        if value is None:
+            return "none"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return str(value)
+
+    rows_diff: list[str] = []
+    rows_same: list[str] = []
+    for name, (meaning, rfc_src, linux_src) in PARAMETERS.items():
+        va, vb = getattr(a, name), getattr(b, name)
+        row = (f"| `{name}` | {meaning} | {show(va)} ({rfc_src}) | {show(vb)} ({linux_src}) |")
+        (rows_diff if va != vb else rows_same).append(row)
+    head = [
+        f"| parameter | meaning | {a.name} | {b.name} |",
+        "|---|---|---|---|",
+    ]
+    return "\n".join([*head, *rows_diff, *rows_same]) + "\n"

@@ -1,0 +1,550 @@
+"""The two-column ladder as SVG, drawn by tcplab itself (no Graphviz, no JS).
+
+Theory of operation.  Events are laid out top to bottom in drawing order
+(``_common.ordered_events``), each on its own row, so nothing overlaps.  The
+vertical distance between two rows is a readable minimum plus a term
+logarithmic in the time between them: a 20 µs round trip and a 40 ms
+delayed ACK are both visible, and a 1 s retransmission timeout does not
+push the rest of the ladder off the page.  A silence of ``BREAK_GAP`` or
+more is drawn as a *broken axis* (zig-zag marks across the time axis and
+both columns, labelled with the length of the gap), so a reader never takes
+distance for time.  The time column on the left gives every row's exact
+time in ms with µs precision.
+
+What is drawn, and what a test (or a browser) can find by class:
+
+* ``g.packet`` per segment: a line from the sender's column to the
+  receiver's, sloping down a little the way ladders are drawn, its label
+  (flags, relative seq/ack, length) above it, every header field and option
+  in a ``<title>`` tooltip.  ``data-*`` attributes carry the fields.  A
+  dropped segment (``data-dropped="1"``) stops past the middle at a cross.
+* ``g.state`` per state change: a label on the endpoint's column; the
+  column is shaded from there to the next change in the state's colour.
+  Kernel (tracepoint) and model states are solid, states inferred from
+  packets are hatched, sock_diag snapshots dotted.
+* ``g.api`` per socket call, outside its column at the time it returned,
+  red when it failed with an errno.
+* ``g.note`` per note, ``g.axis-break`` per broken-axis gap.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape, quoteattr
+
+from tcplab.render._common import (
+    BREAK_GAP,
+    SOURCE_LEGEND,
+    Columns,
+    api_text,
+    columns,
+    format_gap,
+    format_ms,
+    packet_label,
+    snapshot_detail,
+    start_time,
+    visible_events,
+)
+from tcplab.states import State
+from tcplab.timeline import ApiCall, Note, Packet, Snapshot, Source, StateChange, Timeline
+
+SVG_NS = "http://www.w3.org/2000/svg"
+
+# Geometry (px).  12 px monospace is ~7.2 px a character: the outer areas
+# hold a 40-character call, the middle a 60-character segment label.
+WIDTH = 1140
+TIME_X = 84  # right edge of the time labels
+LEFT_X = 390
+RIGHT_X = 810
+BAND = 12  # width of a column's state shading
+TOP = 96
+SLOPE = 10  # how far an arrow drops between sender and receiver
+BREAK_HEIGHT = 42
+CHAR = 7.2
+
+# One colour per state, light enough to write on.  The families follow the
+# text ladder: opening yellow/amber, ESTABLISHED green, our close blue, the
+# peer's close orange, TIME-WAIT violet, CLOSED grey.
+STATE_FILL: dict[State, str] = {
+    State.CLOSED: "#cbd5e1",
+    State.LISTEN: "#fde68a",
+    State.SYN_SENT: "#fcd34d",
+    State.SYN_RECEIVED: "#fbbf24",
+    State.ESTABLISHED: "#86efac",
+    State.FIN_WAIT_1: "#93c5fd",
+    State.FIN_WAIT_2: "#60a5fa",
+    State.CLOSING: "#a5b4fc",
+    State.TIME_WAIT: "#c4b5fd",
+    State.CLOSE_WAIT: "#fdba74",
+    State.LAST_ACK: "#fb923c",
+}
+
+# Segment colours by what the segment does (its control, RFC 9293 §3.1).
+FLAG_STROKE: dict[str, str] = {
+    "SYN": "#b45309",
+    "FIN": "#1d4ed8",
+    "RST": "#dc2626",
+    "data": "#047857",
+    "ACK": "#475569",
+}
+
+_STYLE = """
+text { font-family: ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace; font-size: 12px; fill: #1e293b; }
+.title { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 17px; font-weight: 600; }
+.endpoint-name { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 15px; font-weight: 600; }
+.endpoint-addr { font-size: 11px; fill: #64748b; }
+.time { font-size: 10.5px; fill: #64748b; }
+.tick { stroke: #e2e8f0; stroke-width: 1; }
+.lifeline { stroke: #94a3b8; stroke-width: 1.5; }
+.packet line { stroke-width: 1.8; }
+.packet .label { font-size: 12px; }
+.packet .ann { font-size: 10.5px; fill: #b91c1c; font-style: italic; }
+.packet:hover line { stroke-width: 3.2; }
+.packet:hover .label { font-weight: 700; }
+.state rect { stroke: #334155; stroke-width: 0.8; }
+.state.inferred rect { stroke-dasharray: 3 2; }
+.state.snapshot rect { stroke-dasharray: 1 2; }
+.state text { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 11px; font-weight: 600; }
+.api text { font-size: 12px; }
+.api.failed text { fill: #b91c1c; font-weight: 700; }
+.note rect { fill: #fefce8; stroke: #eab308; stroke-width: 0.8; }
+.note text { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 11.5px; fill: #713f12; }
+.axis-break polyline { fill: none; stroke: #64748b; stroke-width: 1.2; }
+.axis-break rect { fill: #f8fafc; }
+.axis-break text { font-size: 11px; fill: #475569; font-style: italic; }
+.legend text { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 11px; fill: #475569; }
+"""
+
+
+def _esc(text: str) -> str:
+    return escape(text)
+
+
+def _attr(text: str | int | float) -> str:
+    return quoteattr(str(text))
+
+
+def _num(value: float) -> str:
+    """Coordinates with at most one decimal, so the output is stable and small."""
+    text = f"{value:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _css_name(state: State) -> str:
+    return state.value.lower()
+
+
+def segment_kind(packet: Packet) -> str:
+    """Which colour family a segment belongs to: SYN, FIN, RST, data or ACK."""
+    if "R" in packet.flags:
+        return "RST"
+    if "S" in packet.flags:
+        return "SYN"
+    if "F" in packet.flags:
+        return "FIN"
+    if packet.length:
+        return "data"
+    return "ACK"
+
+
+def packet_tooltip(packet: Packet) -> str:
+    """Every header field the Packet carries, one per line, for ``<title>``."""
+    lines = [
+        f"{packet.sender} → {packet.receiver}",
+        f"{packet.src}:{packet.sport} → {packet.dst}:{packet.dport}",
+        f"flags [{packet.flags}]",
+        f"seq {packet.seq}" + (f" (relative {packet.rel_seq})" if packet.rel_seq is not None else ""),
+        f"ack {packet.ack}" + (f" (relative {packet.rel_ack})" if packet.rel_ack is not None else ""),
+        f"len {packet.length}",
+        f"win {packet.window}",
+    ]
+    if packet.options:
+        lines.append(f"options {packet.options}")
+    if packet.dropped:
+        lines.append("dropped by the wire")
+    lines += list(packet.annotations)
+    return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class _Band:
+    """A stretch of a column shaded in one state."""
+
+    y: float
+    state: State
+    source: Source
+
+
+@dataclass(slots=True)
+class _Canvas:
+    cols: Columns
+    parts: list[str] = field(default_factory=list)
+    bands: tuple[list[_Band], list[_Band]] = field(default_factory=lambda: ([], []))
+    breaks: list[tuple[float, float]] = field(default_factory=list)
+    ticks: list[tuple[float, str]] = field(default_factory=list)
+    y: float = TOP
+
+    def column_x(self, side: int) -> float:
+        return LEFT_X if side == 0 else RIGHT_X
+
+
+def _gap_space(gap: float) -> float:
+    """Extra room for a silence shorter than a break: log-scaled, 10 µs ≈ 1 px."""
+    if gap <= 0:
+        return 0.0
+    return 5.0 * math.log10(1.0 + gap / 1e-5)
+
+
+def _draw_packet(canvas: _Canvas, packet: Packet, index: int, relative: bool) -> None:
+    side = canvas.cols.side(packet.sender)
+    rightward = side != 1
+    x0 = canvas.column_x(0 if rightward else 1) + (BAND / 2 if rightward else -BAND / 2)
+    x1 = canvas.column_x(1 if rightward else 0) + (-BAND / 2 - 1 if rightward else BAND / 2 + 1)
+    canvas.y += 16
+    y0 = canvas.y
+    y1 = y0 + SLOPE
+    kind = segment_kind(packet)
+    stroke = FLAG_STROKE[kind]
+    label = packet_label(packet, relative=relative)
+    attrs = {
+        "class": "packet" + (" dropped" if packet.dropped else ""),
+        "data-index": str(index),
+        "data-time": repr(packet.time),
+        "data-sender": packet.sender,
+        "data-receiver": packet.receiver,
+        "data-flags": packet.flags,
+        "data-seq": str(packet.rel_seq if relative and packet.rel_seq is not None else packet.seq),
+        "data-ack": str(packet.rel_ack if relative and packet.rel_ack is not None else packet.ack),
+        "data-len": str(packet.length),
+        "data-kind": kind,
+        "data-dropped": "1" if packet.dropped else "0",
+    }
+    out = ["<g " + " ".join(f"{k}={_attr(v)}" for k, v in attrs.items()) + ">"]
+    out.append(f"<title>{_esc(packet_tooltip(packet))}</title>")
+    middle = (x0 + x1) / 2
+    out.append(
+        f'<text class="label" x="{_num(middle)}" y="{_num(y0 - 4)}" text-anchor="middle"'
+        f' fill="{stroke}">{_esc(label)}</text>'
+    )
+    if packet.dropped:
+        # The segment left the sender and never arrived: stop a little past
+        # the middle and cross it out.
+        reach = 0.58
+        xe = x0 + (x1 - x0) * reach
+        ye = y0 + (y1 - y0) * reach
+        out.append(
+            f'<line x1="{_num(x0)}" y1="{_num(y0)}" x2="{_num(xe)}" y2="{_num(ye)}"'
+            f' stroke="{stroke}" stroke-dasharray="6 3"/>'
+        )
+        out.append(
+            f'<g class="lost" stroke="#dc2626" stroke-width="2.6">'
+            f'<line x1="{_num(xe - 7)}" y1="{_num(ye - 7)}" x2="{_num(xe + 7)}" y2="{_num(ye + 7)}"/>'
+            f'<line x1="{_num(xe - 7)}" y1="{_num(ye + 7)}" x2="{_num(xe + 7)}" y2="{_num(ye - 7)}"/>'
+            "</g>"
+        )
+    else:
+        out.append(
+            f'<line x1="{_num(x0)}" y1="{_num(y0)}" x2="{_num(x1)}" y2="{_num(y1)}"'
+            f' stroke="{stroke}"/>'
+        )
+        # Arrow head along the line's direction.
+        dx, dy = x1 - x0, y1 - y0
+        length = math.hypot(dx, dy)
+        ux, uy = dx / length, dy / length
+        bx, by = x1 - 10 * ux, y1 - 10 * uy
+        px, py = -uy * 4.5, ux * 4.5
+        out.append(
+            f'<polygon points="{_num(x1)},{_num(y1)} {_num(bx + px)},{_num(by + py)}'
+            f' {_num(bx - px)},{_num(by - py)}" fill="{stroke}"/>'
+        )
+    notes = (["dropped by the wire"] if packet.dropped else []) + list(packet.annotations)
+    if notes:
+        anchor_x = x0 + (30 if rightward else -30)
+        anchor = "start" if rightward else "end"
+        out.append(
+            f'<text class="ann" x="{_num(anchor_x)}" y="{_num(y1 + 12)}"'
+            f' text-anchor="{anchor}">{_esc(", ".join(notes))}</text>'
+        )
+        canvas.y += 10
+    out.append("</g>")
+    canvas.parts.append("".join(out))
+    canvas.ticks.append((y0, ""))
+    canvas.y = y1 + 8
+
+
+def _draw_state(canvas: _Canvas, change: StateChange | Snapshot) -> None:
+    side = canvas.cols.side(change.endpoint)
+    if side is None:
+        return
+    if isinstance(change, Snapshot):
+        state, source, cause = change.state, Source.SNAPSHOT, snapshot_detail(change)
+        tip = f"{change.endpoint} {state.value} (sock_diag snapshot {change.local} ↔ {change.peer})"
+        if cause:
+            tip += f"\n{cause}"
+        # A listener's dump (peer "*") is not the connection's state.
+        shades = "*" not in change.peer
+    else:
+        state, source, cause = change.new, change.source, change.cause
+        old = change.old.value if change.old is not None else "?"
+        tip = f"{change.endpoint}: {old} → {state.value}\n{cause}\nreported by: {SOURCE_LEGEND[source]}"
+        shades = True
+    canvas.y += 12
+    y = canvas.y
+    x = canvas.column_x(side)
+    text = state.value + (f"  {cause}" if isinstance(change, Snapshot) and cause else "")
+    width = len(text) * 7.0 + 14
+    css = f"state {source.value}"
+    canvas.parts.append(
+        f'<g class={_attr(css)} data-endpoint={_attr(change.endpoint)} data-state={_attr(state.value)}'
+        f' data-source="{source.value}" data-time={_attr(repr(change.time))}>'
+        f"<title>{_esc(tip)}</title>"
+        f'<rect x="{_num(x - width / 2)}" y="{_num(y - 9)}" width="{_num(width)}" height="18" rx="9"'
+        f' fill="{_fill(state, source)}"/>'
+        f'<text x="{_num(x)}" y="{_num(y + 4)}" text-anchor="middle">{_esc(text)}</text></g>'
+    )
+    canvas.ticks.append((y, ""))
+    band = canvas.bands[side]
+    if shades and (not band or band[-1].state is not state or band[-1].source is not source):
+        band.append(_Band(y, state, source))
+    canvas.y = y + 12
+
+
+def _fill(state: State, source: Source) -> str:
+    if source is Source.INFERRED:
+        return f"url(#hatch-{_css_name(state)})"
+    if source is Source.SNAPSHOT:
+        return f"url(#dots-{_css_name(state)})"
+    return STATE_FILL[state]
+
+
+def _draw_api(canvas: _Canvas, call: ApiCall) -> None:
+    side = canvas.cols.side(call.actor)
+    canvas.y += 8
+    y = canvas.y
+    text = api_text(call) if side is not None else f"{call.actor}: {api_text(call)}"
+    if side == 1:
+        x, anchor = RIGHT_X + BAND, "start"
+    else:
+        x, anchor = LEFT_X - BAND, "end"
+    tip = f"{call.actor}: {text}\nreturned at {call.time!r}"
+    if call.started is not None:
+        tip += f" after {format_gap(call.time - call.started)}"
+    css = "api failed" if call.failed else "api"
+    canvas.parts.append(
+        f"<g class={_attr(css)} data-actor={_attr(call.actor)} data-call={_attr(call.call)}"
+        f" data-errno={_attr(call.errno or '')}><title>{_esc(tip)}</title>"
+        f'<text x="{x}" y="{_num(y + 4)}" text-anchor="{anchor}">{_esc(text)}</text></g>'
+    )
+    canvas.ticks.append((y, ""))
+    canvas.y = y + 10
+
+
+def _draw_note(canvas: _Canvas, note: Note) -> None:
+    lines = textwrap.wrap(note.text, 64) or [""]
+    canvas.y += 8
+    top = canvas.y
+    height = 16 * len(lines) + 6
+    left = LEFT_X + 24
+    width = RIGHT_X - LEFT_X - 48
+    out = [
+        f"<g class=\"note\" data-endpoint={_attr(note.endpoint or '')}>",
+        f'<rect x="{left}" y="{_num(top)}" width="{width}" height="{height}" rx="4"/>',
+    ]
+    for i, line in enumerate(lines):
+        out.append(f'<text x="{left + 8}" y="{_num(top + 15 + 16 * i)}">{_esc(line)}</text>')
+    out.append("</g>")
+    canvas.parts.append("".join(out))
+    canvas.ticks.append((top + 11, ""))
+    canvas.y = top + height + 6
+
+
+def _draw_break(canvas: _Canvas, gap: float) -> None:
+    top = canvas.y + 4
+    mid = top + BREAK_HEIGHT / 2
+    zig = []
+    for x in (TIME_X - 30, LEFT_X, RIGHT_X):
+        for dy in (-5, 5):
+            zig.append(
+                f'<polyline points="{x - 12},{_num(mid + dy + 3)} {x - 4},{_num(mid + dy - 3)}'
+                f' {x + 4},{_num(mid + dy + 3)} {x + 12},{_num(mid + dy - 3)}"/>'
+            )
+    canvas.parts.append(
+        f'<g class="axis-break" data-gap={_attr(repr(gap))}>'
+        f"<title>{_esc(f'{format_gap(gap)} with nothing on the wire: axis broken')}</title>"
+        f'<rect x="0" y="{_num(top)}" width="{WIDTH}" height="{BREAK_HEIGHT}" opacity="0.9"/>'
+        + "".join(zig)
+        + f'<text x="{(LEFT_X + RIGHT_X) / 2}" y="{_num(mid + 4)}" text-anchor="middle">'
+        f"⋯ {_esc(format_gap(gap))} later ⋯</text></g>"
+    )
+    canvas.breaks.append((top, top + BREAK_HEIGHT))
+    canvas.y = top + BREAK_HEIGHT + 4
+
+
+def _defs(states: set[State]) -> str:
+    out = ["<defs>"]
+    for state in sorted(states, key=lambda s: list(State).index(s)):
+        name, color = _css_name(state), STATE_FILL[state]
+        out.append(
+            f'<pattern id="hatch-{name}" width="6" height="6" patternUnits="userSpaceOnUse"'
+            f' patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff"/>'
+            f'<rect width="3.2" height="6" fill="{color}"/></pattern>'
+            f'<pattern id="dots-{name}" width="5" height="5" patternUnits="userSpaceOnUse">'
+            f'<rect width="5" height="5" fill="#ffffff"/>'
+            f'<circle cx="2.5" cy="2.5" r="1.7" fill="{color}"/></pattern>'
+        )
+    out.append("</defs>")
+    return "".join(out)
+
+
+def _columns_and_bands(canvas: _Canvas, bottom: float) -> str:
+    out = ['<g class="columns">']
+    for side in (0, 1):
+        x = canvas.column_x(side)
+        out.append(
+            f'<line class="lifeline" x1="{x}" y1="{TOP - 16}" x2="{x}" y2="{_num(bottom)}"/>'
+        )
+        bands = canvas.bands[side]
+        for i, band in enumerate(bands):
+            end = bands[i + 1].y if i + 1 < len(bands) else bottom
+            out.append(
+                f'<rect class="band {band.source.value}" data-state="{band.state.value}"'
+                f' x="{_num(x - BAND / 2)}" y="{_num(band.y)}" width="{BAND}"'
+                f' height="{_num(end - band.y)}" fill="{_fill(band.state, band.source)}"'
+                f' opacity="0.9"/>'
+            )
+    out.append("</g>")
+    return "".join(out)
+
+
+def _header(cols: Columns, title: str) -> str:
+    out = []
+    if title:
+        out.append(f'<text class="title" x="16" y="26">{_esc(title)}</text>')
+    out.append(f'<text class="time" x="{TIME_X}" y="{TOP - 24}" text-anchor="end">ms</text>')
+    for info, x in ((cols.left, LEFT_X), (cols.right, RIGHT_X)):
+        out.append(
+            f'<text class="endpoint-name" x="{x}" y="{TOP - 44}" text-anchor="middle">'
+            f"{_esc(info.name)}</text>"
+        )
+        if info.address or info.port:
+            addr = f"{info.address}:{info.port}" if info.port else info.address
+            out.append(
+                f'<text class="endpoint-addr" x="{x}" y="{TOP - 28}" text-anchor="middle">'
+                f"{_esc(addr)}</text>"
+            )
+    return "".join(out)
+
+
+def _legend(y: float, states: list[State], sources: set[Source], kinds: list[str]) -> tuple[str, float]:
+    out = [f'<g class="legend" transform="translate(16 {_num(y)})">']
+    x = 0.0
+    for state in states:
+        out.append(
+            f'<rect x="{_num(x)}" y="0" width="12" height="12" rx="2" fill="{STATE_FILL[state]}"'
+            f' stroke="#334155" stroke-width="0.5"/>'
+            f'<text x="{_num(x + 16)}" y="10">{_esc(state.value)}</text>'
+        )
+        x += 16 + len(state.value) * 6.6 + 14
+    line2 = 22.0
+    x = 0.0
+    samples = {
+        Source.KERNEL: STATE_FILL[State.ESTABLISHED],
+        Source.MODEL: STATE_FILL[State.ESTABLISHED],
+        Source.INFERRED: f"url(#hatch-{_css_name(State.ESTABLISHED)})",
+        Source.SNAPSHOT: f"url(#dots-{_css_name(State.ESTABLISHED)})",
+    }
+    for source in (Source.KERNEL, Source.MODEL, Source.SNAPSHOT, Source.INFERRED):
+        if source not in sources:
+            continue
+        text = SOURCE_LEGEND[source]
+        out.append(
+            f'<rect x="{_num(x)}" y="{_num(line2)}" width="12" height="12" fill="{samples[source]}"'
+            f' stroke="#334155" stroke-width="0.5"/>'
+            f'<text x="{_num(x + 16)}" y="{_num(line2 + 10)}">{_esc(text)}</text>'
+        )
+        x += 16 + len(text) * 6.6 + 18
+    for kind in kinds:
+        out.append(
+            f'<line x1="{_num(x)}" y1="{_num(line2 + 6)}" x2="{_num(x + 22)}" y2="{_num(line2 + 6)}"'
+            f' stroke="{FLAG_STROKE[kind]}" stroke-width="2"/>'
+            f'<text x="{_num(x + 26)}" y="{_num(line2 + 10)}">{kind}</text>'
+        )
+        x += 26 + len(kind) * 6.6 + 14
+    out.append("</g>")
+    return "".join(out), y + line2 + 24
+
+
+def render_svg(timeline: Timeline, *, relative: bool = True) -> str:
+    """The ladder as a standalone SVG document (UTF-8 text, no external references)."""
+    cols = columns(timeline)
+    events = visible_events(timeline)
+    canvas = _Canvas(cols, y=TOP + (6 if timeline.title else 0))
+    t0 = start_time(events) if relative else 0.0
+    previous: float | None = None
+    packet_index = 0
+    tick_rows: list[tuple[float, str]] = []
+    for event in events:
+        if previous is not None:
+            gap = event.time - previous
+            if gap >= BREAK_GAP:
+                _draw_break(canvas, gap)
+            else:
+                canvas.y += _gap_space(gap)
+        previous = event.time
+        before = len(canvas.ticks)
+        if isinstance(event, Packet):
+            _draw_packet(canvas, event, packet_index, relative)
+            packet_index += 1
+        elif isinstance(event, StateChange | Snapshot):
+            _draw_state(canvas, event)
+        elif isinstance(event, ApiCall):
+            _draw_api(canvas, event)
+        elif isinstance(event, Note):
+            _draw_note(canvas, event)
+        label = format_ms(event.time - t0) if relative else f"{event.time:.6f}"
+        tick_rows += [(y, label) for y, _ in canvas.ticks[before:]]
+    bottom = canvas.y + 16
+    states_used = sorted(
+        {b.state for bands in canvas.bands for b in bands}
+        | {e.new for e in events if isinstance(e, StateChange)},
+        key=lambda s: list(State).index(s),
+    )
+    sources = {e.source for e in events if isinstance(e, StateChange)}
+    if any(isinstance(e, Snapshot) for e in events):
+        sources.add(Source.SNAPSHOT)
+    kinds = [k for k in FLAG_STROKE if any(segment_kind(p) == k for p in timeline.packets())]
+    legend, height = _legend(bottom + 14, states_used, sources, kinds)
+    ticks = ['<g class="axis">']
+    last_label = ""
+    for y, label in tick_rows:
+        ticks.append(
+            f'<line class="tick" x1="{TIME_X + 6}" y1="{_num(y)}" x2="{WIDTH - 16}" y2="{_num(y)}"/>'
+        )
+        # One label per distinct time: rows at the same µs share it.
+        if label != last_label:
+            ticks.append(
+                f'<text class="time" x="{TIME_X}" y="{_num(y + 3.5)}" text-anchor="end">{label}</text>'
+            )
+        last_label = label
+    ticks.append("</g>")
+    all_states = set(State) if sources & {Source.INFERRED, Source.SNAPSHOT} else set()
+    parts = [
+        f'<svg xmlns="{SVG_NS}" class="tcplab-ladder" viewBox="0 0 {WIDTH} {_num(height)}"'
+        f' width="{WIDTH}" height="{_num(height)}" role="img"'
+        f" aria-label={_attr('TCP ladder diagram: ' + (timeline.title or 'timeline'))}>",
+        f"<style>{_STYLE}</style>",
+        _defs(all_states),
+        f'<rect class="background" width="{WIDTH}" height="{_num(height)}" fill="#ffffff"/>',
+        _header(cols, timeline.title),
+        "".join(ticks),
+        _columns_and_bands(canvas, bottom),
+        *canvas.parts,
+        legend,
+        "</svg>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+__all__ = ["FLAG_STROKE", "STATE_FILL", "packet_tooltip", "render_svg", "segment_kind"]

@@ -1,0 +1,287 @@
+"""A snapshot of the socket table, organised by the process that owns each socket.
+
+``take_snapshot`` reads the table (sock_diag) and the owners (/proc) once;
+``group_by_process`` turns it into what ``tcplab sockets`` shows: per
+process, the count of sockets in each state, its listeners with their
+accept-queue fill, and its connections.  Sockets with inode 0 have no file
+descriptor: TIME-WAIT and orphaned sockets (closed by the application, still
+finishing the close) belong to the kernel.  Request sockets (SYN-RECV) and
+children not yet accepted also have inode 0 but wait in a listener's queue,
+so they are shown with the process that owns that listener.
+
+Filters (``SocketFilter``) select which rows are listed; the per-process
+state counts always cover all of the process's sockets, so a filtered view
+still says what else the process holds.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcplab.errors import InputError
+from tcplab.sockets.diag import SockDiag, SockInfo, StateMask
+from tcplab.sockets.procs import Process, SocketOwner, socket_owners
+from tcplab.states import State
+
+# ss's state groups (ss(8) STATE-FILTER), as RFC states.
+STATE_GROUPS: dict[str, frozenset[State]] = {
+    "all": frozenset(State) - {State.CLOSED},
+    "connected": frozenset(State) - {State.LISTEN, State.CLOSED},
+    "synchronized": frozenset(State) - {State.LISTEN, State.CLOSED, State.SYN_SENT},
+    "bucket": frozenset({State.TIME_WAIT, State.SYN_RECEIVED}),
+    "big": frozenset(State) - {State.TIME_WAIT, State.SYN_RECEIVED},
+    "listening": frozenset({State.LISTEN}),
+}
+# What `ss -t` lists without -a: connected sockets that are full sockets.
+DEFAULT_STATES: frozenset[State] = STATE_GROUPS["connected"] - STATE_GROUPS["bucket"]
+
+
+def parse_states(names: Iterable[str]) -> frozenset[State]:
+    """``--state`` values: RFC, ss or netstat spellings, or an ss group name."""
+    out: set[State] = set()
+    for name in names:
+        key = name.strip().lower()
+        if key in STATE_GROUPS:
+            out |= STATE_GROUPS[key]
+            continue
+        try:
+            out.add(State.parse(name))
+        except ValueError:
+            groups = ", ".join(STATE_GROUPS)
+            raise InputError(
+                f"--state {name!r}: not a TCP state (e.g. close-wait, TIME_WAIT) or group ({groups})"
+            ) from None
+    return frozenset(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One socket and the file descriptors that refer to it (none: the kernel's)."""
+
+    sock: SockInfo
+    owners: tuple[SocketOwner, ...]
+    # An unaccepted child or request socket: the listener it is queued on.
+    queued_on: SockInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The table at one moment: wall-clock and monotonic time of the read."""
+
+    rows: tuple[Row, ...]
+    wall_time: float
+    monotonic: float
+    netns: str | None
+
+
+def take_snapshot(
+    netns: str | None = None, states: int = StateMask.ALL, owners: bool = True,
+    diag: SockDiag | None = None,
+) -> Snapshot:  # fmt: skip
+    """Read every TCP socket of ``netns`` (default: ours) and, unless told not to, their owners."""
+    wall, mono = time.time(), time.monotonic()
+    if diag is None:
+        with SockDiag(netns) as own:
+            sockets = own.dump_tcp(states)
+    else:
+        sockets = diag.dump_tcp(states)
+    owner_map = socket_owners() if owners else {}
+    return Snapshot(rows=attach_owners(sockets, owner_map), wall_time=wall, monotonic=mono,
+                    netns=netns)  # fmt: skip
+
+
+def attach_owners(
+    sockets: Sequence[SockInfo], owner_map: dict[int, list[SocketOwner]]
+) -> tuple[Row, ...]:
+    listeners: dict[int, list[SockInfo]] = {}
+    for s in sockets:
+        if s.state is State.LISTEN:
+            listeners.setdefault(s.sport, []).append(s)
+    rows = []
+    empty: tuple[SocketOwner, ...] = ()
+    for s in sockets:
+        if s.inode:
+            rows.append(Row(s, tuple(owner_map.get(s.inode, empty))))
+            continue
+        queued_on = None
+        if s.state in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+            queued_on = _listener_for(s, listeners.get(s.sport, ()))
+        if queued_on is not None:
+            rows.append(Row(s, tuple(owner_map.get(queued_on.inode, empty)), queued_on))
+        else:
+            rows.append(Row(s, empty))
+    return tuple(rows)
+
+
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+def _listener_for(child: SockInfo, candidates: Iterable[SockInfo]) -> SockInfo | None:
+    """The listener whose accept queue holds ``child`` (same port, same or wildcard address)."""
+    best = None
+    for lst in candidates:
+        if lst.src == child.src:
+            return lst
+        if lst.src in _WILDCARDS or (lst.family == socket.AF_INET6 and lst.src == "::"):
+            best = lst
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class SocketFilter:
+    states: frozenset[State] = DEFAULT_STATES
+    ports: frozenset[int] = frozenset()
+    hosts: frozenset[str] = frozenset()
+    pids: frozenset[int] = frozenset()
+
+    def __call__(self, row: Row) -> bool:
+        s = row.sock
+        if s.state not in self.states:
+            return False
+        if self.ports and s.sport not in self.ports and s.dport not in self.ports:
+            return False
+        if self.hosts and _bare(s.src) not in self.hosts and _bare(s.dst) not in self.hosts:
+            return False
+        return not self.pids or any(o.process.pid in self.pids for o in row.owners)
+
+
+def _bare(addr: str) -> str:
+    # ::ffff:10.0.0.1 (an IPv4 peer of an IPv6 socket) also matches --host 10.0.0.1.
+    return addr.removeprefix("::ffff:")
+
+
+def normalise_host(text: str) -> str:
+    try:
+        packed = socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+    except OSError:
+        raise InputError(f"--host {text!r}: not an IPv4 or IPv6 address") from None
+    family = socket.AF_INET6 if len(packed) == 16 else socket.AF_INET
+    return _bare(socket.inet_ntop(family, packed))
+
+
+@dataclass
+class ProcessGroup:
+    """Everything one process holds (``process`` None: the kernel's sockets)."""
+
+    process: Process | None
+    counts: Counter[State] = field(default_factory=Counter)
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def key(self) -> int:
+        return self.process.pid if self.process is not None else 0
+
+    @property
+    def listeners(self) -> list[Row]:
+        return [r for r in self.rows if r.sock.state is State.LISTEN]
+
+
+def group_by_process(snapshot: Snapshot, keep: SocketFilter) -> list[ProcessGroup]:
+    """Groups with at least one row ``keep`` selects, by pid; the kernel's group last.
+
+    A socket several processes hold (a listener shared after fork) is listed
+    under the lowest pid and counted there once.
+    """
+    groups: dict[int, ProcessGroup] = {}
+    for row in snapshot.rows:
+        owner = min(row.owners, key=lambda o: o.process.pid).process if row.owners else None
+        pid = owner.pid if owner is not None else 0
+        group = groups.get(pid)
+        if group is None:
+            group = groups[pid] = ProcessGroup(owner)
+        group.counts[row.sock.state] += 1
+        if keep(row):
+            group.rows.append(row)
+    shown = [g for g in groups.values() if g.rows]
+    shown.sort(key=lambda g: (g.process is None, g.key))
+    return shown
+
+
+# ------------------------------------------------------------------ JSON
+
+
+def row_json(row: Row) -> dict[str, Any]:
+    s = row.sock
+    out: dict[str, Any] = {
+        "state": s.state.value,
+        "linux_state": s.linux_state,
+        "family": "ipv6" if s.family == socket.AF_INET6 else "ipv4",
+        "local": s.local,
+        "peer": s.peer,
+        "src": s.src, "sport": s.sport, "dst": s.dst, "dport": s.dport,
+        "recv_q": s.rqueue,
+        "send_q": s.wqueue,
+        "timer": s.timer,
+        "timer_expires_ms": s.timer_expires_ms,
+        "retrans": s.retrans,
+        "uid": s.uid,
+        "inode": s.inode,
+        "cookie": s.cookie,
+        "shutdown": s.shutdown,
+        "owners": [{"pid": o.process.pid, "fd": o.fd} for o in row.owners],
+    }  # fmt: skip
+    if row.queued_on is not None:
+        out["queued_on"] = row.queued_on.local
+    if s.state is State.LISTEN:
+        out["accept_queue"] = s.rqueue
+        out["backlog"] = s.wqueue
+    if s.info is not None:
+        i = s.info
+        out["tcp_info"] = {
+            "rto_us": i.rto_us, "rtt_us": i.rtt_us, "rttvar_us": i.rttvar_us,
+            "snd_mss": i.snd_mss, "rcv_mss": i.rcv_mss, "snd_cwnd": i.snd_cwnd,
+            "unacked": i.unacked, "retransmits": i.retransmits, "probes": i.probes,
+            "backoff": i.backoff, "last_data_sent_ms": i.last_data_sent_ms,
+            "last_data_recv_ms": i.last_data_recv_ms, "last_ack_recv_ms": i.last_ack_recv_ms,
+        }  # fmt: skip
+    return out
+
+
+def process_json(process: Process | None) -> dict[str, Any]:
+    if process is None:
+        return {"pid": None, "comm": "kernel", "cmdline": ""}
+    return {"pid": process.pid, "comm": process.comm, "cmdline": process.cmdline}
+
+
+def groups_json(groups: Sequence[ProcessGroup]) -> list[dict[str, Any]]:
+    return [
+        {
+            **process_json(g.process),
+            "counts": {state.value: n for state, n in sorted(g.counts.items(), key=_state_order)},
+            "listeners": [
+                {"local": r.sock.local, "accept_queue": r.sock.rqueue, "backlog": r.sock.wqueue}
+                for r in g.listeners
+            ],
+            "sockets": [row_json(r) for r in g.rows],
+        }
+        for g in groups
+    ]
+
+
+_ORDER = {s: i for i, s in enumerate(State)}
+
+
+def _state_order(item: tuple[State, int]) -> int:
+    return _ORDER[item[0]]
+
+
+def ss_state_name(state: State) -> str:
+    """The short names ss prints (ESTAB, SYN-RECV, ...)."""
+    return _SS_NAMES.get(state, state.value)
+
+
+_SS_NAMES = {State.ESTABLISHED: "ESTAB", State.SYN_RECEIVED: "SYN-RECV", State.CLOSED: "UNCONN"}
+
+
+def format_ms(ms: int) -> str:
+    """Time left on a timer the way ss -o writes it (ms, sec, min)."""
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}sec".replace(".0sec", "sec")
+    return f"{ms // 60_000}min{(ms % 60_000) // 1000}sec"

@@ -1,0 +1,226 @@
+"""One captured frame in, one decoded TCP segment (or the reason it is not
+one) out: the single entry point the capture layer calls per record.
+
+Integrity problems that make the frame undecodable raise ``WireError``
+(IHL below 5, a total length below the header, an IP or TCP header cut
+off, a TCP data offset below 5 or past the end of the IP packet).  Frames
+that are fine but not TCP come back as ``NotTcp`` with a short reason.
+
+Rules worth knowing, each a deliberate choice:
+
+* Any IPv4 fragment (MF set or offset non-zero) is ``NotTcp``, even a first
+  fragment that holds a whole TCP header: tshark dissects TCP only after
+  reassembly, and we do not reassemble.  IPv6 likewise, except an atomic
+  fragment (offset 0, M clear; RFC 6946), which is a whole packet.
+* ``TcpPacket.length`` is the TCP payload length by the IP header (what
+  tshark calls ``tcp.len``); ``payload`` is the bytes actually captured, so
+  a capture with a small snap length has ``len(payload) < length``.
+  Ethernet padding is never payload: everything stops at the IP length.
+* ``checksum_ok`` is None when the checksum cannot be judged: the segment
+  was not captured whole, or the field holds what a checksum-offloading
+  sender leaves there (0, or the folded pseudo-header sum of
+  CHECKSUM_PARTIAL, as on every Linux loopback capture).  tcpdump -vv and
+  Zeek call those "incorrect"; they are artefacts of capturing on the
+  sender, not damage on the wire.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from tcplab.wire.checksum import ones_complement_sum
+from tcplab.wire.error import WireError
+from tcplab.wire.flags import Flags
+from tcplab.wire.ip import IPV6_HEADER, IPV6_LEN, ipv4_fixed, walk_extensions
+from tcplab.wire.link import locate_network
+from tcplab.wire.tcp import TCP_MIN_LEN, TcpHeader
+
+__all__ = ["NotTcp", "TcpPacket", "WireError", "decode_frame"]
+
+IPPROTO_TCP: Final = 6
+_IPV4_PROTOCOL_NAMES: Final = {
+    1: "ICMP",
+    2: "IGMP",
+    17: "UDP",
+    47: "GRE",
+    50: "ESP",
+    51: "AH",
+    89: "OSPF",
+    132: "SCTP",
+}
+_LEN16: Final = struct.Struct("!H")
+_V6_LEN32: Final = struct.Struct("!I3xB")
+
+
+@dataclass(frozen=True, slots=True)
+class TcpPacket:
+    """A decoded TCP segment with its IP context.
+
+    ``ip_len`` is the IP packet's length by its header (IPv4 total length,
+    IPv6 40 + payload length; the captured length where the header says 0,
+    see ``tcplab.wire.ip``).  ``ip_header_len`` includes IPv4 options and
+    IPv6 extension headers; 0 means the minimum (20 or 40).
+    """
+
+    ip_version: int
+    src: str
+    dst: str
+    ttl: int  # hop limit for IPv6
+    ip_len: int
+    tcp: TcpHeader
+    payload: bytes
+    ip_offset: int
+    checksum_ok: bool | None
+    ip_header_len: int = 0
+
+    @property
+    def sport(self) -> int:
+        return self.tcp.sport
+
+    @property
+    def dport(self) -> int:
+        return self.tcp.dport
+
+    @property
+    def seq(self) -> int:
+        return self.tcp.seq
+
+    @property
+    def ack(self) -> int:
+        return self.tcp.ack
+
+    @property
+    def flags(self) -> Flags:
+        return self.tcp.flags
+
+    @property
+    def tcp_offset(self) -> int:
+        """Where the TCP header starts in the frame."""
+        return self.ip_offset + (self.ip_header_len or (20 if self.ip_version == 4 else 40))
+
+    @property
+    def length(self) -> int:
+        """TCP payload length by the IP header (tshark's ``tcp.len``)."""
+        ip_header_len = self.ip_header_len or (20 if self.ip_version == 4 else 40)
+        return self.ip_len - ip_header_len - self.tcp.header_len
+
+    @property
+    def truncated(self) -> bool:
+        """True when the capture holds less payload than the IP header says."""
+        return len(self.payload) < self.length
+
+
+@dataclass(frozen=True, slots=True)
+class NotTcp:
+    """A frame that carries no decodable TCP segment, and why."""
+
+    reason: str
+
+
+_address_cache: dict[bytes, str] = {}
+
+
+def _address(raw: bytes) -> str:
+    """Textual address (IPv6 compressed as RFC 5952 and tshark print it);
+    memoised because a capture repeats a handful of addresses."""
+    text = _address_cache.get(raw)
+    if text is None:
+        if len(_address_cache) > 4096:
+            _address_cache.clear()
+        text = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+        _address_cache[raw] = text
+    return text
+
+
+def decode_frame(
+    linktype: int, frame: bytes, *, verify_checksum: bool = True
+) -> TcpPacket | NotTcp:
+    """Decode one captured frame of the given pcap link type.
+
+    ``verify_checksum=False`` skips the checksum (``checksum_ok`` is None),
+    for passes that do not need it.
+    """
+    located = locate_network(linktype, frame)
+    if isinstance(located, str):
+        return NotTcp(located)
+    version, ip_offset = located
+    if version == 4:
+        ip_header_len, _, total_length, _, flags_frag, ttl, protocol, _, src_raw, dst_raw = (
+            ipv4_fixed(frame, ip_offset)
+        )
+        if flags_frag & 0x3FFF:  # MF or a fragment offset (RFC 791 §3.2)
+            return NotTcp(f"IPv4 fragment (offset {(flags_frag & 0x1FFF) * 8})")
+        if protocol != IPPROTO_TCP:
+            return NotTcp(_IPV4_PROTOCOL_NAMES.get(protocol, f"IPv4 protocol {protocol}"))
+        ip_len = total_length or len(frame) - ip_offset
+        tcp_offset = ip_offset + ip_header_len
+        pseudo_tail = b"\x00\x06"
+    else:
+        if len(frame) - ip_offset < IPV6_LEN:
+            raise WireError(
+                f"truncated IPv6 header: {len(frame) - ip_offset} of 40 bytes", len(frame)
+            )
+        word, payload_length, next_header, ttl, src_raw, dst_raw = IPV6_HEADER.unpack_from(
+            frame, ip_offset
+        )
+        if word >> 28 != 6:
+            raise WireError(f"IP version {word >> 28} in an IPv6 header", ip_offset)
+        ip_len = IPV6_LEN + payload_length if payload_length else len(frame) - ip_offset
+        protocol, tcp_offset, fragment = walk_extensions(
+            frame, ip_offset + IPV6_LEN, next_header, min(len(frame), ip_offset + ip_len)
+        )
+        if fragment is not None and fragment & 0xFFF9:
+            return NotTcp(f"IPv6 fragment (offset {fragment & 0xFFF8})")
+        if protocol != IPPROTO_TCP:
+            return NotTcp(f"IPv6 no TCP (next header {protocol})")
+        ip_header_len = tcp_offset - ip_offset
+        pseudo_tail = b""
+    segment_len = ip_len - ip_header_len  # by the IP header
+    captured_end = min(len(frame), ip_offset + ip_len)
+    segment = frame[tcp_offset:captured_end]
+    if segment_len < TCP_MIN_LEN:
+        raise WireError(
+            f"TCP header (20 bytes) runs past the IP packet ({segment_len} bytes left)",
+            tcp_offset,
+        )
+    if len(segment) < TCP_MIN_LEN:
+        raise WireError(f"truncated TCP header: {len(segment)} of 20 bytes captured", captured_end)
+    data_offset = segment[12] >> 4
+    if data_offset < 5:
+        raise WireError(f"TCP data offset {data_offset} < 5", tcp_offset + 12)
+    if data_offset * 4 > segment_len:
+        raise WireError(
+            f"TCP data offset {data_offset} ({data_offset * 4} bytes) runs past the "
+            f"IP packet ({segment_len} bytes)",
+            tcp_offset + 12,
+        )
+    whole = len(segment) == segment_len
+    if data_offset * 4 <= len(segment):
+        tcp, payload = TcpHeader.parse(segment, tcp_offset)
+    else:
+        tcp, payload = TcpHeader.parse_truncated(segment, tcp_offset), b""
+    checksum_ok: bool | None = None
+    if verify_checksum and whole:
+        if version == 4:
+            pseudo = src_raw + dst_raw + pseudo_tail + _LEN16.pack(segment_len)
+        else:
+            pseudo = src_raw + dst_raw + _V6_LEN32.pack(segment_len, IPPROTO_TCP)
+        if ones_complement_sum(pseudo + segment) == 0xFFFF:
+            checksum_ok = True
+        elif tcp.checksum != 0 and tcp.checksum != ones_complement_sum(pseudo):
+            checksum_ok = False
+    return TcpPacket(
+        version,
+        _address(src_raw),
+        _address(dst_raw),
+        ttl,
+        ip_len,
+        tcp,
+        payload,
+        ip_offset,
+        checksum_ok,
+        ip_header_len,
+    )
