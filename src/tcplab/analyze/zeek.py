@@ -397,7 +397,10 @@ class ZeekTracker:
             and conn.resp.state == S.INACTIVE
         ):
             return True
-        return now - conn.last_packet > TCP_INACTIVITY_TIMEOUT
+        # The inactivity timer fires at last activity + timeout; a packet
+        # arriving exactly then finds the connection gone (1 us slack for
+        # float timestamps).
+        return now - conn.last_packet >= TCP_INACTIVITY_TIMEOUT - 1e-6
 
     def _is_reuse(self, conn: ZeekConnection, seg: Segment) -> bool:
         """TCPSessionAdapter::IsReuse: does this SYN start a new connection?"""
@@ -408,7 +411,7 @@ class ZeekTracker:
             if conn.orig.state != S.INACTIVE:
                 return False
             conn_orig = conn.resp
-        if conn.is_active:
+        if conn.is_active and conn.delete_at is None:
             if seg.seq == conn_orig.start_seq:
                 return False
             if (

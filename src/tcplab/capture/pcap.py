@@ -120,8 +120,8 @@ class RecordHeader:
         )
 
 
-# (time_ns, linktype, data, orig_len, interface, comment, offset)
-RawRecord = tuple[int, int, bytes, int, int, "str | None", int]
+# (time_ns, linktype, data, orig_len, interface, comment, offset, data_offset)
+RawRecord = tuple[int, int, bytes, int, int, "str | None", int, int]
 
 
 def read_records(
@@ -201,6 +201,7 @@ def _read(
                 0,
                 None,
                 base + pos,
+                base + data_start,
             )
         else:
             yield ts_sec * 1_000_000_000 + ts_frac * frac_ns, linktype, buf[data_start:end]

@@ -566,6 +566,7 @@ def _packet_record(
         iface_id,
         comment,
         block_offset,
+        block_offset + 28,  # 8 bytes of block frame + 20 of EPB/OPB fixed fields
     )
 
 
@@ -589,4 +590,5 @@ def _simple_record(
     if iface.snaplen:
         caplen = min(caplen, iface.snaplen)
     # SPBs carry no timestamp; 0 is what Wireshark shows too.
-    return (0, iface.linktype, bytes(body[4 : 4 + caplen]), orig_len, 0, None, block_offset)
+    data = bytes(body[4 : 4 + caplen])
+    return (0, iface.linktype, data, orig_len, 0, None, block_offset, block_offset + 12)

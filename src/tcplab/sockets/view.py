@@ -285,3 +285,77 @@ def format_ms(ms: int) -> str:
     if ms < 60_000:
         return f"{ms / 1000:.1f}sec".replace(".0sec", "sec")
     return f"{ms // 60_000}min{(ms % 60_000) // 1000}sec"
+
+
+# ------------------------------------------------------------------ terminal
+
+ChangeMark = str  # "new", "changed" or "" (unchanged), for --watch highlighting
+
+_STYLE_OF_STATE = {
+    State.ESTABLISHED: "green", State.LISTEN: "cyan", State.CLOSE_WAIT: "bold red",
+    State.TIME_WAIT: "dim", State.SYN_SENT: "yellow", State.SYN_RECEIVED: "yellow",
+    State.FIN_WAIT_1: "magenta", State.FIN_WAIT_2: "magenta", State.LAST_ACK: "magenta",
+    State.CLOSING: "magenta",
+}  # fmt: skip
+
+
+def _group_title(group: ProcessGroup) -> str:
+    counts = "  ".join(
+        f"{ss_state_name(state)} {n}" for state, n in sorted(group.counts.items(), key=_state_order)
+    )
+    if group.process is None:
+        return f"[bold]kernel[/] (TIME-WAIT, orphans; no process holds them)   {counts}"
+    p = group.process
+    cmd = p.cmdline if len(p.cmdline) <= 60 else p.cmdline[:57] + "..."
+    return f"[bold]{p.comm}[/] pid {p.pid}  [dim]{_escape(cmd)}[/]   {counts}"
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+def render_groups(
+    groups: Sequence[ProcessGroup],
+    changes: dict[int, ChangeMark] | None = None,
+    gone: Sequence[Row] = (),
+) -> Any:
+    """A rich renderable: one table per process group; ``changes`` maps cookie -> mark."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = []
+    marks = changes or {}
+    for group in groups:
+        table = Table(title=_group_title(group), title_justify="left", box=None, pad_edge=False,
+                      show_edge=False, header_style="bold")  # fmt: skip
+        for name, justify in (("State", "left"), ("Recv-Q", "right"), ("Send-Q", "right"),
+                              ("Local", "left"), ("Peer", "left"), ("Timer", "left"),
+                              ("fd / note", "left")):  # fmt: skip
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for row in group.rows:
+            s = row.sock
+            timer = "" if s.timer == "off" else f"{s.timer} {format_ms(s.timer_expires_ms)}"
+            if s.retrans and s.timer != "off":
+                timer += f" ×{s.retrans}"
+            if s.state is State.LISTEN:
+                full = s.rqueue > 0 and s.rqueue >= s.wqueue
+                note = f"accept queue {s.rqueue}/{s.wqueue}" + (" FULL" if full else "")
+            elif row.queued_on is not None:
+                note = "not accepted yet" if s.state is not State.SYN_RECEIVED else "handshake"
+            else:
+                note = ",".join(str(o.fd) for o in row.owners if o.process.pid == group.key)
+            mark = marks.get(s.cookie, "")
+            style = {"new": "bold green", "changed": "bold yellow reverse"}.get(mark)
+            table.add_row(
+                Text(ss_state_name(s.state), style=_STYLE_OF_STATE.get(s.state, "")),
+                str(s.rqueue), str(s.wqueue), s.local, s.peer, timer, note, style=style,
+            )  # fmt: skip
+        parts.append(table)
+        parts.append(Text(""))
+    for row in gone:
+        parts.append(Text(f"gone: {ss_state_name(row.sock.state)} {row.sock.local} -> "
+                          f"{row.sock.peer}", style="dim strike"))  # fmt: skip
+    if not groups:
+        parts.append(Text("no sockets match", style="dim"))
+    return Group(*parts)

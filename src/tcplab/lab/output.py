@@ -1,0 +1,96 @@
+"""A run's files: ``<id>.json`` (the timeline), ``<id>.pcapng`` (the wire, every
+API call as a packet comment), and the ladder as SVG/DOT when a renderer exists.
+
+pcapng: one interface, LINKTYPE_RAW (101: the TUN's bare IP datagrams),
+nanosecond timestamps (if_tsresol 9) on CLOCK_MONOTONIC, the clock of the
+whole timeline.  Wireshark/tshark show EPB comments as ``frame.comment``
+(``pkt_comment`` before 4.0).  A call's comment goes on the first packet
+the wire saw after the call began (a connect() on its SYN); calls after the
+last packet go on the last one; a run without packets keeps them in the
+section header's comment.  Dropped packets are written too, commented.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tcplab.capture import PcapngWriter
+from tcplab.timeline import ApiCall, Packet, Timeline
+
+if TYPE_CHECKING:
+    from tcplab.lab.runner import RunResult
+
+LINKTYPE_RAW = 101
+
+
+def call_text(call: ApiCall) -> str:
+    return f"{call.actor}: {call.describe()}"
+
+
+def write_pcapng(timeline: Timeline, path: Path) -> None:
+    packets = [p for p in timeline.packets() if p.raw]
+    comments: dict[int, list[str]] = {i: [] for i in range(len(packets))}
+    leftover: list[str] = []
+    for call in timeline.api_calls():
+        began = call.started if call.started is not None else call.time
+        index = next((i for i, p in enumerate(packets) if p.time >= began), None)
+        if index is None:
+            if packets:
+                comments[len(packets) - 1].append("(after this packet) " + call_text(call))
+            else:
+                leftover.append(call_text(call))
+        else:
+            comments[index].append(call_text(call))
+    for i, packet in enumerate(packets):
+        if packet.dropped:
+            comments[i].append("DROPPED by the wire: " + "; ".join(packet.annotations))
+        elif packet.annotations:
+            comments[i].append("wire: " + "; ".join(packet.annotations))
+    header = f"tcplab run {timeline.meta.get('scenario', '')}"
+    if leftover:
+        header += "\n" + "\n".join(leftover)
+    with path.open("wb") as fileobj:
+        writer = PcapngWriter(fileobj, comment=header)
+        iface = writer.add_interface(LINKTYPE_RAW, "tcplab-wire", tsresol=9)
+        for i, packet in enumerate(packets):
+            text = "\n".join(comments[i]) or None
+            writer.write(round(packet.time * 1e9), packet.raw, iface, text)
+
+
+def _renderer(module: str, names: tuple[str, ...]) -> Callable[[Timeline], str] | None:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    for name in names:
+        fn: Any = getattr(mod, name, None)
+        if callable(fn):
+            return fn  # type: ignore[no-any-return]
+    return None
+
+
+def write_outputs(result: RunResult, outdir: Path, run_id: str) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    json_path = outdir / f"{run_id}.json"
+    json_path.write_text(result.timeline.to_json(), encoding="utf-8")
+    result.json_path = json_path
+    pcap_path = outdir / f"{run_id}.pcapng"
+    write_pcapng(result.timeline, pcap_path)
+    result.pcapng_path = pcap_path
+    svg = _renderer("tcplab.render.svg", ("render_ladder_svg", "render_svg", "ladder_svg"))
+    if svg is not None:
+        path = outdir / f"{run_id}.svg"
+        path.write_text(svg(result.timeline), encoding="utf-8")
+        result.extra_paths.append(path)
+    dot = _renderer("tcplab.render.dot", ("render_ladder_dot", "render_dot", "ladder_dot"))
+    if dot is not None:
+        path = outdir / f"{run_id}.dot"
+        path.write_text(dot(result.timeline), encoding="utf-8")
+        result.extra_paths.append(path)
+
+
+def packets_of(timeline: Timeline) -> list[Packet]:
+    return timeline.packets()

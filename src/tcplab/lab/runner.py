@@ -1,0 +1,574 @@
+"""``Lab``: play a scenario on two real Linux endpoints and return one timeline.
+
+Theory of operation (one run)::
+
+    namespaces + TUN (host.py) -> sysctls -> tracefs instance (tracer.py)
+    -> snapshot thread (sock_diag in both namespaces) -> wire thread (wire.py)
+    -> actors (actor.py, one process per host) -> steps, one by one
+    -> settle (the wire quiet) -> stop everything -> timeline (timeline_build.py)
+
+Every resource is named after the run (``tcplab-<runid>``) and written to
+``/run/tcplab/<runid>/state.json`` before it is created; ``_Run.teardown``
+removes it on success, failure, exception, Ctrl-C and SIGTERM (the
+handler raises into the main thread), and ``tcplab cleanup`` removes what a
+SIGKILLed run left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tcplab.errors import InputError
+from tcplab.lab import host
+from tcplab.lab.faults import FaultProgram
+from tcplab.lab.host import LabError, RunState
+from tcplab.lab.timeline_build import (
+    Observation,
+    decode_packets,
+    kernel_events,
+    snapshot_changes,
+)
+from tcplab.lab.tracer import TraceEvent, Tracer
+from tcplab.lab.wire import LoopbackCapture, TunWire, WireRecord
+from tcplab.scenario import FactResult, Scenario, Step, check
+from tcplab.states import State
+from tcplab.timeline import ApiCall, EndpointInfo, Note, Timeline
+
+STEP_TIMEOUT = 15.0
+SETTLE_QUIET = 0.25  # the wire must be quiet this long before a run ends
+SETTLE_MAX = 3.0
+
+
+class Interrupted(LabError):
+    """SIGTERM (or SIGINT) arrived; the run was torn down."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunResult:
+    timeline: Timeline
+    facts: list[FactResult]
+    pcapng_path: Path | None = None
+    json_path: Path | None = None
+    extra_paths: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(f.held for f in self.facts)
+
+
+@dataclass
+class _Pending:
+    step: Step
+    sent: float
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: dict[str, Any] | None = None
+
+
+class _ActorProc:
+    """The lab's end of one actor's pipe."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[str]) -> None:
+        self.name = name
+        self.proc = proc
+        self.pending: dict[int, _Pending] = {}
+        self.background: list[_Pending] = []
+        self.sockets: dict[str, list[Any]] = {}
+        self.dead = threading.Event()
+        self.lock = threading.Lock()
+        self._ready: queue.Queue[int] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name=f"tcplab-{name}", daemon=True)
+        self._reader.start()
+
+    def wait_ready(self, timeout: float) -> int:
+        try:
+            return self._ready.get(timeout=timeout)
+        except queue.Empty:
+            err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+            raise LabError(f"actor {self.name} did not start: {err.strip()[-200:]}") from None
+
+    def _read(self) -> None:
+        assert_stdout = self.proc.stdout
+        if assert_stdout is None:
+            return
+        for line in assert_stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "ready" in msg:
+                self._ready.put(int(msg["ready"]))
+                continue
+            with self.lock:
+                item = self.pending.pop(int(msg["id"]), None)
+                if msg.get("sockets"):
+                    self.sockets = dict(msg["sockets"])
+            if item is not None:
+                item.reply = msg
+                item.done.set()
+        self.dead.set()
+        with self.lock:
+            for item in self.pending.values():
+                item.done.set()
+            self.pending.clear()
+
+    def send(self, ident: int, step: Step, item: _Pending) -> None:
+        with self.lock:
+            self.pending[ident] = item
+        line = json.dumps({"id": ident, "call": step.call, "args": step.args, "sock": step.sock})
+        if self.proc.stdin is None:
+            raise LabError(f"actor {self.name} has no pipe")
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            item.done.set()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with suppress(OSError):
+                if self.proc.stdin:
+                    self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # our own child, by pid
+                self.proc.wait(timeout=5)
+
+
+class _Snapshots:
+    """sock_diag dumps of both hosts, on a thread, whenever asked and every 20 ms."""
+
+    def __init__(self, namespaces: dict[str, str], hosts: dict[str, str]) -> None:
+        from tcplab.sockets.diag import SockDiag
+
+        self._hosts = hosts  # address -> endpoint (loopback: two hosts, one table)
+
+        self._diag = {h: SockDiag(path) for h, path in namespaces.items()}
+        self.observations: list[Observation] = []
+        self.current: dict[str, dict[tuple[str, int, str, int], Any]] = {h: {} for h in namespaces}
+        self._last: dict[tuple[str, tuple[str, int, str, int]], tuple[State, str]] = {}
+        self.lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.count = 0
+        self._thread = threading.Thread(target=self._loop, name="tcplab-diag", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.02)
+            self._wake.clear()
+            self.take()
+
+    def take(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.count += 1
+            for h, diag in self._diag.items():
+                seen: dict[tuple[str, int, str, int], Any] = {}
+                for info in diag.dump_tcp():
+                    key = (info.src, info.sport, info.dst, info.dport)
+                    seen[key] = info
+                    mark = (info.state, info.timer)
+                    if self._last.get((h, key)) != mark:
+                        self._last[(h, key)] = mark
+                        self.observations.append(
+                            Observation(now, self._hosts.get(info.src, h), key, info.state,
+                                        info.timer, info.timer_expires_ms)
+                        )  # fmt: skip
+                for key in list(self.current[h]):
+                    if key not in seen:
+                        self._last.pop((h, key), None)
+                        owner = self._hosts.get(key[0], h)
+                        self.observations.append(Observation(now, owner, key, None))
+                self.current[h] = seen
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        for diag in self._diag.values():
+            diag.close()
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; the run was cleaned up")
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM raises into the main thread like Ctrl-C does, so ``finally`` runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class _Run:
+    """One run's resources; ``teardown`` is idempotent and never raises."""
+
+    def __init__(self, scenario: Scenario, loopback: bool, tracing: bool) -> None:
+        self.scenario = scenario
+        self.loopback = loopback
+        self.tracing = tracing
+        self.run_id = host.new_run_id()
+        self.state = RunState(self.run_id, lab_start=host.proc_starttime(os.getpid()))
+        self.ns: dict[str, str] = {}  # host -> /run/netns path
+        self.addr: dict[str, str] = {}
+        self.tun_fds: list[int] = []
+        self.wire: TunWire | LoopbackCapture | None = None
+        self.tracer: Tracer | None = None
+        self.snapshots: _Snapshots | None = None
+        self.actors: dict[str, _ActorProc] = {}
+        self.calls: list[ApiCall] = []
+        self.notes: list[Note] = []
+        self._ident = 0
+        self.start_ns = time.monotonic_ns()
+
+    # -- building ---------------------------------------------------------
+
+    def build(self) -> None:
+        x = host.pick_subnet()
+        if self.loopback:
+            self.addr = {"client": f"127.89.{x}.1", "server": f"127.89.{x}.2"}
+            names = {"client": f"tcplab-{self.run_id}-lo"}
+        else:
+            self.addr = {"client": f"10.89.{x}.1", "server": f"10.89.{x}.2"}
+            names = {"client": f"tcplab-{self.run_id}-c", "server": f"tcplab-{self.run_id}-s"}
+        self.state.addresses = list(self.addr.values())
+        self.state.namespaces = list(names.values())
+        self.state.save()
+        for h, name in names.items():
+            host.ip("netns", "add", name)
+            self.ns[h] = str(host.NETNS_DIR / name)
+            host.ip("-n", name, "link", "set", "lo", "up")
+            # No IPv6 autoconfiguration noise on the lab's links.
+            host.write_sysctl(self.ns[h], "net.ipv6.conf.default.disable_ipv6", "1")
+        if self.loopback:
+            self.ns["server"] = self.ns["client"]
+        else:
+            for h, peer in (("client", "server"), ("server", "client")):
+                ifname = f"tl{self.run_id}{h[0]}"
+                self.tun_fds.append(host.open_tun(self.ns[h], ifname))
+                name = names[h]
+                host.ip("-n", name, "addr", "add", self.addr[h], "peer", self.addr[peer],
+                        "dev", ifname)  # fmt: skip
+                host.ip("-n", name, "link", "set", ifname, "mtu", "1500", "up")
+        for actor in ("client", "server"):
+            for key, value in self.scenario.sysctl.get(actor, {}).items():
+                host.write_sysctl(self.ns[actor], key, value)
+
+    def start_observers(self) -> None:
+        # In loopback mode both actors share one namespace: one table, named "client".
+        distinct = {"client": self.ns["client"]} if self.loopback else dict(self.ns)
+        self.snapshots = _Snapshots(distinct, {a: h for h, a in self.addr.items()})
+        if self.tracing:
+            tracer = Tracer(self.run_id, self.state.dir / "tracefs", self.scenario.server_port)
+
+            def record(kind: str, path: str) -> None:
+                if kind == "mount":
+                    self.state.tracefs_mount = path
+                else:
+                    self.state.tracefs_instance = path
+                self.state.save()
+
+            try:
+                tracer.open(record)
+            except (OSError, LabError) as exc:
+                tracer.close()
+                self.tracing = False
+                self.notes.append(Note(time.monotonic(),
+                                       f"no tracefs ({exc}): kernel states from sock_diag snapshots only"))  # fmt: skip
+            else:
+                snaps = self.snapshots
+
+                def poke(_event: TraceEvent) -> None:
+                    snaps.poke()
+
+                tracer.on_event = poke
+                self.tracer = tracer
+        else:
+            self.notes.append(Note(time.monotonic(), "tracing off: kernel states from sock_diag snapshots only"))
+        if self.loopback:
+            senders = {(self.addr["client"], 0): "client", (self.addr["server"], 0): "server"}
+            self.wire = LoopbackCapture(self.ns["client"], self.start_ns, senders)
+        else:
+            program: FaultProgram[tuple[str, bytes]] = FaultProgram(self.scenario.faults)
+            self.wire = TunWire(self.tun_fds[0], self.tun_fds[1], program, self.start_ns)
+        self.wire.start()
+
+    def start_actors(self) -> None:
+        for name in ("server", "client"):
+            peer = "client" if name == "server" else "server"
+            cmd = [
+                sys.executable, "-m", "tcplab.lab.actor", "--netns", self.ns[name],
+                "--name", name, "--addr", self.addr[name], "--peer", self.addr[peer],
+                "--port", str(self.scenario.server_port),
+            ]  # fmt: skip
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, bufsize=1,
+            )  # fmt: skip
+            self.actors[name] = _ActorProc(name, proc)
+            self.state.pids.append((proc.pid, host.proc_starttime(proc.pid)))
+        self.state.save()
+        for actor in self.actors.values():
+            actor.wait_ready(10)
+
+    # -- steps ------------------------------------------------------------
+
+    def play(self) -> None:
+        for step in self.scenario.steps:
+            if self.tracer is not None:
+                self.tracer.mark(f"{step.actor}: {step.describe()}")
+            if step.call == "sleep":
+                started = time.monotonic()
+                time.sleep(float(step.args["seconds"]))
+                self._record(step, started, time.monotonic(), str(step.args["seconds"]), None)
+            elif step.call == "wait":
+                self._wait(step)
+            else:
+                self._call(step)
+            if self.snapshots is not None:
+                self.snapshots.poke()
+
+    def _call(self, step: Step) -> None:
+        actor = self.actors[step.actor]
+        if not step.background:
+            self._join_background(actor)
+        self._ident += 1
+        item = _Pending(step, time.monotonic())
+        actor.send(self._ident, step, item)
+        if step.background:
+            actor.background.append(item)
+            return
+        self._finish(actor, item)
+
+    def _join_background(self, actor: _ActorProc) -> None:
+        for item in actor.background:
+            self._finish(actor, item)
+        actor.background.clear()
+
+    def _finish(self, actor: _ActorProc, item: _Pending) -> None:
+        if not item.done.wait(STEP_TIMEOUT):
+            raise LabError(
+                f"{item.step.actor}: {item.step.describe()} did not return in {STEP_TIMEOUT:.0f} s"
+            )
+        reply = item.reply
+        if reply is None:
+            # The actor died: SIGKILL (the kill step) or a crash; the kernel closes its sockets.
+            now = time.monotonic()
+            result = "killed" if item.step.call == "kill" else "actor died"
+            self._record(item.step, item.sent, now, result, None)
+            return
+        if reply.get("problem"):
+            raise InputError(f"{self.scenario.source or self.scenario.id}: {item.step.actor} "
+                             f"{item.step.describe()}: {reply['problem']}")  # fmt: skip
+        self._record(item.step, reply["started"] / 1e9, reply["ended"] / 1e9,
+                     reply.get("result"), reply.get("errno"))  # fmt: skip
+        if item.step.expect_errno and reply.get("errno") != item.step.expect_errno:
+            self.notes.append(Note(reply["ended"] / 1e9,
+                                   f"expected {item.step.expect_errno}, got {reply.get('errno') or 'success'}",
+                                   item.step.actor))  # fmt: skip
+
+    def _record(self, step: Step, started: float, ended: float, result: str | None,
+                errno: str | None) -> None:  # fmt: skip
+        args = tuple(f"{k}={v!r}" for k, v in step.args.items())
+        if step.sock:
+            args = (f"sock={step.sock}", *args)
+        self.calls.append(ApiCall(ended, step.actor, step.call, args, result, errno, started))
+
+    def _actor_tuples(self, actor: str, name: str | None) -> list[tuple[str, int, str, int]]:
+        socks = self.actors[actor].sockets
+        keys = [name] if name else list(socks)
+        return [tuple(socks[k]) for k in keys if k in socks]  # type: ignore[misc]
+
+    def _wait(self, step: Step) -> None:
+        """Wait (via sock_diag) until the actor's socket reaches a state or is gone."""
+        started = time.monotonic()
+        timeout = float(step.args.get("timeout", 10))
+        want = State.parse(str(step.args["state"])) if "state" in step.args else None
+        gone = bool(step.args.get("gone", False))
+        snaps = self.snapshots
+        result = "timeout"
+        tuples = self._actor_tuples(step.actor, step.sock)
+        if snaps is None or not tuples:
+            raise InputError(f"{self.scenario.id}: {step.actor} wait(): no socket to watch yet")
+        if self.loopback:
+            table_host = "client"
+        else:
+            table_host = step.actor
+        while time.monotonic() - started < timeout:
+            snaps.take()
+            table = snaps.current[table_host]
+            states = {t: table[t].state for t in tuples if t in table}
+            if want is not None and any(s is want for s in states.values()):
+                result = str(want)
+                break
+            if gone and not states:
+                result = "gone"
+                break
+            time.sleep(0.01)
+        self._record(step, started, time.monotonic(), result, None if result != "timeout" else "ETIMEDOUT")
+
+    def settle(self) -> None:
+        """Let the last segments (delayed ACKs, a retransmitted FIN) reach the wire."""
+        wire = self.wire
+        if wire is None:
+            return
+        begin = time.monotonic()
+        while time.monotonic() - begin < SETTLE_MAX:
+            last = wire.records[-1].time_ns / 1e9 if wire.records else 0.0
+            if time.monotonic() - last >= SETTLE_QUIET:
+                break
+            time.sleep(0.05)
+        for actor in self.actors.values():
+            for item in actor.background:
+                item.done.wait(0.5)
+        if self.snapshots is not None:
+            self.snapshots.take()
+
+    # -- ending -----------------------------------------------------------
+
+    def stop_observers(self) -> tuple[list[WireRecord], list[TraceEvent], list[Observation]]:
+        records: list[WireRecord] = []
+        events: list[TraceEvent] = []
+        observations: list[Observation] = []
+        if self.tracer is not None:
+            self.tracer.close()
+            events = list(self.tracer.events)
+        if self.snapshots is not None:
+            self.snapshots.take()
+            self.snapshots.close()
+            observations = list(self.snapshots.observations)
+            self.snapshots = None
+        if self.wire is not None:
+            self.wire.stop()
+            records = list(self.wire.records)
+            if self.wire.error is not None:
+                self.notes.append(Note(time.monotonic(), f"wire error: {self.wire.error}"))
+            self.wire = None
+        return records, events, observations
+
+    def teardown(self) -> None:
+        with suppress(Exception):
+            if self.tracer is not None:
+                self.tracer.close()
+        with suppress(Exception):
+            if self.snapshots is not None:
+                self.snapshots.close()
+        with suppress(Exception):
+            if self.wire is not None:
+                self.wire.stop()
+        for actor in self.actors.values():
+            with suppress(Exception):
+                actor.stop()
+        for fd in self.tun_fds:
+            with suppress(OSError):
+                os.close(fd)
+        self.tun_fds.clear()
+        for name in self.state.namespaces:
+            with suppress(Exception):
+                host.ip("netns", "del", name)
+        with suppress(Exception):
+            shutil.rmtree(self.state.dir)
+
+
+class Lab:
+    """``with Lab() as lab: result = lab.run(scenario.load("handshake-close"))``."""
+
+    def __init__(self, outdir: Path | None = None, *, loopback: bool = False,
+                 tracing: bool = True) -> None:  # fmt: skip
+        self.outdir = outdir
+        self.loopback = loopback
+        self.tracing = tracing
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, scenario: Scenario) -> RunResult:
+        host.require_root()
+        if self.loopback and scenario.faults:
+            raise InputError(f"{scenario.id}: faults need the lab's wire; --loopback has none")
+        FaultProgram(scenario.faults)  # validate before building anything
+        began = time.monotonic()
+        run = _Run(scenario, self.loopback, self.tracing)
+        with _signals_raise():
+            try:
+                run.build()
+                run.start_observers()
+                run.start_actors()
+                run.play()
+                run.settle()
+                records, events, observations = run.stop_observers()
+                timeline = self._timeline(run, records, events, observations)
+            finally:
+                run.teardown()
+        facts = check(scenario, timeline)
+        result = RunResult(timeline, facts, seconds=time.monotonic() - began)
+        timeline.meta["seconds"] = round(result.seconds, 3)
+        if self.outdir is not None:
+            from tcplab.lab.output import write_outputs
+
+            write_outputs(result, self.outdir, scenario.id)
+        return result
+
+    def _timeline(self, run: _Run, records: list[WireRecord], events: list[TraceEvent],
+                  observations: list[Observation]) -> Timeline:  # fmt: skip
+        scenario = run.scenario
+        client_port = 0
+        for sock in run.actors["client"].sockets.values():
+            client_port = int(sock[1])
+        timeline = Timeline(
+            title=scenario.title,
+            producer="lab",
+            endpoints=[
+                EndpointInfo("client", run.addr["client"], client_port, "client"),
+                EndpointInfo("server", run.addr["server"], scenario.server_port, "server"),
+            ],
+            meta={
+                "scenario": scenario.id,
+                "run_id": run.run_id,
+                "clock": "CLOCK_MONOTONIC",
+                "mode": "loopback" if run.loopback else "tun",
+                "tracing": run.tracer is not None,
+                "snapshots": run.snapshots.count if run.snapshots else 0,
+                "kernel_events": len(events),
+                "sysctl": scenario.sysctl,
+            },
+        )
+        hosts = {addr: name for name, addr in run.addr.items()}
+        obs = [o for o in observations if o.tuple[0] in hosts]
+        timeline.extend(run.calls)
+        timeline.extend(decode_packets(records))
+        timeline.extend(kernel_events(events, hosts, obs))
+        timeline.extend(snapshot_changes(obs, traced=run.tracer is not None))
+        timeline.extend(run.notes)
+        timeline.sort()
+        return timeline

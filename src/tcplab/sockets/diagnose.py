@@ -1,0 +1,310 @@
+"""What a socket table says is wrong, in words a person can act on.
+
+Each rule reads one snapshot (plus, in ``--watch``, when each socket was
+first seen) and reports a ``Diagnosis``: what was found, by whom (pid), since
+when, and a short explanation of the TCP behind it, in English and Chinese.
+The rules are a table (``RULES``) so the CLI, the JSON output and the tests
+all see the same list.
+
+Ages: tcp_info's ``last_ack_recv`` is the time since the last ACK arrived.
+A socket in CLOSE-WAIT got the peer's FIN (which carries an ACK) and, if the
+application sends nothing more, nothing after it, so ``last_ack_recv`` is a
+lower bound on how long the socket has been in CLOSE-WAIT.  ``--watch``
+also knows when it first saw the socket in that state; the larger of the two
+is reported.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tcplab.sockets.diag import SockInfo
+from tcplab.sockets.procs import Process
+from tcplab.sockets.view import Row, Snapshot
+from tcplab.states import State
+
+SocketKey = tuple[int, str, int, str, int, State]
+
+
+def socket_key(s: SockInfo) -> SocketKey:
+    return (s.family, s.src, s.sport, s.dst, s.dport, s.state)
+
+
+class Kind(enum.Enum):
+    CLOSE_WAIT_LEAK = "close-wait-leak"
+    MANY_TIME_WAIT = "many-time-wait"
+    SYN_SENT_STUCK = "syn-sent-stuck"
+    FIN_WAIT_2_ORPHANS = "fin-wait-2-orphans"
+    ACCEPT_QUEUE_FULL = "accept-queue-full"
+
+
+EXPLANATIONS: dict[Kind, tuple[str, str]] = {
+    Kind.CLOSE_WAIT_LEAK: (
+        "The peer closed its side (its FIN arrived, RFC 9293 §3.6) and the kernel ACKed it; "
+        "the socket now waits for this application to call close(). CLOSE-WAIT has no "
+        "timeout: a socket that stays here is a leak in the application (a missing close() "
+        "on an error path, a connection pool that never notices EOF). Each one holds a file "
+        "descriptor and kernel memory until the process closes it or exits.",
+        "对端已关闭（它的 FIN 已到达并被内核确认），套接字在等本应用调用 close()。"
+        "CLOSE-WAIT 没有超时：长时间停留就是应用的泄漏（出错路径漏了 close()、连接池没发现 EOF）。"
+        "每个这样的套接字占用一个文件描述符和内核内存，直到进程关闭它或退出。",
+    ),
+    Kind.MANY_TIME_WAIT: (
+        "TIME-WAIT is kept by the side that closed first (the active closer) for 2·MSL, "
+        "60 s on Linux, so late segments of the old connection cannot corrupt a new one with "
+        "the same ports and the last ACK can be resent (RFC 9293 §3.6.1). Many of them mean "
+        "this host opens and closes many short connections. Keep-alive (reusing connections) "
+        "is the real fix. SO_REUSEADDR lets a server bind its port while old connections on it "
+        "are in TIME-WAIT; it does not remove them. net.ipv4.tcp_tw_reuse lets new *outgoing* "
+        "connections reuse a TIME-WAIT port pair when timestamps prove it safe; it does "
+        "nothing for incoming connections and does not shorten TIME-WAIT.",
+        "TIME-WAIT 由先关闭的一方（主动关闭方）保持 2·MSL（Linux 上 60 秒），防止旧连接的迟到报文"
+        "混入相同端口的新连接，并能重发最后的 ACK。数量很多说明本机频繁建立和关闭短连接。"
+        "真正的解决办法是复用连接（keep-alive）。SO_REUSEADDR 让服务器在旧连接处于 TIME-WAIT 时"
+        "仍能绑定端口，但不会消除它们；tcp_tw_reuse 只让新的主动外连在时间戳证明安全时复用，"
+        "对入站连接无效，也不会缩短 TIME-WAIT。",
+    ),
+    Kind.SYN_SENT_STUCK: (
+        "connect() sent a SYN and got nothing back, not even a RST, so the kernel is "
+        "retransmitting the SYN with backoff (tcp_syn_retries). The peer is unreachable or a "
+        "firewall silently drops the packets; a closed port on a reachable host would have "
+        "answered RST at once (ECONNREFUSED).",
+        "connect() 发出的 SYN 没有任何回应（连 RST 也没有），内核正按退避重传 SYN（tcp_syn_retries）。"
+        "对端不可达，或防火墙静默丢弃了报文；若对端主机可达但端口未监听，会立即回 RST（ECONNREFUSED）。",
+    ),
+    Kind.FIN_WAIT_2_ORPHANS: (
+        "This side closed the socket and the peer ACKed the FIN, but the peer has not sent "
+        "its own FIN: on the peer the connection sits in CLOSE-WAIT (its application has not "
+        "closed). The application here no longer holds the socket (an orphan, owned by the "
+        "kernel), which drops it after net.ipv4.tcp_fin_timeout (60 s).",
+        "本端已关闭并且对端确认了 FIN，但对端还没发送自己的 FIN：对端连接停在 CLOSE-WAIT"
+        "（对端应用没有 close）。本端应用已不再持有该套接字（孤儿套接字，归内核），"
+        "内核会在 tcp_fin_timeout（60 秒）后丢弃它。",
+    ),
+    Kind.ACCEPT_QUEUE_FULL: (
+        "The accept queue holds connections whose handshake is complete, waiting for the "
+        "application to call accept(). Recv-Q is how many are waiting, Send-Q the listen() "
+        "backlog. At the backlog, Linux drops further SYNs and final ACKs (ListenOverflows), "
+        "so clients see slow or failed connects: the application does not accept fast enough "
+        "(stuck or overloaded), or the backlog is too small.",
+        "全连接（accept）队列里是已完成握手、等应用调用 accept() 的连接。Recv-Q 是排队数，"
+        "Send-Q 是 listen() 的 backlog。达到 backlog 后，Linux 丢弃新的 SYN 和第三次握手的 ACK"
+        "（ListenOverflows），客户端连接变慢或失败：应用 accept 太慢（卡住或过载），或 backlog 太小。",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    time_wait: int = 1000  # TIME-WAIT sockets before it is worth a word
+    syn_sent_retries: int = 1  # SYN retransmissions without an answer
+    close_wait_ms: int = 0  # CLOSE-WAIT age before it counts as a leak
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    kind: Kind
+    summary: str
+    pid: int | None
+    comm: str
+    count: int
+    age_ms: int | None
+    sockets: tuple[str, ...]
+
+    @property
+    def explanation(self) -> str:
+        return EXPLANATIONS[self.kind][0]
+
+    @property
+    def explanation_zh(self) -> str:
+        return EXPLANATIONS[self.kind][1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value, "summary": self.summary, "pid": self.pid,
+            "comm": self.comm, "count": self.count, "age_ms": self.age_ms,
+            "sockets": list(self.sockets), "explanation": self.explanation,
+            "explanation_zh": self.explanation_zh,
+        }  # fmt: skip
+
+
+FirstSeen = Mapping[SocketKey, float]
+Rule = Callable[[Snapshot, FirstSeen, Thresholds], list[Diagnosis]]
+_SHOWN = 5  # sockets named in a diagnosis; the count says how many there are
+
+
+def _owner(row: Row) -> Process | None:
+    return min(row.owners, key=lambda o: o.process.pid).process if row.owners else None
+
+
+def _pair(s: SockInfo) -> str:
+    return f"{s.local} -> {s.peer}"
+
+
+def _age_ms(snapshot: Snapshot, first_seen: FirstSeen, s: SockInfo) -> int | None:
+    ages = []
+    if s.info is not None:
+        ages.append(s.info.last_ack_recv_ms)
+    seen = first_seen.get(socket_key(s))
+    if seen is not None:
+        ages.append(int((snapshot.monotonic - seen) * 1000))
+    return max(ages) if ages else None
+
+
+def format_age(ms: int | None) -> str:
+    if ms is None:
+        return "for an unknown time"
+    if ms < 1000:
+        return f"for {ms} ms"
+    seconds = ms // 1000
+    if seconds < 120:
+        return f"for {seconds} s"
+    if seconds < 7200:
+        return f"for {seconds // 60} min"
+    return f"for {seconds // 3600} h"
+
+
+def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
+    by_pid: dict[int, list[Row]] = defaultdict(list)
+    procs: dict[int, Process] = {}
+    for row in snapshot.rows:
+        owner = _owner(row)
+        # inode 0 in CLOSE-WAIT: a child still in the accept queue whose client gave up;
+        # the application never saw it, so it is not the application's leak.
+        if row.sock.state is State.CLOSE_WAIT and owner is not None and row.queued_on is None:
+            age = _age_ms(snapshot, first_seen, row.sock)
+            if age is None or age >= t.close_wait_ms:
+                by_pid[owner.pid].append(row)
+                procs[owner.pid] = owner
+    out = []
+    for pid, rows in sorted(by_pid.items()):
+        ages = [a for a in (_age_ms(snapshot, first_seen, r.sock) for r in rows) if a is not None]
+        oldest = max(ages) if ages else None
+        proc = procs[pid]
+        out.append(
+            Diagnosis(
+                kind=Kind.CLOSE_WAIT_LEAK,
+                summary=(
+                    f"{proc.comm} (pid {pid}) holds {len(rows)} CLOSE-WAIT socket"
+                    f"{'s' if len(rows) != 1 else ''}, the oldest {format_age(oldest)}: "
+                    "the peer closed, the application never called close()"
+                ),
+                pid=pid, comm=proc.comm, count=len(rows), age_ms=oldest,
+                sockets=tuple(_pair(r.sock) for r in rows[:_SHOWN]),
+            )  # fmt: skip
+        )
+    return out
+
+
+def many_time_wait(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
+    tw = [r.sock for r in snapshot.rows if r.sock.state is State.TIME_WAIT]
+    if len(tw) < t.time_wait:
+        return []
+    # Which services this host keeps connecting to and closing first.
+    peers = Counter(s.peer for s in tw).most_common(3)
+    top = ", ".join(f"{peer} ({n})" for peer, n in peers)
+    return [
+        Diagnosis(
+            kind=Kind.MANY_TIME_WAIT,
+            summary=f"{len(tw)} sockets in TIME-WAIT (this side closed first); most to {top}",
+            pid=None, comm="kernel", count=len(tw), age_ms=None,
+            sockets=tuple(_pair(s) for s in tw[:_SHOWN]),
+        )  # fmt: skip
+    ]
+
+
+def syn_sent_stuck(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
+    by_pid: dict[int | None, list[Row]] = defaultdict(list)
+    for row in snapshot.rows:
+        s = row.sock
+        tries = s.info.retransmits if s.info is not None else s.retrans
+        if s.state is State.SYN_SENT and tries >= t.syn_sent_retries:
+            owner = _owner(row)
+            by_pid[owner.pid if owner else None].append(row)
+    out = []
+    for pid, rows in sorted(by_pid.items(), key=lambda kv: kv[0] or 0):
+        owner = _owner(rows[0])
+        comm = owner.comm if owner else "kernel"
+        peers = sorted({r.sock.peer for r in rows})
+        tries = max((r.sock.info.retransmits if r.sock.info else r.sock.retrans) for r in rows)
+        who = f"{comm} (pid {pid})" if pid is not None else comm
+        out.append(
+            Diagnosis(
+                kind=Kind.SYN_SENT_STUCK,
+                summary=(
+                    f"{who}: {len(rows)} connect() stuck in SYN-SENT to {', '.join(peers[:3])}, "
+                    f"SYN sent {tries + 1} times without an answer: unreachable or filtered"
+                ),
+                pid=pid, comm=comm, count=len(rows), age_ms=None,
+                sockets=tuple(_pair(r.sock) for r in rows[:_SHOWN]),
+            )  # fmt: skip
+        )
+    return out
+
+
+def fin_wait_2_orphans(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
+    # An orphan FIN-WAIT-2 is a timewait mini-socket: inode 0, timer "timewait".
+    orphans = [
+        r.sock for r in snapshot.rows if r.sock.state is State.FIN_WAIT_2 and r.sock.inode == 0
+    ]
+    if not orphans:
+        return []
+    peers = Counter(s.peer for s in orphans).most_common(3)
+    left = min(s.timer_expires_ms for s in orphans)
+    return [
+        Diagnosis(
+            kind=Kind.FIN_WAIT_2_ORPHANS,
+            summary=(
+                f"{len(orphans)} orphaned FIN-WAIT-2 socket{'s' if len(orphans) != 1 else ''} "
+                f"(closed here, the peer never closed: peers "
+                f"{', '.join(p for p, _ in peers)}); the first goes in {left // 1000} s"
+            ),
+            pid=None, comm="kernel", count=len(orphans), age_ms=None,
+            sockets=tuple(_pair(s) for s in orphans[:_SHOWN]),
+        )  # fmt: skip
+    ]
+
+
+def accept_queue_full(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
+    out = []
+    for row in snapshot.rows:
+        s = row.sock
+        # LISTEN: rqueue = accept-queue length, wqueue = backlog (inet_diag).  Linux
+        # queues up to backlog + 1 (sk_acceptq_is_full: length > backlog).
+        if s.state is State.LISTEN and s.rqueue > 0 and s.rqueue >= s.wqueue:
+            owner = _owner(row)
+            comm = owner.comm if owner else "kernel"
+            pid = owner.pid if owner else None
+            who = f"{comm} (pid {pid})" if pid is not None else comm
+            overflowing = "full, dropping handshakes" if s.rqueue > s.wqueue else "at its limit"
+            out.append(
+                Diagnosis(
+                    kind=Kind.ACCEPT_QUEUE_FULL,
+                    summary=(
+                        f"{who} listening on {s.local}: accept queue {s.rqueue}/{s.wqueue}, "
+                        f"{overflowing}: the application is not calling accept()"
+                    ),
+                    pid=pid, comm=comm, count=s.rqueue, age_ms=None, sockets=(s.local,),
+                )  # fmt: skip
+            )
+    return out
+
+
+RULES: tuple[Rule, ...] = (
+    close_wait_leaks, accept_queue_full, syn_sent_stuck, fin_wait_2_orphans, many_time_wait,
+)  # fmt: skip
+
+
+def diagnose(
+    snapshot: Snapshot, first_seen: FirstSeen | None = None, thresholds: Thresholds | None = None
+) -> list[Diagnosis]:
+    seen: FirstSeen = first_seen if first_seen is not None else {}
+    limits = thresholds if thresholds is not None else Thresholds()
+    out: list[Diagnosis] = []
+    for rule in RULES:
+        out.extend(rule(snapshot, seen, limits))
+    return out
