@@ -102,7 +102,8 @@ class Segment:
     ack: int
     flags: int  # tcplab.wire.flags.Flags bits
     window: int  # raw, unscaled
-    length: int  # payload length the IP header claims
+    length: int  # payload length the IP header claims (Zeek's view)
+    wire_length: int  # payload length within the link layer's own length (Wireshark's tcp.len)
     captured: int  # payload bytes actually in the capture
     ip_len: int  # IP datagram length from the header (Zeek's ip_bytes)
     checksum_ok: bool | None  # None: not checkable (truncated capture)
@@ -258,6 +259,23 @@ def _after_ethertype(data: bytes, off: int, etype: int) -> int | None:
         return None
 
 
+def link_limit(linktype: int, data: bytes, orig_len: int) -> int:
+    """Where the link layer says its payload ends: the frame's wire length, or
+    PPPoE's own length field (RFC 2516 §4), which Wireshark honours."""
+    limit = orig_len
+    if linktype == LINKTYPE_ETHERNET and len(data) >= 14:
+        off = 12
+        etype = int.from_bytes(data[off : off + 2], "big")
+        off += 2
+        while etype in _ETH_VLAN and len(data) >= off + 4:
+            etype = int.from_bytes(data[off + 2 : off + 4], "big")
+            off += 4
+        if etype == _ETH_PPPOE_SESSION and len(data) >= off + 6:
+            plen = int.from_bytes(data[off + 4 : off + 6], "big")
+            limit = min(limit, off + 6 + plen)
+    return limit
+
+
 def decode(frame: Frame, report: ReadReport) -> Segment | None:
     """The TCP segment in a frame, or None (not TCP, or a damaged packet)."""
     data = frame.data
@@ -335,6 +353,8 @@ def decode(frame: Frame, report: ReadReport) -> Segment | None:
         report.problem(f"frame {frame.index}: TCP options truncated")
         return None
     length = max(0, l4_len - doff)
+    wire_end = min(off + total, link_limit(frame.linktype, data, frame.orig_len))
+    wire_length = max(0, min(length, wire_end - l4 - doff))
     # Ethernet padding can make the frame longer than the datagram: only
     # bytes inside the IP length belong to the segment.
     ip_end = min(len(data), off + total)
@@ -359,6 +379,7 @@ def decode(frame: Frame, report: ReadReport) -> Segment | None:
         flags=flags,
         window=window,
         length=length,
+        wire_length=wire_length,
         captured=captured,
         ip_len=ip_len,
         checksum_ok=checksum_ok,

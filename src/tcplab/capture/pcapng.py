@@ -405,11 +405,14 @@ class _Interface:
 class PcapngState:
     """What the reader knows about the file so far (visible to ``CaptureReader``)."""
 
-    __slots__ = ("linktypes", "sections")
+    __slots__ = ("linktypes", "non_packet_frames", "sections")
 
     def __init__(self) -> None:
         self.linktypes: list[int] = []
         self.sections = 0
+        # Wireshark lists custom and systemd-journal blocks as frames of their
+        # own; counting them keeps our frame numbers equal to Wireshark's.
+        self.non_packet_frames = 0
 
 
 def read_records(
@@ -467,9 +470,7 @@ def read_records(
                 if total % 4
                 else f"length mismatch: leading total length {total}, trailing {trailing}"
             )
-            problems.add(
-                block_offset, f"{name} {what}; block boundaries are lost, stopping here"
-            )
+            problems.add(block_offset, f"{name} {what}; block boundaries are lost, stopping here")
             return
         body = buf[pos + 8 : pos + total - 4]
         source.advance(total)
@@ -512,7 +513,9 @@ def read_records(
             record = _simple_record(body, order, interfaces, problems, block_offset)
             if record is not None:
                 yield record
-        # NRB, ISB, DSB, custom and unknown blocks: nothing for us (§3.1 says skip).
+        elif block_type in (CB_COPY_TYPE, CB_NOCOPY_TYPE, SJE_TYPE):
+            state.non_packet_frames += 1
+        # NRB, ISB, DSB and unknown blocks: nothing for us (§3.1 says skip).
 
 
 def _packet_record(

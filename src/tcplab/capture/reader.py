@@ -33,7 +33,9 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 class Record(NamedTuple):
     """One packet record of a capture file.
 
-    ``index`` is the 1-based frame number (as Wireshark numbers frames);
+    ``index`` is the 1-based frame number as Wireshark numbers frames (it
+    also gives pcapng custom and systemd-journal blocks a number, so we skip
+    those numbers too);
     ``offset`` is the record's byte offset in the (decompressed) file and
     ``data_offset`` that of ``data[0]``, so a problem found inside the frame
     can name its file offset.
@@ -91,7 +93,7 @@ class CaptureReader:
             stream = gzip.GzipFile(fileobj=self._file, mode="rb")  # type: ignore[assignment]
         else:
             self._file.seek(0)
-        source = ChunkSource(stream, self._sink)
+        source = ChunkSource(stream, self._sink, stepwise=self.compressed)
         head_buf, _ = source.ensure(pcap.GLOBAL_HEADER_LEN)
         head = head_buf[: pcap.GLOBAL_HEADER_LEN]
         if not head:
@@ -157,9 +159,10 @@ class CaptureReader:
 
     def __iter__(self) -> Iterator[Record]:
         self._begin()
-        for index, raw in enumerate(self._records(), start=1):
-            self.count = index
-            yield Record(index, *raw)
+        state = self._pcapng_state
+        for count, raw in enumerate(self._records(), start=1):
+            self.count = count
+            yield Record(count + state.non_packet_frames, *raw)
 
     def raw(self) -> Iterator[tuple[int, int, bytes]]:
         """``(time_ns, linktype, data)`` per record: the cheap bulk path.

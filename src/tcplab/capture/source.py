@@ -58,10 +58,23 @@ class ChunkSource:
     end the stream and are reported as a problem at the offset reached.
     """
 
-    __slots__ = ("_eof", "_problems", "_stream", "buf", "offset", "pos")
+    __slots__ = (
+        "_eof",
+        "_pending_error",
+        "_problems",
+        "_stream",
+        "buf",
+        "offset",
+        "pos",
+        "stepwise",
+    )
 
-    def __init__(self, stream: BinaryIO, problems: ProblemSink, initial: bytes = b"") -> None:
+    def __init__(
+        self, stream: BinaryIO, problems: ProblemSink, initial: bytes = b"", stepwise: bool = False
+    ) -> None:
         self._stream = stream
+        self.stepwise = stepwise
+        self._pending_error = False
         self._problems = problems
         self._eof = False
         self.buf = initial
@@ -72,7 +85,9 @@ class ChunkSource:
         if self._eof:
             return b""
         try:
-            data = self._stream.read(want)
+            if self._pending_error:
+                raise EOFError("gzip stream truncated")
+            data = self._read_some(want)
         except EOFError:
             # gzip: "Compressed file ended before the end-of-stream marker was reached"
             self._eof = True
@@ -94,6 +109,28 @@ class ChunkSource:
         if not data:
             self._eof = True
         return data
+
+    def _read_some(self, want: int) -> bytes:
+        """Up to ``want`` bytes.  A ``GzipFile.read(n)`` that hits a truncated
+        stream raises and throws away everything it decompressed in that
+        call, so compressed streams are read one step (``read1``) at a time:
+        every byte before the cut reaches the reader."""
+        if not self.stepwise:
+            return self._stream.read(want)
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < want:
+                part = self._stream.read1(want - got)  # type: ignore[attr-defined]
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        except EOFError:
+            if not parts:
+                raise
+            self._pending_error = True  # report it on the next call, data first
+        return b"".join(parts)
 
     def ensure(self, n: int) -> tuple[bytes, int]:
         """At least ``n`` unread bytes in ``buf[pos:]`` unless the stream ends first."""

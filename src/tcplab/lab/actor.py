@@ -1,6 +1,7 @@
 """An actor: one endpoint's process, inside its host's namespace, driven over a pipe.
 
-``python -m tcplab.lab.actor --netns /run/netns/NS --addr A --peer B --port P``
+``python -I -S .../lab/actor.py --netns PATH --name client --addr A --peer B --port P``
+(stdlib only, so the lab runs it as a plain script; ``python -m tcplab.lab.actor`` works too)
 
 The actor enters the namespace first (setns on its only thread moves the
 whole process), then reads one JSON command per line on stdin and answers
@@ -79,6 +80,13 @@ class Actor:
                 raise CallError(f"{self.name} has no socket {key or '(none yet)'}")
             return key, self.sockets[key]
 
+    def _ensure(self, name: str | None) -> None:
+        """listen()/connect() create the socket first when there is none yet."""
+        with self.state_lock:
+            missing = name not in self.sockets if name else self.last is None
+        if missing:
+            self._new(name or "main")
+
     def _new(self, name: str) -> socket.socket:
         sock = socket.socket(self.family, socket.SOCK_STREAM)
         with self.state_lock:
@@ -118,15 +126,13 @@ class Actor:
             self._new(name or "main")
             return "0"
         if call == "listen":
-            if name is None and self.last is None:
-                self._new("main")
+            self._ensure(name)
             key, sock = self._sock(name)
             self._bind_if_needed(key, sock, self.server_port)
             sock.listen(int(args.get("backlog", 5)))
             return "0"
         if call == "connect":
-            if name is None and self.last is None:
-                self._new("main")
+            self._ensure(name)
             key, sock = self._sock(name)
             self._bind_if_needed(key, sock, 0)
             target = (self.peer, int(args.get("port", self.server_port)))

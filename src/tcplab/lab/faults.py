@@ -76,6 +76,7 @@ class _RuleState(Generic[Token]):
     nth: int
     matches: int = 0
     held: list[tuple[float, Token]] = field(default_factory=list)
+    spent: bool = False  # a hold rule releases once, then lets everything pass
 
 
 @dataclass
@@ -135,6 +136,18 @@ class FaultProgram(Generic[Token]):
                 nth = 1
             self._rules.append(_RuleState(rule, i + 1, when, nth))
         self._close = _CloseTracker()
+        self._blackholed: set[str] = set()  # hosts cut off by a wire step
+
+    def set_blackhole(self, host: str, on: bool) -> None:
+        """A ``wire`` step: drop every packet to and from ``host`` from now on (or stop)."""
+        if on:
+            self._blackholed.add(host)
+        else:
+            self._blackholed.discard(host)
+
+    def release_all(self, now: float) -> list[Release[Token]]:
+        """A ``wire`` step ``release``: every held packet goes now."""
+        return self.flush(now)
 
     def _matches(self, state: _RuleState[Token], now: float, seg: Segment) -> bool:
         rule = state.rule
@@ -159,20 +172,27 @@ class FaultProgram(Generic[Token]):
         return out
 
     def _decide(self, now: float, seg: Segment, token: Token) -> list[Release[Token]]:
+        if self._blackholed:
+            # Two hosts on one wire: every packet is to or from a blackholed host.
+            hosts = ", ".join(sorted(self._blackholed))
+            return [Release(token, now, dropped=True, note=f"{hosts} blackholed by a wire step")]
         for state in self._rules:
+            if state.spent:
+                continue
             if not self._matches(state, now, seg):
                 continue
             if state.rule.action == "blackhole":
-                return [Release(token, now, dropped=True, note=f"blackholed by fault {state.index}")]
+                return [Release(token, now, dropped=True, note=f"blackhole (fault {state.index})")]
             state.matches += 1
             if state.nth not in (0, state.matches):
                 continue
             rule = state.rule
             label = rule.note or f"fault {state.index}"
             if rule.action == "drop":
-                return [Release(token, now, dropped=True, note=f"dropped by {label}")]
+                return [Release(token, now, dropped=True, note=label)]
             if rule.action == "delay":
-                return [Release(token, now + rule.seconds, note=f"delayed {rule.seconds} s by {label}")]
+                note = f"delayed {rule.seconds} s by {label}"
+                return [Release(token, now + rule.seconds, note=note)]
             if rule.action == "duplicate":
                 return [Release(token, now), Release(token, now, note=f"duplicated by {label}")]
             # hold: keep until release_after packets are held, then let them cross.
@@ -186,10 +206,11 @@ class FaultProgram(Generic[Token]):
         label = state.rule.note or f"fault {state.index}"
         n = len(state.held)
         out = [
-            Release(tok, now, note=f"held {now - t:.3f} s by {label}, released with {n - 1} other(s)")
+            Release(tok, now, note=f"held {now - t:.3f} s by {label}, released with {n - 1} more")
             for t, tok in state.held
         ]
         state.held.clear()
+        state.spent = True
         return out
 
     def tick(self, now: float) -> list[Release[Token]]:

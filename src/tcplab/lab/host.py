@@ -23,6 +23,7 @@ import ctypes
 import fcntl
 import json
 import os
+import re
 import secrets
 import struct
 import subprocess
@@ -39,6 +40,11 @@ CLONE_NEWNET = 0x40000000
 STATE_ROOT = Path("/run/tcplab")
 NETNS_DIR = Path("/run/netns")
 NAME_PREFIX = "tcplab-"
+# Exactly what a run names its things: other tools may use "tcplab-" too
+# (e.g. a profiling namespace), and cleanup must never touch those.
+RUN_NAMESPACE = re.compile(r"^tcplab-([0-9a-f]{8})-(c|s|lo)$")
+RUN_INSTANCE = re.compile(r"^tcplab-([0-9a-f]{8})$")
+RUN_ID = re.compile(r"^[0-9a-f]{8}$")
 
 # <linux/if_tun.h>
 TUNSETIFF = 0x400454CA

@@ -16,6 +16,7 @@ SIGKILLed run left.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +42,19 @@ from tcplab.lab.timeline_build import (
     kernel_events,
     snapshot_changes,
 )
-from tcplab.lab.tracer import TraceEvent, Tracer
+from tcplab.lab.tracer import TraceEvent, Tracer, plain_address
 from tcplab.lab.wire import LoopbackCapture, TunWire, WireRecord
-from tcplab.scenario import FactResult, Scenario, Step, check
+from tcplab.scenario import WIRE, FactResult, Scenario, Step, check
 from tcplab.states import State
-from tcplab.timeline import ApiCall, EndpointInfo, Note, Timeline
+from tcplab.timeline import (
+    ApiCall,
+    EndpointInfo,
+    Note,
+    Snapshot,
+    Source,
+    StateChange,
+    Timeline,
+)
 
 STEP_TIMEOUT = 15.0
 SETTLE_QUIET = 0.25  # the wire must be quiet this long before a run ends
@@ -97,16 +106,24 @@ class _ActorProc:
 
     def wait_ready(self, timeout: float) -> int:
         try:
-            return self._ready.get(timeout=timeout)
+            # The reader thread reports EOF too (dead), so a crashed actor fails fast.
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    return self._ready.get(timeout=0.05)
+                except queue.Empty:
+                    if self.dead.is_set() or time.monotonic() > deadline:
+                        raise
         except queue.Empty:
-            err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+            exited = self.proc.poll() is not None and self.proc.stderr is not None
+            err = self.proc.stderr.read() if exited and self.proc.stderr else ""
             raise LabError(f"actor {self.name} did not start: {err.strip()[-200:]}") from None
 
     def _read(self) -> None:
-        assert_stdout = self.proc.stdout
-        if assert_stdout is None:
+        stdout = self.proc.stdout
+        if stdout is None:
             return
-        for line in assert_stdout:
+        for line in stdout:
             try:
                 msg = json.loads(line)
             except ValueError:
@@ -116,8 +133,12 @@ class _ActorProc:
                 continue
             with self.lock:
                 item = self.pending.pop(int(msg["id"]), None)
-                if msg.get("sockets"):
-                    self.sockets = dict(msg["sockets"])
+                # Merged, not replaced: a closed socket's four-tuple stays known for
+                # wait(), and a socket that lost its peer (getpeername: ENOTCONN once
+                # the kernel handed it to TIME-WAIT) keeps the tuple it had.
+                for key, tup in (msg.get("sockets") or {}).items():
+                    if tup[3] or key not in self.sockets:
+                        self.sockets[key] = tup
             if item is not None:
                 item.reply = msg
                 item.done.set()
@@ -161,8 +182,9 @@ class _Snapshots:
 
         self._diag = {h: SockDiag(path) for h, path in namespaces.items()}
         self.observations: list[Observation] = []
+        self.events: list[Snapshot] = []  # timeline Snapshots: every row after a step, changes
         self.current: dict[str, dict[tuple[str, int, str, int], Any]] = {h: {} for h in namespaces}
-        self._last: dict[tuple[str, tuple[str, int, str, int]], tuple[State, str]] = {}
+        self._last: dict[tuple[str, tuple[str, int, str, int]], tuple[Any, ...]] = {}
         self.lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -179,22 +201,31 @@ class _Snapshots:
             self._wake.clear()
             self.take()
 
-    def take(self) -> None:
+    def take(self, all_rows: bool = False) -> None:
+        """Dump both hosts; keep changed rows (and every row when ``all_rows``)."""
         with self.lock:
-            now = time.monotonic()
             self.count += 1
             for h, diag in self._diag.items():
                 seen: dict[tuple[str, int, str, int], Any] = {}
-                for info in diag.dump_tcp():
-                    key = (info.src, info.sport, info.dst, info.dport)
+                rows = diag.dump_tcp()
+                # Stamped when the dump is complete: what it shows was true at
+                # some moment before this, never after.
+                now = time.monotonic()
+                for info in rows:
+                    key = (plain_address(info.src), info.sport, plain_address(info.dst),
+                           info.dport)  # fmt: skip
                     seen[key] = info
-                    mark = (info.state, info.timer)
-                    if self._last.get((h, key)) != mark:
+                    owner = self._hosts.get(key[0], h)
+                    mark = (info.state, info.timer, info.rqueue, info.wqueue, info.shutdown)
+                    changed = self._last.get((h, key)) != mark
+                    if changed:
                         self._last[(h, key)] = mark
                         self.observations.append(
-                            Observation(now, self._hosts.get(info.src, h), key, info.state,
-                                        info.timer, info.timer_expires_ms)
+                            Observation(now, owner, key, info.state, info.timer,
+                                        info.timer_expires_ms)
                         )  # fmt: skip
+                    if changed or all_rows:
+                        self.events.append(_snapshot_event(now, owner, info))
                 for key in list(self.current[h]):
                     if key not in seen:
                         self._last.pop((h, key), None)
@@ -210,21 +241,60 @@ class _Snapshots:
             diag.close()
 
 
+def scenario_ports(scenario: Scenario) -> tuple[int, ...]:
+    """The well-known ports of a run: the server port and any port a step names."""
+    ports = {scenario.server_port}
+    for step in scenario.steps:
+        port = step.args.get("port")
+        if isinstance(port, int) and port > 0:
+            ports.add(port)
+    return tuple(sorted(ports))
+
+
+def _snapshot_event(now: float, endpoint: str, info: Any) -> Snapshot:
+    return Snapshot(
+        time=now,
+        endpoint=endpoint,
+        state=info.state,
+        local=info.local,
+        peer=info.peer,
+        rqueue=info.rqueue,
+        wqueue=info.wqueue,
+        timer="" if info.timer == "off" else info.timer,
+        timer_ms=info.timer_expires_ms,
+        retrans=info.retrans,
+        inode=info.inode,
+        shutdown=info.shutdown or 0,
+    )
+
+
 def _on_signal(signum: int, _frame: Any) -> None:
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}; the run was cleaned up")
 
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """SIGTERM raises into the main thread like Ctrl-C does, so ``finally`` runs."""
+    """SIGTERM and SIGHUP raise into the main thread like Ctrl-C does, so ``finally`` runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _on_signal)
+    old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+# Runs not yet torn down.  A run on a worker thread is not reached by the
+# signal handlers; if the interpreter exits under it, atexit tears it down.
+_ACTIVE: set[_Run] = set()
+
+
+@atexit.register
+def _teardown_active() -> None:
+    for run in list(_ACTIVE):
+        run.teardown()
 
 
 class _Run:
@@ -245,6 +315,7 @@ class _Run:
         self.actors: dict[str, _ActorProc] = {}
         self.calls: list[ApiCall] = []
         self.notes: list[Note] = []
+        self.snapshot_events: list[Snapshot] = []
         self._ident = 0
         self.start_ns = time.monotonic_ns()
 
@@ -286,7 +357,7 @@ class _Run:
         distinct = {"client": self.ns["client"]} if self.loopback else dict(self.ns)
         self.snapshots = _Snapshots(distinct, {a: h for h, a in self.addr.items()})
         if self.tracing:
-            tracer = Tracer(self.run_id, self.state.dir / "tracefs", self.scenario.server_port)
+            tracer = Tracer(self.run_id, self.state.dir / "tracefs", scenario_ports(self.scenario))
 
             def record(kind: str, path: str) -> None:
                 if kind == "mount":
@@ -300,8 +371,9 @@ class _Run:
             except (OSError, LabError) as exc:
                 tracer.close()
                 self.tracing = False
-                self.notes.append(Note(time.monotonic(),
-                                       f"no tracefs ({exc}): kernel states from sock_diag snapshots only"))  # fmt: skip
+                self.notes.append(Note(
+                    time.monotonic(), f"no tracefs ({exc}): kernel states from snapshots only"
+                ))  # fmt: skip
             else:
                 snaps = self.snapshots
 
@@ -311,7 +383,9 @@ class _Run:
                 tracer.on_event = poke
                 self.tracer = tracer
         else:
-            self.notes.append(Note(time.monotonic(), "tracing off: kernel states from sock_diag snapshots only"))
+            self.notes.append(
+                Note(time.monotonic(), "tracing off: kernel states from sock_diag snapshots only")
+            )
         if self.loopback:
             senders = {(self.addr["client"], 0): "client", (self.addr["server"], 0): "server"}
             self.wire = LoopbackCapture(self.ns["client"], self.start_ns, senders)
@@ -320,11 +394,18 @@ class _Run:
             self.wire = TunWire(self.tun_fds[0], self.tun_fds[1], program, self.start_ns)
         self.wire.start()
 
-    def start_actors(self) -> None:
+    def spawn_actors(self) -> None:
+        """Start both actor processes; they come up while the lab sets up tracing.
+
+        The actor is run as a plain script with ``-I -S`` (stdlib only: no site
+        packages to scan), which halves Python's start-up on a busy machine.
+        """
+        from tcplab.lab import actor as actor_module
+
         for name in ("server", "client"):
             peer = "client" if name == "server" else "server"
             cmd = [
-                sys.executable, "-m", "tcplab.lab.actor", "--netns", self.ns[name],
+                sys.executable, "-I", "-S", actor_module.__file__, "--netns", self.ns[name],
                 "--name", name, "--addr", self.addr[name], "--peer", self.addr[peer],
                 "--port", str(self.scenario.server_port),
             ]  # fmt: skip
@@ -335,6 +416,8 @@ class _Run:
             self.actors[name] = _ActorProc(name, proc)
             self.state.pids.append((proc.pid, host.proc_starttime(proc.pid)))
         self.state.save()
+
+    def start_actors(self) -> None:
         for actor in self.actors.values():
             actor.wait_ready(10)
 
@@ -344,7 +427,9 @@ class _Run:
         for step in self.scenario.steps:
             if self.tracer is not None:
                 self.tracer.mark(f"{step.actor}: {step.describe()}")
-            if step.call == "sleep":
+            if step.actor == WIRE:
+                self._wire_step(step)
+            elif step.call == "sleep":
                 started = time.monotonic()
                 time.sleep(float(step.args["seconds"]))
                 self._record(step, started, time.monotonic(), str(step.args["seconds"]), None)
@@ -353,7 +438,29 @@ class _Run:
             else:
                 self._call(step)
             if self.snapshots is not None:
-                self.snapshots.poke()
+                # A sock_diag dump of both hosts after every step (the Snapshot events).
+                self.snapshots.take(all_rows=True)
+
+    def _wire_step(self, step: Step) -> None:
+        """blackhole/heal a host, or release held packets: the wire as a third actor."""
+        started = time.monotonic()
+        wire = self.wire
+        if not isinstance(wire, TunWire):
+            raise InputError(f"{self.scenario.id}: wire steps need the lab's wire (not --loopback)")
+        if step.call == "release":
+            wire.command(lambda program, now: program.release_all(now))
+        else:
+            target = str(step.args["host"])
+            if target not in ("client", "server"):
+                raise InputError(f"{self.scenario.id}: wire {step.call}: host is client or server")
+            on = step.call == "blackhole"
+
+            def switch(program: FaultProgram[tuple[str, bytes]], _now: float) -> list[Any]:
+                program.set_blackhole(target, on)
+                return []
+
+            wire.command(switch)
+        self._record(step, started, time.monotonic(), "0", None)
 
     def _call(self, step: Step) -> None:
         actor = self.actors[step.actor]
@@ -390,9 +497,9 @@ class _Run:
         self._record(item.step, reply["started"] / 1e9, reply["ended"] / 1e9,
                      reply.get("result"), reply.get("errno"))  # fmt: skip
         if item.step.expect_errno and reply.get("errno") != item.step.expect_errno:
-            self.notes.append(Note(reply["ended"] / 1e9,
-                                   f"expected {item.step.expect_errno}, got {reply.get('errno') or 'success'}",
-                                   item.step.actor))  # fmt: skip
+            got = reply.get("errno") or "success"
+            text = f"expected {item.step.expect_errno}, got {got}"
+            self.notes.append(Note(reply["ended"] / 1e9, text, item.step.actor))
 
     def _record(self, step: Step, started: float, ended: float, result: str | None,
                 errno: str | None) -> None:  # fmt: skip
@@ -404,7 +511,8 @@ class _Run:
     def _actor_tuples(self, actor: str, name: str | None) -> list[tuple[str, int, str, int]]:
         socks = self.actors[actor].sockets
         keys = [name] if name else list(socks)
-        return [tuple(socks[k]) for k in keys if k in socks]  # type: ignore[misc]
+        return [(str(s[0]), int(s[1]), str(s[2]), int(s[3]))
+                for s in (socks[k] for k in keys if k in socks)]  # fmt: skip
 
     def _wait(self, step: Step) -> None:
         """Wait (via sock_diag) until the actor's socket reaches a state or is gone."""
@@ -417,10 +525,7 @@ class _Run:
         tuples = self._actor_tuples(step.actor, step.sock)
         if snaps is None or not tuples:
             raise InputError(f"{self.scenario.id}: {step.actor} wait(): no socket to watch yet")
-        if self.loopback:
-            table_host = "client"
-        else:
-            table_host = step.actor
+        table_host = "client" if self.loopback else step.actor  # loopback: one table
         while time.monotonic() - started < timeout:
             snaps.take()
             table = snaps.current[table_host]
@@ -432,7 +537,8 @@ class _Run:
                 result = "gone"
                 break
             time.sleep(0.01)
-        self._record(step, started, time.monotonic(), result, None if result != "timeout" else "ETIMEDOUT")
+        errno = "ETIMEDOUT" if result == "timeout" else None
+        self._record(step, started, time.monotonic(), result, errno)
 
     def settle(self) -> None:
         """Let the last segments (delayed ACKs, a retransmitted FIN) reach the wire."""
@@ -464,6 +570,7 @@ class _Run:
             self.snapshots.take()
             self.snapshots.close()
             observations = list(self.snapshots.observations)
+            self.snapshot_events = list(self.snapshots.events)
             self.snapshots = None
         if self.wire is not None:
             self.wire.stop()
@@ -497,6 +604,22 @@ class _Run:
             shutil.rmtree(self.state.dir)
 
 
+def _inferred(timeline: Timeline) -> list[StateChange]:
+    """The analyzer's states from the packets alone (Source.INFERRED), when it exists."""
+    try:
+        from tcplab.analyze.ladder import infer_states
+    except ImportError:
+        return []
+    return infer_states(timeline)
+
+
+def without_inferred(timeline: Timeline) -> Timeline:
+    return timeline.with_events(
+        [e for e in timeline.events
+         if not (isinstance(e, StateChange) and e.source is Source.INFERRED)]
+    )  # fmt: skip
+
+
 class Lab:
     """``with Lab() as lab: result = lab.run(scenario.load("handshake-close"))``."""
 
@@ -512,25 +635,41 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def run(self, scenario: Scenario) -> RunResult:
+    def run(self, scenario: Scenario, play: Callable[[_Run], None] | None = None) -> RunResult:
+        """Play ``scenario`` (or hand the built topology to ``play``: external actors)."""
         host.require_root()
         if self.loopback and scenario.faults:
             raise InputError(f"{scenario.id}: faults need the lab's wire; --loopback has none")
         FaultProgram(scenario.faults)  # validate before building anything
+        if play is None:
+            from tcplab.lab.external import player, scenario_commands
+
+            programs = scenario_commands(scenario)
+            if programs is not None:
+                play = player(*programs)
         began = time.monotonic()
         run = _Run(scenario, self.loopback, self.tracing)
+        _ACTIVE.add(run)
         with _signals_raise():
             try:
                 run.build()
+                if play is None:
+                    run.spawn_actors()
                 run.start_observers()
-                run.start_actors()
-                run.play()
+                if play is None:
+                    run.start_actors()
+                    run.play()
+                else:
+                    play(run)
                 run.settle()
                 records, events, observations = run.stop_observers()
                 timeline = self._timeline(run, records, events, observations)
             finally:
                 run.teardown()
-        facts = check(scenario, timeline)
+                _ACTIVE.discard(run)
+        # The facts are about what Linux did: the analyzer's inferences are shown
+        # beside the kernel's states, never counted as them.
+        facts = check(scenario, without_inferred(timeline))
         result = RunResult(timeline, facts, seconds=time.monotonic() - began)
         timeline.meta["seconds"] = round(result.seconds, 3)
         if self.outdir is not None:
@@ -543,8 +682,9 @@ class Lab:
                   observations: list[Observation]) -> Timeline:  # fmt: skip
         scenario = run.scenario
         client_port = 0
-        for sock in run.actors["client"].sockets.values():
-            client_port = int(sock[1])
+        if "client" in run.actors:
+            for sock in run.actors["client"].sockets.values():
+                client_port = int(sock[1])
         timeline = Timeline(
             title=scenario.title,
             producer="lab",
@@ -569,6 +709,10 @@ class Lab:
         timeline.extend(decode_packets(records))
         timeline.extend(kernel_events(events, hosts, obs))
         timeline.extend(snapshot_changes(obs, traced=run.tracer is not None))
+        if run.snapshot_events:
+            timeline.extend(e for e in run.snapshot_events if e.endpoint in ("client", "server"))
         timeline.extend(run.notes)
+        timeline.sort()
+        timeline.extend(_inferred(timeline))
         timeline.sort()
         return timeline

@@ -160,7 +160,8 @@ def kernel_events(
             state = ev.fields.get("state", "").removeprefix("TCP_")
             out.append(Note(ev.time, f"kernel: retransmission (in {state})", endpoint))
         elif ev.event == "tcp_send_reset":
-            out.append(Note(ev.time, f"kernel: sends RST ({ev.fields.get('reason', '?')})", endpoint))
+            reason = ev.fields.get("reason", "?")
+            out.append(Note(ev.time, f"kernel: sends RST ({reason})", endpoint))
         elif ev.event == "tcp_receive_reset":
             out.append(Note(ev.time, "kernel: received RST", endpoint))
     return out
@@ -176,10 +177,10 @@ def _state(text: str) -> State | None:
 
 
 def _after(observations: list[Observation], key: FourTuple, time: float) -> State | None:
-    """The first state a snapshot shows for ``key`` from just before ``time`` on,
-    ignoring the states the full socket had before the hand-off."""
+    """The first hand-off state a snapshot completed after ``time`` shows for ``key``
+    (snapshots are stamped when complete, so they cannot predate what they show)."""
     for obs in observations:
-        if obs.tuple == key and obs.time >= time - 0.001 and obs.state in (
+        if obs.tuple == key and obs.time >= time and obs.state in (
             State.TIME_WAIT, State.FIN_WAIT_2,
         ):
             if obs.state is State.FIN_WAIT_2 and obs.timer != "timewait":

@@ -29,10 +29,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from tcplab.lab.host import LabError
+from tcplab.lab.host import STATE_ROOT, LabError
 
 EVENTS = (
     "sock/inet_sock_set_state",
@@ -42,7 +43,10 @@ EVENTS = (
 )
 
 # "  <idle>-0  [001] ..s2. 12345.678901: inet_sock_set_state: family=AF_INET ..."
-_LINE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+(?P<ts>\d+\.\d+): (?P<event>\w+): (?P<body>.*)$")
+_LINE = re.compile(
+    r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+(?P<ts>\d+\.\d+): "
+    r"(?P<event>\w+): (?P<body>.*)$"
+)
 _FIELD = re.compile(r"(\w+)=(\S+)")
 
 
@@ -68,14 +72,22 @@ class TraceEvent:
 
     def _addr(self, key: str) -> str:
         if self.fields.get("family") == "AF_INET6":
-            return self.fields.get(key + "v6", "")
+            return plain_address(self.fields.get(key + "v6", ""))
         return self.fields.get(key, "")
+
+
+def plain_address(addr: str) -> str:
+    """``::ffff:10.89.3.1`` -> ``10.89.3.1``: a dual-stack socket (Node listens on
+    ``::``) talks IPv4 through v4-mapped addresses (RFC 4291 §2.5.5.2)."""
+    if addr.lower().startswith("::ffff:") and "." in addr:
+        return addr[7:]
+    return addr
 
 
 def _split_hostport(text: str) -> tuple[str, int]:
     # %pISpc: "10.89.3.1:40000" or "[fd00::1]:40000"
     host, _, port = text.rpartition(":")
-    return (host.strip("[]"), int(port) if port.isdigit() else 0)
+    return (plain_address(host.strip("[]")), int(port) if port.isdigit() else 0)
 
 
 def parse_line(line: str) -> TraceEvent | None:
@@ -89,10 +101,18 @@ def parse_line(line: str) -> TraceEvent | None:
     return TraceEvent(float(match["ts"]), event, dict(_FIELD.findall(body)))
 
 
+def port_filter(ports: tuple[int, ...]) -> str:
+    """``sport == 8080 || dport == 8080 || ...``: tracefs event filter syntax."""
+    return " || ".join(f"sport == {p} || dport == {p}" for p in sorted(set(ports)))
+
+
 def existing_mount() -> str | None:
+    """The host's tracefs mount, if any.  Another lab run's private mount is not
+    reused: that run unmounts it when it ends, whoever is still using it."""
+    private = str(STATE_ROOT) + "/"
     for line in Path("/proc/mounts").read_text().splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[2] == "tracefs":
+        if len(parts) >= 3 and parts[2] == "tracefs" and not parts[1].startswith(private):
             return parts[1]
     return None
 
@@ -100,10 +120,13 @@ def existing_mount() -> str | None:
 class Tracer:
     """One private tracefs instance; ``events`` grows while the run goes on."""
 
-    def __init__(self, run_id: str, private_mount: Path, port_filter: int | None) -> None:
+    def __init__(self, run_id: str, private_mount: Path, ports: tuple[int, ...] = ()) -> None:
         self.run_id = run_id
         self._private_mount = private_mount
-        self._port_filter = port_filter
+        # The kernel-side filter keeps the ring buffer to the run's well-known
+        # ports (every lab connection has one end on one); the exact choice,
+        # by address, is made when events are attributed.
+        self._ports = ports
         self.mounted_here = False
         self.root: Path | None = None
         self.instance: Path | None = None
@@ -141,11 +164,8 @@ class Tracer:
             event_dir = instance / "events" / name
             if not event_dir.is_dir():
                 continue
-            if self._port_filter is not None and name in (
-                "sock/inet_sock_set_state", "tcp/tcp_retransmit_skb",
-            ):
-                p = self._port_filter
-                (event_dir / "filter").write_text(f"sport == {p} || dport == {p}")
+            if self._ports and name in ("sock/inet_sock_set_state", "tcp/tcp_retransmit_skb"):
+                (event_dir / "filter").write_text(port_filter(self._ports))
             (event_dir / "enable").write_text("1")
         self._pipe_fd = os.open(instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         self._marker_fd = os.open(instance / "trace_marker", os.O_WRONLY)
@@ -155,10 +175,8 @@ class Tracer:
 
     def mark(self, text: str) -> None:
         if self._marker_fd >= 0:
-            try:
+            with suppress(OSError):  # a marker is a convenience, never a failure
                 os.write(self._marker_fd, text.encode()[:1000])
-            except OSError:
-                pass
 
     def _loop(self) -> None:
         buffer = b""
@@ -227,8 +245,9 @@ def remove_instance(instance: Path) -> None:
 
 
 def unmount(path: Path) -> None:
-    subprocess.run(["umount", str(path)], capture_output=True, check=False)
-    try:
+    done = subprocess.run(["umount", str(path)], capture_output=True, check=False)
+    if done.returncode != 0 and str(path) in Path("/proc/mounts").read_text():
+        # Still busy (a reader not yet gone): detach it now, the kernel frees it later.
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+    with suppress(OSError):
         path.rmdir()
-    except OSError:
-        pass

@@ -21,8 +21,11 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tcplab.lab.faults import FaultProgram, Release, Segment
 from tcplab.lab.host import entered
@@ -99,6 +102,7 @@ class TunWire:
         self.records: list[WireRecord] = []
         self._pending: list[_Pending] = []
         self._held_at: dict[int, int] = {}  # id(datagram) -> index in records
+        self._commands: list[tuple[Any, threading.Event]] = []
         self._order = 0
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -107,6 +111,16 @@ class TunWire:
 
     def start(self) -> None:
         self._thread.start()
+
+    def command(self, fn: Callable[[FaultProgram[tuple[str, bytes]], float],
+                                    list[Release[tuple[str, bytes]]]]) -> None:  # fmt: skip
+        """Run ``fn(program, now)`` on the wire's thread (the program is not shared)
+        and wait until it has run; its releases go out at once."""
+        done = threading.Event()
+        self._commands.append((fn, done))
+        os.write(self._wake_w, b"c")
+        if not done.wait(5):
+            raise RuntimeError("the wire did not take the command")
 
     def stop(self) -> None:
         self._stop.set()
@@ -138,11 +152,9 @@ class TunWire:
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
-        try:
+        # A full TUN queue (500 packets) drops, as a real link would.
+        with suppress(BlockingIOError):
             os.write(fd, data)
-        except BlockingIOError:
-            # The TUN queue is full (500 packets): a real link would drop too.
-            pass
 
     def _loop(self) -> None:
         try:
@@ -166,8 +178,14 @@ class TunWire:
                 timeout_ms = max(0.0, (min(deadlines) - now_ns) / 1e6)
             for fd, _ in poller.poll(timeout_ms):
                 if fd == self._wake_r:
+                    os.read(self._wake_r, 64)
                     continue
                 self._read_all(fd)
+            while self._commands:
+                fn, done = self._commands.pop(0)
+                now_ns = time.monotonic_ns()
+                self._apply(fn(self._program, self._now(now_ns)), now_ns)
+                done.set()
             now_ns = time.monotonic_ns()
             self._apply(self._program.tick(self._now(now_ns)), now_ns)
             while self._pending and self._pending[0].due_ns <= now_ns:

@@ -48,7 +48,9 @@ class Profile:
     window: int  # receive window advertised (bytes)
     wscale: int | None  # window scale offered in SYN; None: option not sent
     sack_ok: bool
+    timestamps: bool  # RFC 7323 timestamps offered
     backlog_overflow_drops: bool  # a full accept queue drops SYNs and final ACKs (Linux)
+    oow_ack_interval: float  # at most one ACK per this many seconds answers bad segments
     time_wait: bool = True  # counterfactual switch
     two_way_handshake: bool = False  # counterfactual switch
 
@@ -125,7 +127,9 @@ RFC = Profile(
     window=65535,
     wscale=None,
     sack_ok=False,
+    timestamps=False,
     backlog_overflow_drops=False,
+    oow_ack_interval=0.5,
 )
 
 LINUX = Profile(
@@ -156,7 +160,9 @@ LINUX = Profile(
     window=64240,
     wscale=7,
     sack_ok=True,
+    timestamps=True,
     backlog_overflow_drops=True,
+    oow_ack_interval=0.5,
 )
 
 PROFILES: dict[str, Profile] = {"linux": LINUX, "rfc": RFC}
@@ -214,6 +220,11 @@ PARAMETERS: dict[str, tuple[str, str, str]] = {
     "window": ("receive window advertised (bytes)", "65535 without scaling", "64240 (44*MSS)"),
     "wscale": ("window scale offered", "RFC 7323 optional", "7"),
     "sack_ok": ("SACK-permitted offered", "RFC 2018 optional", "net.ipv4.tcp_sack"),
+    "timestamps": ("timestamps offered (12 bytes of every segment)", "RFC 7323 optional",
+                   "net.ipv4.tcp_timestamps"),
+    "oow_ack_interval": ("at most one ACK per interval answers out-of-window segments",
+                         "RFC 5961 §7 (rate-limit challenge ACKs)",
+                         "net.ipv4.tcp_invalid_ratelimit 500 ms"),
     "backlog_overflow_drops": ("a full accept queue drops SYNs and final ACKs",
                                "not specified", "listen overflow"),
 }

@@ -34,6 +34,8 @@ class Options:
         if self.sack_ok:
             parts.append("sackOK")
         if self.ts is not None:
+            if not parts:
+                parts.extend(["nop", "nop"])  # Linux aligns a lone timestamp option
             parts.append(f"TS val {self.ts[0]} ecr {self.ts[1]}")
         if self.wscale is not None:
             parts.extend(["nop", f"wscale {self.wscale}"])
@@ -127,7 +129,9 @@ def to_packet(
         options=seg.options.tcpdump(),
         rel_seq=(seg.seq - base_seq) % (1 << 32) if base_seq is not None else None,
         rel_ack=(
-            (seg.ack - base_ack) % (1 << 32) if base_ack is not None and seg.ack is not None else None
+            (seg.ack - base_ack) % (1 << 32)
+            if base_ack is not None and seg.ack is not None
+            else None
         ),
         dropped=dropped,
         annotations=annotations,

@@ -105,7 +105,7 @@ class Transition:
             return "SYN-ACK" if self.sends_ack else "SYN"
         if self.sends is Control.NONE:
             return "ACK"
-        return self.sends.value
+        return str(self.sends.value)
 
     @property
     def label(self) -> str:
@@ -119,6 +119,8 @@ GUARDS: dict[str, str] = {
     "acceptable_ack": "SEG.ACK acknowledges our SYN (ISS < SEG.ACK =< SND.NXT)",
     "rst_in_sequence": "RFC 5961 §3.2: SEG.SEQ == RCV.NXT exactly (otherwise a challenge ACK)",
     "orphaned": "the application has closed the socket (Linux tcp_fin_timeout)",
+    "read_shut": "close() or shutdown(SHUT_RD) shut the receive side and new data arrives"
+                 " (Linux tcp_rcv_state_process: TCPAbortOnData)",
     "two_way_handshake": "counterfactual switch: the server trusts a bare SYN",
     "linux": "the linux profile (the RFC profile does not do this)",
 }
@@ -159,6 +161,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     T(_S.SYN_RECEIVED, Trigger.CLOSE, _S.FIN_WAIT_1, _C.FIN, True, "RFC 9293 §3.10.4"),
     T(_S.SYN_RECEIVED, Trigger.RETRIES_EXHAUSTED, _S.CLOSED, None, False, "RFC 1122 §4.2.3.5",
       note="SYN-ACK retries exhausted"),
+    T(_S.SYN_RECEIVED, Trigger.ABORT, _S.CLOSED, None, False, "RFC 9293 §3.10.4",
+      note="the listener closed: a half-open child is dropped silently (Linux)"),
     # -- established -----------------------------------------------------------
     T(_S.ESTABLISHED, Trigger.CLOSE, _S.FIN_WAIT_1, _C.FIN, True, "RFC 9293 §3.10.4"),
     T(_S.ESTABLISHED, Trigger.CLOSE, _S.CLOSED, _C.RST, True, "RFC 9293 §3.6 (SHLD-3)",
@@ -180,8 +184,8 @@ TRANSITIONS: tuple[Transition, ...] = (
       note="simultaneous close: the FINs crossed"),
     T(_S.FIN_WAIT_1, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4",
       guard="rst_in_sequence"),
-    T(_S.FIN_WAIT_1, Trigger.RCV_DATA_AFTER_CLOSE, _S.CLOSED, _C.RST, True,
-      "RFC 9293 §3.6 (SHLD-3)", guard="orphaned", note="nobody will read it: RST"),
+    T(_S.FIN_WAIT_1, Trigger.RCV_DATA_AFTER_CLOSE, _S.CLOSED, _C.RST, False,
+      "RFC 9293 §3.6 (SHLD-3)", guard="read_shut", note="nobody will read it: RST"),
     T(_S.FIN_WAIT_1, Trigger.ABORT, _S.CLOSED, _C.RST, True, "RFC 9293 §3.10.5"),
     T(_S.FIN_WAIT_1, Trigger.RETRIES_EXHAUSTED, _S.CLOSED, None, False, "RFC 9293 §3.8.3"),
     T(_S.FIN_WAIT_2, Trigger.RCV_FIN, _S.TIME_WAIT, _C.NONE, True, "RFC 9293 §3.10.7.4",
@@ -190,11 +194,12 @@ TRANSITIONS: tuple[Transition, ...] = (
       "RFC 9293 §3.10.7.4 (Linux tcp_fin_timeout)", guard="orphaned"),
     T(_S.FIN_WAIT_2, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4",
       guard="rst_in_sequence"),
-    T(_S.FIN_WAIT_2, Trigger.RCV_DATA_AFTER_CLOSE, _S.CLOSED, _C.RST, True,
-      "RFC 9293 §3.6 (SHLD-3)", guard="orphaned", note="nobody will read it: RST"),
+    T(_S.FIN_WAIT_2, Trigger.RCV_DATA_AFTER_CLOSE, _S.CLOSED, _C.RST, False,
+      "RFC 9293 §3.6 (SHLD-3)", guard="read_shut", note="nobody will read it: RST"),
     T(_S.FIN_WAIT_2, Trigger.ABORT, _S.CLOSED, _C.RST, True, "RFC 9293 §3.10.5"),
     T(_S.CLOSING, Trigger.RCV_ACK_OF_FIN, _S.TIME_WAIT, None, False, "RFC 9293 §3.10.7.4"),
     T(_S.CLOSING, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4"),
+    T(_S.CLOSING, Trigger.RETRIES_EXHAUSTED, _S.CLOSED, None, False, "RFC 9293 §3.8.3"),
     T(_S.TIME_WAIT, Trigger.TIMEOUT_2MSL, _S.CLOSED, None, False, "RFC 9293 §3.10.8",
       note="2MSL: old duplicates have died"),
     T(_S.TIME_WAIT, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4",
@@ -207,6 +212,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     T(_S.CLOSE_WAIT, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4",
       guard="rst_in_sequence", note="EPIPE for the next send"),
     T(_S.CLOSE_WAIT, Trigger.ABORT, _S.CLOSED, _C.RST, True, "RFC 9293 §3.10.5"),
+    T(_S.CLOSE_WAIT, Trigger.RETRIES_EXHAUSTED, _S.CLOSED, None, False, "RFC 9293 §3.8.3"),
     T(_S.LAST_ACK, Trigger.RCV_ACK_OF_FIN, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4"),
     T(_S.LAST_ACK, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4"),
     T(_S.LAST_ACK, Trigger.RETRIES_EXHAUSTED, _S.CLOSED, None, False, "RFC 9293 §3.8.3"),

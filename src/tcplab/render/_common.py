@@ -176,9 +176,10 @@ def format_ms(seconds: float) -> str:
 
 def format_gap(seconds: float) -> str:
     """A silence in the unit that reads best: ``40.1 ms``, ``1.003 s``."""
-    if seconds >= 1.0:
+    # Decide the unit on the rounded value: 0.99999 s reads "1.000 s".
+    if round(seconds, 3) >= 1.0:
         return f"{seconds:.3f} s"
-    if seconds >= 0.001:
+    if round(seconds, 4) >= 0.001:
         return f"{seconds * 1000:.1f} ms"
     return f"{seconds * 1e6:.0f} µs"
 
@@ -202,14 +203,28 @@ def key_options(options: str) -> str:
     return ",".join(kept)
 
 
-def packet_label(packet: Packet, *, relative: bool = True, with_options: bool = True) -> str:
+def several_connections(timeline: Timeline) -> bool:
+    """More than one 4-tuple on the wire (several clients, a reused port pair)."""
+    tuples = {frozenset(((p.src, p.sport), (p.dst, p.dport))) for p in timeline.packets()}
+    return len(tuples) > 1
+
+
+def connection_tag(packet: Packet, cols: Columns) -> str:
+    """The left endpoint's port, which tells connections apart: ``:40000``."""
+    port = packet.sport if cols.side(packet.sender) != 1 else packet.dport
+    return f":{port}"
+
+
+def packet_label(
+    packet: Packet, *, relative: bool = True, with_options: bool = True, tag: str = ""
+) -> str:
     """``[S.] seq 0 ack 1 len 0 win 65160 <mss 1460,sackOK,TS,wscale 7>``.
 
     The window is shown on SYNs (it is unscaled there, RFC 7323 §2.2) and on
     segments without data; the options on SYNs only, where they are
     negotiated (RFC 9293 §3.7.1 MSS, RFC 7323 window scale, RFC 2018 SACK).
     """
-    text = packet.label(relative)
+    text = (f"{tag} " if tag else "") + packet.label(relative)
     if "S" in packet.flags or packet.length == 0 or "R" in packet.flags:
         text += f" win {packet.window}"
     if with_options and "S" in packet.flags and packet.options:
@@ -240,12 +255,14 @@ __all__ = [
     "Columns",
     "api_text",
     "columns",
+    "connection_tag",
     "format_gap",
     "format_ms",
     "key_options",
     "note_text",
     "ordered_events",
     "packet_label",
+    "several_connections",
     "snapshot_detail",
     "snapshot_key",
     "start_time",

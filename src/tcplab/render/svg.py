@@ -40,9 +40,12 @@ from tcplab.render._common import (
     Columns,
     api_text,
     columns,
+    connection_tag,
     format_gap,
     format_ms,
+    key_options,
     packet_label,
+    several_connections,
     snapshot_detail,
     start_time,
     visible_events,
@@ -91,30 +94,36 @@ FLAG_STROKE: dict[str, str] = {
 }
 
 _STYLE = """
-text { font-family: ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace; font-size: 12px; fill: #1e293b; }
-.title { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 17px; font-weight: 600; }
-.endpoint-name { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 15px; font-weight: 600; }
+text { font-family: ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace;
+  font-size: 12px; fill: #1e293b; }
+.title, .endpoint-name, .state text, .note text, .legend text {
+  font-family: system-ui, 'DejaVu Sans', sans-serif; }
+.title { font-size: 17px; font-weight: 600; }
+.endpoint-name { font-size: 15px; font-weight: 600; }
 .endpoint-addr { font-size: 11px; fill: #64748b; }
 .time { font-size: 10.5px; fill: #64748b; }
-.tick { stroke: #e2e8f0; stroke-width: 1; }
+.tick line { stroke: #e2e8f0; stroke-width: 1; }
 .lifeline { stroke: #94a3b8; stroke-width: 1.5; }
 .packet line { stroke-width: 1.8; }
 .packet .label { font-size: 12px; }
+.packet .opts { font-size: 10.5px; opacity: 0.85; }
 .packet .ann { font-size: 10.5px; fill: #b91c1c; font-style: italic; }
 .packet:hover line { stroke-width: 3.2; }
 .packet:hover .label { font-weight: 700; }
 .state rect { stroke: #334155; stroke-width: 0.8; }
 .state.inferred rect { stroke-dasharray: 3 2; }
 .state.snapshot rect { stroke-dasharray: 1 2; }
-.state text { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 11px; font-weight: 600; }
+.state text { font-size: 11px; font-weight: 600; }
+.state text.detail { font-family: ui-monospace, 'DejaVu Sans Mono', monospace;
+  font-weight: 400; fill: #475569; }
 .api text { font-size: 12px; }
 .api.failed text { fill: #b91c1c; font-weight: 700; }
 .note rect { fill: #fefce8; stroke: #eab308; stroke-width: 0.8; }
-.note text { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 11.5px; fill: #713f12; }
+.note text { font-size: 11.5px; fill: #713f12; }
 .axis-break polyline { fill: none; stroke: #64748b; stroke-width: 1.2; }
 .axis-break rect { fill: #f8fafc; }
 .axis-break text { font-size: 11px; fill: #475569; font-style: italic; }
-.legend text { font-family: system-ui, 'DejaVu Sans', sans-serif; font-size: 11px; fill: #475569; }
+.legend text { font-size: 11px; fill: #475569; }
 """
 
 
@@ -155,8 +164,8 @@ def packet_tooltip(packet: Packet) -> str:
         f"{packet.sender} → {packet.receiver}",
         f"{packet.src}:{packet.sport} → {packet.dst}:{packet.dport}",
         f"flags [{packet.flags}]",
-        f"seq {packet.seq}" + (f" (relative {packet.rel_seq})" if packet.rel_seq is not None else ""),
-        f"ack {packet.ack}" + (f" (relative {packet.rel_ack})" if packet.rel_ack is not None else ""),
+        f"seq {packet.seq}" + _relative(packet.rel_seq),
+        f"ack {packet.ack}" + _relative(packet.rel_ack),
         f"len {packet.length}",
         f"win {packet.window}",
     ]
@@ -166,6 +175,14 @@ def packet_tooltip(packet: Packet) -> str:
         lines.append("dropped by the wire")
     lines += list(packet.annotations)
     return "\n".join(lines)
+
+
+def _line(x1: float, y1: float, x2: float, y2: float) -> str:
+    return f'<line x1="{_num(x1)}" y1="{_num(y1)}" x2="{_num(x2)}" y2="{_num(y2)}"/>'
+
+
+def _relative(value: int | None) -> str:
+    return f" (relative {value})" if value is not None else ""
 
 
 @dataclass(slots=True)
@@ -197,7 +214,9 @@ def _gap_space(gap: float) -> float:
     return 5.0 * math.log10(1.0 + gap / 1e-5)
 
 
-def _draw_packet(canvas: _Canvas, packet: Packet, index: int, relative: bool) -> None:
+def _draw_packet(
+    canvas: _Canvas, packet: Packet, index: int, relative: bool, tagged: bool
+) -> None:
     side = canvas.cols.side(packet.sender)
     rightward = side != 1
     x0 = canvas.column_x(0 if rightward else 1) + (BAND / 2 if rightward else -BAND / 2)
@@ -207,7 +226,9 @@ def _draw_packet(canvas: _Canvas, packet: Packet, index: int, relative: bool) ->
     y1 = y0 + SLOPE
     kind = segment_kind(packet)
     stroke = FLAG_STROKE[kind]
-    label = packet_label(packet, relative=relative)
+    tag = connection_tag(packet, canvas.cols) if tagged else ""
+    label = packet_label(packet, relative=relative, with_options=False, tag=tag)
+    options = key_options(packet.options) if "S" in packet.flags else ""
     attrs = {
         "class": "packet" + (" dropped" if packet.dropped else ""),
         "data-index": str(index),
@@ -223,7 +244,8 @@ def _draw_packet(canvas: _Canvas, packet: Packet, index: int, relative: bool) ->
     }
     out = ["<g " + " ".join(f"{k}={_attr(v)}" for k, v in attrs.items()) + ">"]
     out.append(f"<title>{_esc(packet_tooltip(packet))}</title>")
-    middle = (x0 + x1) / 2
+    # A lost segment's label sits over the part that was drawn.
+    middle = (x0 + (x1 - x0) * (0.29 if packet.dropped else 0.5))
     out.append(
         f'<text class="label" x="{_num(middle)}" y="{_num(y0 - 4)}" text-anchor="middle"'
         f' fill="{stroke}">{_esc(label)}</text>'
@@ -239,10 +261,10 @@ def _draw_packet(canvas: _Canvas, packet: Packet, index: int, relative: bool) ->
             f' stroke="{stroke}" stroke-dasharray="6 3"/>'
         )
         out.append(
-            f'<g class="lost" stroke="#dc2626" stroke-width="2.6">'
-            f'<line x1="{_num(xe - 7)}" y1="{_num(ye - 7)}" x2="{_num(xe + 7)}" y2="{_num(ye + 7)}"/>'
-            f'<line x1="{_num(xe - 7)}" y1="{_num(ye + 7)}" x2="{_num(xe + 7)}" y2="{_num(ye - 7)}"/>'
-            "</g>"
+            '<g class="lost" stroke="#dc2626" stroke-width="2.6">'
+            + _line(xe - 7, ye - 7, xe + 7, ye + 7)
+            + _line(xe - 7, ye + 7, xe + 7, ye - 7)
+            + "</g>"
         )
     else:
         out.append(
@@ -259,19 +281,27 @@ def _draw_packet(canvas: _Canvas, packet: Packet, index: int, relative: bool) ->
             f'<polygon points="{_num(x1)},{_num(y1)} {_num(bx + px)},{_num(by + py)}'
             f' {_num(bx - px)},{_num(by - py)}" fill="{stroke}"/>'
         )
+    below = y1 + 8
+    if options:
+        # Negotiated in the SYNs (RFC 9293 §3.7.1 MSS, RFC 7323, RFC 2018).
+        out.append(
+            f'<text class="opts" x="{_num(middle)}" y="{_num(y1 + 12)}" text-anchor="middle"'
+            f' fill="{stroke}">&lt;{_esc(options)}&gt;</text>'
+        )
+        below = y1 + 18
     notes = (["dropped by the wire"] if packet.dropped else []) + list(packet.annotations)
     if notes:
         anchor_x = x0 + (30 if rightward else -30)
         anchor = "start" if rightward else "end"
         out.append(
-            f'<text class="ann" x="{_num(anchor_x)}" y="{_num(y1 + 12)}"'
+            f'<text class="ann" x="{_num(anchor_x)}" y="{_num(below + 5)}"'
             f' text-anchor="{anchor}">{_esc(", ".join(notes))}</text>'
         )
-        canvas.y += 10
+        below += 12
     out.append("</g>")
     canvas.parts.append("".join(out))
     canvas.ticks.append((y0, ""))
-    canvas.y = y1 + 8
+    canvas.y = below
 
 
 def _draw_state(canvas: _Canvas, change: StateChange | Snapshot) -> None:
@@ -288,27 +318,40 @@ def _draw_state(canvas: _Canvas, change: StateChange | Snapshot) -> None:
     else:
         state, source, cause = change.new, change.source, change.cause
         old = change.old.value if change.old is not None else "?"
-        tip = f"{change.endpoint}: {old} → {state.value}\n{cause}\nreported by: {SOURCE_LEGEND[source]}"
+        tip = f"{change.endpoint}: {old} → {state.value}\n{cause}"
+        tip += f"\nreported by: {SOURCE_LEGEND[source]}"
         shades = True
     canvas.y += 12
     y = canvas.y
     x = canvas.column_x(side)
-    text = state.value + (f"  {cause}" if isinstance(change, Snapshot) and cause else "")
+    text = state.value
     width = len(text) * 7.0 + 14
     css = f"state {source.value}"
     canvas.parts.append(
-        f'<g class={_attr(css)} data-endpoint={_attr(change.endpoint)} data-state={_attr(state.value)}'
-        f' data-source="{source.value}" data-time={_attr(repr(change.time))}>'
-        f"<title>{_esc(tip)}</title>"
-        f'<rect x="{_num(x - width / 2)}" y="{_num(y - 9)}" width="{_num(width)}" height="18" rx="9"'
-        f' fill="{_fill(state, source)}"/>'
-        f'<text x="{_num(x)}" y="{_num(y + 4)}" text-anchor="middle">{_esc(text)}</text></g>'
+        f"<g class={_attr(css)} data-endpoint={_attr(change.endpoint)}"
+        f' data-state="{state.value}" data-source="{source.value}"'
+        f" data-time={_attr(repr(change.time))}><title>{_esc(tip)}</title>"
+        f'<rect x="{_num(x - width / 2)}" y="{_num(y - 9)}" width="{_num(width)}"'
+        ' height="18" rx="9"'
+        f' fill="{STATE_FILL[state]}"/>'
+        f'<text x="{_num(x)}" y="{_num(y + 4)}" text-anchor="middle">{_esc(text)}</text>'
+        + (_detail(x, y, side, f"ss: {cause}") if isinstance(change, Snapshot) and cause else "")
+        + "</g>"
     )
     canvas.ticks.append((y, ""))
     band = canvas.bands[side]
     if shades and (not band or band[-1].state is not state or band[-1].source is not source):
         band.append(_Band(y, state, source))
     canvas.y = y + 12
+
+
+def _detail(x: float, y: float, side: int, text: str) -> str:
+    """Small text outside the column, next to a state label."""
+    dx, anchor = (-66, "end") if side == 0 else (66, "start")
+    return (
+        f'<text class="detail" x="{_num(x + dx)}" y="{_num(y + 4)}" text-anchor="{anchor}">'
+        f"{_esc(text)}</text>"
+    )
 
 
 def _fill(state: State, source: Source) -> str:
@@ -342,7 +385,7 @@ def _draw_api(canvas: _Canvas, call: ApiCall) -> None:
 
 
 def _draw_note(canvas: _Canvas, note: Note) -> None:
-    lines = textwrap.wrap(note.text, 64) or [""]
+    lines = textwrap.wrap(note.text, 58) or [""]
     canvas.y += 8
     top = canvas.y
     height = 16 * len(lines) + 6
@@ -437,7 +480,9 @@ def _header(cols: Columns, title: str) -> str:
     return "".join(out)
 
 
-def _legend(y: float, states: list[State], sources: set[Source], kinds: list[str]) -> tuple[str, float]:
+def _legend(
+    y: float, states: list[State], sources: set[Source], kinds: list[str]
+) -> tuple[str, float]:
     out = [f'<g class="legend" transform="translate(16 {_num(y)})">']
     x = 0.0
     for state in states:
@@ -467,8 +512,9 @@ def _legend(y: float, states: list[State], sources: set[Source], kinds: list[str
         x += 16 + len(text) * 6.6 + 18
     for kind in kinds:
         out.append(
-            f'<line x1="{_num(x)}" y1="{_num(line2 + 6)}" x2="{_num(x + 22)}" y2="{_num(line2 + 6)}"'
-            f' stroke="{FLAG_STROKE[kind]}" stroke-width="2"/>'
+            f'<g stroke="{FLAG_STROKE[kind]}" stroke-width="2">'
+            + _line(x, line2 + 6, x + 22, line2 + 6)
+            + "</g>"
             f'<text x="{_num(x + 26)}" y="{_num(line2 + 10)}">{kind}</text>'
         )
         x += 26 + len(kind) * 6.6 + 14
@@ -485,6 +531,7 @@ def render_svg(timeline: Timeline, *, relative: bool = True) -> str:
     previous: float | None = None
     packet_index = 0
     tick_rows: list[tuple[float, str]] = []
+    tagged = several_connections(timeline)
     for event in events:
         if previous is not None:
             gap = event.time - previous
@@ -495,7 +542,7 @@ def render_svg(timeline: Timeline, *, relative: bool = True) -> str:
         previous = event.time
         before = len(canvas.ticks)
         if isinstance(event, Packet):
-            _draw_packet(canvas, event, packet_index, relative)
+            _draw_packet(canvas, event, packet_index, relative, tagged)
             packet_index += 1
         elif isinstance(event, StateChange | Snapshot):
             _draw_state(canvas, event)
@@ -520,12 +567,13 @@ def render_svg(timeline: Timeline, *, relative: bool = True) -> str:
     last_label = ""
     for y, label in tick_rows:
         ticks.append(
-            f'<line class="tick" x1="{TIME_X + 6}" y1="{_num(y)}" x2="{WIDTH - 16}" y2="{_num(y)}"/>'
+            f'<g class="tick">{_line(TIME_X + 6, y, WIDTH - 16, y)}</g>'
         )
         # One label per distinct time: rows at the same µs share it.
         if label != last_label:
             ticks.append(
-                f'<text class="time" x="{TIME_X}" y="{_num(y + 3.5)}" text-anchor="end">{label}</text>'
+                f'<text class="time" x="{TIME_X}" y="{_num(y + 3.5)}"'
+                f' text-anchor="end">{label}</text>'
             )
         last_label = label
     ticks.append("</g>")

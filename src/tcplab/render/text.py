@@ -35,9 +35,11 @@ from tcplab.render._common import (
     Columns,
     api_text,
     columns,
+    connection_tag,
     format_gap,
     format_ms,
     packet_label,
+    several_connections,
     snapshot_detail,
     start_time,
     state_text,
@@ -168,15 +170,16 @@ def _beside(layout: _Layout, text: str, side: int | None, style: str = "") -> li
 
 
 def _packet_rows(
-    layout: _Layout, cols: Columns, packet: Packet, time: str, relative: bool
+    layout: _Layout, cols: Columns, packet: Packet, time: str, relative: bool, tagged: bool
 ) -> list[_Row]:
     rightward = cols.side(packet.sender) != 1
-    label = packet_label(packet, relative=relative)
+    tag = connection_tag(packet, cols) if tagged else ""
+    label = packet_label(packet, relative=relative, tag=tag)
     rows: list[_Row] = []
     notes: list[str] = []
     # Leave at least four shaft characters so it still reads as an arrow.
     if len(label) + 6 > layout.middle:
-        short = packet_label(packet, relative=relative, with_options=False)
+        short = packet_label(packet, relative=relative, with_options=False, tag=tag)
         if len(short) + 6 <= layout.middle:
             # The options move to the line under the arrow.
             notes.append(label[len(short) :].strip())
@@ -192,9 +195,12 @@ def _packet_rows(
     if packet.dropped:
         notes.append("✗ dropped by the wire")
     notes += [f"({a})" for a in packet.annotations]
-    if notes:
-        text = " ".join(notes)
-        rows.append(_row(layout, middle=_beside(layout, text, 0 if rightward else 1, "dim")))
+    side = 0 if rightward else 1
+    if notes and len(" ".join(notes)) <= layout.middle - 2:
+        rows.append(_row(layout, middle=_beside(layout, " ".join(notes), side, "dim")))
+    else:
+        for note in notes:
+            rows.append(_row(layout, middle=_beside(layout, note, side, "dim")))
     return rows
 
 
@@ -262,6 +268,7 @@ def _ladder_rows(timeline: Timeline, width: int, relative: bool) -> list[_Row]:
     events = visible_events(timeline)
     t0 = start_time(events) if relative else 0.0
     rows = _header(layout, cols, timeline, relative)
+    tagged = several_connections(timeline)
     previous: float | None = None
     for event in events:
         if previous is not None and event.time - previous >= BREAK_GAP:
@@ -271,7 +278,7 @@ def _ladder_rows(timeline: Timeline, width: int, relative: bool) -> list[_Row]:
         previous = event.time
         time = format_ms(event.time - t0) if relative else f"{event.time:.6f}"
         if isinstance(event, Packet):
-            rows += _packet_rows(layout, cols, event, time, relative)
+            rows += _packet_rows(layout, cols, event, time, relative, tagged)
         elif isinstance(event, StateChange | Snapshot):
             rows += _state_rows(layout, cols, event, time)
         elif isinstance(event, ApiCall):

@@ -24,11 +24,12 @@ import contextlib
 import ctypes
 import enum
 import os
+import re
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, fields, make_dataclass
+from typing import Any, Final
 
 from tcplab.errors import PrivilegeError, TcplabError
 from tcplab.states import State
@@ -104,7 +105,8 @@ class StateMask(enum.IntFlag):
     CLOSING = 1 << 11
     NEW_SYN_RECV = 1 << 12
     # Linux >= 6.8 lists bound-but-inactive sockets only when asked by this
-    # bit (ss -B); like ss -a, ``ALL`` leaves them out.
+    # bit (ss -B); they come back in state CLOSE (7).  Like ss -a, ``ALL``
+    # leaves them out.
     BOUND_INACTIVE = 1 << 13
     ALL = (1 << 13) - 2
 
@@ -194,20 +196,45 @@ class TcpInfo:
                 f"sock_diag: tcp_info is {len(data)} bytes, need at least {TCP_INFO.size}"
             )
         f = TCP_INFO.unpack_from(data)
-        return cls(
+        info = _MutableTcpInfo(
             f[0], f[2], f[3], f[4], f[8], f[9], f[10], f[11], f[12], f[13], f[14], f[15],
             f[17], f[19], f[20], f[21], f[23], f[24], f[25], f[26],
         )  # fmt: skip
+        info.__class__ = cls
+        result: TcpInfo = info
+        return result
 
     def build(self) -> bytes:
         """The tcp_info prefix that parses back to ``self`` (unread fields zero)."""
         return TCP_INFO.pack(
-            self.state, 0, self.retransmits, self.probes, self.backoff, 0, 0, 0,
-            self.rto_us, self.ato_us, self.snd_mss, self.rcv_mss, self.unacked, self.sacked,
-            self.lost, self.retrans, 0, self.last_data_sent_ms, 0, self.last_data_recv_ms,
-            self.last_ack_recv_ms, self.pmtu, 0, self.rtt_us, self.rttvar_us,
-            self.snd_ssthresh, self.snd_cwnd,
-        )  # fmt: skip
+            self.state,
+            0,
+            self.retransmits,
+            self.probes,
+            self.backoff,
+            0,
+            0,
+            0,
+            self.rto_us,
+            self.ato_us,
+            self.snd_mss,
+            self.rcv_mss,
+            self.unacked,
+            self.sacked,
+            self.lost,
+            self.retrans,
+            0,
+            self.last_data_sent_ms,
+            0,
+            self.last_data_recv_ms,
+            self.last_ack_recv_ms,
+            self.pmtu,
+            0,
+            self.rtt_us,
+            self.rttvar_us,
+            self.snd_ssthresh,
+            self.snd_cwnd,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +265,12 @@ class SockInfo:
     cookie: int
     interface: int
     shutdown: int | None
-    info: TcpInfo | None
+    tcp_info: bytes | None  # the raw INET_DIAG_INFO attribute; ``info`` parses it
+
+    @property
+    def info(self) -> TcpInfo | None:
+        """tcp_info, parsed when asked for (a snapshot of 10,000 rarely needs them all)."""
+        return TcpInfo.parse(self.tcp_info) if self.tcp_info is not None else None
 
     @property
     def local(self) -> str:
@@ -249,9 +281,14 @@ class SockInfo:
         return _endpoint(self.family, self.dst, self.dport)
 
     @classmethod
-    def parse(cls, payload: bytes | memoryview) -> SockInfo:
-        """One SOCK_DIAG_BY_FAMILY payload (after the nlmsghdr)."""
-        return _parse_msg(memoryview(payload), 0, len(payload))
+    def parse(cls, payload: bytes) -> SockInfo:
+        """One SOCK_DIAG_BY_FAMILY payload (after the nlmsghdr); offsets count from it."""
+        header = NLMSGHDR.pack(16 + len(payload), SOCK_DIAG_BY_FAMILY, 0, 0, 0)
+        try:
+            (sock,), _ = parse_dump(header + bytes(payload))
+        except TcplabError as err:
+            raise TcplabError(_shift_offsets(str(err), -16)) from None
+        return sock
 
     def build(self) -> bytes:
         """The payload that ``parse`` reads back as ``self``."""
@@ -259,17 +296,52 @@ class SockInfo:
         dst = socket.inet_pton(self.family, self.dst).ljust(16, b"\0")[:16]
         timer = TIMER_NAMES.index(self.timer)
         body = INET_DIAG_MSG.pack(
-            self.family, self.linux_state, timer, self.retrans,
-            _PORT.pack(self.sport), _PORT.pack(self.dport), src, dst,
-            self.interface, self.cookie & 0xFFFFFFFF, self.cookie >> 32,
-            self.timer_expires_ms, self.rqueue, self.wqueue, self.uid, self.inode,
-        )  # fmt: skip
+            self.family,
+            self.linux_state,
+            timer,
+            self.retrans,
+            _PORT.pack(self.sport),
+            _PORT.pack(self.dport),
+            src,
+            dst,
+            self.interface,
+            self.cookie & 0xFFFFFFFF,
+            self.cookie >> 32,
+            self.timer_expires_ms,
+            self.rqueue,
+            self.wqueue,
+            self.uid,
+            self.inode,
+        )
         attrs = b""
-        if self.info is not None:
-            attrs += _attr(INET_DIAG_INFO, self.info.build())
+        if self.tcp_info is not None:
+            attrs += _attr(INET_DIAG_INFO, self.tcp_info)
         if self.shutdown is not None:
             attrs += _attr(INET_DIAG_SHUTDOWN, bytes([self.shutdown]))
         return body + attrs
+
+
+# Building 10,000 frozen dataclasses through the generated __init__ (one
+# object.__setattr__ call per field) was half the time of a snapshot.  The
+# parser fills a mutable twin with the very same __slots__ (plain slot stores)
+# and then retypes it to SockInfo (TcpInfo likewise): Python allows __class__
+# assignment between classes whose instance layouts are identical, which the
+# check below ensures.
+def _mutable_twin(cls: Any) -> Any:
+    twin: Any = make_dataclass(
+        f"_Mutable{cls.__name__}", [f.name for f in fields(cls)], slots=True, eq=False, repr=False
+    )
+    if twin.__slots__ != cls.__slots__:
+        raise ImportError(f"tcplab.sockets.diag: {cls.__name__} and its twin differ in layout")
+    return twin
+
+
+_MutableSockInfo: Any = _mutable_twin(SockInfo)
+_MutableTcpInfo: Any = _mutable_twin(TcpInfo)
+
+
+def _shift_offsets(message: str, delta: int) -> str:
+    return re.sub(r"offset (\d+)", lambda m: f"offset {int(m.group(1)) + delta}", message)
 
 
 def _attr(kind: int, value: bytes) -> bytes:
@@ -294,9 +366,18 @@ class DiagRequest:
 
     def build(self, seq: int = 1) -> bytes:
         body = INET_DIAG_REQ_V2.pack(
-            self.family, self.protocol, self.ext, self.states,
-            b"\0\0", b"\0\0", b"\0" * 16, b"\0" * 16, 0, 0xFFFFFFFF, 0xFFFFFFFF,
-        )  # fmt: skip
+            self.family,
+            self.protocol,
+            self.ext,
+            self.states,
+            b"\0\0",
+            b"\0\0",
+            b"\0" * 16,
+            b"\0" * 16,
+            0,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+        )
         header = NLMSGHDR.pack(
             NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
         )
@@ -313,86 +394,126 @@ class DiagRequest:
         return cls(family=family, states=states, ext=ext, protocol=protocol)
 
 
-_INET_DIAG_MSG_UNPACK = INET_DIAG_MSG.unpack_from
-_NLATTR_UNPACK = NLATTR.unpack_from
-_INET_NTOP = socket.inet_ntop
-_AF_INET = socket.AF_INET
-_AF_INET6 = socket.AF_INET6
-_STATE = STATE_OF_LINUX
-_MSG_SIZE = INET_DIAG_MSG.size
+# nlmsghdr and inet_diag_msg in one unpack: the hot loop reads both at once.
+_HEADER_AND_MSG: Final = struct.Struct(NLMSGHDR.format + INET_DIAG_MSG.format[1:])
+_FULL = NLMSGHDR.size + INET_DIAG_MSG.size
+_ERRNO: Final = struct.Struct("=i")
+
+# Address text by packed address: a table has few distinct local addresses and
+# inet_ntop per socket was a measurable share of a 10,000-socket snapshot.
+_V4_TEXT: dict[bytes, str] = {}
+_V6_TEXT: dict[bytes, str] = {}
+_TEXT_CACHE_LIMIT = 1 << 16
 
 
-def _parse_msg(buf: memoryview, start: int, end: int) -> SockInfo:
-    """Parse the ``inet_diag_msg`` at ``buf[start:end]`` (hot path: keep it flat)."""
-    if end - start < _MSG_SIZE:
-        raise TcplabError(
-            f"sock_diag: inet_diag_msg at offset {start} is {end - start} bytes, "
-            f"need {_MSG_SIZE}"
-        )
-    (
-        family, linux_state, timer, retrans, sport, dport, src, dst,
-        interface, cookie_lo, cookie_hi, expires, rqueue, wqueue, uid, inode,
-    ) = _INET_DIAG_MSG_UNPACK(buf, start)  # fmt: skip
-    if family == _AF_INET:
-        src_text = _INET_NTOP(_AF_INET, src[:4])
-        dst_text = _INET_NTOP(_AF_INET, dst[:4])
-    elif family == _AF_INET6:
-        src_text = _INET_NTOP(_AF_INET6, src)
-        dst_text = _INET_NTOP(_AF_INET6, dst)
-    else:
-        raise TcplabError(f"sock_diag: message at offset {start} has address family {family}")
-    state = _STATE.get(linux_state)
-    if state is None:
-        raise TcplabError(f"sock_diag: message at offset {start} has unknown state {linux_state}")
-    info: TcpInfo | None = None
-    shutdown: int | None = None
-    pos = start + _MSG_SIZE
-    while pos + 4 <= end:
-        attr_len, attr_type = _NLATTR_UNPACK(buf, pos)
-        if attr_len < 4 or pos + attr_len > end:
-            raise TcplabError(f"sock_diag: attribute at offset {pos} has length {attr_len}")
-        if attr_type == INET_DIAG_INFO:
-            info = TcpInfo.parse(buf[pos + 4 : pos + attr_len])
-        elif attr_type == INET_DIAG_SHUTDOWN:
-            shutdown = buf[pos + 4]
-        pos += (attr_len + 3) & ~3
-    return SockInfo(
-        state, linux_state, family, src_text, sport[0] << 8 | sport[1],
-        dst_text, dport[0] << 8 | dport[1], rqueue, wqueue,
-        TIMER_NAMES[timer] if timer < 5 else f"unknown({timer})", expires, retrans,
-        uid, inode, cookie_hi << 32 | cookie_lo, interface, shutdown, info,
-    )  # fmt: skip
+def _v4_text(packed16: bytes) -> str:
+    if len(_V4_TEXT) >= _TEXT_CACHE_LIMIT:
+        _V4_TEXT.clear()
+    text = _V4_TEXT[packed16] = socket.inet_ntop(socket.AF_INET, packed16[:4])
+    return text
 
 
-def parse_dump(data: bytes | memoryview, seq: int | None = None) -> tuple[list[SockInfo], bool]:
-    """Parse one recv()'d chunk of a dump: the sockets in it, and whether it held NLMSG_DONE."""
-    buf = memoryview(data)
+def _v6_text(packed16: bytes) -> str:
+    if len(_V6_TEXT) >= _TEXT_CACHE_LIMIT:
+        _V6_TEXT.clear()
+    text = _V6_TEXT[packed16] = socket.inet_ntop(socket.AF_INET6, packed16)
+    return text
+
+
+def parse_dump(data: bytes, seq: int | None = None) -> tuple[list[SockInfo], bool]:
+    """Parse one recv()'d chunk of a dump: the sockets in it, and whether it held NLMSG_DONE.
+
+    This is the hot loop of a snapshot (10,000 sockets: 10,000 turns), so it
+    is written flat: one unpack for header + message, attributes walked in
+    place, no per-socket helper calls.
+    """
     out: list[SockInfo] = []
     append = out.append
+    mutable = _MutableSockInfo
+    unpack_full = _HEADER_AND_MSG.unpack_from
+    unpack_attr = NLATTR.unpack_from
+    v4_get, v6_get = _V4_TEXT.get, _V6_TEXT.get
+    states = STATE_OF_LINUX
+    timers = TIMER_NAMES
+    af_inet, af_inet6 = socket.AF_INET, socket.AF_INET6
     pos = 0
-    size = len(buf)
+    size = len(data)
     while pos + 16 <= size:
-        length, kind, _flags, msg_seq, _pid = NLMSGHDR.unpack_from(buf, pos)
-        if length < 16 or pos + length > size:
+        if pos + _FULL <= size:
+            (
+                length, kind, _flags, msg_seq, _pid,
+                family, linux_state, timer, retrans, sport, dport, src, dst,
+                interface, cookie_lo, cookie_hi, expires, rqueue, wqueue, uid, inode,
+            ) = unpack_full(data, pos)  # fmt: skip
+        else:
+            length, kind, _flags, msg_seq, _pid = NLMSGHDR.unpack_from(data, pos)
+        end = pos + length
+        if length < 16 or end > size:
             raise TcplabError(f"sock_diag: netlink message at offset {pos} has length {length}")
         if seq is not None and msg_seq != seq:
             # A reply to an earlier, abandoned request on this socket.
-            pos += (length + 3) & ~3
+            pos = (end + 3) & ~3
             continue
-        if kind == SOCK_DIAG_BY_FAMILY:
-            append(_parse_msg(buf, pos + 16, pos + length))
-        elif kind == NLMSG_DONE:
-            return out, True
-        elif kind == NLMSG_ERROR:
-            (errno_neg,) = struct.unpack_from("=i", buf, pos + 16)
-            if errno_neg == 0:  # an ACK, not an error
-                pos += (length + 3) & ~3
-                continue
-            if -errno_neg == 1:  # EPERM
-                raise PrivilegeError("sock_diag: the kernel refused the dump (EPERM)")
-            raise TcplabError(f"sock_diag: the kernel answered {os.strerror(-errno_neg)}")
-        pos += (length + 3) & ~3
+        if kind != SOCK_DIAG_BY_FAMILY:
+            if kind == NLMSG_DONE:
+                return out, True
+            if kind == NLMSG_ERROR:
+                _raise_netlink_error(data, pos, length)
+            pos = (end + 3) & ~3
+            continue
+        if length < _FULL:
+            raise TcplabError(
+                f"sock_diag: inet_diag_msg at offset {pos + 16} is {length - 16} bytes, "
+                f"need {_FULL - 16}"
+            )
+        if family == af_inet:
+            src_text = v4_get(src) or _v4_text(src)
+            dst_text = v4_get(dst) or _v4_text(dst)
+        elif family == af_inet6:
+            src_text = v6_get(src) or _v6_text(src)
+            dst_text = v6_get(dst) or _v6_text(dst)
+        else:
+            raise TcplabError(
+                f"sock_diag: message at offset {pos + 16} has address family {family}"
+            )
+        state = states.get(linux_state)
+        if state is None:
+            raise TcplabError(
+                f"sock_diag: message at offset {pos + 16} has unknown state {linux_state}"
+            )
+        info: bytes | None = None
+        shutdown: int | None = None
+        attr = pos + _FULL
+        while attr + 4 <= end:
+            attr_len, attr_type = unpack_attr(data, attr)
+            if attr_len < 4 or attr + attr_len > end:
+                raise TcplabError(f"sock_diag: attribute at offset {attr} has length {attr_len}")
+            if attr_type == INET_DIAG_INFO:
+                info = data[attr + 4 : attr + attr_len]
+            elif attr_type == INET_DIAG_SHUTDOWN:
+                shutdown = data[attr + 4]
+            attr = (attr + attr_len + 3) & ~3
+        sock = mutable(
+            state, linux_state, family, src_text, sport[0] << 8 | sport[1],
+            dst_text, dport[0] << 8 | dport[1], rqueue, wqueue,
+            timers[timer] if timer < 5 else f"unknown({timer})", expires, retrans,
+            uid, inode, cookie_hi << 32 | cookie_lo, interface, shutdown, info,
+        )  # fmt: skip
+        sock.__class__ = SockInfo
+        append(sock)
+        pos = (end + 3) & ~3
     return out, False
+
+
+def _raise_netlink_error(data: bytes, pos: int, length: int) -> None:
+    if length < 20:
+        raise TcplabError(f"sock_diag: NLMSG_ERROR at offset {pos} is {length} bytes")
+    (errno_neg,) = _ERRNO.unpack_from(data, pos + 16)
+    if errno_neg == 0:  # an ACK, not an error
+        return
+    if -errno_neg == 1:  # EPERM
+        raise PrivilegeError("sock_diag: the kernel refused the dump (EPERM)")
+    raise TcplabError(f"sock_diag: the kernel answered {os.strerror(-errno_neg)}")
 
 
 # ---------------------------------------------------------------- namespaces
@@ -427,8 +548,9 @@ def open_netns(name_or_path: str) -> int:
 
 def _netlink_socket() -> socket.socket:
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                             NETLINK_SOCK_DIAG)  # fmt: skip
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG
+        )
     except PermissionError:
         raise PrivilegeError("sock_diag: cannot open a NETLINK_SOCK_DIAG socket") from None
     try:

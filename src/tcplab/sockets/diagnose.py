@@ -73,8 +73,9 @@ EXPLANATIONS: dict[Kind, tuple[str, str]] = {
         "retransmitting the SYN with backoff (tcp_syn_retries). The peer is unreachable or a "
         "firewall silently drops the packets; a closed port on a reachable host would have "
         "answered RST at once (ECONNREFUSED).",
-        "connect() 发出的 SYN 没有任何回应（连 RST 也没有），内核正按退避重传 SYN（tcp_syn_retries）。"
-        "对端不可达，或防火墙静默丢弃了报文；若对端主机可达但端口未监听，会立即回 RST（ECONNREFUSED）。",
+        "connect() 发出的 SYN 没有任何回应（连 RST 也没有），"
+        "内核正按退避重传 SYN（tcp_syn_retries）。对端不可达，或防火墙静默丢弃了报文；"
+        "若对端主机可达但端口未监听，会立即回 RST（ECONNREFUSED）。",
     ),
     Kind.FIN_WAIT_2_ORPHANS: (
         "This side closed the socket and the peer ACKed the FIN, but the peer has not sent "
@@ -93,14 +94,18 @@ EXPLANATIONS: dict[Kind, tuple[str, str]] = {
         "(stuck or overloaded), or the backlog is too small.",
         "全连接（accept）队列里是已完成握手、等应用调用 accept() 的连接。Recv-Q 是排队数，"
         "Send-Q 是 listen() 的 backlog。达到 backlog 后，Linux 丢弃新的 SYN 和第三次握手的 ACK"
-        "（ListenOverflows），客户端连接变慢或失败：应用 accept 太慢（卡住或过载），或 backlog 太小。",
+        "（ListenOverflows），客户端连接变慢或失败："
+        "应用 accept 太慢（卡住或过载），或 backlog 太小。",
     ),
 }
 
 
+DEFAULT_TIME_WAIT_THRESHOLD = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    time_wait: int = 1000  # TIME-WAIT sockets before it is worth a word
+    time_wait: int = DEFAULT_TIME_WAIT_THRESHOLD  # TIME-WAIT sockets before it is worth a word
     syn_sent_retries: int = 1  # SYN retransmissions without an answer
     close_wait_ms: int = 0  # CLOSE-WAIT age before it counts as a leak
 
@@ -125,11 +130,16 @@ class Diagnosis:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind.value, "summary": self.summary, "pid": self.pid,
-            "comm": self.comm, "count": self.count, "age_ms": self.age_ms,
-            "sockets": list(self.sockets), "explanation": self.explanation,
+            "kind": self.kind.value,
+            "summary": self.summary,
+            "pid": self.pid,
+            "comm": self.comm,
+            "count": self.count,
+            "age_ms": self.age_ms,
+            "sockets": list(self.sockets),
+            "explanation": self.explanation,
             "explanation_zh": self.explanation_zh,
-        }  # fmt: skip
+        }
 
 
 FirstSeen = Mapping[SocketKey, float]
@@ -193,9 +203,12 @@ def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -
                     f"{'s' if len(rows) != 1 else ''}, the oldest {format_age(oldest)}: "
                     "the peer closed, the application never called close()"
                 ),
-                pid=pid, comm=proc.comm, count=len(rows), age_ms=oldest,
+                pid=pid,
+                comm=proc.comm,
+                count=len(rows),
+                age_ms=oldest,
                 sockets=tuple(_pair(r.sock) for r in rows[:_SHOWN]),
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -211,9 +224,12 @@ def many_time_wait(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> 
         Diagnosis(
             kind=Kind.MANY_TIME_WAIT,
             summary=f"{len(tw)} sockets in TIME-WAIT (this side closed first); most to {top}",
-            pid=None, comm="kernel", count=len(tw), age_ms=None,
+            pid=None,
+            comm="kernel",
+            count=len(tw),
+            age_ms=None,
             sockets=tuple(_pair(s) for s in tw[:_SHOWN]),
-        )  # fmt: skip
+        )
     ]
 
 
@@ -221,8 +237,10 @@ def syn_sent_stuck(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> 
     by_pid: dict[int | None, list[Row]] = defaultdict(list)
     for row in snapshot.rows:
         s = row.sock
-        tries = s.info.retransmits if s.info is not None else s.retrans
-        if s.state is State.SYN_SENT and tries >= t.syn_sent_retries:
+        if s.state is not State.SYN_SENT:
+            continue
+        info = s.info
+        if (info.retransmits if info is not None else s.retrans) >= t.syn_sent_retries:
             owner = _owner(row)
             by_pid[owner.pid if owner else None].append(row)
     out = []
@@ -239,9 +257,12 @@ def syn_sent_stuck(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> 
                     f"{who}: {len(rows)} connect() stuck in SYN-SENT to {', '.join(peers[:3])}, "
                     f"SYN sent {tries + 1} times without an answer: unreachable or filtered"
                 ),
-                pid=pid, comm=comm, count=len(rows), age_ms=None,
+                pid=pid,
+                comm=comm,
+                count=len(rows),
+                age_ms=None,
                 sockets=tuple(_pair(r.sock) for r in rows[:_SHOWN]),
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -263,9 +284,12 @@ def fin_wait_2_orphans(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds)
                 f"(closed here, the peer never closed: peers "
                 f"{', '.join(p for p, _ in peers)}); the first goes in {left // 1000} s"
             ),
-            pid=None, comm="kernel", count=len(orphans), age_ms=None,
+            pid=None,
+            comm="kernel",
+            count=len(orphans),
+            age_ms=None,
             sockets=tuple(_pair(s) for s in orphans[:_SHOWN]),
-        )  # fmt: skip
+        )
     ]
 
 
@@ -288,15 +312,23 @@ def accept_queue_full(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) 
                         f"{who} listening on {s.local}: accept queue {s.rqueue}/{s.wqueue}, "
                         f"{overflowing}: the application is not calling accept()"
                     ),
-                    pid=pid, comm=comm, count=s.rqueue, age_ms=None, sockets=(s.local,),
-                )  # fmt: skip
+                    pid=pid,
+                    comm=comm,
+                    count=s.rqueue,
+                    age_ms=None,
+                    sockets=(s.local,),
+                )
             )
     return out
 
 
 RULES: tuple[Rule, ...] = (
-    close_wait_leaks, accept_queue_full, syn_sent_stuck, fin_wait_2_orphans, many_time_wait,
-)  # fmt: skip
+    close_wait_leaks,
+    accept_queue_full,
+    syn_sent_stuck,
+    fin_wait_2_orphans,
+    many_time_wait,
+)
 
 
 def diagnose(

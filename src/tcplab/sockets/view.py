@@ -19,7 +19,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ def parse_states(names: Iterable[str]) -> frozenset[State]:
         except ValueError:
             groups = ", ".join(STATE_GROUPS)
             raise InputError(
-                f"--state {name!r}: not a TCP state (e.g. close-wait, TIME_WAIT) or group ({groups})"
+                f"--state {name!r}: not a TCP state (close-wait, TIME_WAIT...) or group ({groups})"
             ) from None
     return frozenset(out)
 
@@ -80,9 +80,11 @@ class Snapshot:
 
 
 def take_snapshot(
-    netns: str | None = None, states: int = StateMask.ALL, owners: bool = True,
+    netns: str | None = None,
+    states: int = StateMask.ALL,
+    owners: bool = True,
     diag: SockDiag | None = None,
-) -> Snapshot:  # fmt: skip
+) -> Snapshot:
     """Read every TCP socket of ``netns`` (default: ours) and, unless told not to, their owners."""
     wall, mono = time.time(), time.monotonic()
     if diag is None:
@@ -91,8 +93,9 @@ def take_snapshot(
     else:
         sockets = diag.dump_tcp(states)
     owner_map = socket_owners() if owners else {}
-    return Snapshot(rows=attach_owners(sockets, owner_map), wall_time=wall, monotonic=mono,
-                    netns=netns)  # fmt: skip
+    return Snapshot(
+        rows=attach_owners(sockets, owner_map), wall_time=wall, monotonic=mono, netns=netns
+    )
 
 
 def attach_owners(
@@ -166,19 +169,20 @@ def normalise_host(text: str) -> str:
 
 @dataclass
 class ProcessGroup:
-    """Everything one process holds (``process`` None: the kernel's sockets)."""
+    """Everything one process holds.
+
+    ``process`` None and ``key`` KERNEL: sockets no file refers to (inode 0).
+    ``process`` None and ``key`` UNKNOWN: sockets with an inode but no owner
+    we can see (a process in another PID namespace, or not ours to read).
+    """
 
     process: Process | None
+    key: int
     counts: Counter[State] = field(default_factory=Counter)
     rows: list[Row] = field(default_factory=list)
-
-    @property
-    def key(self) -> int:
-        return self.process.pid if self.process is not None else 0
-
-    @property
-    def listeners(self) -> list[Row]:
-        return [r for r in self.rows if r.sock.state is State.LISTEN]
+    # Every listener of the process, filtered out of ``rows`` or not: the
+    # header always says which ports it serves and how full their queues are.
+    listeners: list[SockInfo] = field(default_factory=list)
 
 
 def group_by_process(snapshot: Snapshot, keep: SocketFilter) -> list[ProcessGroup]:
@@ -190,16 +194,24 @@ def group_by_process(snapshot: Snapshot, keep: SocketFilter) -> list[ProcessGrou
     groups: dict[int, ProcessGroup] = {}
     for row in snapshot.rows:
         owner = min(row.owners, key=lambda o: o.process.pid).process if row.owners else None
-        pid = owner.pid if owner is not None else 0
-        group = groups.get(pid)
+        key = owner.pid if owner is not None else KERNEL if row.sock.inode == 0 else UNKNOWN
+        group = groups.get(key)
         if group is None:
-            group = groups[pid] = ProcessGroup(owner)
+            group = groups[key] = ProcessGroup(owner, key)
         group.counts[row.sock.state] += 1
+        if row.sock.state is State.LISTEN:
+            group.listeners.append(row.sock)
         if keep(row):
             group.rows.append(row)
     shown = [g for g in groups.values() if g.rows]
-    shown.sort(key=lambda g: (g.process is None, g.key))
+    for g in shown:
+        g.rows.sort(key=lambda r: (_ORDER[r.sock.state], r.sock.sport, r.sock.dport))
+    shown.sort(key=lambda g: (g.process is None, g.key if g.process else -g.key))
     return shown
+
+
+KERNEL = 0
+UNKNOWN = -1
 
 
 # ------------------------------------------------------------------ JSON
@@ -213,7 +225,10 @@ def row_json(row: Row) -> dict[str, Any]:
         "family": "ipv6" if s.family == socket.AF_INET6 else "ipv4",
         "local": s.local,
         "peer": s.peer,
-        "src": s.src, "sport": s.sport, "dst": s.dst, "dport": s.dport,
+        "src": s.src,
+        "sport": s.sport,
+        "dst": s.dst,
+        "dport": s.dport,
         "recv_q": s.rqueue,
         "send_q": s.wqueue,
         "timer": s.timer,
@@ -224,38 +239,48 @@ def row_json(row: Row) -> dict[str, Any]:
         "cookie": s.cookie,
         "shutdown": s.shutdown,
         "owners": [{"pid": o.process.pid, "fd": o.fd} for o in row.owners],
-    }  # fmt: skip
+    }
     if row.queued_on is not None:
         out["queued_on"] = row.queued_on.local
     if s.state is State.LISTEN:
         out["accept_queue"] = s.rqueue
         out["backlog"] = s.wqueue
-    if s.info is not None:
-        i = s.info
+    i = s.info
+    if i is not None:
         out["tcp_info"] = {
-            "rto_us": i.rto_us, "rtt_us": i.rtt_us, "rttvar_us": i.rttvar_us,
-            "snd_mss": i.snd_mss, "rcv_mss": i.rcv_mss, "snd_cwnd": i.snd_cwnd,
-            "unacked": i.unacked, "retransmits": i.retransmits, "probes": i.probes,
-            "backoff": i.backoff, "last_data_sent_ms": i.last_data_sent_ms,
-            "last_data_recv_ms": i.last_data_recv_ms, "last_ack_recv_ms": i.last_ack_recv_ms,
-        }  # fmt: skip
+            "rto_us": i.rto_us,
+            "rtt_us": i.rtt_us,
+            "rttvar_us": i.rttvar_us,
+            "snd_mss": i.snd_mss,
+            "rcv_mss": i.rcv_mss,
+            "snd_cwnd": i.snd_cwnd,
+            "unacked": i.unacked,
+            "retransmits": i.retransmits,
+            "probes": i.probes,
+            "backoff": i.backoff,
+            "last_data_sent_ms": i.last_data_sent_ms,
+            "last_data_recv_ms": i.last_data_recv_ms,
+            "last_ack_recv_ms": i.last_ack_recv_ms,
+        }
     return out
 
 
-def process_json(process: Process | None) -> dict[str, Any]:
+def process_json(group: ProcessGroup) -> dict[str, Any]:
+    process = group.process
     if process is None:
-        return {"pid": None, "comm": "kernel", "cmdline": ""}
+        comm = "kernel" if group.key == KERNEL else "unknown"
+        return {"pid": None, "comm": comm, "cmdline": ""}
     return {"pid": process.pid, "comm": process.comm, "cmdline": process.cmdline}
 
 
 def groups_json(groups: Sequence[ProcessGroup]) -> list[dict[str, Any]]:
     return [
         {
-            **process_json(g.process),
+            **process_json(g),
             "counts": {state.value: n for state, n in sorted(g.counts.items(), key=_state_order)},
             "listeners": [
-                {"local": r.sock.local, "accept_queue": r.sock.rqueue, "backlog": r.sock.wqueue}
-                for r in g.listeners
+                {"local": s.local, "accept_queue": s.rqueue, "backlog": s.wqueue}
+                for s in sorted(g.listeners, key=lambda s: s.sport)
             ],
             "sockets": [row_json(r) for r in g.rows],
         }
@@ -291,22 +316,69 @@ def format_ms(ms: int) -> str:
 
 ChangeMark = str  # "new", "changed" or "" (unchanged), for --watch highlighting
 
+
+def diff_rows(
+    previous: Mapping[int, Row], current: Mapping[int, Row]
+) -> tuple[dict[int, ChangeMark], list[Row]]:
+    """What changed between two snapshots, both keyed by socket cookie.
+
+    A cookie names one kernel socket for its life, so a socket that moved to
+    another state is "changed"; a connection that became a TIME-WAIT
+    mini-socket is a new socket to the kernel and shows as "new" (its full
+    socket is "gone").
+    """
+    changes: dict[int, ChangeMark] = {}
+    for cookie, row in current.items():
+        before = previous.get(cookie)
+        if before is None:
+            changes[cookie] = "new"
+        elif before.sock.state is not row.sock.state:
+            changes[cookie] = "changed"
+    gone = [row for cookie, row in previous.items() if cookie not in current]
+    return changes, gone
+
+
 _STYLE_OF_STATE = {
-    State.ESTABLISHED: "green", State.LISTEN: "cyan", State.CLOSE_WAIT: "bold red",
-    State.TIME_WAIT: "dim", State.SYN_SENT: "yellow", State.SYN_RECEIVED: "yellow",
-    State.FIN_WAIT_1: "magenta", State.FIN_WAIT_2: "magenta", State.LAST_ACK: "magenta",
+    State.ESTABLISHED: "green",
+    State.LISTEN: "cyan",
+    State.CLOSE_WAIT: "bold red",
+    State.TIME_WAIT: "dim",
+    State.SYN_SENT: "yellow",
+    State.SYN_RECEIVED: "yellow",
+    State.FIN_WAIT_1: "magenta",
+    State.FIN_WAIT_2: "magenta",
+    State.LAST_ACK: "magenta",
     State.CLOSING: "magenta",
-}  # fmt: skip
+}
+
+
+def _full(listener: SockInfo) -> bool:
+    # The accept queue is at the backlog (the diagnosis rule, diagnose.py).
+    return listener.rqueue > 0 and listener.rqueue >= listener.wqueue
+
+
+def _listening_line(group: ProcessGroup) -> str:
+    """The group's listeners, when the filter keeps them out of the rows."""
+    if not group.listeners or any(r.sock.state is State.LISTEN for r in group.rows):
+        return ""
+    ports = ", ".join(
+        f"{s.local} (queue {s.rqueue}/{s.wqueue}{' FULL' if _full(s) else ''})"
+        for s in sorted(group.listeners, key=lambda s: s.sport)
+    )
+    return f"\nlistening: {ports}"
 
 
 def _group_title(group: ProcessGroup) -> str:
     counts = "  ".join(
         f"{ss_state_name(state)} {n}" for state, n in sorted(group.counts.items(), key=_state_order)
     )
+    if group.process is None and group.key == KERNEL:
+        return f"[bold]kernel[/] (TIME-WAIT, orphans: no process holds them)   {counts}"
     if group.process is None:
-        return f"[bold]kernel[/] (TIME-WAIT, orphans; no process holds them)   {counts}"
+        return f"[bold]unknown process[/] (another PID namespace, or not readable)   {counts}"
     p = group.process
-    cmd = p.cmdline if len(p.cmdline) <= 60 else p.cmdline[:57] + "..."
+    cmd = " ".join(p.cmdline.split())  # python -c "..." carries newlines
+    cmd = cmd if len(cmd) <= 60 else cmd[:57] + "..."
     return f"[bold]{p.comm}[/] pid {p.pid}  [dim]{_escape(cmd)}[/]   {counts}"
 
 
@@ -327,20 +399,31 @@ def render_groups(
     parts: list[Any] = []
     marks = changes or {}
     for group in groups:
-        table = Table(title=_group_title(group), title_justify="left", box=None, pad_edge=False,
-                      show_edge=False, header_style="bold")  # fmt: skip
-        for name, justify in (("State", "left"), ("Recv-Q", "right"), ("Send-Q", "right"),
-                              ("Local", "left"), ("Peer", "left"), ("Timer", "left"),
-                              ("fd / note", "left")):  # fmt: skip
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table = Table(
+            title=_group_title(group) + _listening_line(group),
+            title_justify="left",
+            box=None,
+            pad_edge=False,
+            show_edge=False,
+            header_style="bold",
+        )
+        # Addresses are never cut (like ss); the note column wraps first.
+        local_width = max(len(r.sock.local) for r in group.rows)
+        peer_width = max(len(r.sock.peer) for r in group.rows)
+        table.add_column("State", no_wrap=True, min_width=11)
+        table.add_column("Recv-Q", justify="right", no_wrap=True)
+        table.add_column("Send-Q", justify="right", no_wrap=True)
+        table.add_column("Local", no_wrap=True, min_width=local_width)
+        table.add_column("Peer", no_wrap=True, min_width=peer_width)
+        table.add_column("Timer", no_wrap=True)
+        table.add_column("fd / note", overflow="fold")
         for row in group.rows:
             s = row.sock
             timer = "" if s.timer == "off" else f"{s.timer} {format_ms(s.timer_expires_ms)}"
             if s.retrans and s.timer != "off":
                 timer += f" ×{s.retrans}"
             if s.state is State.LISTEN:
-                full = s.rqueue > 0 and s.rqueue >= s.wqueue
-                note = f"accept queue {s.rqueue}/{s.wqueue}" + (" FULL" if full else "")
+                note = f"accept queue {s.rqueue}/{s.wqueue}" + (" FULL" if _full(s) else "")
             elif row.queued_on is not None:
                 note = "not accepted yet" if s.state is not State.SYN_RECEIVED else "handshake"
             else:
@@ -349,13 +432,23 @@ def render_groups(
             style = {"new": "bold green", "changed": "bold yellow reverse"}.get(mark)
             table.add_row(
                 Text(ss_state_name(s.state), style=_STYLE_OF_STATE.get(s.state, "")),
-                str(s.rqueue), str(s.wqueue), s.local, s.peer, timer, note, style=style,
-            )  # fmt: skip
+                str(s.rqueue),
+                str(s.wqueue),
+                s.local,
+                s.peer,
+                timer,
+                note,
+                style=style,
+            )
         parts.append(table)
         parts.append(Text(""))
     for row in gone:
-        parts.append(Text(f"gone: {ss_state_name(row.sock.state)} {row.sock.local} -> "
-                          f"{row.sock.peer}", style="dim strike"))  # fmt: skip
+        parts.append(
+            Text(
+                f"gone: {ss_state_name(row.sock.state)} {row.sock.local} -> {row.sock.peer}",
+                style="dim strike",
+            )
+        )
     if not groups:
         parts.append(Text("no sockets match", style="dim"))
     return Group(*parts)

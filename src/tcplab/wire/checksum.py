@@ -54,9 +54,8 @@ def pseudo_header(src: str, dst: str, length: int, protocol: int = IPPROTO_TCP) 
 
 
 def tcp_checksum(src: str, dst: str, segment: bytes | bytearray | memoryview) -> int:
-    """The TCP checksum of ``segment`` (header + payload, checksum field as is
-    is *not* zeroed here: pass the segment with bytes 16-17 zero to compute
-    the value to put there)."""
+    """The value for the checksum field of ``segment`` (header + payload),
+    which must be passed with its checksum field (bytes 16-17) zeroed."""
     return internet_checksum(pseudo_header(src, dst, len(segment)) + bytes(segment))
 
 

@@ -52,6 +52,7 @@ _IPV4_PROTOCOL_NAMES: Final = {
     132: "SCTP",
 }
 _LEN16: Final = struct.Struct("!H")
+_V4_ZERO_PROTOCOL: Final = bytes((0, IPPROTO_TCP))
 _V6_LEN32: Final = struct.Struct("!I3xB")
 
 
@@ -61,7 +62,8 @@ class TcpPacket:
 
     ``ip_len`` is the IP packet's length by its header (IPv4 total length,
     IPv6 40 + payload length; the captured length where the header says 0,
-    see ``tcplab.wire.ip``).  ``ip_header_len`` includes IPv4 options and
+    see ``tcplab.wire.ip``), cut to the link layer's length where that is
+    shorter (PPPoE).  ``ip_header_len`` includes IPv4 options and
     IPv6 extension headers; 0 means the minimum (20 or 40).
     """
 
@@ -146,7 +148,7 @@ def decode_frame(
     located = locate_network(linktype, frame)
     if isinstance(located, str):
         return NotTcp(located)
-    version, ip_offset = located
+    version, ip_offset, link_end = located
     if version == 4:
         ip_header_len, _, total_length, _, flags_frag, ttl, protocol, _, src_raw, dst_raw = (
             ipv4_fixed(frame, ip_offset)
@@ -157,7 +159,6 @@ def decode_frame(
             return NotTcp(_IPV4_PROTOCOL_NAMES.get(protocol, f"IPv4 protocol {protocol}"))
         ip_len = total_length or len(frame) - ip_offset
         tcp_offset = ip_offset + ip_header_len
-        pseudo_tail = b"\x00\x06"
     else:
         if len(frame) - ip_offset < IPV6_LEN:
             raise WireError(
@@ -177,7 +178,10 @@ def decode_frame(
         if protocol != IPPROTO_TCP:
             return NotTcp(f"IPv6 no TCP (next header {protocol})")
         ip_header_len = tcp_offset - ip_offset
-        pseudo_tail = b""
+    if link_end is not None and ip_offset + ip_len > link_end:
+        # The link layer's length wins over a longer IP length (Wireshark
+        # does the same): the difference is padding, not data.
+        ip_len = max(link_end - ip_offset, ip_header_len)
     segment_len = ip_len - ip_header_len  # by the IP header
     captured_end = min(len(frame), ip_offset + ip_len)
     segment = frame[tcp_offset:captured_end]
@@ -204,8 +208,9 @@ def decode_frame(
         tcp, payload = TcpHeader.parse_truncated(segment, tcp_offset), b""
     checksum_ok: bool | None = None
     if verify_checksum and whole:
+        # RFC 9293 §3.1 (IPv4) and RFC 8200 §8.1 (IPv6) pseudo-headers.
         if version == 4:
-            pseudo = src_raw + dst_raw + pseudo_tail + _LEN16.pack(segment_len)
+            pseudo = src_raw + dst_raw + _V4_ZERO_PROTOCOL + _LEN16.pack(segment_len)
         else:
             pseudo = src_raw + dst_raw + _V6_LEN32.pack(segment_len, IPPROTO_TCP)
         if ones_complement_sum(pseudo + segment) == 0xFFFF:

@@ -399,7 +399,7 @@ class IPv6Header:
         """A header with the chain of next-header values and the payload
         length filled in; ``extension_headers`` as ``(kind, body)`` pairs."""
         kinds = [kind for kind, _ in extension_headers]
-        chain = [*kinds[1:], protocol]
+        chain = [*kinds[1:], protocol] if kinds else []
         exts = tuple(
             ExtensionHeader.create(kind, following, body)
             for (kind, body), following in zip(extension_headers, chain, strict=True)

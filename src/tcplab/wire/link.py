@@ -72,6 +72,7 @@ _ETHERTYPE_NAMES: Final = {
 _ETHERNET: Final = struct.Struct("!6s6sH")  # destination, source, EtherType
 _TAG: Final = struct.Struct("!HH")  # VLAN: TCI, next EtherType
 _U16: Final = struct.Struct("!H")
+_PPPOE_TAIL: Final = struct.Struct("!HH")  # PPPoE length, PPP protocol
 _U32: Final = struct.Struct("!I")
 _PPPOE: Final = struct.Struct("!BBHHH")  # ver|type, code, session, length, PPP protocol
 # Linux cooked v1 (LINKTYPE_LINUX_SLL): packet type, ARPHRD, addr len, addr, protocol.
@@ -80,8 +81,13 @@ _SLL: Final = struct.Struct("!HHH8sH")
 # packet type, addr len, addr.
 _SLL2: Final = struct.Struct("!HHIHBB8s")
 
-Located = tuple[int, int] | str
-"""``(ip_version, offset of the IP header)``, or why there is no IP."""
+Located = tuple[int, int, int | None] | str
+"""``(ip_version, offset of the IP header, end)``, or why there is no IP.
+
+``end`` is where the link layer says the network packet stops, when it says
+so (PPPoE's length field); None otherwise.  Like Wireshark, the decoder
+trusts it over a longer IP total length: what follows is Ethernet padding.
+"""
 
 
 def linktype_of(number: int) -> LinkType | None:
@@ -106,9 +112,9 @@ def _from_ethertype(frame: bytes, ethertype: int, pos: int) -> Located:
     end = len(frame)
     while True:
         if ethertype == ETHERTYPE_IPV4:
-            return (4, pos)
+            return (4, pos, None)
         if ethertype == ETHERTYPE_IPV6:
-            return (6, pos)
+            return (6, pos, None)
         if ethertype in VLAN_TPIDS:
             if pos + 4 > end:
                 return "truncated VLAN tag"
@@ -125,16 +131,17 @@ def _from_ethertype(frame: bytes, ethertype: int, pos: int) -> Located:
                     break
             version = frame[pos] >> 4 if pos < end else 0
             if version in (4, 6):
-                return (version, pos)
+                return (version, pos, None)
             return f"MPLS payload not IP (first nibble {version})"
         if ethertype == ETHERTYPE_PPPOE_SESSION:
             if pos + 8 > end:
                 return "truncated PPPoE header"
-            protocol = _U16.unpack_from(frame, pos + 6)[0]
+            length, protocol = _PPPOE_TAIL.unpack_from(frame, pos + 4)
+            end = pos + 6 + length  # RFC 2516 §4: length counts from the PPP protocol field
             if protocol == PPP_IPV4:
-                return (4, pos + 8)
+                return (4, pos + 8, end)
             if protocol == PPP_IPV6:
-                return (6, pos + 8)
+                return (6, pos + 8, end)
             return f"PPP protocol 0x{protocol:04x}"
         return _ethertype_reason(ethertype)
 
@@ -148,6 +155,9 @@ def _null_family(frame: bytes) -> int:
     return family
 
 
+_IPV4_AT_14: Final[Located] = (4, 14, None)
+
+
 def locate_network(linktype: int, frame: bytes) -> Located:
     """Where the IP header starts in ``frame`` and its version, or a reason."""
     if linktype == LinkType.ETHERNET:
@@ -155,19 +165,19 @@ def locate_network(linktype: int, frame: bytes) -> Located:
             return "truncated Ethernet header"
         ethertype = frame[12] << 8 | frame[13]
         if ethertype == ETHERTYPE_IPV4:  # the common case, without the walk
-            return (4, 14)
+            return _IPV4_AT_14
         return _from_ethertype(frame, ethertype, 14)
     if linktype in (LinkType.RAW, 12, 14):
         if not frame:
             return "empty raw IP frame"
         version = frame[0] >> 4
         if version in (4, 6):
-            return (version, 0)
+            return (version, 0, None)
         return f"raw frame with IP version {version}"
     if linktype == LinkType.IPV4:
-        return (4, 0)
+        return (4, 0, None)
     if linktype == LinkType.IPV6:
-        return (6, 0)
+        return (6, 0, None)
     if linktype == LinkType.LINUX_SLL:
         if len(frame) < 16:
             return "truncated Linux cooked (SLL) header"
@@ -181,9 +191,9 @@ def locate_network(linktype: int, frame: bytes) -> Located:
             return "truncated loopback header"
         family = _null_family(frame)
         if family == AF_INET:
-            return (4, 4)
+            return (4, 4, None)
         if family in AF_INET6_BSD:
-            return (6, 4)
+            return (6, 4, None)
         return f"loopback address family {family}"
     return f"unsupported link type {linktype}"
 

@@ -30,7 +30,7 @@ so ``build`` reproduces the header exactly.  Bytes after an EOL are padding
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -206,9 +206,19 @@ def parse_options(data: bytes, base: int = 20) -> ParsedOptions:
     ``base`` is the offset of ``data[0]`` used in error messages (20 when
     offsets count from the TCP header; the decoder passes frame offsets).
     """
+    return ParsedOptions(*scan_options(data, base))
+
+
+def _malformed(kind: int, offset: int, problem: str) -> str:
+    return f"malformed option kind {kind} at offset {offset}: {problem}"
+
+
+def scan_options(data: bytes, base: int = 20) -> tuple[tuple[TcpOption, ...], bytes, str | None]:
+    """``parse_options`` as a plain tuple ``(options, tail, error)``: the
+    decoder's per-packet path, which should allocate no more than it returns."""
     if len(data) == 12 and data[:4] == _NOP_NOP_TS:
         val, ecr = _TS_BODY.unpack_from(data, 4)
-        return ParsedOptions((NOP, NOP, Timestamps(val, ecr)))
+        return (NOP, NOP, Timestamps(val, ecr)), b"", None
     options: list[TcpOption] = []
     pos = 0
     end = len(data)
@@ -220,30 +230,18 @@ def parse_options(data: bytes, base: int = 20) -> ParsedOptions:
             continue
         if kind == KIND_EOL:
             options.append(EOL)
-            return ParsedOptions(tuple(options), data[pos + 1 :])
+            return tuple(options), data[pos + 1 :], None
         if pos + 1 >= end:
-            return ParsedOptions(
-                tuple(options),
-                data[pos:],
-                f"malformed option kind {kind} at offset {base + pos}: no length byte",
-            )
+            return tuple(options), data[pos:], _malformed(kind, base + pos, "no length byte")
         length = data[pos + 1]
         if length < 2:
-            return ParsedOptions(
-                tuple(options),
-                data[pos:],
-                f"malformed option kind {kind} at offset {base + pos}: length {length} < 2",
-            )
+            return tuple(options), data[pos:], _malformed(kind, base + pos, f"length {length} < 2")
         if pos + length > end:
-            return ParsedOptions(
-                tuple(options),
-                data[pos:],
-                f"malformed option kind {kind} at offset {base + pos}: "
-                f"length {length} runs past header",
-            )
+            problem = f"length {length} runs past header"
+            return tuple(options), data[pos:], _malformed(kind, base + pos, problem)
         options.append(_known(kind, data[pos + 2 : pos + length]))
         pos += length
-    return ParsedOptions(tuple(options))
+    return tuple(options), b"", None
 
 
 def build_options(options: Iterable[TcpOption]) -> bytes:
@@ -297,26 +295,70 @@ def format_option(option: TcpOption, sack_base: int | None = None) -> str:
             # hence tcpdump's double space; kind 254 prints "exp-tfo".
             return ("exp-tfo" if experimental else "tfo ") + _tfo_text(cookie)
         case UnknownOption(kind, data):
-            if kind == KIND_SACK:
-                return "sack invalid sack"
-            if kind == KIND_EXPERIMENT and len(data) >= 2:
-                return f"exp-{_U16.unpack_from(data)[0]:04x}"
-            name = _TCPDUMP_NAMES.get(kind, f"unknown-{kind}")
-            return name + (" 0x" + data.hex() if data else "")
+            return _format_unknown(kind, data)
     raise TypeError(f"not a TCP option: {option!r}")
 
 
-def format_options(options: Iterable[TcpOption], sack_base: int | None = None) -> str:
+# Known kinds whose length is wrong: tcpdump decodes the value from the
+# first bytes and then flags the length ("mss 65535[len 5]").
+def _mss_text(body: bytes) -> str:
+    return f"mss {_U16.unpack_from(body)[0]}"
+
+
+def _wscale_text(body: bytes) -> str:
+    return f"wscale {body[0]}"
+
+
+def _ts_text(body: bytes) -> str:
+    val, ecr = _TS_BODY.unpack_from(body)
+    return f"TS val {val} ecr {ecr}"
+
+
+_FIXED_SIZE_TEXT: Final[dict[int, tuple[int, Callable[[bytes], str]]]] = {
+    KIND_MSS: (2, _mss_text),
+    KIND_WSCALE: (1, _wscale_text),
+    KIND_TIMESTAMPS: (8, _ts_text),
+}
+KIND_UTO: Final = 28  # RFC 5482 user timeout
+
+
+def _format_unknown(kind: int, data: bytes) -> str:
+    """tcpdump's text for an option we keep raw (print-tcp.c, tcp_print)."""
+    fixed = _FIXED_SIZE_TEXT.get(kind)
+    if fixed is not None and len(data) > fixed[0]:
+        return f"{fixed[1](data)}[len {len(data) + 2}]"
+    if kind == KIND_SACK:
+        # print-tcp.c prints the block count, then "invalid sack" unless 8 | len.
+        return "sack 0 " if not data else "sack invalid sack"
+    if kind == KIND_TFO:
+        return "tfo  (invalid)"
+    if kind == KIND_UTO and len(data) == 2:
+        # RFC 5482 §3: low bit is the granularity (1 = minutes), the rest the timeout.
+        value = _U16.unpack(data)[0]
+        timeout = (value >> 1) * 60 if value & 1 else value >> 1
+        return f"uto 0x{value:x} {timeout}"
+    if kind == KIND_EXPERIMENT and len(data) >= 2:
+        return f"exp-{_U16.unpack_from(data)[0]:04x}"
+    name = _TCPDUMP_NAMES.get(kind, f"unknown-{kind}")
+    return name + (" 0x" + data.hex() if data else "")
+
+
+def format_options(
+    options: Iterable[TcpOption], sack_base: int | None = None, *, malformed: bool = False
+) -> str:
     """The text tcpdump -nn prints inside ``options [...]``.
 
     ``"mss 1460,sackOK,TS val 383644 ecr 0,nop,wscale 7"``.  tcpdump stops
     at EOL, so do we.  SACK edges are printed as given; tcpdump (without
     ``-S``) prints them relative to the peer's ISN, so pass that as
-    ``sack_base`` to get the same numbers.
+    ``sack_base`` to get the same numbers.  ``malformed`` appends tcpdump's
+    ``[bad opt]`` for an option list that ended in a malformed option.
     """
     parts: list[str] = []
     for option in options:
         parts.append(format_option(option, sack_base))
         if isinstance(option, Eol):
-            break
+            return ",".join(parts)
+    if malformed:
+        parts.append("[bad opt]")
     return ",".join(parts)

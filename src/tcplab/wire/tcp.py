@@ -39,7 +39,6 @@ from tcplab.wire.options import (
     Eol,
     Mss,
     Nop,
-    ParsedOptions,
     Sack,
     SackPermitted,
     TcpOption,
@@ -50,7 +49,7 @@ from tcplab.wire.options import (
     build_options,
     format_option,
     format_options,
-    parse_options,
+    scan_options,
 )
 
 __all__ = [
@@ -84,7 +83,7 @@ TCP_HEADER: Final = struct.Struct("!" + "".join(code for _, code in TCP_FIELDS))
 TCP_MIN_LEN: Final = TCP_HEADER.size  # 20
 _FLAG_MASK: Final = 0x1FF
 _RESERVED_MASK: Final = 0xE00
-_NO_OPTIONS: Final = ParsedOptions(())
+_NO_OPTIONS: Final[tuple[tuple[TcpOption, ...], bytes, None]] = ((), b"", None)
 # Enum construction costs about a microsecond; the decoder looks flags up instead.
 FLAGS_BY_BITS: Final = tuple(Flags(bits) for bits in range(_FLAG_MASK + 1))
 
@@ -122,8 +121,10 @@ class TcpHeader:
     def header_len(self) -> int:
         return self.data_offset * 4
 
-    def option_text(self) -> str:
-        return format_options(self.options)
+    def option_text(self, sack_base: int | None = None) -> str:
+        """The options as tcpdump -nn prints them, ``[bad opt]`` included."""
+        malformed = self.option_error is not None and self.option_error.startswith("malformed")
+        return format_options(self.options, sack_base, malformed=malformed)
 
     @classmethod
     def parse(cls, data: bytes, base: int = 0) -> tuple[TcpHeader, bytes]:
@@ -148,8 +149,8 @@ class TcpHeader:
                 f"segment ({len(data)} bytes)",
                 base + 12,
             )
-        parsed = (
-            parse_options(data[TCP_MIN_LEN:header_len], base + TCP_MIN_LEN)
+        options, tail, error = (
+            scan_options(data[TCP_MIN_LEN:header_len], base + TCP_MIN_LEN)
             if header_len > TCP_MIN_LEN
             else _NO_OPTIONS
         )
@@ -163,9 +164,9 @@ class TcpHeader:
             window,
             checksum,
             urgent,
-            parsed.options,
-            parsed.error,
-            parsed.tail,
+            options,
+            error,
+            tail,
             (offset_flags & _RESERVED_MASK) >> 9,
         )
         return header, data[header_len:]
@@ -186,8 +187,7 @@ class TcpHeader:
         data_offset = offset_flags >> 12
         if data_offset < 5:
             raise WireError(f"TCP data offset {data_offset} < 5", base + 12)
-        parsed = parse_options(data[TCP_MIN_LEN : data_offset * 4], base + TCP_MIN_LEN)
-        error = parsed.error
+        options, tail, error = scan_options(data[TCP_MIN_LEN : data_offset * 4], base + TCP_MIN_LEN)
         if len(data) < data_offset * 4:
             error = (
                 f"options truncated by capture at offset {base + len(data)}: "
@@ -203,9 +203,9 @@ class TcpHeader:
             window,
             checksum,
             urgent,
-            parsed.options,
+            options,
             error,
-            parsed.tail,
+            tail,
             (offset_flags & _RESERVED_MASK) >> 9,
         )
 

@@ -14,6 +14,7 @@ from tcplab.states import State
 from tcplab.timeline import (
     ApiCall,
     EndpointInfo,
+    Event,
     Note,
     Packet,
     Snapshot,
@@ -35,7 +36,7 @@ def _csum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 _FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, ".": 0x10}
@@ -96,7 +97,7 @@ def _api(t: float, who: str, call: str, args: tuple[str, ...] = (), result: str 
 def handshake_close() -> Timeline:
     """The lab's handshake-close: connect, echo "hello", client closes first."""
     s, c = "server", "client"
-    events = [
+    events: list[Event] = [
         _api(0.000000, s, "socket", (), "3"),
         _api(0.000021, s, "bind", ("10.0.0.2", "8080")),
         _st(0.000035, s, State.CLOSED, State.LISTEN, "listen()"),
@@ -156,7 +157,7 @@ def lost_final_ack() -> Timeline:
     """The analyzer's view of lost-final-ack: states inferred, FIN retransmitted."""
     c, s = "client", "server"
     inf = Source.INFERRED
-    events = [
+    events: list[Event] = [
         _pkt(0.000000, c, "S", 0, 0),
         _st(0.000000, c, None, State.SYN_SENT, "snd SYN", inf),
         _pkt(0.000048, s, "S.", 0, 1),
@@ -184,7 +185,7 @@ def refused_after_syn_loss() -> Timeline:
     """The model's view: first SYN lost, retransmitted after 1 s, answered by RST."""
     c, s = "client", "server"
     m = Source.MODEL
-    events = [
+    events: list[Event] = [
         _st(0.0, c, State.CLOSED, State.SYN_SENT, "connect()", m),
         _pkt(0.0, c, "S", 0, 0, dropped=True, with_raw=False),
         _pkt(1.0, c, "S", 0, 0, annotations=("retransmission",), with_raw=False),

@@ -1,0 +1,419 @@
+"""The detailed analysis: every packet, every connection, both peers' semantics.
+
+Theory of operation: one pass over the segments feeds three trackers that
+each reproduce one reference: ``StreamTracker`` (Wireshark's tcp.stream,
+relative numbers, tcp.analysis flags), ``ZeekTracker`` (Zeek's endpoint
+machine, conn_state, history, conn.log counters) and one ``Observer`` per
+endpoint (the inferred RFC 9293 state).  A connection is a Wireshark
+stream: 5-tuple plus incarnation.  Its summary collects handshake timing,
+negotiated options, who closed first and how it ended, and carries the
+Zeek verdict of the Zeek connection its first packet belongs to.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tcplab.analyze.frames import ReadReport, Segment, read_segments
+from tcplab.analyze.infer import Inferred, ObserverLike, make_observer
+from tcplab.analyze.wireshark import PROBLEM_FLAGS, StreamTracker
+from tcplab.analyze.zeek import (
+    DEFAULT_LIKELY_SERVER_PORTS,
+    ZeekConnection,
+    ZeekTracker,
+)
+from tcplab.states import State
+from tcplab.wire.flags import Flags
+
+CLIENT = "client"
+SERVER = "server"
+
+
+def ambiguity(change: Inferred) -> str:
+    """Why an inferred change is uncertain ("" when it is not).
+
+    tcplab's fallback observer marks ``ambiguous`` as a bool plus ``note``;
+    the model's observer carries the reason in ``ambiguous`` itself.
+    """
+    flag: object = change.ambiguous
+    if isinstance(flag, str):
+        return flag
+    if flag:
+        return getattr(change, "note", "") or "ambiguous inference"
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class PacketRecord:
+    """One packet with everything the analyzer knows about it."""
+
+    index: int
+    time: float
+    stream: int
+    sender: str  # "client" | "server"
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    flags: int
+    seq: int
+    ack: int
+    rel_seq: int
+    rel_ack: int | None
+    nxtseq: int
+    length: int
+    window: int
+    analysis: frozenset[str]
+    dupack_num: int
+    client_state: State | None
+    server_state: State | None
+    changes: tuple[tuple[str, Inferred], ...] = ()  # (endpoint role, change)
+    options: str = ""
+    raw: bytes = b""
+
+    @property
+    def flag_text(self) -> str:
+        return Flags(self.flags).tcpdump()
+
+
+@dataclass(slots=True)
+class Side:
+    """One endpoint of a connection, as the summary reports it."""
+
+    address: str
+    port: int
+    packets: int = 0
+    payload_bytes: int = 0
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    timestamps: bool = False
+    sent_fin: float | None = None
+    sent_rst: float | None = None
+    final_state: State | None = None
+
+    @property
+    def label(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(slots=True)
+class Connection:
+    """A tcp.stream: 5-tuple plus incarnation."""
+
+    number: int
+    client: Side
+    server: Side
+    start: float
+    end: float
+    roles_known: bool  # True when the first SYN was captured
+    syn_time: float | None = None
+    synack_time: float | None = None
+    handshake_ack_time: float | None = None
+    anomalies: Counter[str] = field(default_factory=Counter)
+    zeek: ZeekConnection | None = None
+    notes: list[str] = field(default_factory=list)
+    saw_data_after_fin: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def handshake_seen(self) -> bool:
+        return None not in (self.syn_time, self.synack_time, self.handshake_ack_time)
+
+    @property
+    def rtt_syn_synack(self) -> float | None:
+        if self.syn_time is None or self.synack_time is None:
+            return None
+        rtt = self.synack_time - self.syn_time
+        return rtt if rtt >= 0 else None  # captured out of order
+
+    @property
+    def rtt_synack_ack(self) -> float | None:
+        if self.synack_time is None or self.handshake_ack_time is None:
+            return None
+        rtt = self.handshake_ack_time - self.synack_time
+        return rtt if rtt >= 0 else None
+
+    def side(self, role: str) -> Side:
+        return self.client if role == CLIENT else self.server
+
+    @property
+    def active_closer(self) -> str | None:
+        """Who sent the first FIN (RFC 9293 §3.6: the active close)."""
+        c, s = self.client.sent_fin, self.server.sent_fin
+        if c is None and s is None:
+            return None
+        if s is None or (c is not None and c <= s):
+            return CLIENT
+        return SERVER
+
+    @property
+    def ending(self) -> str:
+        """How the connection ended, in words."""
+        c, s = self.client, self.server
+        if c.sent_rst is not None or s.sent_rst is not None:
+            first = CLIENT if s.sent_rst is None or (
+                c.sent_rst is not None and c.sent_rst <= s.sent_rst) else SERVER
+            if first == SERVER and self.synack_time is None and self.syn_time is not None:
+                return "refused (RST to SYN)"
+            return f"RST by {first}"
+        if c.sent_fin is not None and s.sent_fin is not None:
+            return "FIN both ways"
+        if c.sent_fin is not None or s.sent_fin is not None:
+            closer = self.active_closer
+            return f"half-closed by {closer}"
+        if self.syn_time is not None and self.synack_time is None:
+            return "no answer to SYN"
+        if c.packets == 0 or s.packets == 0:
+            return "half-open (one direction only)"
+        return "still open"
+
+    @property
+    def has_problems(self) -> bool:
+        if any(self.anomalies[name] for name in PROBLEM_FLAGS):
+            return True
+        ending = self.ending
+        return ending.startswith(("RST", "refused", "half", "no answer"))
+
+    @property
+    def zeek_conn_state(self) -> str:
+        return self.zeek.conn_state() if self.zeek else ""
+
+    @property
+    def zeek_history(self) -> str:
+        return self.zeek.history if self.zeek else ""
+
+    def to_dict(self) -> dict[str, object]:
+        def side(s: Side) -> dict[str, object]:
+            return {
+                "address": s.address,
+                "port": s.port,
+                "packets": s.packets,
+                "payload_bytes": s.payload_bytes,
+                "mss": s.mss,
+                "wscale": s.wscale,
+                "sack_permitted": s.sack_permitted,
+                "timestamps": s.timestamps,
+                "final_state": s.final_state.value if s.final_state else "unknown",
+            }
+
+        return {
+            "connection": self.number,
+            "client": side(self.client),
+            "server": side(self.server),
+            "roles_known": self.roles_known,
+            "start": self.start,
+            "duration": self.duration,
+            "handshake_seen": self.handshake_seen,
+            "rtt_syn_synack": self.rtt_syn_synack,
+            "rtt_synack_ack": self.rtt_synack_ack,
+            "active_closer": self.active_closer,
+            "ending": self.ending,
+            "anomalies": dict(sorted(self.anomalies.items())),
+            "conn_state": self.zeek_conn_state,
+            "history": self.zeek_history,
+            "notes": self.notes,
+        }
+
+
+@dataclass(slots=True)
+class Analysis:
+    connections: list[Connection]
+    packets: list[PacketRecord]
+    zeek: list[ZeekConnection]
+    report: ReadReport
+
+
+@dataclass(slots=True)
+class _StreamState:
+    conn: Connection
+    observers: dict[str, ObserverLike]
+    addr_role: dict[tuple[str, int], str]
+
+
+class Analyzer:
+    """The per-packet engine; feed segments, then ``finish()``."""
+
+    def __init__(
+        self,
+        likely_server_ports: frozenset[int] = DEFAULT_LIKELY_SERVER_PORTS,
+        ignore_checksums: bool = False,
+        keep_packets: bool = True,
+        keep_raw: bool = False,
+    ) -> None:
+        self.streams = StreamTracker()
+        self.zeek = ZeekTracker(likely_server_ports, ignore_checksums)
+        self.keep_packets = keep_packets
+        self.keep_raw = keep_raw
+        self.state: dict[int, _StreamState] = {}
+        self.packets: list[PacketRecord] = []
+        self._zeek_of_index: dict[int, ZeekConnection] = {}
+        self._first_index: dict[int, int] = {}
+
+    def _start(self, stream: int, seg: Segment, zconn: ZeekConnection | None) -> _StreamState:
+        pure_syn = seg.syn and not seg.has_ack
+        if pure_syn:
+            client = (seg.src, seg.sport)
+            server = (seg.dst, seg.dport)
+        elif seg.syn:
+            # A SYN-ACK first: its receiver opened the connection.
+            client = (seg.dst, seg.dport)
+            server = (seg.src, seg.sport)
+        elif zconn is not None:
+            client = (zconn.orig.addr, zconn.orig.port)
+            server = (zconn.resp.addr, zconn.resp.port)
+        else:
+            client, server = (seg.src, seg.sport), (seg.dst, seg.dport)
+        conn = Connection(
+            number=stream,
+            client=Side(*client),
+            server=Side(*server),
+            start=seg.time,
+            end=seg.time,
+            roles_known=pure_syn,
+        )
+        if not pure_syn:
+            conn.notes.append("first SYN not captured: client/server roles follow Zeek's heuristic")
+        initial_client = State.CLOSED if pure_syn else None
+        initial_server = State.LISTEN if pure_syn else None
+        observers = {CLIENT: make_observer(initial_client), SERVER: make_observer(initial_server)}
+        st = _StreamState(conn, observers, {client: CLIENT, server: SERVER})
+        self.state[stream] = st
+        return st
+
+    def observe(self, seg: Segment) -> PacketRecord:
+        ws = self.streams.observe(seg)
+        zconn = self.zeek.observe(seg)
+        st = self.state.get(ws.stream)
+        if st is None:
+            st = self._start(ws.stream, seg, zconn)
+            if zconn is not None:
+                st.conn.zeek = zconn
+        conn = st.conn
+        if conn.zeek is None and zconn is not None:
+            conn.zeek = zconn
+        role = st.addr_role.get((seg.src, seg.sport), CLIENT)
+        peer_role = SERVER if role == CLIENT else CLIENT
+        side = conn.side(role)
+        side.packets += 1
+        side.payload_bytes += seg.length
+        conn.end = seg.time
+        flags = seg.flags
+        opts = seg.options
+        if seg.syn:
+            if opts.mss is not None:
+                side.mss = opts.mss
+            side.wscale = opts.wscale
+            side.sack_permitted = opts.sack_permitted
+            side.timestamps = opts.ts_val is not None
+            if not seg.has_ack and conn.syn_time is None:
+                conn.syn_time = seg.time
+            elif seg.has_ack and conn.synack_time is None:
+                conn.synack_time = seg.time
+        elif (
+            seg.has_ack
+            and role == CLIENT
+            and conn.synack_time is not None
+            and conn.handshake_ack_time is None
+        ):
+            conn.handshake_ack_time = seg.time
+        if seg.fin and side.sent_fin is None:
+            side.sent_fin = seg.time
+        if seg.rst and side.sent_rst is None:
+            side.sent_rst = seg.time
+        for name in ws.flags:
+            conn.anomalies[name] += 1
+        if seg.checksum_ok is False:
+            conn.anomalies["bad_checksum"] += 1
+
+        changes: list[tuple[str, Inferred]] = []
+        for change in st.observers[role].sent(seg.seq, seg.ack, flags, seg.length, seg.time):
+            changes.append((role, change))
+        for change in st.observers[peer_role].received(seg.seq, seg.ack, flags, seg.length, seg.time):
+            changes.append((peer_role, change))
+        for who, change in changes:
+            note = ambiguity(change)
+            if note:
+                text = f"{who}: {note}"
+                if text not in conn.notes:
+                    conn.notes.append(text)
+        conn.client.final_state = st.observers[CLIENT].state
+        conn.server.final_state = st.observers[SERVER].state
+
+        record = PacketRecord(
+            index=seg.index,
+            time=seg.time,
+            stream=ws.stream,
+            sender=role,
+            src=seg.src,
+            sport=seg.sport,
+            dst=seg.dst,
+            dport=seg.dport,
+            flags=flags,
+            seq=seg.seq,
+            ack=seg.ack,
+            rel_seq=ws.rel_seq,
+            rel_ack=ws.rel_ack,
+            nxtseq=ws.nxtseq,
+            length=seg.length,
+            window=ws.window,
+            analysis=ws.flags,
+            dupack_num=ws.dupack_num,
+            client_state=st.observers[CLIENT].state,
+            server_state=st.observers[SERVER].state,
+            changes=tuple(changes),
+            options=opts.describe(),
+            raw=seg.raw if self.keep_raw else b"",
+        )
+        if self.keep_packets:
+            self.packets.append(record)
+        return record
+
+    def finish(self, report: ReadReport) -> Analysis:
+        zconns = self.zeek.close()
+        conns = [self.state[k].conn for k in sorted(self.state)]
+        return Analysis(conns, self.packets, zconns, report)
+
+
+def analyze_segments(
+    segments: Iterable[Segment],
+    report: ReadReport | None = None,
+    likely_server_ports: frozenset[int] = DEFAULT_LIKELY_SERVER_PORTS,
+    ignore_checksums: bool = False,
+    keep_packets: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Analysis:
+    analyzer = Analyzer(likely_server_ports, ignore_checksums, keep_packets)
+    for seg in segments:
+        analyzer.observe(seg)
+        if progress is not None:
+            progress(len(seg.raw) + 16)
+    return analyzer.finish(report if report is not None else ReadReport())
+
+
+def analyze_file(
+    path: str | Path,
+    likely_server_ports: frozenset[int] = DEFAULT_LIKELY_SERVER_PORTS,
+    ignore_checksums: bool = False,
+    keep_packets: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Analysis:
+    """Analyse a pcap/pcapng file.  Capture problems end up in ``report``."""
+    report = ReadReport()
+    return analyze_segments(
+        read_segments(path, report), report, likely_server_ports, ignore_checksums,
+        keep_packets, progress,
+    )
+
+
+def iter_packets(analysis: Analysis, stream: int | None = None) -> Iterator[PacketRecord]:
+    for p in analysis.packets:
+        if stream is None or p.stream == stream:
+            yield p

@@ -1,0 +1,659 @@
+"""The fast connection summary: a columnar NumPy pass over a classic pcap file.
+
+Theory of operation: the file is read in fixed-size chunks (peak memory is
+one chunk plus a few small arrays per connection, never the file).  A tight
+loop walks the record headers of a chunk (the only per-packet Python work:
+record lengths chain the offsets); everything else is vectorised: the
+Ethernet/VLAN, IPv4 and TCP fields are gathered at those offsets, packets are
+keyed by their unordered 5-tuple, and per-connection, per-direction counters
+(packets, payload bytes, first SYN / SYN-ACK / FIN / RST times, the handshake's
+final ACK) are reduced with ``bincount`` / ``minimum.at``.  Retransmissions
+are counted the way Wireshark's "not advanced" test does (a segment whose
+sequence number is below the highest seq+len seen in its direction), with a
+per-direction running maximum carried across chunks.
+
+Records the vectorised decoder does not handle (IPv6, MPLS, PPPoE, IP
+options spilling past the capture, damaged headers) go through the detailed
+decoder one by one; a new SYN with another ISN on a known 5-tuple starts a
+new connection (Wireshark's tcp.stream rule), handled the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from tcplab.analyze.frames import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_BSD12,
+    LINKTYPE_RAW_BSD14,
+    Frame,
+    ReadReport,
+    decode,
+)
+from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+from tcplab.errors import InputError
+
+CHUNK = 32 * 1024 * 1024
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+_MUL = np.uint64(0x9E3779B97F4A7C15)
+_NAN = math.nan
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+F64 = npt.NDArray[np.float64]
+
+_PCAP = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FastConn:
+    """One connection of the summary; side 0 is the client (first SYN's sender)."""
+
+    number: int
+    client: str
+    server: str
+    start: float
+    duration: float
+    packets: tuple[int, int]
+    payload: tuple[int, int]
+    retransmissions: tuple[int, int]
+    syn_synack: float | None
+    synack_ack: float | None
+    closer: str | None
+    ending: str
+
+
+class _Table:
+    """Per-connection state in growable arrays, indexed by connection id."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.cap = 0
+        self.ids: dict[int, int] = {}
+        self.ends: list[tuple[object, object]] = []  # (lo endpoint, hi endpoint)
+        self.syn_seq: dict[int, int] = {}  # id -> ISN of its first pure SYN
+        self._alloc(1024)
+
+    def _alloc(self, cap: int) -> None:
+        def grow(old: npt.NDArray[Any] | None, shape: tuple[int, ...], fill: float,
+                 dtype: type) -> npt.NDArray[Any]:
+            new = np.full(shape, fill, dtype=dtype)
+            if old is not None:
+                new[: old.shape[0]] = old
+            return new
+
+        g = getattr
+        self.pkts = grow(g(self, "pkts", None), (cap, 2), 0, np.int64)
+        self.bytes = grow(g(self, "bytes", None), (cap, 2), 0, np.int64)
+        self.rexmit = grow(g(self, "rexmit", None), (cap, 2), 0, np.int64)
+        self.first = grow(g(self, "first", None), (cap,), np.inf, np.float64)
+        self.last = grow(g(self, "last", None), (cap,), -np.inf, np.float64)
+        self.syn_t = grow(g(self, "syn_t", None), (cap, 2), np.inf, np.float64)
+        self.synack_t = grow(g(self, "synack_t", None), (cap, 2), np.inf, np.float64)
+        self.fin_t = grow(g(self, "fin_t", None), (cap, 2), np.inf, np.float64)
+        self.rst_t = grow(g(self, "rst_t", None), (cap, 2), np.inf, np.float64)
+        self.hs_ack_t = grow(g(self, "hs_ack_t", None), (cap,), np.inf, np.float64)
+        self.first_dir = grow(g(self, "first_dir", None), (cap,), -1, np.int64)
+        self.lastseq = grow(g(self, "lastseq", None), (cap * 2,), -1, np.int64)
+        self.lastrel = grow(g(self, "lastrel", None), (cap * 2,), 0, np.int64)
+        self.base = grow(g(self, "base", None), (cap * 2,), -1, np.int64)
+        self.maxend = grow(g(self, "maxend", None), (cap * 2,), -1, np.int64)
+        self.cap = cap
+
+    def new_id(self, key: int, lo: object, hi: object) -> int:
+        if self.n == self.cap:
+            self._alloc(self.cap * 2)
+        cid = self.n
+        self.n += 1
+        self.ids[key] = cid
+        self.ends.append((lo, hi))
+        return cid
+
+
+def _be16(a: U8, i: I64) -> I64:
+    return (a[i].astype(np.int64) << 8) | a[i + 1]
+
+
+def _be32(a: U8, i: I64) -> I64:
+    return (
+        (a[i].astype(np.int64) << 24)
+        | (a[i + 1].astype(np.int64) << 16)
+        | (a[i + 2].astype(np.int64) << 8)
+        | a[i + 3]
+    )
+
+
+def _ipv4_text(x: int) -> str:
+    return f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
+
+
+class Summarizer:
+    def __init__(self) -> None:
+        self.t = _Table()
+        self.report = ReadReport()
+
+    # -- one chunk of decoded columns ------------------------------------------
+    def add_columns(
+        self,
+        time: F64,
+        src: I64,
+        sport: I64,
+        dst: I64,
+        dport: I64,
+        seq: I64,
+        flags: I64,
+        plen: I64,
+        slow_keys: tuple[U64, list[tuple[object, object]]] | None = None,
+        seglen: I64 | None = None,
+    ) -> None:
+        """Aggregate one batch; ``seglen`` is Wireshark's tcp.len when it differs
+        from the IP-header payload length ``plen`` (a PPPoE length field)."""
+        if time.size == 0:
+            return
+        t = self.t
+        ka = (src << 16) | sport
+        kb = (dst << 16) | dport
+        d = (ka > kb).astype(np.int64)  # 0: sent by the lower endpoint
+        lo = np.minimum(ka, kb).astype(np.uint64)
+        hi = np.maximum(ka, kb).astype(np.uint64)
+        if slow_keys is None:
+            key = lo * _MUL ^ hi
+            uk, first_idx, inv = np.unique(key, return_index=True, return_inverse=True)
+            lo_l, hi_l = lo[first_idx].tolist(), hi[first_idx].tolist()
+            ends: list[tuple[object, object]] = [
+                ((int(a) >> 16, int(a) & 0xFFFF), (int(b) >> 16, int(b) & 0xFFFF))
+                for a, b in zip(lo_l, hi_l, strict=True)
+            ]
+        else:
+            key, slow_ends = slow_keys
+            uk, first_idx, inv = np.unique(key, return_index=True, return_inverse=True)
+            ends = [slow_ends[i] for i in first_idx.tolist()]
+        ids = np.empty(uk.size, dtype=np.int64)
+        get = t.ids.get
+        for i, k in enumerate(uk.tolist()):
+            cid = get(k)
+            if cid is None:
+                cid = t.new_id(k, *ends[i])
+            ids[i] = cid
+        gid = ids[inv]
+        fresh = t.first_dir[ids] < 0
+        t.first_dir[ids[fresh]] = d[first_idx[fresh]]
+
+        pure_syn = (flags & (SYN | ACK)) == SYN
+        if pure_syn.any():
+            gid = self._incarnations(gid, uk, inv, ends, pure_syn, seq)
+
+        rst = (flags & RST) != 0
+        fin = (flags & FIN) != 0
+        syn = (flags & SYN) != 0
+        synack = (flags & (SYN | ACK)) == (SYN | ACK)
+        n = t.n
+        flat = gid * 2 + d
+        t.pkts.reshape(-1)[: n * 2] += np.bincount(flat, minlength=n * 2)[: n * 2]
+        t.bytes.reshape(-1)[: n * 2] += np.bincount(flat, weights=plen, minlength=n * 2)[
+            : n * 2
+        ].astype(np.int64)
+        np.minimum.at(t.first, gid, time)
+        np.maximum.at(t.last, gid, time)
+        for mask, arr in ((pure_syn, t.syn_t), (synack, t.synack_t), (fin, t.fin_t), (rst, t.rst_t)):
+            if mask.any():
+                np.minimum.at(arr.reshape(-1), flat[mask], time[mask])
+
+        # The handshake's final ACK: the client's first ACK after the SYN-ACK.
+        syn_known = np.isfinite(t.syn_t[gid, 0]) | np.isfinite(t.syn_t[gid, 1])
+        synack_known = np.isfinite(t.synack_t[gid, 0]) | np.isfinite(t.synack_t[gid, 1])
+        client_d = np.where(
+            syn_known,
+            np.where(t.syn_t[gid, 1] < t.syn_t[gid, 0], 1, 0),
+            np.where(synack_known, np.where(t.synack_t[gid, 1] < t.synack_t[gid, 0], 0, 1), -1),
+        )
+        synack_time = t.synack_t[gid, np.where(client_d == 1, 0, 1)]
+        hs = (
+            (client_d >= 0)
+            & ((flags & (ACK | SYN | RST)) == ACK)
+            & (d == client_d)
+            & (time >= synack_time)
+        )
+        if hs.any():
+            np.minimum.at(t.hs_ack_t, gid[hs], time[hs])
+
+        self._retransmissions(flat, seq, plen if seglen is None else seglen, syn, fin)
+
+    def _incarnations(
+        self,
+        gid: I64,
+        uk: U64,
+        inv: I64,
+        ends: list[tuple[object, object]],
+        pure_syn: npt.NDArray[np.bool_],
+        seq: I64,
+    ) -> I64:
+        """Split connections where a pure SYN carries another ISN (tcp.stream rule)."""
+        t = self.t
+        syn_rows = np.flatnonzero(pure_syn)
+        conflict: set[int] = set()
+        first_seen: dict[int, int] = {}
+        for row, g, s in zip(syn_rows.tolist(), gid[syn_rows].tolist(), seq[syn_rows].tolist(),
+                             strict=True):
+            known = t.syn_seq.get(g, first_seen.get(g))
+            if known is None:
+                first_seen[g] = s
+            elif known != s:
+                conflict.add(g)
+            del row
+        for g, s in first_seen.items():
+            if g not in conflict:
+                t.syn_seq.setdefault(g, s)
+        if not conflict:
+            return gid
+        gid = gid.copy()
+        for g in sorted(conflict):
+            rows = np.flatnonzero(gid == g)
+            current = g
+            key_i = int(inv[rows[0]])
+            for row in rows.tolist():
+                if pure_syn[row]:
+                    s = int(seq[row])
+                    known = t.syn_seq.get(current)
+                    if known is None:
+                        t.syn_seq[current] = s
+                    elif known != s:
+                        current = t.new_id(int(uk[key_i]), *ends[key_i])
+                        t.syn_seq[current] = s
+                gid[row] = current
+        return gid
+
+    def _retransmissions(
+        self, flat: I64, seq: I64, plen: I64, syn: npt.NDArray[np.bool_], fin: npt.NDArray[np.bool_]
+    ) -> None:
+        t = self.t
+        order = np.argsort(flat, kind="stable")
+        g = flat[order]
+        s = seq[order]
+        ln = plen[order]
+        ctl = (syn[order] | fin[order]).astype(np.int64)
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        heads = g[starts]
+        unknown = t.base[heads] < 0
+        t.base[heads[unknown]] = s[starts[unknown]]
+        t.lastseq[heads[unknown]] = s[starts[unknown]]
+        rank = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, g.size]))
+        # Unwrap sequence numbers: each step is a signed 32-bit difference
+        # (RFC 1982 comparison, as Wireshark's GT_SEQ), summed per direction.
+        prev_seq = np.empty_like(s)
+        prev_seq[1:] = s[:-1]
+        prev_seq[starts] = t.lastseq[heads]
+        step = (s - prev_seq) & 0xFFFFFFFF
+        step = np.where(step >= 1 << 31, step - (1 << 32), step)
+        csum = np.cumsum(step)
+        group_start_csum = csum[starts] - step[starts]
+        last_rel = np.where(t.maxend[heads] >= 0, t.lastrel[heads], 0)
+        rel = csum - np.repeat(group_start_csum, np.diff(np.r_[starts, g.size])) + np.repeat(
+            last_rel, np.diff(np.r_[starts, g.size]))
+        end = rel + ln + ctl
+        lastrow = np.r_[starts[1:] - 1, g.size - 1]
+        t.lastseq[heads] = s[lastrow]
+        t.lastrel[heads] = rel[lastrow]
+        rel = rel + (1 << 40)  # keep unwrapped positions positive for the running max
+        end = end + (1 << 40)
+        shift = np.int64(1) << 50
+        cm = np.maximum.accumulate(end + rank * shift) - rank * shift
+        prev = np.empty_like(cm)
+        prev[1:] = cm[:-1]
+        prev[starts] = np.where(t.maxend[heads] >= 0, t.maxend[heads] + (1 << 40), -1)
+        # Wireshark: not advanced = seq below the highest seq+len seen; a
+        # 0/1-byte segment at nextseq-1 is a keep-alive, not a retransmission.
+        keepalive = (ln <= 1) & (ctl == 0) & (rel == prev - 1)
+        rexmit = ((ln > 0) | (ctl > 0)) & (prev >= 0) & (rel < prev) & ~keepalive
+        if rexmit.any():
+            np.add.at(t.rexmit.reshape(-1), g[rexmit], 1)
+        t.maxend[heads] = np.maximum(t.maxend[heads], cm[lastrow] - (1 << 40))
+
+    def _client_side(self, cid: int) -> int:
+        """Which side is the client: the first pure SYN's sender; else the
+        SYN-ACK's receiver; else Zeek's first-packet rule with its
+        likely-server-port flip (PEER-SEMANTICS.md §1.2)."""
+        t = self.t
+        syn0, syn1 = t.syn_t[cid]
+        if math.isfinite(syn0) or math.isfinite(syn1):
+            return 1 if syn1 < syn0 else 0
+        sa0, sa1 = t.synack_t[cid]
+        if math.isfinite(sa0) or math.isfinite(sa1):
+            return 0 if sa1 < sa0 else 1
+        first = int(t.first_dir[cid])
+        lo, hi = t.ends[cid]
+        sport = (lo if first == 0 else hi)[1]  # type: ignore[index]
+        dport = (hi if first == 0 else lo)[1]  # type: ignore[index]
+        servers = DEFAULT_LIKELY_SERVER_PORTS
+        flip = sport in servers and (dport not in servers or sport < dport)
+        return 1 - first if flip else first
+
+    # -- results -----------------------------------------------------------------
+    def results(self) -> list[FastConn]:
+        t = self.t
+        out: list[FastConn] = []
+        for cid in range(t.n):
+            c = self._client_side(cid)
+            s = 1 - c
+            lo, hi = t.ends[cid]
+            ep = [_endpoint(lo), _endpoint(hi)]
+            syn_t = t.syn_t[cid, c]
+            synack_t = t.synack_t[cid, s]
+            hs_t = t.hs_ack_t[cid]
+            fin_c, fin_s = t.fin_t[cid, c], t.fin_t[cid, s]
+            rst_c, rst_s = t.rst_t[cid, c], t.rst_t[cid, s]
+            closer = None
+            if math.isfinite(fin_c) or math.isfinite(fin_s):
+                closer = "client" if fin_c <= fin_s else "server"
+            if math.isfinite(rst_c) or math.isfinite(rst_s):
+                first = "client" if rst_c <= rst_s else "server"
+                if first == "server" and not math.isfinite(synack_t) and math.isfinite(syn_t):
+                    ending = "refused (RST to SYN)"
+                else:
+                    ending = f"RST by {first}"
+            elif math.isfinite(fin_c) and math.isfinite(fin_s):
+                ending = "FIN both ways"
+            elif closer is not None:
+                ending = f"half-closed by {closer}"
+            elif math.isfinite(syn_t) and not math.isfinite(synack_t):
+                ending = "no answer to SYN"
+            elif t.pkts[cid, 0] == 0 or t.pkts[cid, 1] == 0:
+                ending = "half-open (one direction only)"
+            else:
+                ending = "still open"
+            out.append(
+                FastConn(
+                    number=cid,
+                    client=ep[c],
+                    server=ep[s],
+                    start=float(t.first[cid]),
+                    duration=float(t.last[cid] - t.first[cid]),
+                    packets=(int(t.pkts[cid, c]), int(t.pkts[cid, s])),
+                    payload=(int(t.bytes[cid, c]), int(t.bytes[cid, s])),
+                    retransmissions=(int(t.rexmit[cid, c]), int(t.rexmit[cid, s])),
+                    syn_synack=_delta(syn_t, synack_t),
+                    synack_ack=_delta(synack_t, hs_t),
+                    closer=closer,
+                    ending=ending,
+                )
+            )
+        out.sort(key=lambda x: (x.start, x.number))
+        return [
+            FastConn(i, *(getattr(c, f) for f in FastConn.__slots__[1:]))  # type: ignore[arg-type]
+            for i, c in enumerate(out)
+        ]
+
+
+def _delta(a: float, b: float) -> float | None:
+    if math.isfinite(a) and math.isfinite(b) and b >= a:
+        return b - a
+    return None
+
+
+def _endpoint(e: object) -> str:
+    addr, port = e  # type: ignore[misc]
+    if isinstance(addr, int):
+        return f"{_ipv4_text(addr)}:{port}"
+    text = str(addr)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
+def _decode_chunk(
+    buf: bytes, offs: I64, endian: str, unit: float, linktype: int
+) -> tuple[dict[str, Any], I64]:
+    """Vectorised decode of Ethernet(+VLAN)/raw/SLL IPv4 TCP records.
+
+    Returns the columns of the records it handled and the indices (into
+    ``offs``) of the records left for the per-record decoder.
+    """
+    a = np.frombuffer(buf, dtype=np.uint8)
+    size = a.size
+    hdr = offs
+    little = endian == "<"
+
+    def u32(i: I64) -> I64:
+        if not little:
+            return _be32(a, i)
+        return (
+            a[i].astype(np.int64)
+            | (a[i + 1].astype(np.int64) << 8)
+            | (a[i + 2].astype(np.int64) << 16)
+            | (a[i + 3].astype(np.int64) << 24)
+        )
+
+    sec = u32(hdr)
+    frac = u32(hdr + 4)
+    incl = u32(hdr + 8)
+    pkt = hdr + 16
+    time = sec + frac * unit
+    if linktype == LINKTYPE_ETHERNET:
+        ok = incl >= 14 + 40
+        p = np.where(ok, pkt, 0)
+        et = _be16(a, p + 12)
+        ipo = p + 14
+        vlan = (et == 0x8100) | (et == 0x88A8)
+        if vlan.any():
+            et = np.where(vlan, _be16(a, np.minimum(p + 16, size - 2)), et)
+            ipo = np.where(vlan, ipo + 4, ipo)
+            ok &= ~vlan | (incl >= 18 + 40)
+        is_ip4 = et == 0x0800
+        slow = ok & ~is_ip4 & ((et == 0x86DD) | (et == 0x8847) | (et == 0x8864) | vlan)
+        ok &= is_ip4
+    elif linktype in (LINKTYPE_RAW, LINKTYPE_RAW_BSD12, LINKTYPE_RAW_BSD14, LINKTYPE_IPV4):
+        ok = incl >= 40
+        ipo = np.where(ok, pkt, 0)
+        slow = np.zeros(offs.size, dtype=bool)
+    elif linktype == LINKTYPE_LINUX_SLL:
+        ok = incl >= 16 + 40
+        p = np.where(ok, pkt, 0)
+        et = _be16(a, p + 14)
+        ipo = p + 16
+        slow = ok & (et != 0x0800)
+        ok &= et == 0x0800
+    else:
+        return {}, np.arange(offs.size)
+    ipo = np.where(ok, ipo, 0)
+    vb = a[ipo].astype(np.int64)
+    ihl = (vb & 15) * 4
+    ok &= (vb >> 4) == 4
+    slow |= ((vb >> 4) == 6) & ~ok & (linktype != LINKTYPE_ETHERNET)
+    total = _be16(a, ipo + 2)
+    proto = a[ipo + 9]
+    frag = _be16(a, ipo + 6) & 0x3FFF
+    tcpo = ipo + ihl
+    room = (pkt + incl) - (tcpo + 20)
+    fits = (ihl >= 20) & (room >= 0)
+    slow |= ok & (proto == 6) & ~fits  # damaged or exotic: let the decoder report it
+    ok &= (proto == 6) & (frag == 0) & fits
+    idx = np.flatnonzero(ok)
+    ipo, tcpo, ihl, total = ipo[idx], tcpo[idx], ihl[idx], total[idx]
+    doff = (a[tcpo + 12].astype(np.int64) >> 4) * 4
+    cols = {
+        "time": time[idx],
+        "src": _be32(a, ipo + 12),
+        "dst": _be32(a, ipo + 16),
+        "sport": _be16(a, tcpo),
+        "dport": _be16(a, tcpo + 2),
+        "seq": _be32(a, tcpo + 4),
+        "flags": a[tcpo + 13].astype(np.int64),
+        "plen": np.maximum(total - ihl - doff, 0),
+    }
+    return cols, np.flatnonzero(slow)
+
+
+def summarize_file(
+    path: str | Path, progress: Callable[[int], None] | None = None, chunk: int = CHUNK
+) -> tuple[list[FastConn], ReadReport]:
+    """The connection summary of a classic pcap file, chunk by chunk."""
+    summ = Summarizer()
+    report = summ.report
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open: {exc.strerror}") from None
+    with fh:
+        head = fh.read(24)
+        if head[:4] not in _PCAP:
+            if head[:4] == b"\x0a\x0d\x0d\x0a":
+                raise InputError(f"{path}: offset 0: --summary reads classic pcap; use the "
+                                 "default mode for pcapng")
+            raise InputError(f"{path}: offset 0: not a pcap file")
+        if len(head) < 24:
+            raise InputError(f"{path}: offset 4: pcap file header truncated")
+        endian, unit = _PCAP[head[:4]]
+        linktype = struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
+        rec_len = struct.Struct(endian + "8xI").unpack_from
+        leftover = b""
+        file_off = 24
+        index = 0
+        while True:
+            data = fh.read(chunk)
+            buf = leftover + data if leftover else data
+            if not buf:
+                break
+            limit = len(buf) - 16
+            offs_list: list[int] = []
+            append = offs_list.append
+            off = 0
+            while off <= limit:
+                n = rec_len(buf, off)[0]
+                if off + 16 + n > len(buf):
+                    if n > 0x4000000:
+                        report.problem(f"{path}: offset {file_off + off}: record length {n} "
+                                       "implausible")
+                        off = len(buf)
+                        data = b""
+                    break
+                append(off)
+                off += 16 + n
+            offs = np.array(offs_list, dtype=np.int64)
+            report.frames += offs.size
+            cols, slow = _decode_chunk(buf, offs, endian, unit, linktype)
+            if cols:
+                report.tcp += cols["time"].size
+                summ.add_columns(cols["time"], cols["src"], cols["sport"], cols["dst"],
+                                 cols["dport"], cols["seq"], cols["flags"], cols["plen"])
+            if slow.size:
+                _slow_rows(summ, buf, offs[slow], endian, unit, linktype, index, report)
+            index += offs.size
+            if progress is not None:
+                progress(off)
+            file_off += off
+            leftover = buf[off:]
+            if not data:
+                if leftover:
+                    report.problem(f"{path}: offset {file_off}: record truncated")
+                break
+    return summ.results(), report
+
+
+def _slow_rows(
+    summ: Summarizer, buf: bytes, offs: I64, endian: str, unit: float, linktype: int,
+    index: int, report: ReadReport,
+) -> None:
+    rec = struct.Struct(endian + "IIII")
+    times: list[float] = []
+    keys: list[int] = []
+    ends: list[tuple[object, object]] = []
+    sports: list[int] = []
+    dports: list[int] = []
+    seqs: list[int] = []
+    flags: list[int] = []
+    plens: list[int] = []
+    wire: list[int] = []
+    dirs: list[int] = []
+    for off in offs.tolist():
+        sec, frac, incl, orig = rec.unpack_from(buf, off)
+        frame = Frame(index, sec + frac * unit, linktype, buf[off + 16 : off + 16 + incl], orig, off)
+        seg = decode(frame, report)
+        if seg is None:
+            continue
+        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
+        lo, hi = (a, b) if a <= b else (b, a)
+        times.append(seg.time)
+        keys.append(hash((lo, hi)) & 0xFFFFFFFFFFFFFFFF)
+        ends.append((lo, hi))
+        dirs.append(0 if a == lo else 1)
+        sports.append(seg.sport)
+        dports.append(seg.dport)
+        seqs.append(seg.seq)
+        flags.append(seg.flags)
+        plens.append(seg.length)
+        wire.append(seg.wire_length)
+    if not times:
+        return
+    d = np.array(dirs, dtype=np.int64)
+    # Encode the direction in src/dst so add_columns derives it: lower endpoint = 0.
+    src = np.where(d == 0, 0, 1).astype(np.int64)
+    dst = 1 - src
+    summ.add_columns(
+        np.array(times), src, np.zeros_like(src), dst, np.zeros_like(src),
+        np.array(seqs, dtype=np.int64), np.array(flags, dtype=np.int64),
+        np.array(plens, dtype=np.int64),
+        slow_keys=(np.array(keys, dtype=np.uint64), ends),
+        seglen=np.array(wire, dtype=np.int64),
+    )
+
+
+def _ms(x: float | None) -> str:
+    return f"{x * 1000:.3f}" if x is not None else "-"
+
+
+def write_summary(conns: list[FastConn], out: TextIO) -> None:
+    """One line per connection, aligned columns (fast to print, grep-able)."""
+    out.write(
+        f"{'#':>6} {'client':<22} {'server':<22} {'start':>17} {'dur s':>9} "
+        f"{'pkts c>s/s>c':>13} {'bytes c>s/s>c':>19} {'rexmit':>9} {'hs rtt ms':>17} ended\n"
+    )
+    lines = []
+    for c in conns:
+        closer = f" ({c.closer} first)" if c.closer and c.ending == "FIN both ways" else ""
+        lines.append(
+            f"{c.number:>6} {c.client:<22} {c.server:<22} {c.start:>17.6f} {c.duration:>9.3f} "
+            f"{c.packets[0]:>6}/{c.packets[1]:<6} {c.payload[0]:>9}/{c.payload[1]:<9} "
+            f"{c.retransmissions[0]:>4}/{c.retransmissions[1]:<4} "
+            f"{_ms(c.syn_synack):>8}/{_ms(c.synack_ack):<8} {c.ending}{closer}\n"
+        )
+    out.write("".join(lines))
+
+
+def print_summary(
+    path: Path, conn: int | None = None, host: str | None = None, port: int | None = None
+) -> None:
+    size = path.stat().st_size
+    if size > 4 * 1024 * 1024 and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"summarising {path.name}", total=size)
+            conns, report = summarize_file(path, progress=lambda n: bar.advance(task, n))
+    else:
+        conns, report = summarize_file(path)
+    for problem in report.problems:
+        sys.stderr.write(f"tcplab: {problem}\n")
+    chosen = [
+        c for c in conns
+        if (conn is None or c.number == conn)
+        and (host is None or host in (c.client.rsplit(":", 1)[0].strip("[]"),
+                                      c.server.rsplit(":", 1)[0].strip("[]")))
+        and (port is None or str(port) in (c.client.rsplit(":", 1)[1], c.server.rsplit(":", 1)[1]))
+    ]
+    write_summary(chosen, sys.stdout)

@@ -1,0 +1,148 @@
+"""Text renderings of an analysis: per-packet lines, Zeek conn.log, JSON lines, a rich table.
+
+conn.log follows Zeek's ASCII writer: ``#separator``, ``#set_separator``,
+``#empty_field``, ``#unset_field``, ``#path``, ``#open``, ``#fields``,
+``#types`` header lines, tab-separated rows, ``#close``; unset values are
+``-``.  As in Zeek's conn/main.zeek, duration and byte counts are left unset
+when the connection's duration is zero.  uids are deterministic (a hash of
+the 5-tuple and start time) so two runs give the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+
+from tcplab.analyze.core import Connection, PacketRecord
+from tcplab.analyze.zeek import ZeekConnection
+
+CONN_FIELDS = (
+    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
+    "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
+    "missed_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
+    "tunnel_parents",
+)
+CONN_TYPES = (
+    "time", "string", "addr", "port", "addr", "port", "enum", "string", "interval", "count",
+    "count", "string", "bool", "bool", "count", "string", "count", "count", "count", "count",
+    "set[string]",
+)
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def zeek_uid(conn: ZeekConnection) -> str:
+    """A Zeek-looking uid ("C" + base62), stable for the same connection."""
+    key = f"{conn.orig.addr}|{conn.orig.port}|{conn.resp.addr}|{conn.resp.port}|{conn.start:.6f}"
+    n = int.from_bytes(hashlib.sha256(key.encode()).digest()[:12], "big")
+    out = ""
+    while n and len(out) < 17:
+        n, r = divmod(n, 62)
+        out += _B62[r]
+    return "C" + out
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(t))
+
+
+def conn_log(conns: Sequence[ZeekConnection]) -> str:
+    """Zeek's conn.log (TSV) for these connections, in start order."""
+    first = min((c.start for c in conns), default=0.0)
+    last = max((c.last_time for c in conns), default=0.0)
+    lines = [
+        "#separator \\x09",
+        "#set_separator\t,",
+        "#empty_field\t(empty)",
+        "#unset_field\t-",
+        "#path\tconn",
+        f"#open\t{_stamp(first)}",
+        "#fields\t" + "\t".join(CONN_FIELDS),
+        "#types\t" + "\t".join(CONN_TYPES),
+    ]
+    for c in sorted(conns, key=lambda c: c.start):
+        timed = c.duration > 0
+        row = [
+            f"{c.start:.6f}",
+            zeek_uid(c),
+            c.orig.addr,
+            str(c.orig.port),
+            c.resp.addr,
+            str(c.resp.port),
+            "tcp",
+            "-",
+            f"{c.duration:.6f}" if timed else "-",
+            str(c.orig_bytes()) if timed else "-",
+            str(c.resp_bytes()) if timed else "-",
+            c.conn_state(),
+            "-",
+            "-",
+            str(c.missed_bytes),
+            c.history or "-",
+            str(c.orig.pkts),
+            str(c.orig.ip_bytes),
+            str(c.resp.pkts),
+            str(c.resp.ip_bytes),
+            "-",
+        ]
+        lines.append("\t".join(row))
+    lines.append(f"#close\t{_stamp(last)}")
+    return "\n".join(lines) + "\n"
+
+
+def _state(s: object) -> str:
+    return str(s) if s is not None else "unknown"
+
+
+def packet_line(p: PacketRecord, conn: Connection) -> str:
+    """One packet: frame, time, connection, direction, flags, relative numbers,
+    analysis flags, and both endpoints' inferred states after it."""
+    arrow = "->" if p.sender == "client" else "<-"
+    ack = f" ack {p.rel_ack}" if p.rel_ack is not None else ""
+    flags = ",".join(sorted(p.analysis))
+    if "duplicate_ack" in p.analysis:
+        flags = flags.replace("duplicate_ack", f"duplicate_ack#{p.dupack_num}")
+    analysis = f"  [{flags}]" if flags else ""
+    return (
+        f"{p.index:>6} {p.time:.6f} conn {p.stream:<4} client {arrow} server "
+        f"[{p.flag_text}] seq {p.rel_seq}{ack} len {p.length} win {p.window}{analysis}"
+        f"  client={_state(p.client_state)} server={_state(p.server_state)}"
+    )
+
+
+def json_lines(conns: Iterable[Connection]) -> str:
+    return "".join(json.dumps(c.to_dict(), sort_keys=False) + "\n" for c in conns)
+
+
+def _ms(value: float | None) -> str:
+    return f"{value * 1000:.3f}" if value is not None else "-"
+
+
+def connection_table(conns: Sequence[Connection], title: str) -> object:
+    """A rich Table of connections (imported lazily: rich is slow to load)."""
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for name, justify in (
+        ("#", "right"), ("client -> server", "left"), ("dur s", "right"),
+        ("pkts", "right"), ("bytes", "right"), ("hs rtt ms", "right"), ("ended", "left"),
+        ("final states", "left"), ("zeek", "left"), ("anomalies", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for c in conns:
+        anomalies = ", ".join(f"{k} {v}" for k, v in sorted(c.anomalies.items()))
+        closer = f" ({c.active_closer} first)" if c.active_closer and "both" in c.ending else ""
+        table.add_row(
+            str(c.number),
+            f"{c.client.label}\n{c.server.label}",
+            f"{c.duration:.3f}",
+            f"{c.client.packets}/{c.server.packets}",
+            f"{c.client.payload_bytes}/{c.server.payload_bytes}",
+            f"{_ms(c.rtt_syn_synack)}/{_ms(c.rtt_synack_ack)}",
+            c.ending + closer,
+            f"{_state(c.client.final_state)}/{_state(c.server.final_state)}",
+            f"{c.zeek_conn_state} {c.zeek_history}".strip(),
+            anomalies,
+        )
+    return table

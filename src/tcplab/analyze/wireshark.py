@@ -1,0 +1,318 @@
+"""Wireshark-compatible TCP analysis: tcp.stream, relative seq/ack and tcp.analysis.*.
+
+Theory of operation (PEER-SEMANTICS.md §3; Wireshark 4.0.17
+epan/dissectors/packet-tcp.c, ``tcp_analyze_sequence_number``): a
+conversation per address/port pair, a new one (a new ``tcp.stream``) when a
+pure SYN arrives whose ISN differs from the direction's base sequence.
+Each direction keeps ``base_seq``, ``nextseq`` (highest seq+len seen),
+``lastack``, ``maxseqtobeacked``, the last window and the dup-ACK counter; the
+checks run in the code's order, and each can skip the rest as the code's
+``goto finished_fwd`` / ``goto finished_checking_retransmission_type`` do.
+
+Sequence comparisons are RFC 1982 style on raw 32-bit values (Wireshark's
+GT_SEQ/LT_SEQ), with 0 meaning "not yet known" as in the C code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tcplab.analyze.frames import Segment
+
+MASK32 = 0xFFFFFFFF
+
+SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
+
+# Analysis flag names, as the tcp.analysis.<name> fields tshark prints.
+FLAG_NAMES: tuple[str, ...] = (
+    "zero_window_probe",
+    "zero_window",
+    "lost_segment",
+    "keep_alive",
+    "window_update",
+    "window_full",
+    "keep_alive_ack",
+    "zero_window_probe_ack",
+    "duplicate_ack",
+    "ack_lost_segment",
+    "spurious_retransmission",
+    "fast_retransmission",
+    "out_of_order",
+    "retransmission",
+    "reused_ports",
+)
+
+# The user-facing problem flags (a connection "has problems" when any is set).
+PROBLEM_FLAGS = frozenset(
+    {
+        "zero_window",
+        "lost_segment",
+        "duplicate_ack",
+        "ack_lost_segment",
+        "spurious_retransmission",
+        "fast_retransmission",
+        "out_of_order",
+        "retransmission",
+        "window_full",
+    }
+)
+
+WS_UNKNOWN = -1  # no SYN seen: scaling unknown
+WS_NONE = -2  # SYN seen without the option: no scaling (RFC 7323 §2.2)
+
+
+def _s32(x: int) -> int:
+    x &= MASK32
+    return x - 0x100000000 if x & 0x80000000 else x
+
+
+def gt_seq(a: int, b: int) -> bool:
+    return _s32(a - b) > 0
+
+
+def lt_seq(a: int, b: int) -> bool:
+    return _s32(a - b) < 0
+
+
+def le_seq(a: int, b: int) -> bool:
+    return _s32(a - b) <= 0
+
+
+@dataclass(slots=True)
+class Flow:
+    """One direction of a Wireshark conversation (tcp_flow_t + tcp_analyze_seq_flow_info_t)."""
+
+    base_seq: int = 0
+    base_set: bool = False
+    nextseq: int = 0
+    nextseq_time: float = 0.0
+    maxseqtobeacked: int = 0
+    lastack: int = 0
+    lastack_time: float = 0.0
+    dupacknum: int = 0
+    window: int = -1  # -1: nothing seen yet (Wireshark initialises it to 0xFFFFFFFF)
+    win_scale: int = WS_UNKNOWN
+    lastsegmentflags: frozenset[str] = frozenset()
+    is_first_ack: bool = True  # the last window seen is a SYN's, never scaled
+    segments: int = 0  # packets sent in this direction
+
+
+@dataclass(slots=True)
+class Conversation:
+    stream: int
+    flows: dict[tuple[str, int], Flow] = field(default_factory=dict)
+    mru_syn: float | None = None
+    first_rtt: float | None = None
+
+    def pair(self, seg: Segment) -> tuple[Flow, Flow]:
+        fwd = self.flows.setdefault((seg.src, seg.sport), Flow())
+        rev = self.flows.setdefault((seg.dst, seg.dport), Flow())
+        return fwd, rev
+
+
+@dataclass(frozen=True, slots=True)
+class PacketAnalysis:
+    """What Wireshark shows for one packet."""
+
+    index: int
+    stream: int
+    rel_seq: int
+    rel_ack: int | None  # None when the ACK bit is clear
+    nxtseq: int  # relative seq + len (+1 for SYN/FIN)
+    flags: frozenset[str]
+    dupack_num: int = 0
+    window: int = 0  # scaled when the scale is known
+
+
+class StreamTracker:
+    """Assigns packets to tcp.streams and runs tcp.analysis on each."""
+
+    def __init__(self) -> None:
+        self.conversations: dict[tuple[str, int, str, int], Conversation] = {}
+        self.stream_count = 0
+
+    @staticmethod
+    def key(seg: Segment) -> tuple[str, int, str, int]:
+        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
+        return (*a, *b) if a <= b else (*b, *a)
+
+    def _new(self, key: tuple[str, int, str, int]) -> Conversation:
+        conv = Conversation(self.stream_count)
+        self.stream_count += 1
+        self.conversations[key] = conv
+        return conv
+
+    def observe(self, seg: Segment) -> PacketAnalysis:
+        key = self.key(seg)
+        conv = self.conversations.get(key)
+        if conv is None:
+            conv = self._new(key)
+        flags: set[str] = set()
+        fwd, _rev = conv.pair(seg)
+        syn_ack = seg.flags & (SYN | ACK)
+        if syn_ack == SYN and fwd.base_set and seg.seq != fwd.base_seq:
+            # A pure SYN with another ISN on a known pair: a new stream (§3.1).
+            conv = self._new(key)
+            flags.add("reused_ports")
+        elif syn_ack == (SYN | ACK) and fwd.base_set and seg.seq != fwd.base_seq:
+            # A SYN-ACK with another ISN only re-bases.
+            flags.add("reused_ports")
+            fwd.base_seq = seg.seq
+        fwd, rev = conv.pair(seg)
+        fwd.segments += 1
+        scaled_window = self._window(seg, fwd, rev)
+        # The analysis compares the raw 16-bit window; only window_full scales.
+        self._analyze(conv, seg, fwd, rev, seg.window, flags)
+        if not seg.flags & SYN:
+            fwd.is_first_ack = False
+        # iRTT: SYN to the first ACK without SYN (tcp.analysis.initial_rtt).
+        if syn_ack == SYN:
+            conv.mru_syn = seg.time
+        elif syn_ack == ACK and conv.mru_syn is not None and conv.first_rtt is None:
+            conv.first_rtt = seg.time - conv.mru_syn
+        rel_seq = (seg.seq - fwd.base_seq) & MASK32
+        rel_ack = (seg.ack - rev.base_seq) & MASK32 if seg.flags & ACK else None
+        nxt = rel_seq + seg.wire_length + (1 if seg.flags & (SYN | FIN) else 0)
+        dup = fwd.dupacknum if "duplicate_ack" in flags else 0
+        return PacketAnalysis(seg.index, conv.stream, rel_seq, rel_ack, nxt & MASK32,
+                              frozenset(flags), dup, scaled_window)
+
+    @staticmethod
+    def _window(seg: Segment, fwd: Flow, rev: Flow) -> int:
+        """The window the dissector analyses: scaled once the SYNs told the scale."""
+        if seg.flags & SYN:
+            scale = seg.options.wscale
+            if seg.flags & ACK:
+                # RFC 7323 §2.2: scaling is on only if both SYNs carried the option.
+                if scale is None or rev.win_scale == WS_NONE:
+                    fwd.win_scale = WS_NONE
+                    rev.win_scale = WS_NONE
+                else:
+                    fwd.win_scale = scale
+            else:
+                fwd.win_scale = WS_NONE if scale is None else scale
+            return seg.window
+        if fwd.win_scale >= 0:
+            return seg.window << fwd.win_scale
+        return seg.window
+
+    def _analyze(
+        self,
+        conv: Conversation,
+        seg: Segment,
+        fwd: Flow,
+        rev: Flow,
+        window: int,
+        flags: set[str],
+    ) -> None:
+        seq, ack, seglen, tf = seg.seq, seg.ack, seg.wire_length, seg.flags
+        now = seg.time
+        if not fwd.base_set:
+            fwd.base_seq = seq if tf & SYN else (seq - 1) & MASK32
+            fwd.base_set = True
+        if not rev.base_set and tf & ACK:
+            rev.base_seq = (ack - 1) & MASK32
+            rev.base_set = True
+        no_ctl = not tf & (SYN | FIN | RST)
+
+        def finished_fwd() -> None:
+            if ack != fwd.lastack:
+                fwd.dupacknum = 0
+
+        skip_fwd = False
+        if seglen == 1 and seq == fwd.nextseq and rev.window == 0:
+            flags.add("zero_window_probe")
+            skip_fwd = True
+        if not skip_fwd:
+            if window == 0 and no_ctl:
+                flags.add("zero_window")
+            if fwd.nextseq and gt_seq(seq, fwd.nextseq) and not tf & RST:
+                flags.add("lost_segment")
+            if seglen in (0, 1) and seq == (fwd.nextseq - 1) & MASK32 and no_ctl:
+                flags.add("keep_alive")
+            same = seq == fwd.nextseq and ack == fwd.lastack and no_ctl and seglen == 0
+            if same and window and window != fwd.window:
+                flags.add("window_update")
+            if (
+                seglen > 0
+                and rev.win_scale != WS_UNKNOWN
+                and (seq + seglen) & MASK32
+                == (rev.lastack + (rev.window << self._shift(rev))) & MASK32
+                and no_ctl
+            ):
+                flags.add("window_full")
+            if same and window and window == fwd.window and "keep_alive" in rev.lastsegmentflags:
+                flags.add("keep_alive_ack")
+                skip_fwd = True
+            elif (
+                same
+                and window == 0
+                and window == fwd.window
+                and "zero_window_probe" in rev.lastsegmentflags
+            ):
+                flags.add("zero_window_probe_ack")
+                skip_fwd = True
+            elif same and window and window == fwd.window:
+                # -1 marks "an ACK-unseen-segment was reported" (below).
+                fwd.dupacknum = 1 if fwd.dupacknum == -1 else fwd.dupacknum + 1
+                flags.add("duplicate_ack")
+        finished_fwd()
+
+        if rev.maxseqtobeacked and gt_seq(ack, rev.maxseqtobeacked) and tf & ACK:
+            flags.add("ack_lost_segment")
+            # Flag the same hole once (§3.2).
+            rev.maxseqtobeacked = rev.nextseq
+
+        if (seglen > 0 or tf & (SYN | FIN)) and "keep_alive" not in flags:
+            self._retransmission(conv, seg, fwd, rev, flags)
+
+        nextseq = (seq + seglen + (1 if tf & (SYN | FIN) else 0)) & MASK32
+        zwp = "zero_window_probe" in flags
+        if (gt_seq(nextseq, fwd.nextseq) or not fwd.nextseq) and not zwp:
+            fwd.nextseq = nextseq
+            fwd.nextseq_time = now
+        if (seq == fwd.maxseqtobeacked or not fwd.maxseqtobeacked) and not zwp:
+            fwd.maxseqtobeacked = fwd.nextseq
+        fwd.window = window
+        fwd.lastack = ack
+        fwd.lastack_time = now
+        fwd.lastsegmentflags = frozenset(flags)
+
+    @staticmethod
+    def _shift(flow: Flow) -> int:
+        if flow.is_first_ack or flow.win_scale == WS_NONE:
+            return 0
+        return max(flow.win_scale, 0)
+
+    @staticmethod
+    def _retransmission(
+        conv: Conversation, seg: Segment, fwd: Flow, rev: Flow, flags: set[str]
+    ) -> None:
+        seq, seglen, tf = seg.seq, seg.wire_length, seg.flags
+        not_advanced = bool(fwd.nextseq) and lt_seq(seq, fwd.nextseq)
+        # Data following a zero-window probe (seq == nextseq-1, >1 byte) advances.
+        if seglen > 1 and (fwd.nextseq - 1) & MASK32 == seq:
+            not_advanced = False
+        if seglen > 0 and rev.lastack and le_seq((seq + seglen) & MASK32, rev.lastack):
+            flags.add("spurious_retransmission")
+            flags.add("retransmission")  # the expert item both carry (§3.2 gotcha)
+            return
+        if (
+            not_advanced
+            and rev.dupacknum >= 2
+            and rev.lastack == seq
+            and seg.time - rev.lastack_time < 0.020
+        ):
+            flags.add("fast_retransmission")
+            flags.add("retransmission")
+            return
+        ooo_threshold = conv.first_rtt if conv.first_rtt else 0.003
+        if (
+            not_advanced
+            and seg.time - fwd.nextseq_time < ooo_threshold
+            and fwd.nextseq != (seq + seglen + (1 if tf & (SYN | FIN) else 0)) & MASK32
+        ):
+            flags.add("out_of_order")
+            return
+        if not_advanced:
+            flags.add("retransmission")

@@ -1,0 +1,167 @@
+"""``tcplab analyze FILE``: connections, inferred states and anomalies from a capture.
+
+Modes (one at a time): the default connection table; ``--json`` (one object
+per connection per line); ``--packets`` (one line per packet with relative
+seq/ack, Wireshark's analysis flags and both endpoints' inferred states);
+``--conn-log`` (Zeek's conn.log, TSV); ``--ladder N`` (connection N drawn as
+a two-column ladder); ``--summary`` (the fast columnar pass, no per-packet
+state).  Filters narrow the connections shown.  Capture problems are
+reported on stderr as one line each; readable packets are still analysed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from tcplab.analyze.core import Analysis, Connection, analyze_file
+from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS, ZeekConnection
+from tcplab.errors import InputError
+
+PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar helps
+
+
+def _selected(
+    conns: list[Connection], conn: int | None, host: str | None, port: int | None, problems: bool
+) -> list[Connection]:
+    out = []
+    for c in conns:
+        if conn is not None and c.number != conn:
+            continue
+        if host is not None and host not in (c.client.address, c.server.address):
+            continue
+        if port is not None and port not in (c.client.port, c.server.port):
+            continue
+        if problems and not c.has_problems:
+            continue
+        out.append(c)
+    return out
+
+
+def _zeek_selected(
+    zconns: list[ZeekConnection], chosen: list[Connection]
+) -> list[ZeekConnection]:
+    ids = {id(c.zeek) for c in chosen if c.zeek is not None}
+    frames = {n for c in chosen if c.zeek is not None for n in c.zeek.segments}
+    return [z for z in zconns if id(z) in ids or frames.intersection(z.segments)]
+
+
+def _run(path: Path, bare: bool, ignore_checksums: bool, keep_packets: bool) -> Analysis:
+    ports = frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS
+    size = path.stat().st_size
+    if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
+        return analyze_file(path, ports, ignore_checksums, keep_packets)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"analysing {path.name}", total=size)
+        return analyze_file(
+            path, ports, ignore_checksums, keep_packets,
+            progress=lambda n: progress.advance(task, n),
+        )
+
+
+@click.command(name="analyze")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per connection.")
+@click.option("--packets", "per_packet", is_flag=True,
+              help="One line per packet: flags, relative seq/ack, analysis flags, states.")
+@click.option("--conn-log", "conn_log", is_flag=True, help="Zeek conn.log (TSV, zeek-cut readable).")
+@click.option("--ladder", "ladder", type=int, metavar="N", help="Draw connection N as a ladder.")
+@click.option("--summary", "summary", is_flag=True,
+              help="Fast columnar connection summary (classic pcap, Ethernet/raw/SLL IPv4+IPv6).")
+@click.option("--conn", "conn", type=int, metavar="N", help="Only connection N.")
+@click.option("--host", "host", metavar="ADDR", help="Only connections with this endpoint address.")
+@click.option("--port", "port", type=int, metavar="PORT", help="Only connections using this port.")
+@click.option("--problems", is_flag=True, help="Only connections with anomalies or abnormal ends.")
+@click.option("-b", "--bare", is_flag=True,
+              help="Zeek bare mode: no likely-server-port role flips (zeek -b).")
+@click.option("-C", "--ignore-checksums", is_flag=True,
+              help="Like zeek -C: analyse packets with bad checksums normally.")
+def command(
+    file: Path,
+    as_json: bool,
+    per_packet: bool,
+    conn_log: bool,
+    ladder: int | None,
+    summary: bool,
+    conn: int | None,
+    host: str | None,
+    port: int | None,
+    problems: bool,
+    bare: bool,
+    ignore_checksums: bool,
+) -> None:
+    """Connections, per-endpoint TCP states and anomalies in FILE (pcap or pcapng)."""
+    modes = [as_json, per_packet, conn_log, ladder is not None, summary]
+    if sum(bool(m) for m in modes) > 1:
+        raise InputError("choose one of --json, --packets, --conn-log, --ladder, --summary")
+    if not file.exists():
+        raise InputError(f"{file}: no such file")
+    if summary:
+        from tcplab.analyze.fast import print_summary
+
+        print_summary(file, conn=conn, host=host, port=port)
+        return
+    keep_packets = per_packet or ladder is not None
+    analysis = _run(file, bare, ignore_checksums, keep_packets)
+    for problem in analysis.report.problems:
+        click.echo(f"tcplab: {problem}", err=True)
+    if ladder is not None:
+        conn = ladder
+    chosen = _selected(analysis.connections, conn, host, port, problems)
+    if ladder is not None:
+        _print_ladder(analysis, chosen, ladder)
+    elif conn_log:
+        from tcplab.analyze.output import conn_log as render_conn_log
+
+        zconns = analysis.zeek
+        if any(x is not None for x in (conn, host, port)) or problems:
+            zconns = _zeek_selected(zconns, chosen)
+        sys.stdout.write(render_conn_log(zconns))
+    elif as_json:
+        from tcplab.analyze.output import json_lines
+
+        sys.stdout.write(json_lines(chosen))
+    elif per_packet:
+        from tcplab.analyze.output import packet_line
+
+        numbers = {c.number: c for c in chosen}
+        for p in analysis.packets:
+            if p.stream in numbers:
+                click.echo(packet_line(p, numbers[p.stream]))
+    else:
+        from rich.console import Console
+
+        from tcplab.analyze.output import connection_table
+
+        console = Console()
+        title = f"{file.name}: {len(chosen)} of {len(analysis.connections)} TCP connections"
+        console.print(connection_table(chosen, title))
+        notes = [(c.number, n) for c in chosen for n in c.notes]
+        for number, note in notes[:40]:
+            console.print(f"  conn {number}: {note}", highlight=False)
+        if not analysis.connections and analysis.report.tcp == 0:
+            console.print(f"no TCP packets in {analysis.report.frames} frames")
+
+
+def _print_ladder(analysis: Analysis, chosen: list[Connection], number: int) -> None:
+    if not chosen:
+        raise InputError(f"no connection {number} (there are {len(analysis.connections)})")
+    from tcplab.analyze.ladder import timeline_for
+
+    connection = chosen[0]
+    packets = [p for p in analysis.packets if p.stream == number]
+    timeline = timeline_for(packets, connection)
+    try:
+        from tcplab.render.text import render_ladder
+    except ImportError:
+        for p in packets:
+            click.echo(f"{p.time:.6f} {p.sender} [{p.flag_text}] seq {p.rel_seq} "
+                       f"client={p.client_state} server={p.server_state}")
+        return
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    click.echo(render_ladder(timeline, color=color), nl=False)

@@ -1,0 +1,150 @@
+"""``tcplab run``: play a scenario live on two real Linux endpoints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from tcplab import scenario as scenarios
+from tcplab.errors import InputError, TcplabError
+
+if TYPE_CHECKING:
+    from tcplab.lab.runner import Lab, RunResult
+
+
+def _list() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "title", "faults", box=None)
+    for sid in scenarios.builtin_ids():
+        sc = scenarios.load(sid)
+        table.add_row(sid, sc.title, ", ".join(f.action for f in sc.faults))
+    Console().print(table)
+
+
+@click.command("run")
+@click.argument("scenario", required=False)
+@click.option("--list", "list_", is_flag=True, help="List the built-in scenarios.")
+@click.option("--all", "all_", is_flag=True,
+              help="Run every built-in scenario; print facts held and time per scenario.")
+@click.option("--outdir", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
+              help="Where <id>.pcapng, <id>.json and the ladder files go.")  # fmt: skip
+@click.option("--json", "json_out", metavar="PATH|-",
+              help="Also write the timeline JSON here ('-': stdout, instead of the ladder).")
+@click.option("--loopback", is_flag=True,
+              help="Both actors on lo in one namespace, captured with AF_PACKET (no faults).")
+@click.option("--no-trace", is_flag=True, help="Do not use tracefs: sock_diag snapshots only.")
+@click.option("--server", "server_cmd", metavar="CMD", help="Run CMD as the server (under strace).")
+@click.option("--client", "client_cmd", metavar="CMD", help="Run CMD as the client (under strace).")
+@click.option("--port", type=int, default=8080, show_default=True,
+              help="Server port for --server/--client programs (env TCPLAB_PORT).")
+@click.option("--width", type=int, default=None, help="Ladder width in columns.")
+@click.option("--inferred", is_flag=True,
+              help="Also draw the analyzer's states inferred from the packets (NAME?).")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
+              help="Print the scenario's explanation in this language.")
+def command(
+    scenario: str | None, list_: bool, all_: bool, outdir: Path, json_out: str | None,
+    loopback: bool, no_trace: bool, server_cmd: str | None, client_cmd: str | None, port: int,
+    width: int | None, inferred: bool, lang: str | None,
+) -> None:  # fmt: skip
+    """Run SCENARIO (a built-in id or a .toml file) and draw what happened.
+
+    \b
+    tcplab run --list
+    tcplab run handshake-close
+    tcplab run my-experiment.toml --outdir out
+    tcplab run --server 'node tcp-server.js' --client 'node tcp-client.js'
+    """
+    if list_:
+        _list()
+        return
+    from tcplab.lab.runner import Lab
+
+    lab = Lab(outdir, loopback=loopback, tracing=not no_trace)
+    if all_:
+        _run_all(lab)
+        return
+    result: RunResult
+    if server_cmd or client_cmd:
+        if not (server_cmd and client_cmd):
+            raise InputError("--server and --client go together")
+        from tcplab.lab.external import run_external
+
+        result = run_external(lab, server_cmd, client_cmd, port)
+        sc = None
+    else:
+        if scenario is None:
+            raise InputError("which scenario? give an id (tcplab run --list) or a .toml file")
+        sc = scenarios.load(scenario)
+        result = lab.run(sc)
+    if json_out == "-":
+        click.echo(result.timeline.to_json())
+    else:
+        if json_out:
+            Path(json_out).write_text(result.timeline.to_json(), encoding="utf-8")
+        _show(result, sc, width, lang, inferred)
+    if not result.ok:
+        raise _FactsFailed(sum(1 for f in result.facts if not f.held))
+
+
+def _run_all(lab: Lab) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("scenario", "facts held", "seconds", box=None, title="tcplab run --all")
+    failed = 0
+    console = Console()
+    for sid in scenarios.builtin_ids():
+        sc = scenarios.load(sid)
+        try:
+            result = lab.run(sc)
+        except TcplabError as exc:
+            failed += 1
+            table.add_row(sid, f"[red]error[/]: {exc}", "")
+            continue
+        held = sum(1 for f in result.facts if f.held)
+        mark = "" if result.ok else "[red]"
+        failed += 0 if result.ok else 1
+        table.add_row(sid, f"{mark}{held}/{len(result.facts)}", f"{result.seconds:.2f}")
+        console.print(f"{sid}: {held}/{len(result.facts)} facts held, {result.seconds:.2f} s")
+    console.print(table)
+    if failed:
+        raise TcplabError(f"{failed} scenario(s) did not hold all their facts")
+
+
+class _FactsFailed(TcplabError):
+    def __init__(self, n: int) -> None:
+        super().__init__(f"{n} expected fact(s) did not hold")
+
+
+def _show(result: RunResult, sc: scenarios.Scenario | None, width: int | None,
+          lang: str | None, inferred: bool) -> None:  # fmt: skip
+    from rich.console import Console
+    from rich.table import Table
+
+    from tcplab.lab.runner import without_inferred
+    from tcplab.render.text import render_ladder_rich
+
+    console = Console(file=sys.stdout)
+    shown = result.timeline if inferred else without_inferred(result.timeline)
+    console.print(render_ladder_rich(shown, width=width or console.width))
+    if sc is not None and lang and sc.explain.get(lang):
+        console.print(sc.explain[lang].strip())
+    if result.facts:
+        table = Table("fact", "held", "detail", title="expected facts", box=None)
+        for fact in result.facts:
+            mark = "[green]yes[/]" if fact.held else "[red]NO[/]"
+            table.add_row(fact.fact, mark, fact.detail)
+        console.print(table)
+    files = [p for p in (result.pcapng_path, result.json_path) if p]
+    files += result.extra_paths
+    if files:
+        console.print("wrote " + ", ".join(str(p) for p in files) +
+                      f"  ({result.seconds:.2f} s)")  # fmt: skip
+    if not result.timeline.meta.get("tracing"):
+        console.print("note: no tracefs — kernel states come from sock_diag snapshots only")

@@ -1,0 +1,122 @@
+"""Remove what killed lab runs left behind: namespaces, tracefs instances, mounts, actors.
+
+A run records everything it creates in ``/run/tcplab/<runid>/state.json``
+before creating it.  A run is *live* while its lab process (pid + start
+time, so a reused pid does not count) still exists; live runs are left
+alone.  For a dead run: its actor processes are killed by recorded pid,
+only if the pid still has the recorded start time (it is still ours); then
+its namespaces, tracefs instance and private tracefs mount are removed.
+Orphans without a state file are found by name (``tcplab-*`` namespaces
+and ``instances/tcplab-*`` tracefs instances) and removed when no live run
+owns them.  Nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tcplab.lab import host
+from tcplab.lab.host import STATE_ROOT, RunState
+from tcplab.lab.tracer import remove_instance, unmount
+
+
+@dataclass
+class CleanupReport:
+    runs: list[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    instances: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    killed: list[int] = field(default_factory=list)
+    live: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.namespaces or self.instances or self.mounts or self.killed or self.runs)
+
+
+def _alive(state: RunState) -> bool:
+    return state.lab_pid > 0 and host.proc_starttime(state.lab_pid) == state.lab_start != 0
+
+
+def _tracefs_mounts() -> list[str]:
+    out = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == "tracefs":
+            out.append(parts[1])
+    return out
+
+
+def cleanup(include_live: bool = False) -> CleanupReport:
+    report = CleanupReport()
+    live_names: set[str] = set()
+    states: list[RunState] = []
+    if STATE_ROOT.is_dir():
+        for path in sorted(STATE_ROOT.glob("*/state.json")):
+            try:
+                state = RunState.load(path)
+            except (OSError, ValueError, TypeError):
+                continue
+            if _alive(state) and not include_live:
+                report.live.append(state.run_id)
+                live_names.add(f"tcplab-{state.run_id}")
+                continue
+            states.append(state)
+    for state in states:
+        for pid, start in state.pids:
+            if start and host.proc_starttime(pid) == start:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    report.killed.append(pid)
+                except ProcessLookupError:
+                    pass
+        if state.tracefs_instance and Path(state.tracefs_instance).is_dir():
+            remove_instance(Path(state.tracefs_instance))
+            report.instances.append(state.tracefs_instance)
+        for name in state.namespaces:
+            if (host.NETNS_DIR / name).exists():
+                host.ip("netns", "del", name)
+                report.namespaces.append(name)
+        if state.tracefs_mount and state.tracefs_mount in _tracefs_mounts():
+            unmount(Path(state.tracefs_mount))
+            report.mounts.append(state.tracefs_mount)
+        shutil.rmtree(state.dir, ignore_errors=True)
+        report.runs.append(state.run_id)
+    # Orphans by name, for a run killed before it wrote its state file.  Only
+    # names of exactly the lab's form; a live run's things are left alone.
+    live_ids = {name.removeprefix("tcplab-") for name in live_names}
+    if host.NETNS_DIR.is_dir():
+        for ns in sorted(host.NETNS_DIR.iterdir()):
+            match = host.RUN_NAMESPACE.match(ns.name)
+            if match and match[1] not in live_ids:
+                host.ip("netns", "del", ns.name)
+                report.namespaces.append(ns.name)
+    for mount in _tracefs_mounts():
+        instances = Path(mount) / "instances"
+        for inst in sorted(instances.iterdir()) if instances.is_dir() else []:
+            match = host.RUN_INSTANCE.match(inst.name)
+            if match and match[1] not in live_ids:
+                remove_instance(inst)
+                report.instances.append(str(inst))
+        parts = Path(mount).relative_to(STATE_ROOT).parts if mount.startswith(
+            str(STATE_ROOT) + "/") else ()  # fmt: skip
+        if len(parts) == 2 and host.RUN_ID.match(parts[0]) and parts[1] == "tracefs" \
+                and parts[0] not in live_ids:  # fmt: skip
+            unmount(Path(mount))
+            report.mounts.append(mount)
+    # State directories of runs that never got far enough to write state.json.
+    if STATE_ROOT.is_dir():
+        for entry in sorted(STATE_ROOT.iterdir()):
+            abandoned = (
+                host.RUN_ID.match(entry.name) is not None
+                and entry.name not in live_ids
+                and not (entry / "state.json").exists()
+                and not any(m.startswith(f"{entry}/") for m in _tracefs_mounts())
+            )
+            if abandoned:
+                shutil.rmtree(entry, ignore_errors=True)
+    return report

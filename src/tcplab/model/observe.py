@@ -1,0 +1,243 @@
+"""Infer one endpoint's TCP state from the segments it sends and receives.
+
+The analyzer (``tcplab analyze``) has only packets.  An ``Observer`` watches
+one endpoint of one connection and moves it along the same
+``TRANSITIONS`` the model runs on: a sender changes state when it sends (its
+FIN means close() was called, its RST means an abort), a receiver when the
+segment arrives (SYN, SYN-ACK, the ACK of its SYN or FIN, the peer's FIN, a
+RST).  Every inferred change names the table edge's trigger and RFC section.
+
+What packets cannot show is said, not guessed silently: ``ambiguous`` carries
+the reason when a change had to be assumed (capture started midstream, a FIN
+that could be close() or shutdown(SHUT_WR)).  Timer-driven changes are never
+on the wire: TIME-WAIT -> CLOSED is not reported, so an active closer's last
+inferred state is TIME-WAIT, as ``ss`` would show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tcplab.model.table import TRANSITIONS, Transition, Trigger, TriggerKind, edges_from, lookup
+from tcplab.states import State
+from tcplab.wire.flags import Control, Flags
+from tcplab.wire.seq import Seq
+
+
+@dataclass(frozen=True, slots=True)
+class Inferred:
+    old: State | None
+    new: State
+    cause: str
+    rfc: str
+    ambiguous: str | None = None
+
+
+class Observer:
+    def __init__(self, initial: State | None = None) -> None:
+        self.state: State | None = initial
+        self.iss: Seq | None = None  # our SYN's sequence number
+        self.irs: Seq | None = None  # the peer's
+        self.our_fin_end: Seq | None = None  # sequence number after our FIN
+        self.peer_fin_end: Seq | None = None
+        self.sent_data = False
+        self.received_data = False
+        self.edges: list[Transition] = []
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _take(self, trigger: Trigger, new: State, ambiguous: str | None = None) -> Inferred:
+        old = self.state
+        if old is None:
+            self.state = new
+            rfc = next((e.rfc for e in TRANSITIONS if e.trigger is trigger and e.next is new), "")
+            return Inferred(None, new, trigger.value, rfc, ambiguous)
+        edge = lookup(old, trigger, new)
+        self.edges.append(edge)
+        self.state = new
+        return Inferred(old, new, trigger.value, edge.rfc, ambiguous)
+
+    def _assume(self, new: State, cause: str, why: str) -> Inferred:
+        old = self.state
+        self.state = new
+        return Inferred(old, new, cause, "", why)
+
+    def _midstream(self) -> list[Inferred]:
+        if self.state is None and self.sent_data and self.received_data:
+            return [self._assume(State.ESTABLISHED, "data both ways",
+                                 "capture started midstream: the handshake was not seen")]
+        return []
+
+    # -- the endpoint sends ------------------------------------------------------
+
+    def sent(self, seq: int, ack: int | None, flags: Flags | int, length: int,
+             now: float) -> list[Inferred]:
+        flags = Flags(int(flags))
+        control = Control.of(flags)
+        out: list[Inferred] = []
+        s = Seq(seq)
+        if control is Control.INVALID:
+            return out
+        if length:
+            self.sent_data = True
+        if control is Control.SYN:
+            if not flags & Flags.ACK:
+                if self.state in (None, State.CLOSED):
+                    out.append(self._take(Trigger.CONNECT, State.SYN_SENT))
+                self.iss = s
+            else:
+                self.iss = s
+                if self.state is None:
+                    out.append(self._assume(State.SYN_RECEIVED, Trigger.RCV_SYN.value,
+                                            "the SYN this SYN-ACK answers was not seen"))
+                elif self.state is State.LISTEN:
+                    out.append(self._take(Trigger.RCV_SYN, State.SYN_RECEIVED,
+                                          "the SYN this SYN-ACK answers was not seen"))
+            return out
+        if control is Control.RST:
+            return self._sent_reset()
+        if control is Control.FIN:
+            end = s + length + 1
+            if self.our_fin_end is not None and end == self.our_fin_end:
+                return out  # a retransmitted FIN changes nothing
+            self.our_fin_end = end
+            out.extend(self._midstream())
+            out.extend(self._sent_fin())
+            return out
+        out.extend(self._midstream())
+        return out
+
+    def _sent_reset(self) -> list[Inferred]:
+        state = self.state
+        if state is None:
+            return [self._assume(State.CLOSED, "sent RST", "the state before the RST is unknown")]
+        # Edges that send RST on the endpoint's own initiative (a call, a timer,
+        # data arriving after close()); RSTs answering bad segments change nothing.
+        candidates = [
+            e for e in edges_from(state)
+            if e.sends is Control.RST
+            and (e.trigger.kind is not TriggerKind.SEGMENT
+                 or e.trigger is Trigger.RCV_DATA_AFTER_CLOSE)
+        ]
+        if not candidates:
+            return []  # a RST answering a bad segment (SYN-SENT, SYN-RECEIVED): no change
+        first = candidates[0]
+        why = None
+        if len(candidates) > 1:
+            why = "sent RST: " + " or ".join(e.trigger.value + (f" [{e.guard}]" if e.guard else "")
+                                              for e in candidates)
+        return [self._take(first.trigger, State.CLOSED, why)]
+
+    def _sent_fin(self) -> list[Inferred]:
+        state = self.state
+        if state is None:
+            if self.peer_fin_end is not None:
+                return [self._assume(State.LAST_ACK, "sent FIN", "earlier states not seen")]
+            return [self._assume(State.FIN_WAIT_1, "sent FIN", "earlier states not seen")]
+        if state in (State.ESTABLISHED, State.SYN_RECEIVED):
+            why = "close() or shutdown(SHUT_WR): the wire cannot tell" if (
+                state is State.ESTABLISHED) else None
+            return [self._take(Trigger.CLOSE, State.FIN_WAIT_1, why)]
+        if state is State.CLOSE_WAIT:
+            return [self._take(Trigger.CLOSE, State.LAST_ACK,
+                               "close() or shutdown(SHUT_WR): the wire cannot tell")]
+        return []
+
+    # -- the endpoint receives ---------------------------------------------------
+
+    def received(self, seq: int, ack: int | None, flags: Flags | int, length: int,
+                 now: float) -> list[Inferred]:
+        flags = Flags(int(flags))
+        control = Control.of(flags)
+        s = Seq(seq)
+        a = Seq(ack) if ack is not None and flags & Flags.ACK else None
+        out: list[Inferred] = []
+        if control is Control.INVALID:
+            return out
+        if length:
+            self.received_data = True
+        if control is Control.RST:
+            return self._received_reset(a)
+        if control is Control.SYN:
+            return self._received_syn(s, a)
+        if a is not None:
+            out.extend(self._received_ack(a))
+        if control is Control.FIN:
+            end = s + length + 1
+            if self.peer_fin_end is not None and end == self.peer_fin_end:
+                return out  # retransmitted FIN
+            self.peer_fin_end = end
+            out.extend(self._midstream())
+            out.extend(self._received_fin())
+            return out
+        out.extend(self._midstream())
+        return out
+
+    def _received_reset(self, ack: Seq | None) -> list[Inferred]:
+        state = self.state
+        if state is None:
+            return [self._assume(State.CLOSED, Trigger.RCV_RST.value,
+                                 "the state before the RST is unknown")]
+        if state in (State.CLOSED, State.LISTEN):
+            return []  # RFC 9293 §3.10.7.1/§3.10.7.2: ignored
+        if state is State.SYN_SENT and ack is not None and self.iss is not None and (
+            ack != self.iss + 1
+        ):
+            return []  # §3.10.7.3: a RST that does not ACK our SYN is ignored
+        return [self._take(Trigger.RCV_RST, State.CLOSED)]
+
+    def _received_syn(self, seq: Seq, ack: Seq | None) -> list[Inferred]:
+        state = self.state
+        if ack is None:
+            if state is None:
+                listen = Inferred(None, State.LISTEN, "a SYN arrived", "RFC 9293 §3.10.7.2",
+                                  "LISTEN assumed: the first packet seen is a SYN to this port")
+                self.state = State.LISTEN
+                self.irs = seq
+                return [listen, self._take(Trigger.RCV_SYN, State.SYN_RECEIVED)]
+            if state is State.LISTEN:
+                self.irs = seq
+                return [self._take(Trigger.RCV_SYN, State.SYN_RECEIVED)]
+            if state is State.SYN_SENT:
+                self.irs = seq
+                return [self._take(Trigger.RCV_SYN, State.SYN_RECEIVED)]
+            return []  # retransmitted SYN, or a SYN answered by a challenge ACK
+        # SYN-ACK
+        self.irs = seq
+        if state is None:
+            return [self._assume(State.ESTABLISHED, Trigger.RCV_SYN_ACK.value,
+                                 "our SYN was not seen")]
+        if state in (State.SYN_SENT, State.SYN_RECEIVED):
+            if self.iss is not None and ack != self.iss + 1:
+                return []
+            return [self._take(Trigger.RCV_SYN_ACK, State.ESTABLISHED)]
+        return []
+
+    def _received_ack(self, ack: Seq) -> list[Inferred]:
+        state = self.state
+        if state is State.SYN_RECEIVED and (self.iss is None or ack == self.iss + 1):
+            return [self._take(Trigger.RCV_ACK_OF_SYN, State.ESTABLISHED)]
+        if self.our_fin_end is None or ack < self.our_fin_end:
+            return []
+        nxt = {
+            State.FIN_WAIT_1: State.FIN_WAIT_2,
+            State.CLOSING: State.TIME_WAIT,
+            State.LAST_ACK: State.CLOSED,
+        }.get(state) if state is not None else None
+        if nxt is None:
+            return []
+        return [self._take(Trigger.RCV_ACK_OF_FIN, nxt)]
+
+    def _received_fin(self) -> list[Inferred]:
+        state = self.state
+        if state is None:
+            guess = State.CLOSING if self.our_fin_end is not None else State.CLOSE_WAIT
+            return [self._assume(guess, Trigger.RCV_FIN.value, "earlier states not seen")]
+        nxt = {
+            State.ESTABLISHED: State.CLOSE_WAIT,
+            State.FIN_WAIT_1: State.CLOSING,
+            State.FIN_WAIT_2: State.TIME_WAIT,
+        }.get(state)
+        if nxt is None:
+            return []
+        return [self._take(Trigger.RCV_FIN, nxt)]

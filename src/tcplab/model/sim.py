@@ -1,0 +1,704 @@
+"""The sim runner: a scenario played on two model hosts over the model network.
+
+This is the test harness promoted to a feature (h11's ``ConnectionPair``,
+aioquic's ``client_and_server``): the tests and ``tcplab sim`` use the same
+``Simulation``.  Theory of operation: the runner owns a virtual clock.
+Each scenario step is one API call on a model socket; a call that would
+block (connect, accept, recv, wait) advances the clock from one event to the
+next (a segment arriving, a timer expiring) until it can return.  Between
+steps the clock moves by ``step_gap`` (the lab's control round trip), and
+after the last step the run continues until only long timers (TIME-WAIT,
+FIN-WAIT-2, keepalive) are left, so, like the lab, a run ends with the
+active closer in TIME-WAIT.  Everything lands in a ``Timeline``
+(producer "sim"): API calls with results or errno, every segment with
+Wireshark-style relative numbers (dropped ones marked), model state changes.
+
+Nothing here reads a clock or a random generator: the seed feeds a
+``SplitMix64`` that picks ISNs, ephemeral ports and random link effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tcplab.errors import InputError
+from tcplab.model import profile as profiles
+from tcplab.model.host import Host
+from tcplab.model.net import Link, Network, SplitMix64
+from tcplab.model.profile import Profile
+from tcplab.model.segment import Segment, to_packet
+from tcplab.model.table import Trigger
+from tcplab.model.tcb import (
+    Connection,
+    ConnError,
+    Listener,
+    Retransmitted,
+    SocketError,
+    StateChanged,
+)
+from tcplab.model.timers import TimerKind
+from tcplab.scenario import WIRE, FaultRule, Scenario, Step
+from tcplab.states import State
+from tcplab.timeline import (
+    ApiCall,
+    EndpointInfo,
+    Note,
+    Snapshot,
+    Source,
+    StateChange,
+    Timeline,
+)
+from tcplab.wire.flags import Flags
+from tcplab.wire.seq import Seq
+
+# A call in progress: has it returned, with what result, with what errno.
+Poll = Callable[[], tuple[bool, str | None, str | None]]
+
+ADDRESSES = {"client": "10.0.0.1", "server": "10.0.0.2"}
+SUPPORTED_CALLS = frozenset(
+    {"socket", "setsockopt", "bind", "listen", "accept", "connect", "send", "recv", "shutdown",
+     "close", "abort", "kill", "sleep", "wait", "blackhole", "heal", "release"}
+)
+# Options a scenario may give that are the runner's, not the profile's.
+RUN_OPTIONS = {"isn", "step_gap", "delay", "loss", "duplicate", "reorder", "name", "verdict"}
+BLOCK_LIMIT = 600.0  # virtual seconds a blocking call may wait before it counts as hung
+SETTLE_LIMIT = 900.0  # after the last step, stop at the latest this much later
+_LONG_TIMERS = frozenset({TimerKind.TIME_WAIT, TimerKind.FIN_WAIT_2, TimerKind.KEEPALIVE})
+
+
+def sim_can_play(scenario: Scenario) -> bool:
+    """The model can play a scenario that needs no kernel and uses calls it knows."""
+    return scenario.model_can_play and all(s.call in SUPPORTED_CALLS for s in scenario.steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    verdict: str = ""  # what the scenario says this variant shows
+
+
+def variants_of(scenario: Scenario) -> list[Variant]:
+    """``[extra.sim] variants = [{name = "...", time_wait = false}, ...]``; else one run."""
+    sim = scenario.extra.get("sim", {})
+    raw = sim.get("variants") if isinstance(sim, dict) else None
+    if not raw:
+        base = dict(sim) if isinstance(sim, dict) else {}
+        return [Variant("", base)]
+    out: list[Variant] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or "name" not in item:
+            raise InputError(f"{scenario.source}: extra.sim.variants {i + 1}: needs a name")
+        opts = {k: v for k, v in item.items() if k not in ("name", "verdict")}
+        out.append(Variant(str(item["name"]), opts, str(item.get("verdict", ""))))
+    return out
+
+
+def _fnv1a(text: str) -> int:
+    h = 0xCBF29CE484222325
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+@dataclass
+class _Socket:
+    actor: str
+    name: str
+    fd: int
+    port: int | None = None
+    reuseaddr: bool = False
+    linger_zero: bool = False
+    keepalive: bool = False
+    keepalive_opts: dict[str, float] = field(default_factory=dict)
+    conn: Connection | None = None
+    listener: Listener | None = None
+    closed: bool = False
+
+
+@dataclass
+class _Pending:
+    step: Step
+    started: float
+    poll: Poll
+
+
+class Simulation:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        profile: str | Profile = "linux",
+        seed: int = 0,
+        options: dict[str, Any] | None = None,
+        links: dict[str, Link] | None = None,
+        extra_rules: tuple[FaultRule, ...] = (),
+    ) -> None:
+        self.scenario = scenario
+        options = dict(options or {})
+        base = profiles.get(profile) if isinstance(profile, str) else profile
+        model_opts = {k: v for k, v in options.items() if k not in RUN_OPTIONS}
+        base = base.with_options(model_opts, f"{scenario.source or scenario.id}: extra.sim")
+        self.profile = base
+        self.seed = seed
+        self.isn_mode = str(options.get("isn", "random"))
+        if self.isn_mode not in ("random", "fixed"):
+            raise InputError(f"{scenario.id}: isn={self.isn_mode!r} (known: random, fixed)")
+        self.step_gap = float(options.get("step_gap", 0.001))
+        self._rng = SplitMix64(seed)
+        link = Link(
+            delay=float(options.get("delay", 0.0005)),
+            loss=float(options.get("loss", 0.0)),
+            duplicate=float(options.get("duplicate", 0.0)),
+            reorder=float(options.get("reorder", 0.0)),
+        )
+        self.net = Network(
+            (*scenario.faults, *extra_rules),
+            links=links or {"client": link, "server": link},
+            rng=SplitMix64(seed ^ 0x5EED),
+        )
+        self.now = 0.0
+        self.hosts: dict[str, Host] = {}
+        for actor, address in ADDRESSES.items():
+            prof = base.with_sysctls(scenario.sysctl.get(actor, {}), f"sysctl.{actor}")
+            self.hosts[actor] = Host(actor, address, prof, isn=self._isn,
+                                     ephemeral_port=self._ephemeral)
+        self.sockets: dict[str, dict[str, _Socket]] = {a: {} for a in ADDRESSES}
+        self._last_socket: dict[str, str] = {}
+        self._fds: dict[str, int] = {a: 3 for a in ADDRESSES}
+        self.pending: list[_Pending] = []
+        self._bases: dict[tuple[str, int, str, int], Seq] = {}
+        self._last_snapshot: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        self.timeline = Timeline(
+            title=scenario.title,
+            producer="sim",
+            endpoints=[
+                EndpointInfo("client", ADDRESSES["client"], 0, "client"),
+                EndpointInfo("server", ADDRESSES["server"], scenario.server_port, "server"),
+            ],
+            meta={"scenario": scenario.id, "profile": base.name, "seed": seed,
+                  "options": {k: v for k, v in options.items() if k != "verdict"}},
+        )
+
+    # -- injected nondeterminism ----------------------------------------------
+
+    def _isn(self, local: tuple[str, int], remote: tuple[str, int], now: float) -> int:
+        if self.isn_mode == "fixed":
+            # Same ISN for every incarnation of a port pair (why-2msl's premise).
+            return _fnv1a(f"{self.seed}|{local}|{remote}") & 0xFFFFFFFF
+        return self._rng.next_u64() & 0xFFFFFFFF
+
+    def _ephemeral(self) -> int:
+        return self._rng.randrange(32768, 61000)  # Linux ip_local_port_range
+
+    # -- the clock -------------------------------------------------------------
+
+    def _peer(self, actor: str) -> str:
+        return "server" if actor == "client" else "client"
+
+    def _next_event(self) -> float | None:
+        times = [t for h in self.hosts.values() if (t := h.next_deadline()) is not None]
+        net = self.net.next_deadline()
+        if net is not None:
+            times.append(net)
+        return min(times, default=None)
+
+    def _flush(self) -> None:
+        """Move what the hosts produced onto the wire and into the timeline."""
+        for _ in range(1000):
+            moved = False
+            for actor, host in self.hosts.items():
+                for event in host.events():
+                    self._record_event(event)
+                for seg in host.segments_to_send():
+                    moved = True
+                    self._transmit(actor, seg)
+            arrived = self.net.due(self.now)
+            for receiver, seg, sent_at in arrived:
+                in_flight = self.now - sent_at
+                if in_flight - self.net.link(self._peer(receiver)).delay > 0.05:
+                    text = (f"a segment sent {in_flight:.3f} s ago arrives now: "
+                            f"[{seg.flags.tcpdump()}] seq {seg.seq.value} len {len(seg.payload)}")
+                    self.timeline.add(Note(self.now, text, receiver))
+                self.hosts[receiver].receive(seg, self.now)
+            if not moved and not arrived:
+                break
+        self._poll_pending()
+
+    def _advance_to(self, when: float) -> None:
+        self.now = max(self.now, when)
+        for host in self.hosts.values():
+            host.handle_timers(self.now)
+        self._flush()
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass, handling everything that happens."""
+        self.run_until(lambda: False, self.now + seconds)
+
+    def run_until(self, done: Callable[[], bool], until: float) -> bool:
+        self._flush()
+        while not done():
+            t = self._next_event()
+            if t is None or t > until:
+                self.now = max(self.now, until)
+                self._flush()
+                return done()
+            self._advance_to(t)
+        return True
+
+    def settle(self, limit: float = SETTLE_LIMIT) -> None:
+        """Run until only long timers are left (or nothing): the run's natural end."""
+
+        def quiet() -> bool:
+            if self.net.in_flight or self.net.next_deadline() is not None:
+                return False
+            for host in self.hosts.values():
+                for conn in host.connections:
+                    if any(k not in _LONG_TIMERS for k in conn.timers):
+                        return False
+            return True
+
+        self.run_until(quiet, self.now + limit)
+
+    def run_to_the_end(self, limit: float = 3600.0) -> None:
+        """Run until no timer at all is left, TIME-WAIT included (property tests)."""
+        self.run_until(lambda: self._next_event() is None, self.now + limit)
+
+    # -- recording -------------------------------------------------------------
+
+    def _relative_base(self, seg: Segment) -> tuple[Seq | None, Seq | None]:
+        # Wireshark (PEER-SEMANTICS.md §3.1): base = ISN from the SYN, else seq - 1;
+        # a new pure SYN with a different ISN starts a new incarnation.
+        fwd = (seg.src, seg.sport, seg.dst, seg.dport)
+        rev = (seg.dst, seg.dport, seg.src, seg.sport)
+        syn = bool(seg.flags & Flags.SYN)
+        if syn and self._bases.get(fwd) != seg.seq:
+            self._bases[fwd] = seg.seq
+            if not seg.has_ack:
+                self._bases.pop(rev, None)
+        elif fwd not in self._bases:
+            self._bases[fwd] = seg.seq - 1
+        return self._bases[fwd], self._bases.get(rev)
+
+    def _transmit(self, actor: str, seg: Segment) -> None:
+        receiver = self._peer(actor)
+        base_seq, base_ack = self._relative_base(seg)
+        tx = self.net.send(actor, receiver, seg, self.now)
+        self.timeline.add(
+            to_packet(seg, time=self.now, sender=actor, receiver=receiver, base_seq=base_seq,
+                      base_ack=base_ack, dropped=tx.dropped, annotations=tx.notes)
+        )
+
+    def _record_event(self, event: object) -> None:
+        if isinstance(event, StateChanged):
+            cause = event.cause
+            if event.socket.startswith("listener"):
+                cause = f"{cause} [{event.socket}]"
+            self.timeline.add(
+                StateChange(event.time, event.endpoint, event.old, event.new, Source.MODEL, cause)
+            )
+        elif isinstance(event, Retransmitted):
+            # Worded like the lab's tcp_retransmit_skb note, so scenario facts match both.
+            self.timeline.add(Note(event.time, f"model: retransmission (in "
+                                   f"{event.state.linux_name})", event.endpoint))
+        elif isinstance(event, ConnError):
+            self.timeline.add(Note(event.time, f"{event.errno} pending for the application",
+                                   event.endpoint))
+
+    def _api(self, step: Step, started: float, result: str | None, errno: str | None) -> None:
+        args = tuple(f"{k}={v}" for k, v in step.args.items())
+        self.timeline.add(ApiCall(self.now, step.actor, step.call, args, result, errno, started))
+
+    def snapshot(self) -> None:
+        """What ``ss -tano`` would show now, for every socket that changed since last time.
+
+        Like sock_diag: a LISTEN socket's Recv-Q is its accept queue and its
+        Send-Q the backlog; a connection's Recv-Q counts unread bytes and an
+        unread FIN, Send-Q the bytes not yet acknowledged.
+        """
+        timer_names = {TimerKind.RETRANSMIT: "on", TimerKind.KEEPALIVE: "keepalive",
+                       TimerKind.TIME_WAIT: "timewait", TimerKind.FIN_WAIT_2: "timewait"}
+        for actor, host in self.hosts.items():
+            for machine in host.sockets():
+                if machine.state is State.CLOSED:
+                    continue
+                local = f"{machine.local[0]}:{machine.local[1]}"
+                if isinstance(machine, Listener):
+                    peer, rq, wq, timer, timer_ms, retrans, shut = (
+                        "*:*", len(machine.accept_queue), machine.backlog, "", 0, 0, 0)
+                else:
+                    peer = f"{machine.remote[0]}:{machine.remote[1]}"
+                    rq = len(machine.rcv_queue) + (machine.peer_fin and not machine.fin_consumed)
+                    wq = len(machine.send_queue) + (machine.snd_nxt - machine.snd_una)
+                    if machine.state is State.TIME_WAIT:
+                        rq = wq = 0  # a timewait mini-socket has no queues
+                    running = [(timer_names[k], t.expires) for k, t in machine.timers.items()
+                               if k in timer_names]
+                    timer, expires = min(running, key=lambda r: r[1], default=("", self.now))
+                    timer_ms = max(0, round((expires - self.now) * 1000))
+                    retrans = machine.retransmits
+                    shut = (1 if machine.read_shut or machine.peer_fin else 0) | (
+                        2 if machine.write_shut else 0)
+                key = (actor, local, peer)
+                value = (machine.state, rq, wq, timer, shut)
+                if self._last_snapshot.get(key) == value:
+                    continue
+                self._last_snapshot[key] = value
+                self.timeline.add(Snapshot(self.now, actor, machine.state, local, peer, rq, wq,
+                                           timer, timer_ms, retrans, 0, shut))
+
+    # -- sockets ---------------------------------------------------------------
+
+    def _new_socket(self, actor: str, name: str) -> _Socket:
+        sock = _Socket(actor, name, self._fds[actor])
+        self._fds[actor] += 1
+        self.sockets[actor][name] = sock
+        self._last_socket[actor] = name
+        return sock
+
+    def _socket(self, step: Step) -> _Socket:
+        name = step.sock or self._last_socket.get(step.actor)
+        if name is None or name not in self.sockets[step.actor]:
+            if step.call in ("connect", "bind", "setsockopt", "listen"):
+                return self._new_socket(step.actor, name or "main")
+            raise SocketError("EBADF", f"{step.actor} has no socket {name!r}")
+        return self.sockets[step.actor][name]
+
+    def _conn(self, sock: _Socket) -> Connection:
+        if sock.conn is None:
+            raise SocketError("ENOTCONN", f"socket {sock.name} is not connected")
+        return sock.conn
+
+    def _apply_options(self, sock: _Socket) -> None:
+        for machine in (sock.conn, sock.listener):
+            if machine is None:
+                continue
+            machine.reuseaddr = sock.reuseaddr
+            machine.keepalive = sock.keepalive
+        conn = sock.conn
+        if conn is not None:
+            conn.linger_zero = sock.linger_zero
+            conn.keepalive_idle = sock.keepalive_opts.get("TCP_KEEPIDLE", conn.keepalive_idle)
+            conn.keepalive_interval = sock.keepalive_opts.get("TCP_KEEPINTVL",
+                                                              conn.keepalive_interval)
+            conn.keepalive_probes = int(sock.keepalive_opts.get("TCP_KEEPCNT",
+                                                                conn.keepalive_probes))
+            conn.set_keepalive(sock.keepalive, self.now)
+
+    # -- steps -----------------------------------------------------------------
+
+    def run(self) -> Timeline:
+        for step in self.scenario.steps:
+            self.play(step)
+            # Snapshot half-way through the gap, so it reads as "after this step".
+            self.advance(self.step_gap / 2)
+            self.snapshot()
+            self.advance(self.step_gap / 2)
+        self.settle()
+        self.snapshot()
+        self.net.release_held(self.now)
+        self.settle()
+        for pending in self.pending:
+            self._api(pending.step, pending.started, "blocked", None)
+        self.pending.clear()
+        self.timeline.sort()
+        return self.timeline
+
+    def play(self, step: Step) -> None:
+        started = self.now
+        if step.actor == WIRE:
+            self._wire_step(step)
+            return
+        try:
+            poll = self._start(step)
+        except SocketError as exc:
+            self._api(step, started, None, exc.errno)
+            return
+        if step.background:
+            done, result, errno = poll()
+            if done:
+                self._api(step, started, result, errno)
+            else:
+                self.pending.append(_Pending(step, started, poll))
+            return
+        limit = float(step.args.get("timeout", BLOCK_LIMIT)) if step.call == "wait" else BLOCK_LIMIT
+        outcome: list[tuple[bool, str | None, str | None]] = []
+
+        def finished() -> bool:
+            outcome.append(poll())
+            return outcome[-1][0]
+
+        self.run_until(finished, started + limit)
+        done, result, errno = outcome[-1]
+        if not done:
+            result, errno = None, "ETIMEDOUT" if step.call == "wait" else "EAGAIN"
+        self._api(step, started, result, errno)
+
+    def _poll_pending(self) -> None:
+        still: list[_Pending] = []
+        for pending in self.pending:
+            try:
+                done, result, errno = pending.poll()
+            except SocketError as exc:
+                done, result, errno = True, None, exc.errno
+            if done:
+                self._api(pending.step, pending.started, result, errno)
+            else:
+                still.append(pending)
+        self.pending = still
+
+    def _wire_step(self, step: Step) -> None:
+        if step.call == "blackhole":
+            self.net.blackholed.add(str(step.args["host"]))
+        elif step.call == "heal":
+            self.net.blackholed.discard(str(step.args["host"]))
+        elif step.call == "release":
+            self.net.release_held(self.now)
+            self._flush()
+        self.timeline.add(Note(self.now, f"wire: {step.describe()}"))
+
+    def _start(self, step: Step) -> Poll:
+        """Make the call; return a poll that says whether it has returned, and with what."""
+        actor, args = step.actor, step.args
+        host = self.hosts[actor]
+
+        def now_done(result: str | None = "0") -> Poll:
+            return lambda: (True, result, None)
+
+        call = step.call
+        if call == "socket":
+            sock = self._new_socket(actor, step.sock or "main")
+            return now_done(str(sock.fd))
+        if call == "sleep":
+            self.advance(float(args["seconds"]))
+            return now_done(None)
+        if call == "kill":
+            for sock in self.sockets[actor].values():
+                self._close_socket(sock)
+            return now_done("killed")
+        sock = self._socket(step)
+        if call == "setsockopt":
+            self._setsockopt(sock, str(args["option"]), args["value"])
+            return now_done()
+        if call == "bind":
+            port = int(args.get("port", self.scenario.server_port if actor == "server" else 0))
+            if port == 0:
+                port = host.ephemeral_port()
+            elif host.port_in_use(port, sock.reuseaddr):
+                raise SocketError("EADDRINUSE", f"port {port}")
+            sock.port = port
+            return now_done()
+        if call == "listen":
+            port = sock.port or self.scenario.server_port
+            if sock.port is None and host.port_in_use(port, sock.reuseaddr):
+                raise SocketError("EADDRINUSE", f"port {port}")
+            sock.port = port
+            sock.listener = host.listen(port, int(args.get("backlog", 5)), self.now)
+            self._apply_options(sock)
+            return now_done()
+        if call == "accept":
+            return self._accept(sock, str(args.get("into", "conn")))
+        if call == "connect":
+            return self._connect(sock, step)
+        if call == "send":
+            data = str(args.get("data", "")).encode()
+            if "size" in args:
+                data = bytes(ord("a") + i % 26 for i in range(int(args["size"])))
+            return now_done(str(self._conn(sock).send(data, self.now)))
+        if call == "recv":
+            return self._recv(sock, args)
+        if call == "shutdown":
+            self._conn(sock).shutdown(str(args["how"]), self.now)
+            return now_done()
+        if call == "close":
+            self._close_socket(sock)
+            return now_done()
+        if call == "abort":
+            sock.linger_zero = True
+            self._close_socket(sock)
+            return now_done()
+        if call == "wait":
+            return self._wait(sock, args)
+        raise SocketError("ENOSYS", f"the model cannot play {call}()")
+
+    def _setsockopt(self, sock: _Socket, option: str, value: Any) -> None:
+        if option == "SO_REUSEADDR":
+            sock.reuseaddr = bool(value)
+        elif option == "SO_LINGER":
+            onoff, seconds = (value if isinstance(value, list) else [value, 0])[:2]
+            sock.linger_zero = bool(onoff) and int(seconds) == 0
+        elif option == "SO_KEEPALIVE":
+            sock.keepalive = bool(value)
+        elif option in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"):
+            sock.keepalive_opts[option] = float(value)
+        # TCP_NODELAY, SO_RCVBUF, SO_SNDBUF: accepted, not modelled.
+        self._apply_options(sock)
+
+    def _close_socket(self, sock: _Socket) -> None:
+        if sock.closed:
+            return
+        sock.closed = True
+        if sock.listener is not None:
+            sock.listener.close(self.now)
+        if sock.conn is not None:
+            sock.conn.linger_zero = sock.linger_zero
+            sock.conn.close(self.now)
+
+    def _accept(self, sock: _Socket, into: str) -> Poll:
+        listener = sock.listener
+        if listener is None:
+            raise SocketError("EINVAL", "accept() on a socket that is not listening")
+
+        def poll() -> tuple[bool, str | None, str | None]:
+            child = listener.accept()
+            if child is None:
+                return False, None, None
+            new = self._new_socket(sock.actor, into)
+            new.conn, new.port = child, child.local[1]
+            new.keepalive = sock.keepalive
+            new.keepalive_opts = dict(sock.keepalive_opts)
+            self._apply_options(new)
+            self.timeline.endpoints[1 if sock.actor == "server" else 0] = EndpointInfo(
+                sock.actor, child.local[0], child.local[1], sock.actor)
+            return True, str(new.fd), None
+
+        return poll
+
+    def _connect(self, sock: _Socket, step: Step) -> Poll:
+        host = self.hosts[sock.actor]
+        peer = self._peer(sock.actor)
+        port = sock.port if sock.port is not None else host.ephemeral_port()
+        sock.port = port
+        remote = (ADDRESSES[peer], int(step.args.get("port", self.scenario.server_port)))
+        conn = host.new_connection(port, remote, self.now)
+        sock.conn = conn
+        self._apply_options(sock)
+        index = 0 if sock.actor == "client" else 1
+        self.timeline.endpoints[index] = EndpointInfo(sock.actor, conn.local[0], port, sock.actor)
+        conn.connect(self.now)
+        if step.args.get("nonblocking"):
+            return lambda: (True, None, "EINPROGRESS")
+
+        def poll() -> tuple[bool, str | None, str | None]:
+            if conn.state is State.SYN_SENT or (
+                conn.state is State.SYN_RECEIVED and conn.error is None
+            ):
+                return False, None, None
+            if conn.state is State.CLOSED:
+                errno = conn.error or "ECONNREFUSED"
+                conn.error = None
+                return True, None, errno
+            return True, "0", None
+
+        return poll
+
+    def _recv(self, sock: _Socket, args: dict[str, Any]) -> Poll:
+        conn = self._conn(sock)
+        bufsize = int(args.get("bufsize", 65536))
+        until = args.get("until")
+        want = int(args.get("size", 0))
+        got = bytearray()
+
+        def poll() -> tuple[bool, str | None, str | None]:
+            while True:
+                try:
+                    data = conn.recv(bufsize, self.now)
+                except SocketError as exc:
+                    if got:
+                        return True, repr(bytes(got)), None
+                    return True, None, exc.errno
+                if data is None:
+                    return False, None, None
+                got.extend(data)
+                if until == "eof" and data:
+                    continue
+                if until == "size" and data and len(got) < want:
+                    continue
+                return True, repr(bytes(got)), None
+
+        return poll
+
+    def _wait(self, sock: _Socket, args: dict[str, Any]) -> Poll:
+        target = State.parse(str(args["state"])) if "state" in args else None
+        gone = bool(args.get("gone", False))
+
+        def machine_state() -> State:
+            if sock.conn is not None:
+                return sock.conn.state
+            if sock.listener is not None:
+                return sock.listener.state
+            return State.CLOSED
+
+        def poll() -> tuple[bool, str | None, str | None]:
+            state = machine_state()
+            if target is not None and state is target:
+                return True, str(state), None
+            if gone and state is State.CLOSED:
+                return True, "gone", None
+            return False, None, None
+
+        return poll
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    profile: str = "linux",
+    seed: int = 0,
+    variant: Variant | None = None,
+) -> Timeline:
+    """Play a scenario (one variant of it) on the model; the timeline it produced."""
+    options = dict(variant.options) if variant is not None else {}
+    sim = Simulation(scenario, profile=profile, seed=seed, options=options)
+    timeline = sim.run()
+    if variant is not None and variant.name:
+        timeline.meta["variant"] = variant.name
+        timeline.title = f"{scenario.title} — {variant.name}"
+    return timeline
+
+
+def verdict(timeline: Timeline) -> str:
+    """One line saying how the run ended: resets, errors, final states, what was read."""
+    resets = [f"{p.sender} [{p.flags}]" for p in timeline.packets() if "R" in p.flags]
+    errors = [f"{c.actor}.{c.call} -> {c.errno}" for c in timeline.api_calls()
+              if c.errno and c.errno != "EINPROGRESS"]
+    accepts: list[str] = []
+    for name in ("client", "server"):
+        calls = [c for c in timeline.api_calls(name) if c.call == "accept"]
+        done = sum(1 for c in calls if c.result not in (None, "blocked"))
+        if done:
+            accepts.append(f"{name} accepted {done} connection{'s' if done > 1 else ''}")
+        if any(c.result == "blocked" for c in calls):
+            accepts.append(f"{name} accept() still waiting at the end")
+    finals = []
+    for name in ("client", "server"):
+        path = timeline.state_path(name)
+        if path:
+            finals.append(f"{name} ends {path[-1]}")
+    reads = [f"{c.actor} read {c.result}" for c in timeline.api_calls()
+             if c.call == "recv" and c.result not in (None, "b''")]
+    parts = [
+        ("RST: " + ", ".join(resets)) if resets else "no RST",
+        ("errors: " + ", ".join(errors)) if errors else "no errors",
+        *accepts,
+        *finals,
+        *reads,
+    ]
+    return "; ".join(parts)
+
+
+def profile_fields() -> list[str]:
+    return [f.name for f in fields(Profile)]
+
+
+__all__ = [
+    "Simulation",
+    "Trigger",
+    "Variant",
+    "run_scenario",
+    "sim_can_play",
+    "variants_of",
+    "verdict",
+]

@@ -1,0 +1,122 @@
+"""Parsers of the lab's adapters, on literal text: trace_pipe lines and strace lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from tcplab.lab.external import StraceParser
+from tcplab.lab.timeline_build import Observation, kernel_events
+from tcplab.lab.tracer import parse_line
+from tcplab.states import State
+from tcplab.timeline import Note, Source, StateChange
+
+SET_STATE = (
+    "          <idle>-0       [001] ..s2.  4242.123456: inet_sock_set_state: family=AF_INET "
+    "protocol=IPPROTO_TCP sport=40000 dport=8080 saddr=10.89.7.1 daddr=10.89.7.2 "
+    "saddrv6=::ffff:10.89.7.1 daddrv6=::ffff:10.89.7.2 oldstate=TCP_FIN_WAIT2 newstate=TCP_CLOSE"
+)
+
+
+def test_parse_inet_sock_set_state() -> None:
+    event = parse_line(SET_STATE)
+    assert event is not None
+    assert event.time == 4242.123456
+    assert event.event == "inet_sock_set_state"
+    assert event.local == ("10.89.7.1", 40000)
+    assert event.remote == ("10.89.7.2", 8080)
+    assert event.fields["oldstate"] == "TCP_FIN_WAIT2"
+
+
+def test_parse_reset_with_sockaddrs_and_marker() -> None:
+    reset = parse_line(
+        "  python3-77 [000] b..1. 10.000001: tcp_send_reset: skbaddr=0000 skaddr=0000 "
+        "src=10.89.7.2:8080 dest=10.89.7.1:40000 state=TCP_ESTABLISHED reason=TCP_ABORT_ON_CLOSE"
+    )
+    assert reset is not None and reset.local == ("10.89.7.2", 8080)
+    assert reset.remote == ("10.89.7.1", 40000)
+    marker = parse_line("  python3-77 [000] ..... 10.5: tracing_mark_write: client: close()")
+    assert marker is not None and marker.text == "client: close()"
+    assert parse_line("# tracer: nop") is None
+
+
+def test_timewait_handoff_becomes_time_wait_from_the_snapshot() -> None:
+    event = parse_line(SET_STATE)
+    assert event is not None
+    key = ("10.89.7.1", 40000, "10.89.7.2", 8080)
+    snaps = [
+        Observation(4242.0, "client", key, State.FIN_WAIT_2, "off"),
+        Observation(4242.2, "client", key, State.TIME_WAIT, "timewait", 59900),
+    ]
+    hosts = {"10.89.7.1": "client", "10.89.7.2": "server"}
+    (change,) = kernel_events([event], hosts, snaps)
+    assert isinstance(change, StateChange)
+    assert (change.old, change.new, change.source) == (
+        State.FIN_WAIT_2, State.TIME_WAIT, Source.SNAPSHOT,
+    )  # fmt: skip
+    assert change.time == event.time
+    # Without a TIME-WAIT snapshot the kernel's word stands.
+    (plain,) = kernel_events([event], hosts, [])
+    assert isinstance(plain, StateChange) and plain.new is State.CLOSED
+    assert plain.source is Source.KERNEL
+    # An orphaned FIN-WAIT-2 mini-socket: no CLOSE, a note instead.
+    orphan = [Observation(4242.2, "client", key, State.FIN_WAIT_2, "timewait", 2900)]
+    (note,) = kernel_events([event], hosts, orphan)
+    assert isinstance(note, Note) and "FIN-WAIT-2" in note.text
+    # Another run's address is not ours.
+    assert kernel_events([event], {"10.89.8.1": "client"}, snaps) == []
+
+
+def test_strace_lines_become_api_calls() -> None:
+    parser = StraceParser("server", offset=1000.0)
+    for line in [
+        '501 1700.000100 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3',
+        '501 1700.000200 socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP) = 4',
+        '501 1700.000300 bind(4, {sa_family=AF_INET, sin_port=htons(8080)}, 16) = 0',
+        '501 1700.000400 listen(4, 1) = 0',
+        '501 1700.000500 accept4(4,  <unfinished ...>',
+        '502 1700.000550 close(3) = 0',
+        '501 1700.002000 <... accept4 resumed>{sa_family=AF_INET}, [16], SOCK_CLOEXEC) = 5',
+        '501 1700.003000 connect(6, {sa_family=AF_INET}, 16) = -1 ECONNREFUSED (Refused)',
+        '501 1700.004000 close(5) = 0',
+        '501 1700.004100 close(9) = 0',
+    ]:
+        parser.feed(line)
+    names = [c.call for c in parser.calls]
+    assert names == ["socket", "bind", "listen", "accept4", "connect", "close"]
+    accept = parser.calls[3]
+    assert accept.started == pytest.approx(700.0005) and accept.time == pytest.approx(700.002)
+    assert accept.result == "5"
+    assert parser.calls[4].errno == "ECONNREFUSED" and parser.calls[4].result is None
+
+
+def test_without_root_one_line_names_the_privilege(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tcplab.cli import main
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "handshake-close"])
+    assert exit_info.value.code == 77
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs root" in err and "CAP_NET_ADMIN" in err
+
+
+def test_trace_filter_covers_every_port_a_scenario_names() -> None:
+    from tcplab.lab.runner import scenario_ports
+    from tcplab.lab.tracer import port_filter
+    from tcplab.scenario import parse_scenario
+
+    sc = parse_scenario(
+        {
+            "id": "ports",
+            "server_port": 9000,
+            "step": [
+                {"actor": "server", "call": "listen"},
+                {"actor": "client", "call": "bind", "port": 40001},
+                {"actor": "client", "call": "connect", "port": 9001},
+            ],
+        }
+    )
+    assert scenario_ports(sc) == (9000, 9001, 40001)
+    assert port_filter((9000, 9000)) == "sport == 9000 || dport == 9000"

@@ -1,0 +1,254 @@
+"""The observer infers one endpoint's state from its packets; ladders written by hand.
+
+Each ladder line is ``(direction, flags, seq, ack, length)`` with ``c>s`` a
+packet from the client to the server.  The observer watches one endpoint:
+its own packets are ``sent``, the others ``received``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tcplab.model.observe import Inferred, Observer
+from tcplab.model.sim import Simulation
+from tcplab.model.table import TRANSITIONS
+from tcplab.scenario import parse_scenario
+from tcplab.states import State
+from tcplab.wire.flags import Flags
+
+C, S = 1000, 5000  # client and server ISNs
+Line = tuple[str, str, int, int | None, int]
+
+
+def flags_of(text: str) -> Flags:
+    letters = {"S": Flags.SYN, "F": Flags.FIN, "R": Flags.RST, "P": Flags.PSH, ".": Flags.ACK}
+    out = Flags(0)
+    for ch in text:
+        out |= letters[ch]
+    return out
+
+
+def watch(endpoint: str, ladder: list[Line], initial: State | None = None
+          ) -> tuple[Observer, list[Inferred]]:
+    obs = Observer(initial)
+    out: list[Inferred] = []
+    mine = "c>s" if endpoint == "client" else "s>c"
+    for i, (direction, flags, seq, ack, length) in enumerate(ladder):
+        step = obs.sent if direction == mine else obs.received
+        out.extend(step(seq, ack, flags_of(flags), length, float(i)))
+    return obs, out
+
+
+def states(inferred: list[Inferred]) -> list[str]:
+    return [str(i.new) for i in inferred]
+
+
+HANDSHAKE: list[Line] = [
+    ("c>s", "S", C, None, 0),
+    ("s>c", "S.", S, C + 1, 0),
+    ("c>s", ".", C + 1, S + 1, 0),
+]
+DATA: list[Line] = [
+    ("c>s", "P.", C + 1, S + 1, 5),
+    ("s>c", ".", S + 1, C + 6, 0),
+]
+
+
+def test_normal_open_client_and_server() -> None:
+    _, inferred = watch("client", HANDSHAKE)
+    assert states(inferred) == ["SYN-SENT", "ESTABLISHED"]
+    assert inferred[1].rfc == "RFC 9293 §3.10.7.3" and inferred[1].ambiguous is None
+    _obs, inferred = watch("server", HANDSHAKE, initial=State.LISTEN)
+    assert states(inferred) == ["SYN-RECEIVED", "ESTABLISHED"]
+
+
+def test_server_seen_from_its_first_syn_starts_in_listen() -> None:
+    _, inferred = watch("server", HANDSHAKE)
+    assert states(inferred) == ["LISTEN", "SYN-RECEIVED", "ESTABLISHED"]
+    assert inferred[0].old is None and inferred[0].ambiguous is not None
+
+
+def test_four_way_close_active_and_passive() -> None:
+    ladder = HANDSHAKE + DATA + [
+        ("c>s", "F.", C + 6, S + 1, 0),
+        ("s>c", ".", S + 1, C + 7, 0),
+        ("s>c", "F.", S + 1, C + 7, 0),
+        ("c>s", ".", C + 7, S + 2, 0),
+    ]
+    obs, inferred = watch("client", ladder)
+    assert states(inferred) == ["SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
+                                "TIME-WAIT"]
+    assert obs.state is State.TIME_WAIT  # TIME-WAIT -> CLOSED is never on the wire
+    assert "SHUT_WR" in (inferred[2].ambiguous or "")
+    _, inferred = watch("server", ladder, initial=State.LISTEN)
+    assert states(inferred) == ["SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK",
+                                "CLOSED"]
+
+
+def test_three_segment_close_fin_carries_the_ack() -> None:
+    ladder = [
+        *HANDSHAKE,
+        ("c>s", "F.", C + 1, S + 1, 0),
+        ("s>c", "F.", S + 1, C + 2, 0),  # ACKs the client's FIN and carries its own
+        ("c>s", ".", C + 2, S + 2, 0),
+    ]
+    _, inferred = watch("client", ladder)
+    assert states(inferred)[2:] == ["FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]
+    _, inferred = watch("server", ladder, State.LISTEN)
+    assert states(inferred)[2:] == ["CLOSE-WAIT", "LAST-ACK", "CLOSED"]
+
+
+def test_server_closes_first_time_wait_lands_on_server() -> None:
+    ladder = [
+        *HANDSHAKE,
+        ("s>c", "F.", S + 1, C + 1, 0),
+        ("c>s", "F.", C + 1, S + 2, 0),
+        ("s>c", ".", S + 2, C + 2, 0),
+    ]
+    obs, _ = watch("server", ladder, State.LISTEN)
+    assert obs.state is State.TIME_WAIT
+    obs, _ = watch("client", ladder)
+    assert obs.state is State.CLOSED
+
+
+def test_simultaneous_open() -> None:
+    ladder: list[Line] = [
+        ("c>s", "S", C, None, 0),
+        ("s>c", "S", S, None, 0),
+        ("c>s", "S.", C, S + 1, 0),
+        ("s>c", "S.", S, C + 1, 0),
+        ("c>s", ".", C + 1, S + 1, 0),
+        ("s>c", ".", S + 1, C + 1, 0),
+    ]
+    for endpoint in ("client", "server"):
+        obs = Observer(State.CLOSED)
+        mine = "c>s" if endpoint == "client" else "s>c"
+        got: list[Inferred] = []
+        # Each side sends its SYN before the other's arrives.
+        order = [0, 1, 2, 3, 4, 5] if endpoint == "client" else [1, 0, 3, 2, 5, 4]
+        for i in order:
+            d, f, seq, ack, n = ladder[i]
+            step = obs.sent if d == mine else obs.received
+            got.extend(step(seq, ack, flags_of(f), n, float(i)))
+        assert states(got) == ["SYN-SENT", "SYN-RECEIVED", "ESTABLISHED"], endpoint
+
+
+def test_simultaneous_close_through_closing() -> None:
+    ladder = [
+        *HANDSHAKE,
+        ("c>s", "F.", C + 1, S + 1, 0),
+        ("s>c", "F.", S + 1, C + 1, 0),  # crossed: does not ACK the client's FIN
+        ("c>s", ".", C + 2, S + 2, 0),
+        ("s>c", ".", S + 2, C + 2, 0),
+    ]
+    obs = Observer()
+    got: list[Inferred] = []
+    for d, f, seq, ack, n in ladder:
+        step = obs.sent if d == "c>s" else obs.received
+        got.extend(step(seq, ack, flags_of(f), n, 0.0))
+    assert states(got)[-3:] == ["FIN-WAIT-1", "CLOSING", "TIME-WAIT"]
+
+
+def test_retransmitted_syn_and_fin_change_nothing() -> None:
+    ladder = [
+        ("c>s", "S", C, None, 0),
+        ("c>s", "S", C, None, 0),
+        ("s>c", "S.", S, C + 1, 0),
+        ("c>s", ".", C + 1, S + 1, 0),
+        ("c>s", "F.", C + 1, S + 1, 0),
+        ("c>s", "F.", C + 1, S + 1, 0),
+        ("s>c", "F.", S + 1, C + 2, 0),
+        ("s>c", "F.", S + 1, C + 2, 0),
+        ("c>s", ".", C + 2, S + 2, 0),
+    ]
+    _, inferred = watch("client", ladder)
+    assert states(inferred) == ["SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
+                                "TIME-WAIT"]
+
+
+@pytest.mark.parametrize("at", [1, 3, 4, 5])
+def test_rst_in_any_state_closes(at: int) -> None:
+    ladder = ([*HANDSHAKE, ("c>s", "F.", C + 1, S + 1, 0), ("s>c", ".", S + 1, C + 2, 0)])[:at]
+    obs, _ = watch("client", [*ladder, ("s>c", "R.", S + 1, C + 1, 0)])
+    assert obs.state is State.CLOSED
+
+
+def test_rst_received_by_syn_sent_must_ack_the_syn() -> None:
+    obs, inferred = watch("client", [("c>s", "S", C, None, 0), ("s>c", "R.", 0, C + 7, 0)])
+    assert obs.state is State.SYN_SENT
+    obs, inferred = watch("client", [("c>s", "S", C, None, 0), ("s>c", "R.", 0, C + 1, 0)])
+    assert states(inferred) == ["SYN-SENT", "CLOSED"]
+
+
+def test_sent_rst_from_established_is_an_abort_with_alternatives_named() -> None:
+    _obs, inferred = watch("client", [*HANDSHAKE, ("c>s", "R.", C + 1, S + 1, 0)])
+    assert inferred[-1].new is State.CLOSED
+    assert "abort" in (inferred[-1].ambiguous or "")
+
+
+def test_midstream_capture_becomes_established_with_a_note() -> None:
+    ladder: list[Line] = [
+        ("c>s", "P.", C + 100, S + 100, 10),
+        ("s>c", "P.", S + 100, C + 110, 20),
+    ]
+    obs, inferred = watch("client", ladder)
+    assert obs.state is State.ESTABLISHED
+    assert inferred[0].old is None and "midstream" in (inferred[0].ambiguous or "")
+
+
+def test_observer_edges_come_from_the_table() -> None:
+    obs, _ = watch("client", [*HANDSHAKE, ("c>s", "F.", C + 1, S + 1, 0)])
+    assert obs.edges and all(edge in TRANSITIONS for edge in obs.edges)
+
+
+def _packets_both_ways(steps: list[dict[str, Any]], faults: list[dict[str, Any]] | None = None
+                       ) -> tuple[Any, dict[str, list[str]]]:
+    sim = Simulation(parse_scenario({"id": "obs", "step": steps, "fault": faults or []}))
+    timeline = sim.run()
+    inferred: dict[str, list[str]] = {}
+    for name in ("client", "server"):
+        obs = Observer()
+        got: list[Inferred] = []
+        for p in timeline.packets():
+            if p.sender == name:
+                got += obs.sent(p.seq, p.ack, flags_of(p.flags), p.length, p.time)
+            elif not p.dropped:
+                got += obs.received(p.seq, p.ack, flags_of(p.flags), p.length, p.time)
+        inferred[name] = states(got)
+    return timeline, inferred
+
+
+def _model_path(timeline: Any, name: str) -> list[str]:
+    path = [str(s) for s in timeline.state_path(name)]
+    while path and path[0] in ("CLOSED", "LISTEN"):
+        path.pop(0)
+    return path
+
+
+@pytest.mark.parametrize("closer", ["client", "server"])
+def test_observer_agrees_with_the_model_on_sim_runs(closer: str) -> None:
+    other = "server" if closer == "client" else "client"
+    steps = [
+        {"actor": "server", "call": "listen"},
+        {"actor": "client", "call": "connect"},
+        {"actor": "server", "call": "accept"},
+        {"actor": "client", "call": "send", "data": "ping"},
+        {"actor": "server", "call": "recv"},
+        {"actor": "server", "call": "send", "data": "pong"},
+        {"actor": "client", "call": "recv"},
+        {"actor": closer, "call": "close"},
+        {"actor": other, "call": "recv", "until": "eof"},
+        {"actor": other, "call": "close"},
+    ]
+    timeline, inferred = _packets_both_ways(steps)
+    for name in ("client", "server"):
+        observed = [s for s in inferred[name] if s != "LISTEN"]
+        assert observed == _model_path(timeline, name), name
+
+
+def test_listen_side_that_missed_the_syn_learns_from_its_syn_ack() -> None:
+    obs, inferred = watch("server", HANDSHAKE[1:], initial=State.LISTEN)
+    assert states(inferred) == ["SYN-RECEIVED", "ESTABLISHED"]
+    assert inferred[0].ambiguous is not None and obs.state is State.ESTABLISHED

@@ -1,0 +1,114 @@
+"""tcplab.wire against tshark and tcpdump on the Zeek traces.
+
+The reference answers were produced by tests/data/wire/make_peer_baseline.py
+(tshark 4.0 with TCP checksum validation on, tcpdump -nn -S); frames are
+read with dpkt so this test depends on no other tcplab module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from tcplab.wire import NotTcp, TcpPacket, decode_frame, format_options
+from tcplab.wire.checksum import offload_partial_sum
+
+TRACES = Path("/work/shared/peer-traces/zeek/traces")
+BASELINE = json.loads((Path(__file__).parent / "data/wire/peer_baseline.json").read_text())
+FIELDS: list[str] = BASELINE["fields"]
+
+pytestmark = pytest.mark.skipif(not TRACES.is_dir(), reason="Zeek traces not present")
+
+
+def frames(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as stream:
+        reader = (
+            dpkt.pcapng.Reader(stream) if path.suffix == ".pcapng" else dpkt.pcap.Reader(stream)
+        )
+        linktype = reader.datalink()
+        for _, frame in reader:
+            yield linktype, frame
+
+
+def plain_tcp(protocols: str) -> bool:
+    """One IP layer, then TCP: what decode_frame should decode (no tunnels)."""
+    layers = protocols.split(":")
+    ip_layers = [layer for layer in layers if layer in ("ip", "ipv6")]
+    return "tcp" in layers and len(ip_layers) == 1 and "udp" not in layers
+
+
+@pytest.mark.parametrize("name", sorted(BASELINE["files"]))
+def test_trace_matches_tshark(name: str) -> None:
+    entry = BASELINE["files"][name]
+    rows = [dict(zip(FIELDS, line.split("\t"), strict=True)) for line in entry["rows"]]
+    decoded = list(frames(TRACES / name))
+    assert len(decoded) == len(rows)
+    tcp_seen = 0
+    for (linktype, frame), row in zip(decoded, rows, strict=True):
+        result = decode_frame(linktype, frame)
+        where = f"{name} frame {row['frame.number']}"
+        if not plain_tcp(row["frame.protocols"]):
+            assert isinstance(result, NotTcp), where
+            continue
+        assert isinstance(result, TcpPacket), f"{where}: {result}"
+        tcp_seen += 1
+        v4 = result.ip_version == 4
+        assert result.src == row["ip.src" if v4 else "ipv6.src"], where
+        assert result.dst == row["ip.dst" if v4 else "ipv6.dst"], where
+        assert result.ttl == int(row["ip.ttl" if v4 else "ipv6.hlim"]), where
+        expected_ip_len = int(row["ip.len"]) if v4 else 40 + int(row["ipv6.plen"])
+        if "pppoes" in row["frame.protocols"]:
+            # PPPoE's own length can cut the IP packet (Wireshark follows it too).
+            assert result.ip_len <= expected_ip_len, where
+        else:
+            assert result.ip_len == expected_ip_len, where
+        assert result.sport == int(row["tcp.srcport"]), where
+        assert result.dport == int(row["tcp.dstport"]), where
+        assert result.seq == int(row["tcp.seq_raw"]), where
+        assert result.ack == int(row["tcp.ack_raw"]), where
+        # tshark's tcp.flags holds all 12 bits, the 3 reserved ones too.
+        bits = result.tcp.reserved << 9 | int(result.flags)
+        assert bits == int(row["tcp.flags"], 16), where
+        assert result.length == int(row["tcp.len"]), where
+        assert result.tcp.header_len == int(row["tcp.hdr_len"]), where
+        assert result.tcp.window == int(row["tcp.window_size_value"]), where
+        raw_options = frame[result.tcp_offset + 20 : result.tcp_offset + result.tcp.header_len]
+        assert raw_options.hex() == row["tcp.options"], where
+        check_checksum(result, row["tcp.checksum.status"], where)
+        if entry["tcpdump_aligned"]:
+            assert format_options(result.tcp.options) == row["tcpdump.options"], where
+    assert tcp_seen > 0 or name.startswith("tunnels/")
+
+
+def check_checksum(packet: TcpPacket, status: str, where: str) -> None:
+    """tshark: 1 good, 0 bad, 2 unverified.  We say None where tshark says bad
+    only for an offloaded (0 or pseudo-header partial sum) checksum."""
+    if status == "1":
+        assert packet.checksum_ok is True, where
+    elif status == "2":
+        assert packet.checksum_ok is None, where
+    elif packet.checksum_ok is None:
+        partial = offload_partial_sum(packet.src, packet.dst, packet.ip_len - packet.ip_header_len)
+        assert packet.tcp.checksum in (0, partial), where
+    else:
+        assert packet.checksum_ok is False, where
+
+
+def test_baseline_covers_encapsulations() -> None:
+    """The traces exercise VLAN, QinQ + PPPoE, MPLS, IPv6 and bad checksums."""
+    protocols = {
+        line.split("\t")[1] for entry in BASELINE["files"].values() for line in entry["rows"]
+    }
+    assert "eth:ethertype:mpls:ip:tcp" in protocols
+    assert "eth:ethertype:vlan:ethertype:vlan:ethertype:pppoes:ppp:ip:tcp" in protocols
+    assert "eth:ethertype:ipv6:tcp" in protocols
+    statuses = {
+        line.split("\t")[FIELDS.index("tcp.checksum.status")]
+        for entry in BASELINE["files"].values()
+        for line in entry["rows"]
+    }
+    assert {"0", "1"} <= statuses
