@@ -133,3 +133,15 @@ def test_flush_releases_everything_still_held() -> None:
 def test_bad_rules_are_input_errors(rule: FaultRule, problem: str) -> None:
     with pytest.raises(InputError, match=problem):
         FaultProgram((rule,))
+
+
+def test_scenario_file_rejects_an_unknown_when() -> None:
+    from tcplab.scenario import parse_scenario
+
+    data = {
+        "id": "x",
+        "step": [{"actor": "client", "call": "close"}],
+        "fault": [{"action": "drop", "when": "someday"}],
+    }
+    with pytest.raises(InputError, match="fault 1: when must be one of"):
+        parse_scenario(data, "x.toml")

@@ -267,3 +267,101 @@ def test_wire_steps_blackhole_then_heal(tmp_path: Path) -> None:
     assert [c.call for c in wire_calls] == ["blackhole", "heal"]
     dropped = [p for p in result.timeline.packets() if p.dropped]
     assert dropped and all("blackholed" in p.annotations[0] for p in dropped)
+
+
+IPV6 = """
+id = "ipv6-close"
+title = "the same close over IPv6 (fd00::/8 unique local addresses)"
+
+[[step]]
+actor = "server"
+call = "socket"
+family = "inet6"
+
+[[step]]
+actor = "server"
+call = "listen"
+
+[[step]]
+actor = "server"
+call = "accept"
+background = true
+
+[[step]]
+actor = "client"
+call = "socket"
+family = "inet6"
+
+[[step]]
+actor = "client"
+call = "connect"
+
+[[step]]
+actor = "client"
+call = "send"
+data = "over v6"
+
+[[step]]
+actor = "client"
+call = "close"
+
+[[step]]
+actor = "server"
+call = "recv"
+until = "eof"
+
+[[step]]
+actor = "server"
+call = "close"
+
+[[step]]
+actor = "client"
+call = "wait"
+state = "TIME-WAIT"
+timeout = 3
+
+[expect]
+flags_contain = ["S", "S.", ".", "P.", "F.", "F.", "."]
+states.client = ["SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]
+states.server = ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"]
+results = { "server.recv" = "b'over v6'" }
+snapshot = [{ endpoint = "client", state = "TIME-WAIT", timer = "timewait" }]
+"""
+
+
+def test_ipv6_run(tmp_path: Path) -> None:
+    path = tmp_path / "ipv6-close.toml"
+    path.write_text(IPV6)
+    result = Lab(tmp_path).run(scenarios.load(str(path)))
+    failed = [f"{f.fact}: {f.detail}" for f in result.facts if not f.held]
+    assert not failed, failed
+    tl = result.timeline
+    assert tl.endpoint("client").address.startswith("fd00:89:")
+    assert all(p.raw[0] >> 4 == 6 and p.src.startswith("fd00:89:") for p in tl.packets())
+    assert tl.state_changes("client", Source.KERNEL)
+
+
+def test_a_call_still_blocked_at_the_end_is_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "bg.toml"
+    path.write_text(BLOCKED)
+    tl = Lab(None).run(scenarios.load(str(path))).timeline
+    accept = next(c for c in tl.api_calls("server") if c.call == "accept")
+    assert accept.result == "still blocked at the end" and accept.errno is None
+    # The listener sits in sock_diag with an empty accept queue.
+    assert any(s.state is State.LISTEN and s.rqueue == 0 for s in tl.snapshots("server"))
+
+
+BLOCKED = """
+id = "blocked"
+[[step]]
+actor = "server"
+call = "listen"
+[[step]]
+actor = "server"
+call = "accept"
+background = true
+[[step]]
+actor = "client"
+call = "sleep"
+seconds = 0.1
+"""

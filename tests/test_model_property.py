@@ -56,11 +56,11 @@ def test_streams_arrive_intact_and_both_end_closed(
     )
     timeline = sim.run()
     reads = {(c.actor, c.args): c.result for c in timeline.api_calls() if c.call == "recv"}
-    server_read = reads[("server", ("until=size", f"size={client_bytes}"))]
-    client_read = reads[("client", ("until=size", f"size={server_bytes}"))]
+    server_read = reads[("server", ("until='size'", f"size={client_bytes}"))]
+    client_read = reads[("client", ("until='size'", f"size={server_bytes}"))]
     assert server_read == _expected(client_bytes)
     assert client_read == _expected(server_bytes)
-    assert reads[("server", ("until=eof",))] == "b''"
+    assert reads[("server", ("until='eof'",))] == "b''"
     sim.run_to_the_end()
     for host in sim.hosts.values():
         assert [c.state for c in host.connections] == [State.CLOSED]

@@ -77,3 +77,17 @@ def test_dot_marks_sources_and_drops() -> None:
 def test_notebook_repr_without_ipython_is_a_no_op() -> None:
     # No IPython shell is running under pytest: nothing to register.
     assert install_notebook_repr() is False
+
+
+def test_every_renderer_accepts_an_empty_timeline() -> None:
+    import xml.etree.ElementTree as ET
+
+    from tcplab.render import render_html, render_ladder, render_svg
+    from tcplab.timeline import Timeline
+
+    for tl in (Timeline(), Timeline(events=[Note(1.0, "only a note")])):
+        assert ET.fromstring(render_svg(tl)).tag.endswith("svg")
+        assert "No packets in this timeline" in render_html(tl)
+        assert render_mermaid(tl).startswith("sequenceDiagram")
+        assert render_dot(tl).startswith("digraph ladder {")
+        assert "client" in render_ladder(tl)

@@ -82,6 +82,7 @@ def test_report_sections_and_counts() -> None:
     # The glossary carries the explain texts in both languages.
     assert 'data-topic="TIME-WAIT"' in page and "主动关闭" in page
     assert "connect(10.0.0.2, 8080)" in page
+    assert "client-&gt;&gt;server: [S] seq 0 len 0 win 64240" in page  # the Mermaid source
 
 
 def test_state_diagram_is_embedded_without_namespaces() -> None:

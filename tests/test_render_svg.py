@@ -158,3 +158,42 @@ def test_golden(name: str) -> None:
         path.write_text(text, encoding="utf-8")
     assert path.exists(), f"{path} missing; run with TCPLAB_UPDATE_GOLDEN=1 to create it"
     assert text == path.read_text(encoding="utf-8")
+
+
+def test_analyzer_timelines_from_real_captures_render() -> None:
+    core = pytest.importorskip("tcplab.analyze.core")
+    ladder = pytest.importorskip("tcplab.analyze.ladder")
+    zeek = pytest.importorskip("tcplab.analyze.zeek")
+    from tcplab.render.html import render_html
+
+    traces = Path("/work/shared/peer-traces/zeek/traces/tcp")
+    if not traces.is_dir():
+        pytest.skip("peer traces not present")
+    for name in ("fin_retransmission.pcap", "retransmit-timeout.pcapng", "syn-then-rst.pcap"):
+        analysis = core.analyze_file(traces / name, zeek.DEFAULT_LIKELY_SERVER_PORTS, False, True)
+        for number, connection in enumerate(analysis.connections):
+            packets = [p for p in analysis.packets if p.stream == number]
+            tl = ladder.timeline_for(packets, connection)
+            check_structure(tl)
+            assert render_html(tl).count('<details id="pkt-') == len(tl.packets())
+
+
+def test_snapshots_shade_only_states_nobody_else_reported() -> None:
+    from tcplab.states import State
+    from tcplab.timeline import Snapshot, Source, StateChange
+
+    confirmed = check_structure(samples.handshake_close())
+    band_classes = [r.get("class") or "" for r in confirmed.iter(f"{{{NS['svg']}}}rect")
+                    if "band" in (r.get("class") or "")]
+    assert band_classes and not any("snapshot" in c for c in band_classes)
+    tl = samples.refused_after_syn_loss()
+    t = tl.events[-1].time
+    tl.events += [
+        StateChange(t + 1, "server", None, State.ESTABLISHED, Source.KERNEL),
+        Snapshot(t + 2, "server", State.CLOSE_WAIT, "10.0.0.2:8080", "10.0.0.1:40000"),
+    ]
+    root = check_structure(tl)
+    server = [r for r in root.iter(f"{{{NS['svg']}}}rect") if "band" in (r.get("class") or "")
+              and float(r.get("x") or 0) > 600]
+    assert [(r.get("data-state"), (r.get("class") or "").split()[-1]) for r in server] == [
+        ("ESTABLISHED", "kernel"), ("CLOSE-WAIT", "snapshot")]

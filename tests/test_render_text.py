@@ -139,3 +139,16 @@ def test_empty_timeline() -> None:
 @pytest.mark.parametrize("name", ["handshake_close", "lost_final_ack"])
 def test_golden(name: str) -> None:
     check_golden(f"ladder_{name}.txt", render_ladder(samples.ALL[name](), width=100))
+
+
+def test_hour_long_timeline_widens_the_time_column() -> None:
+    tl = samples.refused_after_syn_loss()
+    last = tl.events[-1]
+    tl.events.append(Packet(last.time + 7200.0, "server", "client", "10.0.0.2", 8080,
+                            "10.0.0.1", 40000, "R", 1, 0, 0))
+    lines = render_ladder(tl, width=80).splitlines()
+    row = next(line for line in lines if line.lstrip().startswith("7201000.050"))
+    assert "[R] seq 1 len 0" in row
+    assert all(len(line) <= 80 for line in lines)
+    bars = {line.index("│") for line in lines if "│" in line}
+    assert len(bars) == 1  # the client column stays straight

@@ -76,13 +76,13 @@ STEPS: dict[str, list[dict[str, Any]]] = {
 @pytest.mark.parametrize("name", sorted(STEPS))
 def test_linux_profile_matches_the_kernel_segment_by_segment(name: str) -> None:
     scenario = parse_scenario({"id": name, "step": OPEN + STEPS[name]})
-    timeline = Simulation(scenario, profile="linux").run()
+    timeline = Simulation(scenario, profile="linux", options={"step_gap": 0.001}).run()
     got = [(p.sender, p.flags, p.length) for p in timeline.packets()]
     assert got == kernel_sequence(name)
 
 
 def test_shutdown_rdwr_second_send_is_epipe_like_the_kernel() -> None:
     scenario = parse_scenario({"id": "rdwr", "step": OPEN + STEPS["shutdown-rdwr"]})
-    timeline = Simulation(scenario).run()
+    timeline = Simulation(scenario, options={"step_gap": 0.001}).run()
     sends = [c for c in timeline.api_calls("server") if c.call == "send"]
     assert [(c.result, c.errno) for c in sends] == [("4", None), (None, "EPIPE")]

@@ -12,14 +12,12 @@ from tcplab.timeline import Source, Timeline
 
 PLAYABLE = [sid for sid in builtin_ids() if sim_can_play(load(sid))]
 
-# Facts the model does not reproduce, and why.  Each was checked against this kernel on
-# loopback with ~1 ms between calls (tests/data/model/loopback-*.txt): Linux itself sends
-# what the model sends; the scenario's fact assumes the delayed ACK of a FIN (40 ms)
-# fires before the application's next call.
+# Facts the model does not reproduce, and why.  Linux does not either: on this kernel
+# `tcplab run seq-ack-walkthrough` shows the client's ACK of the server's FIN riding on
+# its own FIN (F. ack 14), as tests/data/model/loopback-walk.txt does: a socket that has
+# received data delays the ACK of a FIN by 40 ms, longer than the next call takes.
 NOT_REPRODUCED: dict[str, set[str]] = {
-    "seq-ack-walkthrough": {"segments"},  # the client's ACK of the FIN rides on its own FIN
-    "server-killed": {"flags_contain"},  # three-segment close, as loopback-killsim.txt
-    "shutdown-rdwr": {"flags_contain"},  # the ACK of the FIN rides on the data (P.)
+    "seq-ack-walkthrough": {"segments"},
 }
 
 

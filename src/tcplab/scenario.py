@@ -159,6 +159,8 @@ class FaultRule:
 
 
 FAULT_ACTIONS = ("drop", "delay", "duplicate", "hold", "blackhole")
+# FaultRule.when: "" (always), or where the close stands when the packet is sent.
+FAULT_WHEN = ("", "sent-fin", "got-fin", "final-ack")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,8 @@ def _parse_fault(source: str, index: int, raw: dict[str, Any]) -> FaultRule:
     where = f"fault {index + 1}"
     if raw.get("action") not in FAULT_ACTIONS:
         raise _fail(source, where, f"action must be one of {FAULT_ACTIONS}")
+    if raw.get("when", "") not in FAULT_WHEN:
+        raise _fail(source, where, f"when must be one of {FAULT_WHEN[1:]}, got {raw['when']!r}")
     try:
         return FaultRule(**raw)
     except TypeError as exc:

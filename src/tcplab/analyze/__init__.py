@@ -1,6 +1,6 @@
 """``tcplab analyze``: connections, per-endpoint states and anomalies from a capture.
 
-Public API:
+Public API (loaded lazily, so the fast summary does not pay for the rest):
 
 - ``analyze_file(path, ...) -> Analysis`` — the detailed per-packet analysis
   (Wireshark's tcp.stream / relative numbers / tcp.analysis flags, Zeek's
@@ -10,16 +10,28 @@ Public API:
   ``infer_states(timeline) -> list[StateChange]`` for the renderers and the lab.
 """
 
-from tcplab.analyze.core import Analysis, Analyzer, Connection, PacketRecord, analyze_file
-from tcplab.analyze.ladder import infer_states, state_path, timeline_for
+from __future__ import annotations
 
-__all__ = [
-    "Analysis",
-    "Analyzer",
-    "Connection",
-    "PacketRecord",
-    "analyze_file",
-    "infer_states",
-    "state_path",
-    "timeline_for",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Analysis": "tcplab.analyze.core",
+    "Analyzer": "tcplab.analyze.core",
+    "Connection": "tcplab.analyze.core",
+    "PacketRecord": "tcplab.analyze.core",
+    "analyze_file": "tcplab.analyze.core",
+    "summarize_file": "tcplab.analyze.fast",
+    "infer_states": "tcplab.analyze.ladder",
+    "state_path": "tcplab.analyze.ladder",
+    "timeline_for": "tcplab.analyze.ladder",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tcplab.analyze' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -21,6 +21,8 @@ new connection (Wireshark's tcp.stream rule), handled the same way.
 from __future__ import annotations
 
 import math
+import mmap
+import os
 import struct
 import sys
 from collections.abc import Callable
@@ -349,56 +351,60 @@ class Summarizer:
     # -- results -----------------------------------------------------------------
     def results(self) -> list[FastConn]:
         t = self.t
-        out: list[FastConn] = []
-        for cid in range(t.n):
-            c = self._client_side(cid)
-            s = 1 - c
+        n = t.n
+        if n == 0:
+            return []
+        cs = np.array([self._client_side(i) for i in range(n)], dtype=np.int64)
+        ss = 1 - cs
+        r = np.arange(n)
+
+        def pick(arr: npt.NDArray[Any], side: I64) -> list[Any]:
+            values: list[Any] = arr[r, side].tolist()
+            return values
+
+        syn_t, synack_t = pick(t.syn_t, cs), pick(t.synack_t, ss)
+        fin_c, fin_s = pick(t.fin_t, cs), pick(t.fin_t, ss)
+        rst_c, rst_s = pick(t.rst_t, cs), pick(t.rst_t, ss)
+        pk_c, pk_s = pick(t.pkts, cs), pick(t.pkts, ss)
+        by_c, by_s = pick(t.bytes, cs), pick(t.bytes, ss)
+        rx_c, rx_s = pick(t.rexmit, cs), pick(t.rexmit, ss)
+        hs = t.hs_ack_t[:n].tolist()
+        first, last = t.first[:n].tolist(), t.last[:n].tolist()
+        rows = []
+        for cid in range(n):
             lo, hi = t.ends[cid]
-            ep = [_endpoint(lo), _endpoint(hi)]
-            syn_t = t.syn_t[cid, c]
-            synack_t = t.synack_t[cid, s]
-            hs_t = t.hs_ack_t[cid]
-            fin_c, fin_s = t.fin_t[cid, c], t.fin_t[cid, s]
-            rst_c, rst_s = t.rst_t[cid, c], t.rst_t[cid, s]
+            c = int(cs[cid])
+            client, server = (_endpoint(lo), _endpoint(hi)) if c == 0 else (
+                _endpoint(hi), _endpoint(lo))
+            fc, fs, rc, rs = fin_c[cid], fin_s[cid], rst_c[cid], rst_s[cid]
             closer = None
-            if math.isfinite(fin_c) or math.isfinite(fin_s):
-                closer = "client" if fin_c <= fin_s else "server"
-            if math.isfinite(rst_c) or math.isfinite(rst_s):
-                first = "client" if rst_c <= rst_s else "server"
-                if first == "server" and not math.isfinite(synack_t) and math.isfinite(syn_t):
+            if fc != math.inf or fs != math.inf:
+                closer = "client" if fc <= fs else "server"
+            if rc != math.inf or rs != math.inf:
+                first_rst = "client" if rc <= rs else "server"
+                if first_rst == "server" and synack_t[cid] == math.inf and syn_t[cid] != math.inf:
                     ending = "refused (RST to SYN)"
                 else:
-                    ending = f"RST by {first}"
-            elif math.isfinite(fin_c) and math.isfinite(fin_s):
+                    ending = f"RST by {first_rst}"
+            elif fc != math.inf and fs != math.inf:
                 ending = "FIN both ways"
             elif closer is not None:
                 ending = f"half-closed by {closer}"
-            elif math.isfinite(syn_t) and not math.isfinite(synack_t):
+            elif syn_t[cid] != math.inf and synack_t[cid] == math.inf:
                 ending = "no answer to SYN"
-            elif t.pkts[cid, 0] == 0 or t.pkts[cid, 1] == 0:
+            elif pk_c[cid] == 0 or pk_s[cid] == 0:
                 ending = "half-open (one direction only)"
             else:
                 ending = "still open"
-            out.append(
-                FastConn(
-                    number=cid,
-                    client=ep[c],
-                    server=ep[s],
-                    start=float(t.first[cid]),
-                    duration=float(t.last[cid] - t.first[cid]),
-                    packets=(int(t.pkts[cid, c]), int(t.pkts[cid, s])),
-                    payload=(int(t.bytes[cid, c]), int(t.bytes[cid, s])),
-                    retransmissions=(int(t.rexmit[cid, c]), int(t.rexmit[cid, s])),
-                    syn_synack=_delta(syn_t, synack_t),
-                    synack_ack=_delta(synack_t, hs_t),
-                    closer=closer,
-                    ending=ending,
-                )
-            )
-        out.sort(key=lambda x: (x.start, x.number))
+            rows.append((first[cid], cid, client, server, last[cid] - first[cid],
+                         (pk_c[cid], pk_s[cid]), (by_c[cid], by_s[cid]), (rx_c[cid], rx_s[cid]),
+                         _delta(syn_t[cid], synack_t[cid]), _delta(synack_t[cid], hs[cid]),
+                         closer, ending))
+        rows.sort(key=lambda x: (x[0], x[1]))
         return [
-            FastConn(i, *(getattr(c, f) for f in FastConn.__slots__[1:]))  # type: ignore[arg-type]
-            for i, c in enumerate(out)
+            FastConn(i, row[2], row[3], row[0], row[4], row[5], row[6], row[7], row[8], row[9],
+                     row[10], row[11])
+            for i, row in enumerate(rows)
         ]
 
 
@@ -416,93 +422,99 @@ def _endpoint(e: object) -> str:
     return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
 
 
+_LINK_HEADER = {
+    LINKTYPE_ETHERNET: 14,
+    LINKTYPE_RAW: 0,
+    LINKTYPE_RAW_BSD12: 0,
+    LINKTYPE_RAW_BSD14: 0,
+    LINKTYPE_IPV4: 0,
+    LINKTYPE_LINUX_SLL: 16,
+}
+
+
 def _decode_chunk(
-    buf: bytes, offs: I64, endian: str, unit: float, linktype: int
+    buf: memoryview, offs: I64, incl: I64, endian: str, unit: float, linktype: int
 ) -> tuple[dict[str, Any], I64]:
-    """Vectorised decode of Ethernet(+VLAN)/raw/SLL IPv4 TCP records.
+    """Vectorised decode of Ethernet(+one VLAN tag)/raw/SLL IPv4 TCP records.
 
-    Returns the columns of the records it handled and the indices (into
-    ``offs``) of the records left for the per-record decoder.
+    One 1-D gather per header byte (cheap: the index arrays are one entry
+    per record).  Returns the columns and the indices (into ``offs``) of
+    records left for the per-record decoder (IPv6, MPLS, PPPoE, IP options,
+    damaged or truncated headers).
     """
+    link = _LINK_HEADER.get(linktype)
+    if link is None:
+        return {}, np.arange(offs.size)
     a = np.frombuffer(buf, dtype=np.uint8)
-    size = a.size
-    hdr = offs
-    little = endian == "<"
-
-    def u32(i: I64) -> I64:
-        if not little:
-            return _be32(a, i)
-        return (
-            a[i].astype(np.int64)
-            | (a[i + 1].astype(np.int64) << 8)
-            | (a[i + 2].astype(np.int64) << 16)
-            | (a[i + 3].astype(np.int64) << 24)
-        )
-
-    sec = u32(hdr)
-    frac = u32(hdr + 4)
-    incl = u32(hdr + 8)
-    pkt = hdr + 16
+    # Records within the last few bytes of the file go to the per-record
+    # decoder, so every gather below stays inside the buffer.
+    tail = offs + 16 + 80 > a.size
+    pkt = np.where(tail, 0, offs + 16)
+    if endian == "<":
+        sec = (a[offs] | (a[offs + 1].astype(np.int64) << 8) | (a[offs + 2].astype(np.int64) << 16)
+               | (a[offs + 3].astype(np.int64) << 24))
+        o = offs + 4
+        frac = (a[o] | (a[o + 1].astype(np.int64) << 8) | (a[o + 2].astype(np.int64) << 16)
+                | (a[o + 3].astype(np.int64) << 24))
+    else:
+        sec = _be32(a, offs)
+        frac = _be32(a, offs + 4)
     time = sec + frac * unit
     if linktype == LINKTYPE_ETHERNET:
-        ok = incl >= 14 + 40
-        p = np.where(ok, pkt, 0)
-        et = _be16(a, p + 12)
-        ipo = p + 14
+        et = _be16(a, pkt + 12)
         vlan = (et == 0x8100) | (et == 0x88A8)
+        ipo = pkt + 14
         if vlan.any():
-            et = np.where(vlan, _be16(a, np.minimum(p + 16, size - 2)), et)
-            ipo = np.where(vlan, ipo + 4, ipo)
-            ok &= ~vlan | (incl >= 18 + 40)
+            et = np.where(vlan, _be16(a, pkt + 16), et)
+            ipo = ipo + vlan * 4
         is_ip4 = et == 0x0800
-        slow = ok & ~is_ip4 & ((et == 0x86DD) | (et == 0x8847) | (et == 0x8864) | vlan)
-        ok &= is_ip4
-    elif linktype in (LINKTYPE_RAW, LINKTYPE_RAW_BSD12, LINKTYPE_RAW_BSD14, LINKTYPE_IPV4):
-        ok = incl >= 40
-        ipo = np.where(ok, pkt, 0)
-        slow = np.zeros(offs.size, dtype=bool)
+        slow = ~is_ip4 & ((et == 0x86DD) | (et == 0x8847) | (et == 0x8864) | vlan)
     elif linktype == LINKTYPE_LINUX_SLL:
-        ok = incl >= 16 + 40
-        p = np.where(ok, pkt, 0)
-        et = _be16(a, p + 14)
-        ipo = p + 16
-        slow = ok & (et != 0x0800)
-        ok &= et == 0x0800
+        et = _be16(a, pkt + 14)
+        ipo = pkt + 16
+        is_ip4 = et == 0x0800
+        slow = et == 0x86DD
     else:
-        return {}, np.arange(offs.size)
-    ipo = np.where(ok, ipo, 0)
-    vb = a[ipo].astype(np.int64)
-    ihl = (vb & 15) * 4
-    ok &= (vb >> 4) == 4
-    slow |= ((vb >> 4) == 6) & ~ok & (linktype != LINKTYPE_ETHERNET)
-    total = _be16(a, ipo + 2)
+        ipo = pkt
+        version = a[pkt] >> 4
+        is_ip4 = version == 4
+        slow = version == 6
+    have = (incl >= (ipo - pkt) + 40) & ~tail
+    vb = a[ipo]
+    plain = is_ip4 & (vb == 0x45) & have
+    # IP options, truncated records: the per-record decoder reports or handles them.
+    slow |= (is_ip4 & ~plain) | tail
+    keep = np.flatnonzero(plain)
+    ipo = ipo[keep]
     proto = a[ipo + 9]
     frag = _be16(a, ipo + 6) & 0x3FFF
-    tcpo = ipo + ihl
-    room = (pkt + incl) - (tcpo + 20)
-    fits = (ihl >= 20) & (room >= 0)
-    slow |= ok & (proto == 6) & ~fits  # damaged or exotic: let the decoder report it
-    ok &= (proto == 6) & (frag == 0) & fits
-    idx = np.flatnonzero(ok)
-    ipo, tcpo, ihl, total = ipo[idx], tcpo[idx], ihl[idx], total[idx]
+    tcp = (proto == 6) & (frag == 0)
+    slow_frag = keep[(proto == 6) & (frag != 0)]
+    keep = keep[tcp]
+    ipo = ipo[tcp]
+    tcpo = ipo + 20
     doff = (a[tcpo + 12].astype(np.int64) >> 4) * 4
     cols = {
-        "time": time[idx],
+        "time": time[keep],
         "src": _be32(a, ipo + 12),
         "dst": _be32(a, ipo + 16),
         "sport": _be16(a, tcpo),
         "dport": _be16(a, tcpo + 2),
         "seq": _be32(a, tcpo + 4),
         "flags": a[tcpo + 13].astype(np.int64),
-        "plen": np.maximum(total - ihl - doff, 0),
+        "plen": np.maximum(_be16(a, ipo + 2) - 20 - doff, 0),
     }
-    return cols, np.flatnonzero(slow)
+    return cols, np.union1d(np.flatnonzero(slow), slow_frag)
 
 
 def summarize_file(
     path: str | Path, progress: Callable[[int], None] | None = None, chunk: int = CHUNK
 ) -> tuple[list[FastConn], ReadReport]:
-    """The connection summary of a classic pcap file, chunk by chunk."""
+    """The connection summary of a classic pcap file, window by window.
+
+    The file is memory-mapped; each processed window is handed back to the
+    kernel (MADV_DONTNEED), so resident memory stays at about one window.
+    """
     summ = Summarizer()
     report = summ.report
     try:
@@ -520,97 +532,115 @@ def summarize_file(
             raise InputError(f"{path}: offset 4: pcap file header truncated")
         endian, unit = _PCAP[head[:4]]
         linktype = struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
-        rec_len = struct.Struct(endian + "8xI").unpack_from
-        leftover = b""
-        file_off = 24
-        index = 0
-        while True:
-            data = fh.read(chunk)
-            buf = leftover + data if leftover else data
-            if not buf:
-                break
-            limit = len(buf) - 16
-            offs_list: list[int] = []
-            append = offs_list.append
-            off = 0
-            while off <= limit:
-                n = rec_len(buf, off)[0]
-                if off + 16 + n > len(buf):
-                    if n > 0x4000000:
-                        report.problem(f"{path}: offset {file_off + off}: record length {n} "
-                                       "implausible")
-                        off = len(buf)
-                        data = b""
-                    break
-                append(off)
-                off += 16 + n
-            offs = np.array(offs_list, dtype=np.int64)
-            report.frames += offs.size
-            cols, slow = _decode_chunk(buf, offs, endian, unit, linktype)
-            if cols:
-                report.tcp += cols["time"].size
-                summ.add_columns(cols["time"], cols["src"], cols["sport"], cols["dst"],
-                                 cols["dport"], cols["seq"], cols["flags"], cols["plen"])
-            if slow.size:
-                _slow_rows(summ, buf, offs[slow], endian, unit, linktype, index, report)
-            index += offs.size
-            if progress is not None:
-                progress(off)
-            file_off += off
-            leftover = buf[off:]
-            if not data:
-                if leftover:
-                    report.problem(f"{path}: offset {file_off}: record truncated")
-                break
+        size = os.fstat(fh.fileno()).st_size
+        if size == 24:
+            return [], report
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            _walk(mm, size, chunk, endian, unit, linktype, summ, report, str(path), progress)
+        finally:
+            mm.close()
     return summ.results(), report
 
 
+def _walk(
+    mm: mmap.mmap, size: int, chunk: int, endian: str, unit: float, linktype: int,
+    summ: Summarizer, report: ReadReport, name: str, progress: Callable[[int], None] | None,
+) -> None:
+    rec_len = struct.Struct(endian + "8xI").unpack_from
+    view = memoryview(mm)  # unpack_from is much faster on a memoryview than on the mmap
+    off = 24
+    index = 0
+    done = 0  # bytes already handed back to the kernel
+    page = mmap.PAGESIZE
+    try:
+        while off < size:
+            window_end = min(size, off + chunk)
+            offs_list: list[int] = []
+            append = offs_list.append
+            limit = min(window_end, size - 16)
+            # The one per-record Python loop: record lengths chain the offsets.
+            while off <= limit:
+                append(off)
+                off += 16 + rec_len(view, off)[0]
+            if off > size:
+                bad = offs_list.pop()
+                n = off - bad - 16
+                what = f"record length {n} implausible" if n > 0x4000000 else "packet data truncated"
+                report.problem(f"{name}: offset {bad}: {what}")
+                off = size
+            elif limit < window_end and off < size:
+                report.problem(f"{name}: offset {off}: record header truncated")
+                off = size
+            if offs_list:
+                offs = np.array(offs_list, dtype=np.int64)
+                incl = np.diff(np.r_[offs, off]) - 16
+                report.frames += offs.size
+                cols, slow = _decode_chunk(view, offs, incl, endian, unit, linktype)
+                if cols:
+                    report.tcp += cols["time"].size
+                    summ.add_columns(cols["time"], cols["src"], cols["sport"], cols["dst"],
+                                     cols["dport"], cols["seq"], cols["flags"], cols["plen"])
+                if slow.size:
+                    _slow_rows(summ, view, offs[slow], endian, unit, linktype, index, report)
+                index += offs.size
+            release = (min(off, size) // page) * page
+            if release > done and hasattr(mm, "madvise"):
+                mm.madvise(mmap.MADV_DONTNEED, done, release - done)
+                done = release
+            if progress is not None:
+                progress(min(off, size))
+    finally:
+        view.release()
+
+
 def _slow_rows(
-    summ: Summarizer, buf: bytes, offs: I64, endian: str, unit: float, linktype: int,
+    summ: Summarizer, buf: memoryview, offs: I64, endian: str, unit: float, linktype: int,
     index: int, report: ReadReport,
 ) -> None:
+    """Records the vectorised decoder left: decode one by one, then aggregate.
+
+    IPv4 rows are keyed exactly like the vectorised ones (so an MPLS- or
+    VLAN-tagged packet joins its connection); IPv6 rows by a hash of the
+    endpoints.
+    """
+    import ipaddress
+
     rec = struct.Struct(endian + "IIII")
-    times: list[float] = []
-    keys: list[int] = []
-    ends: list[tuple[object, object]] = []
-    sports: list[int] = []
-    dports: list[int] = []
-    seqs: list[int] = []
-    flags: list[int] = []
-    plens: list[int] = []
-    wire: list[int] = []
-    dirs: list[int] = []
+    v4: list[tuple[float, int, int, int, int, int, int, int, int]] = []
+    v6: list[tuple[float, int, tuple[object, object], int, int, int, int, int]] = []
     for off in offs.tolist():
         sec, frac, incl, orig = rec.unpack_from(buf, off)
-        frame = Frame(index, sec + frac * unit, linktype, buf[off + 16 : off + 16 + incl], orig, off)
+        frame = Frame(index, sec + frac * unit, linktype, bytes(buf[off + 16 : off + 16 + incl]),
+                      orig, off)
         seg = decode(frame, report)
         if seg is None:
             continue
+        if ":" not in seg.src:
+            v4.append((seg.time, int(ipaddress.IPv4Address(seg.src)), seg.sport,
+                       int(ipaddress.IPv4Address(seg.dst)), seg.dport, seg.seq, seg.flags,
+                       seg.length, seg.wire_length))
+            continue
         a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
         lo, hi = (a, b) if a <= b else (b, a)
-        times.append(seg.time)
-        keys.append(hash((lo, hi)) & 0xFFFFFFFFFFFFFFFF)
-        ends.append((lo, hi))
-        dirs.append(0 if a == lo else 1)
-        sports.append(seg.sport)
-        dports.append(seg.dport)
-        seqs.append(seg.seq)
-        flags.append(seg.flags)
-        plens.append(seg.length)
-        wire.append(seg.wire_length)
-    if not times:
-        return
-    d = np.array(dirs, dtype=np.int64)
-    # Encode the direction in src/dst so add_columns derives it: lower endpoint = 0.
-    src = np.where(d == 0, 0, 1).astype(np.int64)
-    dst = 1 - src
-    summ.add_columns(
-        np.array(times), src, np.zeros_like(src), dst, np.zeros_like(src),
-        np.array(seqs, dtype=np.int64), np.array(flags, dtype=np.int64),
-        np.array(plens, dtype=np.int64),
-        slow_keys=(np.array(keys, dtype=np.uint64), ends),
-        seglen=np.array(wire, dtype=np.int64),
-    )
+        v6.append((seg.time, hash((lo, hi)) & 0xFFFFFFFFFFFFFFFF, (lo, hi), 0 if a == lo else 1,
+                   seg.seq, seg.flags, seg.length, seg.wire_length))
+    if v4:
+        cols = [np.array(c) for c in zip(*v4, strict=True)]
+        summ.add_columns(cols[0].astype(np.float64), *(c.astype(np.int64) for c in cols[1:8]),
+                         seglen=cols[8].astype(np.int64))
+    if v6:
+        time, keys, ends, dirs, seqs, flags, plens, wire = zip(*v6, strict=True)
+        d = np.array(dirs, dtype=np.int64)
+        zero = np.zeros_like(d)
+        # src/dst 0/1 encode the direction: add_columns calls the lower endpoint 0.
+        summ.add_columns(
+            np.array(time, dtype=np.float64), d, zero, 1 - d, zero,
+            np.array(seqs, dtype=np.int64), np.array(flags, dtype=np.int64),
+            np.array(plens, dtype=np.int64),
+            slow_keys=(np.array(keys, dtype=np.uint64), list(ends)),
+            seglen=np.array(wire, dtype=np.int64),
+        )
 
 
 def _ms(x: float | None) -> str:

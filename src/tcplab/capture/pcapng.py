@@ -418,18 +418,31 @@ class PcapngState:
 def read_records(
     source: ChunkSource, problems: ProblemSink, state: PcapngState
 ) -> Iterator[RawRecord]:
-    """Packet records of every section, in file order."""
+    """Packet records of every section, in file order.
+
+    Like the classic pcap loop, this works on the source's current chunk
+    with local variables and only talks to the source to refill.  An EPB
+    for a known interface takes the fast path (one unpack, one slice);
+    every other block goes through the typed, checked slow path.
+    """
     order = "<"
+    head = struct.Struct("<II").unpack_from
+    epb_fields = struct.Struct("<IIIII").unpack_from
+    u32 = struct.Struct("<I").unpack_from
     interfaces: list[_Interface | None] = []
+    buf, pos = source.ensure(12)
+    base = source.offset - pos  # stream offset of buf[0]
+    size = len(buf)
     while True:
-        block_offset = source.offset
-        buf, pos = source.ensure(12)
-        avail = len(buf) - pos
-        if avail == 0:
-            return
-        if avail < 12:
-            problems.add(block_offset, f"truncated block header ({avail} of 12 bytes)")
-            return
+        if pos + 12 > size:
+            source.advance(pos - source.pos)
+            buf, pos = source.ensure(12)
+            base, size = source.offset - pos, len(buf)
+            if size - pos < 12:
+                if size - pos:
+                    problems.add(base + pos, f"truncated block header ({size - pos} of 12 bytes)")
+                return
+        block_offset = base + pos
         if buf[pos : pos + 4] == SHB_TYPE_BYTES:
             # The SHB announces the byte order for itself and its section (§4.1).
             new_order = sniff(buf[pos : pos + 12])
@@ -440,31 +453,39 @@ def read_records(
                     f"section header with bad byte-order magic 0x{magic:08x}; stopping here",
                 )
                 return
-            order = new_order
-        block_type, total = struct.unpack_from(order + "II", buf, pos)
-        name = BLOCK_NAMES.get(block_type, f"block type 0x{block_type:08x}")
-        if total < 12:
-            problems.add(
-                block_offset,
-                f"{name} total length {total} is below the minimum 12; stopping here",
-            )
+            if new_order != order:
+                order = new_order
+                head = struct.Struct(order + "II").unpack_from
+                epb_fields = struct.Struct(order + "IIIII").unpack_from
+                u32 = struct.Struct(order + "I").unpack_from
+        block_type, total = head(buf, pos)
+        if total < 12 or total > MAX_BLOCK_LEN:
+            name = BLOCK_NAMES.get(block_type, f"block type 0x{block_type:08x}")
+            what = "is below the minimum 12" if total < 12 else "exceeds 256 MiB"
+            problems.add(block_offset, f"{name} total length {total} {what}; stopping here")
             return
-        if total > MAX_BLOCK_LEN:
-            problems.add(
-                block_offset,
-                f"{name} total length {total} exceeds 256 MiB; stopping here",
-            )
-            return
-        buf, pos = source.ensure(total)
-        if len(buf) - pos < total:
-            problems.add(
-                block_offset,
-                f"{name} truncated: total length {total} but only {len(buf) - pos} bytes "
-                "left in the file",
-            )
-            return
-        (trailing,) = struct.unpack_from(order + "I", buf, pos + total - 4)
-        if trailing != total:
+        if pos + total > size:
+            source.advance(pos - source.pos)
+            buf, pos = source.ensure(total)
+            base, size = source.offset - pos, len(buf)
+            if size - pos < total:
+                name = BLOCK_NAMES.get(block_type, f"block type 0x{block_type:08x}")
+                problems.add(
+                    block_offset,
+                    f"{name} truncated: total length {total} but only {size - pos} bytes "
+                    "left in the file",
+                )
+                return
+        (trailing,) = u32(buf, pos + total - 4)
+        if trailing != total or total % 4:
+            name = BLOCK_NAMES.get(block_type, f"block type 0x{block_type:08x}")
+            if trailing == total:
+                # The frame is self-consistent, so the next block is findable: skip this one.
+                problems.add(
+                    block_offset, f"{name} total length {total} is not a multiple of 4; skipped"
+                )
+                pos += total
+                continue
             what = (
                 f"total length {total} is not a multiple of 4"
                 if total % 4
@@ -472,20 +493,43 @@ def read_records(
             )
             problems.add(block_offset, f"{name} {what}; block boundaries are lost, stopping here")
             return
-        body = buf[pos + 8 : pos + total - 4]
-        source.advance(total)
-        if total % 4:
-            # The frame is self-consistent, so the next block is findable: skip this one.
-            problems.add(
-                block_offset, f"{name} total length {total} is not a multiple of 4; skipped"
-            )
-            continue
 
+        if block_type == EPB_TYPE and total >= 32:
+            iface_id, high, low, caplen, orig_len = epb_fields(buf, pos + 8)
+            data_end = pos + 28 + caplen
+            if iface_id < len(interfaces) and data_end <= pos + total - 4:
+                iface = interfaces[iface_id]
+                if iface is not None:
+                    comment = None
+                    if 28 + _pad4(caplen) < total - 4:
+                        comment = _comment_or_problem(
+                            buf[pos + 8 : pos + total - 4],
+                            20 + _pad4(caplen),
+                            order,
+                            problems,
+                            block_offset,
+                            "enhanced packet block",
+                        )
+                    yield (
+                        ((high << 32) | low) * iface.mul // iface.div + iface.offset_ns,
+                        iface.linktype,
+                        buf[pos + 28 : data_end],
+                        orig_len,
+                        iface_id,
+                        comment,
+                        block_offset,
+                        block_offset + 28,  # 8 bytes of block frame + 20 of EPB fields
+                    )
+                    pos += total
+                    continue
+
+        body = buf[pos + 8 : pos + total - 4]
+        pos += total
         if block_type == SHB_TYPE:
             try:
                 shb = SectionHeader.parse(body, order)
             except (ValueError, struct.error) as exc:
-                problems.add(block_offset, f"{name} malformed: {exc}; stopping here")
+                problems.add(block_offset, f"section header block malformed: {exc}; stopping here")
                 return
             if shb.major != 1:
                 problems.add(
@@ -500,7 +544,7 @@ def read_records(
             try:
                 idb = InterfaceDescription.parse(body, order)
             except (ValueError, struct.error) as exc:
-                problems.add(block_offset, f"{name} malformed: {exc}")
+                problems.add(block_offset, f"interface description block malformed: {exc}")
                 interfaces.append(None)
                 continue
             interfaces.append(_Interface.of(idb, order))
@@ -516,6 +560,17 @@ def read_records(
         elif block_type in (CB_COPY_TYPE, CB_NOCOPY_TYPE, SJE_TYPE):
             state.non_packet_frames += 1
         # NRB, ISB, DSB and unknown blocks: nothing for us (§3.1 says skip).
+
+
+def _comment_or_problem(
+    body: bytes, start: int, order: str, problems: ProblemSink, block_offset: int, name: str
+) -> str | None:
+    """opt_comment of a packet block; malformed options are a problem, the packet stays."""
+    try:
+        return comment_of(parse_options(body, start, order))
+    except ValueError as exc:
+        problems.add(block_offset, f"{name} options malformed: {exc}", skipped=0)
+        return None
 
 
 def _packet_record(
@@ -556,11 +611,7 @@ def _packet_record(
     comment = None
     opt_start = 20 + _pad4(caplen)
     if opt_start < len(body):
-        try:
-            comment = comment_of(parse_options(body, opt_start, order))
-        except ValueError as exc:
-            # The packet itself is intact: keep it, report the options.
-            problems.add(block_offset, f"{name} options malformed: {exc}", skipped=0)
+        comment = _comment_or_problem(body, opt_start, order, problems, block_offset, name)
     return (
         iface.time_ns((high << 32) | low),
         iface.linktype,

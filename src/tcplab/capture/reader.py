@@ -87,12 +87,10 @@ class CaptureReader:
 
     def _start(self) -> ChunkSource:
         stream: BinaryIO = self._file
-        if self._file.read(2) == GZIP_MAGIC:
+        # peek, not read + seek: a FIFO or /dev/stdin cannot seek back.
+        if self._file.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
             self.compressed = True
-            self._file.seek(0)
             stream = gzip.GzipFile(fileobj=self._file, mode="rb")  # type: ignore[assignment]
-        else:
-            self._file.seek(0)
         source = ChunkSource(stream, self._sink, stepwise=self.compressed)
         head_buf, _ = source.ensure(pcap.GLOBAL_HEADER_LEN)
         head = head_buf[: pcap.GLOBAL_HEADER_LEN]

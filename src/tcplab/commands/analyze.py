@@ -14,12 +14,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from tcplab.analyze.core import Analysis, Connection, analyze_file
-from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS, ZeekConnection
 from tcplab.errors import InputError
+
+if TYPE_CHECKING:  # the fast summary must not pay for importing the detailed engine
+    from tcplab.analyze.core import Analysis, Connection
+    from tcplab.analyze.zeek import ZeekConnection
 
 PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar helps
 
@@ -50,6 +53,9 @@ def _zeek_selected(
 
 
 def _run(path: Path, bare: bool, ignore_checksums: bool, keep_packets: bool) -> Analysis:
+    from tcplab.analyze.core import analyze_file
+    from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+
     ports = frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS
     size = path.stat().st_size
     if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():

@@ -32,6 +32,7 @@ from tcplab.wire.decode import NotTcp, TcpPacket, WireError, decode_frame
 from tcplab.wire.flags import Flags
 from tcplab.wire.options import TcpOption, format_options
 
+_BATCH: Final = 256
 TIME_FORMATS: Final = ("clock", "epoch", "delta", "date", "relative", "none")
 
 # JSON names of option records: tshark's field names where it has one.
@@ -271,6 +272,9 @@ def list_packets(
     decode_failures = 0
     records = tcp_count = printed = 0
     write = out.write
+    # Lines go out in batches: a stream that is line-buffered (a terminal, or
+    # PYTHONUNBUFFERED) would otherwise cost one write(2) per packet.
+    pending: list[str] = []
     with open_capture(path) as reader:
         for record in reader:
             records += 1
@@ -298,12 +302,17 @@ def list_packets(
             if host_ok is not None and not host_ok(pkt):
                 continue
             if as_json:
-                write(json.dumps(packet_json(record, pkt, view)) + "\n")
+                pending.append(json.dumps(packet_json(record, pkt, view)))
             else:
-                write(tcpdump_line(pkt, view, absolute, stamp(record.time_ns)) + "\n")
+                pending.append(tcpdump_line(pkt, view, absolute, stamp(record.time_ns)))
             printed += 1
+            if len(pending) >= _BATCH:
+                write("\n".join(pending) + "\n")
+                pending.clear()
             if count is not None and printed >= count:
                 break
+        if pending:
+            write("\n".join(pending) + "\n")
         out.flush()
         problems = sorted([*reader.problems, *decode_problems], key=lambda p: p.offset)
         for problem in problems:

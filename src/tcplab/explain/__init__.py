@@ -123,6 +123,8 @@ def explain_scenario(scenario_id: str, lang: str = "en") -> Explanation:
     used = lang
     if not text:
         text, used = scenario.explain.get("en", ""), "en"
+    if not text:
+        text = f"{scenario.title} (the scenario file {scenario.source} has no [explain] text)"
     return Explanation(
         id=scenario.id,
         kind="scenario",

@@ -1,0 +1,31 @@
+"""The live lab: scenarios played on two real Linux endpoints.
+
+    from tcplab import scenario
+    from tcplab.lab import Lab
+
+    with Lab(outdir=Path("out")) as lab:
+        result = lab.run(scenario.load("handshake-close"))
+    result.timeline, result.facts, result.pcapng_path
+
+Modules: ``host`` (namespaces, TUN, sysctls, the run's state file),
+``wire`` (the forwarding thread that is the capture), ``faults`` (the
+sans-IO fault program), ``tracer`` (tracefs), ``actor`` (the endpoint
+process), ``external`` (programs under strace), ``timeline_build`` (records
+-> Timeline), ``runner`` (``Lab``), ``output`` (pcapng/JSON/SVG files),
+``cleanup`` (what killed runs left).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Lab", "RunResult"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the actor process imports nothing but the standard library.
+    if name in __all__:
+        from tcplab.lab import runner
+
+        return getattr(runner, name)
+    raise AttributeError(name)

@@ -59,12 +59,14 @@ def _short(data: bytes) -> str:
 
 
 class Actor:
-    def __init__(self, name: str, addr: str, peer: str, server_port: int) -> None:
+    def __init__(self, name: str, addr: str, peer: str, server_port: int,
+                 addr6: str = "", peer6: str = "") -> None:  # fmt: skip
         self.name = name
-        self.addr = addr
-        self.peer = peer
+        # family -> (this host's address, the peer's address)
+        self.addresses = {socket.AF_INET: (addr, peer)}
+        if addr6:
+            self.addresses[socket.AF_INET6] = (addr6, peer6)
         self.server_port = server_port
-        self.family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         self.sockets: dict[str, socket.socket] = {}
         self.last: str | None = None
         self.bound: set[str] = set()
@@ -87,8 +89,8 @@ class Actor:
         if missing:
             self._new(name or "main")
 
-    def _new(self, name: str) -> socket.socket:
-        sock = socket.socket(self.family, socket.SOCK_STREAM)
+    def _new(self, name: str, family: int = socket.AF_INET) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_STREAM)
         with self.state_lock:
             self.sockets[name] = sock
             self.last = name
@@ -98,7 +100,7 @@ class Actor:
         # Bind to this host's own address so every kernel event names it
         # (the lab attributes tracepoint events by address and port).
         if key not in self.bound:
-            sock.bind((self.addr, port))
+            sock.bind((self.addresses[sock.family][0], port))
             self.bound.add(key)
 
     def describe(self) -> dict[str, list[Any]]:
@@ -121,9 +123,10 @@ class Actor:
 
     def call(self, call: str, args: dict[str, Any], name: str | None) -> str:
         if call == "socket":
-            if args.get("family") == "inet6" and self.family != socket.AF_INET6:
+            family = socket.AF_INET6 if args.get("family") == "inet6" else socket.AF_INET
+            if family not in self.addresses:
                 raise CallError("this run's hosts have IPv4 addresses only")
-            self._new(name or "main")
+            self._new(name or "main", family)
             return "0"
         if call == "listen":
             self._ensure(name)
@@ -135,7 +138,7 @@ class Actor:
             self._ensure(name)
             key, sock = self._sock(name)
             self._bind_if_needed(key, sock, 0)
-            target = (self.peer, int(args.get("port", self.server_port)))
+            target = (self.addresses[sock.family][1], int(args.get("port", self.server_port)))
             if args.get("nonblocking"):
                 sock.setblocking(False)
                 code = sock.connect_ex(target)
@@ -155,7 +158,7 @@ class Actor:
             return "0"
         if call == "bind":
             default = self.server_port if self.name == "server" else 0
-            sock.bind((self.addr, int(args.get("port", default))))
+            sock.bind((self.addresses[sock.family][0], int(args.get("port", default))))
             self.bound.add(key)
             return "0"
         if call == "accept":
@@ -253,11 +256,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--addr", required=True)
     parser.add_argument("--peer", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--addr6", default="")
+    parser.add_argument("--peer6", default="")
     opts = parser.parse_args(argv)
     if os.getppid() == 1:
         raise SystemExit("actor: the lab is gone")
     _enter(opts.netns)
-    actor = Actor(opts.name, opts.addr, opts.peer, opts.port)
+    actor = Actor(opts.name, opts.addr, opts.peer, opts.port, opts.addr6, opts.peer6)
     sys.stdout.write(json.dumps({"ready": os.getpid()}) + "\n")
     sys.stdout.flush()
     for line in sys.stdin:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +116,8 @@ def cleanup(include_live: bool = False) -> CleanupReport:
                 host.RUN_ID.match(entry.name) is not None
                 and entry.name not in live_ids
                 and not (entry / "state.json").exists()
+                # (a run writing its first state file right now is not abandoned)
+                and time.time() - entry.stat().st_mtime > 60
                 and not any(m.startswith(f"{entry}/") for m in _tracefs_mounts())
             )
             if abandoned:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -155,6 +156,9 @@ def player(server_cmd: str, client_cmd: str, timeout: float = 15.0) -> Callable[
 
 
 def _play(run: _Run, server_cmd: str, client_cmd: str, timeout: float) -> None:
+    for tool in ("strace", "ip"):
+        if shutil.which(tool) is None:
+            raise LabError(f"external actors need {tool} (scripts/setup.sh installs it)")
     offset = time.time() - time.monotonic()
     env = {
         "TCPLAB_SERVER_ADDR": run.addr["server"],

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tcplab.errors import InputError
-from tcplab.scenario import FaultRule
+from tcplab.scenario import FAULT_WHEN, FaultRule
 from tcplab.wire.seq import Seq
 
-WHEN_PREDICATES = ("", "sent-fin", "got-fin", "final-ack")
+WHEN_PREDICATES = FAULT_WHEN
 Token = TypeVar("Token")
 
 

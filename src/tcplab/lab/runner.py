@@ -17,6 +17,7 @@ SIGKILLed run left.
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import json
 import os
 import queue
@@ -189,6 +190,7 @@ class _Snapshots:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.count = 0
+        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="tcplab-diag", daemon=True)
         self._thread.start()
 
@@ -199,7 +201,11 @@ class _Snapshots:
         while not self._stop.is_set():
             self._wake.wait(0.02)
             self._wake.clear()
-            self.take()
+            try:
+                self.take()
+            except OSError as exc:  # the namespace went away under us: stop, say why
+                self.error = exc
+                return
 
     def take(self, all_rows: bool = False) -> None:
         """Dump both hosts; keep changed rows (and every row when ``all_rows``)."""
@@ -308,6 +314,9 @@ class _Run:
         self.state = RunState(self.run_id, lab_start=host.proc_starttime(os.getpid()))
         self.ns: dict[str, str] = {}  # host -> /run/netns path
         self.addr: dict[str, str] = {}
+        self.addr6: dict[str, str] = {}
+        # IPv6 addresses too (fd00:89:X::1/2) when a step asks for an inet6 socket.
+        self.ipv6 = any(s.args.get("family") == "inet6" for s in scenario.steps)
         self.tun_fds: list[int] = []
         self.wire: TunWire | LoopbackCapture | None = None
         self.tracer: Tracer | None = None
@@ -329,17 +338,31 @@ class _Run:
         else:
             self.addr = {"client": f"10.89.{x}.1", "server": f"10.89.{x}.2"}
             names = {"client": f"tcplab-{self.run_id}-c", "server": f"tcplab-{self.run_id}-s"}
-        self.state.addresses = list(self.addr.values())
+        if self.ipv6:
+            # RFC 4193 unique local addresses, one /64 per run like the IPv4 /24.
+            self.addr6 = {h: str(ipaddress.IPv6Address(f"fd00:89:{x:x}::{i}"))
+                          for i, h in ((1, "client"), (2, "server"))}  # fmt: skip
+        self.state.addresses = list(self.addr.values()) + list(self.addr6.values())
         self.state.namespaces = list(names.values())
         self.state.save()
         for h, name in names.items():
             host.ip("netns", "add", name)
             self.ns[h] = str(host.NETNS_DIR / name)
             host.ip("-n", name, "link", "set", "lo", "up")
-            # No IPv6 autoconfiguration noise on the lab's links.
-            host.write_sysctl(self.ns[h], "net.ipv6.conf.default.disable_ipv6", "1")
+            if self.ipv6:
+                # IPv6 without autoconfiguration noise: no router solicitations,
+                # no link-local address, no duplicate address detection delay.
+                for key, value in (("accept_ra", "0"), ("router_solicitations", "0"),
+                                   ("addr_gen_mode", "1"), ("dad_transmits", "0")):  # fmt: skip
+                    host.write_sysctl(self.ns[h], f"net.ipv6.conf.default.{key}", value)
+            else:
+                # No IPv6 at all on an IPv4 run's links: nothing but the experiment.
+                host.write_sysctl(self.ns[h], "net.ipv6.conf.default.disable_ipv6", "1")
         if self.loopback:
             self.ns["server"] = self.ns["client"]
+            for h in self.addr6:
+                host.ip("-n", names["client"], "-6", "addr", "add", self.addr6[h] + "/128",
+                        "dev", "lo", "nodad")  # fmt: skip
         else:
             for h, peer in (("client", "server"), ("server", "client")):
                 ifname = f"tl{self.run_id}{h[0]}"
@@ -347,15 +370,23 @@ class _Run:
                 name = names[h]
                 host.ip("-n", name, "addr", "add", self.addr[h], "peer", self.addr[peer],
                         "dev", ifname)  # fmt: skip
+                if self.ipv6:
+                    # The /64 is on-link through the TUN (NOARP: no neighbour discovery).
+                    host.ip("-n", name, "-6", "addr", "add", f"{self.addr6[h]}/64",
+                            "dev", ifname, "nodad")  # fmt: skip
                 host.ip("-n", name, "link", "set", ifname, "mtu", "1500", "up")
         for actor in ("client", "server"):
             for key, value in self.scenario.sysctl.get(actor, {}).items():
                 host.write_sysctl(self.ns[actor], key, value)
 
+    def hosts_by_address(self) -> dict[str, str]:
+        """Every lab address -> its endpoint: how kernel events and sockets are attributed."""
+        return {a: h for table in (self.addr, self.addr6) for h, a in table.items()}
+
     def start_observers(self) -> None:
         # In loopback mode both actors share one namespace: one table, named "client".
         distinct = {"client": self.ns["client"]} if self.loopback else dict(self.ns)
-        self.snapshots = _Snapshots(distinct, {a: h for h, a in self.addr.items()})
+        self.snapshots = _Snapshots(distinct, self.hosts_by_address())
         if self.tracing:
             tracer = Tracer(self.run_id, self.state.dir / "tracefs", scenario_ports(self.scenario))
 
@@ -409,6 +440,8 @@ class _Run:
                 "--name", name, "--addr", self.addr[name], "--peer", self.addr[peer],
                 "--port", str(self.scenario.server_port),
             ]  # fmt: skip
+            if self.ipv6:
+                cmd += ["--addr6", self.addr6[name], "--peer6", self.addr6[peer]]
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, bufsize=1,
@@ -553,7 +586,14 @@ class _Run:
             time.sleep(0.05)
         for actor in self.actors.values():
             for item in actor.background:
-                item.done.wait(0.5)
+                if item.done.wait(0.5):
+                    self._finish(actor, item)
+                else:
+                    # A call that never returned is part of the story (accept() on a
+                    # listener nobody connects to): recorded, without a result.
+                    now = time.monotonic()
+                    self._record(item.step, item.sent, now, "still blocked at the end", None)
+            actor.background.clear()
         if self.snapshots is not None:
             self.snapshots.take()
 
@@ -570,6 +610,8 @@ class _Run:
             self.snapshots.take()
             self.snapshots.close()
             observations = list(self.snapshots.observations)
+            if self.snapshots.error is not None:
+                self.notes.append(Note(time.monotonic(), f"sock_diag: {self.snapshots.error}"))
             self.snapshot_events = list(self.snapshots.events)
             self.snapshots = None
         if self.wire is not None:
@@ -621,19 +663,29 @@ def without_inferred(timeline: Timeline) -> Timeline:
 
 
 class Lab:
-    """``with Lab() as lab: result = lab.run(scenario.load("handshake-close"))``."""
+    """``with Lab() as lab: result = lab.run(scenario.load("handshake-close"))``.
+
+    ``outdir``: where ``<id>.pcapng``/``.json``/``.svg`` go (None: no files).
+    ``loopback``: both actors on ``lo`` in one namespace (no faults).
+    ``tracing``: use tracefs; False plays on sock_diag snapshots alone.
+    Every ``run`` cleans up after itself; leaving the ``with`` block also
+    tears down a run still going on another thread.
+    """
 
     def __init__(self, outdir: Path | None = None, *, loopback: bool = False,
                  tracing: bool = True) -> None:  # fmt: skip
         self.outdir = outdir
         self.loopback = loopback
         self.tracing = tracing
+        self._runs: set[_Run] = set()
 
     def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        for run in list(self._runs & _ACTIVE):
+            run.teardown()
+            _ACTIVE.discard(run)
 
     def run(self, scenario: Scenario, play: Callable[[_Run], None] | None = None) -> RunResult:
         """Play ``scenario`` (or hand the built topology to ``play``: external actors)."""
@@ -650,6 +702,7 @@ class Lab:
         began = time.monotonic()
         run = _Run(scenario, self.loopback, self.tracing)
         _ACTIVE.add(run)
+        self._runs.add(run)
         with _signals_raise():
             try:
                 run.build()
@@ -665,8 +718,18 @@ class Lab:
                 records, events, observations = run.stop_observers()
                 timeline = self._timeline(run, records, events, observations)
             finally:
-                run.teardown()
-                _ACTIVE.discard(run)
+                # A second Ctrl-C must not cut the clean-up short: hold signals
+                # until it is done (they are delivered, and raise, right after).
+                held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+                if threading.current_thread() is threading.main_thread():
+                    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+                try:
+                    run.teardown()
+                    _ACTIVE.discard(run)
+                    self._runs.discard(run)
+                finally:
+                    if threading.current_thread() is threading.main_thread():
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
         # The facts are about what Linux did: the analyzer's inferences are shown
         # beside the kernel's states, never counted as them.
         facts = check(scenario, without_inferred(timeline))
@@ -682,15 +745,20 @@ class Lab:
                   observations: list[Observation]) -> Timeline:  # fmt: skip
         scenario = run.scenario
         client_port = 0
+        addresses = dict(run.addr)
         if "client" in run.actors:
             for sock in run.actors["client"].sockets.values():
+                # The client's connection says which family the run used.
                 client_port = int(sock[1])
+                addresses["client"] = str(sock[0])
+                if sock[2]:
+                    addresses["server"] = str(sock[2])
         timeline = Timeline(
             title=scenario.title,
             producer="lab",
             endpoints=[
-                EndpointInfo("client", run.addr["client"], client_port, "client"),
-                EndpointInfo("server", run.addr["server"], scenario.server_port, "server"),
+                EndpointInfo("client", addresses["client"], client_port, "client"),
+                EndpointInfo("server", addresses["server"], scenario.server_port, "server"),
             ],
             meta={
                 "scenario": scenario.id,
@@ -703,7 +771,7 @@ class Lab:
                 "sysctl": scenario.sysctl,
             },
         )
-        hosts = {addr: name for name, addr in run.addr.items()}
+        hosts = run.hosts_by_address()
         obs = [o for o in observations if o.tuple[0] in hosts]
         timeline.extend(run.calls)
         timeline.extend(decode_packets(records))

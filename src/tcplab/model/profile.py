@@ -34,7 +34,9 @@ class Profile:
     rto_max: float
     rto_min_added: bool  # Linux: RTO = SRTT + max(rto_min, 4*RTTVAR); RFC: max(rto_min, ...)
     delayed_ack: float  # the delayed-ACK timer
+    delayed_ack_before_data: float  # the same before any data arrived (Linux: ato is 0)
     quickack_segments: int  # data segments ACKed at once at the start of a connection
+    pingpong_threshold: int | None  # interactive mode after this many quick replies; None: off
     ack_every_full_segments: int  # ACK at once when this many full segments are unACKed
     delay_ack_of_fin: bool  # Linux enters pingpong mode on FIN: its ACK is delayed
     rst_carries_ack: bool  # "R." (Linux) or "R" (RFC 9293 §3.10.5 <SEQ=SND.NXT><CTL=RST>)
@@ -113,7 +115,9 @@ RFC = Profile(
     rto_max=60.0,
     rto_min_added=False,
     delayed_ack=0.2,
+    delayed_ack_before_data=0.2,
     quickack_segments=0,
+    pingpong_threshold=None,
     ack_every_full_segments=2,
     delay_ack_of_fin=False,
     rst_carries_ack=False,
@@ -146,7 +150,9 @@ LINUX = Profile(
     rto_max=120.0,
     rto_min_added=True,
     delayed_ack=0.04,
+    delayed_ack_before_data=0.004,
     quickack_segments=16,
+    pingpong_threshold=1,
     ack_every_full_segments=2,
     delay_ack_of_fin=True,
     rst_carries_ack=True,
@@ -196,8 +202,12 @@ PARAMETERS: dict[str, tuple[str, str, str]] = {
     "rto_min_added": ("RTO = SRTT + max(rto_min, 4*RTTVAR) instead of max(rto_min, SRTT+4*RTTVAR)",
                       "RFC 6298 (2.3)", "tcp_set_rto: ~205 ms seen on a fast link"),
     "delayed_ack": ("delayed-ACK timer (s)", "RFC 9293 §3.8.6.3: < 0.5 s", "TCP_DELACK_MIN 40 ms"),
+    "delayed_ack_before_data": ("delayed-ACK timer while no data has arrived yet (s)",
+                                "RFC 9293 §3.8.6.3", "ato 0: the next timer tick (1-10 ms seen)"),
     "quickack_segments": ("data segments ACKed at once after the handshake", "none",
                           "TCP_MAX_QUICKACKS (quick-ack mode)"),
+    "pingpong_threshold": ("replies sent within the delayed-ACK time before ACKs are delayed"
+                           " (interactive mode)", "none", "net.ipv4.tcp_pingpong_thresh"),
     "ack_every_full_segments": ("ACK at once after this many full-sized segments",
                                 "RFC 9293 §3.8.6.3", "__tcp_ack_snd_check"),
     "delay_ack_of_fin": ("the ACK of a FIN waits for the delayed-ACK timer",

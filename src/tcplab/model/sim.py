@@ -63,6 +63,7 @@ SUPPORTED_CALLS = frozenset(
 )
 # Options a scenario may give that are the runner's, not the profile's.
 RUN_OPTIONS = {"isn", "step_gap", "delay", "loss", "duplicate", "reorder", "name", "verdict"}
+STEP_GAP = 0.005
 BLOCK_LIMIT = 600.0  # virtual seconds a blocking call may wait before it counts as hung
 SETTLE_LIMIT = 900.0  # after the last step, stop at the latest this much later
 _LONG_TIMERS = frozenset({TimerKind.TIME_WAIT, TimerKind.FIN_WAIT_2, TimerKind.KEEPALIVE})
@@ -146,7 +147,10 @@ class Simulation:
         self.isn_mode = str(options.get("isn", "random"))
         if self.isn_mode not in ("random", "fixed"):
             raise InputError(f"{scenario.id}: isn={self.isn_mode!r} (known: random, fixed)")
-        self.step_gap = float(options.get("step_gap", 0.001))
+        # Time between two steps: the live lab's control round trip is ~5 ms
+        # (measured on `tcplab run`), and it decides whether a delayed ACK goes
+        # out alone or rides on the next call's segment.
+        self.step_gap = float(options.get("step_gap", STEP_GAP))
         self._rng = SplitMix64(seed)
         link = Link(
             delay=float(options.get("delay", 0.0005)),
@@ -205,16 +209,25 @@ class Simulation:
             times.append(net)
         return min(times, default=None)
 
+    def _drain(self, actor: str) -> bool:
+        """Move what one host produced onto the wire and into the timeline."""
+        host = self.hosts[actor]
+        for event in host.events():
+            self._record_event(event)
+        out = host.segments_to_send()
+        for seg in out:
+            self._transmit(actor, seg)
+        return bool(out)
+
     def _flush(self) -> None:
-        """Move what the hosts produced onto the wire and into the timeline."""
+        """Drain both hosts, then hand over every arrival that is due, one at a time.
+
+        Each arrival's answer goes on the wire before the next arrival is
+        processed, as a kernel answers in softirq: two crossing SYNs are
+        answered in the order they arrive.
+        """
         for _ in range(1000):
-            moved = False
-            for actor, host in self.hosts.items():
-                for event in host.events():
-                    self._record_event(event)
-                for seg in host.segments_to_send():
-                    moved = True
-                    self._transmit(actor, seg)
+            moved = [self._drain(actor) for actor in self.hosts]
             arrived = self.net.due(self.now)
             for receiver, seg, sent_at in arrived:
                 in_flight = self.now - sent_at
@@ -223,7 +236,8 @@ class Simulation:
                             f"[{seg.flags.tcpdump()}] seq {seg.seq.value} len {len(seg.payload)}")
                     self.timeline.add(Note(self.now, text, receiver))
                 self.hosts[receiver].receive(seg, self.now)
-            if not moved and not arrived:
+                self._drain(receiver)
+            if not any(moved) and not arrived:
                 break
         self._poll_pending()
 
@@ -308,7 +322,10 @@ class Simulation:
                                    event.endpoint))
 
     def _api(self, step: Step, started: float, result: str | None, errno: str | None) -> None:
-        args = tuple(f"{k}={v}" for k, v in step.args.items())
+        # Same text as the lab's ApiCall arguments, so timelines compare.
+        args = tuple(f"{k}={v!r}" for k, v in step.args.items())
+        if step.sock:
+            args = (f"sock={step.sock}", *args)
         self.timeline.add(ApiCall(self.now, step.actor, step.call, args, result, errno, started))
 
     def snapshot(self) -> None:
@@ -433,7 +450,8 @@ class Simulation:
         self.run_until(finished, started + limit)
         done, result, errno = outcome[-1]
         if not done:
-            result, errno = None, "ETIMEDOUT" if step.call == "wait" else "EAGAIN"
+            # wait() gives up like the lab's (result "timeout"); any other call is hung.
+            result, errno = ("timeout", "ETIMEDOUT") if step.call == "wait" else (None, "EAGAIN")
         self._api(step, started, result, errno)
 
     def _poll_pending(self) -> None:
@@ -473,7 +491,7 @@ class Simulation:
             return now_done(str(sock.fd))
         if call == "sleep":
             self.advance(float(args["seconds"]))
-            return now_done(None)
+            return now_done(str(float(args["seconds"])))
         if call == "kill":
             for sock in self.sockets[actor].values():
                 self._close_socket(sock)

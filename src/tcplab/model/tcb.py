@@ -210,6 +210,9 @@ class Connection(_Machine):
         self.ts_recent = 0
         self.fin_consumed = False  # recv() has returned the end of stream
         self.last_oow_ack: float | None = None
+        self.got_data = False  # any payload arrived (Linux sets ato on the first)
+        self.last_data_at: float | None = None  # when payload last arrived
+        self.pingpong = 0  # Linux: quick replies counted towards interactive mode
 
     # -- helpers ---------------------------------------------------------------
 
@@ -490,6 +493,11 @@ class Connection(_Machine):
             return
         # RFC 7323 §3: the timestamp option takes 12 bytes of every segment.
         mss = min(self.peer_mss, self.profile.mss) - (12 if self.ts_ok else 0)
+        if (self.send_queue and self.last_data_at is not None
+                and now - self.last_data_at < self.profile.delayed_ack):
+            # Linux tcp_event_data_sent: a reply soon after data arrived counts
+            # towards interactive (pingpong) mode.
+            self.pingpong += 1
         while self.send_queue:
             usable = (self.snd_una + self.snd_wnd) - self.snd_nxt
             size = min(len(self.send_queue), mss, usable)
@@ -520,6 +528,9 @@ class Connection(_Machine):
                 self._on_retransmit_timer(now)
             elif kind is TimerKind.DELAYED_ACK:
                 if self.rcv_nxt is not None and self.state is not State.CLOSED:
+                    # Linux tcp_delack_timer_handler: a delayed ACK that had to go
+                    # alone ends interactive mode.
+                    self.pingpong = 0
                     self._send_ack()
             elif kind is TimerKind.KEEPALIVE:
                 self._on_keepalive_timer(now)
@@ -891,6 +902,8 @@ class Connection(_Machine):
                 self.out_of_order[end] = (piece[len(piece) - tail:], piece_fin)
         self.rcv_nxt = end
         if delivered:
+            self.got_data = True
+            self.last_data_at = now
             if not (self.read_shut and self.profile.shut_rd_discards):
                 self.rcv_queue += delivered
                 self._events.append(Delivered(now, self.endpoint, self.label, bytes(delivered)))
@@ -902,9 +915,15 @@ class Connection(_Machine):
         if delivered:
             self._schedule_ack(now)
 
+    @property
+    def interactive(self) -> bool:
+        """Linux pingpong mode: ACKs wait, to ride on the reply the application is writing."""
+        threshold = self.profile.pingpong_threshold
+        return threshold is not None and self.pingpong >= threshold
+
     def _schedule_ack(self, now: float) -> None:
         p = self.profile
-        if self.quickacks_left > 0:
+        if self.quickacks_left > 0 and not self.interactive:
             self.quickacks_left -= 1
             self._send_ack()
         elif self.unacked_full >= p.ack_every_full_segments:
@@ -921,11 +940,17 @@ class Connection(_Machine):
         self._events.append(Delivered(now, self.endpoint, self.label, b""))
         if self.state is State.ESTABLISHED:
             self._set_state(State.CLOSE_WAIT, Trigger.RCV_FIN, now)
+            if self.profile.pingpong_threshold is not None:
+                self.pingpong = self.profile.pingpong_threshold  # tcp_fin
             if self.profile.delay_ack_of_fin:
                 # Linux tcp_fin: pingpong mode, so the ACK waits for the delayed-ACK
-                # timer and usually rides on our own FIN (the three-segment close).
+                # timer: 40 ms once data has arrived (it usually rides on our own FIN,
+                # the three-segment close), the next timer tick if none ever did
+                # (ato is still 0; KERNEL-NOTES: 1-44 ms).
+                delay = (self.profile.delayed_ack if self.got_data
+                         else self.profile.delayed_ack_before_data)
                 if TimerKind.DELAYED_ACK not in self.timers:
-                    self._arm(TimerKind.DELAYED_ACK, now + self.profile.delayed_ack)
+                    self._arm(TimerKind.DELAYED_ACK, now + delay)
             else:
                 self._send_ack()
         elif self.state is State.FIN_WAIT_1:

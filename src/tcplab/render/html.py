@@ -9,7 +9,8 @@ passes one, else a highlighted state list), the packets (one expandable
 entry per segment, every header field decoded from the raw bytes the way
 Wireshark's detail pane does, or from the Packet's own fields when there
 are no raw bytes), the socket calls with their results, the facts checked,
-and the meaning of every state and flag that appears, in both languages.
+the ladder as Mermaid source to paste into notes, and the meaning of
+every state and flag that appears, in both languages.
 
 Inline SVG in HTML needs no namespace declaration, so ``xmlns`` attributes
 are dropped when an SVG is embedded: the report then holds no ``http://``
@@ -26,6 +27,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from tcplab.render._common import columns, format_gap, format_ms, ordered_events, start_time
+from tcplab.render.mermaid import render_mermaid
 from tcplab.render.svg import STATE_FILL, render_svg
 from tcplab.states import State
 from tcplab.timeline import Note, Packet, StateChange, Timeline
@@ -527,7 +529,8 @@ def render_html(
         + "</div>",
         '<nav><a href="#ladder">ladder</a><a href="#states">states</a>'
         '<a href="#packets">packets</a><a href="#calls">socket calls</a>'
-        '<a href="#facts">facts</a><a href="#glossary">what it means</a></nav>',
+        '<a href="#facts">facts</a><a href="#mermaid">mermaid</a>'
+        '<a href="#glossary">what it means</a></nav>',
     ]
     if explain_texts:
         parts += ['<h2 id="explanation">What this shows</h2>', _explain_pair(explain_texts)]
@@ -548,6 +551,9 @@ def render_html(
         '<h2 id="facts">Facts checked</h2>',
         _facts_section(facts),
         _notes_section(timeline, t0),
+        '<h2 id="mermaid">Mermaid</h2>',
+        "<details><summary>The ladder as a Mermaid sequenceDiagram, to paste into Markdown"
+        f"</summary><pre class='mermaid-source'>{_e(render_mermaid(timeline))}</pre></details>",
         '<h2 id="glossary">What it means <span class="meta" lang="zh">术语解释</span></h2>',
         _glossary(timeline),
         "<footer>Made by tcplab. Self-contained: this file loads nothing from the network."

@@ -199,8 +199,7 @@ class _Canvas:
     cols: Columns
     parts: list[str] = field(default_factory=list)
     bands: tuple[list[_Band], list[_Band]] = field(default_factory=lambda: ([], []))
-    breaks: list[tuple[float, float]] = field(default_factory=list)
-    ticks: list[tuple[float, str]] = field(default_factory=list)
+    ticks: list[float] = field(default_factory=list)  # the y of every row, for the time axis
     y: float = TOP
 
     def column_x(self, side: int) -> float:
@@ -300,7 +299,7 @@ def _draw_packet(
         below += 12
     out.append("</g>")
     canvas.parts.append("".join(out))
-    canvas.ticks.append((y0, ""))
+    canvas.ticks.append(y0)
     canvas.y = below
 
 
@@ -338,9 +337,12 @@ def _draw_state(canvas: _Canvas, change: StateChange | Snapshot) -> None:
         + (_detail(x, y, side, f"ss: {cause}") if isinstance(change, Snapshot) and cause else "")
         + "</g>"
     )
-    canvas.ticks.append((y, ""))
+    canvas.ticks.append(y)
     band = canvas.bands[side]
-    if shades and (not band or band[-1].state is not state or band[-1].source is not source):
+    # A snapshot that confirms the state the column already shows does not
+    # restyle it: the tracepoint (or model) said it first and exactly.
+    restyle = band and band[-1].source is not source and source is not Source.SNAPSHOT
+    if shades and (not band or band[-1].state is not state or restyle):
         band.append(_Band(y, state, source))
     canvas.y = y + 12
 
@@ -380,7 +382,7 @@ def _draw_api(canvas: _Canvas, call: ApiCall) -> None:
         f" data-errno={_attr(call.errno or '')}><title>{_esc(tip)}</title>"
         f'<text x="{x}" y="{_num(y + 4)}" text-anchor="{anchor}">{_esc(text)}</text></g>'
     )
-    canvas.ticks.append((y, ""))
+    canvas.ticks.append(y)
     canvas.y = y + 10
 
 
@@ -399,7 +401,7 @@ def _draw_note(canvas: _Canvas, note: Note) -> None:
         out.append(f'<text x="{left + 8}" y="{_num(top + 15 + 16 * i)}">{_esc(line)}</text>')
     out.append("</g>")
     canvas.parts.append("".join(out))
-    canvas.ticks.append((top + 11, ""))
+    canvas.ticks.append(top + 11)
     canvas.y = top + height + 6
 
 
@@ -421,7 +423,6 @@ def _draw_break(canvas: _Canvas, gap: float) -> None:
         + f'<text x="{(LEFT_X + RIGHT_X) / 2}" y="{_num(mid + 4)}" text-anchor="middle">'
         f"⋯ {_esc(format_gap(gap))} later ⋯</text></g>"
     )
-    canvas.breaks.append((top, top + BREAK_HEIGHT))
     canvas.y = top + BREAK_HEIGHT + 4
 
 
@@ -551,7 +552,7 @@ def render_svg(timeline: Timeline, *, relative: bool = True) -> str:
         elif isinstance(event, Note):
             _draw_note(canvas, event)
         label = format_ms(event.time - t0) if relative else f"{event.time:.6f}"
-        tick_rows += [(y, label) for y, _ in canvas.ticks[before:]]
+        tick_rows += [(y, label) for y in canvas.ticks[before:]]
     bottom = canvas.y + 16
     states_used = sorted(
         {b.state for bands in canvas.bands for b in bands}

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 DEFAULT_WIDTH = 100
 MIN_WIDTH = 60
-TIME_CELL = 11  # "  12345.678" + space
+TIME_CELL = 11  # "  12345.678" + space; wider when a timeline runs past 10^6 ms
 MARGIN_CELL = 14  # fits "SYN-RECEIVED?" and "ESTABLISHED*"
 
 BAR = "│"
@@ -105,11 +105,13 @@ _Row = list[_Piece]
 class _Layout:
     width: int
     middle: int
+    time_cell: int = TIME_CELL
 
     @classmethod
-    def for_width(cls, width: int) -> _Layout:
+    def for_width(cls, width: int, longest_time: int = TIME_CELL - 1) -> _Layout:
         width = max(width, MIN_WIDTH)
-        return cls(width, width - TIME_CELL - 2 * MARGIN_CELL - 4)
+        time_cell = max(TIME_CELL, longest_time + 1)
+        return cls(width, width - time_cell - 2 * MARGIN_CELL - 4, time_cell)
 
 
 def _fit(text: str, size: int) -> str:
@@ -128,7 +130,7 @@ def _row(
     right = right or _Piece("")
     mid = middle or [_Piece(" " * layout.middle)]
     return [
-        _Piece(time.rjust(TIME_CELL - 1) + " ", "dim"),
+        _Piece(time.rjust(layout.time_cell - 1) + " ", "dim"),
         _Piece(_fit(left.text, MARGIN_CELL).rjust(MARGIN_CELL), left.style),
         _Piece(" " + bar),
         *mid,
@@ -235,7 +237,7 @@ def _header(layout: _Layout, cols: Columns, timeline: Timeline, relative: bool) 
     rows: list[_Row] = []
     if timeline.title:
         rows.append([_Piece(_fit(timeline.title, layout.width), "bold")])
-    left_bar = TIME_CELL + MARGIN_CELL + 1
+    left_bar = layout.time_cell + MARGIN_CELL + 1
     right_bar = left_bar + 1 + layout.middle
     names = (cols.left.name, cols.right.name)
     addresses = (
@@ -246,7 +248,7 @@ def _header(layout: _Layout, cols: Columns, timeline: Timeline, relative: bool) 
     for texts, style, corner in ((names, "bold", unit), (addresses, "dim", "")):
         if not any(texts):
             continue
-        line = list(corner.rjust(TIME_CELL - 1).ljust(layout.width))
+        line = list(corner.rjust(layout.time_cell - 1).ljust(layout.width))
         for text, bar in zip(texts, (left_bar, right_bar), strict=True):
             text = _fit(text, 2 * MARGIN_CELL)
             start = min(max(bar - len(text) // 2, 0), layout.width - len(text))
@@ -263,10 +265,15 @@ def _address(address: str, port: int) -> str:
 
 
 def _ladder_rows(timeline: Timeline, width: int, relative: bool) -> list[_Row]:
-    layout = _Layout.for_width(width)
     cols = columns(timeline)
     events = visible_events(timeline)
     t0 = start_time(events) if relative else 0.0
+
+    def stamp(time: float) -> str:
+        return format_ms(time - t0) if relative else f"{time:.6f}"
+
+    last = stamp(events[-1].time) if events else ""
+    layout = _Layout.for_width(width, len(last))
     rows = _header(layout, cols, timeline, relative)
     tagged = several_connections(timeline)
     previous: float | None = None
@@ -276,7 +283,7 @@ def _ladder_rows(timeline: Timeline, width: int, relative: bool) -> list[_Row]:
             middle = [_Piece(gap.center(layout.middle, "·"), "dim")]
             rows.append(_row(layout, middle=middle, bar=BREAK_BAR))
         previous = event.time
-        time = format_ms(event.time - t0) if relative else f"{event.time:.6f}"
+        time = stamp(event.time)
         if isinstance(event, Packet):
             rows += _packet_rows(layout, cols, event, time, relative, tagged)
         elif isinstance(event, StateChange | Snapshot):

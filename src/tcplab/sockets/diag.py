@@ -28,8 +28,8 @@ import re
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, make_dataclass
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final, NamedTuple
 
 from tcplab.errors import PrivilegeError, TcplabError
 from tcplab.states import State
@@ -160,8 +160,7 @@ SHUT_RD_BIT: Final = 1
 SHUT_WR_BIT: Final = 2
 
 
-@dataclass(frozen=True, slots=True)
-class TcpInfo:
+class TcpInfo(NamedTuple):
     """The part of ``struct tcp_info`` tcplab shows (times as the kernel gives them).
 
     For a LISTEN socket the kernel reuses ``unacked`` for the accept-queue
@@ -196,13 +195,10 @@ class TcpInfo:
                 f"sock_diag: tcp_info is {len(data)} bytes, need at least {TCP_INFO.size}"
             )
         f = TCP_INFO.unpack_from(data)
-        info = _MutableTcpInfo(
+        return cls(
             f[0], f[2], f[3], f[4], f[8], f[9], f[10], f[11], f[12], f[13], f[14], f[15],
             f[17], f[19], f[20], f[21], f[23], f[24], f[25], f[26],
         )  # fmt: skip
-        info.__class__ = cls
-        result: TcpInfo = info
-        return result
 
     def build(self) -> bytes:
         """The tcp_info prefix that parses back to ``self`` (unread fields zero)."""
@@ -237,8 +233,7 @@ class TcpInfo:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class SockInfo:
+class SockInfo(NamedTuple):
     """One TCP socket as sock_diag reports it (one ``inet_diag_msg`` + attributes).
 
     ``state`` is the RFC state; ``linux_state`` keeps the kernel's number
@@ -321,23 +316,10 @@ class SockInfo:
         return body + attrs
 
 
-# Building 10,000 frozen dataclasses through the generated __init__ (one
-# object.__setattr__ call per field) was half the time of a snapshot.  The
-# parser fills a mutable twin with the very same __slots__ (plain slot stores)
-# and then retypes it to SockInfo (TcpInfo likewise): Python allows __class__
-# assignment between classes whose instance layouts are identical, which the
-# check below ensures.
-def _mutable_twin(cls: Any) -> Any:
-    twin: Any = make_dataclass(
-        f"_Mutable{cls.__name__}", [f.name for f in fields(cls)], slots=True, eq=False, repr=False
-    )
-    if twin.__slots__ != cls.__slots__:
-        raise ImportError(f"tcplab.sockets.diag: {cls.__name__} and its twin differ in layout")
-    return twin
-
-
-_MutableSockInfo: Any = _mutable_twin(SockInfo)
-_MutableTcpInfo: Any = _mutable_twin(TcpInfo)
+# SockInfo and TcpInfo are NamedTuples rather than frozen dataclasses: a
+# snapshot builds 10,000 of them, and a frozen dataclass's generated __init__
+# (one object.__setattr__ per field) was half the time of the snapshot; a
+# NamedTuple is built by one tuple.__new__ and is just as immutable.
 
 
 def _shift_offsets(message: str, delta: int) -> str:
@@ -429,7 +411,7 @@ def parse_dump(data: bytes, seq: int | None = None) -> tuple[list[SockInfo], boo
     """
     out: list[SockInfo] = []
     append = out.append
-    mutable = _MutableSockInfo
+    make = SockInfo
     unpack_full = _HEADER_AND_MSG.unpack_from
     unpack_attr = NLATTR.unpack_from
     v4_get, v6_get = _V4_TEXT.get, _V6_TEXT.get
@@ -493,14 +475,12 @@ def parse_dump(data: bytes, seq: int | None = None) -> tuple[list[SockInfo], boo
             elif attr_type == INET_DIAG_SHUTDOWN:
                 shutdown = data[attr + 4]
             attr = (attr + attr_len + 3) & ~3
-        sock = mutable(
+        append(make(
             state, linux_state, family, src_text, sport[0] << 8 | sport[1],
             dst_text, dport[0] << 8 | dport[1], rqueue, wqueue,
             timers[timer] if timer < 5 else f"unknown({timer})", expires, retrans,
             uid, inode, cookie_hi << 32 | cookie_lo, interface, shutdown, info,
-        )  # fmt: skip
-        sock.__class__ = SockInfo
-        append(sock)
+        ))  # fmt: skip
         pos = (end + 3) & ~3
     return out, False
 
