@@ -26,8 +26,6 @@ from typing import Any
 
 import pytest
 
-from tcplab.commands.packets import list_packets
-
 REPO = Path(__file__).resolve().parent.parent
 ZEEK_TRACES = Path("/work/shared/peer-traces/zeek/traces")
 
@@ -111,6 +109,8 @@ PACKET_FIELDS = [
     "tcp.options.sack_perm",
     "tcp.options.timestamp.tsval",
     "tcp.options.timestamp.tsecr",
+    "tcp.options.sack_le",
+    "tcp.options.sack_re",
     "udp.port",
     "icmp.type",
     "icmpv6.type",
@@ -119,6 +119,10 @@ PACKET_FIELDS = [
 
 
 def packets_json(path: Path) -> dict[int, dict[str, Any]]:
+    """``tcplab packets --json`` in-process, by frame number."""
+    # Imported here so a broken tcplab module cannot break every test's conftest.
+    from tcplab.commands.packets import list_packets
+
     out, err = io.StringIO(), io.StringIO()
     status = list_packets(str(path), out, err, as_json=True)
     assert status == 0, err.getvalue()
@@ -155,6 +159,9 @@ def expected_view(obj: dict[str, Any], clamp: bool) -> dict[str, str]:
         "tcp.options.timestamp.tsval": _option(obj, "timestamp", "val"),
         "tcp.options.timestamp.tsecr": _option(obj, "timestamp", "ecr"),
     }
+    sack = [edges for o in obj["options"] if o["name"] == "sack" for edges in o["blocks_rel"]]
+    view["tcp.options.sack_le"] = ",".join(str(le) for le, _ in sack)
+    view["tcp.options.sack_re"] = ",".join(str(re) for _, re in sack)
     if not clamp:
         view["tcp.nxtseq"] = str(obj["nxtseq"])
         view["tcp.len"] = str(obj["len"])

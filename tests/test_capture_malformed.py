@@ -16,7 +16,13 @@ import pytest
 
 from conftest import ACK, SYN, ipv4_tcp, run_tcplab
 from tcplab.capture import PcapngWriter, PcapWriter, open_capture
-from tcplab.capture.pcapng import EnhancedPacket, frame_block
+from tcplab.capture.pcapng import (
+    EnhancedPacket,
+    InterfaceDescription,
+    SectionHeader,
+    SimplePacket,
+    frame_block,
+)
 from tcplab.errors import InputError
 
 A, B = "10.0.0.1", "10.0.0.2"
@@ -354,3 +360,31 @@ def test_reader_api_counts_skipped_and_continues(tmp_path: Path) -> None:
         assert [r.index for r in records] == [1, 2]
         assert reader.skipped == 1
         assert [p.offset for p in reader.problems] == [_epb_offsets()[1]]
+
+
+def test_snaplen_zero_is_accepted(tmp_path: Path) -> None:
+    # Some writers leave snaplen 0 ("no limit"); Wireshark reads such files, so do we.
+    pcap_file = tmp_path / "snap0.pcap"
+    pcap_file.write_bytes(good_pcap()[:16] + struct.pack("<I", 0) + good_pcap()[20:])
+    with open_capture(pcap_file) as reader:
+        assert len(list(reader)) == 3 and reader.problems == []
+        assert reader.global_header is not None and reader.global_header.snaplen == 0
+    blocks = [SectionHeader(), InterfaceDescription(101, 0), SimplePacket(40, FRAMES[2])]
+    pcapng_file = tmp_path / "snap0.pcapng"
+    pcapng_file.write_bytes(b"".join(frame_block(b) for b in blocks))
+    with open_capture(pcapng_file) as reader:
+        assert [r.data for r in reader] == [FRAMES[2]]
+        assert reader.problems == []
+
+
+def test_every_record_malformed_is_a_failure(tmp_path: Path) -> None:
+    bad = bytearray(FRAMES[0])
+    bad[0] = 0x44  # IHL 4
+    path = tmp_path / "allbad.pcap"
+    path.write_bytes(good_pcap([bytes(bad)]))
+    result = run_tcplab("packets", str(path))
+    assert result.code == 1
+    assert result.stderr.splitlines() == [
+        f"{path}: offset 40: frame 1: IPv4 IHL 4 < 5",
+        "read 1 packets (0 TCP), skipped 1 malformed records",
+    ]

@@ -364,6 +364,8 @@ def test_reader_meets_every_block_type(tmp_path: Path, order: str) -> None:
         records = list(reader)
         assert reader.problems == [] and reader.skipped == 0
         assert reader.linktypes == [101, 1, 228]
+    # Frame numbers as Wireshark gives them: the two custom blocks are frames 4 and 5.
+    assert [r.index for r in records] == [1, 2, 3, 6]
     assert [(r.linktype, r.interface, len(r.data), r.orig_len, r.comment) for r in records] == [
         (101, 0, 20, 20, "epb"),
         (101, 0, 20, 20, None),

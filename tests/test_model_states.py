@@ -380,7 +380,12 @@ def test_backlog_full_drops_final_ack_linux() -> None:
     first.receive(replace(seg(F.ACK, PEER_ISS + 1, ISS + 1), sport=1), 0.01)
     second.receive(replace(seg(F.ACK, PEER_ISS + 1, ISS + 1), sport=2), 0.01)
     assert first.state is State.ESTABLISHED
-    assert second.state is State.SYN_RECEIVED  # queue full (backlog 0 holds one)
+    # The queue is full (backlog 0 holds one): Linux drops the request silently.
+    assert changes(second)[-1] == (State.SYN_RECEIVED, State.CLOSED, Trigger.RCV_ACK_OF_SYN)
+    expect(second, [("S.", ISS, PEER_ISS + 1, 0)])  # its SYN-ACK, and nothing after
+    assert second.next_deadline() is None and lst.half_open == []
+    lst.receive(replace(seg(F.SYN, PEER_ISS), sport=3), 0.02)
+    assert len(children) == 2  # a new SYN is dropped while the queue is full
 
 
 # -- ESTABLISHED ------------------------------------------------------------------------

@@ -8,8 +8,8 @@ port = int(os.environ.get("TCPLAB_PORT", "8080"))
 with socket.create_connection((addr, port)) as sock:
     sock.sendall(b"hello from outside")
     echoed = sock.recv(4096)
-    assert_ok = echoed == b"hello from outside"
+    echoed_ok = echoed == b"hello from outside"
     sock.shutdown(socket.SHUT_WR)
     while sock.recv(4096):
         pass
-raise SystemExit(0 if assert_ok else 3)
+raise SystemExit(0 if echoed_ok else 3)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcplab.analyze.frames import ReadReport, Segment, read_segments
-from tcplab.analyze.infer import Inferred, ObserverLike, make_observer
+from tcplab.analyze.infer import Inferred, Pair, make_observer
 from tcplab.analyze.wireshark import PROBLEM_FLAGS, StreamTracker
 from tcplab.analyze.zeek import (
     DEFAULT_LIKELY_SERVER_PORTS,
@@ -70,7 +70,7 @@ class PacketRecord:
     dupack_num: int
     client_state: State | None
     server_state: State | None
-    changes: tuple[tuple[str, Inferred], ...] = ()  # (endpoint role, change)
+    changes: tuple[tuple[str, Inferred, float], ...] = ()  # (endpoint role, change, time)
     options: str = ""
     raw: bytes = b""
 
@@ -117,7 +117,9 @@ class Connection:
     anomalies: Counter[str] = field(default_factory=Counter)
     zeek: ZeekConnection | None = None
     notes: list[str] = field(default_factory=list)
-    saw_data_after_fin: dict[str, bool] = field(default_factory=dict)
+    # State changes inferred after the last packet (segments still in flight
+    # when the capture ended, taken as delivered).
+    trailing_changes: list[tuple[str, Inferred, float]] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -234,7 +236,7 @@ class Analysis:
 @dataclass(slots=True)
 class _StreamState:
     conn: Connection
-    observers: dict[str, ObserverLike]
+    pair: Pair
     addr_role: dict[tuple[str, int], str]
 
 
@@ -283,8 +285,8 @@ class Analyzer:
             conn.notes.append("first SYN not captured: client/server roles follow Zeek's heuristic")
         initial_client = State.CLOSED if pure_syn else None
         initial_server = State.LISTEN if pure_syn else None
-        observers = {CLIENT: make_observer(initial_client), SERVER: make_observer(initial_server)}
-        st = _StreamState(conn, observers, {client: CLIENT, server: SERVER})
+        pair = Pair({CLIENT: make_observer(initial_client), SERVER: make_observer(initial_server)})
+        st = _StreamState(conn, pair, {client: CLIENT, server: SERVER})
         self.state[stream] = st
         return st
 
@@ -333,19 +335,10 @@ class Analyzer:
         if seg.checksum_ok is False:
             conn.anomalies["bad_checksum"] += 1
 
-        changes: list[tuple[str, Inferred]] = []
-        for change in st.observers[role].sent(seg.seq, seg.ack, flags, seg.length, seg.time):
-            changes.append((role, change))
-        for change in st.observers[peer_role].received(seg.seq, seg.ack, flags, seg.length, seg.time):
-            changes.append((peer_role, change))
-        for who, change in changes:
-            note = ambiguity(change)
-            if note:
-                text = f"{who}: {note}"
-                if text not in conn.notes:
-                    conn.notes.append(text)
-        conn.client.final_state = st.observers[CLIENT].state
-        conn.server.final_state = st.observers[SERVER].state
+        changes = st.pair.packet(role, peer_role, seg.seq, seg.ack, flags, seg.length, seg.time)
+        self._note(conn, changes)
+        conn.client.final_state = st.pair.state(CLIENT)
+        conn.server.final_state = st.pair.state(SERVER)
 
         record = PacketRecord(
             index=seg.index,
@@ -366,8 +359,8 @@ class Analyzer:
             window=ws.window,
             analysis=ws.flags,
             dupack_num=ws.dupack_num,
-            client_state=st.observers[CLIENT].state,
-            server_state=st.observers[SERVER].state,
+            client_state=st.pair.state(CLIENT),
+            server_state=st.pair.state(SERVER),
             changes=tuple(changes),
             options=opts.describe(),
             raw=seg.raw if self.keep_raw else b"",
@@ -376,7 +369,22 @@ class Analyzer:
             self.packets.append(record)
         return record
 
+    @staticmethod
+    def _note(conn: Connection, changes: list[tuple[str, Inferred, float]]) -> None:
+        for who, change, _t in changes:
+            note = ambiguity(change)
+            if note:
+                text = f"{who}: {note}"
+                if text not in conn.notes:
+                    conn.notes.append(text)
+
     def finish(self, report: ReadReport) -> Analysis:
+        for st in self.state.values():
+            trailing = st.pair.flush()
+            self._note(st.conn, trailing)
+            st.conn.trailing_changes.extend(trailing)
+            st.conn.client.final_state = st.pair.state(CLIENT)
+            st.conn.server.final_state = st.pair.state(SERVER)
         zconns = self.zeek.close()
         conns = [self.state[k].conn for k in sorted(self.state)]
         return Analysis(conns, self.packets, zconns, report)

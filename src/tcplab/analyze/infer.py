@@ -198,3 +198,93 @@ def make_observer(initial: State | None) -> ObserverLike:
         return Observer(initial)
     model_observer: ObserverLike = ModelObserver(initial)
     return model_observer
+
+
+_SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
+MAX_IN_FLIGHT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    seq: int
+    ack: int
+    flags: int
+    length: int
+    time: float
+
+    @property
+    def end(self) -> Seq:
+        return Seq(self.seq) + self.length + (1 if self.flags & _SYN else 0) + (
+            1 if self.flags & _FIN else 0)
+
+
+class Pair:
+    """Two endpoints' observers and the segments in flight between them.
+
+    A capture is taken at one point on the path, so a segment seen leaving
+    one end has not necessarily reached the other.  The sender's change is
+    applied when the segment is seen.  A SYN or FIN (what can cross its
+    peer's) is delivered to the receiver only once the receiver shows it has
+    it: one of its own segments acknowledges the SYN or FIN (RFC 9293 §3.4);
+    a receiver's segment that does not was sent before it arrived, so the
+    receiver's own change comes first.  Other segments are delivered at once
+    unless something is already waiting for that receiver: they never
+    overtake it.  That is what makes a simultaneous close (the FINs cross, RFC
+    9293 §3.6 Figure 13) come out as FIN-WAIT-1 -> CLOSING on both ends when
+    the capture is taken next to one of them.  What is never acknowledged is
+    delivered at the end (``flush``).
+    """
+
+    def __init__(self, observers: dict[str, ObserverLike]) -> None:
+        self.observers = observers
+        self.in_flight: dict[str, list[_InFlight]] = {name: [] for name in observers}
+        self.last_time: dict[str, float] = {name: float("-inf") for name in observers}
+
+    def state(self, name: str) -> State | None:
+        return self.observers[name].state
+
+    def _deliver(self, name: str, seg: _InFlight, now: float) -> list[tuple[str, Inferred, float]]:
+        when = max(seg.time, self.last_time[name])
+        out = []
+        for change in self.observers[name].received(seg.seq, seg.ack, seg.flags, seg.length, now):
+            out.append((name, change, when))
+            self.last_time[name] = when
+        return out
+
+    def packet(
+        self, sender: str, receiver: str, seq: int, ack: int, flags: int, length: int, now: float
+    ) -> list[tuple[str, Inferred, float]]:
+        """One segment seen on the wire: (endpoint, change, time) in causal order."""
+        out: list[tuple[str, Inferred, float]] = []
+        queue = self.in_flight[sender]
+        if flags & _ACK:
+            while queue and Seq(ack) >= queue[0].end:
+                out += self._deliver(sender, queue.pop(0), now)
+        elif flags & _RST:
+            # A RST without ACK proves nothing; deliver what came before it.
+            while queue:
+                out += self._deliver(sender, queue.pop(0), now)
+        for change in self.observers[sender].sent(seq, ack, flags, length, now):
+            out.append((sender, change, now))
+            self.last_time[sender] = now
+        pending = self.in_flight[receiver]
+        segment = _InFlight(seq, ack, flags, length, now)
+        if not pending and not flags & (_SYN | _FIN):
+            return out + self._deliver(receiver, segment, now)
+        pending.append(segment)
+        while len(pending) > MAX_IN_FLIGHT:
+            out += self._deliver(receiver, pending.pop(0), now)
+        return out
+
+    def flush(self) -> list[tuple[str, Inferred, float]]:
+        """End of capture: everything still in flight is taken as delivered."""
+        out: list[tuple[str, Inferred, float]] = []
+        items = sorted(
+            ((seg.time, name, i, seg) for name, q in self.in_flight.items() for i, seg in enumerate(q)),
+            key=lambda x: (x[0], x[2]),
+        )
+        for _t, name, _i, seg in items:
+            out += self._deliver(name, seg, seg.time)
+        for q in self.in_flight.values():
+            q.clear()
+        return out

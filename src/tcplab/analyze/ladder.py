@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from tcplab.analyze.core import CLIENT, SERVER, Connection, PacketRecord, ambiguity
 from tcplab.analyze.frames import LINKTYPE_RAW, Frame, ReadReport, decode
-from tcplab.analyze.infer import ObserverLike, make_observer
+from tcplab.analyze.infer import Inferred, ObserverLike, Pair, make_observer
 from tcplab.states import State
 from tcplab.timeline import EndpointInfo, Note, Packet, Source, StateChange, Timeline
 from tcplab.wire.flags import Flags
@@ -73,15 +73,19 @@ def timeline_for(packets: Sequence[PacketRecord], connection: Connection) -> Tim
                 raw=p.raw,
             )
         )
-        for who, change in p.changes:
-            timeline.add(
-                StateChange(p.time, who, change.old, change.new, Source.INFERRED,
-                            f"{change.cause} ({change.rfc})")
-            )
-            note = ambiguity(change)
-            if note:
-                timeline.add(Note(p.time, note, who))
+        for who, change, when in p.changes:
+            _add_change(timeline, who, change, max(when, p.time))
+    for who, change, when in connection.trailing_changes:
+        _add_change(timeline, who, change, when)
     return timeline
+
+
+def _add_change(timeline: Timeline, who: str, change: Inferred, when: float) -> None:
+    timeline.add(StateChange(when, who, change.old, change.new, Source.INFERRED,
+                             f"{change.cause} ({change.rfc})" if change.rfc else change.cause))
+    note = ambiguity(change)
+    if note:
+        timeline.add(Note(when, note, who))
 
 
 def infer_states(timeline: Timeline) -> list[StateChange]:
@@ -92,34 +96,37 @@ def infer_states(timeline: Timeline) -> list[StateChange]:
     receiver LISTEN; without a SYN both start unknown.
     """
     packets = timeline.packets()
-    observers: dict[str, ObserverLike] = {}
+    pairs: dict[frozenset[str], Pair] = {}
     changes: list[StateChange] = []
     report = ReadReport()
     for p in packets:
         if p.dropped:
-            continue  # never reached the receiver; the sender still sent it
+            continue  # never on the wire past the fault: neither end changes for it
         seq, ack, length, flags = p.seq, p.ack, p.length, flags_from_text(p.flags)
         if p.raw:
             seg = decode(Frame(0, p.time, LINKTYPE_RAW, p.raw, len(p.raw), 0), report)
             if seg is not None:
                 seq, ack, length, flags = seg.seq, seg.ack, seg.length, seg.flags
-        if p.sender not in observers:
+        key = frozenset((p.sender, p.receiver))
+        pair = pairs.get(key)
+        if pair is None:
             pure_syn = flags & (Flags.SYN | Flags.ACK) == Flags.SYN
-            observers[p.sender] = make_observer(State.CLOSED if pure_syn else None)
-            if p.receiver not in observers:
-                observers[p.receiver] = make_observer(State.LISTEN if pure_syn else None)
-        elif p.receiver not in observers:
-            observers[p.receiver] = make_observer(None)
-        for who, result in (
-            (p.sender, observers[p.sender].sent(seq, ack, flags, length, p.time)),
-            (p.receiver, observers[p.receiver].received(seq, ack, flags, length, p.time)),
-        ):
-            for change in result:
-                changes.append(
-                    StateChange(p.time, who, change.old, change.new, Source.INFERRED,
-                                f"{change.cause} ({change.rfc})")
-                )
+            observers: dict[str, ObserverLike] = {
+                p.sender: make_observer(State.CLOSED if pure_syn else None),
+                p.receiver: make_observer(State.LISTEN if pure_syn else None),
+            }
+            pair = pairs[key] = Pair(observers)
+        for who, change, when in pair.packet(p.sender, p.receiver, seq, ack, flags, length, p.time):
+            changes.append(_state_change(who, change, when))
+    for pair in pairs.values():
+        for who, change, when in pair.flush():
+            changes.append(_state_change(who, change, when))
     return changes
+
+
+def _state_change(who: str, change: Inferred, when: float) -> StateChange:
+    return StateChange(when, who, change.old, change.new, Source.INFERRED,
+                       f"{change.cause} ({change.rfc})" if change.rfc else change.cause)
 
 
 def state_path(changes: Sequence[StateChange], endpoint: str) -> list[State]:

@@ -41,7 +41,6 @@ class PcapWriter:
             raise ValueError(f"link type {linktype} does not fit 16 bits")
         self._file = fileobj
         self._nanosecond = nanosecond
-        self._record = pcap.RecordHeader  # bound once: write() is per packet
         header = pcap.GlobalHeader("<", nanosecond, 2, 4, 0, 0, snaplen, linktype)
         fileobj.write(header.build())
 
@@ -51,11 +50,13 @@ class PcapWriter:
         if len(data) > pcap.MAX_CAPLEN:
             raise ValueError(f"record of {len(data)} bytes exceeds the 256 MiB limit")
         sec, ns = divmod(time_ns, 1_000_000_000)
+        if sec >> 32:
+            raise ValueError(f"timestamp {time_ns} ns is past 2106: pcap's u32 seconds end there")
         frac = ns if self._nanosecond else ns // 1000
         length = len(data) if orig_len is None else orig_len
         if length < len(data):
             raise ValueError(f"orig_len {length} is below the captured length {len(data)}")
-        self._file.write(self._record(sec, frac, len(data), length).build() + data)
+        self._file.write(pcap.RecordHeader(sec, frac, len(data), length).build() + data)
 
 
 class PcapngWriter:

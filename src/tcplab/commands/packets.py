@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from typing import Any, Final, TextIO
 
 import click
@@ -30,39 +30,58 @@ from tcplab.capture.source import MAX_KEPT_PROBLEMS
 from tcplab.flows import FlowTracker, FlowView
 from tcplab.wire.decode import NotTcp, TcpPacket, WireError, decode_frame
 from tcplab.wire.flags import Flags
-from tcplab.wire.options import TcpOption, format_options
+from tcplab.wire.options import (
+    KIND_EOL,
+    KIND_EXPERIMENT,
+    KIND_MSS,
+    KIND_NOP,
+    KIND_SACK,
+    KIND_SACK_PERMITTED,
+    KIND_TFO,
+    KIND_TIMESTAMPS,
+    KIND_WSCALE,
+    Eol,
+    Mss,
+    Nop,
+    Sack,
+    SackPermitted,
+    TcpOption,
+    TfoCookie,
+    Timestamps,
+    WindowScale,
+    format_options,
+)
 
 _BATCH: Final = 256
 TIME_FORMATS: Final = ("clock", "epoch", "delta", "date", "relative", "none")
 
 # JSON names of option records: tshark's field names where it has one.
-_OPTION_NAMES: Final = {
-    "Eol": (0, "eol"),
-    "Nop": (1, "nop"),
-    "Mss": (2, "mss"),
-    "WindowScale": (3, "wscale"),
-    "SackPermitted": (4, "sack_perm"),
-    "Sack": (5, "sack"),
-    "Timestamps": (8, "timestamp"),
-    "TfoCookie": (34, "tfo"),
+_OPTION_NAMES: Final[dict[type, tuple[int, str]]] = {
+    Eol: (KIND_EOL, "eol"),
+    Nop: (KIND_NOP, "nop"),
+    Mss: (KIND_MSS, "mss"),
+    WindowScale: (KIND_WSCALE, "wscale"),
+    SackPermitted: (KIND_SACK_PERMITTED, "sack_perm"),
+    Sack: (KIND_SACK, "sack"),
+    Timestamps: (KIND_TIMESTAMPS, "timestamp"),
+    TfoCookie: (KIND_TFO, "tfo"),
 }
 
 
 def option_json(option: TcpOption) -> dict[str, Any]:
-    """An option as a JSON object: kind, name, then its fields (bytes as hex)."""
-    cls = type(option).__name__
-    kind, name = _OPTION_NAMES.get(cls, (-1, "unknown"))
+    """An option as a JSON object: kind, name, then its fields (bytes as hex,
+    SACK blocks as [left, right] pairs of raw sequence numbers)."""
+    kind, name = _OPTION_NAMES.get(type(option), (-1, "unknown"))
     out: dict[str, Any] = {"kind": kind, "name": name}
-    if is_dataclass(option):
-        for f in fields(option):
-            value = getattr(option, f.name)
-            if isinstance(value, bytes):
-                value = value.hex()
-            elif isinstance(value, tuple):
-                value = [list(v) if isinstance(v, tuple) else v for v in value]
-            out[f.name] = value
-    if cls == "TfoCookie" and out.get("experimental"):
-        out["kind"] = 254
+    for f in fields(option):
+        value = getattr(option, f.name)
+        if isinstance(value, bytes):
+            value = value.hex()
+        elif isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
+        out[f.name] = value  # UnknownOption's own ``kind`` replaces the -1
+    if isinstance(option, TfoCookie) and option.experimental:
+        out["kind"] = KIND_EXPERIMENT  # RFC 7413 §4.1.1: kind 254 with magic 0xF989
     return out
 
 
@@ -162,6 +181,18 @@ def tcpdump_line(pkt: TcpPacket, view: FlowView, absolute: bool, stamp: str) -> 
     return "".join(parts)
 
 
+def _with_relative_sack(obj: dict[str, Any], view: FlowView) -> dict[str, Any]:
+    """SACK edges also relative to the peer's base, as Wireshark shows them
+    (``tcp.options.sack_le`` / ``sack_re``): they are sequence numbers of the
+    data flowing the other way (RFC 2018 §3)."""
+    if obj["name"] == "sack" and view.base_ack is not None:
+        base = view.base_ack
+        obj["blocks_rel"] = [
+            [(le - base) % (1 << 32), (re - base) % (1 << 32)] for le, re in obj["blocks"]
+        ]
+    return obj
+
+
 def packet_json(record: Record, pkt: TcpPacket, view: FlowView) -> dict[str, Any]:
     tcp = pkt.tcp
     return {
@@ -200,7 +231,7 @@ def packet_json(record: Record, pkt: TcpPacket, view: FlowView) -> dict[str, Any
         "checksum": tcp.checksum,
         "checksum_ok": pkt.checksum_ok,
         "urgent": tcp.urgent,
-        "options": [option_json(o) for o in tcp.options],
+        "options": [_with_relative_sack(option_json(o), view) for o in tcp.options],
         "option_error": tcp.option_error,
         "reused_ports": view.reused_ports,
     }
@@ -325,7 +356,7 @@ def list_packets(
             err.write(
                 f"read {records} packets ({tcp_count} TCP), skipped {skipped} malformed records\n"
             )
-        if records == 0 and problems:
+        if records == decode_failures and problems:  # nothing at all could be read
             return 1
     return 0
 

@@ -58,9 +58,13 @@ def cleanup(include_live: bool = False) -> CleanupReport:
     states: list[RunState] = []
     if STATE_ROOT.is_dir():
         for path in sorted(STATE_ROOT.glob("*/state.json")):
+            if not host.RUN_ID.match(path.parent.name):
+                continue  # not a lab run's directory (other tools share /run/tcplab)
             try:
                 state = RunState.load(path)
             except (OSError, ValueError, TypeError):
+                continue
+            if state.run_id != path.parent.name:
                 continue
             if _alive(state) and not include_live:
                 report.live.append(state.run_id)
@@ -69,20 +73,25 @@ def cleanup(include_live: bool = False) -> CleanupReport:
             states.append(state)
     for state in states:
         for pid, start in state.pids:
+            # Still ours: the same process (pid and start time) the run recorded.
             if start and host.proc_starttime(pid) == start:
                 try:
                     os.kill(pid, signal.SIGKILL)
                     report.killed.append(pid)
                 except ProcessLookupError:
                     pass
-        if state.tracefs_instance and Path(state.tracefs_instance).is_dir():
-            remove_instance(Path(state.tracefs_instance))
-            report.instances.append(state.tracefs_instance)
+        # Only names of this run's own form, whatever the file says.
+        instance = Path(state.tracefs_instance) if state.tracefs_instance else None
+        if instance and instance.name == f"tcplab-{state.run_id}" and instance.is_dir():
+            remove_instance(instance)
+            report.instances.append(str(instance))
         for name in state.namespaces:
-            if (host.NETNS_DIR / name).exists():
+            match = host.RUN_NAMESPACE.match(name)
+            if match and match[1] == state.run_id and (host.NETNS_DIR / name).exists():
                 host.ip("netns", "del", name)
                 report.namespaces.append(name)
-        if state.tracefs_mount and state.tracefs_mount in _tracefs_mounts():
+        own_mount = str(state.dir / "tracefs")
+        if state.tracefs_mount == own_mount and own_mount in _tracefs_mounts():
             unmount(Path(state.tracefs_mount))
             report.mounts.append(state.tracefs_mount)
         shutil.rmtree(state.dir, ignore_errors=True)

@@ -118,7 +118,10 @@ def in_netns(netns_path: str | Path, fn: Callable[[], T]) -> T:
 
 def ip(*args: str) -> None:
     """Run iproute2; a failure is a one-line LabError with ip's own message."""
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise LabError("the lab needs iproute2's ip (scripts/setup.sh installs it)") from None
     if proc.returncode != 0:
         raise LabError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
 

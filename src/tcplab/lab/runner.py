@@ -325,6 +325,7 @@ class _Run:
         self.calls: list[ApiCall] = []
         self.notes: list[Note] = []
         self.snapshot_events: list[Snapshot] = []
+        self.snapshot_count = 0
         self._ident = 0
         self.start_ns = time.monotonic_ns()
 
@@ -613,6 +614,7 @@ class _Run:
             if self.snapshots.error is not None:
                 self.notes.append(Note(time.monotonic(), f"sock_diag: {self.snapshots.error}"))
             self.snapshot_events = list(self.snapshots.events)
+            self.snapshot_count = self.snapshots.count
             self.snapshots = None
         if self.wire is not None:
             self.wire.stop()
@@ -766,7 +768,7 @@ class Lab:
                 "clock": "CLOCK_MONOTONIC",
                 "mode": "loopback" if run.loopback else "tun",
                 "tracing": run.tracer is not None,
-                "snapshots": run.snapshots.count if run.snapshots else 0,
+                "snapshots": run.snapshot_count,
                 "kernel_events": len(events),
                 "sysctl": scenario.sysctl,
             },

@@ -65,8 +65,9 @@ SUPPORTED_CALLS = frozenset(
 RUN_OPTIONS = {"isn", "step_gap", "delay", "loss", "duplicate", "reorder", "name", "verdict"}
 STEP_GAP = 0.005
 BLOCK_LIMIT = 600.0  # virtual seconds a blocking call may wait before it counts as hung
-SETTLE_LIMIT = 900.0  # after the last step, stop at the latest this much later
-_LONG_TIMERS = frozenset({TimerKind.TIME_WAIT, TimerKind.FIN_WAIT_2, TimerKind.KEEPALIVE})
+SETTLE_QUIET = 0.25  # as the lab: the wire must be quiet this long before a run ends
+SETTLE_MAX = 3.0
+STILL_BLOCKED = "still blocked at the end"  # the lab's result for a call that never returned
 
 
 def sim_can_play(scenario: Scenario) -> bool:
@@ -262,19 +263,17 @@ class Simulation:
             self._advance_to(t)
         return True
 
-    def settle(self, limit: float = SETTLE_LIMIT) -> None:
-        """Run until only long timers are left (or nothing): the run's natural end."""
-
-        def quiet() -> bool:
-            if self.net.in_flight or self.net.next_deadline() is not None:
-                return False
-            for host in self.hosts.values():
-                for conn in host.connections:
-                    if any(k not in _LONG_TIMERS for k in conn.timers):
-                        return False
-            return True
-
-        self.run_until(quiet, self.now + limit)
+    def settle(self) -> None:
+        """End the run the way the lab does: once the wire has been quiet for
+        ``SETTLE_QUIET`` seconds, at most ``SETTLE_MAX`` after the last step
+        (tcplab.lab.runner), so a sim run and a live run cover the same span."""
+        begin = self.now
+        while self.now - begin < SETTLE_MAX:
+            packets = self.timeline.packets()
+            last = max(packets[-1].time, begin) if packets else begin
+            if self.now - last >= SETTLE_QUIET:
+                break
+            self.run_until(lambda: False, min(last + SETTLE_QUIET, begin + SETTLE_MAX))
 
     def run_to_the_end(self, limit: float = 3600.0) -> None:
         """Run until no timer at all is left, TIME-WAIT included (property tests)."""
@@ -418,7 +417,7 @@ class Simulation:
         self.net.release_held(self.now)
         self.settle()
         for pending in self.pending:
-            self._api(pending.step, pending.started, "blocked", None)
+            self._api(pending.step, pending.started, STILL_BLOCKED, None)
         self.pending.clear()
         self.timeline.sort()
         return self.timeline
@@ -685,10 +684,10 @@ def verdict(timeline: Timeline) -> str:
     accepts: list[str] = []
     for name in ("client", "server"):
         calls = [c for c in timeline.api_calls(name) if c.call == "accept"]
-        done = sum(1 for c in calls if c.result not in (None, "blocked"))
+        done = sum(1 for c in calls if c.result not in (None, STILL_BLOCKED))
         if done:
             accepts.append(f"{name} accepted {done} connection{'s' if done > 1 else ''}")
-        if any(c.result == "blocked" for c in calls):
+        if any(c.result == STILL_BLOCKED for c in calls):
             accepts.append(f"{name} accept() still waiting at the end")
     finals = []
     for name in ("client", "server"):

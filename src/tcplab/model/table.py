@@ -123,6 +123,8 @@ GUARDS: dict[str, str] = {
                  " (Linux tcp_rcv_state_process: TCPAbortOnData)",
     "two_way_handshake": "counterfactual switch: the server trusts a bare SYN",
     "linux": "the linux profile (the RFC profile does not do this)",
+    "accept_queue_full": "the listener's accept queue holds more than backlog children"
+                         " (Linux sk_acceptq_is_full)",
 }
 
 _S = State
@@ -154,6 +156,10 @@ TRANSITIONS: tuple[Transition, ...] = (
       note="SYN retries exhausted (ETIMEDOUT)"),
     T(_S.SYN_RECEIVED, Trigger.RCV_ACK_OF_SYN, _S.ESTABLISHED, None, False, "RFC 9293 §3.10.7.4",
       note="the handshake completes; a child joins the accept queue"),
+    T(_S.SYN_RECEIVED, Trigger.RCV_ACK_OF_SYN, _S.CLOSED, None, False,
+      "Linux listen overflow (tcp_check_req)", guard="accept_queue_full",
+      note="the accept queue is full: the request is dropped, nothing is sent; the client"
+           " believes it is connected"),
     T(_S.SYN_RECEIVED, Trigger.RCV_SYN_ACK, _S.ESTABLISHED, _C.NONE, True,
       "RFC 9293 §3.10.7.4; RFC 5961 §4", note="simultaneous open: the peer's SYN-ACK ACKs our SYN"),
     T(_S.SYN_RECEIVED, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4",

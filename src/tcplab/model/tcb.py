@@ -805,7 +805,13 @@ class Connection(_Machine):
                                          self.remote[1], ack, None, Flags.RST))
                 return False
             if self.listener is not None and not self.listener.can_complete():
-                return False  # Linux: listen overflow, the final ACK is dropped
+                # Linux listen overflow: the request disappears without a word (no
+                # SYN-ACK retransmission, nothing in sock_diag; seen with `tcplab run
+                # backlog-full`).  The client believes it is connected.
+                self._set_state(State.CLOSED, Trigger.RCV_ACK_OF_SYN, now, "accept queue full")
+                self._clear()
+                self.listener.child_gone(self)
+                return False
             self._ack_advance(ack, now)
             self._set_state(State.ESTABLISHED, Trigger.RCV_ACK_OF_SYN, now)
             self.snd_wnd = seg.window << self.snd_wscale
