@@ -17,8 +17,9 @@ TRACES = Path("/work/shared/peer-traces/zeek/traces")
 def run_process(*args: str) -> tuple[int, str, str]:
     """The real entry point, where errors become one line (tcplab.cli.main)."""
     code = "import sys; from tcplab.cli import main; main(sys.argv[1:])"
-    proc = subprocess.run([sys.executable, "-c", code, "analyze", *args],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "analyze", *args], capture_output=True, text=True, timeout=60
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -46,7 +47,14 @@ def test_conn_log_is_zeek_tsv_and_matches_baseline() -> None:
     head = out.splitlines()[:8]
     assert head[0] == "#separator \\x09"
     assert [h.split("\t")[0] for h in head[1:]] == [
-        "#set_separator", "#empty_field", "#unset_field", "#path", "#open", "#fields", "#types"]
+        "#set_separator",
+        "#empty_field",
+        "#unset_field",
+        "#path",
+        "#open",
+        "#fields",
+        "#types",
+    ]
     assert out.splitlines()[-1].startswith("#close\t")
     rows = zeek_cut(out, "id.orig_p", "conn_state", "history")
     assert rows.count(["26242", "REJ", "Sr"]) == 3
@@ -61,7 +69,11 @@ def test_json_one_object_per_connection() -> None:
     assert len(objs) == 1
     c = objs[0]
     assert (c["conn_state"], c["history"], c["ending"], c["active_closer"]) == (
-        "SF", "ShADadFf", "FIN both ways", "client")
+        "SF",
+        "ShADadFf",
+        "FIN both ways",
+        "client",
+    )
     assert c["client"]["final_state"] == "TIME-WAIT"
     assert c["server"]["final_state"] == "CLOSED"
     assert c["handshake_seen"] is True
@@ -115,7 +127,7 @@ def test_table_default() -> None:
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
     bogus = tmp_path / "x.pcap"
     bogus.write_bytes(b"hello world, not a capture")
-    code, out, err = run_process(str(bogus))
+    code, _out, err = run_process(str(bogus))
     assert code == 2 and err.count("\n") == 1 and "not a pcap" in err and "Traceback" not in err
     code, _, err = run_process(str(tmp_path / "missing.pcap"))
     assert code != 0 and err.count("\n") == 1

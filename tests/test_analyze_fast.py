@@ -31,12 +31,19 @@ def detailed_rows(path: Path) -> list[tuple[object, ...]]:
             rexmit[(p.stream, p.sender)] = rexmit.get((p.stream, p.sender), 0) + 1
     rows = []
     for c in analysis.connections:
-        rows.append((
-            c.client.label, c.server.label, (c.client.packets, c.server.packets),
-            (c.client.payload_bytes, c.server.payload_bytes), c.ending,
-            (rexmit.get((c.number, "client"), 0), rexmit.get((c.number, "server"), 0)),
-            c.active_closer, _r(c.rtt_syn_synack), _r(c.rtt_synack_ack),
-        ))
+        rows.append(
+            (
+                c.client.label,
+                c.server.label,
+                (c.client.packets, c.server.packets),
+                (c.client.payload_bytes, c.server.payload_bytes),
+                c.ending,
+                (rexmit.get((c.number, "client"), 0), rexmit.get((c.number, "server"), 0)),
+                c.active_closer,
+                _r(c.rtt_syn_synack),
+                _r(c.rtt_synack_ack),
+            )
+        )
     return rows
 
 
@@ -45,8 +52,20 @@ def _r(x: float | None) -> float | None:
 
 
 def fast_rows(conns: list[FastConn]) -> list[tuple[object, ...]]:
-    return [(c.client, c.server, c.packets, c.payload, c.ending, c.retransmissions, c.closer,
-             _r(c.syn_synack), _r(c.synack_ack)) for c in conns]
+    return [
+        (
+            c.client,
+            c.server,
+            c.packets,
+            c.payload,
+            c.ending,
+            c.retransmissions,
+            c.closer,
+            _r(c.syn_synack),
+            _r(c.synack_ack),
+        )
+        for c in conns
+    ]
 
 
 @pytest.mark.parametrize("name", PCAPS)
@@ -71,8 +90,15 @@ def test_fast_summary_on_synthetic_capture_with_small_chunks(tmp_path: Path) -> 
     assert sum(c.packets[0] + c.packets[1] for c in whole) == info["packets"]
 
 
-def _packet(t: float, src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int,
-            flags: int, payload: bytes = b"") -> bytes:
+def _packet(
+    t: float,
+    src: tuple[str, int],
+    dst: tuple[str, int],
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes = b"",
+) -> bytes:
     import ipaddress
     import struct
 
@@ -88,7 +114,7 @@ def _packet(t: float, src: tuple[str, int], dst: tuple[str, int], seq: int, ack:
     ip = ip[:10] + struct.pack("!H", 0xFFFF - _ones_complement_sum(ip)) + ip[12:]
     frame = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + seg
     sec = int(t)
-    return struct.pack("<IIII", sec, int(round((t - sec) * 1e6)), len(frame), len(frame)) + frame
+    return struct.pack("<IIII", sec, round((t - sec) * 1e6), len(frame), len(frame)) + frame
 
 
 def write_pcap(path: Path, records: list[bytes]) -> None:
@@ -122,7 +148,8 @@ def test_port_reuse_starts_a_new_connection(tmp_path: Path) -> None:
     for chunk in (1 << 20, 300):
         conns, _ = summarize_file(path, chunk=chunk)
         assert [(c.packets, c.payload, c.ending) for c in conns] == [
-            ((5, 3), (10, 20), "FIN both ways")] * 2
+            ((5, 3), (10, 20), "FIN both ways")
+        ] * 2
     det = analyze_file(path)
     assert [c.number for c in det.connections] == [0, 1]
     assert "reused_ports" in det.packets[8].analysis

@@ -27,8 +27,10 @@ HELPER = Path(__file__).parent / "data" / "analyze" / "live_scenarios.py"
 
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                       reason="needs root and iproute2 (network namespaces)"),
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None,
+        reason="needs root and iproute2 (network namespaces)",
+    ),
 ]
 
 
@@ -48,8 +50,11 @@ def namespace() -> Iterator[str]:
 
 
 def run_scenario(ns: str, scenario: str, out: Path, *extra: str) -> dict[str, object]:
-    subprocess.run(["ip", "netns", "exec", ns, sys.executable, str(HELPER), scenario, str(out),
-                    *extra], check=True, timeout=60)
+    subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, str(HELPER), scenario, str(out), *extra],
+        check=True,
+        timeout=60,
+    )
     kernel: dict[str, object] = json.loads((out / "kernel.json").read_text())
     return kernel
 
@@ -65,10 +70,17 @@ def paths(capture: Path) -> tuple[list[State], list[State], object]:
     return state_path(changes, "client"), state_path(changes, "server"), (analysis, conn)
 
 
-SS_NAMES = {"ESTAB": State.ESTABLISHED, "FIN-WAIT-1": State.FIN_WAIT_1,
-            "FIN-WAIT-2": State.FIN_WAIT_2, "CLOSE-WAIT": State.CLOSE_WAIT,
-            "TIME-WAIT": State.TIME_WAIT, "LAST-ACK": State.LAST_ACK, "CLOSING": State.CLOSING,
-            "SYN-SENT": State.SYN_SENT, "SYN-RECV": State.SYN_RECEIVED}
+SS_NAMES = {
+    "ESTAB": State.ESTABLISHED,
+    "FIN-WAIT-1": State.FIN_WAIT_1,
+    "FIN-WAIT-2": State.FIN_WAIT_2,
+    "CLOSE-WAIT": State.CLOSE_WAIT,
+    "TIME-WAIT": State.TIME_WAIT,
+    "LAST-ACK": State.LAST_ACK,
+    "CLOSING": State.CLOSING,
+    "SYN-SENT": State.SYN_SENT,
+    "SYN-RECV": State.SYN_RECEIVED,
+}
 
 
 def kernel_states(snapshot: list[list[str]], client_port: int) -> dict[str, State]:
@@ -90,36 +102,60 @@ def states_at(analysis: object, when: float) -> dict[str, State | None]:
 
 
 def compare_with_tshark(capture: Path, analysis: object) -> None:
+    """Relative seq/ack, tcp.len and every tcp.analysis flag equal tshark's."""
     if shutil.which("tshark") is None:
         return
-    out = subprocess.run(
-        ["tshark", "-r", str(capture), "-Y", "tcp", "-T", "fields", "-e", "frame.number",
-         "-e", "tcp.seq", "-e", "tcp.ack", "-e", "tcp.flags.ack",
-         "-e", "tcp.analysis.flags"], capture_output=True, text=True, check=True).stdout
+    from tcplab.analyze.wireshark import FLAG_NAMES
+
+    fields = ["frame.number", "tcp.seq", "tcp.ack", "tcp.flags.ack", "tcp.len"]
+    fields += [f"tcp.analysis.{name}" for name in FLAG_NAMES]
+    cmd = ["tshark", "-r", str(capture), "-Y", "tcp", "-T", "fields"]
+    for name in fields:
+        cmd += ["-e", name]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     theirs = {int(r.split("\t")[0]): r.split("\t") for r in out.splitlines()}
+    assert len(theirs) == len(analysis.packets)  # type: ignore[attr-defined]
     for p in analysis.packets:  # type: ignore[attr-defined]
         row = theirs[p.index]
-        assert p.rel_seq == int(row[1])
-        assert p.rel_ack == (int(row[2]) if row[3] == "1" else None)
-        assert bool(p.analysis - {"window_update"}) == bool(row[4]) or "window_update" in p.analysis
+        flags = {n for n, v in zip(FLAG_NAMES, row[5:], strict=True) if v}
+        expected = (int(row[1]), int(row[2]) if row[3] == "1" else None, int(row[4]), flags)
+        assert (p.rel_seq, p.rel_ack, p.length, set(p.analysis)) == expected, p.index
 
 
 def test_normal_close(namespace: str, tmp_path: Path) -> None:
     kernel = run_scenario(namespace, "normal", tmp_path)
     client, server, (analysis, conn) = paths(tmp_path / "capture.pcap")
-    assert client == [State.CLOSED, State.SYN_SENT, State.ESTABLISHED, State.FIN_WAIT_1,
-                      State.FIN_WAIT_2, State.TIME_WAIT]
-    assert server == [State.LISTEN, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT,
-                      State.LAST_ACK, State.CLOSED]
+    assert client == [
+        State.CLOSED,
+        State.SYN_SENT,
+        State.ESTABLISHED,
+        State.FIN_WAIT_1,
+        State.FIN_WAIT_2,
+        State.TIME_WAIT,
+    ]
+    assert server == [
+        State.LISTEN,
+        State.SYN_RECEIVED,
+        State.ESTABLISHED,
+        State.CLOSE_WAIT,
+        State.LAST_ACK,
+        State.CLOSED,
+    ]
     snaps = {label: (t, rows) for label, t, rows in kernel["snapshots"]}  # type: ignore[attr-defined]
     t, rows = snaps["client closed"]
     assert kernel_states(rows, conn.client.port) == {
-        "client": State.FIN_WAIT_2, "server": State.CLOSE_WAIT}
+        "client": State.FIN_WAIT_2,
+        "server": State.CLOSE_WAIT,
+    }
     assert states_at(analysis, t) == {"client": State.FIN_WAIT_2, "server": State.CLOSE_WAIT}
     t, rows = snaps["both closed"]
     assert kernel_states(rows, conn.client.port) == {"client": State.TIME_WAIT}
     assert (conn.client.final_state, conn.server.final_state) == (State.TIME_WAIT, State.CLOSED)
-    assert (conn.active_closer, conn.ending, conn.zeek_conn_state) == ("client", "FIN both ways", "SF")
+    assert (conn.active_closer, conn.ending, conn.zeek_conn_state) == (
+        "client",
+        "FIN both ways",
+        "SF",
+    )
     assert conn.zeek_history == "ShADadFf"
     # Without -C, Zeek rejects every offloaded checksum: only C/c letters.
     strict = analyze_file(tmp_path / "capture.pcap").connections[0]
@@ -130,10 +166,22 @@ def test_normal_close(namespace: str, tmp_path: Path) -> None:
 def test_half_close(namespace: str, tmp_path: Path) -> None:
     kernel = run_scenario(namespace, "half", tmp_path)
     client, server, (analysis, conn) = paths(tmp_path / "capture.pcap")
-    assert client == [State.CLOSED, State.SYN_SENT, State.ESTABLISHED, State.FIN_WAIT_1,
-                      State.FIN_WAIT_2, State.TIME_WAIT]
-    assert server == [State.LISTEN, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT,
-                      State.LAST_ACK, State.CLOSED]
+    assert client == [
+        State.CLOSED,
+        State.SYN_SENT,
+        State.ESTABLISHED,
+        State.FIN_WAIT_1,
+        State.FIN_WAIT_2,
+        State.TIME_WAIT,
+    ]
+    assert server == [
+        State.LISTEN,
+        State.SYN_RECEIVED,
+        State.ESTABLISHED,
+        State.CLOSE_WAIT,
+        State.LAST_ACK,
+        State.CLOSED,
+    ]
     snaps = {label: (t, rows) for label, t, rows in kernel["snapshots"]}  # type: ignore[attr-defined]
     for label in ("client shut down writing", "server sent after half-close"):
         t, rows = snaps[label]
@@ -141,8 +189,11 @@ def test_half_close(namespace: str, tmp_path: Path) -> None:
         assert kernel_states(rows, conn.client.port) == expected
         assert states_at(analysis, t) == expected
     # The server's data after the client's FIN is in the capture.
-    after_fin = [p for p in analysis.packets if p.sender == "server" and p.length > 0
-                 and p.client_state == State.FIN_WAIT_2]
+    after_fin = [
+        p
+        for p in analysis.packets
+        if p.sender == "server" and p.length > 0 and p.client_state == State.FIN_WAIT_2
+    ]
     assert after_fin
     t, rows = snaps["both closed"]
     assert kernel_states(rows, conn.client.port) == {"client": State.TIME_WAIT}
@@ -178,8 +229,26 @@ def veth_pair() -> Iterator[tuple[str, str]]:
             _ns(ns, "link", "set", "lo", "up")
             _ns(ns, "link", "set", dev, "up")
             # A slow token bucket: filler datagrams queue up and hold the FINs.
-            subprocess.run(["tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf",
-                            "rate", "400kbit", "burst", "1600", "latency", "1s"], check=True)
+            subprocess.run(
+                [
+                    "tc",
+                    "-n",
+                    ns,
+                    "qdisc",
+                    "add",
+                    "dev",
+                    dev,
+                    "root",
+                    "tbf",
+                    "rate",
+                    "400kbit",
+                    "burst",
+                    "1600",
+                    "latency",
+                    "1s",
+                ],
+                check=True,
+            )
         yield a, b
     finally:
         subprocess.run(["ip", "netns", "del", a], check=False)
@@ -189,7 +258,7 @@ def veth_pair() -> Iterator[tuple[str, str]]:
 def test_simultaneous_close(veth_pair: tuple[str, str], tmp_path: Path) -> None:
     a, b = veth_pair
     kernel = run_scenario(a, "simultaneous", tmp_path, b)
-    client, server, (analysis, conn) = paths(tmp_path / "capture.pcap")
+    client, server, (_analysis, conn) = paths(tmp_path / "capture.pcap")
     expected_tail = [State.ESTABLISHED, State.FIN_WAIT_1, State.CLOSING, State.TIME_WAIT]
     assert client[-4:] == expected_tail
     assert server[-4:] == expected_tail

@@ -56,9 +56,16 @@ def compare(path: Path, name: str) -> tuple[int, list[str]]:
         if row is None:
             continue
         compared += 1
-        flags = frozenset(n for n, v in zip(FLAG_NAMES, row[6 : 6 + len(FLAG_NAMES)], strict=True) if v)
-        expected = (int(row[2]), int(row[3]) if row[4] == "1" else None, int(row[5]), flags,
-                    int(row[-1]) if row[-1] else 0)
+        flags = frozenset(
+            n for n, v in zip(FLAG_NAMES, row[6 : 6 + len(FLAG_NAMES)], strict=True) if v
+        )
+        expected = (
+            int(row[2]),
+            int(row[3]) if row[4] == "1" else None,
+            int(row[5]),
+            flags,
+            int(row[-1]) if row[-1] else 0,
+        )
         mine = (got.rel_seq, got.rel_ack, seg.wire_length, got.flags, got.dupack_num)
         if stream_map.setdefault(int(row[1]), got.stream) != got.stream:
             problems.append(f"frame {seg.index}: stream {got.stream} vs tshark {row[1]}")

@@ -38,23 +38,73 @@ CASES: list[tuple[str, str, bool, bool]] = [
     ("mixed-vlan-mpls.pcap", "core.vlan-mpls/conn.log", True, True),
     ("pppoe-over-qinq.pcap", "core.pppoe-over-qinq/conn.log", False, False),
     ("tunnels/Teredo.pcap", "core.tunnels.teredo/conn.log", False, False),
-    ("tunnels/gtp/gtp2_different_udp_port.pcap", "core.tunnels.gtp.different_dl_and_ul/conn.log", True, True),
-    ("ssh/ssh.client-side-half-duplex.pcap", "scripts.base.protocols.ssh.half-duplex-client/conn.log", False, False),
-    ("ssh/ssh.server-side-half-duplex.pcap", "scripts.base.protocols.ssh.half-duplex-server/conn.log", False, False),
-    ("modbus/modbus-and-non-modbus-p502.pcap", "scripts.base.protocols.modbus.modbus_and_non_modbus_on_port_502/conn.log", False, False),
+    (
+        "tunnels/gtp/gtp2_different_udp_port.pcap",
+        "core.tunnels.gtp.different_dl_and_ul/conn.log",
+        True,
+        True,
+    ),
+    (
+        "ssh/ssh.client-side-half-duplex.pcap",
+        "scripts.base.protocols.ssh.half-duplex-client/conn.log",
+        False,
+        False,
+    ),
+    (
+        "ssh/ssh.server-side-half-duplex.pcap",
+        "scripts.base.protocols.ssh.half-duplex-server/conn.log",
+        False,
+        False,
+    ),
+    (
+        "modbus/modbus-and-non-modbus-p502.pcap",
+        "scripts.base.protocols.modbus.modbus_and_non_modbus_on_port_502/conn.log",
+        False,
+        False,
+    ),
     ("pop3/pop3.pcap", "scripts.base.protocols.pop3.basic/conn.log", True, False),
     ("ftp/ipv6.pcap", "scripts.base.protocols.ftp.ftp-ipv6/conn.log", True, False),
     ("ftp/ipv4.pcap", "scripts.base.protocols.ftp.ftp-ipv4/conn.log", True, False),
     ("ssh/ssh.pcap", "scripts.base.protocols.ssh.basic/conn.log", False, False),
-    ("http/http-to-ssh.pcap", "scripts.base.frameworks.analyzer.request-response-protocol-differences/conn-http-to-ssh.log", False, False),
-    ("tls/https-to-http.pcap", "scripts.base.frameworks.analyzer.request-response-protocol-differences/conn-https-to-http.log", False, False),
+    (
+        "http/http-to-ssh.pcap",
+        "scripts.base.frameworks.analyzer.request-response-protocol-differences/conn-http-to-ssh.log",
+        False,
+        False,
+    ),
+    (
+        "tls/https-to-http.pcap",
+        "scripts.base.frameworks.analyzer.request-response-protocol-differences/conn-https-to-http.log",
+        False,
+        False,
+    ),
     ("ldap/simpleauth.pcap", "scripts.base.protocols.ldap.basic/conn.log", False, True),
-    ("http/concurrent-range-requests.pcap", "scripts.base.protocols.http.concurrent-range-requests/conn.log", True, False),
-    ("http/connect-with-smtp.pcap", "scripts.base.protocols.http.http-connect/conn.log", True, False),
+    (
+        "http/concurrent-range-requests.pcap",
+        "scripts.base.protocols.http.concurrent-range-requests/conn.log",
+        True,
+        False,
+    ),
+    (
+        "http/connect-with-smtp.pcap",
+        "scripts.base.protocols.http.http-connect/conn.log",
+        True,
+        False,
+    ),
     ("ftp/bigtransfer.pcap", "core.tcp.large-file-reassembly/conn.log", False, False),
-    ("chksums/localhost-bad-chksum.pcap", "core.checksums_ignore_nets/conn-failed.log", True, False),
+    (
+        "chksums/localhost-bad-chksum.pcap",
+        "core.checksums_ignore_nets/conn-failed.log",
+        True,
+        False,
+    ),
     ("chksums/localhost-bad-chksum.pcap", "core.checksums_ignore_nets/conn-worked.log", True, True),
-    ("http/m57-long-49583-80.pcap", "scripts.base.protocols.http.m57-long-download-windowsupdate-1/conn.log.cut", True, False),
+    (
+        "http/m57-long-49583-80.pcap",
+        "scripts.base.protocols.http.m57-long-download-windowsupdate-1/conn.log.cut",
+        True,
+        False,
+    ),
 ]
 
 # Rows tcplab deliberately does not produce (docs/analyze.md, "Tunnels"):
@@ -84,42 +134,64 @@ def read_baseline(path: Path) -> dict[tuple[str, str, str, str], list[dict[str, 
         rec = dict(zip(fields, parts, strict=False))
         if rec.get("proto", "tcp") != "tcp":
             continue
-        key = (rec.get("id.orig_h", ""), rec.get("id.orig_p", ""),
-               rec.get("id.resp_h", ""), rec.get("id.resp_p", ""))
+        key = (
+            rec.get("id.orig_h", ""),
+            rec.get("id.orig_p", ""),
+            rec.get("id.resp_h", ""),
+            rec.get("id.resp_p", ""),
+        )
         rows[key].append(rec)
     return rows
 
 
-def ours(trace: str, bare: bool, ignore_checksums: bool) -> dict[tuple[str, str, str, str], list[dict[str, str]]]:
+def ours(
+    trace: str, bare: bool, ignore_checksums: bool
+) -> dict[tuple[str, str, str, str], list[dict[str, str]]]:
     ports = frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS
     out: dict[tuple[str, str, str, str], list[dict[str, str]]] = defaultdict(list)
     for c in track(read_segments(TRACES / trace), ports, ignore_checksums):
         key = (c.orig.addr, str(c.orig.port), c.resp.addr, str(c.resp.port))
-        out[key].append({
-            "conn_state": c.conn_state(),
-            "history": c.history,
-            "orig_pkts": str(c.orig.pkts),
-            "resp_pkts": str(c.resp.pkts),
-            "orig_ip_bytes": str(c.orig.ip_bytes),
-            "resp_ip_bytes": str(c.resp.ip_bytes),
-            "orig_bytes": str(c.orig_bytes()) if c.duration > 0 else "-",
-            "resp_bytes": str(c.resp_bytes()) if c.duration > 0 else "-",
-            "missed_bytes": str(c.missed_bytes),
-        })
+        out[key].append(
+            {
+                "conn_state": c.conn_state(),
+                "history": c.history,
+                "orig_pkts": str(c.orig.pkts),
+                "resp_pkts": str(c.resp.pkts),
+                "orig_ip_bytes": str(c.orig.ip_bytes),
+                "resp_ip_bytes": str(c.resp.ip_bytes),
+                "orig_bytes": str(c.orig_bytes()) if c.duration > 0 else "-",
+                "resp_bytes": str(c.resp_bytes()) if c.duration > 0 else "-",
+                "missed_bytes": str(c.missed_bytes),
+            }
+        )
     return out
 
 
-COMPARED = ("conn_state", "history", "orig_pkts", "resp_pkts", "orig_ip_bytes",
-            "resp_ip_bytes", "orig_bytes", "resp_bytes", "missed_bytes")
+COMPARED = (
+    "conn_state",
+    "history",
+    "orig_pkts",
+    "resp_pkts",
+    "orig_ip_bytes",
+    "resp_ip_bytes",
+    "orig_bytes",
+    "resp_bytes",
+    "missed_bytes",
+)
 
 
 def _project(rows: list[dict[str, str]], names: list[str]) -> list[tuple[str, ...]]:
     return sorted(tuple(r.get(n, "") for n in names) for r in rows)
 
 
-@pytest.mark.parametrize(("trace", "baseline", "bare", "nochk"), CASES,
-                         ids=[f"{c[0]}:{c[1].split('/')[0]}" for c in CASES])
-def test_conn_state_and_history_match_zeek(trace: str, baseline: str, bare: bool, nochk: bool) -> None:
+@pytest.mark.parametrize(
+    ("trace", "baseline", "bare", "nochk"),
+    CASES,
+    ids=[f"{c[0]}:{c[1].split('/')[0]}" for c in CASES],
+)
+def test_conn_state_and_history_match_zeek(
+    trace: str, baseline: str, bare: bool, nochk: bool
+) -> None:
     expected = read_baseline(BASE / baseline)
     got = ours(trace, bare, nochk)
     if baseline in TUNNELLED:
@@ -175,16 +247,36 @@ def test_fin_retransmit_endpoint_states() -> None:
     # core.tcp.fin-retransmit/out: orig state=5 (CLOSED) 3 pkts 156 bytes,
     # resp state=6 (RESET) 2 pkts 92 bytes, both sizes 0.
     conn = _one("tcp/fin_retransmission.pcap")
-    assert (int(conn.orig.state), conn.orig.pkts, conn.orig.ip_bytes, conn.orig_bytes()) == (5, 3, 156, 0)
-    assert (int(conn.resp.state), conn.resp.pkts, conn.resp.ip_bytes, conn.resp_bytes()) == (6, 2, 92, 0)
+    assert (int(conn.orig.state), conn.orig.pkts, conn.orig.ip_bytes, conn.orig_bytes()) == (
+        5,
+        3,
+        156,
+        0,
+    )
+    assert (int(conn.resp.state), conn.resp.pkts, conn.resp.ip_bytes, conn.resp_bytes()) == (
+        6,
+        2,
+        92,
+        0,
+    )
 
 
 def test_rst_after_syn_endpoint_states() -> None:
     # core.tcp.rst-after-syn/.stdout: orig size 175 state=1 4 pkts 395 bytes;
     # resp size 0 state=6 5 pkts 236 bytes.
     conn = _one("tcp/rst-inject-rae.pcap")
-    assert (conn.orig_bytes(), int(conn.orig.state), conn.orig.pkts, conn.orig.ip_bytes) == (175, 1, 4, 395)
-    assert (conn.resp_bytes(), int(conn.resp.state), conn.resp.pkts, conn.resp.ip_bytes) == (0, 6, 5, 236)
+    assert (conn.orig_bytes(), int(conn.orig.state), conn.orig.pkts, conn.orig.ip_bytes) == (
+        175,
+        1,
+        4,
+        395,
+    )
+    assert (conn.resp_bytes(), int(conn.resp.state), conn.resp.pkts, conn.resp.ip_bytes) == (
+        0,
+        6,
+        5,
+        236,
+    )
 
 
 def test_handshake_reorder_flips_roles() -> None:

@@ -64,7 +64,8 @@ def test_why_three_way() -> None:
     assert calls(three, "server", "accept") == [("still blocked at the end", None)]
     assert State.ESTABLISHED in two.state_path("server")
     (accepted,) = calls(two, "server", "accept")
-    assert accepted[0] not in (None, "still blocked at the end")  # the app got a connection nobody opened
+    # The application got a connection nobody opened.
+    assert accepted[0] not in (None, "still blocked at the end")
 
 
 def test_why_2msl() -> None:

@@ -12,12 +12,17 @@ from tcplab.timeline import Source, Timeline
 
 PLAYABLE = [sid for sid in builtin_ids() if sim_can_play(load(sid))]
 
-# Facts the model does not reproduce, and why.  Linux does not either: on this kernel
-# `tcplab run seq-ack-walkthrough` shows the client's ACK of the server's FIN riding on
-# its own FIN (F. ack 14), as tests/data/model/loopback-walk.txt does: a socket that has
-# received data delays the ACK of a FIN by 40 ms, longer than the next call takes.
+# Catalog facts the model does not reproduce because Linux does not show them either,
+# checked with `tcplab run` on this kernel (the sim's segment sequence equals the live
+# one in both):
+# * seq-ack-walkthrough: the client's ACK of the server's FIN rides on its own FIN
+#   (F. ack 14; also tests/data/model/loopback-walk.txt): a socket that has received
+#   data delays the ACK of a FIN by 40 ms, longer than the next call takes.
+# * backlog-full: with the accept queue full the third client's SYNs are all dropped
+#   (no SYN-ACK), and the second client's request leaves no SYN-RECV socket behind.
 NOT_REPRODUCED: dict[str, set[str]] = {
     "seq-ack-walkthrough": {"segments"},
+    "backlog-full": {"flags_contain", "snapshot.server"},
 }
 
 
@@ -34,7 +39,7 @@ def test_builtin_scenario_facts_hold_on_the_linux_profile(sid: str) -> None:
     assert all(c.source is Source.MODEL for c in timeline.state_changes())
     skip = NOT_REPRODUCED.get(sid, set())
     failed = [f"{r.fact}: {r.detail}" for r in check(scenario, timeline)
-              if not r.held and r.fact.split(".")[0] not in skip]
+              if not r.held and r.fact not in skip and r.fact.split(".")[0] not in skip]
     assert failed == []
     assert Timeline.from_json(timeline.to_json()) == timeline
 
@@ -53,7 +58,8 @@ def test_known_differences_are_still_differences() -> None:
     for sid, facts in NOT_REPRODUCED.items():
         scenario = load(sid)
         results = check(scenario, Simulation(scenario).run())
-        assert any(not r.held and r.fact.split(".")[0] in facts for r in results), sid
+        assert any(not r.held and (r.fact in facts or r.fact.split(".")[0] in facts)
+                   for r in results), sid
 
 
 def test_cli_list_shows_playable_scenarios_only() -> None:

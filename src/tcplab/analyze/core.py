@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcplab.analyze.frames import ReadReport, Segment, read_segments
-from tcplab.analyze.infer import Inferred, Pair, make_observer
+from tcplab.analyze.infer import InferredLike, Pair, make_observer
 from tcplab.analyze.wireshark import PROBLEM_FLAGS, StreamTracker
 from tcplab.analyze.zeek import (
     DEFAULT_LIKELY_SERVER_PORTS,
@@ -32,7 +32,7 @@ CLIENT = "client"
 SERVER = "server"
 
 
-def ambiguity(change: Inferred) -> str:
+def ambiguity(change: InferredLike) -> str:
     """Why an inferred change is uncertain ("" when it is not).
 
     tcplab's fallback observer marks ``ambiguous`` as a bool plus ``note``;
@@ -70,7 +70,7 @@ class PacketRecord:
     dupack_num: int
     client_state: State | None
     server_state: State | None
-    changes: tuple[tuple[str, Inferred, float], ...] = ()  # (endpoint role, change, time)
+    changes: tuple[tuple[str, InferredLike, float], ...] = ()  # (endpoint role, change, time)
     options: str = ""
     raw: bytes = b""
 
@@ -119,7 +119,7 @@ class Connection:
     notes: list[str] = field(default_factory=list)
     # State changes inferred after the last packet (segments still in flight
     # when the capture ended, taken as delivered).
-    trailing_changes: list[tuple[str, Inferred, float]] = field(default_factory=list)
+    trailing_changes: list[tuple[str, InferredLike, float]] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -161,8 +161,11 @@ class Connection:
         """How the connection ended, in words."""
         c, s = self.client, self.server
         if c.sent_rst is not None or s.sent_rst is not None:
-            first = CLIENT if s.sent_rst is None or (
-                c.sent_rst is not None and c.sent_rst <= s.sent_rst) else SERVER
+            first = (
+                CLIENT
+                if s.sent_rst is None or (c.sent_rst is not None and c.sent_rst <= s.sent_rst)
+                else SERVER
+            )
             if first == SERVER and self.synack_time is None and self.syn_time is not None:
                 return "refused (RST to SYN)"
             return f"RST by {first}"
@@ -256,8 +259,6 @@ class Analyzer:
         self.keep_raw = keep_raw
         self.state: dict[int, _StreamState] = {}
         self.packets: list[PacketRecord] = []
-        self._zeek_of_index: dict[int, ZeekConnection] = {}
-        self._first_index: dict[int, int] = {}
 
     def _start(self, stream: int, seg: Segment, zconn: ZeekConnection | None) -> _StreamState:
         pure_syn = seg.syn and not seg.has_ack
@@ -281,7 +282,9 @@ class Analyzer:
             end=seg.time,
             roles_known=pure_syn,
         )
-        if not pure_syn:
+        if seg.syn and not pure_syn:
+            conn.notes.append("first SYN not captured: the SYN-ACK's receiver is the client")
+        elif not pure_syn:
             conn.notes.append("first SYN not captured: client/server roles follow Zeek's heuristic")
         initial_client = State.CLOSED if pure_syn else None
         initial_server = State.LISTEN if pure_syn else None
@@ -370,7 +373,7 @@ class Analyzer:
         return record
 
     @staticmethod
-    def _note(conn: Connection, changes: list[tuple[str, Inferred, float]]) -> None:
+    def _note(conn: Connection, changes: list[tuple[str, InferredLike, float]]) -> None:
         for who, change, _t in changes:
             note = ambiguity(change)
             if note:
@@ -416,8 +419,12 @@ def analyze_file(
     """Analyse a pcap/pcapng file.  Capture problems end up in ``report``."""
     report = ReadReport()
     return analyze_segments(
-        read_segments(path, report), report, likely_server_ports, ignore_checksums,
-        keep_packets, progress,
+        read_segments(path, report),
+        report,
+        likely_server_ports,
+        ignore_checksums,
+        keep_packets,
+        progress,
     )
 
 

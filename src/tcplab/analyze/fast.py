@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -95,9 +95,10 @@ class _Table:
         self._alloc(1024)
 
     def _alloc(self, cap: int) -> None:
-        def grow(old: npt.NDArray[Any] | None, shape: tuple[int, ...], fill: float,
-                 dtype: type) -> npt.NDArray[Any]:
-            new = np.full(shape, fill, dtype=dtype)
+        def grow(
+            old: npt.NDArray[Any] | None, shape: tuple[int, ...], fill: float, dtype: type
+        ) -> npt.NDArray[Any]:
+            new: npt.NDArray[Any] = np.full(shape, fill, dtype=dtype)
             if old is not None:
                 new[: old.shape[0]] = old
             return new
@@ -215,7 +216,12 @@ class Summarizer:
         ].astype(np.int64)
         np.minimum.at(t.first, gid, time)
         np.maximum.at(t.last, gid, time)
-        for mask, arr in ((pure_syn, t.syn_t), (synack, t.synack_t), (fin, t.fin_t), (rst, t.rst_t)):
+        for mask, arr in (
+            (pure_syn, t.syn_t),
+            (synack, t.synack_t),
+            (fin, t.fin_t),
+            (rst, t.rst_t),
+        ):
             if mask.any():
                 np.minimum.at(arr.reshape(-1), flat[mask], time[mask])
 
@@ -253,8 +259,9 @@ class Summarizer:
         syn_rows = np.flatnonzero(pure_syn)
         conflict: set[int] = set()
         first_seen: dict[int, int] = {}
-        for row, g, s in zip(syn_rows.tolist(), gid[syn_rows].tolist(), seq[syn_rows].tolist(),
-                             strict=True):
+        for row, g, s in zip(
+            syn_rows.tolist(), gid[syn_rows].tolist(), seq[syn_rows].tolist(), strict=True
+        ):
             known = t.syn_seq.get(g, first_seen.get(g))
             if known is None:
                 first_seen[g] = s
@@ -308,8 +315,11 @@ class Summarizer:
         csum = np.cumsum(step)
         group_start_csum = csum[starts] - step[starts]
         last_rel = np.where(t.maxend[heads] >= 0, t.lastrel[heads], 0)
-        rel = csum - np.repeat(group_start_csum, np.diff(np.r_[starts, g.size])) + np.repeat(
-            last_rel, np.diff(np.r_[starts, g.size]))
+        rel = (
+            csum
+            - np.repeat(group_start_csum, np.diff(np.r_[starts, g.size]))
+            + np.repeat(last_rel, np.diff(np.r_[starts, g.size]))
+        )
         end = rel + ln + ctl
         lastrow = np.r_[starts[1:] - 1, g.size - 1]
         t.lastseq[heads] = s[lastrow]
@@ -374,8 +384,9 @@ class Summarizer:
         for cid in range(n):
             lo, hi = t.ends[cid]
             c = int(cs[cid])
-            client, server = (_endpoint(lo), _endpoint(hi)) if c == 0 else (
-                _endpoint(hi), _endpoint(lo))
+            client, server = (
+                (_endpoint(lo), _endpoint(hi)) if c == 0 else (_endpoint(hi), _endpoint(lo))
+            )
             fc, fs, rc, rs = fin_c[cid], fin_s[cid], rst_c[cid], rst_s[cid]
             closer = None
             if fc != math.inf or fs != math.inf:
@@ -396,14 +407,38 @@ class Summarizer:
                 ending = "half-open (one direction only)"
             else:
                 ending = "still open"
-            rows.append((first[cid], cid, client, server, last[cid] - first[cid],
-                         (pk_c[cid], pk_s[cid]), (by_c[cid], by_s[cid]), (rx_c[cid], rx_s[cid]),
-                         _delta(syn_t[cid], synack_t[cid]), _delta(synack_t[cid], hs[cid]),
-                         closer, ending))
+            rows.append(
+                (
+                    first[cid],
+                    cid,
+                    client,
+                    server,
+                    last[cid] - first[cid],
+                    (pk_c[cid], pk_s[cid]),
+                    (by_c[cid], by_s[cid]),
+                    (rx_c[cid], rx_s[cid]),
+                    _delta(syn_t[cid], synack_t[cid]),
+                    _delta(synack_t[cid], hs[cid]),
+                    closer,
+                    ending,
+                )
+            )
         rows.sort(key=lambda x: (x[0], x[1]))
         return [
-            FastConn(i, row[2], row[3], row[0], row[4], row[5], row[6], row[7], row[8], row[9],
-                     row[10], row[11])
+            FastConn(
+                i,
+                row[2],
+                row[3],
+                row[0],
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                row[9],
+                row[10],
+                row[11],
+            )
             for i, row in enumerate(rows)
         ]
 
@@ -415,7 +450,9 @@ def _delta(a: float, b: float) -> float | None:
 
 
 def _endpoint(e: object) -> str:
-    addr, port = e  # type: ignore[misc]
+    """(address, port) as text; the address is an int for IPv4, text for IPv6."""
+    pair = cast(tuple[object, int], e)
+    addr, port = pair
     if isinstance(addr, int):
         return f"{_ipv4_text(addr)}:{port}"
     text = str(addr)
@@ -451,11 +488,19 @@ def _decode_chunk(
     tail = offs + 16 + 80 > a.size
     pkt = np.where(tail, 0, offs + 16)
     if endian == "<":
-        sec = (a[offs] | (a[offs + 1].astype(np.int64) << 8) | (a[offs + 2].astype(np.int64) << 16)
-               | (a[offs + 3].astype(np.int64) << 24))
+        sec = (
+            a[offs]
+            | (a[offs + 1].astype(np.int64) << 8)
+            | (a[offs + 2].astype(np.int64) << 16)
+            | (a[offs + 3].astype(np.int64) << 24)
+        )
         o = offs + 4
-        frac = (a[o] | (a[o + 1].astype(np.int64) << 8) | (a[o + 2].astype(np.int64) << 16)
-                | (a[o + 3].astype(np.int64) << 24))
+        frac = (
+            a[o]
+            | (a[o + 1].astype(np.int64) << 8)
+            | (a[o + 2].astype(np.int64) << 16)
+            | (a[o + 3].astype(np.int64) << 24)
+        )
     else:
         sec = _be32(a, offs)
         frac = _be32(a, offs + 4)
@@ -525,8 +570,10 @@ def summarize_file(
         head = fh.read(24)
         if head[:4] not in _PCAP:
             if head[:4] == b"\x0a\x0d\x0d\x0a":
-                raise InputError(f"{path}: offset 0: --summary reads classic pcap; use the "
-                                 "default mode for pcapng")
+                raise InputError(
+                    f"{path}: offset 0: --summary reads classic pcap; use the "
+                    "default mode for pcapng"
+                )
             raise InputError(f"{path}: offset 0: not a pcap file")
         if len(head) < 24:
             raise InputError(f"{path}: offset 4: pcap file header truncated")
@@ -544,8 +591,16 @@ def summarize_file(
 
 
 def _walk(
-    mm: mmap.mmap, size: int, chunk: int, endian: str, unit: float, linktype: int,
-    summ: Summarizer, report: ReadReport, name: str, progress: Callable[[int], None] | None,
+    mm: mmap.mmap,
+    size: int,
+    chunk: int,
+    endian: str,
+    unit: float,
+    linktype: int,
+    summ: Summarizer,
+    report: ReadReport,
+    name: str,
+    progress: Callable[[int], None] | None,
 ) -> None:
     rec_len = struct.Struct(endian + "8xI").unpack_from
     view = memoryview(mm)  # unpack_from is much faster on a memoryview than on the mmap
@@ -566,7 +621,9 @@ def _walk(
             if off > size:
                 bad = offs_list.pop()
                 n = off - bad - 16
-                what = f"record length {n} implausible" if n > 0x4000000 else "packet data truncated"
+                what = (
+                    f"record length {n} implausible" if n > 0x4000000 else "packet data truncated"
+                )
                 report.problem(f"{name}: offset {bad}: {what}")
                 off = size
             elif limit < window_end and off < size:
@@ -579,8 +636,16 @@ def _walk(
                 cols, slow = _decode_chunk(view, offs, incl, endian, unit, linktype)
                 if cols:
                     report.tcp += cols["time"].size
-                    summ.add_columns(cols["time"], cols["src"], cols["sport"], cols["dst"],
-                                     cols["dport"], cols["seq"], cols["flags"], cols["plen"])
+                    summ.add_columns(
+                        cols["time"],
+                        cols["src"],
+                        cols["sport"],
+                        cols["dst"],
+                        cols["dport"],
+                        cols["seq"],
+                        cols["flags"],
+                        cols["plen"],
+                    )
                 if slow.size:
                     _slow_rows(summ, view, offs[slow], endian, unit, linktype, index, report)
                 index += offs.size
@@ -595,8 +660,14 @@ def _walk(
 
 
 def _slow_rows(
-    summ: Summarizer, buf: memoryview, offs: I64, endian: str, unit: float, linktype: int,
-    index: int, report: ReadReport,
+    summ: Summarizer,
+    buf: memoryview,
+    offs: I64,
+    endian: str,
+    unit: float,
+    linktype: int,
+    index: int,
+    report: ReadReport,
 ) -> None:
     """Records the vectorised decoder left: decode one by one, then aggregate.
 
@@ -611,32 +682,68 @@ def _slow_rows(
     v6: list[tuple[float, int, tuple[object, object], int, int, int, int, int]] = []
     for off in offs.tolist():
         sec, frac, incl, orig = rec.unpack_from(buf, off)
-        frame = Frame(index, sec + frac * unit, linktype, bytes(buf[off + 16 : off + 16 + incl]),
-                      orig, off)
+        frame = Frame(
+            index, sec + frac * unit, linktype, bytes(buf[off + 16 : off + 16 + incl]), orig, off
+        )
         seg = decode(frame, report)
         if seg is None:
             continue
         if ":" not in seg.src:
-            v4.append((seg.time, int(ipaddress.IPv4Address(seg.src)), seg.sport,
-                       int(ipaddress.IPv4Address(seg.dst)), seg.dport, seg.seq, seg.flags,
-                       seg.length, seg.wire_length))
+            v4.append(
+                (
+                    seg.time,
+                    int(ipaddress.IPv4Address(seg.src)),
+                    seg.sport,
+                    int(ipaddress.IPv4Address(seg.dst)),
+                    seg.dport,
+                    seg.seq,
+                    seg.flags,
+                    seg.length,
+                    seg.wire_length,
+                )
+            )
             continue
         a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
         lo, hi = (a, b) if a <= b else (b, a)
-        v6.append((seg.time, hash((lo, hi)) & 0xFFFFFFFFFFFFFFFF, (lo, hi), 0 if a == lo else 1,
-                   seg.seq, seg.flags, seg.length, seg.wire_length))
+        v6.append(
+            (
+                seg.time,
+                hash((lo, hi)) & 0xFFFFFFFFFFFFFFFF,
+                (lo, hi),
+                0 if a == lo else 1,
+                seg.seq,
+                seg.flags,
+                seg.length,
+                seg.wire_length,
+            )
+        )
     if v4:
         cols = [np.array(c) for c in zip(*v4, strict=True)]
-        summ.add_columns(cols[0].astype(np.float64), *(c.astype(np.int64) for c in cols[1:8]),
-                         seglen=cols[8].astype(np.int64))
+        src, sport, dst, dport, seqs, flags4, plen = [c.astype(np.int64) for c in cols[1:8]]
+        summ.add_columns(
+            cols[0].astype(np.float64),
+            src,
+            sport,
+            dst,
+            dport,
+            seqs,
+            flags4,
+            plen,
+            seglen=cols[8].astype(np.int64),
+        )
     if v6:
-        time, keys, ends, dirs, seqs, flags, plens, wire = zip(*v6, strict=True)
+        time, keys, ends, dirs, seqs6, flags, plens, wire = zip(*v6, strict=True)
         d = np.array(dirs, dtype=np.int64)
         zero = np.zeros_like(d)
         # src/dst 0/1 encode the direction: add_columns calls the lower endpoint 0.
         summ.add_columns(
-            np.array(time, dtype=np.float64), d, zero, 1 - d, zero,
-            np.array(seqs, dtype=np.int64), np.array(flags, dtype=np.int64),
+            np.array(time, dtype=np.float64),
+            d,
+            zero,
+            1 - d,
+            zero,
+            np.array(seqs6, dtype=np.int64),
+            np.array(flags, dtype=np.int64),
             np.array(plens, dtype=np.int64),
             slow_keys=(np.array(keys, dtype=np.uint64), list(ends)),
             seglen=np.array(wire, dtype=np.int64),
@@ -680,10 +787,14 @@ def print_summary(
     for problem in report.problems:
         sys.stderr.write(f"tcplab: {problem}\n")
     chosen = [
-        c for c in conns
+        c
+        for c in conns
         if (conn is None or c.number == conn)
-        and (host is None or host in (c.client.rsplit(":", 1)[0].strip("[]"),
-                                      c.server.rsplit(":", 1)[0].strip("[]")))
+        and (
+            host is None
+            or host
+            in (c.client.rsplit(":", 1)[0].strip("[]"), c.server.rsplit(":", 1)[0].strip("[]"))
+        )
         and (port is None or str(port) in (c.client.rsplit(":", 1)[1], c.server.rsplit(":", 1)[1]))
     ]
     write_summary(chosen, sys.stdout)

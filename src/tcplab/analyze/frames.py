@@ -156,7 +156,8 @@ class Frame:
 def _ones_complement_sum(data: bytes, start: int = 0) -> int:
     if len(data) % 2:
         data += b"\x00"
-    total = start + sum(struct.unpack(f"!{len(data) // 2}H", data))
+    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
+    total = start + sum(words)
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total
@@ -210,8 +211,13 @@ def ip_offset(linktype: int, data: bytes) -> int | None:
         etype = int.from_bytes(data[off : off + 2], "big")
         off += 2
         return _after_ethertype(data, off, etype)
-    if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_BSD12, LINKTYPE_RAW_BSD14,
-                    LINKTYPE_IPV4, LINKTYPE_IPV6):
+    if linktype in (
+        LINKTYPE_RAW,
+        LINKTYPE_RAW_BSD12,
+        LINKTYPE_RAW_BSD14,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+    ):
         return 0
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         return 4 if len(data) >= 4 else None
@@ -501,8 +507,9 @@ def _read_pcapng(fh: BinaryIO, name: str, magic: bytes, report: ReadReport) -> I
                 linktype, unit = interfaces[ifid]
                 index += 1
                 report.frames += 1
-                yield Frame(index, ((hi << 32) | lo) * unit, linktype,
-                            content[20 : 20 + incl], orig, offset)
+                yield Frame(
+                    index, ((hi << 32) | lo) * unit, linktype, content[20 : 20 + incl], orig, offset
+                )
         elif btype == 3:  # Simple Packet Block
             if interfaces:
                 orig = struct.unpack_from(endian + "I", content, 0)[0]
@@ -515,8 +522,9 @@ def _read_pcapng(fh: BinaryIO, name: str, magic: bytes, report: ReadReport) -> I
                 linktype, unit = interfaces[ifid]
                 index += 1
                 report.frames += 1
-                yield Frame(index, ((hi << 32) | lo) * unit, linktype,
-                            content[20 : 20 + incl], orig, offset)
+                yield Frame(
+                    index, ((hi << 32) | lo) * unit, linktype, content[20 : 20 + incl], orig, offset
+                )
         offset += blen
 
 
@@ -529,7 +537,7 @@ def _if_tsresol(options: bytes, endian: str) -> float:
             break
         if code == 9 and olen >= 1:
             value = options[i + 4]
-            return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
+            return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0**-value
         i += 4 + ((olen + 3) & ~3)
     return 1e-6
 

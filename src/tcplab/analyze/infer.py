@@ -20,6 +20,7 @@ note saying why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -102,12 +103,39 @@ class Inferred:
     note: str = ""
 
 
+class InferredLike(Protocol):
+    """What any observer reports per change (ours or the model's ``Inferred``).
+
+    ``ambiguous`` is a bool (ours, with the reason in ``note``) or the reason
+    itself (the model's); ``tcplab.analyze.core.ambiguity`` reads both.
+    """
+
+    @property
+    def old(self) -> State | None: ...
+
+    @property
+    def new(self) -> State: ...
+
+    @property
+    def cause(self) -> str: ...
+
+    @property
+    def rfc(self) -> str: ...
+
+    @property
+    def ambiguous(self) -> object: ...
+
+
 class ObserverLike(Protocol):
     state: State | None
 
-    def sent(self, seq: int, ack: int, flags: int, length: int, now: float) -> list[Inferred]: ...
+    def sent(
+        self, seq: int, ack: int, flags: int, length: int, now: float
+    ) -> Sequence[InferredLike]: ...
 
-    def received(self, seq: int, ack: int, flags: int, length: int, now: float) -> list[Inferred]: ...
+    def received(
+        self, seq: int, ack: int, flags: int, length: int, now: float
+    ) -> Sequence[InferredLike]: ...
 
 
 class Observer:
@@ -153,8 +181,14 @@ class Observer:
                 # Midstream: a FIN after the peer's FIN closes from CLOSE-WAIT.
                 self.state = State.CLOSE_WAIT if self._peer_fin_seen else State.ESTABLISHED
                 out += [
-                    Inferred(None, self.state, "snd FIN", "RFC 9293 §3.10.4", True,
-                             "capture started midstream: state before the FIN assumed")
+                    Inferred(
+                        None,
+                        self.state,
+                        "snd FIN",
+                        "RFC 9293 §3.10.4",
+                        True,
+                        "capture started midstream: state before the FIN assumed",
+                    )
                 ]
             out += self._apply(Event.SND_FIN)
         return out
@@ -193,7 +227,7 @@ class Observer:
 def make_observer(initial: State | None) -> ObserverLike:
     """The model's observer when the model package provides one, else ours."""
     try:
-        from tcplab.model.observe import Observer as ModelObserver  # type: ignore[import-not-found]
+        from tcplab.model.observe import Observer as ModelObserver
     except ImportError:
         return Observer(initial)
     model_observer: ObserverLike = ModelObserver(initial)
@@ -214,8 +248,12 @@ class _InFlight:
 
     @property
     def end(self) -> Seq:
-        return Seq(self.seq) + self.length + (1 if self.flags & _SYN else 0) + (
-            1 if self.flags & _FIN else 0)
+        return (
+            Seq(self.seq)
+            + self.length
+            + (1 if self.flags & _SYN else 0)
+            + (1 if self.flags & _FIN else 0)
+        )
 
 
 class Pair:
@@ -243,7 +281,9 @@ class Pair:
     def state(self, name: str) -> State | None:
         return self.observers[name].state
 
-    def _deliver(self, name: str, seg: _InFlight, now: float) -> list[tuple[str, Inferred, float]]:
+    def _deliver(
+        self, name: str, seg: _InFlight, now: float
+    ) -> list[tuple[str, InferredLike, float]]:
         when = max(seg.time, self.last_time[name])
         out = []
         for change in self.observers[name].received(seg.seq, seg.ack, seg.flags, seg.length, now):
@@ -253,9 +293,9 @@ class Pair:
 
     def packet(
         self, sender: str, receiver: str, seq: int, ack: int, flags: int, length: int, now: float
-    ) -> list[tuple[str, Inferred, float]]:
+    ) -> list[tuple[str, InferredLike, float]]:
         """One segment seen on the wire: (endpoint, change, time) in causal order."""
-        out: list[tuple[str, Inferred, float]] = []
+        out: list[tuple[str, InferredLike, float]] = []
         queue = self.in_flight[sender]
         if flags & _ACK:
             while queue and Seq(ack) >= queue[0].end:
@@ -276,11 +316,15 @@ class Pair:
             out += self._deliver(receiver, pending.pop(0), now)
         return out
 
-    def flush(self) -> list[tuple[str, Inferred, float]]:
+    def flush(self) -> list[tuple[str, InferredLike, float]]:
         """End of capture: everything still in flight is taken as delivered."""
-        out: list[tuple[str, Inferred, float]] = []
+        out: list[tuple[str, InferredLike, float]] = []
         items = sorted(
-            ((seg.time, name, i, seg) for name, q in self.in_flight.items() for i, seg in enumerate(q)),
+            (
+                (seg.time, name, i, seg)
+                for name, q in self.in_flight.items()
+                for i, seg in enumerate(q)
+            ),
             key=lambda x: (x[0], x[2]),
         )
         for _t, name, _i, seg in items:

@@ -14,13 +14,22 @@ from collections.abc import Sequence
 
 from tcplab.analyze.core import CLIENT, SERVER, Connection, PacketRecord, ambiguity
 from tcplab.analyze.frames import LINKTYPE_RAW, Frame, ReadReport, decode
-from tcplab.analyze.infer import Inferred, ObserverLike, Pair, make_observer
+from tcplab.analyze.infer import InferredLike, ObserverLike, Pair, make_observer
 from tcplab.states import State
 from tcplab.timeline import EndpointInfo, Note, Packet, Source, StateChange, Timeline
 from tcplab.wire.flags import Flags
 
-_LETTERS = {"S": Flags.SYN, "F": Flags.FIN, "R": Flags.RST, "P": Flags.PSH, ".": Flags.ACK,
-            "U": Flags.URG, "E": Flags.ECE, "W": Flags.CWR, "e": Flags.AE}
+_LETTERS = {
+    "S": Flags.SYN,
+    "F": Flags.FIN,
+    "R": Flags.RST,
+    "P": Flags.PSH,
+    ".": Flags.ACK,
+    "U": Flags.URG,
+    "E": Flags.ECE,
+    "W": Flags.CWR,
+    "e": Flags.AE,
+}
 
 
 def flags_from_text(text: str) -> int:
@@ -38,8 +47,12 @@ def timeline_for(packets: Sequence[PacketRecord], connection: Connection) -> Tim
         title=f"connection {connection.number}: {client.label} -> {server.label}",
         producer="analyze",
         endpoints=[
-            EndpointInfo(CLIENT, client.address, client.port, "client" if connection.roles_known else ""),
-            EndpointInfo(SERVER, server.address, server.port, "server" if connection.roles_known else ""),
+            EndpointInfo(
+                CLIENT, client.address, client.port, "client" if connection.roles_known else ""
+            ),
+            EndpointInfo(
+                SERVER, server.address, server.port, "server" if connection.roles_known else ""
+            ),
         ],
         meta={"conn_state": connection.zeek_conn_state, "history": connection.zeek_history},
     )
@@ -80,9 +93,17 @@ def timeline_for(packets: Sequence[PacketRecord], connection: Connection) -> Tim
     return timeline
 
 
-def _add_change(timeline: Timeline, who: str, change: Inferred, when: float) -> None:
-    timeline.add(StateChange(when, who, change.old, change.new, Source.INFERRED,
-                             f"{change.cause} ({change.rfc})" if change.rfc else change.cause))
+def _add_change(timeline: Timeline, who: str, change: InferredLike, when: float) -> None:
+    timeline.add(
+        StateChange(
+            when,
+            who,
+            change.old,
+            change.new,
+            Source.INFERRED,
+            f"{change.cause} ({change.rfc})" if change.rfc else change.cause,
+        )
+    )
     note = ambiguity(change)
     if note:
         timeline.add(Note(when, note, who))
@@ -124,9 +145,15 @@ def infer_states(timeline: Timeline) -> list[StateChange]:
     return changes
 
 
-def _state_change(who: str, change: Inferred, when: float) -> StateChange:
-    return StateChange(when, who, change.old, change.new, Source.INFERRED,
-                       f"{change.cause} ({change.rfc})" if change.rfc else change.cause)
+def _state_change(who: str, change: InferredLike, when: float) -> StateChange:
+    return StateChange(
+        when,
+        who,
+        change.old,
+        change.new,
+        Source.INFERRED,
+        f"{change.cause} ({change.rfc})" if change.rfc else change.cause,
+    )
 
 
 def state_path(changes: Sequence[StateChange], endpoint: str) -> list[State]:

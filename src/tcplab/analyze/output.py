@@ -19,14 +19,49 @@ from tcplab.analyze.core import Connection, PacketRecord
 from tcplab.analyze.zeek import ZeekConnection
 
 CONN_FIELDS = (
-    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
-    "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
-    "missed_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "local_orig",
+    "local_resp",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
     "tunnel_parents",
 )
 CONN_TYPES = (
-    "time", "string", "addr", "port", "addr", "port", "enum", "string", "interval", "count",
-    "count", "string", "bool", "bool", "count", "string", "count", "count", "count", "count",
+    "time",
+    "string",
+    "addr",
+    "port",
+    "addr",
+    "port",
+    "enum",
+    "string",
+    "interval",
+    "count",
+    "count",
+    "string",
+    "bool",
+    "bool",
+    "count",
+    "string",
+    "count",
+    "count",
+    "count",
+    "count",
     "set[string]",
 )
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -106,7 +141,8 @@ def packet_line(p: PacketRecord, conn: Connection) -> str:
     analysis = f"  [{flags}]" if flags else ""
     return (
         f"{p.index:>6} {p.time:.6f} conn {p.stream:<4} client {arrow} server "
-        f"[{p.flag_text}] seq {p.rel_seq}{ack} len {p.length} win {p.window}{analysis}"
+        f"[{p.flag_text}] seq {p.rel_seq}{ack} len {p.length} nxt {p.nxtseq} win {p.window}"
+        f"{analysis}"
         f"  client={_state(p.client_state)} server={_state(p.server_state)}"
     )
 
@@ -125,9 +161,16 @@ def connection_table(conns: Sequence[Connection], title: str) -> object:
 
     table = Table(title=title, show_lines=False)
     for name, justify in (
-        ("#", "right"), ("client -> server", "left"), ("dur s", "right"),
-        ("pkts", "right"), ("bytes", "right"), ("hs rtt ms", "right"), ("ended", "left"),
-        ("final states", "left"), ("zeek", "left"), ("anomalies", "left"),
+        ("#", "right"),
+        ("client -> server", "left"),
+        ("dur s", "right"),
+        ("pkts", "right"),
+        ("bytes", "right"),
+        ("hs rtt ms", "right"),
+        ("ended", "left"),
+        ("final states", "left"),
+        ("zeek", "left"),
+        ("anomalies", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for c in conns:

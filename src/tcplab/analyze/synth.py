@@ -24,7 +24,7 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 MSS = 1448
 CLIENT_NET = 0x0A000000  # 10.0.0.0/8
 SERVER_NET = 0xC0A80000  # 192.168.0.0/16
-SYN_OPTIONS = bytes.fromhex("020405b4" "01030307" "01010402")  # mss 1460, nop wscale 7, nop nop sackOK
+SYN_OPTIONS = bytes.fromhex("020405b40103030701010402")  # mss 1460, nop wscale 7, nop nop sackOK
 
 I64 = npt.NDArray[np.int64]
 
@@ -49,8 +49,9 @@ class _Builder:
         self.t = 0.0
         self.rtt = rtt
 
-    def send(self, d: int, flags: int, length: int = 0, gap: float = 0.0,
-             seq: int | None = None) -> None:
+    def send(
+        self, d: int, flags: int, length: int = 0, gap: float = 0.0, seq: int | None = None
+    ) -> None:
         self.t += gap
         s = self.nxt[d] if seq is None else seq
         ack = self.nxt[1 - d] if flags & ACK else 0
@@ -61,7 +62,7 @@ class _Builder:
 
     def shape(self, kind: str) -> Shape:
         cols = list(zip(*self.rows, strict=True))
-        return Shape(kind, *(tuple(c) for c in cols))  # type: ignore[arg-type]
+        return Shape(kind, *(tuple(c) for c in cols))
 
 
 def _handshake(b: _Builder) -> None:
@@ -76,8 +77,18 @@ def make_shapes(rng: np.random.Generator, count: int = 48, mean_packets: int = 1
     for i in range(count):
         rtt = float(rng.uniform(0.0002, 0.05))
         b = _Builder(rtt)
-        kind = ("normal", "normal", "normal", "normal", "retransmit", "retransmit",
-                "rst", "refused", "noanswer", "server-close")[i % 10]
+        kind = (
+            "normal",
+            "normal",
+            "normal",
+            "normal",
+            "retransmit",
+            "retransmit",
+            "rst",
+            "refused",
+            "noanswer",
+            "server-close",
+        )[i % 10]
         if kind == "refused":
             b.send(0, SYN)
             b.send(1, RST | ACK, gap=rtt / 2)
@@ -98,8 +109,12 @@ def make_shapes(rng: np.random.Generator, count: int = 48, mean_packets: int = 1
             for k in range(segments):
                 length = MSS if k < segments - 1 else int(rng.integers(1, MSS))
                 start = b.nxt[1]
-                b.send(1, ACK | (PSH if k == segments - 1 else 0), length,
-                       gap=rtt / 2 if k == 0 else 0.00002)
+                b.send(
+                    1,
+                    ACK | (PSH if k == segments - 1 else 0),
+                    length,
+                    gap=rtt / 2 if k == 0 else 0.00002,
+                )
                 if kind == "retransmit" and rng.random() < 0.15:
                     # The same segment again after a timeout (RFC 6298).
                     b.send(1, ACK, length, gap=rtt * 2, seq=start)
@@ -138,11 +153,17 @@ def write_capture(
     count per shape kind, for the benchmark and the tests.
     """
     rng = np.random.default_rng(seed)
-    shapes = make_shapes(rng, mean_packets=max(6, packets // max(connections, 1)))
-    sizes = np.array([len(s.dir) for s in shapes])
-    # Draw a shape per connection, then scale the normal ones' count to hit
-    # the packet target: choose shapes until the running total passes it.
-    choice = rng.integers(0, len(shapes), size=connections)
+    # Short shapes (refused, unanswered) pull the mean down: size the long
+    # ones so the drawn connections reach the packet target.
+    mean = max(6, packets // max(connections, 1))
+    for _attempt in range(4):
+        shapes = make_shapes(np.random.default_rng(seed), mean_packets=mean)
+        sizes = np.array([len(s.dir) for s in shapes])
+        choice = np.random.default_rng(seed + 1).integers(0, len(shapes), size=connections)
+        total = int(sizes[choice].sum())
+        if total >= packets:
+            break
+        mean = int(mean * packets / max(total, 1) * 1.03) + 1
     # Column tables of all shapes, concatenated; row offsets per shape.
     offsets = np.r_[0, np.cumsum(sizes)]
     col = {
@@ -167,7 +188,13 @@ def write_capture(
     flags = col["flags"][src_row].astype(np.int64)
     t = start[conn_of_row] + col["dt"][src_row]
     order = np.argsort(t, kind="stable")
-    d, flags, t, src_row, conn_of_row = d[order], flags[order], t[order], src_row[order], conn_of_row[order]
+    d, flags, t, src_row, conn_of_row = (
+        d[order],
+        flags[order],
+        t[order],
+        src_row[order],
+        conn_of_row[order],
+    )
     c = conn_of_row
     length = col["length"][src_row].astype(np.int64)
     from_client = d == 0
@@ -176,8 +203,11 @@ def write_capture(
     sport = np.where(from_client, client_port[c], server_port[c]).astype(np.int64)
     dport = np.where(from_client, server_port[c], client_port[c]).astype(np.int64)
     seq = (np.where(from_client, isn_c[c], isn_s[c]) + col["seq"][src_row]) & 0xFFFFFFFF
-    ack = np.where(flags & ACK, (np.where(from_client, isn_s[c], isn_c[c]) + col["ack"][src_row])
-                   & 0xFFFFFFFF, 0)
+    ack = np.where(
+        flags & ACK,
+        (np.where(from_client, isn_s[c], isn_c[c]) + col["ack"][src_row]) & 0xFFFFFFFF,
+        0,
+    )
     is_syn = (flags & SYN) != 0
     opt_len = np.where(is_syn, len(SYN_OPTIONS), 0)
     tcp_len = 20 + opt_len + length
@@ -192,14 +222,35 @@ def write_capture(
     # TCP checksum over the pseudo-header and header; zero payload adds 0.
     opt_words = np.frombuffer(SYN_OPTIONS, dtype=">u2").astype(np.int64).sum()
     tsum = (
-        (sip >> 16) + (sip & 0xFFFF) + (dip >> 16) + (dip & 0xFFFF) + 6 + tcp_len
-        + sport + dport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF)
-        + doff_flags + window + np.where(is_syn, opt_words, 0)
+        (sip >> 16)
+        + (sip & 0xFFFF)
+        + (dip >> 16)
+        + (dip & 0xFFFF)
+        + 6
+        + tcp_len
+        + sport
+        + dport
+        + (seq >> 16)
+        + (seq & 0xFFFF)
+        + (ack >> 16)
+        + (ack & 0xFFFF)
+        + doff_flags
+        + window
+        + np.where(is_syn, opt_words, 0)
     )
     tcp_ck = 0xFFFF - _fold(tsum)
     ident = np.arange(n) & 0xFFFF
-    isum = 0x4500 + ip_len + ident + 0x4000 + 0x4006 + (sip >> 16) + (sip & 0xFFFF) + (
-        dip >> 16) + (dip & 0xFFFF)
+    isum = (
+        0x4500
+        + ip_len
+        + ident
+        + 0x4000
+        + 0x4006
+        + (sip >> 16)
+        + (sip & 0xFFFF)
+        + (dip >> 16)
+        + (dip & 0xFFFF)
+    )
     ip_ck = 0xFFFF - _fold(isum)
 
     buf = np.zeros(total, dtype=np.uint8)
@@ -243,12 +294,16 @@ def write_capture(
         buf[syn_pos + k] = byte
 
     header = (
-        b"\xd4\xc3\xb2\xa1" + (2).to_bytes(2, "little") + (4).to_bytes(2, "little")
-        + bytes(8) + (262144).to_bytes(4, "little") + (1).to_bytes(4, "little")
+        b"\xd4\xc3\xb2\xa1"
+        + (2).to_bytes(2, "little")
+        + (4).to_bytes(2, "little")
+        + bytes(8)
+        + (262144).to_bytes(4, "little")
+        + (1).to_bytes(4, "little")
     )
     with open(path, "wb") as fh:
         fh.write(header)
-        fh.write(buf.tobytes())
+        buf.tofile(fh)  # no second copy of a multi-gigabyte buffer
     kinds: dict[str, int] = {}
     for i in choice.tolist():
         kinds[shapes[i].kind] = kinds.get(shapes[i].kind, 0) + 1

@@ -174,8 +174,16 @@ class StreamTracker:
         rel_ack = (seg.ack - rev.base_seq) & MASK32 if seg.flags & ACK else None
         nxt = rel_seq + seg.wire_length + (1 if seg.flags & (SYN | FIN) else 0)
         dup = fwd.dupacknum if "duplicate_ack" in flags else 0
-        return PacketAnalysis(seg.index, conv.stream, rel_seq, rel_ack, nxt & MASK32,
-                              frozenset(flags), dup, scaled_window)
+        return PacketAnalysis(
+            seg.index,
+            conv.stream,
+            rel_seq,
+            rel_ack,
+            nxt & MASK32,
+            frozenset(flags),
+            dup,
+            scaled_window,
+        )
 
     @staticmethod
     def _window(seg: Segment, fwd: Flow, rev: Flow) -> int:

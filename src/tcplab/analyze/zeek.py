@@ -39,10 +39,62 @@ TCP_MAX_INITIAL_WINDOW = 16384
 # server ports (``likely_server_ports``); ``zeek -b`` loads none of them.
 DEFAULT_LIKELY_SERVER_PORTS: frozenset[int] = frozenset(
     {
-        21, 22, 23, 25, 53, 80, 81, 88, 110, 135, 139, 143, 261, 389, 443, 445, 448,
-        465, 502, 563, 585, 587, 614, 631, 636, 989, 990, 992, 993, 994, 995, 1080,
-        1433, 1434, 1883, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 5900,
-        5901, 5902, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+        21,
+        22,
+        23,
+        25,
+        53,
+        80,
+        81,
+        88,
+        110,
+        135,
+        139,
+        143,
+        261,
+        389,
+        443,
+        445,
+        448,
+        465,
+        502,
+        563,
+        585,
+        587,
+        614,
+        631,
+        636,
+        989,
+        990,
+        992,
+        993,
+        994,
+        995,
+        1080,
+        1433,
+        1434,
+        1883,
+        2811,
+        3128,
+        3268,
+        3306,
+        3389,
+        5222,
+        5223,
+        5269,
+        5432,
+        5900,
+        5901,
+        5902,
+        6379,
+        6666,
+        6667,
+        6668,
+        6669,
+        8000,
+        8080,
+        8888,
+        20000,
     }
 )
 
@@ -125,7 +177,7 @@ class _Reassembly:
 
     def _absorb(self) -> None:
         while self.blocks and self.blocks[0][0] <= self.last_reassem:
-            b_seq, b_upper = self.blocks.pop(0)
+            _b_seq, b_upper = self.blocks.pop(0)
             self.last_reassem = max(self.last_reassem, b_upper)
 
     def gaps_up_to(self, up_to: int) -> list[tuple[int, int]]:
@@ -358,11 +410,11 @@ class ZeekTracker:
 
     def _want_connection(self, seg: Segment) -> bool:
         """TCPAnalyzer::WantConnection: should the first packet's sender be the responder?"""
-        if not seg.syn or seg.has_ack:
-            if seg.sport in self.likely_server_ports:
-                if seg.dport in self.likely_server_ports:
-                    return not seg.syn and seg.sport < seg.dport
-                return True
+        first_is_not_a_syn = not seg.syn or seg.has_ack
+        if first_is_not_a_syn and seg.sport in self.likely_server_ports:
+            if seg.dport in self.likely_server_ports:
+                return not seg.syn and seg.sport < seg.dport
+            return True
         return False
 
     def _new_connection(self, seg: Segment) -> ZeekConnection:
@@ -706,12 +758,11 @@ def _update_state_machine(
             do_close = True
             if peer.state != S.RESET or peer.prev_state != S.ESTABLISHED:
                 conn.is_active = False
-    elif st == S.CLOSED:
+    elif st == S.CLOSED and rst and peer.state != S.CLOSED:
         # After a FIN exchange a RST does not change the outcome (SF stays SF).
-        if rst and peer.state != S.CLOSED:
-            ep.set_state(S.RESET)
-            if not ep.did_close:
-                do_close = True
+        ep.set_state(S.RESET)
+        if not ep.did_close:
+            do_close = True
     return do_close, gen_event
 
 

@@ -44,9 +44,7 @@ def _selected(
     return out
 
 
-def _zeek_selected(
-    zconns: list[ZeekConnection], chosen: list[Connection]
-) -> list[ZeekConnection]:
+def _zeek_selected(zconns: list[ZeekConnection], chosen: list[Connection]) -> list[ZeekConnection]:
     ids = {id(c.zeek) for c in chosen if c.zeek is not None}
     frames = {n for c in chosen if c.zeek is not None for n in c.zeek.segments}
     return [z for z in zconns if id(z) in ids or frames.intersection(z.segments)]
@@ -65,7 +63,10 @@ def _run(path: Path, bare: bool, ignore_checksums: bool, keep_packets: bool) -> 
     with Progress(transient=True) as progress:
         task = progress.add_task(f"analysing {path.name}", total=size)
         return analyze_file(
-            path, ports, ignore_checksums, keep_packets,
+            path,
+            ports,
+            ignore_checksums,
+            keep_packets,
             progress=lambda n: progress.advance(task, n),
         )
 
@@ -73,20 +74,35 @@ def _run(path: Path, bare: bool, ignore_checksums: bool, keep_packets: bool) -> 
 @click.command(name="analyze")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per connection.")
-@click.option("--packets", "per_packet", is_flag=True,
-              help="One line per packet: flags, relative seq/ack, analysis flags, states.")
-@click.option("--conn-log", "conn_log", is_flag=True, help="Zeek conn.log (TSV, zeek-cut readable).")
+@click.option(
+    "--packets",
+    "per_packet",
+    is_flag=True,
+    help="One line per packet: flags, relative seq/ack, analysis flags, states.",
+)
+@click.option(
+    "--conn-log", "conn_log", is_flag=True, help="Zeek conn.log (TSV, zeek-cut readable)."
+)
 @click.option("--ladder", "ladder", type=int, metavar="N", help="Draw connection N as a ladder.")
-@click.option("--summary", "summary", is_flag=True,
-              help="Fast columnar connection summary (classic pcap, Ethernet/raw/SLL IPv4+IPv6).")
+@click.option(
+    "--summary",
+    "summary",
+    is_flag=True,
+    help="Fast columnar connection summary (classic pcap, Ethernet/raw/SLL IPv4+IPv6).",
+)
 @click.option("--conn", "conn", type=int, metavar="N", help="Only connection N.")
 @click.option("--host", "host", metavar="ADDR", help="Only connections with this endpoint address.")
 @click.option("--port", "port", type=int, metavar="PORT", help="Only connections using this port.")
 @click.option("--problems", is_flag=True, help="Only connections with anomalies or abnormal ends.")
-@click.option("-b", "--bare", is_flag=True,
-              help="Zeek bare mode: no likely-server-port role flips (zeek -b).")
-@click.option("-C", "--ignore-checksums", is_flag=True,
-              help="Like zeek -C: analyse packets with bad checksums normally.")
+@click.option(
+    "-b", "--bare", is_flag=True, help="Zeek bare mode: no likely-server-port role flips (zeek -b)."
+)
+@click.option(
+    "-C",
+    "--ignore-checksums",
+    is_flag=True,
+    help="Like zeek -C: analyse packets with bad checksums normally.",
+)
 def command(
     file: Path,
     as_json: bool,
@@ -150,6 +166,14 @@ def command(
         notes = [(c.number, n) for c in chosen for n in c.notes]
         for number, note in notes[:40]:
             console.print(f"  conn {number}: {note}", highlight=False)
+        bad = sum(c.anomalies["bad_checksum"] for c in analysis.connections)
+        if bad and not ignore_checksums:
+            console.print(
+                f"{bad} packets have bad TCP checksums (checksum offloading on the capturing "
+                "host?); like zeek without -C they only count as C/c: rerun with -C to analyse "
+                "them",
+                highlight=False,
+            )
         if not analysis.connections and analysis.report.tcp == 0:
             console.print(f"no TCP packets in {analysis.report.frames} frames")
 
@@ -166,8 +190,10 @@ def _print_ladder(analysis: Analysis, chosen: list[Connection], number: int) -> 
         from tcplab.render.text import render_ladder
     except ImportError:
         for p in packets:
-            click.echo(f"{p.time:.6f} {p.sender} [{p.flag_text}] seq {p.rel_seq} "
-                       f"client={p.client_state} server={p.server_state}")
+            click.echo(
+                f"{p.time:.6f} {p.sender} [{p.flag_text}] seq {p.rel_seq} "
+                f"client={p.client_state} server={p.server_state}"
+            )
         return
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     click.echo(render_ladder(timeline, color=color), nl=False)

@@ -7,9 +7,9 @@ Each scenario step is one API call on a model socket; a call that would
 block (connect, accept, recv, wait) advances the clock from one event to the
 next (a segment arriving, a timer expiring) until it can return.  Between
 steps the clock moves by ``step_gap`` (the lab's control round trip), and
-after the last step the run continues until only long timers (TIME-WAIT,
-FIN-WAIT-2, keepalive) are left, so, like the lab, a run ends with the
-active closer in TIME-WAIT.  Everything lands in a ``Timeline``
+after the last step the run ends as a live one does (the wire quiet for
+0.25 s, at most 3 s), so, like the lab, a run ends with the active closer in
+TIME-WAIT.  Everything lands in a ``Timeline``
 (producer "sim"): API calls with results or errno, every segment with
 Wireshark-style relative numbers (dropped ones marked), model state changes.
 
@@ -268,12 +268,13 @@ class Simulation:
         ``SETTLE_QUIET`` seconds, at most ``SETTLE_MAX`` after the last step
         (tcplab.lab.runner), so a sim run and a live run cover the same span."""
         begin = self.now
-        while self.now - begin < SETTLE_MAX:
+        end = begin + SETTLE_MAX
+        while self.now < end:
             packets = self.timeline.packets()
-            last = max(packets[-1].time, begin) if packets else begin
-            if self.now - last >= SETTLE_QUIET:
+            quiet_at = (packets[-1].time if packets else begin) + SETTLE_QUIET
+            if self.now >= quiet_at:
                 break
-            self.run_until(lambda: False, min(last + SETTLE_QUIET, begin + SETTLE_MAX))
+            self.run_until(lambda: False, min(quiet_at, end))  # leaves now == that moment
 
     def run_to_the_end(self, limit: float = 3600.0) -> None:
         """Run until no timer at all is left, TIME-WAIT included (property tests)."""
@@ -416,9 +417,17 @@ class Simulation:
         self.snapshot()
         self.net.release_held(self.now)
         self.settle()
-        for pending in self.pending:
-            self._api(pending.step, pending.started, STILL_BLOCKED, None)
-        self.pending.clear()
+        # Like the lab, give each call still running half a second to return.
+        while self.pending:
+            first = self.pending[0]
+
+            def returned(call: _Pending = first) -> bool:
+                return call not in self.pending
+
+            self.run_until(returned, self.now + 0.5)
+            if first in self.pending:
+                self.pending.remove(first)
+                self._api(first.step, first.started, STILL_BLOCKED, None)
         self.timeline.sort()
         return self.timeline
 

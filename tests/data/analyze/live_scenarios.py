@@ -69,7 +69,10 @@ def ss(ns: str | None = None) -> list[tuple[str, str, str]]:
     rows = []
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) >= 5 and str(PORT) in (parts[3].rsplit(":", 1)[1], parts[4].rsplit(":", 1)[1]):
+        if len(parts) >= 5 and str(PORT) in (
+            parts[3].rsplit(":", 1)[1],
+            parts[4].rsplit(":", 1)[1],
+        ):
             rows.append((parts[0], parts[3], parts[4]))
     return rows
 
@@ -147,8 +150,12 @@ c.shutdown(socket.SHUT_WR)
 assert c.recv(100) == b""
 time.sleep(3)
 """
-    server = subprocess.Popen(["ip", "netns", "exec", peer_ns, sys.executable, "-c", server_code],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", peer_ns, sys.executable, "-c", server_code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert server.stdout is not None and server.stdin is not None
     assert server.stdout.readline().strip() == "ready"
     client = socket.create_connection(("10.9.0.2", PORT))
@@ -159,19 +166,26 @@ time.sleep(3)
     stop = threading.Event()
 
     def filler(ns: str | None, dest: str) -> None:
-        cmd = [sys.executable, "-c", (
-            "import socket, sys, time\n"
-            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            "end = time.time() + 1.5\n"
-            "while time.time() < end:\n"
-            f"    s.sendto(b'x' * 1000, ('{dest}', 9))\n"
-            "    time.sleep(0.004)\n")]
+        cmd = [
+            sys.executable,
+            "-c",
+            (
+                "import socket, sys, time\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "end = time.time() + 1.5\n"
+                "while time.time() < end:\n"
+                f"    s.sendto(b'x' * 1000, ('{dest}', 9))\n"
+                "    time.sleep(0.004)\n"
+            ),
+        ]
         if ns:
             cmd = ["ip", "netns", "exec", ns, *cmd]
         subprocess.run(cmd, check=True)
 
-    fills = [threading.Thread(target=filler, args=(None, "10.9.0.2")),
-             threading.Thread(target=filler, args=(peer_ns, "10.9.0.1"))]
+    fills = [
+        threading.Thread(target=filler, args=(None, "10.9.0.2")),
+        threading.Thread(target=filler, args=(peer_ns, "10.9.0.1")),
+    ]
     for f in fills:
         f.start()
     time.sleep(0.3)
@@ -184,8 +198,10 @@ time.sleep(3)
                     seen[role].append(state)
             time.sleep(0.01)
 
-    pollers = [threading.Thread(target=poll, args=("client", None)),
-               threading.Thread(target=poll, args=("server", peer_ns))]
+    pollers = [
+        threading.Thread(target=poll, args=("client", None)),
+        threading.Thread(target=poll, args=("server", peer_ns)),
+    ]
     for p in pollers:
         p.start()
     time.sleep(0.1)
