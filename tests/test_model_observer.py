@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from tcplab.model.observe import Inferred, Observer
-from tcplab.model.sim import Simulation
+from tcplab.model.sim import Simulation, sim_can_play
 from tcplab.model.table import TRANSITIONS
-from tcplab.scenario import parse_scenario
+from tcplab.scenario import builtin_ids, load, parse_scenario
 from tcplab.states import State
 from tcplab.wire.flags import Flags
 
@@ -252,3 +252,56 @@ def test_listen_side_that_missed_the_syn_learns_from_its_syn_ack() -> None:
     obs, inferred = watch("server", HANDSHAKE[1:], initial=State.LISTEN)
     assert states(inferred) == ["SYN-RECEIVED", "ESTABLISHED"]
     assert inferred[0].ambiguous is not None and obs.state is State.ESTABLISHED
+
+
+def test_syn_answered_by_rst_means_a_closed_port() -> None:
+    obs, inferred = watch("server", [("c>s", "S", C, None, 0), ("s>c", "R.", 0, C + 1, 0)])
+    assert obs.state is State.CLOSED
+    assert inferred[-1].rfc == "RFC 9293 §3.10.7.1" and inferred[-1].ambiguous is not None
+
+
+# Where packets cannot tell what the model knows, and the observer says so:
+# the FIN-WAIT-2 timer closed the client before its host answered late data with RST;
+# a SYN to a closed port looks like a listener's until the RST answers it.
+_INVISIBLE = {
+    ("client-close-only", "client"),
+    ("connect-bound-only", "server"),
+    ("connect-closed-port", "server"),
+}
+# Timer-driven and silent changes never show on the wire.
+_SILENT = ("2MSL timeout", "FIN-WAIT-2 timeout", "retransmissions exhausted", "abort()",
+           "close()")
+
+
+def _catalog_single_connection() -> list[str]:
+    return [sid for sid in builtin_ids()
+            if sim_can_play(load(sid))
+            and not any(f.action in ("delay", "hold") for f in load(sid).faults)]
+
+
+@pytest.mark.parametrize("sid", _catalog_single_connection())
+def test_observer_agrees_with_the_model_on_the_catalog(sid: str) -> None:
+    timeline = Simulation(load(sid)).run()
+    packets = timeline.packets()
+    connections = {(p.src, p.sport, p.dst, p.dport) if p.sender == "client"
+                   else (p.dst, p.dport, p.src, p.sport) for p in packets}
+    if len(connections) != 1:
+        pytest.skip("the observer watches one connection; this scenario has several")
+    for name in ("client", "server"):
+        if (sid, name) in _INVISIBLE:
+            continue
+        obs = Observer()
+        got: list[Inferred] = []
+        for p in packets:
+            if p.sender == name:
+                got += obs.sent(p.seq, p.ack, flags_of(p.flags), p.length, p.time)
+            elif not p.dropped:
+                got += obs.received(p.seq, p.ack, flags_of(p.flags), p.length, p.time)
+        rst_times = {p.time for p in packets if p.sender == name and "R" in p.flags}
+        model = [
+            str(ch.new) for ch in timeline.state_changes(name)
+            if ch.new is not State.LISTEN
+            and not (ch.new is State.CLOSED and ch.cause.startswith(_SILENT)
+                     and ch.time not in rst_times)
+        ]
+        assert [s for s in states(got) if s != "LISTEN"] == model, name

@@ -111,6 +111,12 @@ class Observer:
         state = self.state
         if state is None:
             return [self._assume(State.CLOSED, "sent RST", "the state before the RST is unknown")]
+        if state is State.SYN_RECEIVED and self.iss is None:
+            # A SYN answered with RST, not SYN-ACK: nobody listened on that port
+            # (RFC 9293 §3.10.7.1), so the SYN-RECEIVED guess was wrong.
+            old, self.state = state, State.CLOSED
+            return [Inferred(old, State.CLOSED, "sent RST", "RFC 9293 §3.10.7.1",
+                             "the SYN reached a port nobody listens on: no connection existed")]
         # Edges that send RST on the endpoint's own initiative (a call, a timer,
         # data arriving after close()); RSTs answering bad segments change nothing.
         candidates = [
