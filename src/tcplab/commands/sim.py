@@ -11,6 +11,7 @@ import click
 from tcplab import scenario as scenarios
 from tcplab.errors import InputError
 from tcplab.model.sim import run_scenario, sim_can_play, variants_of, verdict
+from tcplab.render.export import report_options, write_views
 from tcplab.render.text import render_ladder
 from tcplab.timeline import Timeline
 
@@ -43,9 +44,15 @@ def _write_json(timelines: list[Timeline], target: str) -> None:
 @click.option("--variant", help="Play only the variant with this name.")
 @click.option("--width", type=int, help="Ladder width in columns (default 100).")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios the model can play.")
+@report_options
 def command(scenario: str | None, profile: str, json_out: str | None, seed: int,
-            variant: str | None, width: int | None, list_only: bool) -> None:
+            variant: str | None, width: int | None, list_only: bool,
+            report: str | None, mermaid: str | None, svg_out: str | None) -> None:
     """Run SCENARIO on two model endpoints over a simulated network.
+
+    \b
+    Views: --report FILE.html (self-contained report), --mermaid FILE|-,
+    --svg FILE, --json FILE|- (the timeline).
 
     \b
     Counterfactual scenarios play several variants one after the other:
@@ -87,3 +94,22 @@ def command(scenario: str | None, profile: str, json_out: str | None, seed: int,
             click.echo()
     if json_out is not None:
         _write_json(timelines, json_out)
+    for timeline in timelines:
+        suffix = f".{_slug(timeline.meta.get('variant', ''))}" if len(timelines) > 1 else ""
+        written = write_views(
+            timeline,
+            report=_variant_path(report, suffix),
+            mermaid=_variant_path(mermaid, suffix),
+            svg=_variant_path(svg_out, suffix),
+            scenario=sc,
+        )
+        if written and echo_ladder:
+            click.echo(f"wrote {', '.join(written)}")
+
+
+def _variant_path(target: str | None, suffix: str) -> str | None:
+    """``report.html`` -> ``report.with-time-wait.html`` when a scenario has variants."""
+    if target is None or target == "-" or not suffix:
+        return target
+    path = Path(target)
+    return str(path.with_name(f"{path.stem}{suffix}{path.suffix}"))
