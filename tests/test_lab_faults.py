@@ -145,3 +145,23 @@ def test_scenario_file_rejects_an_unknown_when() -> None:
     }
     with pytest.raises(InputError, match="fault 1: when must be one of"):
         parse_scenario(data, "x.toml")
+
+
+def test_a_hold_rule_is_spent_after_its_release() -> None:
+    program: FaultProgram[str] = FaultProgram((FaultRule("hold", flags="F.", release_after=2),))
+    program.on_packet(0.0, seg(C, "F.", 1, 1), "a")
+    assert [r.token for r in program.on_packet(0.1, seg(S, "F.", 1, 2), "b")] == ["a", "b"]
+    # A retransmitted FIN later goes straight through.
+    (again,) = program.on_packet(0.5, seg(S, "F.", 1, 2), "c")
+    assert again.token == "c" and not again.dropped
+
+
+def test_wire_steps_blackhole_heal_and_release() -> None:
+    program: FaultProgram[str] = FaultProgram((FaultRule("hold", flags="S", release_after=5),))
+    assert program.on_packet(0.0, seg(C, "S", 1, 0), "syn") == []
+    assert [r.token for r in program.release_all(0.2)] == ["syn"]
+    program.set_blackhole("server", True)
+    (lost,) = program.on_packet(0.3, seg(C, "P.", 2, 1, 4), "data")
+    assert lost.dropped and "server blackholed" in lost.note
+    program.set_blackhole("server", False)
+    assert not program.on_packet(0.4, seg(C, "P.", 2, 1, 4), "again")[0].dropped

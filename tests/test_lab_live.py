@@ -190,13 +190,15 @@ def test_node_half_open_seed_example(tmp_path: Path) -> None:
     if not (shutil.which("node") and shutil.which("strace")):
         pytest.skip("node/strace not installed (scripts/setup.sh installs them)")
     result = run("node-half-open", tmp_path)
-    failed = [f"{f.fact}: {f.detail}" for f in result.facts if not f.held]
-    assert not failed, failed
     tl = result.timeline
     notes = [e for e in tl.events if isinstance(e, Note)]
+    story = ([p.label() for p in tl.packets()], [n.text for n in notes],
+             [c.describe() for c in tl.api_calls()])  # fmt: skip
+    failed = [f"{f.fact}: {f.detail}" for f in result.facts if not f.held]
+    assert not failed, (failed, story)
     printed = [e.text for e in notes if "prints: event" in e.text]
-    assert any(t.startswith("server prints: event end") for t in printed)
-    assert any(t.startswith("client prints: event data thx") for t in printed)
+    assert any(t.startswith("server prints: event end") for t in printed), story
+    assert any(t.startswith("client prints: event data thx") for t in printed), story
     # Node's 'end' on the server follows the client's FIN on the wire.
     client_fin = next(p for p in tl.packets() if p.sender == "client" and "F" in p.flags)
     server_end = next(e for e in notes if "server prints: event end" in e.text)

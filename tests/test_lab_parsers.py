@@ -1,6 +1,8 @@
-"""Parsers of the lab's adapters, on literal text: trace_pipe lines and strace lines."""
+"""The lab's adapters on literal input: trace_pipe and strace lines, pcapng comments, no root."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +66,8 @@ def test_timewait_handoff_becomes_time_wait_from_the_snapshot() -> None:
     assert isinstance(note, Note) and "FIN-WAIT-2" in note.text
     # Another run's address is not ours.
     assert kernel_events([event], {"10.89.8.1": "client"}, snaps) == []
+    # Nor a socket of ours talking to an address that is not this run's.
+    assert kernel_events([event], {"10.89.7.1": "client"}, snaps) == []
 
 
 def test_strace_lines_become_api_calls() -> None:
@@ -120,3 +124,48 @@ def test_trace_filter_covers_every_port_a_scenario_names() -> None:
     )
     assert scenario_ports(sc) == (9000, 9001, 40001)
     assert port_filter((9000, 9000)) == "sport == 9000 || dport == 9000"
+
+
+def _datagram(sport: int, dport: int, seq: int, ack: int, flags: int) -> bytes:
+    """A minimal IPv4 + TCP header (checksums zero: only the file layout matters)."""
+    import socket as s
+    import struct
+
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 64240, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0,
+                     s.inet_aton("10.89.1.1"), s.inet_aton("10.89.1.2"))  # fmt: skip
+    return ip + tcp
+
+
+def test_pcapng_puts_each_call_on_the_next_packet(tmp_path: Path) -> None:
+    from tcplab.capture import open_capture
+    from tcplab.lab.output import LINKTYPE_RAW, write_pcapng
+    from tcplab.timeline import ApiCall, Packet, Timeline
+
+    def packet(t: float, flags: str, bits: int, dropped: bool = False) -> Packet:
+        raw = _datagram(40000, 8080, 1, 0, bits)
+        return Packet(t, "client", "server", "10.89.1.1", 40000, "10.89.1.2", 8080, flags,
+                      1, 0, 0, raw=raw, dropped=dropped,
+                      annotations=("the client's last ACK",) if dropped else ())  # fmt: skip
+
+    tl = Timeline(meta={"scenario": "t"})
+    tl.extend([
+        ApiCall(1.5, "client", "connect", (), "0", None, started=0.9),
+        packet(1.0, "S", 0x02),
+        ApiCall(2.1, "client", "close", (), "0", None, started=2.0),
+        packet(2.05, "F.", 0x11),
+        packet(3.0, ".", 0x10, dropped=True),
+        ApiCall(4.0, "server", "close", (), "0", None, started=3.9),
+    ])  # fmt: skip
+    tl.sort()
+    path = tmp_path / "t.pcapng"
+    write_pcapng(tl, path)
+    with open_capture(path) as reader:
+        records = list(reader)
+    assert [r.linktype for r in records] == [LINKTYPE_RAW] * 3
+    assert [r.time_ns for r in records] == [1_000_000_000, 2_050_000_000, 3_000_000_000]
+    assert records[0].comment == "client: connect() = 0"
+    assert records[1].comment == "client: close() = 0"
+    assert records[2].comment == (
+        "(after this packet) server: close() = 0\nDROPPED by the wire: the client's last ACK"
+    )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcplab.analyze.frames import ReadReport, Segment, read_segments
+from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, read_segments
 from tcplab.analyze.infer import InferredLike, Pair, make_observer
 from tcplab.analyze.wireshark import PROBLEM_FLAGS, StreamTracker
 from tcplab.analyze.zeek import (
@@ -365,7 +365,7 @@ class Analyzer:
             client_state=st.pair.state(CLIENT),
             server_state=st.pair.state(SERVER),
             changes=tuple(changes),
-            options=opts.describe(),
+            options=opts.describe() if self.keep_packets and opts is not NO_OPTIONS else "",
             raw=seg.raw if self.keep_raw else b"",
         )
         if self.keep_packets:

@@ -30,6 +30,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -119,9 +120,14 @@ class StraceParser:
 
 
 def _command(netns: str, command: str, trace_file: Path, env: dict[str, str]) -> list[str]:
+    # setpriv --pdeathsig KILL: strace dies with the lab.  strace does not take
+    # its tracees with it, so their pids go to the state file (_record_programs)
+    # and the run's teardown, or ``tcplab cleanup``, kills them.
     return [
         "ip", "netns", "exec", Path(netns).name, "env", *[f"{k}={v}" for k, v in env.items()],
-        "strace", "-f", "-qq", "-ttt", "-o", str(trace_file), "-e", TRACE, "sh", "-c", command,
+        "setpriv", "--pdeathsig", "KILL",
+        "strace", "-f", "-qq", "-ttt", "-o", str(trace_file), "-e", TRACE,
+        "sh", "-c", command,
     ]  # fmt: skip
 
 
@@ -156,7 +162,7 @@ def player(server_cmd: str, client_cmd: str, timeout: float = 15.0) -> Callable[
 
 
 def _play(run: _Run, server_cmd: str, client_cmd: str, timeout: float) -> None:
-    for tool in ("strace", "ip"):
+    for tool in ("strace", "ip", "setpriv"):
         if shutil.which(tool) is None:
             raise LabError(f"external actors need {tool} (scripts/setup.sh installs it)")
     offset = time.time() - time.monotonic()
@@ -177,12 +183,16 @@ def _play(run: _Run, server_cmd: str, client_cmd: str, timeout: float) -> None:
         procs["client"] = _spawn(run, "client", client_cmd, files["client"], env)
         readers.append(_read_stdout(run, "client", procs["client"]))
         for name, limit in (("client", timeout), ("server", 2.0)):
-            try:
-                procs[name].wait(limit)
-                exited[name] = time.monotonic()
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + limit
+            while procs[name].poll() is None and time.monotonic() < deadline:
+                _record_programs(run)
+                with suppress(subprocess.TimeoutExpired):
+                    procs[name].wait(0.1)
+            if procs[name].poll() is None:
                 text = f"{name} still running after {limit} s: stopped with SIGTERM"
                 run.notes.append(Note(time.monotonic(), text, name))
+            else:
+                exited[name] = time.monotonic()
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -219,6 +229,24 @@ def _spawn(
     return proc
 
 
+def _record_programs(run: _Run) -> None:
+    """Every process now inside the run's namespaces goes into the state file (pid
+    and start time), so ``tcplab cleanup`` can kill a program whose lab was killed:
+    strace does not take its tracees down with it."""
+    from tcplab.lab import host
+
+    known = {pid for pid, _ in run.state.pids}
+    new = [
+        (pid, host.proc_starttime(pid))
+        for path in set(run.ns.values())
+        for pid in host.namespace_pids(path)
+        if pid not in known and pid != os.getpid()
+    ]
+    if new:
+        run.state.pids.extend(p for p in new if p[1])
+        run.state.save()
+
+
 def _read_stdout(run: _Run, name: str, proc: subprocess.Popen[bytes]) -> threading.Thread:
     """Each output line -> a Note on the program's side, stamped as it arrives."""
 
@@ -242,6 +270,7 @@ def _wait_listen(run: _Run, timeout: float) -> None:
     begin = time.monotonic()
     table_host = "client" if run.loopback else "server"
     while time.monotonic() - begin < timeout:
+        _record_programs(run)
         snaps.take()
         if any(
             info.state is State.LISTEN and info.sport == run.scenario.server_port

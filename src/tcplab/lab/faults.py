@@ -22,6 +22,11 @@ has to be recognised as it happens):
   (RFC 9293 §3.6, the segment that moves the peer out of LAST-ACK or
   CLOSING).
 
+A ``hold`` rule releases once (``release_after`` packets held, or its
+``seconds`` up, or a ``release`` wire step) and is then spent.  ``wire``
+steps in the scenario blackhole/heal a host from that moment on
+(``set_blackhole``), which is steadier than a time window.
+
 ``nth = -1`` ("the last match") is played as ``when = "final-ack", nth = 1``
 when the rule has no ``when``: on a clean close the final ACK is the last
 segment the sender sends, and the first such ACK is the one a learner means

@@ -25,11 +25,12 @@ import json
 import os
 import re
 import secrets
+import signal
 import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,6 +125,46 @@ def ip(*args: str) -> None:
         raise LabError("the lab needs iproute2's ip (scripts/setup.sh installs it)") from None
     if proc.returncode != 0:
         raise LabError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
+
+
+def kill_namespace_processes(name: str) -> list[int]:
+    """SIGKILL what still runs inside one of the run's own namespaces.
+
+    Called by the run that created the namespace, at its teardown: only that
+    run puts processes there (its actors, external programs and whatever they
+    forked), so they are its own; a process left inside would keep the
+    namespace alive after its name is deleted.  ``tcplab cleanup`` does not
+    use this: it kills only the pids a run recorded.
+    """
+    if not RUN_NAMESPACE.match(name):
+        raise LabError(f"{name}: not a lab namespace")
+    killed: list[int] = []
+    for pid in namespace_pids(NETNS_DIR / name):
+        if pid != os.getpid():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
+
+
+def namespace_pids(netns_path: str | Path) -> list[int]:
+    """The processes whose network namespace is ``netns_path`` (what ``ip netns pids``
+    prints), by comparing /proc/PID/ns/net with the namespace file."""
+    try:
+        target = os.stat(netns_path)
+    except OSError:
+        return []
+    pids: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            ns = os.stat(f"/proc/{entry.name}/ns/net")
+        except OSError:
+            continue
+        if (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino):
+            pids.append(int(entry.name))
+    return pids
 
 
 def write_sysctl(netns_path: str | Path, name: str, value: str) -> None:
@@ -222,6 +263,18 @@ def used_subnets() -> set[int]:
             if len(parts) == 4 and parts[2].isdigit():
                 used.add(int(parts[2]))
     return used
+
+
+@contextmanager
+def subnet_lock() -> Iterator[None]:
+    """An exclusive lock over choosing a subnet and writing the state file."""
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    fd = os.open(STATE_ROOT / ".subnets.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def pick_subnet() -> int:

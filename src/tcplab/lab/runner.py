@@ -332,7 +332,15 @@ class _Run:
     # -- building ---------------------------------------------------------
 
     def build(self) -> None:
-        x = host.pick_subnet()
+        # Choosing the subnet and recording it is one step under a lock: two runs
+        # starting together must not share addresses (events are told apart by them).
+        with host.subnet_lock():
+            names = self._addresses(host.pick_subnet())
+            self.state.save()
+        self._create(names)
+
+    def _addresses(self, x: int) -> dict[str, str]:
+        """This run's addresses in subnet ``x``; returns the namespace names."""
         if self.loopback:
             self.addr = {"client": f"127.89.{x}.1", "server": f"127.89.{x}.2"}
             names = {"client": f"tcplab-{self.run_id}-lo"}
@@ -345,7 +353,9 @@ class _Run:
                           for i, h in ((1, "client"), (2, "server"))}  # fmt: skip
         self.state.addresses = list(self.addr.values()) + list(self.addr6.values())
         self.state.namespaces = list(names.values())
-        self.state.save()
+        return names
+
+    def _create(self, names: dict[str, str]) -> None:
         for h, name in names.items():
             host.ip("netns", "add", name)
             self.ns[h] = str(host.NETNS_DIR / name)
@@ -642,6 +652,8 @@ class _Run:
                 os.close(fd)
         self.tun_fds.clear()
         for name in self.state.namespaces:
+            with suppress(Exception):
+                host.kill_namespace_processes(name)
             with suppress(Exception):
                 host.ip("netns", "del", name)
         with suppress(Exception):

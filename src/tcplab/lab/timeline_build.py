@@ -100,6 +100,7 @@ def decode_packets(records: list[WireRecord]) -> list[Packet]:
 
 
 _HANDOFF_FROM = (State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING)
+_UNSPECIFIED = ("0.0.0.0", "::", "")
 
 
 def kernel_events(
@@ -117,7 +118,9 @@ def kernel_events(
     for ev in events:
         local, remote = ev.local, ev.remote
         endpoint = hosts.get(local[0])
-        if endpoint is None:
+        # Both ends must be this run's (or unset: a listener, a socket not yet
+        # connected); the addresses are unique to the run, the events global.
+        if endpoint is None or (remote[0] not in hosts and remote[0] not in _UNSPECIFIED):
             continue
         if ev.event == "inet_sock_set_state":
             if ev.fields.get("protocol", "IPPROTO_TCP") != "IPPROTO_TCP":
