@@ -94,8 +94,9 @@ def main(argv: list[str]) -> int:
                 row = run_one(lab, sid)
                 rows.append(row)
                 status = row.error or f"{row.held}/{row.facts} facts"
+                rest = row.seconds - row.timer_waits
                 print(f"{sid:24} {row.seconds:7.2f} s  timer waits {row.timer_waits:6.2f} s  "
-                      f"rest {row.seconds - row.timer_waits:6.2f} s  {status}", flush=True)  # fmt: skip
+                      f"rest {rest:6.2f} s  {status}", flush=True)  # fmt: skip
         wall = time.monotonic() - wall
         total = sum(r.seconds for r in rows)
         waits = sum(r.timer_waits for r in rows)

@@ -141,3 +141,21 @@ def test_truncated_capture_reports_and_analyses_the_rest(tmp_path: Path) -> None
     assert code == 0
     assert "truncated" in err and err.count("\n") == 1
     assert json.loads(out.splitlines()[0])["client"]["packets"] == 6  # the last ACK was cut
+
+
+def test_views_for_one_connection(tmp_path: Path) -> None:
+    svg, html = tmp_path / "c.svg", tmp_path / "c.html"
+    code, _, _ = run(str(TRACES / "http/get.pcap"), "--svg", str(svg), "--report", str(html))
+    assert code == 0
+    assert svg.read_text().lstrip().startswith("<svg") or "<svg" in svg.read_text()[:300]
+    assert "TIME-WAIT" in html.read_text()
+    code, _, err = run_process(str(TRACES / "pop3/pop3.pcap"), "--svg", str(svg))
+    assert code == 2 and "choose one with --conn" in err
+
+
+def test_summary_mode(tmp_path: Path) -> None:
+    code, out, _ = run(str(TRACES / "pop3/pop3.pcap"), "--summary", "--port", "26272")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2 and "FIN both ways (server first)" in lines[1]
+    code, _, err = run_process(str(TRACES / "tcp/http-on-irc-port-missing-syn.pcapng"), "--summary")
+    assert code == 2 and "pcapng" in err

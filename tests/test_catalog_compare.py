@@ -272,3 +272,82 @@ def _first_difference(a: list[Any], b: list[Any]) -> str:
         if x != y:
             return f"first difference at {i}: kernel {x} model {y}"
     return "equal"
+
+
+# -- the comparison rules themselves (no root) ----------------------------------------
+
+
+def _change(t: float, old: str | None, new: str, who: str = "client") -> StateChange:
+    return StateChange(t, who, State.parse(old) if old else None, State.parse(new),
+                       Source.KERNEL)  # fmt: skip
+
+
+def test_a_new_socket_writes_its_old_state_first() -> None:
+    # Two connections of one host: the second starts from CLOSED again, and says so.
+    changes = [_change(1, "CLOSED", "SYN-SENT"), _change(2, "SYN-SENT", "TIME-WAIT"),
+               _change(3, "CLOSED", "SYN-SENT"), _change(4, "SYN-SENT", "SYN-SENT")]  # fmt: skip
+    assert [str(s) for s in path_of(changes)] == [
+        "CLOSED", "SYN-SENT", "TIME-WAIT", "CLOSED", "SYN-SENT"]  # fmt: skip
+
+
+def test_limits_remove_the_last_occurrences_and_must_all_be_found() -> None:
+    path = [State.parse(s) for s in ("CLOSED", "SYN-SENT", "CLOSED")]
+    assert _remove_in_order(path, ["CLOSED"]) == ([State.CLOSED, State.SYN_SENT], [])
+    rest, missing = _remove_in_order(path, ["LISTEN"])
+    assert rest == path and missing == ["LISTEN"]
+    # Neighbours left equal by a removal are written once.
+    path = [State.parse(s) for s in ("ESTABLISHED", "TIME-WAIT", "CLOSED", "ESTABLISHED")]
+    assert _remove_in_order(path, ["TIME-WAIT", "CLOSED"])[0] == [State.ESTABLISHED]
+
+
+def _scenario(extra: dict[str, Any], faults: list[dict[str, Any]] | None = None) -> Scenario:
+    from tcplab.scenario import parse_scenario
+
+    return parse_scenario({"id": "t", "step": [{"actor": "client", "call": "connect"}],
+                           "fault": faults or [], "extra": extra})  # fmt: skip
+
+
+def test_a_limit_that_no_longer_applies_fails() -> None:
+    limit = {"inference": {"limit": [
+        {"endpoint": "client", "kernel_only": ["CLOSED"], "reason": "x"}]}}  # fmt: skip
+    same = {"client": [State.CLOSED, State.SYN_SENT], "server": []}
+    verdicts = compare_paths(_scenario(limit), same, same)
+    assert [v.ok for v in verdicts] == [False, True]
+    assert "stale" in verdicts[0].detail
+    kernel = {"client": [State.CLOSED, State.SYN_SENT, State.CLOSED], "server": []}
+    assert all(v.ok for v in compare_paths(_scenario(limit), kernel, same))
+
+
+def test_segment_differences_are_honoured_exactly() -> None:
+    base: list[Seg] = [("client", "S", 0, None, 0, False), ("server", "S.", 0, 1, 0, False)]
+    extra: list[Seg] = [*base, ("server", "S.", 0, 1, 0, False)]
+    kernel_only = {"sim_vs_kernel": {"difference": [
+        {"kind": "kernel-only", "segments": [["server", "S."]], "reason": "x"}]}}  # fmt: skip
+    assert compare_segments(_scenario({}), base, base)[0]
+    assert not compare_segments(_scenario({}), extra, base)[0]
+    assert compare_segments(_scenario(kernel_only), extra, base)[0]
+    stale = compare_segments(_scenario(kernel_only), base, base)
+    assert not stale[0] and "stale" in stale[1]
+
+
+def test_bulk_totals_count_bytes_covered_and_segments_sent_again() -> None:
+    seq: list[Seg] = [
+        ("client", "P.", 1, 1, 100, False), ("server", ".", 1, 101, 0, False),
+        ("client", ".", 101, 1, 100, False), ("client", ".", 101, 1, 100, False),
+        ("client", "F.", 201, 1, 0, False),
+    ]  # fmt: skip
+    assert _bulk(seq) == [("bulk", "client", 200, 100, 1), ("client", "F.", 201, 1, 0, False)]
+
+
+def test_relative_numbers_restart_at_each_syn() -> None:
+    from tcplab.timeline import EndpointInfo, Packet
+
+    tl = Timeline(endpoints=[EndpointInfo("client", "10.0.0.1", 1000, "client"),
+                             EndpointInfo("server", "10.0.0.2", 80, "server")])  # fmt: skip
+    raw = [("client", "S", 500, 0), ("server", "R.", 0, 501)]
+    for i, (who, flags, seq, ack) in enumerate(raw):
+        sport, dport = (1000, 80) if who == "client" else (80, 1000)
+        other = "server" if who == "client" else "client"
+        tl.add(Packet(float(i), who, other, "", sport, "", dport, flags, seq, ack, 0))
+    # The RST's direction sent no SYN: it counts from its own first segment, as Wireshark does.
+    assert segments(tl) == [("client", "S", 0, None, 0, False), ("server", "R.", 0, 1, 0, False)]

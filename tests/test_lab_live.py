@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,15 @@ def test_handshake_close_timeline(tmp_path: Path) -> None:
     # The files: JSON round-trips, tshark reads the pcapng and shows the call comments.
     assert result.json_path is not None
     assert type(tl).from_json(result.json_path.read_text()) == tl
+    # The pcapng is on the wall clock: the timeline's monotonic time + the run's offset.
+    from tcplab.capture import open_capture
+
+    assert result.pcapng_path is not None
+    with open_capture(result.pcapng_path) as reader:
+        first_record = next(iter(reader))
+    offset = tl.meta["realtime_offset"]
+    assert abs(first_record.time_ns / 1e9 - (packets[0].time + offset)) < 1e-6
+    assert abs(first_record.time_ns / 1e9 - time.time()) < 60
     if shutil.which("tshark"):
         out = subprocess.run(
             ["tshark", "-r", str(result.pcapng_path), "-T", "fields", "-e", "frame.comment"],

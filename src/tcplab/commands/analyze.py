@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from tcplab.errors import InputError
+from tcplab.render.export import report_options
 
 if TYPE_CHECKING:  # the fast summary must not pay for importing the detailed engine
     from tcplab.analyze.core import Analysis, Connection
@@ -97,6 +98,7 @@ def _run(path: Path, bare: bool, ignore_checksums: bool, keep_packets: bool) -> 
 @click.option(
     "-b", "--bare", is_flag=True, help="Zeek bare mode: no likely-server-port role flips (zeek -b)."
 )
+@report_options
 @click.option(
     "-C",
     "--ignore-checksums",
@@ -116,6 +118,9 @@ def command(
     problems: bool,
     bare: bool,
     ignore_checksums: bool,
+    report: str | None = None,
+    mermaid: str | None = None,
+    svg_out: str | None = None,
 ) -> None:
     """Connections, per-endpoint TCP states and anomalies in FILE (pcap or pcapng)."""
     modes = [as_json, per_packet, conn_log, ladder is not None, summary]
@@ -128,10 +133,15 @@ def command(
 
         print_summary(file, conn=conn, host=host, port=port)
         return
-    keep_packets = per_packet or ladder is not None
+    views = any(v is not None for v in (report, mermaid, svg_out))
+    keep_packets = per_packet or ladder is not None or views
     analysis = _run(file, bare, ignore_checksums, keep_packets)
     for problem in analysis.report.problems:
         click.echo(f"tcplab: {problem}", err=True)
+    if views:
+        _write_views(analysis, ladder if ladder is not None else conn, report, mermaid, svg_out)
+        if ladder is None and not (as_json or per_packet or conn_log):
+            return
     if ladder is not None:
         conn = ladder
     chosen = _selected(analysis.connections, conn, host, port, problems)
@@ -176,6 +186,32 @@ def command(
             )
         if not analysis.connections and analysis.report.tcp == 0:
             console.print(f"no TCP packets in {analysis.report.frames} frames")
+
+
+def _write_views(
+    analysis: Analysis,
+    number: int | None,
+    report: str | None,
+    mermaid: str | None,
+    svg_out: str | None,
+) -> None:
+    """--report/--mermaid/--svg: one connection's timeline through the renderers."""
+    from tcplab.analyze.ladder import timeline_for
+    from tcplab.render.export import write_views
+
+    if number is None:
+        if len(analysis.connections) != 1:
+            raise InputError(
+                f"{len(analysis.connections)} connections: choose one with --conn N for the views"
+            )
+        number = analysis.connections[0].number
+    chosen = [c for c in analysis.connections if c.number == number]
+    if not chosen:
+        raise InputError(f"no connection {number} (there are {len(analysis.connections)})")
+    packets = [p for p in analysis.packets if p.stream == number]
+    timeline = timeline_for(packets, chosen[0])
+    for path in write_views(timeline, report=report, mermaid=mermaid, svg=svg_out):
+        click.echo(f"wrote {path}", err=True)
 
 
 def _print_ladder(analysis: Analysis, chosen: list[Connection], number: int) -> None:

@@ -2,9 +2,12 @@
 API call as a packet comment), and the ladder as SVG/DOT when a renderer exists.
 
 pcapng: one interface, LINKTYPE_RAW (101: the TUN's bare IP datagrams),
-nanosecond timestamps (if_tsresol 9) on CLOCK_MONOTONIC, the clock of the
-whole timeline.  Wireshark/tshark show EPB comments as ``frame.comment``
-(``pkt_comment`` before 4.0).  A call's comment goes on the first packet
+nanosecond timestamps (if_tsresol 9).  The timeline's clock is
+CLOCK_MONOTONIC; the file gets wall-clock time, as every capture tool writes
+it (Wireshark shows dates), by adding ``meta["realtime_offset"]`` (seconds,
+sampled at the start of the run; the section comment states it too).
+Wireshark/tshark show EPB comments as ``frame.comment`` (``pkt_comment``
+before 4.0).  A call's comment goes on the first packet
 the wire saw after the call began (a connect() on its SYN); calls after the
 last packet go on the last one; a run without packets keeps them in the
 section header's comment.  Dropped packets are written too, commented.
@@ -49,7 +52,10 @@ def write_pcapng(timeline: Timeline, path: Path) -> None:
             comments[i].append("DROPPED by the wire: " + "; ".join(packet.annotations))
         elif packet.annotations:
             comments[i].append("wire: " + "; ".join(packet.annotations))
+    offset = float(timeline.meta.get("realtime_offset", 0.0))
     header = f"tcplab run {timeline.meta.get('scenario', '')}"
+    if offset:
+        header += f" (times = CLOCK_MONOTONIC + {offset:.9f} s)"
     if leftover:
         header += "\n" + "\n".join(leftover)
     with path.open("wb") as fileobj:
@@ -57,7 +63,7 @@ def write_pcapng(timeline: Timeline, path: Path) -> None:
         iface = writer.add_interface(LINKTYPE_RAW, "tcplab-wire", tsresol=9)
         for i, packet in enumerate(packets):
             text = "\n".join(comments[i]) or None
-            writer.write(round(packet.time * 1e9), packet.raw, iface, text)
+            writer.write(round((packet.time + offset) * 1e9), packet.raw, iface, text)
 
 
 def _renderer(module: str, names: tuple[str, ...]) -> Callable[[Timeline], str] | None:

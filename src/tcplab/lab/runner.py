@@ -328,6 +328,7 @@ class _Run:
         self.snapshot_count = 0
         self._ident = 0
         self.start_ns = time.monotonic_ns()
+        self.realtime_offset = time.time() - time.monotonic()
 
     # -- building ---------------------------------------------------------
 
@@ -778,6 +779,8 @@ class Lab:
                 "scenario": scenario.id,
                 "run_id": run.run_id,
                 "clock": "CLOCK_MONOTONIC",
+                # CLOCK_REALTIME - CLOCK_MONOTONIC at the start: the pcapng's clock.
+                "realtime_offset": run.realtime_offset,
                 "mode": "loopback" if run.loopback else "tun",
                 "tracing": run.tracer is not None,
                 "snapshots": run.snapshot_count,
