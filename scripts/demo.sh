@@ -1,62 +1,20 @@
 #!/usr/bin/env bash
-# make demo: capture one short TCP conversation on loopback and show it with
-# `tcplab packets` (handshake, "hello" echoed, both sides close).
-# Every background process started here is stopped on exit, also on failure.
+# make demo: the live lab plays handshake-close on two real Linux endpoints
+# (two network namespaces joined by the lab's own wire), draws the ladder with
+# the kernel's states, checks the scenario's facts, and writes
+# out/handshake-close.{pcapng,json,svg,dot}.  Then `tcplab packets` reads the
+# lab's own capture back, tcpdump-style with relative seq/ack.
+# The lab removes its namespaces, TUN devices and tracefs instance itself,
+# also on Ctrl-C; `tcplab cleanup` removes what a killed run left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PORT="${TCPLAB_DEMO_PORT:-47123}"
-PY=.venv/bin/python
+TCPLAB=.venv/bin/tcplab
 mkdir -p out
-rm -f out/demo.pcap
 
-tcpdump_pid=""
-tcpdump_log="$(mktemp)"
-cleanup() {
-  if [ -n "$tcpdump_pid" ] && kill -0 "$tcpdump_pid" 2>/dev/null; then
-    kill -INT "$tcpdump_pid" 2>/dev/null || true
-    wait "$tcpdump_pid" 2>/dev/null || true
-  fi
-  rm -f "$tcpdump_log"
-}
-trap cleanup EXIT INT TERM
+echo "== tcplab run handshake-close"
+"$TCPLAB" run handshake-close --outdir out
 
-tcpdump -i lo --immediate-mode -U -n -s 0 -w out/demo.pcap "tcp port $PORT" 2>"$tcpdump_log" &
-tcpdump_pid=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$tcpdump_log" && break
-  kill -0 "$tcpdump_pid" 2>/dev/null || { cat "$tcpdump_log" >&2; exit 1; }
-  sleep 0.05
-done
-
-"$PY" - "$PORT" <<'PYEOF'
-import socket, sys, threading
-
-port = int(sys.argv[1])
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", port))
-server.listen(1)
-
-def echo() -> None:
-    conn, _ = server.accept()
-    with conn:
-        conn.sendall(conn.recv(100))   # echo "hello"
-        conn.recv(100)                 # b"": the client closed first
-
-thread = threading.Thread(target=echo)
-thread.start()
-with socket.create_connection(("127.0.0.1", port)) as client:
-    client.sendall(b"hello")
-    assert client.recv(100) == b"hello"
-thread.join()
-server.close()
-PYEOF
-
-sleep 0.2   # let the last segments reach the capture file
-kill -INT "$tcpdump_pid"
-wait "$tcpdump_pid" 2>/dev/null || true
-tcpdump_pid=""
-
-echo "== tcplab packets out/demo.pcap"
-.venv/bin/tcplab packets out/demo.pcap
+echo
+echo "== tcplab packets out/handshake-close.pcapng"
+"$TCPLAB" packets out/handshake-close.pcapng

@@ -102,16 +102,16 @@ def _packet(
     import ipaddress
     import struct
 
-    from tcplab.analyze.frames import _ones_complement_sum
+    from tcplab.wire.checksum import ones_complement_sum
 
     sip, dip = ipaddress.IPv4Address(src[0]).packed, ipaddress.IPv4Address(dst[0]).packed
     tcp = struct.pack("!HHIIHHHH", src[1], dst[1], seq, ack, (5 << 12) | flags, 65000, 0, 0)
     seg = tcp + payload
     pseudo = sip + dip + struct.pack("!HH", 6, len(seg))
-    ck = 0xFFFF - _ones_complement_sum(pseudo + seg)
+    ck = 0xFFFF - ones_complement_sum(pseudo + seg)
     seg = seg[:16] + struct.pack("!H", ck) + seg[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 0, 0x4000, 64, 6, 0, sip, dip)
-    ip = ip[:10] + struct.pack("!H", 0xFFFF - _ones_complement_sum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", 0xFFFF - ones_complement_sum(ip)) + ip[12:]
     frame = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + seg
     sec = int(t)
     return struct.pack("<IIII", sec, round((t - sec) * 1e6), len(frame), len(frame)) + frame

@@ -51,9 +51,10 @@ go stale; it is generated from the scenario files (`python tests/test_catalog_do
 
 TIME-WAIT lasts a fixed 60 s on Linux (TCP_TIMEWAIT_LEN): the catalog shows it in the
 sock_diag snapshots (state and the `timewait` timer) and never waits it out.  Timing
-(`bench/catalog_bench.py`): the whole catalog takes about 50 s on this 2-core machine,
-about 30 s of it apart from waits on timers (SYN and SYN-ACK backoff, keepalive,
-tcp_fin_timeout, the wire's deliberate delays).
+(`bench/catalog_bench.py`): the whole catalog took 45 s on this 2-core machine, 23 s of
+it apart from waits on timers (SYN and SYN-ACK backoff, keepalive, tcp_fin_timeout, the
+wire's deliberate delays); the longest run is syn-timeout (7.7 s, 7.2 s of it the SYN
+backoff to ETIMEDOUT).
 """
 
 

@@ -177,3 +177,25 @@ def test_two_runs_at_once_do_not_disturb_each_other(tmp_path: Path) -> None:
         assert {p.src for p in result.timeline.packets()} == mine
         # Each run mounted and removed its own tracefs; neither kept the other's alive.
         assert lab_leftovers(result.timeline.meta["run_id"]) == []
+
+
+def test_a_run_holding_its_lock_is_live_whatever_its_pid_says() -> None:
+    """Sessions in another pid namespace see other pids: the lock decides."""
+    from tcplab.lab.cleanup import cleanup
+    from tcplab.lab.host import RunState
+
+    run_id = "0badc0de"
+    state = RunState(run_id, lab_pid=2**22 + 7, lab_start=1,
+                     namespaces=[f"tcplab-{run_id}-c"])  # fmt: skip
+    fd = state.hold()
+    try:
+        state.save()
+        host.ip("netns", "add", f"tcplab-{run_id}-c")
+        report = cleanup()
+        assert run_id in report.live
+        assert f"tcplab-{run_id}-c" in _run("ip", "netns", "list")
+    finally:
+        os.close(fd)
+    report = cleanup()
+    assert f"tcplab-{run_id}-c" in report.namespaces
+    assert lab_leftovers(run_id) == []

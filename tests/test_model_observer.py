@@ -13,7 +13,7 @@ import pytest
 
 from tcplab.model.observe import Inferred, Observer
 from tcplab.model.sim import Simulation, sim_can_play
-from tcplab.model.table import TRANSITIONS
+from tcplab.model.table import TRANSITIONS, Trigger
 from tcplab.scenario import builtin_ids, load, parse_scenario
 from tcplab.states import State
 from tcplab.wire.flags import Flags
@@ -258,6 +258,41 @@ def test_syn_answered_by_rst_means_a_closed_port() -> None:
     obs, inferred = watch("server", [("c>s", "S", C, None, 0), ("s>c", "R.", 0, C + 1, 0)])
     assert obs.state is State.CLOSED
     assert inferred[-1].rfc == "RFC 9293 §3.10.7.1" and inferred[-1].ambiguous is not None
+
+
+REFUSED: list[Line] = [("c>s", "S", C, None, 0), ("s>c", "R.", 0, C + 1, 0)]
+
+
+@pytest.mark.parametrize("initial", [None, State.LISTEN])
+def test_refused_connect_never_puts_the_server_in_syn_received(initial: State | None) -> None:
+    # Linux answers a SYN to a port without a listener from no socket at all
+    # (tcp_v4_send_reset, RFC 9293 §3.10.7.1): no SYN-RECEIVED, no table edge taken.
+    obs, inferred = watch("server", REFUSED, initial=initial)
+    assert states(inferred) == ["CLOSED"]
+    assert inferred[0].old is initial and obs.edges == []
+    client, seen = watch("client", REFUSED)
+    assert states(seen) == ["SYN-SENT", "CLOSED"] and client.state is State.CLOSED
+
+
+def test_syn_to_a_listener_is_pending_until_its_syn_ack() -> None:
+    obs = Observer(State.LISTEN)
+    assert obs.received(C, None, Flags.SYN, 0, 1.0) == []
+    assert obs.state is State.LISTEN  # nothing answered yet: a listener or no socket
+    [change] = obs.sent(S, C + 1, Flags.SYN | Flags.ACK, 0, 1.5)
+    assert (change.old, change.new, change.at) == (State.LISTEN, State.SYN_RECEIVED, 1.0)
+    assert [(e.state, e.trigger) for e in obs.edges] == [(State.LISTEN, Trigger.RCV_SYN)]
+
+
+def test_unanswered_syn_leaves_the_listener_listening() -> None:
+    obs, inferred = watch("server", [("c>s", "S", C, None, 0)] * 3, initial=State.LISTEN)
+    assert inferred == [] and obs.state is State.LISTEN
+
+
+def test_uncaptured_syn_ack_is_inferred_from_the_clients_ack() -> None:
+    ladder = [HANDSHAKE[0], HANDSHAKE[2]]  # the SYN-ACK is missing from the capture
+    obs, inferred = watch("server", ladder, initial=State.LISTEN)
+    assert states(inferred) == ["SYN-RECEIVED", "ESTABLISHED"]
+    assert inferred[0].ambiguous is not None and obs.state is State.ESTABLISHED
 
 
 # Where packets cannot tell what the model knows, and the observer says so:

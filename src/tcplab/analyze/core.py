@@ -33,17 +33,8 @@ SERVER = "server"
 
 
 def ambiguity(change: InferredLike) -> str:
-    """Why an inferred change is uncertain ("" when it is not).
-
-    tcplab's fallback observer marks ``ambiguous`` as a bool plus ``note``;
-    the model's observer carries the reason in ``ambiguous`` itself.
-    """
-    flag: object = change.ambiguous
-    if isinstance(flag, str):
-        return flag
-    if flag:
-        return getattr(change, "note", "") or "ambiguous inference"
-    return ""
+    """Why an inferred change is uncertain ("" when it is not)."""
+    return change.ambiguous or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +284,9 @@ class Analyzer:
         self.state[stream] = st
         return st
 
-    def observe(self, seg: Segment) -> PacketRecord:
+    def observe(self, seg: Segment) -> PacketRecord | None:
+        """Feed one segment; its ``PacketRecord`` when packets are kept (None
+        otherwise: building one per packet is wasted on a summary)."""
         ws = self.streams.observe(seg)
         zconn = self.zeek.observe(seg)
         st = self.state.get(ws.stream)
@@ -342,7 +335,8 @@ class Analyzer:
         self._note(conn, changes)
         conn.client.final_state = st.pair.state(CLIENT)
         conn.server.final_state = st.pair.state(SERVER)
-
+        if not self.keep_packets:
+            return None
         record = PacketRecord(
             index=seg.index,
             time=seg.time,
@@ -365,11 +359,10 @@ class Analyzer:
             client_state=st.pair.state(CLIENT),
             server_state=st.pair.state(SERVER),
             changes=tuple(changes),
-            options=opts.describe() if self.keep_packets and opts is not NO_OPTIONS else "",
+            options=opts.describe() if opts is not NO_OPTIONS else "",
             raw=seg.raw if self.keep_raw else b"",
         )
-        if self.keep_packets:
-            self.packets.append(record)
+        self.packets.append(record)
         return record
 
     @staticmethod

@@ -16,6 +16,14 @@ Records the vectorised decoder does not handle (IPv6, MPLS, PPPoE, IP
 options spilling past the capture, damaged headers) go through the detailed
 decoder one by one; a new SYN with another ISN on a known 5-tuple starts a
 new connection (Wireshark's tcp.stream rule), handled the same way.
+
+The records deliberately do not come through ``tcplab.capture``'s reader:
+it hands out one ``bytes`` object per record (about 1.2 µs each, see
+``capture/pcap.py``), while this pass needs only each record's offset in the
+memory-mapped window to gather header bytes with NumPy; copying every record
+out would cost more than the whole vectorised decode.  The file header is
+parsed by ``tcplab.capture.pcap`` and the per-record fallback is the shared
+``tcplab.wire.decode_frame``.
 """
 
 from __future__ import annotations
@@ -33,19 +41,12 @@ from typing import Any, TextIO, cast
 import numpy as np
 import numpy.typing as npt
 
-from tcplab.analyze.frames import (
-    LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_RAW,
-    LINKTYPE_RAW_BSD12,
-    LINKTYPE_RAW_BSD14,
-    Frame,
-    ReadReport,
-    decode,
-)
+from tcplab.analyze.frames import ReadReport, segment_of
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+from tcplab.capture import pcap, pcapng
 from tcplab.errors import InputError
+from tcplab.wire.decode import NotTcp, WireError, decode_frame
+from tcplab.wire.link import LinkType
 
 CHUNK = 32 * 1024 * 1024
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -56,13 +57,6 @@ U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
-
-_PCAP = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
-    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
-    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,12 +454,12 @@ def _endpoint(e: object) -> str:
 
 
 _LINK_HEADER = {
-    LINKTYPE_ETHERNET: 14,
-    LINKTYPE_RAW: 0,
-    LINKTYPE_RAW_BSD12: 0,
-    LINKTYPE_RAW_BSD14: 0,
-    LINKTYPE_IPV4: 0,
-    LINKTYPE_LINUX_SLL: 16,
+    LinkType.ETHERNET: 14,
+    LinkType.RAW: 0,
+    12: 0,  # DLT_RAW on most BSDs
+    14: 0,  # DLT_RAW on OpenBSD
+    LinkType.IPV4: 0,
+    LinkType.LINUX_SLL: 16,
 }
 
 
@@ -505,7 +499,7 @@ def _decode_chunk(
         sec = _be32(a, offs)
         frac = _be32(a, offs + 4)
     time = sec + frac * unit
-    if linktype == LINKTYPE_ETHERNET:
+    if linktype == LinkType.ETHERNET:
         et = _be16(a, pkt + 12)
         vlan = (et == 0x8100) | (et == 0x88A8)
         ipo = pkt + 14
@@ -514,7 +508,7 @@ def _decode_chunk(
             ipo = ipo + vlan * 4
         is_ip4 = et == 0x0800
         slow = ~is_ip4 & ((et == 0x86DD) | (et == 0x8847) | (et == 0x8864) | vlan)
-    elif linktype == LINKTYPE_LINUX_SLL:
+    elif linktype == LinkType.LINUX_SLL:
         et = _be16(a, pkt + 14)
         ipo = pkt + 16
         is_ip4 = et == 0x0800
@@ -567,18 +561,19 @@ def summarize_file(
     except OSError as exc:
         raise InputError(f"{path}: cannot open: {exc.strerror}") from None
     with fh:
-        head = fh.read(24)
-        if head[:4] not in _PCAP:
-            if head[:4] == b"\x0a\x0d\x0d\x0a":
+        head = fh.read(pcap.GLOBAL_HEADER_LEN)
+        if pcap.sniff(head) is None:
+            if head[:4] == pcapng.SHB_TYPE_BYTES:
                 raise InputError(
                     f"{path}: offset 0: --summary reads classic pcap; use the "
                     "default mode for pcapng"
                 )
             raise InputError(f"{path}: offset 0: not a pcap file")
-        if len(head) < 24:
+        if len(head) < pcap.GLOBAL_HEADER_LEN:
             raise InputError(f"{path}: offset 4: pcap file header truncated")
-        endian, unit = _PCAP[head[:4]]
-        linktype = struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
+        header = pcap.GlobalHeader.parse(head)
+        endian, linktype = header.byte_order, header.linktype
+        unit = 1e-9 if header.nanosecond else 1e-6
         size = os.fstat(fh.fileno()).st_size
         if size == 24:
             return [], report
@@ -647,7 +642,7 @@ def _walk(
                         cols["plen"],
                     )
                 if slow.size:
-                    _slow_rows(summ, view, offs[slow], endian, unit, linktype, index, report)
+                    _slow_rows(summ, view, offs[slow], endian, unit, linktype, index, report, name)
                 index += offs.size
             release = (min(off, size) // page) * page
             if release > done and hasattr(mm, "madvise"):
@@ -668,6 +663,7 @@ def _slow_rows(
     linktype: int,
     index: int,
     report: ReadReport,
+    name: str,
 ) -> None:
     """Records the vectorised decoder left: decode one by one, then aggregate.
 
@@ -681,13 +677,18 @@ def _slow_rows(
     v4: list[tuple[float, int, int, int, int, int, int, int, int]] = []
     v6: list[tuple[float, int, tuple[object, object], int, int, int, int, int]] = []
     for off in offs.tolist():
-        sec, frac, incl, orig = rec.unpack_from(buf, off)
-        frame = Frame(
-            index, sec + frac * unit, linktype, bytes(buf[off + 16 : off + 16 + incl]), orig, off
-        )
-        seg = decode(frame, report)
-        if seg is None:
+        sec, frac, incl, _orig = rec.unpack_from(buf, off)
+        frame = bytes(buf[off + 16 : off + 16 + incl])
+        try:
+            packet = decode_frame(linktype, frame, verify_checksum=False)
+        except WireError as exc:
+            report.problem(f"{name}: offset {off + 16 + exc.offset}: {exc.message}")
             continue
+        if isinstance(packet, NotTcp):
+            report.not_tcp += 1
+            continue
+        report.tcp += 1
+        seg = segment_of(index, sec + frac * unit, frame, packet)
         if ":" not in seg.src:
             v4.append(
                 (

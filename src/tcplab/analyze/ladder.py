@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tcplab.analyze.core import CLIENT, SERVER, Connection, PacketRecord, ambiguity
-from tcplab.analyze.frames import LINKTYPE_RAW, Frame, ReadReport, decode
 from tcplab.analyze.infer import InferredLike, ObserverLike, Pair, make_observer
 from tcplab.states import State
 from tcplab.timeline import EndpointInfo, Note, Packet, Source, StateChange, Timeline
+from tcplab.wire.decode import TcpPacket, WireError, decode_frame
 from tcplab.wire.flags import Flags
+from tcplab.wire.link import LinkType
 
 _LETTERS = {
     "S": Flags.SYN,
@@ -119,15 +120,22 @@ def infer_states(timeline: Timeline) -> list[StateChange]:
     packets = timeline.packets()
     pairs: dict[frozenset[str], Pair] = {}
     changes: list[StateChange] = []
-    report = ReadReport()
     for p in packets:
         if p.dropped:
             continue  # never on the wire past the fault: neither end changes for it
         seq, ack, length, flags = p.seq, p.ack, p.length, flags_from_text(p.flags)
         if p.raw:
-            seg = decode(Frame(0, p.time, LINKTYPE_RAW, p.raw, len(p.raw), 0), report)
-            if seg is not None:
-                seq, ack, length, flags = seg.seq, seg.ack, seg.length, seg.flags
+            try:
+                decoded = decode_frame(LinkType.RAW, p.raw, verify_checksum=False)
+            except WireError:
+                decoded = None  # damaged bytes: the Packet's own fields stand
+            if isinstance(decoded, TcpPacket):
+                seq, ack, length, flags = (
+                    decoded.seq,
+                    decoded.ack,
+                    decoded.length,
+                    int(decoded.flags),
+                )
         key = frozenset((p.sender, p.receiver))
         pair = pairs.get(key)
         if pair is None:

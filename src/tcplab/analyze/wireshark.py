@@ -105,8 +105,14 @@ class Conversation:
     first_rtt: float | None = None
 
     def pair(self, seg: Segment) -> tuple[Flow, Flow]:
-        fwd = self.flows.setdefault((seg.src, seg.sport), Flow())
-        rev = self.flows.setdefault((seg.dst, seg.dport), Flow())
+        # get-then-create: setdefault would build a Flow per call only to drop it.
+        flows = self.flows
+        fwd = flows.get((seg.src, seg.sport))
+        if fwd is None:
+            fwd = flows[(seg.src, seg.sport)] = Flow()
+        rev = flows.get((seg.dst, seg.dport))
+        if rev is None:
+            rev = flows[(seg.dst, seg.dport)] = Flow()
         return fwd, rev
 
 

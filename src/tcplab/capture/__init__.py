@@ -5,6 +5,7 @@
 problems inside a file are reported instead of raised.
 """
 
+from tcplab.capture.decoded import TcpRecords
 from tcplab.capture.reader import CaptureReader, Record, iter_raw, open_capture
 from tcplab.capture.source import CaptureProblem
 from tcplab.capture.writer import PcapngWriter, PcapWriter
@@ -15,6 +16,7 @@ __all__ = [
     "PcapWriter",
     "PcapngWriter",
     "Record",
+    "TcpRecords",
     "iter_raw",
     "open_capture",
 ]

@@ -25,10 +25,10 @@ from typing import Any, Final, TextIO
 
 import click
 
-from tcplab.capture import CaptureProblem, Record, open_capture
+from tcplab.capture import CaptureProblem, Record, TcpRecords, open_capture
 from tcplab.capture.source import MAX_KEPT_PROBLEMS
 from tcplab.flows import FlowTracker, FlowView
-from tcplab.wire.decode import NotTcp, TcpPacket, WireError, decode_frame
+from tcplab.wire.decode import TcpPacket
 from tcplab.wire.flags import Flags
 from tcplab.wire.options import (
     KIND_EOL,
@@ -299,34 +299,18 @@ def list_packets(
     port_set = set(ports)
     stamp = TimeFormatter(time_format, utc, nano)
     tracker = FlowTracker()
-    decode_problems: list[CaptureProblem] = []
-    decode_failures = 0
-    records = tcp_count = printed = 0
+    option_problems: list[CaptureProblem] = []
+    printed = 0
     write = out.write
     # Lines go out in batches: a stream that is line-buffered (a terminal, or
     # PYTHONUNBUFFERED) would otherwise cost one write(2) per packet.
     pending: list[str] = []
     with open_capture(path) as reader:
-        for record in reader:
-            records += 1
-            try:
-                pkt = decode_frame(record.linktype, record.data, verify_checksum=as_json)
-            except WireError as exc:
-                decode_failures += 1
-                if len(decode_problems) < MAX_KEPT_PROBLEMS:
-                    decode_problems.append(
-                        CaptureProblem(
-                            record.data_offset + exc.offset,
-                            f"frame {record.index}: {exc.message}",
-                        )
-                    )
-                continue
-            if isinstance(pkt, NotTcp):
-                continue
-            tcp_count += 1
-            if pkt.tcp.option_error is not None and len(decode_problems) < MAX_KEPT_PROBLEMS:
+        records = TcpRecords(reader, verify_checksum=as_json)
+        for record, pkt in records:
+            if pkt.tcp.option_error is not None and len(option_problems) < MAX_KEPT_PROBLEMS:
                 # The segment is still usable (and printed); the options are reported.
-                decode_problems.append(option_problem(record, pkt))
+                option_problems.append(option_problem(record, pkt))
             view = tracker.observe(pkt)
             if port_set and pkt.sport not in port_set and pkt.dport not in port_set:
                 continue
@@ -345,18 +329,17 @@ def list_packets(
         if pending:
             write("\n".join(pending) + "\n")
         out.flush()
-        problems = sorted([*reader.problems, *decode_problems], key=lambda p: p.offset)
+        problems = sorted([*records.problems, *option_problems], key=lambda p: p.offset)
         for problem in problems:
             err.write(problem.line(path) + "\n")
-        dropped = reader.problems_dropped + max(0, decode_failures - len(decode_problems))
-        if dropped:
-            err.write(f"{path}: {dropped} more problems not shown\n")
-        skipped = reader.skipped + decode_failures
-        if skipped:
+        if records.dropped:
+            err.write(f"{path}: {records.dropped} more problems not shown\n")
+        if records.skipped:
             err.write(
-                f"read {records} packets ({tcp_count} TCP), skipped {skipped} malformed records\n"
+                f"read {records.frames} packets ({records.tcp} TCP), "
+                f"skipped {records.skipped} malformed records\n"
             )
-        if records == decode_failures and problems:  # nothing at all could be read
+        if records.frames == records.undecodable and problems:  # nothing at all could be read
             return 1
     return 0
 

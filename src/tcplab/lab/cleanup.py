@@ -40,6 +40,12 @@ class CleanupReport:
 
 
 def _alive(state: RunState) -> bool:
+    """A run is live while its lab holds the run's lock (or, for a run without
+    one, while its lab process, same pid and start time, exists)."""
+    if RunState.held(state.dir):
+        return True
+    if (state.dir / "lock").exists():
+        return False
     return state.lab_pid > 0 and host.proc_starttime(state.lab_pid) == state.lab_start != 0
 
 
@@ -102,14 +108,14 @@ def cleanup(include_live: bool = False) -> CleanupReport:
     if host.NETNS_DIR.is_dir():
         for ns in sorted(host.NETNS_DIR.iterdir()):
             match = host.RUN_NAMESPACE.match(ns.name)
-            if match and match[1] not in live_ids:
+            if match and match[1] not in live_ids and not RunState.held(STATE_ROOT / match[1]):
                 host.ip("netns", "del", ns.name)
                 report.namespaces.append(ns.name)
     for mount in _tracefs_mounts():
         instances = Path(mount) / "instances"
         for inst in sorted(instances.iterdir()) if instances.is_dir() else []:
             match = host.RUN_INSTANCE.match(inst.name)
-            if match and match[1] not in live_ids:
+            if match and match[1] not in live_ids and not RunState.held(STATE_ROOT / match[1]):
                 remove_instance(inst)
                 report.instances.append(str(inst))
         parts = Path(mount).relative_to(STATE_ROOT).parts if mount.startswith(
@@ -119,12 +125,14 @@ def cleanup(include_live: bool = False) -> CleanupReport:
             unmount(Path(mount))
             report.mounts.append(mount)
     # State directories of runs that never got far enough to write state.json.
+    # (A directory whose lock is held belongs to a run that is starting.)
     if STATE_ROOT.is_dir():
         for entry in sorted(STATE_ROOT.iterdir()):
             abandoned = (
                 host.RUN_ID.match(entry.name) is not None
                 and entry.name not in live_ids
                 and not (entry / "state.json").exists()
+                and not RunState.held(entry)
                 # (a run writing its first state file right now is not abandoned)
                 and time.time() - entry.stat().st_mtime > 60
                 and not any(m.startswith(f"{entry}/") for m in _tracefs_mounts())

@@ -231,6 +231,31 @@ class RunState:
         tmp.write_text(json.dumps(self.__dict__ | {"pids": [list(p) for p in self.pids]}))
         tmp.replace(self.dir / "state.json")
 
+    def hold(self) -> int:
+        """Take the run's liveness lock (``<dir>/lock``) for as long as the returned
+        fd stays open.  The kernel drops it when the process dies, even by SIGKILL,
+        and it means the same in every pid namespace: unlike a pid, it cannot be
+        mistaken for another process."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    @staticmethod
+    def held(run_dir: Path) -> bool:
+        """Is some live process holding this run's lock?"""
+        try:
+            fd = os.open(run_dir / "lock", os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     @classmethod
     def load(cls, path: Path) -> RunState:
         raw = json.loads(path.read_text())

@@ -329,6 +329,7 @@ class _Run:
         self._ident = 0
         self.start_ns = time.monotonic_ns()
         self.realtime_offset = time.time() - time.monotonic()
+        self._lock_fd = -1  # held while the run lives (RunState.hold)
 
     # -- building ---------------------------------------------------------
 
@@ -337,6 +338,7 @@ class _Run:
         # starting together must not share addresses (events are told apart by them).
         with host.subnet_lock():
             names = self._addresses(host.pick_subnet())
+            self._lock_fd = self.state.hold()
             self.state.save()
         self._create(names)
 
@@ -659,6 +661,9 @@ class _Run:
                 host.ip("netns", "del", name)
         with suppress(Exception):
             shutil.rmtree(self.state.dir)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # the run is over: cleanup may now treat it as dead
+            self._lock_fd = -1
 
 
 def _inferred(timeline: Timeline) -> list[StateChange]:

@@ -7,6 +7,13 @@ FIN means close() was called, its RST means an abort), a receiver when the
 segment arrives (SYN, SYN-ACK, the ACK of its SYN or FIN, the peer's FIN, a
 RST).  Every inferred change names the table edge's trigger and RFC section.
 
+A SYN arriving at a listener is taken into SYN-RECEIVED only once the
+endpoint answers it: the table's edge LISTEN --rcv SYN--> SYN-RECEIVED
+*sends* the SYN-ACK (RFC 9293 §3.10.7.2), and a port nobody listens on
+answers the same SYN with RST instead (§3.10.7.1) from CLOSED, never having
+had a connection.  Until the answer is seen the SYN is pending; the change
+then carries ``at``, the SYN's arrival time, since that is when it happened.
+
 What packets cannot show is said, not guessed silently: ``ambiguous`` carries
 the reason when a change had to be assumed (capture started midstream, a FIN
 that could be close() or shutdown(SHUT_WR)).  Timer-driven changes are never
@@ -23,6 +30,8 @@ from tcplab.states import State
 from tcplab.wire.flags import Control, Flags
 from tcplab.wire.seq import Seq
 
+_ACK = int(Flags.ACK)
+
 
 @dataclass(frozen=True, slots=True)
 class Inferred:
@@ -31,6 +40,7 @@ class Inferred:
     cause: str
     rfc: str
     ambiguous: str | None = None
+    at: float | None = None  # when it took effect, if before the segment that showed it
 
 
 class Observer:
@@ -43,19 +53,35 @@ class Observer:
         self.sent_data = False
         self.received_data = False
         self.edges: list[Transition] = []
+        # A SYN received in LISTEN (or unknown) state, not answered yet: its arrival time.
+        self.pending_syn: float | None = None
 
     # -- helpers ---------------------------------------------------------------
 
-    def _take(self, trigger: Trigger, new: State, ambiguous: str | None = None) -> Inferred:
+    def _take(self, trigger: Trigger, new: State, ambiguous: str | None = None,
+              at: float | None = None) -> Inferred:
         old = self.state
         if old is None:
             self.state = new
             rfc = next((e.rfc for e in TRANSITIONS if e.trigger is trigger and e.next is new), "")
-            return Inferred(None, new, trigger.value, rfc, ambiguous)
+            return Inferred(None, new, trigger.value, rfc, ambiguous, at)
         edge = lookup(old, trigger, new)
         self.edges.append(edge)
         self.state = new
-        return Inferred(old, new, trigger.value, edge.rfc, ambiguous)
+        return Inferred(old, new, trigger.value, edge.rfc, ambiguous, at)
+
+    def _answered_syn(self, ambiguous: str | None = None) -> list[Inferred]:
+        """The pending SYN was answered with a SYN-ACK: LISTEN -> SYN-RECEIVED,
+        dated when the SYN arrived (RFC 9293 §3.10.7.2)."""
+        at, self.pending_syn = self.pending_syn, None
+        out: list[Inferred] = []
+        if self.state is None:
+            self.state = State.LISTEN
+            out.append(Inferred(None, State.LISTEN, "a SYN arrived", "RFC 9293 §3.10.7.2",
+                                "LISTEN assumed: the first packet seen is a SYN to this port",
+                                at))
+        out.append(self._take(Trigger.RCV_SYN, State.SYN_RECEIVED, ambiguous, at))
+        return out
 
     def _assume(self, new: State, cause: str, why: str) -> Inferred:
         old = self.state
@@ -72,22 +98,26 @@ class Observer:
 
     def sent(self, seq: int, ack: int | None, flags: Flags | int, length: int,
              now: float) -> list[Inferred]:
-        flags = Flags(int(flags))
-        control = Control.of(flags)
+        # Plain ints from here: IntFlag arithmetic builds a new enum member per
+        # operation, which was a third of the analyzer's per-packet time.
+        bits = int(flags)
+        control = Control.of(bits)
         out: list[Inferred] = []
-        s = Seq(seq)
         if control is Control.INVALID:
             return out
         if length:
             self.sent_data = True
         if control is Control.SYN:
-            if not flags & Flags.ACK:
+            s = Seq(seq)
+            if not bits & _ACK:
                 if self.state in (None, State.CLOSED):
                     out.append(self._take(Trigger.CONNECT, State.SYN_SENT))
                 self.iss = s
             else:
                 self.iss = s
-                if self.state is None:
+                if self.pending_syn is not None:
+                    out.extend(self._answered_syn())
+                elif self.state is None:
                     out.append(self._assume(State.SYN_RECEIVED, Trigger.RCV_SYN.value,
                                             "the SYN this SYN-ACK answers was not seen"))
                 elif self.state is State.LISTEN:
@@ -96,27 +126,35 @@ class Observer:
             return out
         if control is Control.RST:
             return self._sent_reset()
+        if self.pending_syn is not None and bits & _ACK:
+            # Answering with ACK means the SYN-ACK went out uncaptured.
+            out.extend(self._answered_syn("the SYN-ACK answering the SYN was not seen"))
         if control is Control.FIN:
-            end = s + length + 1
+            end = Seq(seq) + length + 1
             if self.our_fin_end is not None and end == self.our_fin_end:
                 return out  # a retransmitted FIN changes nothing
             self.our_fin_end = end
             out.extend(self._midstream())
             out.extend(self._sent_fin())
             return out
-        out.extend(self._midstream())
+        if self.state is None:
+            out.extend(self._midstream())
         return out
 
     def _sent_reset(self) -> list[Inferred]:
         state = self.state
+        if self.pending_syn is not None:
+            # A SYN answered with RST, not SYN-ACK: nobody listened on that port
+            # (RFC 9293 §3.10.7.1 answers from CLOSED), so no connection ever
+            # existed.  Not an edge: what was assumed (LISTEN, or nothing) is corrected.
+            self.pending_syn = None
+            self.state = State.CLOSED
+            reason = "the SYN reached a port nobody listens on: no connection existed"
+            if state is State.LISTEN:
+                reason += " (the LISTEN assumed before the capture was wrong)"
+            return [Inferred(state, State.CLOSED, "sent RST", "RFC 9293 §3.10.7.1", reason)]
         if state is None:
             return [self._assume(State.CLOSED, "sent RST", "the state before the RST is unknown")]
-        if state is State.SYN_RECEIVED and self.iss is None:
-            # A SYN answered with RST, not SYN-ACK: nobody listened on that port
-            # (RFC 9293 §3.10.7.1), so the SYN-RECEIVED guess was wrong.
-            old, self.state = state, State.CLOSED
-            return [Inferred(old, State.CLOSED, "sent RST", "RFC 9293 §3.10.7.1",
-                             "the SYN reached a port nobody listens on: no connection existed")]
         # Edges that send RST on the endpoint's own initiative (a call, a timer,
         # data arriving after close()); RSTs answering bad segments change nothing.
         candidates = [
@@ -128,7 +166,7 @@ class Observer:
         if not candidates:
             return []  # a RST answering a bad segment (SYN-SENT, SYN-RECEIVED): no change
         first = candidates[0]
-        why = None
+        why: str | None = None
         if len(candidates) > 1:
             why = "sent RST: " + " or ".join(e.trigger.value + (f" [{e.guard}]" if e.guard else "")
                                               for e in candidates)
@@ -153,10 +191,9 @@ class Observer:
 
     def received(self, seq: int, ack: int | None, flags: Flags | int, length: int,
                  now: float) -> list[Inferred]:
-        flags = Flags(int(flags))
-        control = Control.of(flags)
-        s = Seq(seq)
-        a = Seq(ack) if ack is not None and flags & Flags.ACK else None
+        bits = int(flags)
+        control = Control.of(bits)
+        a = Seq(ack) if ack is not None and bits & _ACK else None
         out: list[Inferred] = []
         if control is Control.INVALID:
             return out
@@ -165,18 +202,24 @@ class Observer:
         if control is Control.RST:
             return self._received_reset(a)
         if control is Control.SYN:
-            return self._received_syn(s, a)
+            return self._received_syn(Seq(seq), a, now)
         if a is not None:
-            out.extend(self._received_ack(a))
+            if self.pending_syn is not None:
+                # The peer ACKs something of ours: the SYN-ACK went out uncaptured.
+                out.extend(self._answered_syn("the SYN-ACK answering the SYN was not seen"))
+            # Only SYN-RECEIVED and a sent FIN wait for an ACK (_received_ack).
+            if self.state is State.SYN_RECEIVED or self.our_fin_end is not None:
+                out.extend(self._received_ack(a))
         if control is Control.FIN:
-            end = s + length + 1
+            end = Seq(seq) + length + 1
             if self.peer_fin_end is not None and end == self.peer_fin_end:
                 return out  # retransmitted FIN
             self.peer_fin_end = end
             out.extend(self._midstream())
             out.extend(self._received_fin())
             return out
-        out.extend(self._midstream())
+        if self.state is None:
+            out.extend(self._midstream())
         return out
 
     def _received_reset(self, ack: Seq | None) -> list[Inferred]:
@@ -192,18 +235,15 @@ class Observer:
             return []  # §3.10.7.3: a RST that does not ACK our SYN is ignored
         return [self._take(Trigger.RCV_RST, State.CLOSED)]
 
-    def _received_syn(self, seq: Seq, ack: Seq | None) -> list[Inferred]:
+    def _received_syn(self, seq: Seq, ack: Seq | None, now: float) -> list[Inferred]:
         state = self.state
         if ack is None:
-            if state is None:
-                listen = Inferred(None, State.LISTEN, "a SYN arrived", "RFC 9293 §3.10.7.2",
-                                  "LISTEN assumed: the first packet seen is a SYN to this port")
-                self.state = State.LISTEN
+            if state in (None, State.LISTEN):
+                # Pending until answered: SYN-ACK (a listener) or RST (no socket).
                 self.irs = seq
-                return [listen, self._take(Trigger.RCV_SYN, State.SYN_RECEIVED)]
-            if state is State.LISTEN:
-                self.irs = seq
-                return [self._take(Trigger.RCV_SYN, State.SYN_RECEIVED)]
+                if self.pending_syn is None:
+                    self.pending_syn = now
+                return []
             if state is State.SYN_SENT:
                 self.irs = seq
                 return [self._take(Trigger.RCV_SYN, State.SYN_RECEIVED)]

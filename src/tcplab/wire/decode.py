@@ -21,7 +21,15 @@ Rules worth knowing, each a deliberate choice:
   sender leaves there (0, or the folded pseudo-header sum of
   CHECKSUM_PARTIAL, as on every Linux loopback capture).  tcpdump -vv and
   Zeek call those "incorrect"; they are artefacts of capturing on the
-  sender, not damage on the wire.
+  sender, not damage on the wire.  ``strict_checksum=True`` gives their
+  verdict instead (only a sum that verifies is good), for tools that must
+  reproduce Zeek (or tshark with checksum validation); it also fills in
+  ``ip_checksum_ok``, the IPv4 header checksum verdict (RFC 791 §3.1), and
+  sums the segment as the IP header delimits it, as Zeek does, where a
+  PPPoE length cut it shorter.
+* ``ip_len`` stops at the link layer's own length (PPPoE, RFC 2516 §4), as
+  tshark's ``tcp.len`` does; ``datagram_len`` is the length the IP header
+  alone claims, which is what Zeek counts (``ip_bytes``).
 """
 
 from __future__ import annotations
@@ -77,6 +85,8 @@ class TcpPacket:
     ip_offset: int
     checksum_ok: bool | None
     ip_header_len: int = 0
+    datagram_len: int = 0  # by the IP header alone, before the link cut (Zeek's ip_bytes)
+    ip_checksum_ok: bool | None = None  # IPv4 header, with strict_checksum only
 
     @property
     def sport(self) -> int:
@@ -138,12 +148,14 @@ def _address(raw: bytes) -> str:
 
 
 def decode_frame(
-    linktype: int, frame: bytes, *, verify_checksum: bool = True
+    linktype: int, frame: bytes, *, verify_checksum: bool = True, strict_checksum: bool = False
 ) -> TcpPacket | NotTcp:
     """Decode one captured frame of the given pcap link type.
 
     ``verify_checksum=False`` skips the checksum (``checksum_ok`` is None),
-    for passes that do not need it.
+    for passes that do not need it.  ``strict_checksum=True`` judges the
+    checksum as Zeek and tshark's validation do: offloaded (0) and partial
+    sums count as bad, and ``ip_checksum_ok`` is set for IPv4.
     """
     located = locate_network(linktype, frame)
     if isinstance(located, str):
@@ -159,6 +171,10 @@ def decode_frame(
             return NotTcp(_IPV4_PROTOCOL_NAMES.get(protocol, f"IPv4 protocol {protocol}"))
         ip_len = total_length or len(frame) - ip_offset
         tcp_offset = ip_offset + ip_header_len
+        ip_checksum_ok = (
+            # RFC 791 §3.1: the header, checksum field included, sums to -0.
+            ones_complement_sum(frame[ip_offset:tcp_offset]) == 0xFFFF if strict_checksum else None
+        )
     else:
         if len(frame) - ip_offset < IPV6_LEN:
             raise WireError(
@@ -178,6 +194,8 @@ def decode_frame(
         if protocol != IPPROTO_TCP:
             return NotTcp(f"IPv6 no TCP (next header {protocol})")
         ip_header_len = tcp_offset - ip_offset
+        ip_checksum_ok = None  # IPv6 has no header checksum (RFC 8200 §3)
+    datagram_len = ip_len
     if link_end is not None and ip_offset + ip_len > link_end:
         # The link layer's length wins over a longer IP length (Wireshark
         # does the same): the difference is padding, not data.
@@ -207,6 +225,12 @@ def decode_frame(
     else:
         tcp, payload = TcpHeader.parse_truncated(segment, tcp_offset), b""
     checksum_ok: bool | None = None
+    if strict_checksum and datagram_len != ip_len:
+        # Zeek sums the segment the IP header delimits, past a shorter PPPoE
+        # length: the sender's TCP checksummed that much (RFC 9293 §3.1).
+        segment_len = datagram_len - ip_header_len
+        segment = frame[tcp_offset : ip_offset + datagram_len]
+        whole = len(segment) == segment_len
     if verify_checksum and whole:
         # RFC 9293 §3.1 (IPv4) and RFC 8200 §8.1 (IPv6) pseudo-headers.
         if version == 4:
@@ -215,7 +239,7 @@ def decode_frame(
             pseudo = src_raw + dst_raw + _V6_LEN32.pack(segment_len, IPPROTO_TCP)
         if ones_complement_sum(pseudo + segment) == 0xFFFF:
             checksum_ok = True
-        elif tcp.checksum != 0 and tcp.checksum != ones_complement_sum(pseudo):
+        elif strict_checksum or (tcp.checksum != 0 and tcp.checksum != ones_complement_sum(pseudo)):
             checksum_ok = False
     return TcpPacket(
         version,
@@ -228,4 +252,6 @@ def decode_frame(
         ip_offset,
         checksum_ok,
         ip_header_len,
+        datagram_len,
+        ip_checksum_ok,
     )

@@ -53,10 +53,11 @@ class Control(Enum):
 
     @classmethod
     def of(cls, flags: Flags | int) -> Control:
-        bits = int(flags) & (Flags.SYN | Flags.FIN | Flags.RST)
-        return _CONTROL_BY_BITS.get(bits, Control.INVALID)
+        # An int mask: ``Flags.SYN | ...`` per call would build enum members.
+        return _CONTROL_BY_BITS.get(int(flags) & _CONTROL_MASK, Control.INVALID)
 
 
+_CONTROL_MASK = int(Flags.SYN | Flags.FIN | Flags.RST)
 _CONTROL_BY_BITS = {
     0: Control.NONE,
     int(Flags.SYN): Control.SYN,
