@@ -73,3 +73,17 @@ def test_damaged_frame_is_one_line_and_the_rest_is_analysed(tmp_path: Path) -> N
     assert result.exit_code == 0
     assert result.stderr.splitlines() == [f"tcplab: {problem}"]
     assert '"ending": "refused (RST to SYN)"' in result.stdout
+
+
+def test_ip_fragment_is_reported_not_analysed(tmp_path: Path) -> None:
+    syn = frame(CLIENT, SERVER, 1000, 0, Flags.SYN)
+    fragment = bytearray(syn)
+    fragment[14 + 6] |= 0x20  # More Fragments (RFC 791 §3.1): not reassembled here
+    fragment[14 + 10 : 14 + 12] = b"\x00\x00"  # header checksum no longer matters
+    path = write(tmp_path / "fragment.pcap", [bytes(fragment), syn])
+    analysis = analyze_file(path)
+    assert (analysis.report.frames, analysis.report.tcp, analysis.report.not_tcp) == (2, 1, 1)
+    assert analysis.report.problems == [
+        f"{path}: offset 40: frame 1: IPv4 fragment (offset 0) skipped"
+    ]
+    assert [p.index for p in analysis.packets] == [2]

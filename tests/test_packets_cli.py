@@ -4,7 +4,6 @@ numbers, the options, JSON, and behaviour at the edges (pipes, empty files)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACK, FIN, PSH, REPO, RST, SYN, free_port, ipv4_tcp, run_tcplab
+from conftest import ACK, FIN, PSH, REPO, RST, SYN, ipv4_tcp, run_tcplab
 from tcplab.capture import PcapWriter
 
 C, S = "192.0.2.1", "198.51.100.7"
@@ -185,15 +184,18 @@ def test_empty_capture_is_not_an_error(tmp_path: Path) -> None:
 
 
 def test_demo_script_prints_the_conversation() -> None:
-    """``make demo`` (scripts/demo.sh): a real loopback exchange, then ``tcplab packets``."""
-    env = {**os.environ, "TCPLAB_DEMO_PORT": str(free_port())}
+    """``make demo`` (scripts/demo.sh): the lab plays handshake-close on real
+    endpoints, then ``tcplab packets`` reads the lab's capture back."""
     proc = subprocess.run(
-        ["scripts/demo.sh"], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+        ["scripts/demo.sh"], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == "== tcplab packets out/demo.pcap"
-    flags = [line.split("Flags [")[1].split("]")[0] for line in lines[1:]]
+    header = "== tcplab packets out/handshake-close.pcapng"
+    assert header in lines
+    packets = lines[lines.index(header) + 1 :]
+    flags = [line.split("Flags [")[1].split("]")[0] for line in packets]
     assert flags[:3] == ["S", "S.", "."]
     assert flags.count("P.") == 2 and flags.count("F.") == 2
-    assert "seq 1:6, ack 1," in lines[4]
+    # The client's first data segment, relative numbers as tcpdump prints them.
+    assert "Flags [P.], seq 1:13, ack 1," in packets[3]

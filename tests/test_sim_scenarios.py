@@ -21,7 +21,6 @@ PLAYABLE = [sid for sid in builtin_ids() if sim_can_play(load(sid))]
 # * backlog-full: with the accept queue full the third client's SYNs are all dropped
 #   (no SYN-ACK), and the second client's request leaves no SYN-RECV socket behind.
 NOT_REPRODUCED: dict[str, set[str]] = {
-    "seq-ack-walkthrough": {"segments"},
     "backlog-full": {"flags_contain", "snapshot.server"},
 }
 

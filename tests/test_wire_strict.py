@@ -85,9 +85,9 @@ def test_pppoe_length_cut_keeps_the_ip_view() -> None:
     # tshark sums the cut segment (bad), Zeek the IP-delimited one (good).
     assert packet.checksum_ok is False and strict[19].checksum_ok is True
     if shutil.which("tshark"):
+        fields = ["-T", "fields", "-e", "tcp.len", "-e", "ip.len"]
         out = subprocess.run(
-            ["tshark", "-r", str(PPPOE), "-Y", "frame.number == 19", "-T", "fields"]
-            + ["-e", "tcp.len", "-e", "ip.len"],
+            ["tshark", "-r", str(PPPOE), "-Y", "frame.number == 19", *fields],
             capture_output=True,
             text=True,
             check=True,

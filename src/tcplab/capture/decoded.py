@@ -10,7 +10,7 @@ one problem list (the reader's and the decoder's, in file order).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tcplab.capture.reader import CaptureReader, Record
 from tcplab.capture.source import MAX_KEPT_PROBLEMS, CaptureProblem
@@ -21,9 +21,17 @@ class TcpRecords:
     """Iterate once over ``(record, packet)`` for the TCP packets of ``reader``."""
 
     def __init__(
-        self, reader: CaptureReader, *, verify_checksum: bool = True, strict_checksum: bool = False
+        self,
+        reader: CaptureReader,
+        *,
+        verify_checksum: bool = True,
+        strict_checksum: bool = False,
+        on_not_tcp: Callable[[Record, NotTcp], None] | None = None,
     ) -> None:
+        """``on_not_tcp`` is told about each frame that is not TCP (and why),
+        for tools that report some of them (the analyzer: IP fragments)."""
         self.reader = reader
+        self.on_not_tcp = on_not_tcp
         self.verify_checksum = verify_checksum
         self.strict_checksum = strict_checksum
         self.frames = 0
@@ -48,6 +56,8 @@ class TcpRecords:
                 continue
             if isinstance(packet, NotTcp):
                 self.not_tcp += 1
+                if self.on_not_tcp is not None:
+                    self.on_not_tcp(record, packet)
                 continue
             self.tcp += 1
             yield record, packet

@@ -34,7 +34,8 @@ def _list() -> None:
 @click.option("--outdir", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
               help="Where <id>.pcapng, <id>.json and the ladder files go.")  # fmt: skip
 @click.option("--json", "json_out", metavar="PATH|-",
-              help="Also write the timeline JSON here ('-': stdout, instead of the ladder).")
+              help="Also write the timeline JSON here ('-': stdout, instead of the ladder); "
+              "with --all, the table of facts and times.")
 @click.option("--loopback", is_flag=True,
               help="Both actors on lo in one namespace, captured with AF_PACKET (no faults).")
 @click.option("--no-trace", is_flag=True, help="Do not use tracefs: sock_diag snapshots only.")
@@ -67,7 +68,7 @@ def command(
 
     lab = Lab(outdir, loopback=loopback, tracing=not no_trace)
     if all_:
-        _run_all(lab)
+        _run_all(lab, json_out)
         return
     result: RunResult
     if server_cmd or client_cmd:
@@ -92,29 +93,53 @@ def command(
         raise _FactsFailed(sum(1 for f in result.facts if not f.held))
 
 
-def _run_all(lab: Lab) -> None:
+def _run_all(lab: Lab, json_out: str | None) -> None:
+    """Every built-in scenario in turn: facts held and seconds per scenario.
+
+    ``json_out``: also write the table as JSON there ('-': stdout, the table and
+    the progress lines then go to stderr).  Exits non-zero when any fact fails.
+    """
+    import json
+    import time
+
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(stderr=json_out == "-")
     table = Table("scenario", "facts held", "seconds", box=None, title="tcplab run --all")
-    failed = 0
-    console = Console()
+    rows: list[dict[str, object]] = []
+    began = time.monotonic()
     for sid in scenarios.builtin_ids():
-        sc = scenarios.load(sid)
+        start = time.monotonic()
         try:
-            result = lab.run(sc)
+            result = lab.run(scenarios.load(sid))
         except TcplabError as exc:
-            failed += 1
-            table.add_row(sid, f"[red]error[/]: {exc}", "")
+            seconds = time.monotonic() - start
+            rows.append({"scenario": sid, "held": 0, "facts": 0, "seconds": round(seconds, 3),
+                         "ok": False, "error": str(exc), "failed": []})  # fmt: skip
+            table.add_row(sid, f"[red]error[/]: {exc}", f"{seconds:.2f}")
+            console.print(f"{sid}: error: {exc}")
             continue
         held = sum(1 for f in result.facts if f.held)
+        failed = [f"{f.fact}: {f.detail}" for f in result.facts if not f.held]
+        rows.append({"scenario": sid, "held": held, "facts": len(result.facts),
+                     "seconds": round(result.seconds, 3), "ok": result.ok, "error": "",
+                     "failed": failed})  # fmt: skip
         mark = "" if result.ok else "[red]"
-        failed += 0 if result.ok else 1
         table.add_row(sid, f"{mark}{held}/{len(result.facts)}", f"{result.seconds:.2f}")
         console.print(f"{sid}: {held}/{len(result.facts)} facts held, {result.seconds:.2f} s")
+    total = time.monotonic() - began
     console.print(table)
-    if failed:
-        raise TcplabError(f"{failed} scenario(s) did not hold all their facts")
+    console.print(f"{len(rows)} scenarios in {total:.1f} s")
+    if json_out:
+        text = json.dumps({"scenarios": rows, "seconds": round(total, 3)}, indent=1)
+        if json_out == "-":
+            click.echo(text)
+        else:
+            Path(json_out).write_text(text + "\n", encoding="utf-8")
+    bad = [str(r["scenario"]) for r in rows if not r["ok"]]
+    if bad:
+        raise TcplabError(f"{len(bad)} scenario(s) did not hold all their facts: {', '.join(bad)}")
 
 
 class _FactsFailed(TcplabError):
