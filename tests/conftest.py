@@ -7,6 +7,7 @@ modules that use them.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -17,17 +18,28 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ZEEK_TRACES = Path("/work/shared/peer-traces/zeek/traces")
+
+
+def data_module(relative: str) -> ModuleType:
+    """A helper module under ``tests/data/`` (not a package), loaded by path."""
+    path = Path(__file__).parent / "data" / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # -- the CLI -------------------------------------------------------------------
@@ -234,17 +246,29 @@ def tcpdump_lo(out: Path, ports: Sequence[int], nano: bool = False) -> Iterator[
     args += ["-w", str(out)]
     if nano:
         args += ["--time-stamp-precision", "nano"]
-    proc = subprocess.Popen([*args, expr], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    with capturing([*args, expr], lambda line: b"listening on" in line):
+        yield out
+        time.sleep(0.2)  # let the last segments reach the capture
+
+
+@contextmanager
+def capturing(argv: list[str], ready: Callable[[bytes], bool]) -> Iterator[None]:
+    """Run a capture tool (tcpdump, dumpcap) while the block runs.
+
+    Waits (up to 10 s) for a stderr line that ``ready`` accepts before
+    entering the block, and stops the tool with SIGINT, so it flushes the
+    file, on the way out, also on failure.
+    """
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
         assert proc.stderr is not None
         deadline = time.monotonic() + 10
         line = b""
-        while b"listening on" not in line:
+        while not ready(line):
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"tcpdump did not start: {line!r}")
+                raise RuntimeError(f"{argv[0]} did not start: {line!r}")
             line = proc.stderr.readline()
-        yield out
-        time.sleep(0.2)  # let the last segments reach the capture
+        yield
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -285,6 +309,7 @@ def ipv4_tcp(
     data_offset: int | None = None,
     ihl: int = 5,
     total_length: int | None = None,
+    ident: int = 0,
 ) -> bytes:
     """A raw IPv4 packet (LINKTYPE_RAW) with a TCP segment and valid checksums.
 
@@ -300,6 +325,8 @@ def ipv4_tcp(
     csum = _checksum(pseudo + segment)
     segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
     length = total_length if total_length is not None else 20 + len(segment)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, length, 0, 0x4000, 64, 6, 0, src_raw, dst_raw)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x40 | ihl, 0, length, ident, 0x4000, 64, 6, 0, src_raw, dst_raw
+    )
     ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
     return ip + segment

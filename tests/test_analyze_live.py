@@ -70,25 +70,37 @@ def paths(capture: Path) -> tuple[list[State], list[State], object]:
     return state_path(changes, "client"), state_path(changes, "server"), (analysis, conn)
 
 
-SS_NAMES = {
-    "ESTAB": State.ESTABLISHED,
-    "FIN-WAIT-1": State.FIN_WAIT_1,
-    "FIN-WAIT-2": State.FIN_WAIT_2,
-    "CLOSE-WAIT": State.CLOSE_WAIT,
-    "TIME-WAIT": State.TIME_WAIT,
-    "LAST-ACK": State.LAST_ACK,
-    "CLOSING": State.CLOSING,
-    "SYN-SENT": State.SYN_SENT,
-    "SYN-RECV": State.SYN_RECEIVED,
-}
+# RFC 9293 Figure 5 paths of a close in which the client sends the first FIN.
+ACTIVE_CLOSER_PATH = [
+    State.CLOSED,
+    State.SYN_SENT,
+    State.ESTABLISHED,
+    State.FIN_WAIT_1,
+    State.FIN_WAIT_2,
+    State.TIME_WAIT,
+]
+PASSIVE_CLOSER_PATH = [
+    State.LISTEN,
+    State.SYN_RECEIVED,
+    State.ESTABLISHED,
+    State.CLOSE_WAIT,
+    State.LAST_ACK,
+    State.CLOSED,
+]
+
+
+def snapshots(kernel: dict[str, object]) -> dict[str, tuple[float, list[list[str]]]]:
+    """The helper's ``ss`` snapshots by label: ``(time, rows)``."""
+    return {label: (t, rows) for label, t, rows in kernel["snapshots"]}  # type: ignore[attr-defined]
 
 
 def kernel_states(snapshot: list[list[str]], client_port: int) -> dict[str, State]:
-    """Map ss rows to client/server by the client's ephemeral port."""
+    """Map ss rows to client/server by the client's ephemeral port (ss spells
+    the states "ESTAB", "SYN-RECV", ...: ``State.parse`` reads them)."""
     out: dict[str, State] = {}
     for state, local, _peer in snapshot:
         role = "client" if local.endswith(f":{client_port}") else "server"
-        out[role] = SS_NAMES[state]
+        out[role] = State.parse(state)
     return out
 
 
@@ -125,23 +137,9 @@ def compare_with_tshark(capture: Path, analysis: object) -> None:
 def test_normal_close(namespace: str, tmp_path: Path) -> None:
     kernel = run_scenario(namespace, "normal", tmp_path)
     client, server, (analysis, conn) = paths(tmp_path / "capture.pcap")
-    assert client == [
-        State.CLOSED,
-        State.SYN_SENT,
-        State.ESTABLISHED,
-        State.FIN_WAIT_1,
-        State.FIN_WAIT_2,
-        State.TIME_WAIT,
-    ]
-    assert server == [
-        State.LISTEN,
-        State.SYN_RECEIVED,
-        State.ESTABLISHED,
-        State.CLOSE_WAIT,
-        State.LAST_ACK,
-        State.CLOSED,
-    ]
-    snaps = {label: (t, rows) for label, t, rows in kernel["snapshots"]}  # type: ignore[attr-defined]
+    assert client == ACTIVE_CLOSER_PATH
+    assert server == PASSIVE_CLOSER_PATH
+    snaps = snapshots(kernel)
     t, rows = snaps["client closed"]
     assert kernel_states(rows, conn.client.port) == {
         "client": State.FIN_WAIT_2,
@@ -166,23 +164,9 @@ def test_normal_close(namespace: str, tmp_path: Path) -> None:
 def test_half_close(namespace: str, tmp_path: Path) -> None:
     kernel = run_scenario(namespace, "half", tmp_path)
     client, server, (analysis, conn) = paths(tmp_path / "capture.pcap")
-    assert client == [
-        State.CLOSED,
-        State.SYN_SENT,
-        State.ESTABLISHED,
-        State.FIN_WAIT_1,
-        State.FIN_WAIT_2,
-        State.TIME_WAIT,
-    ]
-    assert server == [
-        State.LISTEN,
-        State.SYN_RECEIVED,
-        State.ESTABLISHED,
-        State.CLOSE_WAIT,
-        State.LAST_ACK,
-        State.CLOSED,
-    ]
-    snaps = {label: (t, rows) for label, t, rows in kernel["snapshots"]}  # type: ignore[attr-defined]
+    assert client == ACTIVE_CLOSER_PATH
+    assert server == PASSIVE_CLOSER_PATH
+    snaps = snapshots(kernel)
     for label in ("client shut down writing", "server sent after half-close"):
         t, rows = snaps[label]
         expected = {"client": State.FIN_WAIT_2, "server": State.CLOSE_WAIT}
@@ -206,7 +190,7 @@ def test_rst_abort(namespace: str, tmp_path: Path) -> None:
     client, server, (analysis, conn) = paths(tmp_path / "capture.pcap")
     assert client[-1] == State.CLOSED and State.ESTABLISHED in client
     assert server[-2:] == [State.ESTABLISHED, State.CLOSED]
-    snaps = {label: (t, rows) for label, t, rows in kernel["snapshots"]}  # type: ignore[attr-defined]
+    snaps = snapshots(kernel)
     # The kernel: nothing left in any TCP state ss lists, and the server's
     # recv() saw the reset.
     assert snaps["client aborted"][1] == []
@@ -268,8 +252,8 @@ def test_simultaneous_close(veth_pair: tuple[str, str], tmp_path: Path) -> None:
         # (the server's listening socket is another socket: leave it out)
         seen: list[State] = []
         for name in polled[role]:  # type: ignore[index]
-            if name != "LISTEN" and (not seen or seen[-1] != SS_NAMES[name]):
-                seen.append(SS_NAMES[name])
+            if name != "LISTEN" and (not seen or seen[-1] != State.parse(name)):
+                seen.append(State.parse(name))
         assert seen[-3:] == expected_tail[1:], (role, seen)
     assert conn.zeek_conn_state == "SF"
     assert (conn.client.final_state, conn.server.final_state) == (State.TIME_WAIT, State.TIME_WAIT)

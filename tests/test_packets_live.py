@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compare_with_tshark, free_port, needs_tshark, run_tcplab, tcpdump_lo
+from conftest import capturing, compare_with_tshark, free_port, needs_tshark, run_tcplab, tcpdump_lo
 
 pytestmark = [needs_tshark, pytest.mark.xdist_group("loopback-capture")]
 
@@ -133,35 +132,14 @@ def bulk(server: socket.socket, size: int = BULK) -> None:
 def dumpcap_lo(out: Path, ports: list[int]) -> Iterator[Path]:
     """dumpcap writes pcapng natively (IDB with if_tsresol, EPBs)."""
     expr = " or ".join(f"tcp port {p}" for p in ports)
-    proc = subprocess.Popen(
-        ["dumpcap", "-q", "-B", "16", "-i", "lo", "-f", expr, "-w", str(out)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 10
-        line = b""
-        while not line.startswith(b"File:"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"dumpcap did not start: {line!r}")
-            line = proc.stderr.readline()
+    argv = ["dumpcap", "-q", "-B", "16", "-i", "lo", "-f", expr, "-w", str(out)]
+    with capturing(argv, lambda line: line.startswith(b"File:")):
         # "File:" is printed when the file is open; the filter is attached a
         # moment later and dumpcap has no "ready" signal, so give it time.
         time.sleep(0.5)
         yield out
         # dumpcap drops what is still in the kernel buffer when interrupted.
         time.sleep(0.5)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 @dataclass(frozen=True)

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from conftest import data_module
 from tcplab.render import install_notebook_repr, render_dot, render_mermaid
 from tcplab.timeline import Note
 
-HERE = Path(__file__).parent
-
-
-def _samples() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_samples", HERE / "data/render/samples.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _samples()
+samples = data_module("render/samples.py")
 
 
 def test_mermaid_participants_arrows_states() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -21,26 +20,15 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from conftest import data_module
 from tcplab.render.html import embed_svg, render_html, state_diagram_svg, text_to_html
 from tcplab.scenario import FactResult
 
-HERE = Path(__file__).parent
-
-
-def _samples() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_samples", HERE / "data/render/samples.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _samples()
+samples = data_module("render/samples.py")
 
 FACTS = [
     FactResult("flags", True, "expected [...], wire had [...]"),

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from conftest import data_module
 from tcplab.render.svg import render_svg
 from tcplab.timeline import Packet, Timeline
 
@@ -19,15 +18,7 @@ HERE = Path(__file__).parent
 NS = {"svg": "http://www.w3.org/2000/svg"}
 
 
-def _samples() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_samples", HERE / "data/render/samples.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _samples()
+samples = data_module("render/samples.py")
 
 
 def groups(root: ET.Element, css: str) -> list[ET.Element]:

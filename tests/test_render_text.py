@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from conftest import data_module
 from tcplab.render.text import render_ladder, render_ladder_rich
 from tcplab.states import State
 from tcplab.timeline import EndpointInfo, Packet, Source, StateChange, Timeline
@@ -18,15 +17,7 @@ HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 
 
-def _samples() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_samples", HERE / "data/render/samples.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _samples()
+samples = data_module("render/samples.py")
 
 
 def check_golden(name: str, text: str) -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import socket
 import struct
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import needs_tshark, tshark_fields
 from tcplab.wire import (
     Flags,
     IPv4Header,
@@ -349,7 +348,7 @@ def pcap(records: list[tuple[bytes, int]]) -> bytes:
     return out
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
+@needs_tshark
 def test_lengths_agree_with_tshark(tmp_path: Path) -> None:
     """tcp.len (by the IP header) on truncated captures, padding and TSO."""
     full = tcp_frame(b"x" * 100)
@@ -366,22 +365,13 @@ def test_lengths_agree_with_tshark(tmp_path: Path) -> None:
     records = [(data, wire or len(data)) for data, wire in records]
     path = tmp_path / "lengths.pcap"
     path.write_bytes(pcap(records))
-    out = subprocess.run(
-        [
-            *("tshark", "-r", str(path), "-T", "fields", "-E", "separator=;"),
-            *("-e", "tcp.len", "-e", "tcp.hdr_len", "-e", "tcp.srcport"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    out = tshark_fields(path, ["tcp.len", "tcp.hdr_len", "tcp.srcport"])
     assert len(out) == len(records)
-    for (data, _), line in zip(records, out, strict=True):
-        tcp_len, hdr_len, sport = line.split(";")
+    for (data, _), row in zip(records, out, strict=True):
         packet = decode_frame(1, data)
         assert isinstance(packet, TcpPacket)
         assert (packet.length, packet.tcp.header_len, packet.sport) == (
-            int(tcp_len),
-            int(hdr_len),
-            int(sport),
+            int(row["tcp.len"]),
+            int(row["tcp.hdr_len"]),
+            int(row["tcp.srcport"]),
         ), data.hex()

@@ -4,15 +4,14 @@ one pcapng holding a frame of each kind."""
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import needs_tshark, tshark_fields
 from tcplab.wire import (
     EthernetHeader,
     Flags,
@@ -287,35 +286,16 @@ def pcapng(frames: list[tuple[int, bytes]]) -> bytes:
     return out
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
+@needs_tshark
 def test_tshark_agrees_on_every_link_type(tmp_path: Path) -> None:
     cases = [(linktype, frame) for _, linktype, frame, _, _ in CASES]
     cases += [(linktype, frame) for _, linktype, frame, _ in NOT_IP if linktype in (0, 1, 101, 113)]
     path = tmp_path / "links.pcapng"
     path.write_bytes(pcapng(cases))
-    out = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(path),
-            "-T",
-            "fields",
-            "-E",
-            "separator=;",
-            "-e",
-            "ip.src",
-            "-e",
-            "ipv6.src",
-            "-e",
-            "tcp.srcport",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    out = tshark_fields(path, ["ip.src", "ipv6.src", "tcp.srcport"])
     assert len(out) == len(cases)
-    for (linktype, frame), line in zip(cases, out, strict=True):
-        ip_src, ip6_src, sport = line.split(";")
+    for (linktype, frame), row in zip(cases, out, strict=True):
+        ip_src, ip6_src, sport = row["ip.src"], row["ipv6.src"], row["tcp.srcport"]
         packet = decode_frame(linktype, frame)
         if isinstance(packet, TcpPacket):
             assert packet.src == (ip_src or ip6_src), (linktype, frame.hex())

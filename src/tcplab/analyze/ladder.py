@@ -95,16 +95,7 @@ def timeline_for(packets: Sequence[PacketRecord], connection: Connection) -> Tim
 
 
 def _add_change(timeline: Timeline, who: str, change: InferredLike, when: float) -> None:
-    timeline.add(
-        StateChange(
-            when,
-            who,
-            change.old,
-            change.new,
-            Source.INFERRED,
-            f"{change.cause} ({change.rfc})" if change.rfc else change.cause,
-        )
-    )
+    timeline.add(_state_change(who, change, when))
     note = ambiguity(change)
     if note:
         timeline.add(Note(when, note, who))

@@ -64,6 +64,19 @@ def _pad4(n: int) -> int:
     return (n + 3) & ~3
 
 
+def _padded(data: bytes) -> bytes:
+    """``data`` with zeros up to a 32-bit boundary (§3.1: every field is padded to 4)."""
+    return data + b"\0" * (_pad4(len(data)) - len(data))
+
+
+def _packet_data(body: bytes, caplen: int, order: str) -> tuple[bytes, Options]:
+    """The captured bytes and the options after them, for the EPB and the obsolete
+    Packet Block, whose 20 fixed bytes are followed by the same data + options."""
+    if 20 + caplen > len(body):
+        raise ValueError(f"captured length {caplen} runs past the block body")
+    return bytes(body[20 : 20 + caplen]), parse_options(body, 20 + _pad4(caplen), order)
+
+
 def parse_options(body: bytes, start: int, order: str) -> Options:
     """Options from ``body[start:]`` (§3.5): code u16, length u16, value padded to 4."""
     out: list[tuple[int, bytes]] = []
@@ -89,7 +102,7 @@ def build_options(options: Options, order: str) -> bytes:
     parts = []
     for code, value in options:
         parts.append(struct.pack(order + "HH", code, len(value)))
-        parts.append(value + b"\0" * (_pad4(len(value)) - len(value)))
+        parts.append(_padded(value))
     parts.append(struct.pack(order + "HH", OPT_ENDOFOPT, 0))
     return b"".join(parts)
 
@@ -211,10 +224,7 @@ class EnhancedPacket:
         if len(body) < 20:
             raise ValueError(f"enhanced packet body is {len(body)} bytes, needs 20")
         iface, high, low, caplen, orig_len = struct.unpack_from(order + cls.FIELDS, body)
-        if 20 + caplen > len(body):
-            raise ValueError(f"captured length {caplen} runs past the block body")
-        data = bytes(body[20 : 20 + caplen])
-        options = parse_options(body, 20 + _pad4(caplen), order)
+        data, options = _packet_data(body, caplen, order)
         return cls(iface, (high << 32) | low, data, orig_len, options)
 
     def build(self, order: str) -> bytes:
@@ -227,8 +237,7 @@ class EnhancedPacket:
             caplen,
             self.orig_len,
         )
-        pad = b"\0" * (_pad4(caplen) - caplen)
-        return fixed + self.data + pad + build_options(self.options, order)
+        return fixed + _padded(self.data) + build_options(self.options, order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,8 +262,7 @@ class SimplePacket:
         return cls(orig_len, bytes(body[4:]))
 
     def build(self, order: str) -> bytes:
-        pad = b"\0" * (_pad4(len(self.data)) - len(self.data))
-        return struct.pack(order + self.FIELDS, self.orig_len) + self.data + pad
+        return struct.pack(order + self.FIELDS, self.orig_len) + _padded(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,10 +289,7 @@ class ObsoletePacket:
         if len(body) < 20:
             raise ValueError(f"packet block body is {len(body)} bytes, needs 20")
         iface, drops, high, low, caplen, orig_len = struct.unpack_from(order + cls.FIELDS, body)
-        if 20 + caplen > len(body):
-            raise ValueError(f"captured length {caplen} runs past the block body")
-        data = bytes(body[20 : 20 + caplen])
-        options = parse_options(body, 20 + _pad4(caplen), order)
+        data, options = _packet_data(body, caplen, order)
         return cls(iface, drops, (high << 32) | low, data, orig_len, options)
 
     def build(self, order: str) -> bytes:
@@ -298,8 +303,7 @@ class ObsoletePacket:
             caplen,
             self.orig_len,
         )
-        pad = b"\0" * (_pad4(caplen) - caplen)
-        return fixed + self.data + pad + build_options(self.options, order)
+        return fixed + _padded(self.data) + build_options(self.options, order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +318,7 @@ class OpaqueBlock:
         return cls(block_type, bytes(body))
 
     def build(self, order: str) -> bytes:
-        return self.body + b"\0" * (_pad4(len(self.body)) - len(self.body))
+        return _padded(self.body)
 
 
 Block = (

@@ -7,8 +7,9 @@ client starts once the server has a listening socket (seen by sock_diag).
 Their socket syscalls become ApiCalls: socket-family calls always, and
 close/read/write/... only on descriptors that a socket()/accept() returned.
 Each line a program prints on stdout becomes a Note on its side of the
-timeline, stamped when the lab reads it (the seed's Node example prints
-"event end", "event close" this way).
+timeline, stamped when its write() to stdout returned (from the strace
+log; when strace did not show every line, when the lab read it from the
+pipe).  The seed's Node example prints "event end", "event close" this way.
 
 A scenario file can name its programs (``[extra.external] server = "node
 {dir}/x/server.js"``; ``{dir}`` is the scenario file's directory); its
@@ -22,6 +23,7 @@ stepped during the run).
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import shutil
@@ -71,6 +73,9 @@ class StraceParser:
     actor: str
     offset: float  # monotonic = wall - offset
     calls: list[ApiCall] = field(default_factory=list)
+    # (time the write() returned, text): what the program printed on stdout, so each
+    # line lands on the timeline when it was written, not when the lab read the pipe.
+    printed: list[tuple[float, str]] = field(default_factory=list)
     _open: dict[int, _Open] = field(default_factory=dict)
     _sockets: dict[int, set[int]] = field(default_factory=dict)
 
@@ -100,6 +105,9 @@ class StraceParser:
         fds = self._sockets.setdefault(pid, set())
         first = args.split(",", 1)[0].strip()
         fd = int(first) if first.isdigit() else -1
+        if name in ("write", "writev") and fd == 1 and fd not in fds:
+            self.printed.append((ended, "".join(_strings(args))))
+            return
         if name in FD_CALLS and fd not in fds:
             return
         if name not in SOCKET_CALLS and name not in FD_CALLS:
@@ -119,6 +127,18 @@ class StraceParser:
         )
 
 
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _strings(args: str) -> list[str]:
+    """The C-escaped string literals of an strace argument list, decoded."""
+    out = []
+    for literal in _STRING.findall(args):
+        raw = codecs.escape_decode(literal.encode("latin-1", "backslashreplace"))[0]
+        out.append(bytes(raw).decode("utf-8", "replace"))
+    return out
+
+
 def _command(netns: str, command: str, trace_file: Path, env: dict[str, str]) -> list[str]:
     # setpriv --pdeathsig KILL: strace dies with the lab.  strace does not take
     # its tracees with it, so their pids go to the state file (_record_programs)
@@ -126,7 +146,8 @@ def _command(netns: str, command: str, trace_file: Path, env: dict[str, str]) ->
     return [
         "ip", "netns", "exec", Path(netns).name, "env", *[f"{k}={v}" for k, v in env.items()],
         "setpriv", "--pdeathsig", "KILL",
-        "strace", "-f", "-qq", "-ttt", "-o", str(trace_file), "-e", TRACE,
+        # -s 4096: whole strings, so what a program prints can be read from its write().
+        "strace", "-f", "-qq", "-ttt", "-s", "4096", "-o", str(trace_file), "-e", TRACE,
         "sh", "-c", command,
     ]  # fmt: skip
 
@@ -174,14 +195,15 @@ def _play(run: _Run, server_cmd: str, client_cmd: str, timeout: float) -> None:
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     readers: list[threading.Thread] = []
+    arrived: dict[str, list[tuple[float, str]]] = {"server": [], "client": []}
     exited: dict[str, float] = {}
     files = {name: run.state.dir / f"strace-{name}.txt" for name in ("server", "client")}
     try:
         procs["server"] = _spawn(run, "server", server_cmd, files["server"], env)
-        readers.append(_read_stdout(run, "server", procs["server"]))
+        readers.append(_read_stdout(procs["server"], arrived["server"]))
         _wait_listen(run, 5.0)
         procs["client"] = _spawn(run, "client", client_cmd, files["client"], env)
-        readers.append(_read_stdout(run, "client", procs["client"]))
+        readers.append(_read_stdout(procs["client"], arrived["client"]))
         for name, limit in (("client", timeout), ("server", 2.0)):
             deadline = time.monotonic() + limit
             while procs[name].poll() is None and time.monotonic() < deadline:
@@ -210,6 +232,7 @@ def _play(run: _Run, server_cmd: str, client_cmd: str, timeout: float) -> None:
             for line in path.read_text(errors="replace").splitlines():
                 parser.feed(line)
         run.calls.extend(parser.calls)
+        run.notes.extend(_printed_notes(name, parser.printed, arrived[name]))
         if name in procs:
             code = procs[name].returncode
             when = exited.get(name, time.monotonic())
@@ -247,8 +270,8 @@ def _record_programs(run: _Run) -> None:
         run.state.save()
 
 
-def _read_stdout(run: _Run, name: str, proc: subprocess.Popen[bytes]) -> threading.Thread:
-    """Each output line -> a Note on the program's side, stamped as it arrives."""
+def _read_stdout(proc: subprocess.Popen[bytes], lines: list[tuple[float, str]]) -> threading.Thread:
+    """Drain the program's stdout (so it never blocks on a full pipe): (arrival, line)."""
 
     def read() -> None:
         if proc.stdout is None:
@@ -256,11 +279,23 @@ def _read_stdout(run: _Run, name: str, proc: subprocess.Popen[bytes]) -> threadi
         for raw in proc.stdout:
             text = raw.decode(errors="replace").rstrip()
             if text:
-                run.notes.append(Note(time.monotonic(), f"{name} prints: {text}", name))
+                lines.append((time.monotonic(), text))
 
-    thread = threading.Thread(target=read, name=f"tcplab-{name}-stdout", daemon=True)
+    thread = threading.Thread(target=read, name="tcplab-stdout", daemon=True)
     thread.start()
     return thread
+
+
+def _printed_notes(name: str, written: list[tuple[float, str]],
+                   arrived: list[tuple[float, str]]) -> list[Note]:  # fmt: skip
+    """One Note per printed line, stamped when the program's write() returned (strace);
+    a line strace did not show keeps the time the lab read it from the pipe."""
+    stamped: list[tuple[float, str]] = []
+    for when, chunk in written:
+        stamped += [(when, line.rstrip()) for line in chunk.split("\n") if line.strip()]
+    if [text for _, text in stamped] != [text for _, text in arrived]:
+        stamped = arrived  # strace missed or cut a write: the arrival times are all we have
+    return [Note(when, f"{name} prints: {text}", name) for when, text in stamped]
 
 
 def _wait_listen(run: _Run, timeout: float) -> None:

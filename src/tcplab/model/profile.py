@@ -37,7 +37,7 @@ class Profile:
     delayed_ack_before_data: float  # the same before any data arrived (Linux: ato is 0)
     quickack_segments: int  # data segments ACKed at once at the start of a connection
     pingpong_threshold: int | None  # interactive mode after this many quick replies; None: off
-    ack_every_full_segments: int  # ACK at once when this many full segments are unACKed
+    ack_every_full_segments: int  # ACK at once when more than (this - 1) full segments' bytes wait
     delay_ack_of_fin: bool  # Linux enters pingpong mode on FIN: its ACK is delayed
     rst_carries_ack: bool  # "R." (Linux) or "R" (RFC 9293 §3.10.5 <SEQ=SND.NXT><CTL=RST>)
     rst_on_close_with_unread: bool
@@ -208,7 +208,8 @@ PARAMETERS: dict[str, tuple[str, str, str]] = {
                           "TCP_MAX_QUICKACKS (quick-ack mode)"),
     "pingpong_threshold": ("replies sent within the delayed-ACK time before ACKs are delayed"
                            " (interactive mode)", "none", "net.ipv4.tcp_pingpong_thresh"),
-    "ack_every_full_segments": ("ACK at once after this many full-sized segments",
+    "ack_every_full_segments": ("ACK at once when more data than this many full-sized"
+                                " segments less one is unACKed",
                                 "RFC 9293 §3.8.6.3", "__tcp_ack_snd_check"),
     "delay_ack_of_fin": ("the ACK of a FIN waits for the delayed-ACK timer",
                          "RFC 9293 §3.10.7.4: ACK the FIN", "tcp_fin enters pingpong mode"),

@@ -225,9 +225,14 @@ class Simulation:
 
         Each arrival's answer goes on the wire before the next arrival is
         processed, as a kernel answers in softirq: two crossing SYNs are
-        answered in the order they arrive.
+        answered in the order they arrive.  Calls still running (a background
+        send(), a recv() waiting for more) are polled inside the loop, so what
+        they make the socket say goes out at once: a recv() that empties the
+        receive queue sends a window update (RFC 9293 §3.8.6.2.2), and a
+        window update left in the queue stalls the peer until its RTO fires.
         """
         for _ in range(1000):
+            self._poll_pending()
             moved = [self._drain(actor) for actor in self.hosts]
             arrived = self.net.due(self.now)
             for receiver, seg, sent_at in arrived:
@@ -240,7 +245,6 @@ class Simulation:
                 self._drain(receiver)
             if not any(moved) and not arrived:
                 break
-        self._poll_pending()
 
     def _advance_to(self, when: float) -> None:
         self.now = max(self.now, when)
@@ -254,14 +258,21 @@ class Simulation:
 
     def run_until(self, done: Callable[[], bool], until: float) -> bool:
         self._flush()
-        while not done():
+        while True:
+            finished = done()
+            # done() may poll the call itself (a recv() that read): what it made
+            # the socket send leaves now, not whenever the next event comes.
+            self._flush()
+            if finished:
+                return True
             t = self._next_event()
             if t is None or t > until:
                 self.now = max(self.now, until)
                 self._flush()
-                return done()
+                finished = done()
+                self._flush()
+                return finished
             self._advance_to(t)
-        return True
 
     def settle(self) -> None:
         """End the run the way the lab does: once the wire has been quiet for

@@ -194,7 +194,7 @@ class Connection(_Machine):
         self.rttvar = 0.0
         self.retransmits = 0
         self.dupacks = 0
-        self.unacked_full = 0
+        self.unacked_bytes = 0  # data received in order since our last ACK
         self.quickacks_left = profile.quickack_segments
         self.keepalive = False
         self.keepalive_idle = profile.keepalive_idle
@@ -279,7 +279,7 @@ class Connection(_Machine):
         if with_ack:
             # Any segment with ACK carries the acknowledgment a delayed ACK owed.
             self._cancel(TimerKind.DELAYED_ACK)
-            self.unacked_full = 0
+            self.unacked_bytes = 0
 
     def _send_ack(self) -> None:
         self._emit(self.snd_nxt, Control.NONE)
@@ -913,8 +913,7 @@ class Connection(_Machine):
             if not (self.read_shut and self.profile.shut_rd_discards):
                 self.rcv_queue += delivered
                 self._events.append(Delivered(now, self.endpoint, self.label, bytes(delivered)))
-            full = len(payload) >= min(self.peer_mss, self.profile.mss)
-            self.unacked_full += 1 if full else 0
+            self.unacked_bytes += len(delivered)
         if got_fin:
             self._process_fin(now)
             return
@@ -927,13 +926,25 @@ class Connection(_Machine):
         threshold = self.profile.pingpong_threshold
         return threshold is not None and self.pingpong >= threshold
 
+    @property
+    def _full_sized(self) -> int:
+        """A full-sized segment's payload: the peer's effective send MSS (RFC 9293
+        §3.7.1), the MSS less the 12 timestamp option bytes every segment carries
+        (RFC 7323 §3): 1448 on Ethernet.  Linux measures it from what arrives
+        (tcp_measure_rcv_mss).  Taking 1460 instead, no segment is ever full and a
+        bulk receiver ACKs only when its delayed-ACK timer fires."""
+        return min(self.peer_mss, self.profile.mss) - (12 if self.ts_ok else 0)
+
     def _schedule_ack(self, now: float) -> None:
         p = self.profile
         if self.quickacks_left > 0 and not self.interactive:
             self.quickacks_left -= 1
             self._send_ack()
-        elif self.unacked_full >= p.ack_every_full_segments:
-            self._send_ack()  # RFC 9293 §3.8.6.3: every second full-sized segment
+        elif self.unacked_bytes > (p.ack_every_full_segments - 1) * self._full_sized:
+            # RFC 9293 §3.8.6.3: an ACK for at least every second full-sized segment.
+            # Counted in bytes, as Linux does (__tcp_ack_snd_check: more than one
+            # rcv_mss unACKed), so a full segment and a short tail are ACKed at once.
+            self._send_ack()
         elif TimerKind.DELAYED_ACK not in self.timers:
             self._arm(TimerKind.DELAYED_ACK, now + p.delayed_ack)
 

@@ -134,15 +134,9 @@ class TcpHeader:
         Raises ``WireError`` when fewer than 20 bytes are present, when the
         data offset is below 5, or when it points past the end of ``data``.
         """
-        if len(data) < TCP_MIN_LEN:
-            raise WireError(f"truncated TCP header: {len(data)} of 20 bytes", base + len(data))
-        sport, dport, seq, ack, offset_flags, window, checksum, urgent = TCP_HEADER.unpack_from(
-            data
-        )
-        data_offset = offset_flags >> 12
+        fixed = _unpack_fixed(data, base)
+        data_offset = fixed[4] >> 12
         header_len = data_offset * 4
-        if data_offset < 5:
-            raise WireError(f"TCP data offset {data_offset} < 5", base + 12)
         if header_len > len(data):
             raise WireError(
                 f"TCP data offset {data_offset} ({header_len} bytes) runs past the "
@@ -154,22 +148,7 @@ class TcpHeader:
             if header_len > TCP_MIN_LEN
             else _NO_OPTIONS
         )
-        header = cls(
-            sport,
-            dport,
-            seq,
-            ack,
-            data_offset,
-            FLAGS_BY_BITS[offset_flags & _FLAG_MASK],
-            window,
-            checksum,
-            urgent,
-            options,
-            error,
-            tail,
-            (offset_flags & _RESERVED_MASK) >> 9,
-        )
-        return header, data[header_len:]
+        return _from_fixed(fixed, options, error, tail), data[header_len:]
 
     @classmethod
     def parse_truncated(cls, data: bytes, base: int = 0) -> TcpHeader:
@@ -179,35 +158,15 @@ class TcpHeader:
         complete are kept, the cut one is raw in ``option_tail`` and
         ``option_error`` says so.  ``build`` gives back the captured bytes.
         """
-        if len(data) < TCP_MIN_LEN:
-            raise WireError(f"truncated TCP header: {len(data)} of 20 bytes", base + len(data))
-        sport, dport, seq, ack, offset_flags, window, checksum, urgent = TCP_HEADER.unpack_from(
-            data
-        )
-        data_offset = offset_flags >> 12
-        if data_offset < 5:
-            raise WireError(f"TCP data offset {data_offset} < 5", base + 12)
+        fixed = _unpack_fixed(data, base)
+        data_offset = fixed[4] >> 12
         options, tail, error = scan_options(data[TCP_MIN_LEN : data_offset * 4], base + TCP_MIN_LEN)
         if len(data) < data_offset * 4:
             error = (
                 f"options truncated by capture at offset {base + len(data)}: "
                 f"{len(data)} of {data_offset * 4} header bytes captured"
             )
-        return cls(
-            sport,
-            dport,
-            seq,
-            ack,
-            data_offset,
-            FLAGS_BY_BITS[offset_flags & _FLAG_MASK],
-            window,
-            checksum,
-            urgent,
-            options,
-            error,
-            tail,
-            (offset_flags & _RESERVED_MASK) >> 9,
-        )
+        return _from_fixed(fixed, options, error, tail)
 
     def build(
         self, payload: bytes = b"", *, src: str | None = None, dst: str | None = None
@@ -280,3 +239,41 @@ class TcpHeader:
             None,
             tail,
         )
+
+
+def _unpack_fixed(data: bytes, base: int) -> tuple[int, ...]:
+    """The fixed 20 bytes as ``TCP_FIELDS`` values, after the integrity checks
+    ``parse`` and ``parse_truncated`` share: all 20 bytes present, data offset
+    at least 5 (RFC 9293 §3.1: the header is at least five 32-bit words)."""
+    if len(data) < TCP_MIN_LEN:
+        raise WireError(f"truncated TCP header: {len(data)} of 20 bytes", base + len(data))
+    fixed: tuple[int, ...] = TCP_HEADER.unpack_from(data)
+    data_offset = fixed[4] >> 12
+    if data_offset < 5:
+        raise WireError(f"TCP data offset {data_offset} < 5", base + 12)
+    return fixed
+
+
+def _from_fixed(
+    fixed: tuple[int, ...],
+    options: tuple[TcpOption, ...],
+    error: str | None,
+    tail: bytes,
+) -> TcpHeader:
+    """A ``TcpHeader`` from ``_unpack_fixed`` values and the scanned options."""
+    sport, dport, seq, ack, offset_flags, window, checksum, urgent = fixed
+    return TcpHeader(
+        sport,
+        dport,
+        seq,
+        ack,
+        offset_flags >> 12,
+        FLAGS_BY_BITS[offset_flags & _FLAG_MASK],
+        window,
+        checksum,
+        urgent,
+        options,
+        error,
+        tail,
+        (offset_flags & _RESERVED_MASK) >> 9,
+    )

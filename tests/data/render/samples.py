@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from conftest import ipv4_tcp
 from tcplab.states import State
 from tcplab.timeline import (
     ApiCall,
@@ -30,15 +31,6 @@ ISS_S = 3_000_000_000
 T0 = 5000.0  # CLOCK_MONOTONIC-like
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)
-
-
 _FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, ".": 0x10}
 
 
@@ -51,16 +43,8 @@ def _raw(src: EndpointInfo, dst: EndpointInfo, flags: str, seq: int, ack: int, p
                 + b"\x01" + b"\x03\x03\x07")
     else:
         opts = b""
-    offset = (20 + len(opts)) // 4
-    tcp = struct.pack("!HHIIBBHHH", src.port, dst.port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                      offset << 4, bits, window, 0, 0) + opts + payload
-    s = bytes(int(x) for x in src.address.split("."))
-    d = bytes(int(x) for x in dst.address.split("."))
-    pseudo = s + d + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0x1234, 0x4000, 64, 6, 0, s, d)
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
-    return ip + tcp
+    return ipv4_tcp(src.address, dst.address, src.port, dst.port, seq & 0xFFFFFFFF,
+                    ack & 0xFFFFFFFF, bits, payload, window, opts, ident=0x1234)
 
 
 def _pkt(t: float, sender: str, flags: str, rel_seq: int, rel_ack: int, payload: bytes = b"",
