@@ -27,6 +27,7 @@ from tcplab.analyze.zeek import (
 )
 from tcplab.states import State
 from tcplab.wire.flags import Flags
+from tcplab.wire.ip import host_text
 
 CLIENT = "client"
 SERVER = "server"
@@ -88,8 +89,7 @@ class Side:
 
     @property
     def label(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return f"{host_text(self.address)}:{self.port}"
 
 
 @dataclass(slots=True)

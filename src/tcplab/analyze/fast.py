@@ -46,6 +46,7 @@ from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture import pcap, pcapng
 from tcplab.errors import InputError
 from tcplab.wire.decode import NotTcp, WireError, decode_frame
+from tcplab.wire.ip import host_text
 from tcplab.wire.link import LinkType
 
 CHUNK = 32 * 1024 * 1024
@@ -449,8 +450,7 @@ def _endpoint(e: object) -> str:
     addr, port = pair
     if isinstance(addr, int):
         return f"{_ipv4_text(addr)}:{port}"
-    text = str(addr)
-    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+    return f"{host_text(str(addr))}:{port}"
 
 
 _LINK_HEADER = {

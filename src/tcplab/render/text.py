@@ -47,6 +47,7 @@ from tcplab.render._common import (
 )
 from tcplab.states import State
 from tcplab.timeline import ApiCall, Note, Packet, Snapshot, Source, StateChange, Timeline
+from tcplab.wire.ip import host_text
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -260,7 +261,7 @@ def _header(layout: _Layout, cols: Columns, timeline: Timeline, relative: bool) 
 def _address(address: str, port: int) -> str:
     if not address:
         return f":{port}" if port else ""
-    host = f"[{address}]" if ":" in address else address
+    host = host_text(address)
     return f"{host}:{port}" if port else host
 
 

@@ -414,3 +414,9 @@ class IPv6Header:
             dst,
             exts,
         )
+
+
+def host_text(address: str) -> str:
+    """An address ready for ``:port`` to follow: IPv6 in brackets (RFC 3986
+    §3.2.2), since its own colons would make the port ambiguous."""
+    return f"[{address}]" if ":" in address else address
