@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tshark_fields
 from tcplab.analyze import analyze_file, infer_states, state_path, timeline_for
 from tcplab.states import State
 
@@ -121,11 +122,10 @@ def compare_with_tshark(capture: Path, analysis: object) -> None:
 
     fields = ["frame.number", "tcp.seq", "tcp.ack", "tcp.flags.ack", "tcp.len"]
     fields += [f"tcp.analysis.{name}" for name in FLAG_NAMES]
-    cmd = ["tshark", "-r", str(capture), "-Y", "tcp", "-T", "fields"]
-    for name in fields:
-        cmd += ["-e", name]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    theirs = {int(r.split("\t")[0]): r.split("\t") for r in out.splitlines()}
+    theirs = {
+        int(row["frame.number"]): [row[name] for name in fields]
+        for row in tshark_fields(capture, fields, "tcp")
+    }
     assert len(theirs) == len(analysis.packets)  # type: ignore[attr-defined]
     for p in analysis.packets:  # type: ignore[attr-defined]
         row = theirs[p.index]

@@ -9,11 +9,11 @@ difference is listed in KNOWN (docs/analyze.md, "ACKed unseen segment").
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import tshark_fields
 from tcplab.analyze.frames import read_segments
 from tcplab.analyze.wireshark import FLAG_NAMES, StreamTracker
 
@@ -31,13 +31,9 @@ FIELDS += ["tcp.analysis.duplicate_ack_num"]
 
 
 def tshark_rows(path: Path) -> dict[int, list[str]]:
-    cmd = ["tshark", "-r", str(path), "-Y", "tcp && !icmp && !icmpv6", "-T", "fields"]
-    for name in FIELDS:
-        cmd += ["-e", name]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rows = {}
-    for line in out.splitlines():
-        parts = line.split("\t")
+    for row in tshark_fields(path, FIELDS, "tcp && !icmp && !icmpv6"):
+        parts = [row[name] for name in FIELDS]
         if "," in parts[1]:
             continue  # several TCP layers: a tunnel tcplab does not open
         rows[int(parts[0])] = parts

@@ -204,8 +204,11 @@ def sim_differences(scenario: Scenario) -> list[dict[str, Any]]:
 
 
 def _bulk(seq: list[Seg]) -> list[Any]:
-    """Data segments and the peer's pure ACKs between the first and last data segment -> totals:
-    (sender, bytes covered, largest segment, segments sent again)."""
+    """Data segments and the peer's pure ACKs from the first data segment until the sender's
+    next segment after the last one -> totals: (sender, bytes covered, largest segment,
+    segments sent again).  How many pure ACKs the receiver sends, and what each covers,
+    depends on when the kernel's delayed-ACK timer and the reader run, during the transfer
+    and right after it (tcp_cleanup_rbuf ACKs on read)."""
     data = [i for i, s in enumerate(seq) if s[4] > 0]
     if not data:
         return list(seq)
@@ -218,7 +221,10 @@ def _bulk(seq: list[Seg]) -> list[Any]:
     covered = max(s[2] + s[4] for s in sent) - min(starts)
     again = len(starts) - len(set(starts))
     total = ("bulk", sender, covered, max(s[4] for s in sent), again)
-    return [*seq[:first], total, *kept, *seq[last + 1 :]]
+    tail = last + 1
+    while tail < len(seq) and seq[tail][0] != sender and seq[tail][1] == "." and seq[tail][4] == 0:
+        tail += 1
+    return [*seq[:first], total, *kept, *seq[tail:]]
 
 
 def _drop_kernel_only(seq: list[Seg], wanted: list[list[str]]) -> tuple[list[Seg], list[Any]]:

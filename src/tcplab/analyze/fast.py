@@ -47,7 +47,7 @@ from tcplab.capture import pcap, pcapng
 from tcplab.errors import InputError
 from tcplab.wire.decode import NotTcp, WireError, decode_frame
 from tcplab.wire.ip import host_text
-from tcplab.wire.link import LinkType
+from tcplab.wire.link import LinkType, linktype_of
 
 CHUNK = 32 * 1024 * 1024
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -453,11 +453,11 @@ def _endpoint(e: object) -> str:
     return f"{host_text(str(addr))}:{port}"
 
 
-_LINK_HEADER = {
+# Link header length of the link types the vectorised path reads; a header's
+# number goes through ``linktype_of`` first, so the BSD DLT_RAW aliases count.
+_LINK_HEADER: dict[LinkType | None, int] = {
     LinkType.ETHERNET: 14,
     LinkType.RAW: 0,
-    12: 0,  # DLT_RAW on most BSDs
-    14: 0,  # DLT_RAW on OpenBSD
     LinkType.IPV4: 0,
     LinkType.LINUX_SLL: 16,
 }
@@ -473,7 +473,7 @@ def _decode_chunk(
     records left for the per-record decoder (IPv6, MPLS, PPPoE, IP options,
     damaged or truncated headers).
     """
-    link = _LINK_HEADER.get(linktype)
+    link = _LINK_HEADER.get(linktype_of(linktype))
     if link is None:
         return {}, np.arange(offs.size)
     a = np.frombuffer(buf, dtype=np.uint8)

@@ -10,6 +10,7 @@ import click
 
 from tcplab import scenario as scenarios
 from tcplab.errors import InputError, TcplabError
+from tcplab.render.export import report_options, write_views
 
 if TYPE_CHECKING:
     from tcplab.lab.runner import Lab, RunResult
@@ -48,10 +49,12 @@ def _list() -> None:
               help="Also draw the analyzer's states inferred from the packets (NAME?).")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
               help="Print the scenario's explanation in this language.")
+@report_options
 def command(
     scenario: str | None, list_: bool, all_: bool, outdir: Path, json_out: str | None,
     loopback: bool, no_trace: bool, server_cmd: str | None, client_cmd: str | None, port: int,
     width: int | None, inferred: bool, lang: str | None,
+    report: str | None, mermaid: str | None, svg_out: str | None,
 ) -> None:  # fmt: skip
     """Run SCENARIO (a built-in id or a .toml file) and draw what happened.
 
@@ -60,6 +63,7 @@ def command(
     tcplab run handshake-close
     tcplab run my-experiment.toml --outdir out
     tcplab run --server 'node tcp-server.js' --client 'node tcp-client.js'
+    tcplab run both-close --report both-close.html   (one self-contained file to share)
     """
     if list_:
         _list()
@@ -89,6 +93,15 @@ def command(
         if json_out:
             Path(json_out).write_text(result.timeline.to_json(), encoding="utf-8")
         _show(result, sc, width, lang, inferred)
+    from tcplab.lab.runner import without_inferred
+
+    # The report tells kernel and inferred states apart; the plain ladders show
+    # what the terminal shows.
+    shown = result.timeline if inferred else without_inferred(result.timeline)
+    written = write_views(result.timeline, report=report, scenario=sc, facts=result.facts)
+    written += write_views(shown, mermaid=mermaid, svg=svg_out)
+    if written and json_out != "-":
+        click.echo(f"wrote {', '.join(written)}")
     if not result.ok:
         raise _FactsFailed(sum(1 for f in result.facts if not f.held))
 
