@@ -3,8 +3,9 @@
 Theory of operation (PEER-SEMANTICS.md §3; Wireshark 4.0.17
 epan/dissectors/packet-tcp.c, ``tcp_analyze_sequence_number``): a
 conversation per address/port pair, a new one (a new ``tcp.stream``) when a
-pure SYN arrives whose ISN differs from the direction's base sequence.
-Each direction keeps ``base_seq``, ``nextseq`` (highest seq+len seen),
+pure SYN arrives whose ISN differs from the direction's base sequence; the
+stream numbers and base sequence numbers come from ``tcplab.flows``.
+Each direction keeps ``nextseq`` (highest seq+len seen),
 ``lastack``, ``maxseqtobeacked``, the last window and the dup-ACK counter; the
 checks run in the code's order, and each can skip the rest as the code's
 ``goto finished_fwd`` / ``goto finished_checking_retransmission_type`` do.
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tcplab.analyze.frames import Segment
+from tcplab.flows import FlowTracker
 
 MASK32 = 0xFFFFFFFF
 
@@ -82,8 +84,6 @@ def le_seq(a: int, b: int) -> bool:
 class Flow:
     """One direction of a Wireshark conversation (tcp_flow_t + tcp_analyze_seq_flow_info_t)."""
 
-    base_seq: int = 0
-    base_set: bool = False
     nextseq: int = 0
     nextseq_time: float = 0.0
     maxseqtobeacked: int = 0
@@ -131,39 +131,31 @@ class PacketAnalysis:
 
 
 class StreamTracker:
-    """Assigns packets to tcp.streams and runs tcp.analysis on each."""
+    """Assigns packets to tcp.streams and runs tcp.analysis on each.
+
+    Stream numbers, port reuse and relative seq/ack are ``tcplab.flows``'s
+    (the one implementation of packet-tcp.c's rules, §3.1); this class keeps
+    the per-direction analysis state of the stream each packet lands in.
+    """
 
     def __init__(self) -> None:
-        self.conversations: dict[tuple[str, int, str, int], Conversation] = {}
-        self.stream_count = 0
+        self.flows = FlowTracker()
+        self.conversations: list[Conversation] = []  # indexed by stream number
 
-    @staticmethod
-    def key(seg: Segment) -> tuple[str, int, str, int]:
-        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
-        return (*a, *b) if a <= b else (*b, *a)
-
-    def _new(self, key: tuple[str, int, str, int]) -> Conversation:
-        conv = Conversation(self.stream_count)
-        self.stream_count += 1
-        self.conversations[key] = conv
-        return conv
+    @property
+    def stream_count(self) -> int:
+        return self.flows.stream_count
 
     def observe(self, seg: Segment) -> PacketAnalysis:
-        key = self.key(seg)
-        conv = self.conversations.get(key)
-        if conv is None:
-            conv = self._new(key)
-        flags: set[str] = set()
-        fwd, _rev = conv.pair(seg)
+        view = self.flows.observe(seg)
+        if view.stream < len(self.conversations):
+            conv = self.conversations[view.stream]
+        else:
+            # A new pair, or a pure SYN with another ISN on a known pair: a new stream.
+            conv = Conversation(view.stream)
+            self.conversations.append(conv)
+        flags: set[str] = {"reused_ports"} if view.reused_ports else set()
         syn_ack = seg.flags & (SYN | ACK)
-        if syn_ack == SYN and fwd.base_set and seg.seq != fwd.base_seq:
-            # A pure SYN with another ISN on a known pair: a new stream (§3.1).
-            conv = self._new(key)
-            flags.add("reused_ports")
-        elif syn_ack == (SYN | ACK) and fwd.base_set and seg.seq != fwd.base_seq:
-            # A SYN-ACK with another ISN only re-bases.
-            flags.add("reused_ports")
-            fwd.base_seq = seg.seq
         fwd, rev = conv.pair(seg)
         fwd.segments += 1
         scaled_window = self._window(seg, fwd, rev)
@@ -176,8 +168,7 @@ class StreamTracker:
             conv.mru_syn = seg.time
         elif syn_ack == ACK and conv.mru_syn is not None and conv.first_rtt is None:
             conv.first_rtt = seg.time - conv.mru_syn
-        rel_seq = (seg.seq - fwd.base_seq) & MASK32
-        rel_ack = (seg.ack - rev.base_seq) & MASK32 if seg.flags & ACK else None
+        rel_seq, rel_ack = view.rel_seq, view.rel_ack
         nxt = rel_seq + seg.wire_length + (1 if seg.flags & (SYN | FIN) else 0)
         dup = fwd.dupacknum if "duplicate_ack" in flags else 0
         return PacketAnalysis(
@@ -221,12 +212,6 @@ class StreamTracker:
     ) -> None:
         seq, ack, seglen, tf = seg.seq, seg.ack, seg.wire_length, seg.flags
         now = seg.time
-        if not fwd.base_set:
-            fwd.base_seq = seq if tf & SYN else (seq - 1) & MASK32
-            fwd.base_set = True
-        if not rev.base_set and tf & ACK:
-            rev.base_seq = (ack - 1) & MASK32
-            rev.base_set = True
         no_ctl = not tf & (SYN | FIN | RST)
 
         def finished_fwd() -> None:
