@@ -101,6 +101,11 @@ def test_wraparound() -> None:
     assert (fin.rel_seq, fin.nxtseq_rel) == (101, 102)
 
 
+def test_syn_fin_counts_one_sequence_number_like_tshark() -> None:
+    (synfin,) = views(c2s(100, 0, SYN | FIN, 2))
+    assert (synfin.rel_seq, synfin.nxtseq_rel) == (0, 3)
+
+
 def test_streams_are_numbered_in_order_of_first_packet() -> None:
     out = views(c2s(1, 0, SYN, port=1), c2s(1, 0, SYN, port=2), s2c(5, 2, SYN | ACK, port=1))
     assert [v.stream for v in out] == [0, 1, 0]
@@ -125,6 +130,8 @@ def test_tracker_matches_tshark_on_reuse_and_rebase(tmp_path: Path) -> None:
         ipv4_tcp(C, S, 40002, 80, isn + 1, 11, ACK | PSH, payload=bytes(100)),
         ipv4_tcp(C, S, 40002, 80, (isn + 101) % 2**32, 11, FIN | ACK),
         ipv4_tcp(S, C, 80, 40002, 11, (isn + 102) % 2**32, FIN | ACK),
+        # SYN+FIN with data: tshark's nxtseq adds one for the flags, not two.
+        ipv4_tcp(C, S, 40003, 80, 100, 0, SYN | FIN, payload=b"ab"),
     ]
     path = tmp_path / "reuse.pcap"
     with path.open("wb") as f:
@@ -134,5 +141,5 @@ def test_tracker_matches_tshark_on_reuse_and_rebase(tmp_path: Path) -> None:
     comparison = compare_with_tshark(path)
     assert sorted(comparison.ours) == list(range(1, len(frames) + 1))
     assert comparison.mismatches == []
-    assert [o["stream"] for o in comparison.ours.values()] == [0] * 6 + [1, 1, 2, 2] + [3] * 5
+    assert [o["stream"] for o in comparison.ours.values()] == [0] * 6 + [1, 1, 2, 2] + [3] * 5 + [4]
     assert [o["reused_ports"] for o in comparison.ours.values()].count(True) == 2

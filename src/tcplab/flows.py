@@ -23,8 +23,9 @@ either direction):
 5. Relative seq = seq - base(this direction); relative ack = ack -
    base(other direction), only when ACK is set; everything mod 2**32
    (RFC 9293 §3.4: sequence space is modular).  nxtseq = relative seq +
-   payload length + 1 for SYN + 1 for FIN (each occupies one sequence
-   number, RFC 9293 §3.4).
+   payload length + 1 when SYN or FIN is set (each occupies one sequence
+   number, RFC 9293 §3.4; for the illegal SYN+FIN tshark 4.0 still adds
+   only one, and so do we).
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ class FlowTracker:
             raise RuntimeError("base sequence number unset after rule 3")
         rel_seq = (seq - base_seq) % MOD
         rel_ack = (pkt.ack - base_ack) % MOD if has_ack and base_ack is not None else None
-        occupied = pkt.length + (1 if bits & _SYN else 0) + (1 if bits & _FIN else 0)
+        # tshark adds one for SYN or FIN, not two for SYN+FIN (checked against 4.0.17).
+        occupied = pkt.length + (1 if bits & (_SYN | _FIN) else 0)
         return FlowView(
             stream=stream.number,
             rel_seq=rel_seq,

@@ -49,7 +49,6 @@ from tcplab.wire.options import (
     TfoCookie,
     Timestamps,
     WindowScale,
-    format_options,
 )
 
 _BATCH: Final = 256
@@ -173,10 +172,8 @@ def tcpdump_line(pkt: TcpPacket, view: FlowView, absolute: bool, stamp: str) -> 
     if flags & _URG:
         parts.append(f", urg {tcp.urgent}")
     if tcp.options or tcp.option_error:
-        text = format_options(tcp.options, sack_base)
-        if tcp.option_error:
-            text += ("," if text else "") + "[bad opt]"
-        parts.append(f", options [{text}]")
+        # tcpdump marks a malformed option list, not one the snap length cut short.
+        parts.append(f", options [{tcp.option_text(sack_base)}]")
     parts.append(f", length {length}")
     return "".join(parts)
 
