@@ -315,9 +315,15 @@ def test_every_state_is_present(zoo: Zoo) -> None:
 
 def test_table_equals_ss(zoo: Zoo) -> None:
     # Retransmission timers tick between the two reads; everything compared
-    # here is stable while the zoo stands.
-    ours = sorted(our_rows(dump_tcp_in_netns(zoo.path)), key=repr)
-    theirs = sorted(ss_rows(zoo.netns), key=repr)
+    # here is stable while the zoo stands, except that on a loaded machine a
+    # socket can still be settling into its state when the two reads run: the
+    # tables must agree exactly on one of three tries.
+    for _ in range(3):
+        ours = sorted(our_rows(dump_tcp_in_netns(zoo.path)), key=repr)
+        theirs = sorted(ss_rows(zoo.netns), key=repr)
+        if ours == theirs:
+            break
+        time.sleep(0.2)
     assert len(theirs) == 30
     assert ours == theirs
 
