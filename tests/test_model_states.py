@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tcplab.model import table
+from tcplab.model.host import Host
 from tcplab.model.profile import LINUX, RFC, Profile
 from tcplab.model.segment import Options, Segment
 from tcplab.model.sim import Simulation
@@ -281,6 +282,24 @@ def test_simultaneous_open_over_the_network() -> None:
     assert [p.flags for p in tl.packets()] == ["S", "S", "S.", "S.", ".", "."]
     for name in ("client", "server"):
         assert path(tl, name) == ["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED"]
+
+
+def test_simultaneous_open_relative_numbers_in_the_timeline() -> None:
+    # Both SYN-ACKs repeat their sender's ISN (relative seq 0) and ACK the other's SYN
+    # (relative ack 1), as tshark shows them: the second pure SYN must not forget the
+    # first side's base (RFC 9293 §3.5 figure 8; PEER-SEMANTICS.md §3.1).
+    tl = sim(
+        [{"actor": "server", "call": "bind", "port": 9000},
+         {"actor": "client", "call": "bind", "port": 8080},
+         {"actor": "server", "call": "connect", "port": 8080, "background": True},
+         {"actor": "client", "call": "connect", "port": 9000}],
+        faults=[{"action": "hold", "flags": "S", "release_after": 2},
+                {"action": "hold", "flags": "S.", "release_after": 2}],
+    )
+    got = [(p.sender, p.flags, p.rel_seq, p.rel_ack) for p in tl.packets() if "S" in p.flags]
+    assert sorted(got) == [("client", "S", 0, None), ("client", "S.", 0, 1),
+                           ("server", "S", 0, None), ("server", "S.", 0, 1)]
+    assert all(p.rel_ack == 1 for p in tl.packets() if p.flags == ".")
 
 
 def test_syn_sent_retries_linear_then_exponential_then_etimedout() -> None:
@@ -733,6 +752,135 @@ def test_time_wait_rst_kills_it() -> None:
     conn = time_wait()
     deliver(conn, seg(F.RST, PEER_ISS + 2), 1.0)
     assert changes(conn)[-1] == (State.TIME_WAIT, State.CLOSED, Trigger.RCV_RST)
+
+
+def host_with_time_wait(profile: Profile = LINUX,
+                        listening: bool = True) -> tuple[Host, Connection]:
+    """A host whose port 40000 has a connection in TIME-WAIT and (maybe) a new listener."""
+    host = Host("server", LOCAL[0], profile, isn=lambda local, remote, now: 9000,
+                ephemeral_port=lambda: 50000)
+    old = time_wait(profile)
+    old.events()
+    host.connections.append(old)
+    if listening:
+        host.listen(LOCAL[1], 5, 1.0)
+    return host, old
+
+
+def sent(host: Host) -> list[tuple[str, int, int | None]]:
+    return [(s.flags.tcpdump(), s.seq.value, s.ack.value if s.ack is not None else None)
+            for s in host.segments_to_send()]
+
+
+def test_time_wait_newer_syn_reopens_the_port_pair() -> None:
+    # Linux tcp_timewait_state_process (TCP_TW_SYN); RFC 9293 §3.6 MAY-2: a SYN after
+    # RCV.NXT ends TIME-WAIT and the listener answers it, ISS = old SND.NXT + 65537.
+    host, old = host_with_time_wait()
+    host.receive(seg(F.SYN, PEER_ISS + 100_000, options=Options(mss=1460)), 2.0)
+    assert changes(old) == [(State.TIME_WAIT, State.CLOSED, Trigger.RCV_SYN)]
+    child = host.connections[-1]
+    assert child is not old and child.state is State.SYN_RECEIVED
+    assert sent(host) == [("S.", ISS + 2 + 65537, PEER_ISS + 100_001)]
+    # The handshake completes on the new incarnation.
+    host.receive(seg(F.ACK, PEER_ISS + 100_001, ISS + 2 + 65538), 2.1)
+    assert child.state is State.ESTABLISHED and old.state is State.CLOSED
+
+
+def test_time_wait_old_syn_is_answered_from_time_wait() -> None:
+    # SEG.SEQ not after RCV.NXT and no timestamp: an old duplicate; TIME-WAIT stays and
+    # answers with an ACK (Linux TCP_TW_ACK; RFC 5961 §4 challenge ACK).
+    host, old = host_with_time_wait()
+    host.receive(seg(F.SYN, PEER_ISS - 10), 2.0)
+    assert old.state is State.TIME_WAIT and changes(old) == []
+    assert sent(host) == [(".", ISS + 2, PEER_ISS + 2)]
+    assert len(host.connections) == 1
+
+
+def test_time_wait_newer_timestamp_reopens_even_with_an_older_seq() -> None:
+    # RFC 6191 §2: with timestamps, a newer TSval identifies a new incarnation.
+    host, old = host_with_time_wait()
+    old.ts_ok, old.ts_recent = True, 700
+    host.receive(seg(F.SYN, PEER_ISS - 10, options=Options(mss=1460, ts=(701, 0))), 2.0)
+    assert old.state is State.CLOSED and host.connections[-1].state is State.SYN_RECEIVED
+    host2, old2 = host_with_time_wait()
+    old2.ts_ok, old2.ts_recent = True, 700
+    host2.receive(seg(F.SYN, PEER_ISS - 10, options=Options(mss=1460, ts=(699, 0))), 2.0)
+    assert old2.state is State.TIME_WAIT
+
+
+def test_time_wait_syn_without_listener_or_on_rfc_profile_stays() -> None:
+    # Linux looks for a listener first; without one TIME-WAIT answers with an ACK.
+    host, old = host_with_time_wait(listening=False)
+    host.receive(seg(F.SYN, PEER_ISS + 100_000), 2.0)
+    assert old.state is State.TIME_WAIT and sent(host) == [(".", ISS + 2, PEER_ISS + 2)]
+    # The rfc profile does not take RFC 9293 §3.6 MAY-2: a challenge ACK (RFC 5961 §4).
+    host, old = host_with_time_wait(RFC)
+    host.receive(seg(F.SYN, PEER_ISS + 100, options=Options(mss=1460)), 2.0)
+    assert old.state is State.TIME_WAIT and sent(host) == [(".", ISS + 2, PEER_ISS + 2)]
+
+
+def test_time_wait_syn_reopens_over_the_network() -> None:
+    # The server closes first; the client comes back from the same port: one handshake,
+    # no RST, the server's old connection leaves TIME-WAIT for the new one.
+    steps = [
+        {"actor": "server", "call": "listen"},
+        {"actor": "client", "call": "bind", "sock": "a", "port": 40003},
+        {"actor": "client", "call": "connect", "sock": "a"},
+        {"actor": "server", "call": "accept", "into": "c1"},
+        {"actor": "server", "call": "close", "sock": "c1"},
+        {"actor": "client", "call": "recv", "sock": "a", "until": "eof"},
+        {"actor": "client", "call": "close", "sock": "a"},
+        {"actor": "client", "call": "bind", "sock": "b", "port": 40003},
+        {"actor": "client", "call": "connect", "sock": "b"},
+        {"actor": "server", "call": "accept", "into": "c2"},
+    ]
+    tl = sim(steps)
+    flags = [p.flags for p in tl.packets()]
+    assert flags[-3:] == ["S", "S.", "."] and "R" not in "".join(flags)
+    server = path(tl, "server")
+    assert server[-4:] == ["TIME-WAIT", "CLOSED", "SYN-RECEIVED", "ESTABLISHED"]
+    assert path(tl, "client")[-2:] == ["SYN-SENT", "ESTABLISHED"]
+    # The new incarnation's relative numbers start again at 0/1.
+    syn_ack = [p for p in tl.packets() if p.flags == "S."][-1]
+    assert (syn_ack.rel_seq, syn_ack.rel_ack) == (0, 1)
+
+
+def _rebind_over_time_wait(old_reuse: bool, new_reuse: bool, profile: str) -> str | None:
+    """The server closes first (TIME-WAIT on its port); what does a new bind() return?"""
+    setopt = {"call": "setsockopt", "option": "SO_REUSEADDR", "value": 1}
+    steps: list[dict[str, Any]] = []
+    if old_reuse:
+        steps.append({"actor": "server", "sock": "old", **setopt})
+    steps += [
+        {"actor": "server", "call": "listen", "sock": "old"},
+        {"actor": "client", "call": "connect", "sock": "c"},
+        {"actor": "server", "call": "accept", "sock": "old", "into": "conn"},
+        {"actor": "server", "call": "close", "sock": "conn"},
+        {"actor": "client", "call": "recv", "sock": "c", "until": "eof"},
+        {"actor": "client", "call": "close", "sock": "c"},
+        {"actor": "server", "call": "close", "sock": "old"},
+        {"actor": "server", "call": "socket", "sock": "new"},
+    ]
+    if new_reuse:
+        steps.append({"actor": "server", "sock": "new", **setopt})
+    steps.append({"actor": "server", "call": "bind", "sock": "new", "port": 8080})
+    tl = sim(steps, profile=profile)
+    assert "TIME-WAIT" in path(tl, "server")  # the server closed first
+    (bind,) = [c for c in tl.api_calls() if c.call == "bind"]
+    return bind.errno
+
+
+def test_bind_over_time_wait_linux_needs_reuseaddr_on_both_sockets() -> None:
+    # inet_csk_bind_conflict: the TIME-WAIT socket inherits the listener's sk_reuse.
+    assert _rebind_over_time_wait(True, True, "linux") is None
+    assert _rebind_over_time_wait(False, True, "linux") == "EADDRINUSE"
+    assert _rebind_over_time_wait(True, False, "linux") == "EADDRINUSE"
+
+
+def test_bind_over_time_wait_rfc_profile_takes_the_bsd_rule() -> None:
+    # No bind() in RFC 9293: the rfc profile follows BSD sockets, the new socket's flag.
+    assert _rebind_over_time_wait(False, True, "rfc") is None
+    assert _rebind_over_time_wait(True, False, "rfc") == "EADDRINUSE"
 
 
 def test_time_wait_lasts_2msl_per_profile() -> None:

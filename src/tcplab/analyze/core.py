@@ -8,6 +8,11 @@ endpoint (the inferred RFC 9293 state).  A connection is a Wireshark
 stream: 5-tuple plus incarnation.  Its summary collects handshake timing,
 negotiated options, who closed first and how it ended, and carries the
 Zeek verdict of the Zeek connection its first packet belongs to.
+
+A packet a tcplab lab's wire dropped (``Segment.dropped``, from its pcapng
+comment) is in the file, so Wireshark and Zeek count it like any other and
+so do their trackers here; only the state inference knows it was never
+received, and the outputs mark it ``dropped_by_wire``.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class PacketRecord:
     changes: tuple[tuple[str, InferredLike, float], ...] = ()  # (endpoint role, change, time)
     options: str = ""
     raw: bytes = b""
+    dropped_by_wire: bool = False  # a tcplab wire dropped it: the receiver never got it
 
     @property
     def flag_text(self) -> str:
@@ -111,6 +117,8 @@ class Connection:
     # State changes inferred after the last packet (segments still in flight
     # when the capture ended, taken as delivered).
     trailing_changes: list[tuple[str, InferredLike, float]] = field(default_factory=list)
+    # Frame numbers of the packets a tcplab lab's wire dropped.
+    dropped_by_wire: list[int] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -216,6 +224,7 @@ class Connection:
             "conn_state": self.zeek_conn_state,
             "history": self.zeek_history,
             "notes": self.notes,
+            "dropped_by_wire": self.dropped_by_wire,
         }
 
 
@@ -331,7 +340,11 @@ class Analyzer:
         if seg.checksum_ok is False:
             conn.anomalies["bad_checksum"] += 1
 
-        changes = st.pair.packet(role, peer_role, seg.seq, seg.ack, flags, seg.length, seg.time)
+        if seg.dropped:
+            conn.dropped_by_wire.append(seg.index)
+        changes = st.pair.packet(
+            role, peer_role, seg.seq, seg.ack, flags, seg.length, seg.time, not seg.dropped
+        )
         self._note(conn, changes)
         conn.client.final_state = st.pair.state(CLIENT)
         conn.server.final_state = st.pair.state(SERVER)
@@ -361,6 +374,7 @@ class Analyzer:
             changes=tuple(changes),
             options=opts.describe() if opts is not NO_OPTIONS else "",
             raw=seg.raw if self.keep_raw else b"",
+            dropped_by_wire=seg.dropped,
         )
         self.packets.append(record)
         return record

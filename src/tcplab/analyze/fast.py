@@ -529,6 +529,9 @@ def _decode_chunk(
     frag = _be16(a, ipo + 6) & 0x3FFF
     tcp = (proto == 6) & (frag == 0)
     slow_frag = keep[(proto == 6) & (frag != 0)]
+    # UDP may carry TCP in a tunnel (Teredo on any port, GTP-U): the
+    # per-record decoder (tcplab.wire.tunnel) decides.
+    slow_udp = keep[(proto == 17) & (frag == 0)]
     keep = keep[tcp]
     ipo = ipo[tcp]
     tcpo = ipo + 20
@@ -543,7 +546,7 @@ def _decode_chunk(
         "flags": a[tcpo + 13].astype(np.int64),
         "plen": np.maximum(_be16(a, ipo + 2) - 20 - doff, 0),
     }
-    return cols, np.union1d(np.flatnonzero(slow), slow_frag)
+    return cols, np.union1d(np.union1d(np.flatnonzero(slow), slow_frag), slow_udp)
 
 
 def summarize_file(

@@ -13,6 +13,12 @@ trackers consume, with the two views of length they need side by side:
 * ``wire_length`` stops at the link layer's own length (the decoder's
   ``TcpPacket.length``, tshark's ``tcp.len``).
 
+A tcplab lab capture also holds the packets its wire dropped, each with a
+packet comment line starting ``tcplab.lab.DROPPED_BY_WIRE`` (written by
+``tcplab.lab.output``); such a segment is ``dropped``: sent, never received.
+Comments are pcapng ``opt_comment`` options (draft-ietf-opsawg-pcapng §3.5)
+of Enhanced Packet Blocks (§4.3): a classic pcap has none.
+
 Checksums are judged strictly (``strict_checksum``): an offloaded or partial
 TCP checksum is bad, as Zeek and tshark with validation say.  A problem with
 one packet is a finding (``ReadReport.problems``), never an exception; a file
@@ -27,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tcplab.capture import Record, TcpRecords, open_capture
+from tcplab.lab import DROPPED_BY_WIRE
 from tcplab.wire.decode import NotTcp, TcpPacket
 from tcplab.wire.options import Mss, Sack, SackPermitted, TcpOption, Timestamps, WindowScale
 
@@ -88,6 +95,7 @@ class Segment(NamedTuple):
     ip_checksum_ok: bool
     options: TcpOptions = NO_OPTIONS
     raw: bytes = b""  # the IP datagram as captured
+    dropped: bool = False  # a tcplab wire dropped it: its receiver never got it
 
     @property
     def syn(self) -> bool:
@@ -145,7 +153,19 @@ def options_of(options: tuple[TcpOption, ...]) -> TcpOptions:
     return TcpOptions(mss, wscale, sack_permitted, sack, ts_val, ts_ecr)
 
 
-def segment_of(index: int, time: float, frame: bytes, packet: TcpPacket) -> Segment:
+def dropped_by_wire(comment: str | None) -> bool:
+    """Whether a packet comment is tcplab's "the lab's wire dropped this packet".
+
+    Only a whole comment line that starts with the marker counts: the same
+    comment may also carry socket-API calls, one per line."""
+    if not comment:
+        return False
+    return any(line.startswith(DROPPED_BY_WIRE) for line in comment.splitlines())
+
+
+def segment_of(
+    index: int, time: float, frame: bytes, packet: TcpPacket, dropped: bool = False
+) -> Segment:
     """The analyzer's view of one decoded packet of ``frame``."""
     tcp = packet.tcp
     header_end = packet.tcp_offset + tcp.header_len
@@ -175,6 +195,7 @@ def segment_of(index: int, time: float, frame: bytes, packet: TcpPacket) -> Segm
         packet.ip_checksum_ok is not False,
         options_of(tcp.options),
         frame[packet.ip_offset : captured_end],
+        dropped,
     )
 
 
@@ -196,7 +217,13 @@ def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterato
         records = TcpRecords(reader, strict_checksum=True, on_not_tcp=fragment)
         try:
             for record, packet in records:
-                yield segment_of(record.index, record.time_ns / 1e9, record.data, packet)
+                yield segment_of(
+                    record.index,
+                    record.time_ns / 1e9,
+                    record.data,
+                    packet,
+                    record.comment is not None and dropped_by_wire(record.comment),
+                )
         finally:
             report.frames += records.frames
             report.tcp += records.tcp

@@ -106,6 +106,11 @@ class Pair:
     9293 §3.6 Figure 13) come out as FIN-WAIT-1 -> CLOSING on both ends when
     the capture is taken next to one of them.  What is never acknowledged is
     delivered at the end (``flush``).
+
+    A segment known to be lost (``delivered=False``: a tcplab capture's
+    "dropped by the wire") is sent and never received: its sender's change
+    is applied, its receiver is never told.  Its acknowledgment still proves
+    what its sender had received, so it still delivers what it acknowledges.
     """
 
     def __init__(self, observers: dict[str, ObserverLike]) -> None:
@@ -128,9 +133,19 @@ class Pair:
         return out
 
     def packet(
-        self, sender: str, receiver: str, seq: int, ack: int, flags: int, length: int, now: float
+        self,
+        sender: str,
+        receiver: str,
+        seq: int,
+        ack: int,
+        flags: int,
+        length: int,
+        now: float,
+        delivered: bool = True,
     ) -> list[tuple[str, InferredLike, float]]:
-        """One segment seen on the wire: (endpoint, change, time) in causal order."""
+        """One segment seen on the wire: (endpoint, change, time) in causal order.
+
+        ``delivered=False``: the segment is known never to have reached ``receiver``."""
         out: list[tuple[str, InferredLike, float]] = []
         queue = self.in_flight[sender]
         if flags & _ACK:
@@ -146,6 +161,10 @@ class Pair:
             when = now if change.at is None else change.at
             out.append((sender, change, when))
             self.last_time[sender] = max(self.last_time[sender], when)
+        if not delivered:
+            # Lost on the way (RFC 9293 §3.10.7: a segment that never arrives
+            # is never processed): the receiver's state is what it was.
+            return out
         pending = self.in_flight[receiver]
         segment = _InFlight(seq, ack, flags, length, now)
         if not pending and not flags & (_SYN | _FIN):

@@ -83,6 +83,7 @@ def timeline_for(packets: Sequence[PacketRecord], connection: Connection) -> Tim
                 options=p.options,
                 rel_seq=p.rel_seq,
                 rel_ack=p.rel_ack,
+                dropped=p.dropped_by_wire,
                 annotations=annotations,
                 raw=p.raw,
             )
@@ -106,14 +107,13 @@ def infer_states(timeline: Timeline) -> list[StateChange]:
 
     The endpoint names are the timeline's own (``Packet.sender`` /
     ``Packet.receiver``).  The first pure SYN's sender starts CLOSED and its
-    receiver LISTEN; without a SYN both start unknown.
+    receiver LISTEN; without a SYN both start unknown.  A ``dropped`` packet
+    (the lab's wire lost it) moves its sender, never its receiver.
     """
     packets = timeline.packets()
     pairs: dict[frozenset[str], Pair] = {}
     changes: list[StateChange] = []
     for p in packets:
-        if p.dropped:
-            continue  # never on the wire past the fault: neither end changes for it
         seq, ack, length, flags = p.seq, p.ack, p.length, flags_from_text(p.flags)
         if p.raw:
             try:
@@ -136,7 +136,8 @@ def infer_states(timeline: Timeline) -> list[StateChange]:
                 p.receiver: make_observer(State.LISTEN if pure_syn else None),
             }
             pair = pairs[key] = Pair(observers)
-        for who, change, when in pair.packet(p.sender, p.receiver, seq, ack, flags, length, p.time):
+        sent = pair.packet(p.sender, p.receiver, seq, ack, flags, length, p.time, not p.dropped)
+        for who, change, when in sent:
             changes.append(_state_change(who, change, when))
     for pair in pairs.values():
         for who, change, when in pair.flush():

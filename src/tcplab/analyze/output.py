@@ -139,10 +139,13 @@ def packet_line(p: PacketRecord, conn: Connection) -> str:
     if "duplicate_ack" in p.analysis:
         flags = flags.replace("duplicate_ack", f"duplicate_ack#{p.dupack_num}")
     analysis = f"  [{flags}]" if flags else ""
+    # Not an analysis flag: tshark and Zeek know nothing of it; only the lab's
+    # pcapng comment says so, and only the states reflect it.
+    dropped = "  dropped_by_wire" if p.dropped_by_wire else ""
     return (
         f"{p.index:>6} {p.time:.6f} conn {p.stream:<4} client {arrow} server "
         f"[{p.flag_text}] seq {p.rel_seq}{ack} len {p.length} nxt {p.nxtseq} win {p.window}"
-        f"{analysis}"
+        f"{analysis}{dropped}"
         f"  client={_state(p.client_state)} server={_state(p.server_state)}"
     )
 

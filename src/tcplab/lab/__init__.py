@@ -19,12 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Lab", "RunResult"]
+__all__ = ["DROPPED_BY_WIRE", "Lab", "RunResult"]
+
+# Starts the pcapng comment line of a packet the fault program dropped (``output``
+# writes it, ``tcplab.analyze.frames`` reads it); here, so reading it imports nothing.
+DROPPED_BY_WIRE = "DROPPED by the wire"
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: the actor process imports nothing but the standard library.
-    if name in __all__:
+    if name in ("Lab", "RunResult"):
         from tcplab.lab import runner
 
         return getattr(runner, name)

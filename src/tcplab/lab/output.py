@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tcplab.capture import PcapngWriter
+from tcplab.lab import DROPPED_BY_WIRE
 from tcplab.timeline import ApiCall, Packet, Timeline
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def write_pcapng(timeline: Timeline, path: Path) -> None:
             comments[index].append(call_text(call))
     for i, packet in enumerate(packets):
         if packet.dropped:
-            comments[i].append("DROPPED by the wire: " + "; ".join(packet.annotations))
+            comments[i].append(DROPPED_BY_WIRE + ": " + "; ".join(packet.annotations))
         elif packet.annotations:
             comments[i].append("wire: " + "; ".join(packet.annotations))
     offset = float(timeline.meta.get("realtime_offset", 0.0))

@@ -53,9 +53,18 @@ a delayed ACK leaves alone or rides on the next call's segment.
 Deliberate simplifications: no congestion control (the sender is limited by the
 peer's window only, so bulk transfers differ from Linux's slow start), no persist
 timer (zero-window probes), no SACK blocks (SACK-permitted is negotiated but
-unused), no urgent data, no PAWS; a TIME-WAIT socket does not accept a new SYN
-for the same port pair; timestamps carry a millisecond clock with an offset
-derived from the ISS.
+unused), no urgent data, no PAWS; timestamps carry a millisecond clock with an
+offset derived from the address pair (like Linux's secure_tcp_ts_off), so they
+keep rising across incarnations of a port pair.
+
+TIME-WAIT and a new SYN for the same port pair: the `linux` profile ends
+TIME-WAIT and lets the listener take the SYN when its sequence number is after
+RCV.NXT or its timestamp is newer (RFC 9293 §3.6 MAY-2, RFC 6191; Linux
+TCP_TW_SYN), with an ISS of the old SND.NXT + 65537; the `rfc` profile does not
+take that option and answers with a challenge ACK (RFC 5961 §4).  bind() over a
+TIME-WAIT socket with SO_REUSEADDR: RFC 9293 has no bind(), so the `rfc`
+profile takes the BSD sockets rule (the new socket's flag is enough); `linux`
+also needs the old socket to have had it (inet_csk_bind_conflict).
 """
 
 

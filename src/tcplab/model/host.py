@@ -41,10 +41,12 @@ class Host:
     # -- sockets -------------------------------------------------------------------
 
     def port_in_use(self, port: int, reuseaddr: bool = False) -> bool:
-        """Linux bind(): a port is busy while a listener or any connection holds it.
+        """bind(): a port is busy while a listener or any connection holds it.
 
-        With SO_REUSEADDR (on both the old and the new socket) a port whose
-        only users are in TIME-WAIT may be bound again.
+        A port whose only users are in TIME-WAIT may be bound again with
+        SO_REUSEADDR: on Linux only if the old socket had it too (the TIME-WAIT
+        socket inherits sk_reuse; inet_csk_bind_conflict), under the BSD rule
+        the rfc profile takes, the new socket's flag is enough.
         """
         listener = self.listeners.get(port)
         if listener is not None and listener.state is State.LISTEN:
@@ -52,7 +54,9 @@ class Host:
         for conn in self.connections:
             if conn.local[1] != port or conn.state is State.CLOSED:
                 continue
-            if conn.state is State.TIME_WAIT and reuseaddr and conn.reuseaddr:
+            if conn.state is State.TIME_WAIT and reuseaddr and (
+                conn.reuseaddr or not self.profile.reuseaddr_needs_both
+            ):
                 continue
             return True
         return False
@@ -98,11 +102,17 @@ class Host:
 
     def receive(self, seg: Segment, now: float) -> None:
         conn = self.find(seg)
+        listener = self.listeners.get(seg.dport)
+        listening = listener is not None and listener.state is State.LISTEN
+        if conn is not None and listener is not None and listening and conn.syn_is_newer(seg):
+            # RFC 9293 §3.6 MAY-2, RFC 6191; Linux tcp_v4_rcv TCP_TW_SYN: the TIME-WAIT
+            # connection goes and the listener takes the SYN as a new connection.
+            listener.receive(seg, now, iss=conn.end_time_wait(now))
+            return
         if conn is not None:
             conn.receive(seg, now)
             return
-        listener = self.listeners.get(seg.dport)
-        if listener is not None and listener.state is State.LISTEN:
+        if listener is not None and listening:
             listener.receive(seg, now)
             return
         # RFC 9293 §3.10.7.1: the port is CLOSED.

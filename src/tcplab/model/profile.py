@@ -53,6 +53,8 @@ class Profile:
     timestamps: bool  # RFC 7323 timestamps offered
     backlog_overflow_drops: bool  # a full accept queue drops SYNs and final ACKs (Linux)
     oow_ack_interval: float  # at most one ACK per this many seconds answers bad segments
+    reuseaddr_needs_both: bool  # bind() over TIME-WAIT: the old socket needs SO_REUSEADDR too
+    syn_reopens_time_wait: bool  # a new SYN may reopen a connection in TIME-WAIT
     time_wait: bool = True  # counterfactual switch
     two_way_handshake: bool = False  # counterfactual switch
 
@@ -134,6 +136,12 @@ RFC = Profile(
     timestamps=False,
     backlog_overflow_drops=False,
     oow_ack_interval=0.5,
+    # RFC 9293 has no bind() or SO_REUSEADDR; the rfc profile takes the BSD sockets
+    # rule (4.4BSD in_pcbbind, Stevens UNP §7.5): SO_REUSEADDR on the new socket alone.
+    reuseaddr_needs_both=False,
+    # RFC 9293 §3.6 MAY-2 is optional; the rfc profile keeps to §3.10.7.4 fourth
+    # (RFC 5961 §4): a SYN in TIME-WAIT gets a challenge ACK.
+    syn_reopens_time_wait=False,
 )
 
 LINUX = Profile(
@@ -169,6 +177,8 @@ LINUX = Profile(
     timestamps=True,
     backlog_overflow_drops=True,
     oow_ack_interval=0.5,
+    reuseaddr_needs_both=True,
+    syn_reopens_time_wait=True,
 )
 
 PROFILES: dict[str, Profile] = {"linux": LINUX, "rfc": RFC}
@@ -238,6 +248,14 @@ PARAMETERS: dict[str, tuple[str, str, str]] = {
                          "net.ipv4.tcp_invalid_ratelimit 500 ms"),
     "backlog_overflow_drops": ("a full accept queue drops SYNs and final ACKs",
                                "not specified", "listen overflow"),
+    "reuseaddr_needs_both": ("bind() to a port held only by TIME-WAIT needs SO_REUSEADDR on the"
+                             " old socket too, not just the new one",
+                             "no bind() in RFC 9293; BSD sockets: the new socket's flag",
+                             "inet_csk_bind_conflict: the TIME-WAIT socket inherits sk_reuse"),
+    "syn_reopens_time_wait": ("a SYN newer than the TIME-WAIT connection (SEG.SEQ > RCV.NXT or"
+                              " a newer TSval) ends TIME-WAIT and opens a new connection",
+                              "RFC 9293 §3.6 MAY-2 not taken: challenge ACK (RFC 5961 §4)",
+                              "tcp_timewait_state_process: TCP_TW_SYN"),
 }
 
 

@@ -300,9 +300,12 @@ class Simulation:
         rev = (seg.dst, seg.dport, seg.src, seg.sport)
         syn = bool(seg.flags & Flags.SYN)
         if syn and self._bases.get(fwd) != seg.seq:
-            self._bases[fwd] = seg.seq
-            if not seg.has_ack:
+            # Only a SYN that replaces an earlier ISN of this direction starts a new
+            # incarnation; a first SYN from this side next to the other side's pure SYN
+            # is a simultaneous open (RFC 9293 §3.5 figure 8) and keeps the other base.
+            if not seg.has_ack and fwd in self._bases:
                 self._bases.pop(rev, None)
+            self._bases[fwd] = seg.seq
         elif fwd not in self._bases:
             self._bases[fwd] = seg.seq - 1
         return self._bases[fwd], self._bases.get(rev)
@@ -595,6 +598,9 @@ class Simulation:
             new = self._new_socket(sock.actor, into)
             new.conn, new.port = child, child.local[1]
             new.keepalive = sock.keepalive
+            # Linux sk_clone_lock copies sk_reuse: the child (and later its TIME-WAIT
+            # socket) has SO_REUSEADDR exactly when the listener had it.
+            new.reuseaddr = sock.reuseaddr
             new.keepalive_opts = dict(sock.keepalive_opts)
             self._apply_options(new)
             self.timeline.endpoints[1 if sock.actor == "server" else 0] = EndpointInfo(

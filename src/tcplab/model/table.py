@@ -125,6 +125,9 @@ GUARDS: dict[str, str] = {
     "linux": "the linux profile (the RFC profile does not do this)",
     "accept_queue_full": "the listener's accept queue holds more than backlog children"
                          " (Linux sk_acceptq_is_full)",
+    "syn_is_newer": "a SYN without ACK, SEG.SEQ > RCV.NXT or (timestamps) a newer TSval, a"
+                    " listener on the port, and the profile reopens TIME-WAIT (RFC 9293 §3.6"
+                    " MAY-2; RFC 6191)",
 }
 
 _S = State
@@ -210,6 +213,10 @@ TRANSITIONS: tuple[Transition, ...] = (
       note="2MSL: old duplicates have died"),
     T(_S.TIME_WAIT, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4",
       note="TIME-WAIT assassination (RFC 1337); Linux tcp_rfc1337=0 does the same"),
+    T(_S.TIME_WAIT, Trigger.RCV_SYN, _S.CLOSED, None, False, "RFC 9293 §3.6 (MAY-2); RFC 6191",
+      guard="syn_is_newer",
+      note="a new incarnation of the port pair: the listener takes the SYN, with an ISS above"
+           " the old SND.NXT (Linux TCP_TW_SYN)"),
     # -- passive close ---------------------------------------------------------
     T(_S.CLOSE_WAIT, Trigger.CLOSE, _S.LAST_ACK, _C.FIN, True, "RFC 9293 §3.10.4"),
     T(_S.CLOSE_WAIT, Trigger.CLOSE, _S.CLOSED, _C.RST, True, "RFC 9293 §3.6 (SHLD-3)",

@@ -245,9 +245,14 @@ class Connection(_Machine):
         )
 
     def _ts_val(self) -> int:
-        # RFC 7323 §5.4: a millisecond clock with a per-connection offset (Linux
-        # randomises it; here it is derived from the injected ISS).
-        return (int(self.clock * 1000) + (self.iss.value >> 8)) & 0xFFFFFFFF
+        # RFC 7323 §5.4: a millisecond clock plus an offset.  Linux derives the
+        # offset from the address pair (secure_tcp_ts_off), so the clock keeps
+        # rising across incarnations of a port pair, which RFC 6191 relies on to
+        # tell a new SYN from an old one in TIME-WAIT; so does the model.
+        offset = 0x811C9DC5
+        for byte in f"{self.local[0]}|{self.remote[0]}".encode():
+            offset = ((offset ^ byte) * 0x01000193) & 0xFFFFFFFF
+        return (int(self.clock * 1000) + offset) & 0xFFFFFFFF
 
     def _emit(
         self,
@@ -636,6 +641,34 @@ class Connection(_Machine):
             self._receive_synchronized(seg, control, now)
         if self.keepalive and self.state is State.ESTABLISHED:
             self._arm(TimerKind.KEEPALIVE, now + self.keepalive_idle)
+
+    def syn_is_newer(self, seg: Segment) -> bool:
+        """May this SYN end TIME-WAIT and open a new incarnation of the port pair?
+
+        RFC 9293 §3.6 MAY-2 and RFC 6191 §2; Linux tcp_timewait_state_process
+        (TCP_TW_SYN): a SYN without ACK whose SEG.SEQ is after RCV.NXT, or whose
+        TSval is newer than TS.Recent.  The caller also needs a listener on the
+        port (Linux otherwise answers from TIME-WAIT with an ACK).
+        """
+        if self.state is not State.TIME_WAIT or not self.profile.syn_reopens_time_wait:
+            return False
+        if seg.control is not Control.SYN or seg.has_ack or self.rcv_nxt is None:
+            return False
+        if seg.seq > self.rcv_nxt:
+            return True
+        ts = seg.options.ts
+        return self.ts_ok and ts is not None and Seq(ts[0]) > Seq(self.ts_recent)
+
+    def end_time_wait(self, now: float) -> int:
+        """A newer SYN ends TIME-WAIT; returns the ISS for the new incarnation.
+
+        RFC 9293 §3.6 MAY-2 (1): the new ISS must be larger than any sequence
+        number the old incarnation used; Linux takes SND.NXT + 65535 + 2.
+        """
+        self._set_state(State.CLOSED, Trigger.RCV_SYN, now, "a newer SYN reopens the port pair")
+        self._clear()
+        iss = (self.snd_nxt + (65535 + 2)).value
+        return iss or 1  # Linux avoids an ISN of 0
 
     def _receive_syn_sent(self, seg: Segment, control: Control, now: float) -> None:
         # RFC 9293 §3.10.7.3, first: check the ACK.
@@ -1026,7 +1059,8 @@ class Listener(_Machine):
         if child in self.half_open:
             self.half_open.remove(child)
 
-    def receive(self, seg: Segment, now: float) -> None:
+    def receive(self, seg: Segment, now: float, *, iss: int | None = None) -> None:
+        """A segment for the port; ``iss`` fixes the child's ISS (a SYN that ended TIME-WAIT)."""
         control = seg.control
         if self.state is not State.LISTEN or control in (Control.RST, Control.INVALID):
             return  # §3.10.7.2 first: an incoming RST is ignored
@@ -1043,7 +1077,8 @@ class Listener(_Machine):
         remote = (seg.src, seg.sport)
         child = Connection(
             profile=self.profile, endpoint=self.endpoint, local=self.local, remote=remote,
-            iss=self._isn(self.local, remote, now), state=State.LISTEN, listener=self, now=now,
+            iss=self._isn(self.local, remote, now) if iss is None else iss,
+            state=State.LISTEN, listener=self, now=now,
         )
         child.keepalive = self.keepalive
         self.half_open.append(child)

@@ -1,5 +1,6 @@
 """Bytes to typed records and back, no I/O: link layers, IPv4/IPv6, TCP and
-its options, checksums, sequence numbers.  ``decode_frame`` is the one call
+its options, checksums, sequence numbers, and the UDP tunnels (Teredo,
+GTP-U) whose inner TCP the decoder opens.  ``decode_frame`` is the one call
 the capture layer makes per record."""
 
 from tcplab.wire.checksum import (
@@ -45,6 +46,15 @@ from tcplab.wire.options import (
 )
 from tcplab.wire.seq import Seq, seq_max, seq_min
 from tcplab.wire.tcp import TcpHeader
+from tcplab.wire.tunnel import (
+    GtpExtension,
+    GtpU,
+    Teredo,
+    TeredoAuth,
+    TeredoOrigin,
+    UdpHeader,
+    find_tunnel,
+)
 
 __all__ = [
     "Control",
@@ -52,6 +62,8 @@ __all__ = [
     "EthernetHeader",
     "ExtensionHeader",
     "Flags",
+    "GtpExtension",
+    "GtpU",
     "IPv4Header",
     "IPv6Header",
     "LinkFrame",
@@ -70,14 +82,19 @@ __all__ = [
     "TcpHeader",
     "TcpOption",
     "TcpPacket",
+    "Teredo",
+    "TeredoAuth",
+    "TeredoOrigin",
     "TfoCookie",
     "Timestamps",
+    "UdpHeader",
     "UnknownOption",
     "VlanTag",
     "WindowScale",
     "WireError",
     "build_options",
     "decode_frame",
+    "find_tunnel",
     "format_option",
     "format_options",
     "internet_checksum",

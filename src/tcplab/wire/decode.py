@@ -27,6 +27,12 @@ Rules worth knowing, each a deliberate choice:
   ``ip_checksum_ok``, the IPv4 header checksum verdict (RFC 791 §3.1), and
   sums the segment as the IP header delimits it, as Zeek does, where a
   PPPoE length cut it shorter.
+* TCP inside a UDP tunnel, Teredo (RFC 4380) or GTP-U (3GPP TS 29.281), is
+  decoded, one tunnel level deep (the rules are in ``tcplab.wire.tunnel``):
+  the addresses, TTL and lengths are the inner IP packet's, ``ip_offset``
+  points at it, and ``tunnel``/``outer_*`` name the tunnel and the outer
+  UDP datagram.  The outer datagram bounds the inner packet as PPPoE's
+  length does.  An outer IPv4 fragment stays ``NotTcp`` like any other.
 * ``ip_len`` stops at the link layer's own length (PPPoE, RFC 2516 §4), as
   tshark's ``tcp.len`` does; ``datagram_len`` is the length the IP header
   alone claims, which is what Zeek counts (``ip_bytes``).
@@ -45,10 +51,12 @@ from tcplab.wire.flags import Flags
 from tcplab.wire.ip import IPV6_HEADER, IPV6_LEN, ipv4_fixed, walk_extensions
 from tcplab.wire.link import locate_network
 from tcplab.wire.tcp import TCP_MIN_LEN, TcpHeader
+from tcplab.wire.tunnel import UdpHeader, find_tunnel
 
 __all__ = ["NotTcp", "TcpPacket", "WireError", "decode_frame"]
 
 IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
 _IPV4_PROTOCOL_NAMES: Final = {
     1: "ICMP",
     2: "IGMP",
@@ -87,6 +95,13 @@ class TcpPacket:
     ip_header_len: int = 0
     datagram_len: int = 0  # by the IP header alone, before the link cut (Zeek's ip_bytes)
     ip_checksum_ok: bool | None = None  # IPv4 header, with strict_checksum only
+    # The UDP tunnel the segment came out of ("teredo", "gtp"; None when the
+    # TCP was not tunnelled), and the outer datagram's addresses and ports.
+    tunnel: str | None = None
+    outer_src: str | None = None
+    outer_dst: str | None = None
+    outer_sport: int | None = None
+    outer_dport: int | None = None
 
     @property
     def sport(self) -> int:
@@ -147,6 +162,44 @@ def _address(raw: bytes) -> str:
     return text
 
 
+_Outer = tuple[str, str, str, int, int]  # tunnel, outer src, dst, sport, dport
+_NO_OUTER: Final[tuple[None, None, None, None, None]] = (None, None, None, None, None)
+
+
+def _tunnel(
+    frame: bytes,
+    ip_offset: int,
+    ip_len: int,
+    udp_offset: int,
+    link_end: int | None,
+    src_raw: bytes,
+    dst_raw: bytes,
+) -> tuple[_Outer, int, int] | str:
+    """The UDP datagram at ``udp_offset`` opened as a tunnel: the outer
+    description, where the inner IP packet starts and where the datagram
+    ends (the inner packet's "link" end, as PPPoE's length is for a plain
+    one), or why it holds no tunnelled IP packet."""
+    end = min(len(frame), ip_offset + ip_len)
+    if link_end is not None:
+        end = min(end, link_end)
+    try:
+        udp = UdpHeader.parse(frame[:end], udp_offset)
+    except WireError:
+        return "UDP"  # a truncated or damaged UDP header: no TCP we could reach
+    # RFC 768: the UDP length delimits the datagram inside the IP packet.
+    end = min(end, udp_offset + udp.length)
+    found = find_tunnel(udp, frame, udp_offset + UdpHeader.SIZE, end)
+    if isinstance(found, str):
+        return found
+    name, _, inner_offset = found
+    if name == "gtp":
+        # GTP-U's own length (TS 29.281 §5.1) may end the T-PDU earlier.
+        (gtp_length,) = _LEN16.unpack_from(frame, udp_offset + UdpHeader.SIZE + 2)
+        end = min(end, udp_offset + UdpHeader.SIZE + 8 + gtp_length)
+    outer = (name, _address(src_raw), _address(dst_raw), udp.sport, udp.dport)
+    return outer, inner_offset, end
+
+
 def decode_frame(
     linktype: int, frame: bytes, *, verify_checksum: bool = True, strict_checksum: bool = False
 ) -> TcpPacket | NotTcp:
@@ -161,40 +214,55 @@ def decode_frame(
     if isinstance(located, str):
         return NotTcp(located)
     version, ip_offset, link_end = located
-    if version == 4:
-        ip_header_len, _, total_length, _, flags_frag, ttl, protocol, _, src_raw, dst_raw = (
-            ipv4_fixed(frame, ip_offset)
-        )
-        if flags_frag & 0x3FFF:  # MF or a fragment offset (RFC 791 §3.2)
-            return NotTcp(f"IPv4 fragment (offset {(flags_frag & 0x1FFF) * 8})")
-        if protocol != IPPROTO_TCP:
-            return NotTcp(_IPV4_PROTOCOL_NAMES.get(protocol, f"IPv4 protocol {protocol}"))
-        ip_len = total_length or len(frame) - ip_offset
-        tcp_offset = ip_offset + ip_header_len
-        ip_checksum_ok = (
-            # RFC 791 §3.1: the header, checksum field included, sums to -0.
-            ones_complement_sum(frame[ip_offset:tcp_offset]) == 0xFFFF if strict_checksum else None
-        )
-    else:
-        if len(frame) - ip_offset < IPV6_LEN:
-            raise WireError(
-                f"truncated IPv6 header: {len(frame) - ip_offset} of 40 bytes", len(frame)
+    outer: _Outer | None = None
+    while True:
+        if version == 4:
+            ip_header_len, _, total_length, _, flags_frag, ttl, protocol, _, src_raw, dst_raw = (
+                ipv4_fixed(frame, ip_offset)
             )
-        word, payload_length, next_header, ttl, src_raw, dst_raw = IPV6_HEADER.unpack_from(
-            frame, ip_offset
-        )
-        if word >> 28 != 6:
-            raise WireError(f"IP version {word >> 28} in an IPv6 header", ip_offset)
-        ip_len = IPV6_LEN + payload_length if payload_length else len(frame) - ip_offset
-        protocol, tcp_offset, fragment = walk_extensions(
-            frame, ip_offset + IPV6_LEN, next_header, min(len(frame), ip_offset + ip_len)
-        )
-        if fragment is not None and fragment & 0xFFF9:
-            return NotTcp(f"IPv6 fragment (offset {fragment & 0xFFF8})")
-        if protocol != IPPROTO_TCP:
+            if flags_frag & 0x3FFF:  # MF or a fragment offset (RFC 791 §3.2)
+                return NotTcp(f"IPv4 fragment (offset {(flags_frag & 0x1FFF) * 8})")
+            ip_len = total_length or len(frame) - ip_offset
+            tcp_offset = ip_offset + ip_header_len
+            if protocol == IPPROTO_TCP:
+                ip_checksum_ok = (
+                    # RFC 791 §3.1: the header, checksum field included, sums to -0.
+                    ones_complement_sum(frame[ip_offset:tcp_offset]) == 0xFFFF
+                    if strict_checksum
+                    else None
+                )
+        else:
+            if len(frame) - ip_offset < IPV6_LEN:
+                raise WireError(
+                    f"truncated IPv6 header: {len(frame) - ip_offset} of 40 bytes", len(frame)
+                )
+            word, payload_length, next_header, ttl, src_raw, dst_raw = IPV6_HEADER.unpack_from(
+                frame, ip_offset
+            )
+            if word >> 28 != 6:
+                raise WireError(f"IP version {word >> 28} in an IPv6 header", ip_offset)
+            ip_len = IPV6_LEN + payload_length if payload_length else len(frame) - ip_offset
+            protocol, tcp_offset, fragment = walk_extensions(
+                frame, ip_offset + IPV6_LEN, next_header, min(len(frame), ip_offset + ip_len)
+            )
+            if fragment is not None and fragment & 0xFFF9:
+                return NotTcp(f"IPv6 fragment (offset {fragment & 0xFFF8})")
+            ip_header_len = tcp_offset - ip_offset
+            ip_checksum_ok = None  # IPv6 has no header checksum (RFC 8200 §3)
+        if protocol == IPPROTO_TCP:
+            break
+        if protocol != IPPROTO_UDP or outer is not None:
+            # One tunnel level: what the reference traces hold (Zeek allows
+            # two by default, Tunnel::max_depth).
+            if version == 4:
+                return NotTcp(_IPV4_PROTOCOL_NAMES.get(protocol, f"IPv4 protocol {protocol}"))
             return NotTcp(f"IPv6 no TCP (next header {protocol})")
-        ip_header_len = tcp_offset - ip_offset
-        ip_checksum_ok = None  # IPv6 has no header checksum (RFC 8200 §3)
+        found = _tunnel(frame, ip_offset, ip_len, tcp_offset, link_end, src_raw, dst_raw)
+        if isinstance(found, str):
+            return NotTcp(found)
+        outer, inner_offset, inner_end = found
+        version = frame[inner_offset] >> 4
+        ip_offset, link_end = inner_offset, inner_end
     datagram_len = ip_len
     if link_end is not None and ip_offset + ip_len > link_end:
         # The link layer's length wins over a longer IP length (Wireshark
@@ -254,4 +322,5 @@ def decode_frame(
         ip_header_len,
         datagram_len,
         ip_checksum_ok,
+        *(outer or _NO_OUTER),
     )

@@ -33,6 +33,9 @@ FIELDS = [
     "ip.ttl",
     "ipv6.hlim",
     "ip.len",
+    "ip.frag_offset",
+    "udp.srcport",
+    "udp.dstport",
     "ipv6.plen",
     "tcp.srcport",
     "tcp.dstport",
@@ -50,7 +53,9 @@ OPTIONS = re.compile(r"options \[([^\]]*)\]")
 
 
 def tshark_rows(path: Path) -> list[dict[str, str]]:
-    cmd = ["tshark", "-r", str(path), "-o", "tcp.check_checksum:TRUE", "-T", "fields"]
+    # Teredo on any UDP port, as Zeek and tcplab.wire.tunnel detect it.
+    cmd = ["tshark", "-r", str(path), "-o", "tcp.check_checksum:TRUE"]
+    cmd += ["-o", "teredo.heuristic_teredo:TRUE", "-T", "fields"]
     cmd += ["-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for field in FIELDS:
         cmd += ["-e", field]
