@@ -42,6 +42,7 @@ from tcplab.lab.timeline_build import (
     decode_packets,
     kernel_events,
     snapshot_changes,
+    state_event_times,
 )
 from tcplab.lab.tracer import TraceEvent, Tracer, plain_address
 from tcplab.lab.wire import LoopbackCapture, TunWire, WireRecord
@@ -222,13 +223,16 @@ class _Snapshots:
                            info.dport)  # fmt: skip
                     seen[key] = info
                     owner = self._hosts.get(key[0], h)
-                    mark = (info.state, info.timer, info.rqueue, info.wqueue, info.shutdown)
+                    # The cookie too: a SYN may reopen a four-tuple in TIME-WAIT, and
+                    # the new socket is another row although its state may match.
+                    mark = (info.state, info.timer, info.rqueue, info.wqueue, info.shutdown,
+                            info.cookie)
                     changed = self._last.get((h, key)) != mark
                     if changed:
                         self._last[(h, key)] = mark
                         self.observations.append(
                             Observation(now, owner, key, info.state, info.timer,
-                                        info.timer_expires_ms)
+                                        info.timer_expires_ms, info.cookie, info.inode)
                         )  # fmt: skip
                     if changed or all_rows:
                         self.events.append(_snapshot_event(now, owner, info))
@@ -798,7 +802,8 @@ class Lab:
         timeline.extend(run.calls)
         timeline.extend(decode_packets(records))
         timeline.extend(kernel_events(events, hosts, obs))
-        timeline.extend(snapshot_changes(obs, traced=run.tracer is not None))
+        timeline.extend(snapshot_changes(obs, traced=run.tracer is not None,
+                                         kernel_times=state_event_times(events)))
         if run.snapshot_events:
             timeline.extend(e for e in run.snapshot_events if e.endpoint in ("client", "server"))
         timeline.extend(run.notes)

@@ -37,6 +37,11 @@ class Observation:
     state: State | None  # None: the socket has left the table
     timer: str = ""
     expires_ms: int = 0
+    # The socket's identity: sock_diag's idiag_cookie (the tracepoint's ``sock_cookie``)
+    # and inode (0 for TIME-WAIT and request mini-sockets).  A four-tuple is not an
+    # identity: a SYN may reopen a four-tuple whose TIME-WAIT socket is still listed.
+    cookie: int = 0
+    inode: int = 0
 
 
 def decode_packets(records: list[WireRecord]) -> list[Packet]:
@@ -170,6 +175,16 @@ def kernel_events(
     return out
 
 
+def state_event_times(events: list[TraceEvent]) -> dict[FourTuple, list[float]]:
+    """Times of the tracepoint's state changes by four-tuple (for ``snapshot_changes``)."""
+    times: dict[FourTuple, list[float]] = {}
+    for ev in events:
+        if ev.event == "inet_sock_set_state":
+            key = (ev.local[0], ev.local[1], ev.remote[0], ev.remote[1])
+            times.setdefault(key, []).append(ev.time)
+    return times
+
+
 def _state(text: str) -> State | None:
     if text == "TCP_NEW_SYN_RECV":
         return State.SYN_RECEIVED
@@ -193,13 +208,24 @@ def _after(observations: list[Observation], key: FourTuple, time: float) -> Stat
 
 
 def snapshot_changes(
-    observations: list[Observation], traced: bool
+    observations: list[Observation],
+    traced: bool,
+    kernel_times: dict[FourTuple, list[float]] | None = None,
 ) -> list[StateChange]:
     """StateChanges from snapshots.
 
     With the tracepoint (``traced``), only what it cannot report: a
     timewait mini-socket moving on (orphan FIN-WAIT-2 -> TIME-WAIT) or
     leaving the table.  Without it, every change the snapshots saw.
+
+    A row is one socket by its cookie, not by its four-tuple: when a SYN
+    reopens a four-tuple in TIME-WAIT (Linux: tcp_timewait_state_process ->
+    TCP_TW_SYN; RFC 9293 §3.6 MAY-2, RFC 6191), the next snapshot lists a
+    new socket under the same four-tuple.  That is the TIME-WAIT socket
+    leaving (-> CLOSED) and a new one appearing (CLOSED -> ...), never a
+    TIME-WAIT -> ESTABLISHED change.  ``kernel_times`` (tracepoint state
+    events by four-tuple) dates the leaving: the timewait socket is gone
+    before the new socket's first event, which may predate the snapshot.
     """
     out: list[StateChange] = []
     last: dict[tuple[str, FourTuple], Observation] = {}
@@ -207,15 +233,24 @@ def snapshot_changes(
         key = (obs.host, obs.tuple)
         prev = last.get(key)
         last[key] = obs
+        if prev is not None and prev.state is not None and _replaced(prev, obs):
+            left = _left_at(prev, obs, (kernel_times or {}).get(obs.tuple, []))
+            out.append(
+                StateChange(left, obs.host, prev.state, State.CLOSED, Source.SNAPSHOT,
+                            "sock_diag: the timewait socket left the table (a new SYN "
+                            "reopened its four-tuple)" if _is_mini(prev) else
+                            "sock_diag: the socket left the table; a new one has its four-tuple")
+            )  # fmt: skip
+            if not traced and obs.state is not None:
+                out.append(StateChange(obs.time, obs.host, State.CLOSED, obs.state,
+                                       Source.SNAPSHOT, "sock_diag: a new socket"))  # fmt: skip
+            continue
         old = prev.state if prev else None
         new = obs.state if obs.state is not None else State.CLOSED
         if prev is not None and old is new:
             continue
         if traced:
-            mini = prev is not None and prev.timer == "timewait" and prev.state in (
-                State.TIME_WAIT, State.FIN_WAIT_2,
-            )
-            if not mini:
+            if prev is None or not _is_mini(prev):
                 continue
             cause = "sock_diag: the timewait socket left the table" if obs.state is None else (
                 "sock_diag"
@@ -226,3 +261,31 @@ def snapshot_changes(
             continue
         out.append(StateChange(obs.time, obs.host, old, new, Source.SNAPSHOT, cause))
     return out
+
+
+def _is_mini(obs: Observation) -> bool:
+    """A timewait mini-socket: TIME-WAIT, or an orphaned FIN-WAIT-2 on the timewait timer."""
+    return obs.timer == "timewait" and obs.state in (State.TIME_WAIT, State.FIN_WAIT_2)
+
+
+def _replaced(prev: Observation, obs: Observation) -> bool:
+    """Whether ``obs`` is another socket than ``prev`` under the same four-tuple.
+
+    A request socket (SYN-RECEIVED) is replaced by its child when the
+    handshake's ACK arrives (tcp_check_req): a new cookie, the same
+    connection (RFC 9293 §3.10.7.4 SYN-RECEIVED -> ESTABLISHED).
+    """
+    if obs.state is None or not prev.cookie or not obs.cookie or prev.cookie == obs.cookie:
+        return False
+    return prev.state is not State.SYN_RECEIVED
+
+
+def _left_at(prev: Observation, obs: Observation, kernel_times: list[float]) -> float:
+    """When the replaced socket left: just before the new socket's first tracepoint event
+    after the last snapshot showing the old one, else when the snapshot saw it gone."""
+    for t in sorted(kernel_times):
+        if prev.time <= t <= obs.time:
+            # The old socket is removed (inet_twsk_deschedule_put) before the listener
+            # handles the SYN; one microsecond, the tracepoint's resolution, orders it first.
+            return t - 1e-6
+    return obs.time
