@@ -5,7 +5,7 @@ Every Zeek reference trace is compared frame by frame with ``tshark -T fields``
 (tshark with its Teredo heuristic on, as tcplab.wire and Zeek detect Teredo
 on any UDP port); TCP quoted in ICMP errors is not a TCP packet to tcplab
 and is skipped.  Deliberate differences: KNOWN (docs/analyze.md, "ACKed
-unseen segment") and REASSEMBLY_GAPS (docs/analyze.md, "Tunnels").
+unseen segment") (docs/analyze.md).
 """
 
 from __future__ import annotations
@@ -27,13 +27,6 @@ ALL = sorted(str(p.relative_to(TRACES)) for p in TRACES.rglob("*.pcap*"))
 # reports on a connection whose capture kept only a few segments of a 5 GB
 # transfer; tcplab reports every ACK beyond the highest seen segment.
 KNOWN = {("ftp/bigtransfer.pcap", 61), ("ftp/bigtransfer.pcap", 65)}
-
-# Frames where we add lost_segment / ack_lost_segment and tshark does not:
-# 42 downlink GTP-U datagrams of this trace are split into IPv4 fragments,
-# which tshark reassembles and tcplab does not, so to us their TCP segments
-# are missing (as measured; the test fails if the count changes).
-REASSEMBLY_GAPS = {"tunnels/gtp/gtp2_different_udp_port.pcap": 18}
-GAP_FLAGS = frozenset({"lost_segment", "ack_lost_segment"})
 
 FIELDS = ["frame.number", "tcp.stream", "tcp.seq", "tcp.ack", "tcp.flags.ack", "tcp.len"]
 FIELDS += [f"tcp.analysis.{name}" for name in FLAG_NAMES]
@@ -73,7 +66,6 @@ def compare(path: Path, name: str) -> tuple[int, list[str]]:
     stream_map: dict[int, int] = {}
     problems: list[str] = []
     compared = 0
-    gaps = 0
     for seg in read_segments(path):
         got = tracker.observe(seg)
         row = theirs.get(seg.index)
@@ -90,17 +82,11 @@ def compare(path: Path, name: str) -> tuple[int, list[str]]:
             flags,
             int(row[-1]) if row[-1] else 0,
         )
-        mine_flags = got.flags
-        if name in REASSEMBLY_GAPS and mine_flags & GAP_FLAGS and not flags & GAP_FLAGS:
-            gaps += 1
-            mine_flags = mine_flags - GAP_FLAGS
-        mine = (got.rel_seq, got.rel_ack, seg.wire_length, mine_flags, got.dupack_num)
+        mine = (got.rel_seq, got.rel_ack, seg.wire_length, got.flags, got.dupack_num)
         if stream_map.setdefault(int(row[1]), got.stream) != got.stream:
             problems.append(f"frame {seg.index}: stream {got.stream} vs tshark {row[1]}")
         if mine != expected and (name, seg.index) not in KNOWN:
             problems.append(f"frame {seg.index}: {mine} vs tshark {expected}")
-    if gaps != REASSEMBLY_GAPS.get(name, 0):
-        problems.append(f"{gaps} frames with reassembly gaps")
     return compared, problems
 
 
@@ -115,5 +101,6 @@ def test_analysis_matches_tshark(name: str) -> None:
 
 
 # TCP frames compared on the tunnel traces: Teredo's 33 plain + 22 inside
-# Teredo; GTP's 36 outside reassembled datagrams (tshark sees 78).
-TUNNEL_TCP = {"tunnels/Teredo.pcap": 55, "tunnels/gtp/gtp2_different_udp_port.pcap": 36}
+# Teredo; GTP's 78, 42 of them in datagrams reassembled from two IPv4
+# fragments (tcplab.wire.fragments), shown on the last fragment's frame.
+TUNNEL_TCP = {"tunnels/Teredo.pcap": 55, "tunnels/gtp/gtp2_different_udp_port.pcap": 78}

@@ -45,7 +45,8 @@ from tcplab.analyze.frames import ReadReport, segment_of
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture import pcap, pcapng
 from tcplab.errors import InputError
-from tcplab.wire.decode import NotTcp, WireError, decode_frame
+from tcplab.wire.decode import NotTcp, WireError, decode_frame, decode_ip
+from tcplab.wire.fragments import Incomplete, Reassembler, fragment_in
 from tcplab.wire.ip import host_text
 from tcplab.wire.link import LinkType, linktype_of
 
@@ -528,7 +529,9 @@ def _decode_chunk(
     proto = a[ipo + 9]
     frag = _be16(a, ipo + 6) & 0x3FFF
     tcp = (proto == 6) & (frag == 0)
-    slow_frag = keep[(proto == 6) & (frag != 0)]
+    # Fragments of any protocol (a UDP tunnel's too) go to the per-record
+    # path, which reassembles them (tcplab.wire.fragments).
+    slow_frag = keep[frag != 0]
     # UDP may carry TCP in a tunnel (Teredo on any port, GTP-U): the
     # per-record decoder (tcplab.wire.tunnel) decides.
     slow_udp = keep[(proto == 17) & (frag == 0)]
@@ -606,6 +609,7 @@ def _walk(
     index = 0
     done = 0  # bytes already handed back to the kernel
     page = mmap.PAGESIZE
+    reassembler = Reassembler()
     try:
         while off < size:
             window_end = min(size, off + chunk)
@@ -645,7 +649,18 @@ def _walk(
                         cols["plen"],
                     )
                 if slow.size:
-                    _slow_rows(summ, view, offs[slow], endian, unit, linktype, index, report, name)
+                    _slow_rows(
+                        summ,
+                        view,
+                        offs[slow],
+                        endian,
+                        unit,
+                        linktype,
+                        index,
+                        report,
+                        name,
+                        reassembler,
+                    )
                 index += offs.size
             release = (min(off, size) // page) * page
             if release > done and hasattr(mm, "madvise"):
@@ -653,8 +668,15 @@ def _walk(
                 done = release
             if progress is not None:
                 progress(min(off, size))
+        _report_incomplete(reassembler.finish(), report, name)
     finally:
         view.release()
+
+
+def _report_incomplete(given_up: list[Incomplete], report: ReadReport, name: str) -> None:
+    """One problem line per IP datagram whose fragments never all arrived."""
+    for incomplete in given_up:
+        report.problem(f"{name}: frame {incomplete.frames[0]}: {incomplete.describe()}")
 
 
 def _slow_rows(
@@ -667,8 +689,11 @@ def _slow_rows(
     index: int,
     report: ReadReport,
     name: str,
+    reassembler: Reassembler,
 ) -> None:
     """Records the vectorised decoder left: decode one by one, then aggregate.
+    IP fragments go to ``reassembler``; a completed datagram is decoded on
+    its last fragment, as ``tcplab.capture.TcpRecords`` does.
 
     IPv4 rows are keyed exactly like the vectorised ones (so an MPLS- or
     VLAN-tagged packet joins its connection); IPv6 rows by a hash of the
@@ -687,11 +712,24 @@ def _slow_rows(
         except WireError as exc:
             report.problem(f"{name}: offset {off + 16 + exc.offset}: {exc.message}")
             continue
+        time = sec + frac * unit
+        if isinstance(packet, NotTcp) and "fragment" in packet.reason:
+            fragment = fragment_in(linktype, frame)
+            if fragment is not None:
+                done = reassembler.add(fragment, round(time * 1e9), index)
+                _report_incomplete(reassembler.take_incomplete(), report, name)
+                if done is not None:
+                    frame = done.datagram
+                    try:
+                        packet = decode_ip(frame, verify_checksum=False)
+                    except WireError as exc:
+                        report.problem(f"{name}: frame {index}: {exc}")
+                        continue
         if isinstance(packet, NotTcp):
             report.not_tcp += 1
             continue
         report.tcp += 1
-        seg = segment_of(index, sec + frac * unit, frame, packet)
+        seg = segment_of(index, time, frame, packet)
         if ":" not in seg.src:
             v4.append(
                 (

@@ -10,7 +10,7 @@ from tcplab.wire.checksum import (
     tcp_checksum,
     verify_tcp_checksum,
 )
-from tcplab.wire.decode import NotTcp, TcpPacket, decode_frame
+from tcplab.wire.decode import NotTcp, TcpPacket, decode_frame, decode_ip
 from tcplab.wire.error import WireError
 from tcplab.wire.flags import Control, Flags
 from tcplab.wire.ip import ExtensionHeader, IPv4Header, IPv6Header
@@ -94,6 +94,7 @@ __all__ = [
     "WireError",
     "build_options",
     "decode_frame",
+    "decode_ip",
     "find_tunnel",
     "format_option",
     "format_options",

@@ -10,8 +10,10 @@ Rules worth knowing, each a deliberate choice:
 
 * Any IPv4 fragment (MF set or offset non-zero) is ``NotTcp``, even a first
   fragment that holds a whole TCP header: tshark dissects TCP only after
-  reassembly, and we do not reassemble.  IPv6 likewise, except an atomic
-  fragment (offset 0, M clear; RFC 6946), which is a whole packet.
+  reassembly, which is the caller's (``tcplab.wire.fragments``, run by
+  ``tcplab.capture.TcpRecords``; the whole datagram then goes through
+  ``decode_ip``).  IPv6 likewise, except an atomic fragment (offset 0, M
+  clear; RFC 6946), which is a whole packet.
 * ``TcpPacket.length`` is the TCP payload length by the IP header (what
   tshark calls ``tcp.len``); ``payload`` is the bytes actually captured, so
   a capture with a small snap length has ``len(payload) < length``.
@@ -32,7 +34,7 @@ Rules worth knowing, each a deliberate choice:
   the addresses, TTL and lengths are the inner IP packet's, ``ip_offset``
   points at it, and ``tunnel``/``outer_*`` name the tunnel and the outer
   UDP datagram.  The outer datagram bounds the inner packet as PPPoE's
-  length does.  An outer IPv4 fragment stays ``NotTcp`` like any other.
+  length does.  An outer IPv4 fragment is ``NotTcp`` like any other, until reassembled.
 * ``ip_len`` stops at the link layer's own length (PPPoE, RFC 2516 §4), as
   tshark's ``tcp.len`` does; ``datagram_len`` is the length the IP header
   alone claims, which is what Zeek counts (``ip_bytes``).
@@ -49,11 +51,11 @@ from tcplab.wire.checksum import ones_complement_sum
 from tcplab.wire.error import WireError
 from tcplab.wire.flags import Flags
 from tcplab.wire.ip import IPV6_HEADER, IPV6_LEN, ipv4_fixed, walk_extensions
-from tcplab.wire.link import locate_network
+from tcplab.wire.link import LinkType, locate_network
 from tcplab.wire.tcp import TCP_MIN_LEN, TcpHeader
 from tcplab.wire.tunnel import UdpHeader, find_tunnel
 
-__all__ = ["NotTcp", "TcpPacket", "WireError", "decode_frame"]
+__all__ = ["NotTcp", "TcpPacket", "WireError", "decode_frame", "decode_ip"]
 
 IPPROTO_TCP: Final = 6
 IPPROTO_UDP: Final = 17
@@ -323,4 +325,15 @@ def decode_frame(
         datagram_len,
         ip_checksum_ok,
         *(outer or _NO_OUTER),
+    )
+
+
+def decode_ip(
+    datagram: bytes, *, verify_checksum: bool = True, strict_checksum: bool = False
+) -> TcpPacket | NotTcp:
+    """Decode a whole IP datagram with no link header (version from its
+    first nibble), as ``tcplab.wire.fragments`` hands back a reassembled
+    one; offsets in the result are into ``datagram``."""
+    return decode_frame(
+        LinkType.RAW, datagram, verify_checksum=verify_checksum, strict_checksum=strict_checksum
     )
