@@ -240,6 +240,8 @@ class Actor:
 
 
 def _enter(netns: str) -> None:
+    # tcplab.netns does this for the lab process; the actor runs as a plain
+    # stdlib script (python -I -S, fast start), so it cannot import it.
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(netns, os.O_RDONLY)
     if libc.setns(fd, CLONE_NEWNET) != 0:

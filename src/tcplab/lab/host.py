@@ -19,7 +19,6 @@ namespace of the writing task).
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import os
@@ -36,8 +35,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tcplab.errors import PrivilegeError, TcplabError
+from tcplab.netns import entered
 
-CLONE_NEWNET = 0x40000000
 STATE_ROOT = Path("/run/tcplab")
 NETNS_DIR = Path("/run/netns")
 NAME_PREFIX = "tcplab-"
@@ -52,7 +51,6 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 
-_libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
 
 
@@ -73,28 +71,6 @@ def require_root() -> None:
 
 def new_run_id() -> str:
     return secrets.token_hex(4)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise LabError(f"setns(CLONE_NEWNET) failed: {os.strerror(err)}")
-
-
-@contextmanager
-def entered(netns_path: str | Path) -> Iterator[None]:
-    """Run the block with the calling thread inside ``netns_path``, then go back."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(str(netns_path), os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 def in_netns(netns_path: str | Path, fn: Callable[[], T]) -> T:

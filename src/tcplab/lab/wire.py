@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tcplab.lab.faults import FaultProgram, Release, Segment
-from tcplab.lab.host import entered
+from tcplab.netns import entered
 from tcplab.wire.flags import Flags
 
 IPPROTO_TCP = 6

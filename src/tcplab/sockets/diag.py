@@ -21,7 +21,6 @@ one struct format each, next to the C field list they mirror.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import os
 import re
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from tcplab.errors import PrivilegeError, TcplabError
+from tcplab.netns import entered
 from tcplab.states import State
 
 NETLINK_SOCK_DIAG: Final = 4
@@ -40,7 +40,6 @@ NLMSG_ERROR: Final = 2
 NLMSG_DONE: Final = 3
 NLM_F_REQUEST: Final = 0x01
 NLM_F_DUMP: Final = 0x300  # NLM_F_ROOT | NLM_F_MATCH
-CLONE_NEWNET: Final = 0x40000000
 
 # Netlink attribute types in an inet_diag reply (enum in inet_diag.h).
 INET_DIAG_INFO: Final = 2
@@ -498,34 +497,6 @@ def _raise_netlink_error(data: bytes, pos: int, length: int) -> None:
 
 # ---------------------------------------------------------------- namespaces
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        if err == 1:
-            raise PrivilegeError("setns: entering a network namespace needs CAP_SYS_ADMIN")
-        raise TcplabError(f"setns: {os.strerror(err)}")
-
-
-def netns_path(name_or_path: str) -> str:
-    """``ip netns`` name (under /var/run/netns) or a path (/proc/PID/ns/net)."""
-    if "/" in name_or_path:
-        return name_or_path
-    return os.path.join("/var/run/netns", name_or_path)
-
-
-def open_netns(name_or_path: str) -> int:
-    path = netns_path(name_or_path)
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise TcplabError(f"{path}: no such network namespace") from None
-    except PermissionError:
-        raise PrivilegeError(f"{path}: permission denied (needs root)") from None
-
-
 def _netlink_socket() -> socket.socket:
     try:
         sock = socket.socket(
@@ -550,20 +521,8 @@ def entered_netns(netns: str | int) -> Iterator[None]:
     stay in ``netns`` after it ends.  The thread's own namespace, saved from
     /proc/thread-self/ns/net, is restored on every exit, also on exceptions.
     """
-    target = netns if isinstance(netns, int) else open_netns(netns)
-    try:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                yield
-            finally:
-                _setns(home)
-        finally:
-            os.close(home)
-    finally:
-        if not isinstance(netns, int):
-            os.close(target)
+    with entered(netns):
+        yield
 
 
 def netlink_socket_in_netns(netns: str | int | None) -> socket.socket:
