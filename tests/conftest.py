@@ -29,7 +29,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ZEEK_TRACES = Path("/work/shared/peer-traces/zeek/traces")
+# The project's shared folder sits beside the checkout (CI clones main with
+# shared/ next to it); TCPLAB_SHARED points elsewhere.
+SHARED = Path(os.environ.get("TCPLAB_SHARED", REPO.parent / "shared"))
+ZEEK_TRACES = SHARED / "peer-traces/zeek/traces"
 
 
 def data_module(relative: str) -> ModuleType:

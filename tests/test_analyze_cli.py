@@ -9,9 +9,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from conftest import SHARED
 from tcplab.cli import cli
 
-TRACES = Path("/work/shared/peer-traces/zeek/traces")
+TRACES = SHARED / "peer-traces/zeek/traces"
 
 
 def run_process(*args: str) -> tuple[int, str, str]:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED
 from tcplab.analyze import analyze_file
 from tcplab.analyze.fast import FastConn, summarize_file
 from tcplab.analyze.synth import write_capture
 
-TRACES = Path("/work/shared/peer-traces/zeek/traces")
+TRACES = SHARED / "peer-traces/zeek/traces"
 PCAPS = sorted(str(p.relative_to(TRACES)) for p in TRACES.rglob("*.pcap"))
 NOT_ADVANCED = {"retransmission", "out_of_order", "fast_retransmission"}
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tshark_fields
+from conftest import SHARED, tshark_fields
 from tcplab.analyze.frames import read_segments
 from tcplab.analyze.wireshark import FLAG_NAMES, StreamTracker
 
-TRACES = Path("/work/shared/peer-traces/zeek/traces")
+TRACES = SHARED / "peer-traces/zeek/traces"
 ALL = sorted(str(p.relative_to(TRACES)) for p in TRACES.rglob("*.pcap*"))
 
 # (trace, frame): tshark suppresses these two repeated "ACKed unseen segment"

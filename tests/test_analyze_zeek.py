@@ -1,6 +1,6 @@
 """conn_state and history equal Zeek's on every reference trace with a conn.log baseline.
 
-Baselines: /work/shared/peer-traces/zeek (MANIFEST.md lists the zeek flags each
+Baselines: ../shared/peer-traces/zeek (MANIFEST.md lists the zeek flags each
 used: ``-b`` empties likely_server_ports, ``-C`` ignores checksums).  Rows are
 matched on the 5-tuple; several rows on one 5-tuple (port reuse, timeouts) are
 compared as sorted lists.  Deliberate differences are in docs/analyze.md.
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED
 from tcplab.analyze.frames import read_segments
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS, track
 
-ZEEK = Path("/work/shared/peer-traces/zeek")
+ZEEK = SHARED / "peer-traces/zeek"
 TRACES = ZEEK / "traces"
 BASE = ZEEK / "baselines"
 

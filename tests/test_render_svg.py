@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import data_module
+from conftest import SHARED, data_module
 from tcplab.render.svg import render_svg
 from tcplab.timeline import Packet, Timeline
 
@@ -157,7 +157,7 @@ def test_analyzer_timelines_from_real_captures_render() -> None:
     zeek = pytest.importorskip("tcplab.analyze.zeek")
     from tcplab.render.html import render_html
 
-    traces = Path("/work/shared/peer-traces/zeek/traces/tcp")
+    traces = SHARED / "peer-traces/zeek/traces/tcp"
     if not traces.is_dir():
         pytest.skip("peer traces not present")
     for name in ("fin_retransmission.pcap", "retransmit-timeout.pcapng", "syn-then-rst.pcap"):

@@ -14,12 +14,13 @@ from pathlib import Path
 import dpkt
 import pytest
 
+from conftest import SHARED
 from tcplab.wire import NotTcp, TcpPacket, decode_frame, format_options
 from tcplab.wire.checksum import offload_partial_sum
 from tcplab.wire.decode import decode_ip
 from tcplab.wire.fragments import Reassembler, fragment_in
 
-TRACES = Path("/work/shared/peer-traces/zeek/traces")
+TRACES = SHARED / "peer-traces/zeek/traces"
 BASELINE = json.loads((Path(__file__).parent / "data/wire/peer_baseline.json").read_text())
 FIELDS: list[str] = BASELINE["fields"]
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED
 from tcplab.capture import TcpRecords, open_capture
 from tcplab.wire import Flags, IPv4Header, TcpHeader, TcpPacket, decode_frame
 from tcplab.wire.checksum import offload_partial_sum
 
 SRC, DST = "192.0.2.1", "198.51.100.2"
 ETH_HEAD = bytes.fromhex("020000000002020000000001") + b"\x08\x00"
-PPPOE = Path("/work/shared/peer-traces/zeek/traces/pppoe-over-qinq.pcap")
+PPPOE = SHARED / "peer-traces/zeek/traces/pppoe-over-qinq.pcap"
 
 
 def frame_with_checksum(checksum: int | None, payload: bytes = b"data") -> bytes:
@@ -72,7 +73,6 @@ def test_datagram_len_is_the_ip_header_length() -> None:
     assert packet.datagram_len == packet.ip_len == 20 + 20 + 4
 
 
-@pytest.mark.skipif(not PPPOE.exists(), reason="Zeek reference traces not present")
 def test_pppoe_length_cut_keeps_the_ip_view() -> None:
     # Frame 19: the PPPoE length field ends the packet right after the TCP
     # header, the IP header claims 6 more bytes (present in the frame).

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import socket
 import struct
-from pathlib import Path
 
 import dpkt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import SHARED
 from tcplab.wire import NotTcp, TcpPacket, WireError, decode_frame
 from tcplab.wire.checksum import tcp_checksum
 from tcplab.wire.tunnel import (
@@ -24,7 +24,7 @@ from tcplab.wire.tunnel import (
     find_tunnel,
 )
 
-TRACES = Path("/work/shared/peer-traces/zeek/traces/tunnels")
+TRACES = SHARED / "peer-traces/zeek/traces/tunnels"
 LINKTYPE_RAW = 101  # a bare IPv4/IPv6 packet, no link header
 
 

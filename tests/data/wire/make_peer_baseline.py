@@ -1,5 +1,5 @@
 """Regenerate peer_baseline.json: what tshark and tcpdump say about every
-frame of the Zeek traces in /work/shared/peer-traces/zeek/traces.
+frame of the Zeek traces in ../shared/peer-traces/zeek/traces.
 
 Run by hand when the trace set changes (tshark 4.0 and tcpdump 4.99 as on
 Debian 12); tests/test_wire_peers.py compares tcplab.wire's decoding with
@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRACES = Path("/work/shared/peer-traces/zeek/traces")
+# The shared folder sits beside the checkout (tests/data/wire/ is three levels down).
+TRACES = Path(__file__).resolve().parents[3].parent / "shared/peer-traces/zeek/traces"
 # The three big ssh captures add 3400 near-identical frames and nothing new.
 SKIP = {
     "ssh/ssh.pcap",
