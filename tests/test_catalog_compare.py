@@ -36,8 +36,7 @@ Segment sequences (the model against the kernel)
     segments the kernel sends and the model does not (removed from the
     kernel's sequence, last matches first); ``kind = "bulk"``: the data
     segments of a bulk transfer and the receiver's pure ACKs between them
-    are compared as totals (bytes covered, largest segment, segments sent
-    again), not one by one.
+    are compared as totals (bytes covered, largest segment), not one by one.
     Each must be needed, as above.
     Before comparing, a pure ACK that the same side's very next segment
     repeats (data carrying the same seq and ack) is dropped from both
@@ -210,10 +209,13 @@ def sim_differences(scenario: Scenario) -> list[dict[str, Any]]:
 
 def _bulk(seq: list[Seg]) -> list[Any]:
     """Data segments and the peer's pure ACKs from the first data segment until the sender's
-    next segment after the last one -> totals: (sender, bytes covered, largest segment,
-    segments sent again).  How many pure ACKs the receiver sends, and what each covers,
-    depends on when the kernel's delayed-ACK timer and the reader run, during the transfer
-    and right after it (tcp_cleanup_rbuf ACKs on read)."""
+    next segment after the last one -> totals: (sender, bytes covered, largest segment).
+    How many pure ACKs the receiver sends, and what each covers, depends on when the
+    kernel's delayed-ACK timer and the reader run, during the transfer and right after it
+    (tcp_cleanup_rbuf ACKs on read).  Segments sent again are not compared either: on a
+    loaded machine the lab's Python wire can fall behind the TUN queue, and the kernel then
+    retransmits; that the model never resends on a loss-free net is asserted on its own
+    (tests/test_model_bulk.py)."""
     data = [i for i, s in enumerate(seq) if s[4] > 0]
     if not data:
         return list(seq)
@@ -224,8 +226,7 @@ def _bulk(seq: list[Seg]) -> list[Any]:
     sent = [s for s in middle if s[0] == sender]
     starts = [s[2] for s in sent]
     covered = max(s[2] + s[4] for s in sent) - min(starts)
-    again = len(starts) - len(set(starts))
-    total = ("bulk", sender, covered, max(s[4] for s in sent), again)
+    total = ("bulk", sender, covered, max(s[4] for s in sent))
     tail = last + 1
     while tail < len(seq) and seq[tail][0] != sender and seq[tail][1] == "." and seq[tail][4] == 0:
         tail += 1
@@ -367,13 +368,13 @@ def test_segment_differences_are_honoured_exactly() -> None:
     assert not stale[0] and "stale" in stale[1]
 
 
-def test_bulk_totals_count_bytes_covered_and_segments_sent_again() -> None:
+def test_bulk_totals_count_bytes_covered_and_the_largest_segment() -> None:
     seq: list[Seg] = [
         ("client", "P.", 1, 1, 100, False), ("server", ".", 1, 101, 0, False),
         ("client", ".", 101, 1, 100, False), ("client", ".", 101, 1, 100, False),
         ("client", "F.", 201, 1, 0, False),
     ]  # fmt: skip
-    assert _bulk(seq) == [("bulk", "client", 200, 100, 1), ("client", "F.", 201, 1, 0, False)]
+    assert _bulk(seq) == [("bulk", "client", 200, 100), ("client", "F.", 201, 1, 0, False)]
 
 
 def test_relative_numbers_restart_at_each_syn() -> None:
