@@ -254,6 +254,17 @@ def tcpdump_lo(out: Path, ports: Sequence[int], nano: bool = False) -> Iterator[
         time.sleep(0.2)  # let the last segments reach the capture
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child the test will stop with SIGINT.
+
+    A background job of a non-interactive shell (``make test &``, some CI
+    runners) starts with SIGINT ignored, and every child inherits that; a
+    child that is to be interrupted gets the default disposition back, as a
+    terminal would give it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def capturing(argv: list[str], ready: Callable[[bytes], bool]) -> Iterator[None]:
     """Run a capture tool (tcpdump, dumpcap) while the block runs.
@@ -262,7 +273,9 @@ def capturing(argv: list[str], ready: Callable[[bytes], bool]) -> Iterator[None]
     entering the block, and stops the tool with SIGINT, so it flushes the
     file, on the way out, also on failure.
     """
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, preexec_fn=default_sigint
+    )
     try:
         assert proc.stderr is not None
         deadline = time.monotonic() + 10

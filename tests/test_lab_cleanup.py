@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import default_sigint
 from tcplab.lab import host
 
 pytestmark = [
@@ -95,7 +96,7 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, list[int]]:
     scenario.write_text(SLOW_SCENARIO)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tcplab", "run", str(scenario), "--outdir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

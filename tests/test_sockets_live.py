@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from conftest import default_sigint
 from tcplab.sockets.diag import (
     SockDiag,
     SockInfo,
@@ -597,6 +598,7 @@ def test_cli_watch_refreshes_until_interrupted(zoo: Zoo) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     # Give a loaded machine time to start Python and draw a few frames.
     time.sleep(3)
