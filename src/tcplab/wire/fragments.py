@@ -42,7 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from tcplab.wire.checksum import ones_complement_sum
+from tcplab.wire.checksum import internet_checksum, ones_complement_sum
 from tcplab.wire.ip import EXT_FRAGMENT, EXTENSION_HEADERS, IPV6_LEN, extension_length
 from tcplab.wire.link import locate_network
 
@@ -323,7 +323,7 @@ def _rebuild(first: Fragment, payload: bytes) -> bytes:
         _U16.pack_into(header, 6, _U16.unpack_from(header, 6)[0] & 0xC000)  # MF, offset := 0
         if checksum_ok:  # RFC 791 §3.1: recompute over the changed header
             _U16.pack_into(header, 10, 0)
-            _U16.pack_into(header, 10, 0xFFFF - ones_complement_sum(bytes(header)))
+            _U16.pack_into(header, 10, internet_checksum(bytes(header)))
     else:
         _U16.pack_into(header, 4, len(header) - IPV6_LEN + len(payload))  # payload length
     return bytes(header) + payload
@@ -357,7 +357,7 @@ def split_ipv4(datagram: bytes, cuts: Iterable[int]) -> list[bytes]:
         more = 0x2000 if end < len(payload) else 0
         _U16.pack_into(piece, 6, (_U16.unpack_from(header, 6)[0] & 0x4000) | more | start // 8)
         _U16.pack_into(piece, 10, 0)
-        _U16.pack_into(piece, 10, 0xFFFF - ones_complement_sum(bytes(piece)))
+        _U16.pack_into(piece, 10, internet_checksum(bytes(piece)))
         pieces.append(bytes(piece) + payload[start:end])
     return pieces
 

@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from tcplab.wire.checksum import ones_complement_sum
+from tcplab.wire.checksum import internet_checksum, ones_complement_sum
 from tcplab.wire.error import WireError
 
 # RFC 791 §3.1 Figure 4, in wire order.
@@ -213,7 +213,7 @@ class IPv4Header:
             dst,
             options,
         )
-        checksum = 0xFFFF - ones_complement_sum(draft.build())
+        checksum = internet_checksum(draft.build())
         return cls(
             draft.ihl,
             tos,
