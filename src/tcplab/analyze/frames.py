@@ -14,7 +14,7 @@ trackers consume, with the two views of length they need side by side:
   ``TcpPacket.length``, tshark's ``tcp.len``).
 
 A tcplab lab capture also holds the packets its wire dropped, each with a
-packet comment line starting ``tcplab.lab.DROPPED_BY_WIRE`` (written by
+packet comment line starting ``tcplab.capture.pcapng.DROPPED_BY_WIRE`` (written by
 ``tcplab.lab.output``); such a segment is ``dropped``: sent, never received.
 Comments are pcapng ``opt_comment`` options (draft-ietf-opsawg-pcapng §3.5)
 of Enhanced Packet Blocks (§4.3): a classic pcap has none.
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tcplab.capture import Record, TcpRecords, open_capture
-from tcplab.lab import DROPPED_BY_WIRE
+from tcplab.capture.pcapng import DROPPED_BY_WIRE
 from tcplab.wire.decode import NotTcp, TcpPacket
 from tcplab.wire.options import Mss, Sack, SackPermitted, TcpOption, Timestamps, WindowScale
 

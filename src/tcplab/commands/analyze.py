@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from tcplab.render.export import report_options
 
 if TYPE_CHECKING:  # the fast summary must not pay for importing the detailed engine
     from tcplab.analyze.core import Analysis, Connection
-    from tcplab.analyze.zeek import ZeekConnection
+    from tcplab.analyze.zeek import ZeekView
 
 PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar helps
 
@@ -45,10 +46,10 @@ def _selected(
     return out
 
 
-def _zeek_selected(zconns: list[ZeekConnection], chosen: list[Connection]) -> list[ZeekConnection]:
-    ids = {id(c.zeek) for c in chosen if c.zeek is not None}
-    frames = {n for c in chosen if c.zeek is not None for n in c.zeek.segments}
-    return [z for z in zconns if id(z) in ids or frames.intersection(z.segments)]
+def _zeek_selected(zconns: Sequence[ZeekView], chosen: list[Connection]) -> list[ZeekView]:
+    """The Zeek connections the chosen connections' packets belong to."""
+    ids = {i for c in chosen for i in c.zeek_ids}
+    return [z for z in zconns if z.first_frame in ids]
 
 
 def _run(path: Path, bare: bool, ignore_checksums: bool, keep_packets: bool) -> Analysis:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tcplab.capture import PcapngWriter
-from tcplab.lab import DROPPED_BY_WIRE
+from tcplab.capture.pcapng import DROPPED_BY_WIRE
 from tcplab.timeline import ApiCall, Packet, Timeline
 
 if TYPE_CHECKING:
