@@ -42,8 +42,9 @@ def _list() -> None:
 @click.option("--no-trace", is_flag=True, help="Do not use tracefs: sock_diag snapshots only.")
 @click.option("--server", "server_cmd", metavar="CMD", help="Run CMD as the server (under strace).")
 @click.option("--client", "client_cmd", metavar="CMD", help="Run CMD as the client (under strace).")
-@click.option("--port", type=int, default=8080, show_default=True,
-              help="Server port for --server/--client programs (env TCPLAB_PORT).")
+@click.option("--port", type=int, default=None,
+              help="Server port for --server/--client programs (default: the port the "
+              "server listens on).")
 @click.option("--width", type=int, default=None, help="Ladder width in columns.")
 @click.option("--inferred", is_flag=True,
               help="Also draw the analyzer's states inferred from the packets (NAME?).")
@@ -65,6 +66,15 @@ def command(
     tcplab run my-experiment.toml --outdir out
     tcplab run --server 'node tcp-server.js' --client 'node tcp-client.js'
     tcplab run both-close --report both-close.html   (one self-contained file to share)
+
+    \b
+    With --server/--client, each program runs in its host's namespace under
+    strace and finds in its environment:
+    {env}
+    A program that connects to 127.0.0.1 (the seed's tcp-client.js) reaches
+    the server unchanged: the lab routes the server's loopback address to it.
+    A program that exits non-zero on its own fails the run; the server is
+    stopped (SIGTERM) as soon as the client is done.
     """
     if list_:
         _list()
@@ -105,6 +115,16 @@ def command(
         click.echo(f"wrote {', '.join(written)}")
     if not result.ok:
         raise _FactsFailed(sum(1 for f in result.facts if not f.held))
+
+
+def _env_help() -> str:
+    from tcplab.lab.external import ENVIRONMENT
+
+    return "\n    ".join(f"  {k:<19} {v}" for k, v in ENVIRONMENT.items())
+
+
+if command.help:
+    command.help = command.help.replace("{env}", _env_help())
 
 
 def _run_all(lab: Lab, json_out: str | None) -> None:
