@@ -48,12 +48,13 @@ def _list() -> None:
 @click.option("--inferred", is_flag=True,
               help="Also draw the analyzer's states inferred from the packets (NAME?).")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
-              help="Print the scenario's explanation in this language.")
+              help="The explanation's language (default: zh for zh_* locales, else en).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the scenario's explanation.")
 @report_options
 def command(
     scenario: str | None, list_: bool, all_: bool, outdir: Path, json_out: str | None,
     loopback: bool, no_trace: bool, server_cmd: str | None, client_cmd: str | None, port: int,
-    width: int | None, inferred: bool, lang: str | None,
+    width: int | None, inferred: bool, lang: str | None, quiet: bool,
     report: str | None, mermaid: str | None, svg_out: str | None,
 ) -> None:  # fmt: skip
     """Run SCENARIO (a built-in id or a .toml file) and draw what happened.
@@ -92,7 +93,7 @@ def command(
     else:
         if json_out:
             Path(json_out).write_text(result.timeline.to_json(), encoding="utf-8")
-        _show(result, sc, width, lang, inferred)
+        _show(result, sc, width, None if quiet else (lang or locale_lang()), inferred)
     from tcplab.lab.runner import without_inferred
 
     # The report tells kernel and inferred states apart; the plain ladders show
@@ -153,6 +154,18 @@ def _run_all(lab: Lab, json_out: str | None) -> None:
     bad = [str(r["scenario"]) for r in rows if not r["ok"]]
     if bad:
         raise TcplabError(f"{len(bad)} scenario(s) did not hold all their facts: {', '.join(bad)}")
+
+
+def locale_lang() -> str:
+    """``zh`` when the user's locale is Chinese (LC_ALL, LC_MESSAGES, LANG, as
+    gettext reads them, e.g. ``zh_CN.UTF-8``), else ``en``."""
+    import os
+
+    for key in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(key, "")
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    return "en"
 
 
 class _FactsFailed(TcplabError):
