@@ -10,8 +10,9 @@ Theory of operation (one run)::
 Every resource is named after the run (``tcplab-<runid>``) and written to
 ``/run/tcplab/<runid>/state.json`` before it is created; ``_Run.teardown``
 removes it on success, failure, exception, Ctrl-C and SIGTERM (the
-handler raises into the main thread), and ``tcplab cleanup`` removes what a
-SIGKILLed run left.
+handler raises into the main thread, see tcplab.signals).  What a SIGKILLed
+run left is reaped by the next run (``Lab.run`` first calls ``reap_dead``,
+which only touches runs whose liveness lock is free) or by ``tcplab cleanup``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tcplab import signals
 from tcplab.errors import InputError
 from tcplab.lab import host
+from tcplab.lab.cleanup import reap_dead, remove_own_tracefs
 from tcplab.lab.faults import FaultProgram
 from tcplab.lab.host import LabError, RunState
 from tcplab.lab.timeline_build import (
@@ -61,12 +64,6 @@ from tcplab.timeline import (
 STEP_TIMEOUT = 15.0
 SETTLE_QUIET = 0.25  # the wire must be quiet this long before a run ends
 SETTLE_MAX = 3.0
-
-
-class Interrupted(LabError):
-    """SIGTERM (or SIGINT) arrived; the run was torn down."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -204,7 +201,7 @@ class _Snapshots:
             self._wake.clear()
             try:
                 self.take()
-            except OSError as exc:  # the namespace went away under us: stop, say why
+            except Exception as exc:  # the namespace went away under us: stop, say why
                 self.error = exc
                 return
 
@@ -278,17 +275,15 @@ def _snapshot_event(now: float, endpoint: str, info: Any) -> Snapshot:
     )
 
 
-def _on_signal(signum: int, _frame: Any) -> None:
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; the run was cleaned up")
-
-
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise into the main thread like Ctrl-C does, so ``finally`` runs."""
-    if threading.current_thread() is not threading.main_thread():
+    """SIGTERM and SIGHUP raise into the main thread like Ctrl-C does, so ``finally``
+    runs.  The ``tcplab`` executable installed the handlers at start-up; a program
+    using ``Lab`` as a library gets them for the length of the run."""
+    if threading.current_thread() is not threading.main_thread() or signals.installed():
         yield
         return
-    old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    old = {sig: signal.signal(sig, signals.handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -430,9 +425,11 @@ class _Run:
                     self.state.tracefs_instance = path
                 self.state.save()
 
+            self.tracer = tracer  # before open(): a signal mid-open still tears it down
             try:
                 tracer.open(record)
             except (OSError, LabError) as exc:
+                self.tracer = None
                 tracer.close()
                 self.tracing = False
                 self.notes.append(Note(
@@ -445,7 +442,6 @@ class _Run:
                     snaps.poke()
 
                 tracer.on_event = poke
-                self.tracer = tracer
         else:
             self.notes.append(
                 Note(time.monotonic(), "tracing off: kernel states from sock_diag snapshots only")
@@ -678,12 +674,21 @@ class _Run:
             with suppress(Exception):
                 host.kill_namespace_processes(name)
             with suppress(Exception):
-                host.ip("netns", "del", name)
+                if (host.NETNS_DIR / name).exists():
+                    host.ip("netns", "del", name)
+        # Whatever tracefs state the record names, even if the tracer never got
+        # to know it (a signal between mkdir and the assignment).
+        with suppress(Exception):
+            remove_own_tracefs(self.state)
         with suppress(Exception):
             shutil.rmtree(self.state.dir)
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # the run is over: cleanup may now treat it as dead
             self._lock_fd = -1
+
+
+def _to_stderr(text: str) -> None:
+    print(f"tcplab: {text}", file=sys.stderr, flush=True)
 
 
 def _inferred(timeline: Timeline) -> list[StateChange]:
@@ -713,8 +718,11 @@ class Lab:
     """
 
     def __init__(self, outdir: Path | None = None, *, loopback: bool = False,
-                 tracing: bool = True) -> None:  # fmt: skip
+                 tracing: bool = True,
+                 notify: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self.outdir = outdir
+        # One line for the user (default: stderr), e.g. what reaping removed.
+        self.notify = notify or _to_stderr
         self.loopback = loopback
         self.tracing = tracing
         self._runs: set[_Run] = set()
@@ -740,6 +748,11 @@ class Lab:
             if programs is not None:
                 play = player(*programs)
         began = time.monotonic()
+        # Runs killed earlier (their liveness lock is free) go first, so nothing of
+        # theirs outlives them unnoticed; a live run's lock keeps it out of reach.
+        reaped = reap_dead()
+        if not reaped.empty:
+            self.notify(reaped.summary())
         run = _Run(scenario, self.loopback, self.tracing)
         _ACTIVE.add(run)
         self._runs.add(run)
@@ -760,16 +773,18 @@ class Lab:
             finally:
                 # A second Ctrl-C must not cut the clean-up short: hold signals
                 # until it is done (they are delivered, and raise, right after).
-                held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-                if threading.current_thread() is threading.main_thread():
-                    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+                main = threading.current_thread() is threading.main_thread()
+                if main:
+                    signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)
                 try:
                     run.teardown()
                     _ACTIVE.discard(run)
                     self._runs.discard(run)
+                    if signals.received:
+                        signals.after = "the run was cleaned up"
                 finally:
-                    if threading.current_thread() is threading.main_thread():
-                        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+                    if main:
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.HANDLED)
         # The facts are about what Linux did: the analyzer's inferences are shown
         # beside the kernel's states, never counted as them.
         facts = check(scenario, without_inferred(timeline)) + run.facts

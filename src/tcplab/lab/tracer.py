@@ -156,8 +156,8 @@ class Tracer:
         self.root = Path(root)
         instance = self.root / "instances" / f"tcplab-{self.run_id}"
         record("instance", str(instance))
+        self.instance = instance  # before mkdir: close() removes it if it exists
         instance.mkdir()
-        self.instance = instance
         (instance / "trace_clock").write_text("mono")
         (instance / "buffer_size_kb").write_text("1024")
         for name in EVENTS:
