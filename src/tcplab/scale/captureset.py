@@ -36,8 +36,8 @@ from tcplab.errors import InputError
 FRAME_BITS = 32
 FRAME_MASK = (1 << FRAME_BITS) - 1
 
-# (largest time so far in the packet's file, file number, frame number in the file)
-OrderKey = tuple[float, int, int]
+# (largest time so far in the packet's file in ns, file number, frame number in the file)
+OrderKey = tuple[int, int, int]
 
 
 def encode_frame(file_id: int, frame: int) -> int:
@@ -108,10 +108,10 @@ def _keyed(
 ) -> Iterator[tuple[OrderKey, Segment]]:
     """One file's segments with their order keys; a file that cannot be
     opened at all is one line in ``unreadable`` and no segments."""
-    latest = float("-inf")
+    latest = -(1 << 63)
     try:
         for seg in read_segments(path, report):
-            latest = max(latest, seg.time)
+            latest = max(latest, seg.time_ns)
             if file_id:
                 seg = seg._replace(index=encode_frame(file_id, seg.index))
             yield (latest, file_id, seg.index & FRAME_MASK), seg

@@ -80,7 +80,7 @@ _COLUMNS = (
     "range",
     "frame",  # frame ordinal inside the byte range (1-based); made global later
     "time_ns",
-    "latest",  # largest time so far inside the range (seconds, float64)
+    "latest",  # largest time so far inside the range (ns)
     "src",
     "dst",
     "sport",
@@ -113,7 +113,7 @@ def segment_schema() -> pa.Schema:
         "range": pa.uint32(),
         "frame": pa.uint64(),
         "time_ns": pa.int64(),
-        "latest": pa.float64(),
+        "latest": pa.int64(),
         "src": pa.string(),
         "dst": pa.string(),
         "sport": pa.uint16(),
@@ -146,14 +146,15 @@ class SegmentColumns:
         self.file_id = file_id
         self.range_id = range_id
         self.cols: dict[str, list[object]] = {name: [] for name in _COLUMNS[2:]}
-        self.latest = float("-inf")
+        self.latest = -(1 << 63)
 
     def __len__(self) -> int:
         return len(self.cols["frame"])
 
-    def add(self, frame: int, time_ns: int, seg: Segment) -> None:
+    def add(self, frame: int, seg: Segment) -> None:
         c = self.cols
-        self.latest = max(self.latest, seg.time)
+        time_ns = seg.time_ns
+        self.latest = max(self.latest, time_ns)
         opts = seg.options
         c["frame"].append(frame)
         c["time_ns"].append(time_ns)
@@ -256,6 +257,7 @@ def segments_of(table: pa.Table, index: Sequence[int]) -> list[Segment]:
             Segment(
                 frame,
                 time_ns / 1e9,
+                time_ns,
                 src,
                 dst,
                 sport,
