@@ -10,6 +10,7 @@ import click
 
 from tcplab import scenario as scenarios
 from tcplab.errors import InputError, TcplabError
+from tcplab.fmt import locale_lang
 from tcplab.render.export import report_options, write_views
 
 if TYPE_CHECKING:
@@ -174,18 +175,6 @@ def _run_all(lab: Lab, json_out: str | None) -> None:
     bad = [str(r["scenario"]) for r in rows if not r["ok"]]
     if bad:
         raise TcplabError(f"{len(bad)} scenario(s) did not hold all their facts: {', '.join(bad)}")
-
-
-def locale_lang() -> str:
-    """``zh`` when the user's locale is Chinese (LC_ALL, LC_MESSAGES, LANG, as
-    gettext reads them, e.g. ``zh_CN.UTF-8``), else ``en``."""
-    import os
-
-    for key in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(key, "")
-        if value:
-            return "zh" if value.lower().startswith("zh") else "en"
-    return "en"
 
 
 class _FactsFailed(TcplabError):
