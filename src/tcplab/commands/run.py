@@ -10,6 +10,7 @@ import click
 
 from tcplab import scenario as scenarios
 from tcplab.errors import InputError, TcplabError
+from tcplab.fmt import locale_lang
 from tcplab.render.export import report_options, write_views
 
 if TYPE_CHECKING:
@@ -47,8 +48,9 @@ def _list() -> None:
 @click.option("--trust", is_flag=True,
               help="Run a scenario file even if others could have written it "
               "(group/other-writable, or owned by another user).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
-              help="Server port for --server/--client programs (env TCPLAB_PORT).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Server port for --server/--client programs (default: the port the "
+              "server listens on).")
 @click.option("--width", type=int, default=None, help="Ladder width in columns.")
 @click.option("--inferred", is_flag=True,
               help="Also draw the analyzer's states inferred from the packets (NAME?).")
@@ -76,6 +78,15 @@ def command(
     files you trust; one that is writable by group or others, or owned by
     another user, is refused unless --trust is given (as ssh does with keys).
     Every problem in a file is reported before anything runs.
+
+    \b
+    With --server/--client, each program runs in its host's namespace under
+    strace and finds in its environment:
+    {env}
+    A program that connects to 127.0.0.1 (the seed's tcp-client.js) reaches
+    the server unchanged: the lab routes the server's loopback address to it.
+    A program that exits non-zero on its own fails the run; the server is
+    stopped (SIGTERM) as soon as the client is done.
     """
     if list_:
         _list()
@@ -116,6 +127,16 @@ def command(
         click.echo(f"wrote {', '.join(written)}")
     if not result.ok:
         raise _FactsFailed(sum(1 for f in result.facts if not f.held))
+
+
+def _env_help() -> str:
+    from tcplab.lab.external import ENVIRONMENT
+
+    return "\n    ".join(f"  {k:<19} {v}" for k, v in ENVIRONMENT.items())
+
+
+if command.help:
+    command.help = command.help.replace("{env}", _env_help())
 
 
 def _run_all(lab: Lab, json_out: str | None) -> None:
@@ -165,18 +186,6 @@ def _run_all(lab: Lab, json_out: str | None) -> None:
     bad = [str(r["scenario"]) for r in rows if not r["ok"]]
     if bad:
         raise TcplabError(f"{len(bad)} scenario(s) did not hold all their facts: {', '.join(bad)}")
-
-
-def locale_lang() -> str:
-    """``zh`` when the user's locale is Chinese (LC_ALL, LC_MESSAGES, LANG, as
-    gettext reads them, e.g. ``zh_CN.UTF-8``), else ``en``."""
-    import os
-
-    for key in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(key, "")
-        if value:
-            return "zh" if value.lower().startswith("zh") else "en"
-    return "en"
 
 
 class _FactsFailed(TcplabError):

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -255,7 +255,7 @@ def scenario_ports(scenario: Scenario) -> tuple[int, ...]:
         port = step.args.get("port")
         if isinstance(port, int) and port > 0:
             ports.add(port)
-    return tuple(sorted(ports))
+    return tuple(sorted(p for p in ports if p > 0))  # none known yet: no filter
 
 
 def _snapshot_event(now: float, endpoint: str, info: Any) -> Snapshot:
@@ -325,6 +325,13 @@ class _Run:
         self.notes: list[Note] = []
         self.snapshot_events: list[Snapshot] = []
         self.snapshot_count = 0
+        # External programs: lab-external addresses the server is reached at (the
+        # seed's 127.0.0.1), each -> the server port it is valid for (lab.external).
+        self.aliases: dict[str, int] = {}
+        self.hosts: dict[str, str] = {}  # what _Snapshots attributes by; aliases join it
+        self.senders: dict[tuple[str, int], str] = {}  # the loopback capture's, likewise
+        # Facts the run itself establishes (an external program's exit status).
+        self.facts: list[FactResult] = []
         self._ident = 0
         self.start_ns = time.monotonic_ns()
         self.realtime_offset = time.time() - time.monotonic()
@@ -394,12 +401,20 @@ class _Run:
 
     def hosts_by_address(self) -> dict[str, str]:
         """Every lab address -> its endpoint: how kernel events and sockets are attributed."""
-        return {a: h for table in (self.addr, self.addr6) for h, a in table.items()}
+        hosts = {a: h for table in (self.addr, self.addr6) for h, a in table.items()}
+        return hosts | dict.fromkeys(self.aliases, "server")
+
+    def add_alias(self, address: str, port: int) -> None:
+        """``address`` (e.g. 127.0.0.1) is the server's from now on (lab.external)."""
+        self.aliases[address] = port
+        self.hosts[address] = "server"
+        self.senders[(address, port)] = "server"
 
     def start_observers(self) -> None:
         # In loopback mode both actors share one namespace: one table, named "client".
         distinct = {"client": self.ns["client"]} if self.loopback else dict(self.ns)
-        self.snapshots = _Snapshots(distinct, self.hosts_by_address())
+        self.hosts.update(self.hosts_by_address())
+        self.snapshots = _Snapshots(distinct, self.hosts)
         if self.tracing:
             tracer = Tracer(self.run_id, self.state.dir / "tracefs", scenario_ports(self.scenario))
 
@@ -432,8 +447,9 @@ class _Run:
                 Note(time.monotonic(), "tracing off: kernel states from sock_diag snapshots only")
             )
         if self.loopback:
-            senders = {(self.addr["client"], 0): "client", (self.addr["server"], 0): "server"}
-            self.wire = LoopbackCapture(self.ns["client"], self.start_ns, senders)
+            self.senders.update({(self.addr["client"], 0): "client",
+                                 (self.addr["server"], 0): "server"})
+            self.wire = LoopbackCapture(self.ns["client"], self.start_ns, self.senders)
         else:
             program: FaultProgram[tuple[str, bytes]] = FaultProgram(self.scenario.faults)
             self.wire = TunWire(self.tun_fds[0], self.tun_fds[1], program, self.start_ns)
@@ -776,7 +792,7 @@ class Lab:
                         signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.HANDLED)
         # The facts are about what Linux did: the analyzer's inferences are shown
         # beside the kernel's states, never counted as them.
-        facts = check(scenario, without_inferred(timeline))
+        facts = check(scenario, without_inferred(timeline)) + run.facts
         result = RunResult(timeline, facts, seconds=time.monotonic() - began)
         timeline.meta["seconds"] = round(result.seconds, 3)
         if self.outdir is not None:
@@ -790,6 +806,8 @@ class Lab:
         scenario = run.scenario
         client_port = 0
         addresses = dict(run.addr)
+        for alias in run.aliases:  # the server is where the client reached it
+            addresses["server"] = alias
         if "client" in run.actors:
             for sock in run.actors["client"].sockets.values():
                 # The client's connection says which family the run used.
@@ -820,8 +838,13 @@ class Lab:
         hosts = run.hosts_by_address()
         obs = [o for o in observations if o.tuple[0] in hosts]
         timeline.extend(run.calls)
-        timeline.extend(decode_packets(records))
-        timeline.extend(kernel_events(events, hosts, obs))
+        packets = decode_packets(records)
+        timeline.extend(packets)
+        if not client_port:  # external programs: the client's port is on the wire
+            first = next((p for p in packets if p.sender == "client"), None)
+            if first is not None:
+                timeline.endpoints[0] = replace(timeline.endpoints[0], port=first.sport)
+        timeline.extend(kernel_events(events, hosts, obs, run.aliases))
         timeline.extend(snapshot_changes(obs, traced=run.tracer is not None,
                                          kernel_times=state_event_times(events)))
         if run.snapshot_events:

@@ -173,6 +173,17 @@ class Tracer:
         self._thread = threading.Thread(target=self._loop, name="tcplab-trace", daemon=True)
         self._thread.start()
 
+    def set_ports(self, ports: tuple[int, ...]) -> None:
+        """Narrow the kernel-side filter once the run's ports are known (an external
+        server's port is learnt when it listens)."""
+        self._ports = ports
+        if self.instance is None or not ports:
+            return
+        for name in ("sock/inet_sock_set_state", "tcp/tcp_retransmit_skb"):
+            event_dir = self.instance / "events" / name
+            if event_dir.is_dir():
+                (event_dir / "filter").write_text(port_filter(ports))
+
     def mark(self, text: str) -> None:
         if self._marker_fd >= 0:
             with suppress(OSError):  # a marker is a convenience, never a failure
