@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from tcplab.errors import InputError
+from tcplab.fmt import list_text, path_text, value_text
 from tcplab.states import State
 
 ACTORS = ("client", "server")
@@ -363,7 +364,7 @@ def _segment_matches(packet: Any, pattern: dict[str, Any]) -> bool:
 
 
 def _describe_segment(packet: Any) -> str:
-    return f"{packet.sender}:{packet.label()}"
+    return f"{packet.sender} {packet.label()}"
 
 
 _SNAPSHOT_KEYS = {"endpoint", "state", "rqueue", "rqueue_min", "wqueue", "timer", "shutdown"}
@@ -456,6 +457,12 @@ class FactResult:
     detail: str
 
 
+def _snapshot_text(snap: Any) -> str:
+    """``TIME-WAIT (Recv-Q 0, Send-Q 0, timer timewait)``: what ss would print."""
+    timer = f", timer {snap.timer}" if snap.timer else ""
+    return f"{snap.state} (Recv-Q {snap.rqueue}, Send-Q {snap.wqueue}{timer})"
+
+
 def _is_subsequence(needle: tuple[Any, ...], hay: list[Any]) -> bool:
     it = iter(hay)
     return all(any(x == y for y in it) for x in needle)
@@ -472,11 +479,13 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
     flags = [p.flags for p in timeline.packets()]
     if exp.flags is not None:
         ok = tuple(flags) == exp.flags
-        results.append(FactResult("flags", ok, f"expected {list(exp.flags)}, wire had {flags}"))
+        detail = f"expected {list_text(exp.flags)}; wire had {list_text(flags)}"
+        results.append(FactResult("flags", ok, detail))
     if exp.flags_contain:
         ok = _is_subsequence(exp.flags_contain, flags)
         results.append(
-            FactResult("flags_contain", ok, f"{list(exp.flags_contain)} in order within {flags}")
+            FactResult("flags_contain", ok,
+                       f"{list_text(exp.flags_contain)} in order within {list_text(flags)}")
         )
     for endpoint, wanted in exp.states.items():
         path = timeline.state_path(endpoint, state_source)
@@ -485,36 +494,42 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
             FactResult(
                 f"states.{endpoint}",
                 ok,
-                f"expected {[str(s) for s in wanted]} in order, got {[str(s) for s in path]}",
+                f"expected {path_text(wanted)} in order; got {path_text(path)}",
             )
         )
     for endpoint, banned in exp.never_states.items():
         path = timeline.state_path(endpoint, state_source)
         seen = [str(s) for s in banned if s in path]
         results.append(
-            FactResult(f"never_states.{endpoint}", not seen, f"must not reach {seen or 'any'}")
+            FactResult(f"never_states.{endpoint}", not seen,
+                       f"must not reach {list_text(banned)}; reached {list_text(seen)}")
         )
     for endpoint, final in exp.final_states.items():
         path = timeline.state_path(endpoint, state_source)
         last = path[-1] if path else None
         results.append(
-            FactResult(f"final_states.{endpoint}", last is final, f"expected {final}, last {last}")
+            FactResult(f"final_states.{endpoint}", last is final,
+                       f"expected {final}; last {value_text(last)}")
         )
     for key, errno in exp.errno.items():
         actor, _, call = key.partition(".")
         calls = [c for c in timeline.api_calls(actor) if c.call == call]
         got = [c.errno for c in calls]
-        results.append(FactResult(f"errno.{key}", errno in got, f"expected {errno}, got {got}"))
+        outcomes = list_text(e or "success" for e in got)
+        detail = f"expected {errno}; got {outcomes}"
+        results.append(FactResult(f"errno.{key}", errno in got, detail))
     for key, value in exp.results.items():
         actor, _, call = key.partition(".")
         got = [c.result for c in timeline.api_calls(actor) if c.call == call]
-        results.append(FactResult(f"results.{key}", value in got, f"expected {value}, got {got}"))
+        results.append(FactResult(f"results.{key}", value in got,
+                                  f"expected {value_text(value)}; got {list_text(got)}"))
     for fact in exp.snapshot:
         snaps = timeline.snapshots(fact["endpoint"])
         ok = any(_snapshot_matches(s, fact) for s in snaps)
-        shown = sorted({f"{s.state}(rq={s.rqueue},wq={s.wqueue},timer={s.timer})" for s in snaps})
-        fact_text = {k: str(v) for k, v in fact.items()}
-        results.append(FactResult(f"snapshot.{fact['endpoint']}", ok, f"{fact_text} in {shown}"))
+        shown = sorted({_snapshot_text(s) for s in snaps})
+        asked = ", ".join(f"{k} {v}" for k, v in fact.items() if k != "endpoint")
+        results.append(FactResult(f"snapshot.{fact['endpoint']}", ok,
+                                  f"a snapshot with {asked}; seen: {list_text(shown)}"))
     packets = timeline.packets()
     if exp.segments:
         it = iter(packets)
@@ -522,8 +537,10 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
             (pat for pat in exp.segments if not any(_segment_matches(p, pat) for p in it)), None
         )
         shown = [_describe_segment(p) for p in packets]
-        detail = "all in order" if missing is None else f"no match for {missing} (in order)"
-        results.append(FactResult("segments", missing is None, f"{detail}; wire: {shown}"))
+        detail = ("all in order" if missing is None
+                  else f"nothing matched {value_text(missing)} (in order)")
+        results.append(FactResult("segments", missing is None,
+                                  f"{detail}; wire: {list_text(shown)}"))
     for flag_text, count in exp.flag_counts.items():
         n = sum(1 for p in packets if p.flags == flag_text)
         results.append(
@@ -539,7 +556,7 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
         results.append(_check_silent_after(timeline, key))
     for text in exp.notes:
         ok = any(text in e.text for e in timeline.events if e.kind == "note")
-        results.append(FactResult("notes", ok, f"a note containing {text!r}"))
+        results.append(FactResult("notes", ok, f'a note containing "{text}"'))
     if exp.dropped is not None:
         n = sum(1 for p in timeline.packets() if p.dropped)
         results.append(FactResult("dropped", n == exp.dropped, f"expected {exp.dropped}, got {n}"))

@@ -10,6 +10,7 @@ import click
 
 from tcplab import scenario as scenarios
 from tcplab.errors import InputError, TcplabError
+from tcplab.fmt import locale_lang
 from tcplab.render.export import report_options, write_views
 
 if TYPE_CHECKING:
@@ -42,18 +43,20 @@ def _list() -> None:
 @click.option("--no-trace", is_flag=True, help="Do not use tracefs: sock_diag snapshots only.")
 @click.option("--server", "server_cmd", metavar="CMD", help="Run CMD as the server (under strace).")
 @click.option("--client", "client_cmd", metavar="CMD", help="Run CMD as the client (under strace).")
-@click.option("--port", type=int, default=8080, show_default=True,
-              help="Server port for --server/--client programs (env TCPLAB_PORT).")
+@click.option("--port", type=int, default=None,
+              help="Server port for --server/--client programs (default: the port the "
+              "server listens on).")
 @click.option("--width", type=int, default=None, help="Ladder width in columns.")
 @click.option("--inferred", is_flag=True,
               help="Also draw the analyzer's states inferred from the packets (NAME?).")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
-              help="Print the scenario's explanation in this language.")
+              help="The explanation's language (default: zh for zh_* locales, else en).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the scenario's explanation.")
 @report_options
 def command(
     scenario: str | None, list_: bool, all_: bool, outdir: Path, json_out: str | None,
     loopback: bool, no_trace: bool, server_cmd: str | None, client_cmd: str | None, port: int,
-    width: int | None, inferred: bool, lang: str | None,
+    width: int | None, inferred: bool, lang: str | None, quiet: bool,
     report: str | None, mermaid: str | None, svg_out: str | None,
 ) -> None:  # fmt: skip
     """Run SCENARIO (a built-in id or a .toml file) and draw what happened.
@@ -64,6 +67,15 @@ def command(
     tcplab run my-experiment.toml --outdir out
     tcplab run --server 'node tcp-server.js' --client 'node tcp-client.js'
     tcplab run both-close --report both-close.html   (one self-contained file to share)
+
+    \b
+    With --server/--client, each program runs in its host's namespace under
+    strace and finds in its environment:
+    {env}
+    A program that connects to 127.0.0.1 (the seed's tcp-client.js) reaches
+    the server unchanged: the lab routes the server's loopback address to it.
+    A program that exits non-zero on its own fails the run; the server is
+    stopped (SIGTERM) as soon as the client is done.
     """
     if list_:
         _list()
@@ -92,7 +104,7 @@ def command(
     else:
         if json_out:
             Path(json_out).write_text(result.timeline.to_json(), encoding="utf-8")
-        _show(result, sc, width, lang, inferred)
+        _show(result, sc, width, None if quiet else (lang or locale_lang()), inferred)
     from tcplab.lab.runner import without_inferred
 
     # The report tells kernel and inferred states apart; the plain ladders show
@@ -104,6 +116,16 @@ def command(
         click.echo(f"wrote {', '.join(written)}")
     if not result.ok:
         raise _FactsFailed(sum(1 for f in result.facts if not f.held))
+
+
+def _env_help() -> str:
+    from tcplab.lab.external import ENVIRONMENT
+
+    return "\n    ".join(f"  {k:<19} {v}" for k, v in ENVIRONMENT.items())
+
+
+if command.help:
+    command.help = command.help.replace("{env}", _env_help())
 
 
 def _run_all(lab: Lab, json_out: str | None) -> None:
