@@ -122,7 +122,9 @@ def _fail(exc: BaseException) -> int:
         exc.show()
         return exc.exit_code
     if isinstance(exc, TcplabError):
-        click.echo(f"tcplab: {exc}", err=True)
+        # Several problems (a scenario file's): one line each, each prefixed.
+        for line in str(exc).splitlines() or [""]:
+            click.echo(f"tcplab: {line}", err=True)
         return exc.exit_code
     if isinstance(exc, BrokenPipeError):
         # `tcplab packets big.pcap | head`: the reader went away; not an error.

@@ -41,9 +41,14 @@ def _list() -> None:
 @click.option("--loopback", is_flag=True,
               help="Both actors on lo in one namespace, captured with AF_PACKET (no faults).")
 @click.option("--no-trace", is_flag=True, help="Do not use tracefs: sock_diag snapshots only.")
-@click.option("--server", "server_cmd", metavar="CMD", help="Run CMD as the server (under strace).")
-@click.option("--client", "client_cmd", metavar="CMD", help="Run CMD as the client (under strace).")
-@click.option("--port", type=int, default=None,
+@click.option("--server", "server_cmd", metavar="CMD",
+              help="Run CMD as the server (under strace, as root, in the lab's namespace).")
+@click.option("--client", "client_cmd", metavar="CMD",
+              help="Run CMD as the client (under strace, as root, in the lab's namespace).")
+@click.option("--trust", is_flag=True,
+              help="Run a scenario file even if others could have written it "
+              "(group/other-writable, or owned by another user).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
               help="Server port for --server/--client programs (default: the port the "
               "server listens on).")
 @click.option("--width", type=int, default=None, help="Ladder width in columns.")
@@ -56,7 +61,7 @@ def _list() -> None:
 def command(
     scenario: str | None, list_: bool, all_: bool, outdir: Path, json_out: str | None,
     loopback: bool, no_trace: bool, server_cmd: str | None, client_cmd: str | None, port: int,
-    width: int | None, inferred: bool, lang: str | None, quiet: bool,
+    width: int | None, inferred: bool, lang: str | None, quiet: bool, trust: bool,
     report: str | None, mermaid: str | None, svg_out: str | None,
 ) -> None:  # fmt: skip
     """Run SCENARIO (a built-in id or a .toml file) and draw what happened.
@@ -67,6 +72,12 @@ def command(
     tcplab run my-experiment.toml --outdir out
     tcplab run --server 'node tcp-server.js' --client 'node tcp-client.js'
     tcplab run both-close --report both-close.html   (one self-contained file to share)
+
+    A scenario file is a program: the lab plays it as root, and it can start
+    external programs ([extra.external], like --server/--client).  Run only
+    files you trust; one that is writable by group or others, or owned by
+    another user, is refused unless --trust is given (as ssh does with keys).
+    Every problem in a file is reported before anything runs.
 
     \b
     With --server/--client, each program runs in its host's namespace under
@@ -101,7 +112,7 @@ def command(
     else:
         if scenario is None:
             raise InputError("which scenario? give an id (tcplab run --list) or a .toml file")
-        sc = scenarios.load(scenario)
+        sc = scenarios.load(scenario, trust=trust)
         result = lab.run(sc)
     if json_out == "-":
         click.echo(result.timeline.to_json())

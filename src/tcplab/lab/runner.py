@@ -741,6 +741,11 @@ class Lab:
         if self.loopback and scenario.faults:
             raise InputError(f"{scenario.id}: faults need the lab's wire; --loopback has none")
         FaultProgram(scenario.faults)  # validate before building anything
+        if self.outdir is not None:
+            from tcplab.lab.output import output_path
+
+            for suffix in (".json", ".pcapng", ".svg", ".dot"):
+                output_path(self.outdir, scenario.id, suffix)  # refused before, not after
         if play is None:
             from tcplab.lab.external import player, scenario_commands
 
