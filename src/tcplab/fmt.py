@@ -14,6 +14,7 @@ Nothing here imports the rest of tcplab except ``states`` (for the names).
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections.abc import Iterable, Sequence
 from enum import Enum
@@ -22,6 +23,7 @@ from typing import Protocol
 __all__ = [
     "SCALE_UNKNOWN",
     "list_text",
+    "locale_lang",
     "path_text",
     "value_text",
     "window_shifts",
@@ -135,3 +137,13 @@ def list_text(values: Iterable[object]) -> str:
 def path_text(states: Sequence[object]) -> str:
     """A sequence of states as a path: ``CLOSED → SYN-SENT → ESTABLISHED``."""
     return " → ".join(value_text(s) for s in states) if states else "(none)"
+
+
+def locale_lang() -> str:
+    """``zh`` when the user's locale is Chinese (LC_ALL, LC_MESSAGES, LANG, read in
+    gettext's order, e.g. ``zh_CN.UTF-8``), else ``en``."""
+    for key in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(key, "")
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    return "en"

@@ -43,14 +43,18 @@ actor's most recently created socket).
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tcplab import scenario_schema
 from tcplab.errors import InputError
 from tcplab.fmt import list_text, path_text, value_text
+from tcplab.scenario_schema import NAME
 from tcplab.states import State
 
 ACTORS = ("client", "server")
@@ -69,7 +73,8 @@ CALLS: dict[str, dict[str, str]] = {
     "socket": {"family": "inet|inet6 (default inet)"},
     "setsockopt": {
         "option": "SO_REUSEADDR | SO_LINGER | SO_KEEPALIVE | TCP_KEEPIDLE | TCP_KEEPINTVL"
-        " | TCP_KEEPCNT | TCP_NODELAY | SO_RCVBUF | SO_SNDBUF",
+        " | TCP_KEEPCNT | TCP_NODELAY | SO_RCVBUF | SO_SNDBUF | TCP_FASTOPEN (a listener's"
+        " Fast Open queue length)",
         "value": "int, or [onoff, seconds] for SO_LINGER",
     },
     "bind": {"port": "int (default: the scenario's server port for the server, 0 = ephemeral)"},
@@ -80,6 +85,13 @@ CALLS: dict[str, dict[str, str]] = {
         "nonblocking": "bool: return EINPROGRESS at once",
     },
     "send": {"data": "text to send", "size": "send this many bytes instead of data"},
+    "sendto": {
+        "data": "text to send", "size": "send this many bytes instead of data",
+        "flags": "'MSG_FASTOPEN': connect and send in one call, the data on the SYN when a"
+                 " Fast Open cookie is cached (RFC 7413); else like send",
+        "port": "peer port with MSG_FASTOPEN (default: the server port)",
+        "nonblocking": "bool, with MSG_FASTOPEN: return what the SYN carries, or EINPROGRESS",
+    },
     "recv": {
         "bufsize": "int (default 65536)",
         "until": "'eof': keep reading until recv() returns 0; 'size': until size bytes",
@@ -214,15 +226,11 @@ def _fail(source: str, where: str, problem: str) -> InputError:
 
 
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
-    known = {
-        "id", "title", "step", "fault", "sysctl", "explain", "expect", "seeds", "needs",
-        "server_port", "extra",
-    }
-    for key in data:
-        if key not in known:
-            raise _fail(source, key, f"unknown key (known: {', '.join(sorted(known))})")
-    if "id" not in data:
-        raise _fail(source, "id", "missing")
+    """A checked ``Scenario``; every problem of the file at once (``FILE: KEY: problem``,
+    one line each) as an InputError, before anything runs (tcplab.scenario_schema)."""
+    report = scenario_schema.validate(data, source)
+    if report.problems:
+        raise InputError(scenario_schema.first_lines(report.lines()))
     steps = tuple(_parse_step(source, i, raw) for i, raw in enumerate(data.get("step", [])))
     if not steps:
         raise _fail(source, "step", "a scenario needs at least one [[step]]")
@@ -398,11 +406,30 @@ def builtin_ids() -> list[str]:
     return sorted(p.stem for p in builtin_dir().glob("*.toml"))
 
 
-def load_file(path: Path) -> Scenario:
+def load_file(path: Path, *, trust: bool = True) -> Scenario:
+    """Read and check one scenario file.
+
+    ``trust=False`` (``tcplab run`` without ``--trust``): a scenario is a program
+    the lab plays as root, so, as ssh does with its keys, a file that another
+    user could have written is refused: writable by group or others, or owned
+    by someone other than us or root.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fileobj:
+            st = os.fstat(fileobj.fileno())
+            if not trust:
+                _check_owner(path, st)
+            raw = fileobj.read(scenario_schema.MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > scenario_schema.MAX_FILE_BYTES:
+        raise InputError(f"{path}: file: larger than {scenario_schema.MAX_FILE_BYTES} bytes; "
+                         "a scenario file is a short list of steps")  # fmt: skip
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: offset {exc.start}: not UTF-8 "
+                         f"(byte 0x{raw[exc.start]:02x}); scenario files are UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -410,13 +437,29 @@ def load_file(path: Path) -> Scenario:
     return parse_scenario(data, str(path))
 
 
-def load(name: str) -> Scenario:
-    """A built-in id (``both-close``) or a path to a ``.toml`` file."""
+def _check_owner(path: Path, st: os.stat_result) -> None:
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "group and others" if st.st_mode & stat.S_IWOTH and st.st_mode & stat.S_IWGRP \
+            else "others" if st.st_mode & stat.S_IWOTH else "its group"  # fmt: skip
+        raise InputError(
+            f"{path}: permissions: writable by {who} (mode {stat.S_IMODE(st.st_mode):04o}); "
+            "a scenario runs programs as root: chmod go-w it, or pass --trust"
+        )
+    if st.st_uid not in (os.geteuid(), 0):
+        raise InputError(
+            f"{path}: owner: uid {st.st_uid} owns it, not you (uid {os.geteuid()}) or root; "
+            "a scenario runs programs as root: pass --trust if you trust its author"
+        )
+
+
+def load(name: str, *, trust: bool = True) -> Scenario:
+    """A built-in id (``both-close``) or a path to a ``.toml`` file (checked for
+    ownership and permissions unless ``trust``; the built-ins come with tcplab)."""
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
-        return load_file(path)
+        return load_file(path, trust=trust)
     candidate = builtin_dir() / f"{name}.toml"
-    if candidate.exists():
+    if NAME.fullmatch(name) and candidate.exists():
         return load_file(candidate)
     known = ", ".join(builtin_ids()) or "none"
     raise InputError(f"no scenario {name!r} (built-in: {known}; or give a path to a .toml file)")
