@@ -28,11 +28,11 @@ import pytest
 from conftest import SHARED
 from tcplab.analyze import _engine
 from tcplab.analyze.core import Analysis, Analyzer, Connection, PacketRecord, analyze_file
-from tcplab.analyze.engine import STATES, TEXTS, model_table
+from tcplab.analyze.engine import STATES, TEXTS, TRIGGERS, model_table
 from tcplab.analyze.frames import ReadReport, read_segments
 from tcplab.analyze.output import conn_log
 from tcplab.analyze.synth import write_capture
-from tcplab.model.table import TRANSITIONS, Trigger
+from tcplab.model.table import TRANSITIONS
 
 REPO = Path(__file__).resolve().parent.parent
 TRACES = sorted(
@@ -114,7 +114,7 @@ def test_engine_runs_the_model_table() -> None:
     """The tables in the engine are tcplab.model.table's, edge for edge."""
     edges, rst = _engine.table()
     expected = {
-        (STATES.index(e.state), list(Trigger).index(e.trigger), STATES.index(e.next))
+        (STATES.index(e.state), TRIGGERS.index(e.trigger), STATES.index(e.next))
         for e in TRANSITIONS
     }
     assert {(s, t, n) for s, t, n, _ in edges} == expected
@@ -122,7 +122,7 @@ def test_engine_runs_the_model_table() -> None:
         first = next(
             e
             for e in TRANSITIONS
-            if (STATES.index(e.state), list(Trigger).index(e.trigger), STATES.index(e.next))
+            if (STATES.index(e.state), TRIGGERS.index(e.trigger), STATES.index(e.next))
             == (s, t, n)
         )
         assert TEXTS[rfc] == first.rfc

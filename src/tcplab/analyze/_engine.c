@@ -178,12 +178,12 @@ enum { ST_NONE = -1, ST_CLOSED, ST_LISTEN, ST_SYN_SENT, ST_SYN_RECEIVED, ST_ESTA
        ST_COUNT };
 enum { TR_LISTEN, TR_CONNECT, TR_CLOSE, TR_SHUTDOWN_WR, TR_ABORT, TR_RCV_SYN, TR_RCV_SYN_ACK,
        TR_RCV_ACK_OF_SYN, TR_RCV_ACK_OF_FIN, TR_RCV_FIN, TR_RCV_RST, TR_RCV_DATA_AFTER_CLOSE,
-       TR_COUNT = 16 };
+       TR_COUNT = 32 }; /* the model's other triggers follow (engine.py numbers them) */
 /* Fixed texts; tcplab/analyze/engine.py's TEXTS lists them in this order. */
 enum { X_NONE, X_SYN_ARRIVED, X_RFC_3_10_7_2, X_LISTEN_ASSUMED, X_DATA_BOTH, X_MIDSTREAM,
        X_SYNACK_UNSEEN_SYN, X_SYNACK_NOT_SEEN, X_SENT_RST, X_RFC_3_10_7_1, X_NOBODY,
        X_NOBODY_LISTEN, X_RST_UNKNOWN, X_SENT_FIN, X_EARLIER, X_CLOSE_OR_SHUT, X_OUR_SYN,
-       X_FIXED_COUNT };
+       X_ONE_SIDE_SYNACK, X_ONE_SIDE_DATA, X_FIXED_COUNT };
 
 /* The model's table, as Python gave it (Engine.table). */
 static int g_trigger_text[TR_COUNT];
@@ -211,9 +211,12 @@ typedef struct {
     int has_iss, has_our_fin, has_peer_fin;
     int sent_data, received_data;
     i64 pending_syn; /* NONE_T: none */
+    u32 synack_ack;  /* what our SYN-ACK acknowledged */
+    int has_synack_ack;
 } Obs;
 
 typedef struct {
+    int sender;
     u32 seq, ack;
     int flags;
     i64 length, time;
@@ -239,6 +242,7 @@ typedef struct { int8_t who; int text; } Note;
 
 typedef struct Stream {
     i64 number;
+    i64 first_frame;
     int first_side;       /* flows.py: source side of the stream's first packet */
     u32 base[2];
     int has_base[2];      /* by direction (0: first_side sends) */
@@ -263,6 +267,9 @@ typedef struct Stream {
     Obs obs[2];
     Queue inflight[2];
     i64 last_time[2];
+    int has_sent[2];
+    int held[2];          /* after the flush: the first SYN/FIN not delivered to each role (-1) */
+    Infl held_seg[2];
     int final_state[2];
     struct Stream *next;  /* the entry's incarnations, newest first */
 } Stream;
@@ -437,11 +444,25 @@ static int control_of(int flags) {
 }
 enum { C_NONE, C_SYN, C_FIN, C_RST, C_INVALID };
 
-static void obs_sent(Obs *o, u32 seq, int flags, i64 length) {
+/* Observer._own_ack_shows: what a segment this endpoint sends with ACK
+   (neither SYN nor RST) proves it received when the capture lacks the arrival. */
+static void own_ack_shows(Obs *o, u32 ack) {
+    if (o->state == ST_SYN_SENT) {
+        /* RFC 9293 §3.10.7.3: SYN-SENT sends an ACK only on the SYN-ACK that makes it ESTABLISHED */
+        take(o, TR_RCV_SYN_ACK, ST_ESTABLISHED, X_ONE_SIDE_SYNACK, NONE_T);
+        return;
+    }
+    /* RFC 9293 §3.10.7.4: acknowledging data beyond the SYN proves the handshake's ACK arrived */
+    if (o->state == ST_SYN_RECEIVED && o->has_synack_ack && seq_diff(ack, o->synack_ack) > 0)
+        take(o, TR_RCV_ACK_OF_SYN, ST_ESTABLISHED, X_ONE_SIDE_DATA, NONE_T);
+}
+
+static void obs_sent(Obs *o, u32 seq, u32 ack, int flags, i64 length) {
     int control = control_of(flags);
     if (control == C_INVALID) return;
     if (length) o->sent_data = 1;
     if (control == C_SYN) {
+        if (flags & F_ACK) { o->synack_ack = ack; o->has_synack_ack = 1; }
         if (!(flags & F_ACK)) {
             if (o->state == ST_NONE || o->state == ST_CLOSED) take(o, TR_CONNECT, ST_SYN_SENT, X_NONE, NONE_T);
             o->iss = seq; o->has_iss = 1;
@@ -456,6 +477,7 @@ static void obs_sent(Obs *o, u32 seq, int flags, i64 length) {
         return;
     }
     if (control == C_RST) { sent_reset(o); return; }
+    if (flags & F_ACK) own_ack_shows(o, ack);
     if (o->pending_syn != NONE_T && (flags & F_ACK)) answered_syn(o, X_SYNACK_NOT_SEEN);
     if (control == C_FIN) {
         u32 end = seq + (u32)length + 1;
@@ -568,29 +590,52 @@ static void pair_packet(Stream *s, int sender, int receiver, u32 seq, u32 ack, i
         while (queue->n) deliver(s, sender, queue_pop(queue));
     }
     int start = g_out->n;
+    int answered = 0;
+    s->has_sent[sender] = 1;
     g_who = sender;
-    obs_sent(&s->obs[sender], seq, flags, length);
+    obs_sent(&s->obs[sender], seq, ack, flags, length);
     for (int i = start; i < g_out->n; i++) {
         Change *c = &g_out->v[i];
         c->t = c->at == NONE_T ? now : c->at;
         if (c->t > s->last_time[sender]) s->last_time[sender] = c->t;
+        if (c->cause == g_trigger_text[TR_RCV_SYN_ACK] || c->cause == g_trigger_text[TR_RCV_ACK_OF_SYN]) answered = 1;
+    }
+    if (answered) {
+        /* the sender's own ACK showed its handshake completed: the peer had its SYN */
+        Queue *pq = &s->inflight[receiver];
+        while (pq->n && (pq->v[0].flags & F_SYN) && pq->v[0].sender == sender) deliver(s, receiver, queue_pop(pq));
     }
     if (!delivered) return;
     Queue *pending = &s->inflight[receiver];
-    Infl seg = {seq, ack, flags, length, now};
+    Infl seg = {sender, seq, ack, flags, length, now};
     if (!pending->n && !(flags & (F_SYN | F_FIN))) { deliver(s, receiver, seg); return; }
     if (queue_push(pending, seg) < 0) { g_fail = 1; return; }
     while (pending->n > MAX_IN_FLIGHT) deliver(s, receiver, queue_pop(pending));
 }
 
+/* End of capture (infer.py Pair.flush): deliver what is held, up to the first
+   SYN or FIN a receiver with packets of its own never acknowledged; that one
+   (the first held per receiver) is recorded for the end notes. */
 static void pair_flush(Stream *s) {
-    /* sorted by (time, position in its queue), client's queue first on ties */
     Queue *q0 = &s->inflight[0], *q1 = &s->inflight[1];
+    int n0 = q0->n, n1 = q1->n;
+    for (int r = 0; r < 2; r++) {
+        Queue *q = &s->inflight[r];
+        s->held[r] = -1;
+        if (!s->has_sent[r]) continue;
+        for (int k = 0; k < q->n; k++)
+            if (q->v[k].flags & (F_SYN | F_FIN)) {
+                s->held[r] = k;
+                s->held_seg[r] = q->v[k];
+                if (r == 0) n0 = k; else n1 = k;
+                break;
+            }
+    }
     int i = 0, j = 0;
-    while (i < q0->n || j < q1->n) {
+    while (i < n0 || j < n1) {
         int take0;
-        if (i >= q0->n) take0 = 0;
-        else if (j >= q1->n) take0 = 1;
+        if (i >= n0) take0 = 0;
+        else if (j >= n1) take0 = 1;
         else if (q0->v[i].time != q1->v[j].time) take0 = q0->v[i].time < q1->v[j].time;
         else take0 = i <= j;
         if (take0) deliver(s, 0, q0->v[i++]);
@@ -1100,12 +1145,14 @@ static void ws_retransmission(Stream *s, const Pkt *p, WFlow *fwd, WFlow *rev, u
         *flags |= B(WF_SPURIOUS_RETRANSMISSION) | B(WF_RETRANSMISSION);
         return;
     }
-    if (not_advanced && rev->dupacknum >= 2 && rev->lastack == seq && p->t - rev->lastack_time < 20000000LL) {
+    /* gaps as guint64 nanoseconds: a negative gap is huge; dupacknum is a guint32 (-1 passes >= 2) */
+    if (not_advanced && (u32)rev->dupacknum >= 2 && rev->lastack == seq &&
+        (u64)(p->t - rev->lastack_time) < 20000000ULL) {
         *flags |= B(WF_FAST_RETRANSMISSION) | B(WF_RETRANSMISSION);
         return;
     }
-    i64 threshold = (s->first_rtt != NONE_T && s->first_rtt) ? s->first_rtt : 3000000LL;
-    if (not_advanced && p->t - fwd->nextseq_time < threshold &&
+    u64 threshold = s->first_rtt ? (u64)s->first_rtt : 3000000ULL;
+    if (not_advanced && (u64)(p->t - fwd->nextseq_time) < threshold &&
         fwd->nextseq != seq + seglen + ((tf & (F_SYN | F_FIN)) ? 1 : 0)) {
         *flags |= B(WF_OUT_OF_ORDER);
         return;
@@ -1140,9 +1187,15 @@ static void ws_analyze(Stream *s, const Pkt *p, WFlow *fwd, WFlow *rev, i64 wind
         }
     }
     if (ack != fwd->lastack) fwd->dupacknum = 0;
+    /* ACKED LOST PACKET, once per hole (packet-tcp.c 4.0.17): the -1 dupacknum marker */
     if (rev->maxseqtobeacked && gt_seq(ack, rev->maxseqtobeacked) && (tf & F_ACK)) {
-        *flags |= B(WF_ACK_LOST_SEGMENT);
-        rev->maxseqtobeacked = rev->nextseq;
+        if (lt_seq(rev->maxseqtobeacked, rev->nextseq)) {
+            rev->maxseqtobeacked = rev->nextseq;
+            *flags |= B(WF_ACK_LOST_SEGMENT);
+        } else {
+            if (rev->dupacknum == 0) *flags |= B(WF_ACK_LOST_SEGMENT);
+            rev->dupacknum = -1;
+        }
     }
     if ((slen > 0 || (tf & (F_SYN | F_FIN))) && !(*flags & B(WF_KEEP_ALIVE)))
         ws_retransmission(s, p, fwd, rev, flags);
@@ -1274,12 +1327,21 @@ static PyObject *conn_tuple(Entry *x, Stream *st) {
         zstate = PyUnicode_FromString("");
         zhist = PyUnicode_FromString("");
     }
-    return Py_BuildValue("(LiNiNiiiLLNNNNNNNNNNNN)", (long long)st->number, x->ver, addr_bytes(x->ver, ca), cp,
+    PyObject *held = PyTuple_New(0);
+    for (int r = 0; r < 2; r++) {
+        if (st->held[r] < 0) continue;
+        PyObject *h = Py_BuildValue("(iiiL)", r, st->held_seg[r].sender, (st->held_seg[r].flags & F_FIN) ? 1 : 0,
+                                    (long long)st->held_seg[r].time);
+        if (!h || _PyTuple_Resize(&held, PyTuple_GET_SIZE(held) + 1) < 0) return NULL;
+        PyTuple_SET_ITEM(held, PyTuple_GET_SIZE(held) - 1, h);
+    }
+    return Py_BuildValue("(LiNiNiiiLLNNNNNNNNNNNNLN)", (long long)st->number, x->ver, addr_bytes(x->ver, ca), cp,
                          addr_bytes(x->ver, sa), sp, st->roles_known, st->first_note, (long long)st->start,
                          (long long)st->end, opt_time(st->syn_time), opt_time(st->synack_time),
                          opt_time(st->hs_ack_time), side_tuple(&st->sides[0], st->final_state[0]),
                          side_tuple(&st->sides[1], st->final_state[1]), anom, zstate, zhist, zseqs, notes,
-                         changes_tuple(st->trailing.v, st->trailing.n), dropped);
+                         changes_tuple(st->trailing.v, st->trailing.n), dropped, (long long)st->first_frame,
+                         held);
 }
 
 static PyObject *zeek_tuple(Entry *x, ZConn *c) {
@@ -1401,7 +1463,7 @@ static Stream *new_stream(Engine *e, Entry *x, int first_side) {
         st->wf[i].win_scale = WS_UNKNOWN;
         st->wf[i].is_first_ack = 1;
     }
-    st->mru_syn = st->first_rtt = NONE_T;
+    st->mru_syn = st->first_rtt = 0;
     if (!x->mine && x->streams) { free_stream(x->streams); x->streams = NULL; }
     st->next = x->streams;
     x->streams = st;
@@ -1523,8 +1585,9 @@ static int process_packet(Engine *e, Pkt *p) {
     i64 window = ws_window(p, fwd, rev);
     ws_analyze(st, p, fwd, rev, p->window, &wflags);
     if (!(flags & F_SYN)) fwd->is_first_ack = 0;
+    /* iRTT: nstime_is_zero() tests, so a SYN stamped 0 starts no RTT */
     if (sa == F_SYN) st->mru_syn = p->t;
-    else if (sa == F_ACK && st->mru_syn != NONE_T && st->first_rtt == NONE_T) st->first_rtt = p->t - st->mru_syn;
+    else if (sa == F_ACK && st->mru_syn != 0 && st->first_rtt == 0) st->first_rtt = p->t - st->mru_syn;
     u32 nxt = rel_seq + (u32)p->wire_length + ((flags & (F_SYN | F_FIN)) ? 1 : 0);
     i64 dup = (wflags & B(WF_DUPLICATE_ACK)) ? fwd->dupacknum : 0;
     /* 2. Zeek (analyze/zeek.py) */
@@ -1549,7 +1612,7 @@ static int process_packet(Engine *e, Pkt *p) {
         zeek_process(e, zc, p, src_side, self_conn);
     }
     /* 3. the connection and its inferred states (analyze/core.py) */
-    if (created) start_conn(st, p, zc, src_side, self_conn);
+    if (created) { start_conn(st, p, zc, src_side, self_conn); st->first_frame = p->index; }
     if (!st->zeek && zc) st->zeek = zc;
     if (zc) {
         int seen = 0;

@@ -403,13 +403,7 @@ class Analyzer:
                 f"{seg.time - conn.start:.6f} s after the first packet, so its arrival is "
                 "not assumed"
             )
-        for role, side in ((CLIENT, conn.client), (SERVER, conn.server)):
-            if side.packets == 0:
-                peer = SERVER if role == CLIENT else CLIENT
-                conn.notes.append(
-                    f"only the {peer}'s packets are in the capture: both states are "
-                    f"inferred from one side (the {role}'s from what the {peer} sent it)"
-                )
+        conn.notes += _one_side_notes(conn)
 
     @staticmethod
     def _note(conn: Connection, changes: list[tuple[str, InferredLike, float]]) -> None:
@@ -511,7 +505,7 @@ def connection_of(t: tuple[Any, ...]) -> Connection:
 
     (
         number, _ver, ca, cp, sa, sp, roles_known, first_note, start, end, syn, synack, hs_ack,
-        client, server, anomalies, zstate, zhist, zids, notes, trailing, dropped,
+        client, server, anomalies, zstate, zhist, zids, notes, trailing, dropped, _first, held,
     ) = t
     conn = Connection(
         number=number,
@@ -534,7 +528,28 @@ def connection_of(t: tuple[Any, ...]) -> Connection:
         zeek_hist=str(zhist),
         zeek_ids=tuple(zids),
     )
+    for receiver, sender, fin, when in held:
+        state = conn.side(ROLES[receiver]).final_state
+        conn.notes.append(
+            f"{ROLES[receiver]}: stays {state.value if state else 'unknown'} at the end of the "
+            f"capture: its packets never acknowledge the {ROLES[sender]}'s "
+            f"{'FIN' if fin else 'SYN'} sent {when / 1e9 - conn.start:.6f} s after the first "
+            "packet, so its arrival is not assumed"
+        )
+    conn.notes += _one_side_notes(conn)
     return conn
+
+
+def _one_side_notes(conn: Connection) -> list[str]:
+    notes = []
+    for role, side in ((CLIENT, conn.client), (SERVER, conn.server)):
+        if side.packets == 0:
+            peer = SERVER if role == CLIENT else CLIENT
+            notes.append(
+                f"only the {peer}'s packets are in the capture: both states are "
+                f"inferred from one side (the {role}'s from what the {peer} sent it)"
+            )
+    return notes
 
 
 def packet_of(t: tuple[Any, ...]) -> PacketRecord:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import gzip
 import socket
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose engine was nev
         "tcplab's analysis engine (src/tcplab/analyze/_engine.c) is not built: "
         "run `make setup` or `pip install -e .`"
     ) from exc
-from tcplab.analyze.frames import NO_OPTIONS, ReadReport, TcpOptions, segment_of
+from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, segment_of
 from tcplab.analyze.wireshark import FLAG_NAMES
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture import TcpRecords, open_capture
@@ -50,7 +50,6 @@ from tcplab.capture.reader import Record
 from tcplab.errors import InputError
 from tcplab.model.table import TRANSITIONS, Trigger, TriggerKind, edges_from
 from tcplab.states import State
-from tcplab.wire.checksum import offload_partial_sum
 from tcplab.wire.flags import Control
 
 CHUNK: Final = 1 << 22  # bytes per read: 4 MiB
@@ -77,6 +76,10 @@ TEXTS: list[str] = [
     "earlier states not seen",
     "close() or shutdown(SHUT_WR): the wire cannot tell",
     "our SYN was not seen",
+    "inferred from one side: this endpoint's own ACK shows the SYN-ACK arrived;"
+    " the capture does not have it",
+    "inferred from one side: this endpoint acknowledges data sent after the handshake;"
+    " the capture does not have its ACK",
 ]
 STATES: Final = tuple(State)
 # The triggers _engine.c names (TR_*), in its order.
@@ -94,8 +97,9 @@ _ENGINE_TRIGGERS: Final = (
     Trigger.RCV_RST,
     Trigger.RCV_DATA_AFTER_CLOSE,
 )
-_TRIGGERS: Final = tuple(Trigger)
-MAX_TRIGGERS: Final = 16  # _engine.c's TR_COUNT
+# The engine's numbering of every trigger: its own first, the model's others after.
+TRIGGERS: Final = _ENGINE_TRIGGERS + tuple(t for t in Trigger if t not in _ENGINE_TRIGGERS)
+MAXTRIGGERS: Final = 32  # _engine.c's TR_COUNT
 
 
 def _text(text: str) -> int:
@@ -111,13 +115,10 @@ def model_table() -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int]
     as (state, trigger, next state, RFC text code), and per state the edge a
     sent RST takes (trigger, text code of the ambiguity; -1 for none), as
     ``Observer._sent_reset`` picks it."""
-    if len(_TRIGGERS) > MAX_TRIGGERS:
-        raise RuntimeError(f"{len(_TRIGGERS)} triggers: _engine.c holds {MAX_TRIGGERS}")
-    for i, trigger in enumerate(_ENGINE_TRIGGERS):
-        if _TRIGGERS.index(trigger) != i:
-            raise RuntimeError(f"trigger {trigger} moved: _engine.c's TR_* order is stale")
+    if len(TRIGGERS) > MAXTRIGGERS:
+        raise RuntimeError(f"{len(TRIGGERS)} triggers: _engine.c holds {MAXTRIGGERS}")
     edges = [
-        (STATES.index(e.state), _TRIGGERS.index(e.trigger), STATES.index(e.next), _text(e.rfc))
+        (STATES.index(e.state), TRIGGERS.index(e.trigger), STATES.index(e.next), _text(e.rfc))
         for e in TRANSITIONS
     ]
     rst: list[tuple[int, int]] = []
@@ -142,7 +143,7 @@ def model_table() -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int]
                     e.trigger.value + (f" [{e.guard}]" if e.guard else "") for e in candidates
                 )
             )
-        rst.append((_TRIGGERS.index(candidates[0].trigger), why))
+        rst.append((TRIGGERS.index(candidates[0].trigger), why))
     return edges, rst
 
 
@@ -152,7 +153,7 @@ def load_model_table() -> None:
     for _state, trigger, new, rfc in edges:
         first.setdefault((trigger, new), rfc)
     _engine.load_table(
-        [_text(t.value) for t in _TRIGGERS] + [0] * (MAX_TRIGGERS - len(_TRIGGERS)),
+        [_text(t.value) for t in TRIGGERS] + [0] * (MAXTRIGGERS - len(TRIGGERS)),
         edges,
         [(t, n, r) for (t, n), r in first.items()],
         rst,
@@ -301,6 +302,38 @@ class Options:
         return bytes(bits)
 
 
+class Engine:
+    """The batch interface: segments of a set of flows in (in capture order),
+    connection records out.  ``feed_segment`` takes ``tcplab.analyze.frames``
+    segments (what any reader or a distributed shuffle produces); ``take``
+    returns what ended since the last call, ``finish`` the rest.  Records are
+    the engine's tuples: ``tcplab.analyze.core.connection_of`` /
+    ``packet_of`` and ``zeek_record`` turn them into objects."""
+
+    def __init__(self, options: Options = Options(), shard: tuple[int, int] = (0, 1)) -> None:
+        self.options = options
+        self.engine = _engine.Engine(
+            options.ports(),
+            options.ignore_checksums,
+            options.strict_checksums,
+            options.keep_packets,
+            options.keep_stream,
+            shard[0],
+            shard[1],
+            DROPPED_BY_WIRE.encode(),
+            options.evict,
+        )
+
+    def feed_segment(self, seg: Segment) -> None:
+        feed_segment(self.engine, seg, self.options.strict_checksums)
+
+    def take(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        return self.engine.take()
+
+    def finish(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        return self.engine.finish()
+
+
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, shards: int) -> int:
     """Which of ``shards`` processes analyses this 5-tuple (either direction)."""
     version = 4 if len(src) == 4 else 6
@@ -338,8 +371,7 @@ class _Fallback:
         reason = getattr(not_tcp, "reason", "")
         if "fragment" in reason:
             self.report.problem(
-                f"{self.name}: offset {record.data_offset}: frame {record.index}: "
-                f"{reason} skipped"
+                f"{self.name}: offset {record.data_offset}: frame {record.index}: {reason} skipped"
             )
 
     def frame(self, record: Record, counted: bool) -> None:
@@ -352,41 +384,11 @@ class _Fallback:
         if not counted:
             self.engine.count(1, 0, record.index)
         record, packet = got
-        seg = segment_of(record.index, 0.0, record.data, packet, False)
-        checksum_ok = seg.checksum_ok
-        if checksum_ok is False and not self.options.strict_checksums:
-            # CHECKSUM_PARTIAL (Linux loopback, RawCap): the pseudo-header sum
-            # the NIC would have finished is not a wrong checksum.
-            length = packet.datagram_len - (packet.tcp_offset - packet.ip_offset)
-            if packet.tcp.checksum == offload_partial_sum(packet.src, packet.dst, length):
-                checksum_ok = None
-        o = seg.options
-        opts = (
-            None
-            if o is NO_OPTIONS
-            else (o.mss, o.wscale, o.sack_permitted, o.ts_val, o.ts_ecr, o.sack_blocks[:4])
-        )
-        family = socket.AF_INET if packet.ip_version == 4 else socket.AF_INET6
-        self.engine.packet(
-            record.index,
-            record.time_ns,
-            packet.ip_version,
-            socket.inet_pton(family, seg.src),
-            socket.inet_pton(family, seg.dst),
-            seg.sport,
-            seg.dport,
-            seg.seq,
-            seg.ack,
-            seg.flags,
-            seg.window,
-            seg.length,
-            seg.wire_length,
-            seg.captured,
-            seg.ip_len,
-            -1 if checksum_ok is None else int(checksum_ok),
-            int(seg.ip_checksum_ok),
-            opts,
-            int(_dropped(record.comment)),
+        seg = segment_of(record.index, record.time_ns, record.data, packet, False)
+        feed_segment(
+            self.engine,
+            seg._replace(dropped=_dropped(record.comment)),
+            self.options.strict_checksums,
         )
 
     def finish(self, extra: list[str]) -> ReadReport:
@@ -396,6 +398,46 @@ class _Fallback:
         for line in extra:
             self.report.problem(line)
         return self.report
+
+
+def feed_segment(engine: _engine.Engine, seg: Segment, strict_checksums: bool) -> None:
+    """One decoded segment into the engine (the batch interface's packet input)."""
+    checksum_ok = seg.checksum_ok
+    if checksum_ok is False and seg.partial_checksum and not strict_checksums:
+        checksum_ok = None  # not verifiable, not bad
+    o = seg.options
+    opts = (
+        None
+        if o is NO_OPTIONS
+        else (o.mss, o.wscale, o.sack_permitted, o.ts_val, o.ts_ecr, o.sack_blocks[:4])
+    )
+    src, dst = _packed(seg.src), _packed(seg.dst)
+    engine.packet(
+        seg.index,
+        seg.time_ns,
+        4 if len(src) == 4 else 6,
+        src,
+        dst,
+        seg.sport,
+        seg.dport,
+        seg.seq,
+        seg.ack,
+        seg.flags,
+        seg.window,
+        seg.length,
+        seg.wire_length,
+        seg.captured,
+        seg.ip_len,
+        -1 if checksum_ok is None else int(checksum_ok),
+        int(seg.ip_checksum_ok),
+        opts,
+        int(seg.dropped),
+    )
+
+
+@lru_cache(maxsize=65536)
+def _packed(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
 def _dropped(comment: str | None) -> bool:
@@ -408,26 +450,16 @@ def run(
     source: str | Path,
     options: Options = Options(),
     shard: tuple[int, int] = (0, 1),
-    progress: object = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[Batch | ReadReport]:
     """Analyse ``source``: ``Batch``es as connections end, then the ``ReadReport``.
 
     ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n
     (every shard still reads the whole file: stream numbers are global)."""
-    engine = _engine.Engine(
-        options.ports(),
-        options.ignore_checksums,
-        options.strict_checksums,
-        options.keep_packets,
-        options.keep_stream,
-        shard[0],
-        shard[1],
-        DROPPED_BY_WIRE.encode(),
-        options.evict,
-    )
+    engine = Engine(options, shard).engine
     name = str(source)
     slow = _Fallback(engine, name, options)
-    advance = getattr(progress, "__call__", None)  # noqa: B004
+    advance = progress
     extra: list[str] = []
     handed: int | None = None
     with _open(source) as stream:
@@ -503,7 +535,7 @@ def collect(
     source: str | Path,
     options: Options = Options(),
     shard: tuple[int, int] = (0, 1),
-    progress: object = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Collected:
     out = Collected()
     for item in run(source, options, shard, progress):

@@ -15,12 +15,8 @@ import json
 from collections.abc import Iterable, Sequence
 
 from tcplab.analyze.core import Connection, PacketRecord
-<<<<<<< HEAD
 from tcplab.analyze.zeek import ZeekView
-=======
-from tcplab.analyze.zeek import ZeekConnection
 from tcplab.clock import calendar
->>>>>>> main
 
 CONN_FIELDS = (
     "ts",
