@@ -24,6 +24,13 @@ TCP Fast Open (RFC 7413) shows on the wire as a SYN carrying data: the
 client's SYN-ACK then acknowledges up to ISS + 1 + the data (or only the SYN,
 and the data is sent again), and the server's SYN-ACK acknowledging the data
 is the table's "rcv SYN with a valid cookie" edge.
+
+An endpoint's own packets also prove what it has received when the capture
+lacks the peer's segments (one direction of an asymmetric route, a capture
+filtered with ``src host``): an ACK sent in SYN-SENT proves the SYN-ACK
+arrived, an ACK of data beyond the SYN sent in SYN-RECEIVED proves the
+handshake's ACK arrived.  Such a change takes the same table edge the
+arrival would have taken and says it was inferred from one side.
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ class Observer:
         self.pending_syn_len = 0  # the data that SYN carried (TCP Fast Open)
         self.syn_data = 0  # the data our own SYN carried (TCP Fast Open)
         self.snd_max: Seq | None = None  # the highest sequence number we sent, plus one
+        # What our SYN-ACK acknowledged (the peer's SYN, and its data with TFO).
+        self.synack_ack: Seq | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -126,6 +135,8 @@ class Observer:
             self.snd_max = end
         if control is Control.SYN:
             s = Seq(seq)
+            if bits & _ACK and ack is not None:
+                self.synack_ack = Seq(ack)
             if not bits & _ACK:
                 if self.state in (None, State.CLOSED):
                     if length:
@@ -150,6 +161,8 @@ class Observer:
             return out
         if control is Control.RST:
             return self._sent_reset()
+        if bits & _ACK and ack is not None:
+            out.extend(self._own_ack_shows(Seq(ack)))
         if self.pending_syn is not None and bits & _ACK:
             # Answering with ACK means the SYN-ACK went out uncaptured.
             out.extend(self._answered_syn("the SYN-ACK answering the SYN was not seen"))
@@ -164,6 +177,27 @@ class Observer:
         if self.state is None:
             out.extend(self._midstream())
         return out
+
+    def _own_ack_shows(self, ack: Seq) -> list[Inferred]:
+        """What a segment this endpoint sends with ACK (neither SYN nor RST)
+        proves it received, when the capture did not show the arrival."""
+        if self.state is State.SYN_SENT:
+            # RFC 9293 §3.10.7.3: SYN-SENT sends an ACK only on the SYN-ACK
+            # that makes it ESTABLISHED (a bare SYN is answered with SYN-ACK).
+            self.irs = ack - 1 if self.irs is None else self.irs
+            return [self._take(Trigger.RCV_SYN_ACK, State.ESTABLISHED,
+                               "inferred from one side: this endpoint's own ACK shows "
+                               "the SYN-ACK arrived; the capture does not have it")]
+        if (self.state is State.SYN_RECEIVED and self.synack_ack is not None
+                and ack > self.synack_ack):
+            # RFC 9293 §3.10.7.4: in SYN-RECEIVED a segment without ACK is
+            # dropped (fifth check), and an acceptable ACK makes the endpoint
+            # ESTABLISHED before its data is taken; acknowledging the peer's
+            # data beyond the SYN proves such a segment arrived.
+            return [self._take(Trigger.RCV_ACK_OF_SYN, State.ESTABLISHED,
+                               "inferred from one side: this endpoint acknowledges data "
+                               "sent after the handshake; the capture does not have its ACK")]
+        return []
 
     def _sent_reset(self) -> list[Inferred]:
         state = self.state
