@@ -69,7 +69,9 @@ class ApiCall:
         if self.errno:
             return f"{self.call}({args}) -> {self.errno}"
         if self.result is not None:
-            return f"{self.call}({args}) = {self.result}"
+            from tcplab.fmt import value_text
+
+            return f"{self.call}({args}) = {value_text(self.result)}"
         return f"{self.call}({args})"
 
 
@@ -104,6 +106,9 @@ class Packet:
     dropped: bool = False
     annotations: tuple[str, ...] = ()
     raw: bytes = b""
+    # The window scale shift that applies to ``window`` (RFC 7323): 0 on SYNs and
+    # when scaling is off, None when unknown; renderers fill it (fmt.window_shifts).
+    win_shift: int | None = None
     # When the receiver got it, if the wire held or delayed it (None: at ``time``).
     delivered: float | None = None
 

@@ -729,7 +729,7 @@ def _slow_rows(
             report.not_tcp += 1
             continue
         report.tcp += 1
-        seg = segment_of(index, time, frame, packet)
+        seg = segment_of(index, sec * 1_000_000_000 + round(frac * unit * 1e9), frame, packet)
         if ":" not in seg.src:
             v4.append(
                 (

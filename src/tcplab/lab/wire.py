@@ -33,6 +33,7 @@ from tcplab.wire.flags import Flags
 
 IPPROTO_TCP = 6
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # <asm-generic/socket.h>
 ETH_P_ALL = 0x0003
 
 
@@ -247,6 +248,10 @@ class LoopbackCapture:
             # SOCK_DGRAM: the kernel strips lo's all-zero Ethernet header, we get IP.
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         self._sock.bind(("lo", 0))
+        # The kernel's receive timestamp (CLOCK_REALTIME), not the moment this
+        # thread got around to reading: on a busy machine that can be many ms later.
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._realtime_offset_ns = time.time_ns() - time.monotonic_ns()
         self._sock.settimeout(0.05)
         self._thread = threading.Thread(target=self._loop, name="tcplab-lo", daemon=True)
 
@@ -262,10 +267,14 @@ class LoopbackCapture:
         try:
             while not self._stop.is_set():
                 try:
-                    data, addr = self._sock.recvfrom(262144)
+                    data, ancillary, _flags, addr = self._sock.recvmsg(262144, 64)
                 except TimeoutError:
                     continue
                 now_ns = time.monotonic_ns()
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                        sec, nsec = struct.unpack_from("@qq", value)
+                        now_ns = min(now_ns, sec * 1_000_000_000 + nsec - self._realtime_offset_ns)
                 if addr[2] == PACKET_OUTGOING:
                     continue
                 seg = tcp_segment(data, "")

@@ -8,9 +8,10 @@ are long enough to deserve a break in the time axis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from tcplab.fmt import value_text, window_shifts, window_text
 from tcplab.timeline import (
     ApiCall,
     EndpointInfo,
@@ -129,8 +130,15 @@ def _draw_rank(event: Event) -> int:
 
 
 def ordered_events(timeline: Timeline) -> list[Event]:
-    """The events in drawing order, leaving the caller's timeline as it is."""
-    return sorted(timeline.events, key=lambda e: (e.time, _draw_rank(e)))
+    """The events in drawing order, leaving the caller's timeline as it is.
+
+    Each packet carries the window scale shift of its connection
+    (``Packet.win_shift``), so every view prints its window the same way.
+    """
+    events = sorted(timeline.events, key=lambda e: (e.time, _draw_rank(e)))
+    packets = [e for e in events if isinstance(e, Packet)]
+    shifts = iter(window_shifts(packets))
+    return [replace(e, win_shift=next(shifts)) if isinstance(e, Packet) else e for e in events]
 
 
 def snapshot_key(snap: Snapshot) -> tuple[str, str, str]:
@@ -234,7 +242,7 @@ def packet_label(
     """
     text = (f"{tag} " if tag else "") + packet.label(relative)
     if "S" in packet.flags or packet.length == 0 or "R" in packet.flags:
-        text += f" win {packet.window}"
+        text += f" win {window_text(packet.window, packet.win_shift, syn='S' in packet.flags)}"
     if with_options and "S" in packet.flags and packet.options:
         short = key_options(packet.options)
         if short:
@@ -297,7 +305,7 @@ def api_result_text(call: ApiCall) -> str:
     if call.call in ("sleep", "abort") or call.actor == WIRE_ACTOR:
         return ""
     if call.result is not None:
-        return f"= {call.result}"
+        return f"= {value_text(call.result)}"
     return ""
 
 

@@ -646,7 +646,8 @@ def render_svg(timeline: Timeline, *, relative: bool = True, explain_seq: bool =
     items: list[Any] = split_arrivals(lane_events(timeline, events))
     if collapse:
         items = collapse_runs(items)
-    seq_notes = seq_explanations(timeline.packets()) if explain_seq else {}
+    seq_notes = (seq_explanations([e for e in events if isinstance(e, Packet)])
+                 if explain_seq else {})
     canvas = _Canvas(cols, y=TOP + (6 if timeline.title else 0))
     t0 = start_time(events) if relative else 0.0
     previous: float | None = None

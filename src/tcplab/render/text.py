@@ -372,7 +372,8 @@ def _ladder_rows(timeline: Timeline, width: int, relative: bool, explain_seq: bo
     items: list[Any] = split_arrivals(lane_events(timeline, base))
     if collapse:
         items = collapse_runs(items)
-    seq_notes = seq_explanations(timeline.packets()) if explain_seq else {}
+    seq_notes = (seq_explanations([e for e in base if isinstance(e, Packet)])
+                 if explain_seq else {})
     t0 = start_time(base) if relative else 0.0
 
     def stamp(time: float) -> str:
