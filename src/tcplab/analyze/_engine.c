@@ -178,12 +178,12 @@ enum { ST_NONE = -1, ST_CLOSED, ST_LISTEN, ST_SYN_SENT, ST_SYN_RECEIVED, ST_ESTA
        ST_COUNT };
 enum { TR_LISTEN, TR_CONNECT, TR_CLOSE, TR_SHUTDOWN_WR, TR_ABORT, TR_RCV_SYN, TR_RCV_SYN_ACK,
        TR_RCV_ACK_OF_SYN, TR_RCV_ACK_OF_FIN, TR_RCV_FIN, TR_RCV_RST, TR_RCV_DATA_AFTER_CLOSE,
-       TR_COUNT = 32 }; /* the model's other triggers follow (engine.py numbers them) */
+       TR_CONNECT_FASTOPEN, TR_RCV_SYN_FASTOPEN, TR_RCV_SYN_ACK_DATA_UNACKED, TR_COUNT = 32 }; /* the model's other triggers follow (engine.py numbers them) */
 /* Fixed texts; tcplab/analyze/engine.py's TEXTS lists them in this order. */
 enum { X_NONE, X_SYN_ARRIVED, X_RFC_3_10_7_2, X_LISTEN_ASSUMED, X_DATA_BOTH, X_MIDSTREAM,
        X_SYNACK_UNSEEN_SYN, X_SYNACK_NOT_SEEN, X_SENT_RST, X_RFC_3_10_7_1, X_NOBODY,
        X_NOBODY_LISTEN, X_RST_UNKNOWN, X_SENT_FIN, X_EARLIER, X_CLOSE_OR_SHUT, X_OUR_SYN,
-       X_ONE_SIDE_SYNACK, X_ONE_SIDE_DATA, X_FIXED_COUNT };
+       X_ONE_SIDE_SYNACK, X_ONE_SIDE_DATA, X_TFO_CONNECT, X_FIXED_COUNT };
 
 /* The model's table, as Python gave it (Engine.table). */
 static int g_trigger_text[TR_COUNT];
@@ -213,6 +213,9 @@ typedef struct {
     i64 pending_syn; /* NONE_T: none */
     u32 synack_ack;  /* what our SYN-ACK acknowledged */
     int has_synack_ack;
+    u32 irs, snd_max; /* the peer's ISN; the highest sequence number we sent, plus one */
+    int has_irs, has_snd_max;
+    i64 pending_syn_len, syn_data; /* data on the pending SYN, on our own SYN (TCP Fast Open) */
 } Obs;
 
 typedef struct {
@@ -392,14 +395,17 @@ static void assume(Obs *o, int neu, int cause, int why) {
     emit(old, neu, cause, X_NONE, why, NONE_T);
 }
 
-static void answered_syn(Obs *o, int amb) {
+/* has_ack: the SYN-ACK (its ack) that answered: acknowledging the SYN's data
+   is Fast Open (RFC 7413 §4.2.2) */
+static void answered_syn(Obs *o, int amb, int has_ack, u32 ack) {
     i64 at = o->pending_syn;
     o->pending_syn = NONE_T;
+    int fastopen = o->pending_syn_len > 0 && has_ack && o->has_irs && ack == o->irs + 1 + (u32)o->pending_syn_len;
     if (o->state == ST_NONE) {
         o->state = ST_LISTEN;
         emit(ST_NONE, ST_LISTEN, X_SYN_ARRIVED, X_RFC_3_10_7_2, X_LISTEN_ASSUMED, at);
     }
-    take(o, TR_RCV_SYN, ST_SYN_RECEIVED, amb, at);
+    take(o, fastopen ? TR_RCV_SYN_FASTOPEN : TR_RCV_SYN, ST_SYN_RECEIVED, amb, at);
 }
 
 static void midstream(Obs *o) {
@@ -449,6 +455,7 @@ enum { C_NONE, C_SYN, C_FIN, C_RST, C_INVALID };
 static void own_ack_shows(Obs *o, u32 ack) {
     if (o->state == ST_SYN_SENT) {
         /* RFC 9293 §3.10.7.3: SYN-SENT sends an ACK only on the SYN-ACK that makes it ESTABLISHED */
+        if (!o->has_irs) { o->irs = ack - 1; o->has_irs = 1; }
         take(o, TR_RCV_SYN_ACK, ST_ESTABLISHED, X_ONE_SIDE_SYNACK, NONE_T);
         return;
     }
@@ -461,14 +468,21 @@ static void obs_sent(Obs *o, u32 seq, u32 ack, int flags, i64 length) {
     int control = control_of(flags);
     if (control == C_INVALID) return;
     if (length) o->sent_data = 1;
+    u32 end = seq + (u32)length + ((control == C_SYN || control == C_FIN) ? 1 : 0);
+    if (!o->has_snd_max || seq_diff(end, o->snd_max) > 0) { o->snd_max = end; o->has_snd_max = 1; }
     if (control == C_SYN) {
         if (flags & F_ACK) { o->synack_ack = ack; o->has_synack_ack = 1; }
         if (!(flags & F_ACK)) {
-            if (o->state == ST_NONE || o->state == ST_CLOSED) take(o, TR_CONNECT, ST_SYN_SENT, X_NONE, NONE_T);
+            if (o->state == ST_NONE || o->state == ST_CLOSED) {
+                /* RFC 7413 §4.2.2: data on the SYN is Fast Open */
+                if (length) take(o, TR_CONNECT_FASTOPEN, ST_SYN_SENT, X_TFO_CONNECT, NONE_T);
+                else take(o, TR_CONNECT, ST_SYN_SENT, X_NONE, NONE_T);
+                o->syn_data = length;
+            }
             o->iss = seq; o->has_iss = 1;
         } else {
             o->iss = seq; o->has_iss = 1;
-            if (o->pending_syn != NONE_T) answered_syn(o, X_NONE);
+            if (o->pending_syn != NONE_T) answered_syn(o, X_NONE, 1, ack);
             else if (o->state == ST_NONE)
                 assume(o, ST_SYN_RECEIVED, g_trigger_text[TR_RCV_SYN], X_SYNACK_UNSEEN_SYN);
             else if (o->state == ST_LISTEN)
@@ -478,7 +492,7 @@ static void obs_sent(Obs *o, u32 seq, u32 ack, int flags, i64 length) {
     }
     if (control == C_RST) { sent_reset(o); return; }
     if (flags & F_ACK) own_ack_shows(o, ack);
-    if (o->pending_syn != NONE_T && (flags & F_ACK)) answered_syn(o, X_SYNACK_NOT_SEEN);
+    if (o->pending_syn != NONE_T && (flags & F_ACK)) answered_syn(o, X_SYNACK_NOT_SEEN, 0, 0);
     if (control == C_FIN) {
         u32 end = seq + (u32)length + 1;
         if (o->has_our_fin && end == o->our_fin_end) return;
@@ -498,26 +512,40 @@ static void received_reset(Obs *o, int has_ack, u32 ack) {
     take(o, TR_RCV_RST, ST_CLOSED, X_NONE, NONE_T);
 }
 
-static void received_syn(Obs *o, int has_ack, u32 ack, i64 now) {
+static void received_syn(Obs *o, u32 seq, int has_ack, u32 ack, i64 length, i64 now) {
     int state = o->state;
     if (!has_ack) {
         if (state == ST_NONE || state == ST_LISTEN) {
+            o->irs = seq; o->has_irs = 1;
+            o->pending_syn_len = length;
             if (o->pending_syn == NONE_T) o->pending_syn = now;
             return;
         }
-        if (state == ST_SYN_SENT) take(o, TR_RCV_SYN, ST_SYN_RECEIVED, X_NONE, NONE_T);
+        if (state == ST_SYN_SENT) {
+            o->irs = seq; o->has_irs = 1;
+            take(o, TR_RCV_SYN, ST_SYN_RECEIVED, X_NONE, NONE_T);
+        }
         return;
     }
+    o->irs = seq; o->has_irs = 1;
     if (state == ST_NONE) { assume(o, ST_ESTABLISHED, g_trigger_text[TR_RCV_SYN_ACK], X_OUR_SYN); return; }
     if (state == ST_SYN_SENT || state == ST_SYN_RECEIVED) {
-        if (o->has_iss && ack != o->iss + 1) return;
+        /* RFC 9293 §3.10.7.3: ISS < SEG.ACK =< SND.NXT, past the SYN's data with Fast Open */
+        u32 lo = o->iss + 1, hi = o->iss + 1 + (u32)o->syn_data;
+        if (o->has_iss && !(seq_diff(lo, ack) <= 0 && seq_diff(ack, hi) <= 0)) return;
+        if (state == ST_SYN_SENT && o->has_iss && o->syn_data && ack != hi) {
+            take(o, TR_RCV_SYN_ACK_DATA_UNACKED, ST_ESTABLISHED, X_NONE, NONE_T); /* data sent again */
+            return;
+        }
         take(o, TR_RCV_SYN_ACK, ST_ESTABLISHED, X_NONE, NONE_T);
     }
 }
 
 static void received_ack(Obs *o, u32 ack) {
     int state = o->state;
-    if (state == ST_SYN_RECEIVED && (!o->has_iss || ack == o->iss + 1)) {
+    /* ISS < SEG.ACK =< SND.NXT (RFC 9293 §3.10.7.4): a Fast Open server may have sent data */
+    if (state == ST_SYN_RECEIVED &&
+        (!o->has_iss || !o->has_snd_max || (seq_diff(o->iss, ack) < 0 && seq_diff(ack, o->snd_max) <= 0))) {
         take(o, TR_RCV_ACK_OF_SYN, ST_ESTABLISHED, X_NONE, NONE_T);
         return;
     }
@@ -546,9 +574,9 @@ static void obs_received(Obs *o, u32 seq, u32 ack, int flags, i64 length, i64 no
     if (control == C_INVALID) return;
     if (length) o->received_data = 1;
     if (control == C_RST) { received_reset(o, has_ack, ack); return; }
-    if (control == C_SYN) { received_syn(o, has_ack, ack, now); return; }
+    if (control == C_SYN) { received_syn(o, seq, has_ack, ack, length, now); return; }
     if (has_ack) {
-        if (o->pending_syn != NONE_T) answered_syn(o, X_SYNACK_NOT_SEEN);
+        if (o->pending_syn != NONE_T) answered_syn(o, X_SYNACK_NOT_SEEN, 0, 0);
         if (o->state == ST_SYN_RECEIVED || o->has_our_fin) received_ack(o, ack);
     }
     if (control == C_FIN) {
@@ -577,15 +605,18 @@ static void deliver(Stream *s, int name, Infl seg) {
     }
 }
 
-static inline u32 infl_end(const Infl *x) {
-    return x->seq + (u32)x->length + ((x->flags & F_SYN) ? 1 : 0) + ((x->flags & F_FIN) ? 1 : 0);
+/* _InFlight.proof: the acknowledgment that shows it arrived; for a SYN its own
+   sequence number + 1 (a server that does not take Fast Open data ACKs the SYN alone) */
+static inline u32 infl_proof(const Infl *x) {
+    if (x->flags & F_SYN) return x->seq + 1;
+    return x->seq + (u32)x->length + ((x->flags & F_FIN) ? 1 : 0);
 }
 
 static void pair_packet(Stream *s, int sender, int receiver, u32 seq, u32 ack, int flags,
                         i64 length, i64 now, int delivered) {
     Queue *queue = &s->inflight[sender];
     if (flags & F_ACK) {
-        while (queue->n && seq_diff(ack, infl_end(&queue->v[0])) >= 0) deliver(s, sender, queue_pop(queue));
+        while (queue->n && seq_diff(ack, infl_proof(&queue->v[0])) >= 0) deliver(s, sender, queue_pop(queue));
     } else if (flags & F_RST) {
         while (queue->n) deliver(s, sender, queue_pop(queue));
     }

@@ -80,6 +80,7 @@ TEXTS: list[str] = [
     " the capture does not have it",
     "inferred from one side: this endpoint acknowledges data sent after the handshake;"
     " the capture does not have its ACK",
+    "sendto(MSG_FASTOPEN) or TCP_FASTOPEN_CONNECT: the wire cannot tell",
 ]
 STATES: Final = tuple(State)
 # The triggers _engine.c names (TR_*), in its order.
@@ -96,6 +97,9 @@ _ENGINE_TRIGGERS: Final = (
     Trigger.RCV_FIN,
     Trigger.RCV_RST,
     Trigger.RCV_DATA_AFTER_CLOSE,
+    Trigger.CONNECT_FASTOPEN,
+    Trigger.RCV_SYN_FASTOPEN,
+    Trigger.RCV_SYN_ACK_DATA_UNACKED,
 )
 # The engine's numbering of every trigger: its own first, the model's others after.
 TRIGGERS: Final = _ENGINE_TRIGGERS + tuple(t for t in Trigger if t not in _ENGINE_TRIGGERS)

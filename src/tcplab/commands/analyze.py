@@ -162,7 +162,8 @@ def command(
         raise InputError("choose one of --json, --packets, --conn-log, --ladder, --summary")
     if parquet_packets and parquet is None:
         raise InputError("--parquet-packets needs --parquet DIR")
-    if len(files) == 1 and files[0] != "-" and not Path(files[0]).exists() and "://" not in files[0]:
+    first = files[0]
+    if len(files) == 1 and first != "-" and not Path(first).exists() and "://" not in first:
         raise InputError(f"{files[0]}: no such file")
     file = Path(files[0])
     if summary:
