@@ -73,7 +73,8 @@ CALLS: dict[str, dict[str, str]] = {
     "socket": {"family": "inet|inet6 (default inet)"},
     "setsockopt": {
         "option": "SO_REUSEADDR | SO_LINGER | SO_KEEPALIVE | TCP_KEEPIDLE | TCP_KEEPINTVL"
-        " | TCP_KEEPCNT | TCP_NODELAY | SO_RCVBUF | SO_SNDBUF",
+        " | TCP_KEEPCNT | TCP_NODELAY | SO_RCVBUF | SO_SNDBUF | TCP_FASTOPEN (a listener's"
+        " Fast Open queue length)",
         "value": "int, or [onoff, seconds] for SO_LINGER",
     },
     "bind": {"port": "int (default: the scenario's server port for the server, 0 = ephemeral)"},
@@ -84,6 +85,13 @@ CALLS: dict[str, dict[str, str]] = {
         "nonblocking": "bool: return EINPROGRESS at once",
     },
     "send": {"data": "text to send", "size": "send this many bytes instead of data"},
+    "sendto": {
+        "data": "text to send", "size": "send this many bytes instead of data",
+        "flags": "'MSG_FASTOPEN': connect and send in one call, the data on the SYN when a"
+                 " Fast Open cookie is cached (RFC 7413); else like send",
+        "port": "peer port with MSG_FASTOPEN (default: the server port)",
+        "nonblocking": "bool, with MSG_FASTOPEN: return what the SYN carries, or EINPROGRESS",
+    },
     "recv": {
         "bufsize": "int (default 65536)",
         "until": "'eof': keep reading until recv() returns 0; 'size': until size bytes",

@@ -121,8 +121,14 @@ class ReadReport:
 
     frames: int = 0
     tcp: int = 0
-    not_tcp: int = 0
+    not_tcp: int = 0  # (undecodable frames included)
+    undecodable: int = 0  # frames that could not be decoded at all
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_readable(self) -> bool:
+        """The README's exit rule: problems, and not one frame could be read (exit 1)."""
+        return bool(self.problems) and self.tcp == 0 and self.not_tcp == self.undecodable
 
     def problem(self, text: str) -> None:
         # Keep the report bounded on a badly damaged file.
@@ -231,6 +237,7 @@ def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterato
             report.frames += records.frames
             report.tcp += records.tcp
             report.not_tcp += records.not_tcp + records.undecodable
+            report.undecodable += records.undecodable
             for problem in records.problems:
                 report.problem(problem.line(name))
             if reader.problems_dropped:

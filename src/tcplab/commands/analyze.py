@@ -152,6 +152,8 @@ def command(
     analysis, capture = _run(files, bare, ignore_checksums, keep_packets)
     for problem in analysis.report.problems:
         click.echo(f"tcplab: {problem}", err=True)
+    if analysis.report.nothing_readable:
+        raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
     if parquet is not None:
         from tcplab.scale.local import write_parquet
 

@@ -93,6 +93,10 @@ def command(
         return
     from tcplab.lab.runner import Lab
 
+    to_stdout = [name for name, target in (("--json", json_out), ("--report", report),
+                 ("--mermaid", mermaid), ("--svg", svg_out)) if target == "-"]  # fmt: skip
+    if len(to_stdout) > 1:
+        raise InputError(f"only one view can go to stdout ('-'): {' and '.join(to_stdout)}")
     lab = Lab(outdir, loopback=loopback, tracing=not no_trace)
     if all_:
         _run_all(lab, json_out)
@@ -115,7 +119,8 @@ def command(
     else:
         if json_out:
             Path(json_out).write_text(result.timeline.to_json(), encoding="utf-8")
-        _show(result, sc, width, None if quiet else (lang or locale_lang()), inferred)
+        if not to_stdout:  # with '-', stdout carries the requested format and nothing else
+            _show(result, sc, width, None if quiet else (lang or locale_lang()), inferred)
     from tcplab.lab.runner import without_inferred
 
     # The report tells kernel and inferred states apart; the plain ladders show
@@ -123,7 +128,7 @@ def command(
     shown = result.timeline if inferred else without_inferred(result.timeline)
     written = write_views(result.timeline, report=report, scenario=sc, facts=result.facts)
     written += write_views(shown, mermaid=mermaid, svg=svg_out)
-    if written and json_out != "-":
+    if written and not to_stdout:
         click.echo(f"wrote {', '.join(written)}")
     if not result.ok:
         raise _FactsFailed(sum(1 for f in result.facts if not f.held))

@@ -19,6 +19,13 @@ the reason when a change had to be assumed (capture started midstream, a FIN
 that could be close() or shutdown(SHUT_WR)).  Timer-driven changes are never
 on the wire: TIME-WAIT -> CLOSED is not reported, so an active closer's last
 inferred state is TIME-WAIT, as ``ss`` would show it.
+
+An endpoint's own packets also prove what it has received when the capture
+lacks the peer's segments (one direction of an asymmetric route, a capture
+filtered with ``src host``): an ACK sent in SYN-SENT proves the SYN-ACK
+arrived, an ACK of data beyond the SYN sent in SYN-RECEIVED proves the
+handshake's ACK arrived.  Such a change takes the same table edge the
+arrival would have taken and says it was inferred from one side.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class Observer:
         self.edges: list[Transition] = []
         # A SYN received in LISTEN (or unknown) state, not answered yet: its arrival time.
         self.pending_syn: float | None = None
+        # What our SYN-ACK acknowledged (the peer's SYN, and its data with TFO).
+        self.synack_ack: Seq | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -109,6 +118,8 @@ class Observer:
             self.sent_data = True
         if control is Control.SYN:
             s = Seq(seq)
+            if bits & _ACK and ack is not None:
+                self.synack_ack = Seq(ack)
             if not bits & _ACK:
                 if self.state in (None, State.CLOSED):
                     out.append(self._take(Trigger.CONNECT, State.SYN_SENT))
@@ -126,6 +137,8 @@ class Observer:
             return out
         if control is Control.RST:
             return self._sent_reset()
+        if bits & _ACK and ack is not None:
+            out.extend(self._own_ack_shows(Seq(ack)))
         if self.pending_syn is not None and bits & _ACK:
             # Answering with ACK means the SYN-ACK went out uncaptured.
             out.extend(self._answered_syn("the SYN-ACK answering the SYN was not seen"))
@@ -140,6 +153,27 @@ class Observer:
         if self.state is None:
             out.extend(self._midstream())
         return out
+
+    def _own_ack_shows(self, ack: Seq) -> list[Inferred]:
+        """What a segment this endpoint sends with ACK (neither SYN nor RST)
+        proves it received, when the capture did not show the arrival."""
+        if self.state is State.SYN_SENT:
+            # RFC 9293 §3.10.7.3: SYN-SENT sends an ACK only on the SYN-ACK
+            # that makes it ESTABLISHED (a bare SYN is answered with SYN-ACK).
+            self.irs = ack - 1 if self.irs is None else self.irs
+            return [self._take(Trigger.RCV_SYN_ACK, State.ESTABLISHED,
+                               "inferred from one side: this endpoint's own ACK shows "
+                               "the SYN-ACK arrived; the capture does not have it")]
+        if (self.state is State.SYN_RECEIVED and self.synack_ack is not None
+                and ack > self.synack_ack):
+            # RFC 9293 §3.10.7.4: in SYN-RECEIVED a segment without ACK is
+            # dropped (fifth check), and an acceptable ACK makes the endpoint
+            # ESTABLISHED before its data is taken; acknowledging the peer's
+            # data beyond the SYN proves such a segment arrived.
+            return [self._take(Trigger.RCV_ACK_OF_SYN, State.ESTABLISHED,
+                               "inferred from one side: this endpoint acknowledges data "
+                               "sent after the handshake; the capture does not have its ACK")]
+        return []
 
     def _sent_reset(self) -> list[Inferred]:
         state = self.state
