@@ -116,7 +116,7 @@ PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar
     "--summary",
     "summary",
     is_flag=True,
-    help="Fast columnar connection summary (classic pcap, Ethernet/raw/SLL IPv4+IPv6).",
+    help="Fast connection summary (columnar on classic pcap; with --json, JSON lines).",
 )
 @click.option("--conn", "conn", type=int, metavar="N", help="Only connection N.")
 @click.option("--host", "host", metavar="ADDR", help="Only connections with this endpoint address.")
@@ -134,6 +134,12 @@ PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar
 )
 @click.option("--parquet", "parquet", metavar="DIR", help="Write the connections table as Parquet.")
 @click.option("--parquet-packets", is_flag=True, help="With --parquet: also the packets table.")
+@click.option(
+    "--dask",
+    "dask",
+    metavar="local:N|tcp://HOST:PORT",
+    help="Run on Dask: a LocalCluster of N workers, or a running scheduler (docs/scale.md).",
+)
 def command(
     files: tuple[str, ...],
     as_json: bool,
@@ -152,16 +158,23 @@ def command(
     svg_out: str | None = None,
     parquet: str | None = None,
     parquet_packets: bool = False,
+    dask: str | None = None,
 ) -> None:
     """Connections, per-endpoint TCP states and anomalies in FILE (pcap or pcapng).
 
     Several files, or a directory, are one capture merged by time
     (docs/scale.md)."""
-    modes = [as_json, per_packet, conn_log, ladder is not None, summary]
+    # --summary --json: the summary as JSON lines.
+    modes = [as_json and not summary, per_packet, conn_log, ladder is not None, summary]
     if sum(bool(m) for m in modes) > 1:
         raise InputError("choose one of --json, --packets, --conn-log, --ladder, --summary")
     if parquet_packets and parquet is None:
         raise InputError("--parquet-packets needs --parquet DIR")
+    if dask is not None:
+        from tcplab.scale.cluster import run_cli
+
+        run_cli(files, dask, parquet, parquet_packets, conn_log, as_json, bare, ignore_checksums)
+        return
     first = files[0]
     if len(files) == 1 and first != "-" and not Path(first).exists() and "://" not in first:
         raise InputError(f"{files[0]}: no such file")
@@ -171,7 +184,7 @@ def command(
             raise InputError("--summary reads one file")
         from tcplab.analyze.fast import print_summary
 
-        print_summary(file, conn=conn, host=host, port=port)
+        print_summary(file, conn=conn, host=host, port=port, as_json=as_json)
         return
     views = any(v is not None for v in (report, mermaid, svg_out))
     keep_packets = per_packet or ladder is not None or views or parquet_packets
