@@ -189,6 +189,7 @@ class Change:
 
 
 ROLES: Final = ("client", "server")
+FIRST_FRAME: Final = 22  # where a connection record (_engine.c conn_tuple) holds its first frame
 
 
 def _state(code: int) -> State | None:

@@ -56,6 +56,7 @@ def analyze_ordered(
     """Run the engine (``tcplab.analyze.engine``) over segments already in order-key order."""
     from tcplab.analyze import engine
     from tcplab.analyze.core import connection_of, packet_of
+    from tcplab.analyze.engine import FIRST_FRAME
 
     run = engine.Engine(
         engine.Options(
@@ -81,7 +82,7 @@ def analyze_ordered(
     )
     if not track_keys:
         return Batch(analysis)
-    conn_keys = [by_frame[t[-1]] for t in conns]
+    conn_keys = [by_frame[t[FIRST_FRAME]] for t in conns]
     zeek_keys = [by_frame[z.first_frame] for z in zrecords]
     return Batch(analysis, conn_keys, zeek_keys)
 
