@@ -97,6 +97,12 @@ def _run(
 )
 @click.option("--parquet", "parquet", metavar="DIR", help="Write the connections table as Parquet.")
 @click.option("--parquet-packets", is_flag=True, help="With --parquet: also the packets table.")
+@click.option(
+    "--dask",
+    "dask",
+    metavar="local:N|tcp://HOST:PORT",
+    help="Run on Dask: a LocalCluster of N workers, or a running scheduler (docs/scale.md).",
+)
 def command(
     files: tuple[str, ...],
     as_json: bool,
@@ -115,6 +121,7 @@ def command(
     svg_out: str | None = None,
     parquet: str | None = None,
     parquet_packets: bool = False,
+    dask: str | None = None,
 ) -> None:
     """Connections, per-endpoint TCP states and anomalies in FILE (pcap or pcapng).
 
@@ -125,6 +132,11 @@ def command(
         raise InputError("choose one of --json, --packets, --conn-log, --ladder, --summary")
     if parquet_packets and parquet is None:
         raise InputError("--parquet-packets needs --parquet DIR")
+    if dask is not None:
+        from tcplab.scale.cluster import run_cli
+
+        run_cli(files, dask, parquet, parquet_packets, conn_log, as_json, bare, ignore_checksums)
+        return
     if len(files) == 1 and not Path(files[0]).exists() and "://" not in files[0]:
         raise InputError(f"{files[0]}: no such file")
     file = Path(files[0])

@@ -234,6 +234,13 @@ def packet_json(record: Record, pkt: TcpPacket, view: FlowView) -> dict[str, Any
         "options": [_with_relative_sack(option_json(o), view) for o in tcp.options],
         "option_error": tcp.option_error,
         "reused_ports": view.reused_ports,
+        # Encapsulations around it, outermost first ("gre", "ipip/ipip", "vxlan"),
+        # the outermost IP addresses and UDP tunnel ports (tcplab.wire.decode).
+        "tunnel": pkt.tunnel,
+        "outer_src": pkt.outer_src,
+        "outer_dst": pkt.outer_dst,
+        "outer_sport": pkt.outer_sport,
+        "outer_dport": pkt.outer_dport,
     }
 
 
