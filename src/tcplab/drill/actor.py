@@ -17,6 +17,7 @@ that blocks (its thread sleeping in the kernel) from one still running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -69,11 +70,14 @@ class _Iovec(ctypes.Structure):
 
 class _Msghdr(ctypes.Structure):
     _fields_ = [
-        ("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
-        ("iov", ctypes.POINTER(_Iovec)), ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.POINTER(_Iovec)),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
         ("flags", ctypes.c_int),
-    ]  # fmt: skip
+    ]
 
 
 def _msghdr(iov_lens: list[int], control_len: int, addr: list[Any] | None) -> tuple[Any, ...]:
@@ -201,8 +205,9 @@ def call(cmd: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         ctypes.memmove(arr, raw, len(raw))
         ret = libc.poll(arr, len(fds), cmd["timeout"])
         got = bytes(arr)
-        out["revents"] = [struct.unpack_from("=ihh", got, 8 * i)[2] & 0xFFFF
-                          for i in range(len(fds))]  # fmt: skip
+        out["revents"] = [
+            struct.unpack_from("=ihh", got, 8 * i)[2] & 0xFFFF for i in range(len(fds))
+        ]
         return ret, out
     if op == "epoll_create":
         return libc.epoll_create(cmd["size"]), out
@@ -214,7 +219,9 @@ def call(cmd: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         n = max(int(cmd["maxevents"]), 1)
         buf = ctypes.create_string_buffer(12 * n)
         ret = libc.epoll_wait(fd, buf, cmd["maxevents"], cmd["timeout"])
-        out["events"] = [list(struct.unpack_from("=IQ", buf.raw, 12 * i)) for i in range(max(ret, 0))]
+        out["events"] = [
+            list(struct.unpack_from("=IQ", buf.raw, 12 * i)) for i in range(max(ret, 0))
+        ]
         return ret, out
     raise ValueError(f"the drill actor does not make {op!r} calls")
 
@@ -232,8 +239,17 @@ def run(cmd: dict[str, Any]) -> None:
     except (ValueError, KeyError, TypeError, OSError) as exc:
         ret, err, problem = -1, 0, str(exc)
     ended = time.monotonic_ns()
-    _say({"id": ident, "ret": ret, "errno": err, "out": out, "started": started, "ended": ended,
-          "problem": problem})  # fmt: skip
+    _say(
+        {
+            "id": ident,
+            "ret": ret,
+            "errno": err,
+            "out": out,
+            "started": started,
+            "ended": ended,
+            "problem": problem,
+        }
+    )
 
 
 def _enter(netns: str) -> None:
@@ -253,10 +269,9 @@ def main(argv: list[str] | None = None) -> None:
     _enter(opts.netns)
     # A write to a reset connection must return EPIPE, not kill the actor.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    try:  # a busy machine must not make the script's calls late (root only; optional)
+    # A busy machine must not make the script's calls late (root only; optional).
+    with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, -10)
-    except OSError:
-        pass
     libc.socket.restype = ctypes.c_int
     for name in ("read", "write", "recv", "send", "recvfrom", "sendto", "sendmsg", "recvmsg"):
         getattr(libc, name).restype = ctypes.c_ssize_t

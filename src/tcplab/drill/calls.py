@@ -34,37 +34,119 @@ from tcplab.drill.script import (
 # Linux values (uapi headers); packetdrill's symbols_linux.c lists the same names.
 SYMBOLS: dict[str, int] = {
     "NULL": 0,
-    "AF_UNSPEC": 0, "AF_INET": 2, "AF_INET6": 10,
-    "SOCK_STREAM": 1, "SOCK_DGRAM": 2, "IPPROTO_IP": 0, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17,
-    "SOL_SOCKET": 1, "SOL_TCP": 6, "SOL_IP": 0, "SOL_IPV6": 41,
-    "SO_DEBUG": 1, "SO_REUSEADDR": 2, "SO_TYPE": 3, "SO_ERROR": 4, "SO_DONTROUTE": 5,
-    "SO_BROADCAST": 6, "SO_SNDBUF": 7, "SO_RCVBUF": 8, "SO_KEEPALIVE": 9, "SO_OOBINLINE": 10,
-    "SO_LINGER": 13, "SO_REUSEPORT": 15, "SO_RCVLOWAT": 18, "SO_SNDLOWAT": 19,
-    "SO_MARK": 36, "SO_ZEROCOPY": 60, "SO_MAX_PACING_RATE": 47,
-    "TCP_NODELAY": 1, "TCP_MAXSEG": 2, "TCP_CORK": 3, "TCP_KEEPIDLE": 4, "TCP_KEEPINTVL": 5,
-    "TCP_KEEPCNT": 6, "TCP_SYNCNT": 7, "TCP_LINGER2": 8, "TCP_DEFER_ACCEPT": 9,
-    "TCP_WINDOW_CLAMP": 10, "TCP_INFO": 11, "TCP_QUICKACK": 12, "TCP_CONGESTION": 13,
-    "TCP_THIN_LINEAR_TIMEOUTS": 16, "TCP_USER_TIMEOUT": 18, "TCP_REPAIR": 19,
-    "TCP_FASTOPEN": 23, "TCP_TIMESTAMP": 24, "TCP_NOTSENT_LOWAT": 25,
-    "TCP_FASTOPEN_KEY": 33, "TCP_FASTOPEN_NO_COOKIE": 34, "TCP_INQ": 36, "TCP_CM_INQ": 36,
-    "TCP_FASTOPEN_CONNECT": 30, "TCP_TX_DELAY": 37,
-    "F_GETFD": 1, "F_SETFD": 2, "F_GETFL": 3, "F_SETFL": 4,
-    "O_RDONLY": 0, "O_WRONLY": 1, "O_RDWR": 2, "O_NONBLOCK": 0o4000,
-    "MSG_OOB": 1, "MSG_PEEK": 2, "MSG_DONTROUTE": 4, "MSG_TRUNC": 0x20, "MSG_DONTWAIT": 0x40,
-    "MSG_EOR": 0x80, "MSG_WAITALL": 0x100, "MSG_NOSIGNAL": 0x4000, "MSG_MORE": 0x8000,
-    "MSG_ERRQUEUE": 0x2000, "MSG_FASTOPEN": 0x20000000, "MSG_ZEROCOPY": 0x4000000,
-    "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2,
-    "SIOCINQ": 0x541B, "FIONREAD": 0x541B, "SIOCOUTQ": 0x5411, "TIOCOUTQ": 0x5411,
+    "AF_UNSPEC": 0,
+    "AF_INET": 2,
+    "AF_INET6": 10,
+    "SOCK_STREAM": 1,
+    "SOCK_DGRAM": 2,
+    "IPPROTO_IP": 0,
+    "IPPROTO_TCP": 6,
+    "IPPROTO_UDP": 17,
+    "SOL_SOCKET": 1,
+    "SOL_TCP": 6,
+    "SOL_IP": 0,
+    "SOL_IPV6": 41,
+    "SO_DEBUG": 1,
+    "SO_REUSEADDR": 2,
+    "SO_TYPE": 3,
+    "SO_ERROR": 4,
+    "SO_DONTROUTE": 5,
+    "SO_BROADCAST": 6,
+    "SO_SNDBUF": 7,
+    "SO_RCVBUF": 8,
+    "SO_KEEPALIVE": 9,
+    "SO_OOBINLINE": 10,
+    "SO_LINGER": 13,
+    "SO_REUSEPORT": 15,
+    "SO_RCVLOWAT": 18,
+    "SO_SNDLOWAT": 19,
+    "SO_MARK": 36,
+    "SO_ZEROCOPY": 60,
+    "SO_MAX_PACING_RATE": 47,
+    "TCP_NODELAY": 1,
+    "TCP_MAXSEG": 2,
+    "TCP_CORK": 3,
+    "TCP_KEEPIDLE": 4,
+    "TCP_KEEPINTVL": 5,
+    "TCP_KEEPCNT": 6,
+    "TCP_SYNCNT": 7,
+    "TCP_LINGER2": 8,
+    "TCP_DEFER_ACCEPT": 9,
+    "TCP_WINDOW_CLAMP": 10,
+    "TCP_INFO": 11,
+    "TCP_QUICKACK": 12,
+    "TCP_CONGESTION": 13,
+    "TCP_THIN_LINEAR_TIMEOUTS": 16,
+    "TCP_USER_TIMEOUT": 18,
+    "TCP_REPAIR": 19,
+    "TCP_FASTOPEN": 23,
+    "TCP_TIMESTAMP": 24,
+    "TCP_NOTSENT_LOWAT": 25,
+    "TCP_FASTOPEN_KEY": 33,
+    "TCP_FASTOPEN_NO_COOKIE": 34,
+    "TCP_INQ": 36,
+    "TCP_CM_INQ": 36,
+    "TCP_FASTOPEN_CONNECT": 30,
+    "TCP_TX_DELAY": 37,
+    "F_GETFD": 1,
+    "F_SETFD": 2,
+    "F_GETFL": 3,
+    "F_SETFL": 4,
+    "O_RDONLY": 0,
+    "O_WRONLY": 1,
+    "O_RDWR": 2,
+    "O_NONBLOCK": 0o4000,
+    "MSG_OOB": 1,
+    "MSG_PEEK": 2,
+    "MSG_DONTROUTE": 4,
+    "MSG_TRUNC": 0x20,
+    "MSG_DONTWAIT": 0x40,
+    "MSG_EOR": 0x80,
+    "MSG_WAITALL": 0x100,
+    "MSG_NOSIGNAL": 0x4000,
+    "MSG_MORE": 0x8000,
+    "MSG_ERRQUEUE": 0x2000,
+    "MSG_FASTOPEN": 0x20000000,
+    "MSG_ZEROCOPY": 0x4000000,
+    "SHUT_RD": 0,
+    "SHUT_WR": 1,
+    "SHUT_RDWR": 2,
+    "SIOCINQ": 0x541B,
+    "FIONREAD": 0x541B,
+    "SIOCOUTQ": 0x5411,
+    "TIOCOUTQ": 0x5411,
     "SIOCOUTQNSD": 0x894B,
-    "EPOLL_CTL_ADD": 1, "EPOLL_CTL_DEL": 2, "EPOLL_CTL_MOD": 3,
-    "EPOLLIN": 0x1, "EPOLLPRI": 0x2, "EPOLLOUT": 0x4, "EPOLLERR": 0x8, "EPOLLHUP": 0x10,
-    "EPOLLRDNORM": 0x40, "EPOLLRDBAND": 0x80, "EPOLLWRNORM": 0x100, "EPOLLWRBAND": 0x200,
-    "EPOLLMSG": 0x400, "EPOLLRDHUP": 0x2000, "EPOLLEXCLUSIVE": 1 << 28,
-    "EPOLLWAKEUP": 1 << 29, "EPOLLONESHOT": 1 << 30, "EPOLLET": 1 << 31,
-    "POLLIN": 0x1, "POLLPRI": 0x2, "POLLOUT": 0x4, "POLLERR": 0x8, "POLLHUP": 0x10,
-    "POLLNVAL": 0x20, "POLLRDNORM": 0x40, "POLLRDBAND": 0x80, "POLLWRNORM": 0x100,
-    "POLLWRBAND": 0x200, "POLLMSG": 0x400, "POLLRDHUP": 0x2000,
-}  # fmt: skip
+    "EPOLL_CTL_ADD": 1,
+    "EPOLL_CTL_DEL": 2,
+    "EPOLL_CTL_MOD": 3,
+    "EPOLLIN": 0x1,
+    "EPOLLPRI": 0x2,
+    "EPOLLOUT": 0x4,
+    "EPOLLERR": 0x8,
+    "EPOLLHUP": 0x10,
+    "EPOLLRDNORM": 0x40,
+    "EPOLLRDBAND": 0x80,
+    "EPOLLWRNORM": 0x100,
+    "EPOLLWRBAND": 0x200,
+    "EPOLLMSG": 0x400,
+    "EPOLLRDHUP": 0x2000,
+    "EPOLLEXCLUSIVE": 1 << 28,
+    "EPOLLWAKEUP": 1 << 29,
+    "EPOLLONESHOT": 1 << 30,
+    "EPOLLET": 1 << 31,
+    "POLLIN": 0x1,
+    "POLLPRI": 0x2,
+    "POLLOUT": 0x4,
+    "POLLERR": 0x8,
+    "POLLHUP": 0x10,
+    "POLLNVAL": 0x20,
+    "POLLRDNORM": 0x40,
+    "POLLRDBAND": 0x80,
+    "POLLWRNORM": 0x100,
+    "POLLWRBAND": 0x200,
+    "POLLMSG": 0x400,
+    "POLLRDHUP": 0x2000,
+}
 
 # Calls that create a descriptor: the result is checked as "an fd", then mapped.
 FD_RESULT = {"socket", "accept", "epoll_create"}
@@ -189,16 +271,23 @@ def prepare(spec: SyscallSpec, env: Env) -> Prepared:
         _argc(spec, 3)
         # packetdrill ignores the domain (``...``) and uses the run's address family.
         domain = env.family if isinstance(a[0], Ellipsis_) else integer(a[0])
-        return Prepared({"op": "socket", "domain": domain, "type": integer(a[1]),
-                         "protocol": integer(a[2])})  # fmt: skip
+        return Prepared(
+            {"op": "socket", "domain": domain, "type": integer(a[1]), "protocol": integer(a[2])}
+        )
     if name == "bind":
         _argc(spec, 3)
-        return Prepared({"op": "bind", "fd": live_fd(env, a[0]),
-                         "addr": [env.family, env.local_ip, env.bind_port]})  # fmt: skip
+        return Prepared(
+            {
+                "op": "bind",
+                "fd": live_fd(env, a[0]),
+                "addr": [env.family, env.local_ip, env.bind_port],
+            }
+        )
     if name == "connect":
         _argc(spec, 3)
-        return Prepared({"op": "connect", "fd": live_fd(env, a[0]),
-                         "addr": _addr(env, a[1], env.connect_port)})  # fmt: skip
+        return Prepared(
+            {"op": "connect", "fd": live_fd(env, a[0]), "addr": _addr(env, a[1], env.connect_port)}
+        )
     if name == "listen":
         _argc(spec, 2)
         return Prepared({"op": "listen", "fd": live_fd(env, a[0]), "backlog": integer(a[1])})
@@ -207,16 +296,29 @@ def prepare(spec: SyscallSpec, env: Env) -> Prepared:
         return Prepared({"op": "accept", "fd": live_fd(env, a[0])})
     if name in ("read", "write"):
         _argc(spec, 3)
-        return Prepared({"op": name, "fd": live_fd(env, a[0]), "len": integer(a[2]),
-                         "null": _is_null(a[1])})  # fmt: skip
+        return Prepared(
+            {"op": name, "fd": live_fd(env, a[0]), "len": integer(a[2]), "null": _is_null(a[1])}
+        )
     if name in ("send", "recv"):
         _argc(spec, 4)
-        return Prepared({"op": name, "fd": live_fd(env, a[0]), "len": integer(a[2]),
-                         "null": _is_null(a[1]), "flags": integer(a[3])})  # fmt: skip
+        return Prepared(
+            {
+                "op": name,
+                "fd": live_fd(env, a[0]),
+                "len": integer(a[2]),
+                "null": _is_null(a[1]),
+                "flags": integer(a[3]),
+            }
+        )
     if name in ("sendto", "recvfrom"):
         _argc(spec, 6)
-        cmd: dict[str, Any] = {"op": name, "fd": live_fd(env, a[0]), "len": integer(a[2]),
-                               "null": _is_null(a[1]), "flags": integer(a[3])}  # fmt: skip
+        cmd: dict[str, Any] = {
+            "op": name,
+            "fd": live_fd(env, a[0]),
+            "len": integer(a[2]),
+            "null": _is_null(a[1]),
+            "flags": integer(a[3]),
+        }
         if name == "sendto":
             cmd["addr"] = _addr(env, a[4], env.connect_port)
         return Prepared(cmd)
@@ -233,8 +335,15 @@ def prepare(spec: SyscallSpec, env: Env) -> Prepared:
     if name == "getsockopt":
         _argc(spec, 5)
         optlen = bracketed(a[4])
-        prep = Prepared({"op": "getsockopt", "fd": live_fd(env, a[0]), "level": integer(a[1]),
-                         "name": integer(a[2]), "optlen": optlen})  # fmt: skip
+        prep = Prepared(
+            {
+                "op": "getsockopt",
+                "fd": live_fd(env, a[0]),
+                "level": integer(a[1]),
+                "name": integer(a[2]),
+                "optlen": optlen,
+            }
+        )
         if isinstance(a[3], ListExpr):
             prep.checks.append(("value", a[3].items[0] if a[3].items else Int(0)))
         elif not isinstance(a[3], Ellipsis_):
@@ -263,14 +372,26 @@ def prepare(spec: SyscallSpec, env: Env) -> Prepared:
         ev = fields(a[3])
         data = ev.get("fd", ev.get("u64", ev.get("u32", ev.get("ptr", Int(0)))))
         data_value = live_fd(env, data) if "fd" in ev else integer(data)
-        return Prepared({"op": "epoll_ctl", "fd": live_fd(env, a[0]), "ctl": integer(a[1]),
-                         "target": live_fd(env, a[2]),
-                         "events": integer(ev.get("events", Int(0))),
-                         "data": data_value})  # fmt: skip
+        return Prepared(
+            {
+                "op": "epoll_ctl",
+                "fd": live_fd(env, a[0]),
+                "ctl": integer(a[1]),
+                "target": live_fd(env, a[2]),
+                "events": integer(ev.get("events", Int(0))),
+                "data": data_value,
+            }
+        )
     if name == "epoll_wait":
         _argc(spec, 4)
-        prep = Prepared({"op": "epoll_wait", "fd": live_fd(env, a[0]),
-                         "maxevents": integer(a[2]), "timeout": integer(a[3])})  # fmt: skip
+        prep = Prepared(
+            {
+                "op": "epoll_wait",
+                "fd": live_fd(env, a[0]),
+                "maxevents": integer(a[2]),
+                "timeout": integer(a[3]),
+            }
+        )
         prep.checks.append(("events", a[1]))
         return prep
     raise CallUnsupported(f"system call {name}()")
@@ -279,8 +400,13 @@ def prepare(spec: SyscallSpec, env: Env) -> Prepared:
 def _setsockopt(spec: SyscallSpec, env: Env) -> Prepared:
     _argc(spec, 5)
     a = spec.args
-    cmd: dict[str, Any] = {"op": "setsockopt", "fd": live_fd(env, a[0]), "level": integer(a[1]),
-                           "name": integer(a[2]), "optlen": integer(a[4])}  # fmt: skip
+    cmd: dict[str, Any] = {
+        "op": "setsockopt",
+        "fd": live_fd(env, a[0]),
+        "level": integer(a[1]),
+        "name": integer(a[2]),
+        "optlen": integer(a[4]),
+    }
     value = a[3]
     if isinstance(value, ListExpr) and len(value.items) == 1:
         cmd["value"] = integer(value.items[0])
@@ -300,18 +426,22 @@ def _msg(spec: SyscallSpec, env: Env) -> Prepared:
     f = fields(a[1])
     if "msg_iov" not in f:
         raise CallError(f"{spec.name} needs a msghdr {{msg_name(...)=..., msg_iov(N)=[...], ...}}")
-    cmd: dict[str, Any] = {"op": spec.name, "fd": live_fd(env, a[0]), "iov": _iov_lens(f["msg_iov"]),
-                           "flags": integer(a[2])}  # fmt: skip
+    cmd: dict[str, Any] = {
+        "op": spec.name,
+        "fd": live_fd(env, a[0]),
+        "iov": _iov_lens(f["msg_iov"]),
+        "flags": integer(a[2]),
+    }
     prep = Prepared(cmd)
     if spec.name == "sendmsg" and "msg_control" in f:
         control = f["msg_control"]
         if not (isinstance(control, ListExpr) and not control.items):
             raise CallUnsupported("sendmsg with control messages")
     if spec.name == "recvmsg":
-        control = f.get("msg_control")
-        if isinstance(control, ListExpr) and control.items:
-            cmd["control_len"] = 64 * len(control.items)
-            prep.checks.append(("cmsgs", control))
+        wanted = f.get("msg_control")
+        if isinstance(wanted, ListExpr) and wanted.items:
+            cmd["control_len"] = 64 * len(wanted.items)
+            prep.checks.append(("cmsgs", wanted))
         if "msg_flags" in f:
             prep.checks.append(("msg_flags", f["msg_flags"]))
     return prep
@@ -392,8 +522,10 @@ def _check_cmsgs(expected: Expr, got: list[list[int]]) -> str | None:
         level, kind, value = got[i]
         want = (integer(f["cmsg_level"]), integer(f["cmsg_type"]), integer(f["cmsg_data"]))
         if (level, kind, value) != want:
-            return (f"recvmsg: expected cmsg (level {want[0]}, type {want[1]}, data {want[2]}) "
-                    f"but got (level {level}, type {kind}, data {value})")  # fmt: skip
+            return (
+                f"recvmsg: expected cmsg (level {want[0]}, type {want[1]}, data {want[2]}) "
+                f"but got (level {level}, type {kind}, data {value})"
+            )
     return None
 
 
@@ -406,14 +538,13 @@ def result_error(spec: SyscallSpec, ret: int, err: int) -> str | None:
     expected = integer(spec.result)
     if spec.name in FD_RESULT and expected >= 0:
         if ret < 0:
-            return (f"Expected non-negative result but got {ret} with errno {err} "
-                    f"({os.strerror(err)})")  # fmt: skip
+            return (
+                f"Expected non-negative result but got {ret} with errno {err} ({os.strerror(err)})"
+            )
     elif ret != expected:
         return f"Expected result {expected} but got {ret} with errno {err} ({os.strerror(err)})"
     if spec.errno is not None:
         want = symbol(spec.errno)
         if err != want:
-            return (f"Expected errno {want} ({os.strerror(want)}) but got {err} "
-                    f"({os.strerror(err)})")  # fmt: skip
+            return f"Expected errno {want} ({os.strerror(want)}) but got {err} ({os.strerror(err)})"
     return None
-

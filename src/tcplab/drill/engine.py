@@ -142,8 +142,14 @@ class _Pending:
 
 
 class Engine:
-    def __init__(self, script: Script, stack: Stack, config: Config, ports: tuple[int, int],
-                 ephemeral_base: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        script: Script,
+        stack: Stack,
+        config: Config,
+        ports: tuple[int, int],
+        ephemeral_base: int,
+    ) -> None:
         self.script = script
         self.stack = stack
         self.config = config
@@ -172,24 +178,38 @@ class Engine:
             tol = max(tol, int(self.config.tolerance_percent / 100.0 * (script_us - last_us)))
         return tol
 
-    def verify_time(self, event: Event, time_type: TimeType, script_us: int, script_end_us: int,
-                    live_us: int, last_us: int, description: str) -> None:  # fmt: skip
+    def verify_time(
+        self,
+        event: Event,
+        time_type: TimeType,
+        script_us: int,
+        script_end_us: int,
+        live_us: int,
+        last_us: int,
+        description: str,
+    ) -> None:
         """packetdrill's ``verify_time``: raises a timing failure."""
         if time_type is TimeType.ANY:
             return
         tol = self.tolerance(script_us, last_us)
         if time_type in (TimeType.ABSOLUTE_RANGE, TimeType.RELATIVE_RANGE):
             if live_us < script_us - tol or live_us > script_end_us + tol:
-                raise self.fail("timing", event.line,
-                                f"timing error: expected {description} in time range "
-                                f"{script_us / 1e6:.6f}~{script_end_us / 1e6:.6f} sec but happened "
-                                f"at {live_us / 1e6:.6f} sec; tolerance {tol / 1e6:.6f} sec")  # fmt: skip
+                raise self.fail(
+                    "timing",
+                    event.line,
+                    f"timing error: expected {description} in time range "
+                    f"{script_us / 1e6:.6f}~{script_end_us / 1e6:.6f} sec but happened "
+                    f"at {live_us / 1e6:.6f} sec; tolerance {tol / 1e6:.6f} sec",
+                )
             return
         if live_us < script_us - tol or live_us > script_us + tol:
-            raise self.fail("timing", event.line,
-                            f"timing error: expected {description} at {script_us / 1e6:.6f} sec "
-                            f"but happened at {live_us / 1e6:.6f} sec; tolerance "
-                            f"{tol / 1e6:.6f} sec")  # fmt: skip
+            raise self.fail(
+                "timing",
+                event.line,
+                f"timing error: expected {description} at {script_us / 1e6:.6f} sec "
+                f"but happened at {live_us / 1e6:.6f} sec; tolerance "
+                f"{tol / 1e6:.6f} sec",
+            )
 
     def last_time(self) -> int:
         return self.last_event.time_usecs if self.last_event is not None else NO_TIME
@@ -197,8 +217,15 @@ class Engine:
     def wait_for_event(self, event: Event, description: str) -> None:
         self.stack.sleep_until_us(self.live_start + event.time_usecs)
         if self.last_event is not None:  # packetdrill checks from the second event on
-            self.verify_time(event, event.time_type, event.time_usecs, event.time_end_usecs,
-                             self.now(), self.last_time(), description)  # fmt: skip
+            self.verify_time(
+                event,
+                event.time_type,
+                event.time_usecs,
+                event.time_end_usecs,
+                self.now(),
+                self.last_time(),
+                description,
+            )
 
     def adjust(self, event: Event) -> None:
         """packetdrill's ``adjust_relative_event_times``."""
@@ -213,17 +240,28 @@ class Engine:
         if event.time_type is TimeType.RELATIVE_RANGE:
             event.time_end_usecs += offset
         action = event.action
-        if event.time_type is TimeType.RELATIVE and isinstance(action, SyscallSpec) and action.blocking:
-            event.action = SyscallSpec(action.name, action.args, action.result, action.errno,
-                                       action.note, action.end_usecs + offset)  # fmt: skip
+        if (
+            event.time_type is TimeType.RELATIVE
+            and isinstance(action, SyscallSpec)
+            and action.blocking
+        ):
+            event.action = SyscallSpec(
+                action.name,
+                action.args,
+                action.result,
+                action.errno,
+                action.note,
+                action.end_usecs + offset,
+            )
 
     # -- the run ---------------------------------------------------------------------
 
     def run(self) -> Outcome:
         events = self.script.events
         if events[0].time_usecs != 0 or events[0].time_type is not TimeType.ABSOLUTE:
-            self.outcome.failure = Failure("runtime", events[0].line,
-                                           "first event should be at time 0")  # fmt: skip
+            self.outcome.failure = Failure(
+                "runtime", events[0].line, "first event should be at time 0"
+            )
             return self.outcome
         self.live_start = self.stack.now_us()
         try:
@@ -256,8 +294,12 @@ class Engine:
 
     def _new_passive(self) -> Conn:
         self.next_port += 1
-        conn = Conn(self.stack.family, local=(self.stack.local_ip, self.env.bind_port),
-                    remote=(self.stack.remote_ip, self.next_port), state="passive_received")  # fmt: skip
+        conn = Conn(
+            self.stack.family,
+            local=(self.stack.local_ip, self.env.bind_port),
+            remote=(self.stack.remote_ip, self.next_port),
+            state="passive_received",
+        )
         self.conns.append(conn)
         self.sut = conn
         return conn
@@ -272,9 +314,12 @@ class Engine:
         elif sut.state == "syn_sent" and "S" in spec.flags and flags_ack:
             sut.state = "syn_acked"
         if sut.state in ("new", "connecting") or not sut.local[1]:
-            raise self.fail("packet", event.line,
-                            "error handling packet: no connection yet for this inbound packet "
-                            "(the socket under test has sent no SYN)")  # fmt: skip
+            raise self.fail(
+                "packet",
+                event.line,
+                "error handling packet: no connection yet for this inbound packet "
+                "(the socket under test has sent no SYN)",
+            )
         self.wait_for_event(event, "inbound packet")
         try:
             raw = build_inbound(spec, sut, self.config)
@@ -286,11 +331,19 @@ class Engine:
 
     def _matches(self, pkt: LivePacket, sut: Conn) -> bool:
         tcp = pkt.tcp
-        if sut.local[1] and (pkt.src, tcp.sport) == sut.local and (pkt.dst, tcp.dport) == sut.remote:
+        if (
+            sut.local[1]
+            and (pkt.src, tcp.sport) == sut.local
+            and (pkt.dst, tcp.dport) == sut.remote
+        ):
             return True
-        if (sut.state == "syn_sent" and tcp.flags & Flags.SYN and not tcp.flags & Flags.ACK
-                and (pkt.dst, tcp.dport) == (self.stack.remote_ip, self.env.connect_port)
-                and pkt.src == self.stack.local_ip):  # fmt: skip
+        if (
+            sut.state == "syn_sent"
+            and tcp.flags & Flags.SYN
+            and not tcp.flags & Flags.ACK
+            and (pkt.dst, tcp.dport) == (self.stack.remote_ip, self.env.connect_port)
+            and pkt.src == self.stack.local_ip
+        ):
             sut.local = (pkt.src, tcp.sport)
             sut.remote = (pkt.dst, tcp.dport)
             sut.live_local_isn = tcp.seq
@@ -301,8 +354,9 @@ class Engine:
     def outbound(self, event: Event, spec: PacketSpec) -> None:
         sut = self.sut
         if sut is None:
-            raise self.fail("packet", event.line,
-                            "error handling packet: no matching socket for script packet")  # fmt: skip
+            raise self.fail(
+                "packet", event.line, "error handling packet: no matching socket for script packet"
+            )
         is_syn = "S" in spec.flags
         if is_syn and not spec.has_ack_flag and sut.state == "connecting":
             sut.state = "syn_sent"
@@ -321,9 +375,12 @@ class Engine:
         while True:
             sniffed = self.stack.sniff(deadline)
             if sniffed is None:
-                raise self.fail("packet", event.line,
-                                "error handling packet: timed out waiting for packet "
-                                f"(script packet: {spec.text()})")  # fmt: skip
+                raise self.fail(
+                    "packet",
+                    event.line,
+                    "error handling packet: timed out waiting for packet "
+                    f"(script packet: {spec.text()})",
+                )
             t_us, raw = sniffed
             pkt = decode(raw, t_us - self.live_start)
             if pkt is None or not self._matches(pkt, sut):
@@ -341,10 +398,13 @@ class Engine:
                     and len(pkt.payload) != len(prev.payload)
                 ):
                     self._record_outbound(event, got[0], "mismatch")
-                    raise self.fail("packet", event.line,
-                                    f"error handling packet: live packet payload: expected "
-                                    f"{want} bytes vs actual "
-                                    f"{sum(len(p.payload) for p in got)} bytes")  # fmt: skip
+                    raise self.fail(
+                        "packet",
+                        event.line,
+                        f"error handling packet: live packet payload: expected "
+                        f"{want} bytes vs actual "
+                        f"{sum(len(p.payload) for p in got)} bytes",
+                    )
             got.append(pkt)
             if sum(len(p.payload) for p in got) >= want:
                 break
@@ -352,32 +412,61 @@ class Engine:
         total = len(live.payload)
         self._record_outbound(event, live, "")
         if total != want:
-            raise self.fail("packet", event.line,
-                            f"error handling packet: live packet payload: expected {want} "
-                            f"bytes vs actual {total} bytes\n"
-                            + self._dump(spec, map_outbound(live, sut, spec), event, live))  # fmt: skip
+            raise self.fail(
+                "packet",
+                event.line,
+                f"error handling packet: live packet payload: expected {want} "
+                f"bytes vs actual {total} bytes\n"
+                + self._dump(spec, map_outbound(live, sut, spec), event, live),
+            )
         actual = map_outbound(live, sut, spec)
         err = verify_outbound(spec, live, actual, self.config, event.time_usecs)
         if err:
             self.outcome.records[-1].ok = False
-            raise self.fail("packet", event.line, "error handling packet: " + err + "\n"
-                            + self._dump(spec, actual, event, live))  # fmt: skip
+            raise self.fail(
+                "packet",
+                event.line,
+                "error handling packet: " + err + "\n" + self._dump(spec, actual, event, live),
+            )
         try:
-            self.verify_time(event, event.time_type, event.time_usecs, event.time_end_usecs,
-                             live.time_us, self.last_time(), "outbound packet")  # fmt: skip
+            self.verify_time(
+                event,
+                event.time_type,
+                event.time_usecs,
+                event.time_end_usecs,
+                live.time_us,
+                self.last_time(),
+                "outbound packet",
+            )
         except _Fail as exc:
             self.outcome.records[-1].ok = False
-            exc.failure.message = ("error handling packet: " + exc.failure.message + "\n"
-                                   + self._dump(spec, actual, event, live))  # fmt: skip
+            exc.failure.message = (
+                "error handling packet: "
+                + exc.failure.message
+                + "\n"
+                + self._dump(spec, actual, event, live)
+            )
             raise
 
     def _record_outbound(self, event: Event, live: LivePacket, note: str) -> None:
-        self.outcome.records.append(Record(event.line, "outbound", event.source, live.time_us,
-                                           live.time_us, live.raw, note, not note))  # fmt: skip
+        self.outcome.records.append(
+            Record(
+                event.line,
+                "outbound",
+                event.source,
+                live.time_us,
+                live.time_us,
+                live.raw,
+                note,
+                not note,
+            )
+        )
 
     def _dump(self, spec: PacketSpec, actual: Actual, event: Event, live: LivePacket) -> str:
-        return (f"script packet: {event.time_usecs / 1e6:9.6f} {spec.text()[2:]}\n"
-                f"actual packet: {live.time_us / 1e6:9.6f} {actual.text()}")  # fmt: skip
+        return (
+            f"script packet: {event.time_usecs / 1e6:9.6f} {spec.text()[2:]}\n"
+            f"actual packet: {live.time_us / 1e6:9.6f} {actual.text()}"
+        )
 
     # -- system calls ----------------------------------------------------------------
 
@@ -388,31 +477,43 @@ class Engine:
         result = self.stack.wait_call(pending.handle, self.stack.now_us() + IDLE_WAIT_US)
         if result is None:
             if final:
-                raise self.fail("syscall", pending.event.line,
-                                "runtime error: exiting while a blocking system call is in "
-                                "progress")  # fmt: skip
+                raise self.fail(
+                    "syscall",
+                    pending.event.line,
+                    "runtime error: exiting while a blocking system call is in progress",
+                )
             return  # packetdrill goes on after a second
         self.pending = None
         self.finish_call(pending.event, pending.spec, pending.prep, result)
         # The return time of a blocking call (dynamic tolerance from its start).
-        self.verify_time(pending.event, pending.event.time_type, pending.spec.end_usecs, 0,
-                         result.ended_us - self.live_start, pending.event.time_usecs,
-                         "system call return")  # fmt: skip
+        self.verify_time(
+            pending.event,
+            pending.event.time_type,
+            pending.spec.end_usecs,
+            0,
+            result.ended_us - self.live_start,
+            pending.event.time_usecs,
+            "system call return",
+        )
 
     def syscall(self, event: Event, spec: SyscallSpec) -> None:
         self.await_idle()
         if spec.blocking and self.pending is not None:
-            raise self.fail("syscall", event.line,
-                            f"runtime error in {spec.name} call: blocking system call while "
-                            "another blocking system call is already in progress")  # fmt: skip
+            raise self.fail(
+                "syscall",
+                event.line,
+                f"runtime error in {spec.name} call: blocking system call while "
+                "another blocking system call is already in progress",
+            )
         self.wait_for_event(event, "system call start")
         try:
             prep = calls.prepare(spec, self.env)
         except calls.CallUnsupported as exc:
             raise Unsupported(self.script.path, event.line, str(exc)) from None
         except calls.CallError as exc:
-            raise self.fail("syscall", event.line,
-                            f"runtime error in {spec.name} call: {exc}") from None  # fmt: skip
+            raise self.fail(
+                "syscall", event.line, f"runtime error in {spec.name} call: {exc}"
+            ) from None
         self.before_call(spec, prep)
         handle = self.stack.start_call(prep.cmd)
         if spec.blocking:
@@ -425,9 +526,12 @@ class Engine:
             return
         result = self.stack.wait_call(handle, self.stack.now_us() + NONBLOCKING_CALL_LIMIT_US)
         if result is None:
-            raise self.fail("syscall", event.line,
-                            f"runtime error in {spec.name} call: the call did not return "
-                            "(it blocks; a blocking call is written T1...T2)")  # fmt: skip
+            raise self.fail(
+                "syscall",
+                event.line,
+                f"runtime error in {spec.name} call: the call did not return "
+                "(it blocks; a blocking call is written T1...T2)",
+            )
         self.finish_call(event, spec, prep, result)
 
     def before_call(self, spec: SyscallSpec, prep: calls.Prepared) -> None:
@@ -439,8 +543,9 @@ class Engine:
                 return
             if addr is not None and addr[0] == 0:  # AF_UNSPEC: disconnect
                 conn.state = "new"
-            elif conn.state == "new" and (spec.name == "connect"
-                                          or prep.cmd.get("flags", 0) & calls.SYMBOLS["MSG_FASTOPEN"]):  # fmt: skip
+            elif conn.state == "new" and (
+                spec.name == "connect" or prep.cmd.get("flags", 0) & calls.SYMBOLS["MSG_FASTOPEN"]
+            ):
                 conn.state = "connecting"
                 conn.local = ("", 0)
                 conn.remote = (self.stack.remote_ip, self.env.connect_port)
@@ -461,15 +566,25 @@ class Engine:
                 return conn
         return None
 
-    def finish_call(self, event: Event, spec: SyscallSpec, prep: calls.Prepared,
-                    result: CallResult) -> None:  # fmt: skip
-        shown = f"= {result.ret}" + (f" {calls.errno_name(result.errno)}" if result.ret < 0 else "")
-        self.outcome.records.append(Record(event.line, "syscall", event.source,
-                                           result.started_us - self.live_start,
-                                           result.ended_us - self.live_start, b"", shown))  # fmt: skip
+    def finish_call(
+        self, event: Event, spec: SyscallSpec, prep: calls.Prepared, result: CallResult
+    ) -> None:
+        shown = str(result.ret) + (f" {calls.errno_name(result.errno)}" if result.ret < 0 else "")
+        self.outcome.records.append(
+            Record(
+                event.line,
+                "syscall",
+                event.source,
+                result.started_us - self.live_start,
+                result.ended_us - self.live_start,
+                b"",
+                shown,
+            )
+        )
         if result.problem:
-            raise self.fail("runtime", event.line,
-                            f"runtime error in {spec.name} call: {result.problem}")  # fmt: skip
+            raise self.fail(
+                "runtime", event.line, f"runtime error in {spec.name} call: {result.problem}"
+            )
         err = calls.result_error(spec, result.ret, result.errno)
         if err is None:
             err = calls.check_outputs(prep, result.out, self.env)
@@ -493,9 +608,9 @@ class Engine:
                         conn.script_fd, conn.live_fd = script_fd, result.ret
                         break
         elif name == "listen" and result.ret == 0:
-            conn = self._conn_of(spec.args[0])
-            if conn is not None:
-                conn.state = "listening"
+            listener = self._conn_of(spec.args[0])
+            if listener is not None:
+                listener.state = "listening"
         elif name == "close" and result.ret == 0:
             script_fd = calls.integer(spec.args[0])
             self.env.fds.pop(script_fd, None)
@@ -507,13 +622,24 @@ class Engine:
         self.wait_for_event(event, "command")
         start = self.now()
         status, output = self.stack.command(spec.command)
-        self.outcome.records.append(Record(event.line, "command", event.source, start, self.now(),
-                                           result=f"exit {status}", ok=status == 0))  # fmt: skip
+        self.outcome.records.append(
+            Record(
+                event.line,
+                "command",
+                event.source,
+                start,
+                self.now(),
+                result=f"exit {status}",
+                ok=status == 0,
+            )
+        )
         if status != 0:
             tail = f": {output.strip().splitlines()[-1]}" if output.strip() else ""
-            raise self.fail("command", event.line,
-                            f"error executing `{spec.command.strip()}` command: non-zero status "
-                            f"{status}{tail}")  # fmt: skip
+            raise self.fail(
+                "command",
+                event.line,
+                f"error executing `{spec.command.strip()}` command: non-zero status {status}{tail}",
+            )
 
     def code(self, event: Event, spec: CodeSpec) -> None:
         self.await_idle()
@@ -547,43 +673,113 @@ def _aggregate(parts: list[LivePacket]) -> LivePacket:
     tcp = last.tcp
     from dataclasses import replace
 
-    merged = replace(tcp, seq=first.tcp.seq, flags=(tcp.flags & ~Flags.CWR) | (first.tcp.flags & Flags.CWR))
+    merged = replace(
+        tcp, seq=first.tcp.seq, flags=(tcp.flags & ~Flags.CWR) | (first.tcp.flags & Flags.CWR)
+    )
     extra = len(payload) - len(last.payload)
-    return LivePacket(last.time_us, last.version, last.src, last.dst, last.ihl,
-                      last.ip_total + extra, merged, payload, first.raw)  # fmt: skip
+    return LivePacket(
+        last.time_us,
+        last.version,
+        last.src,
+        last.dst,
+        last.ihl,
+        last.ip_total + extra,
+        merged,
+        payload,
+        first.raw,
+    )
 
 
 # struct tcp_info (include/uapi/linux/tcp.h), in order; "B" fields are the u8 head.
 TCP_INFO_FIELDS: tuple[tuple[str, str], ...] = (
-    ("state", "B"), ("ca_state", "B"), ("retransmits", "B"), ("probes", "B"), ("backoff", "B"),
-    ("options", "B"), ("wscale", "B"), ("flags8", "B"),
-    ("rto", "I"), ("ato", "I"), ("snd_mss", "I"), ("rcv_mss", "I"), ("unacked", "I"),
-    ("sacked", "I"), ("lost", "I"), ("retrans", "I"), ("fackets", "I"),
-    ("last_data_sent", "I"), ("last_ack_sent", "I"), ("last_data_recv", "I"),
-    ("last_ack_recv", "I"), ("pmtu", "I"), ("rcv_ssthresh", "I"), ("rtt", "I"),
-    ("rttvar", "I"), ("snd_ssthresh", "I"), ("snd_cwnd", "I"), ("advmss", "I"),
-    ("reordering", "I"), ("rcv_rtt", "I"), ("rcv_space", "I"), ("total_retrans", "I"),
-    ("pacing_rate", "Q"), ("max_pacing_rate", "Q"), ("bytes_acked", "Q"),
-    ("bytes_received", "Q"), ("segs_out", "I"), ("segs_in", "I"), ("notsent_bytes", "I"),
-    ("min_rtt", "I"), ("data_segs_in", "I"), ("data_segs_out", "I"), ("delivery_rate", "Q"),
-    ("busy_time", "Q"), ("rwnd_limited", "Q"), ("sndbuf_limited", "Q"), ("delivered", "I"),
-    ("delivered_ce", "I"), ("bytes_sent", "Q"), ("bytes_retrans", "Q"), ("dsack_dups", "I"),
-    ("reord_seen", "I"), ("rcv_ooopack", "I"), ("snd_wnd", "I"), ("rcv_wnd", "I"),
-    ("rehash", "I"), ("total_rto", "H"), ("total_rto_recoveries", "H"),
+    ("state", "B"),
+    ("ca_state", "B"),
+    ("retransmits", "B"),
+    ("probes", "B"),
+    ("backoff", "B"),
+    ("options", "B"),
+    ("wscale", "B"),
+    ("flags8", "B"),
+    ("rto", "I"),
+    ("ato", "I"),
+    ("snd_mss", "I"),
+    ("rcv_mss", "I"),
+    ("unacked", "I"),
+    ("sacked", "I"),
+    ("lost", "I"),
+    ("retrans", "I"),
+    ("fackets", "I"),
+    ("last_data_sent", "I"),
+    ("last_ack_sent", "I"),
+    ("last_data_recv", "I"),
+    ("last_ack_recv", "I"),
+    ("pmtu", "I"),
+    ("rcv_ssthresh", "I"),
+    ("rtt", "I"),
+    ("rttvar", "I"),
+    ("snd_ssthresh", "I"),
+    ("snd_cwnd", "I"),
+    ("advmss", "I"),
+    ("reordering", "I"),
+    ("rcv_rtt", "I"),
+    ("rcv_space", "I"),
+    ("total_retrans", "I"),
+    ("pacing_rate", "Q"),
+    ("max_pacing_rate", "Q"),
+    ("bytes_acked", "Q"),
+    ("bytes_received", "Q"),
+    ("segs_out", "I"),
+    ("segs_in", "I"),
+    ("notsent_bytes", "I"),
+    ("min_rtt", "I"),
+    ("data_segs_in", "I"),
+    ("data_segs_out", "I"),
+    ("delivery_rate", "Q"),
+    ("busy_time", "Q"),
+    ("rwnd_limited", "Q"),
+    ("sndbuf_limited", "Q"),
+    ("delivered", "I"),
+    ("delivered_ce", "I"),
+    ("bytes_sent", "Q"),
+    ("bytes_retrans", "Q"),
+    ("dsack_dups", "I"),
+    ("reord_seen", "I"),
+    ("rcv_ooopack", "I"),
+    ("snd_wnd", "I"),
+    ("rcv_wnd", "I"),
+    ("rehash", "I"),
+    ("total_rto", "H"),
+    ("total_rto_recoveries", "H"),
     ("total_rto_time", "I"),
-)  # fmt: skip
+)
 
 # packetdrill's code.c constants (linux/tcp.h, linux/tcp_states.h)
 CODE_CONSTANTS: dict[str, int] = {
-    "TCP_ESTABLISHED": 1, "TCP_SYN_SENT": 2, "TCP_SYN_RECV": 3, "TCP_FIN_WAIT1": 4,
-    "TCP_FIN_WAIT2": 5, "TCP_TIME_WAIT": 6, "TCP_CLOSE": 7, "TCP_CLOSE_WAIT": 8,
-    "TCP_LAST_ACK": 9, "TCP_LISTEN": 10, "TCP_CLOSING": 11,
-    "TCP_CA_Open": 0, "TCP_CA_Disorder": 1, "TCP_CA_CWR": 2, "TCP_CA_Recovery": 3,
+    "TCP_ESTABLISHED": 1,
+    "TCP_SYN_SENT": 2,
+    "TCP_SYN_RECV": 3,
+    "TCP_FIN_WAIT1": 4,
+    "TCP_FIN_WAIT2": 5,
+    "TCP_TIME_WAIT": 6,
+    "TCP_CLOSE": 7,
+    "TCP_CLOSE_WAIT": 8,
+    "TCP_LAST_ACK": 9,
+    "TCP_LISTEN": 10,
+    "TCP_CLOSING": 11,
+    "TCP_CA_Open": 0,
+    "TCP_CA_Disorder": 1,
+    "TCP_CA_CWR": 2,
+    "TCP_CA_Recovery": 3,
     "TCP_CA_Loss": 4,
-    "TCPI_OPT_TIMESTAMPS": 1, "TCPI_OPT_SACK": 2, "TCPI_OPT_WSCALE": 4, "TCPI_OPT_ECN": 8,
-    "TCPI_OPT_ECN_SEEN": 16, "TCPI_OPT_SYN_DATA": 32, "TCPI_OPT_USEC_TS": 64,
+    "TCPI_OPT_TIMESTAMPS": 1,
+    "TCPI_OPT_SACK": 2,
+    "TCPI_OPT_WSCALE": 4,
+    "TCPI_OPT_ECN": 8,
+    "TCPI_OPT_ECN_SEEN": 16,
+    "TCPI_OPT_SYN_DATA": 32,
+    "TCPI_OPT_USEC_TS": 64,
     "TCPI_OPT_TFO_CHILD": 128,
-}  # fmt: skip
+}
 
 
 def parse_tcp_info(raw: bytes) -> dict[str, int]:
@@ -609,9 +805,27 @@ def parse_tcp_info(raw: bytes) -> dict[str, int]:
 
 _SAFE_BUILTINS = {
     name: __builtins__[name] if isinstance(__builtins__, dict) else getattr(__builtins__, name)
-    for name in ("abs", "min", "max", "len", "int", "bool", "float", "range", "round", "print",
-                 "AssertionError", "True", "False", "None", "all", "any", "sum", "hex")
-}  # fmt: skip
+    for name in (
+        "abs",
+        "min",
+        "max",
+        "len",
+        "int",
+        "bool",
+        "float",
+        "range",
+        "round",
+        "print",
+        "AssertionError",
+        "True",
+        "False",
+        "None",
+        "all",
+        "any",
+        "sum",
+        "hex",
+    )
+}
 
 
 def run_python(code: str, info: dict[str, int] | None) -> str | None:
@@ -628,7 +842,7 @@ def run_python(code: str, info: dict[str, int] | None) -> str | None:
     namespace: dict[str, Any] = {"__builtins__": _SAFE_BUILTINS, **CODE_CONSTANTS, **info}
     try:
         compiled = compile(text, "<code>", "exec")
-        exec(compiled, namespace)  # noqa: S102 - the script's own assertions, restricted namespace
+        exec(compiled, namespace)
     except AssertionError as exc:
         return f"AssertionError: {exc}" if str(exc) else "AssertionError"
     except SyntaxError as exc:

@@ -30,6 +30,7 @@ import queue
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -49,8 +50,12 @@ HELPERS = Path(__file__).parent / "helpers"
 
 # packetdrill's addresses (run_all.py, the kernel selftests' ksft_runner.sh).
 V4 = {"local": "192.168.0.1", "remote": "192.0.2.1", "prefix": 16, "route": "192.0.2.0/24"}
-V6 = {"local": "fd3d:a0b:17d6::1", "remote": "fd3d:fa7b:d17d::1", "prefix": 48,
-      "route": "fd3d:fa7b:d17d::/48"}  # fmt: skip
+V6 = {
+    "local": "fd3d:a0b:17d6::1",
+    "remote": "fd3d:fa7b:d17d::1",
+    "prefix": 48,
+    "route": "fd3d:fa7b:d17d::/48",
+}
 COMMAND_TIMEOUT = 60.0
 
 _DEFAULTS = re.compile(r"(?:\.\./)+common/defaults\.sh")
@@ -84,9 +89,12 @@ class _Actor:
 
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", actor_module.__file__, "--netns", netns],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             bufsize=1,
-        )  # fmt: skip
+        )
         self.tids: dict[int, int] = {}
         self.results: dict[int, dict[str, Any]] = {}
         self.cond = threading.Condition()
@@ -139,8 +147,14 @@ class _Actor:
 class LinuxStack:
     """One script's namespace, TUN, actor and tracer (``with LinuxStack(...) as s:``)."""
 
-    def __init__(self, family: int, script_dir: Path, ports: tuple[int, ...],
-                 tracing: bool = True, addresses: tuple[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        family: int,
+        script_dir: Path,
+        ports: tuple[int, ...],
+        tracing: bool = True,
+        addresses: tuple[str, str] | None = None,
+    ) -> None:
         self.family = family
         table = V6 if family == socket.AF_INET6 else V4
         self.local_ip, self.remote_ip = addresses or (str(table["local"]), str(table["remote"]))
@@ -191,8 +205,11 @@ class LinuxStack:
         host.ip("-n", self.ns_name, "link", "set", "lo", "up")
         v6 = self.family == socket.AF_INET6
         if v6:
-            for key, value in (("accept_ra", "0"), ("router_solicitations", "0"),
-                               ("dad_transmits", "0")):  # fmt: skip
+            for key, value in (
+                ("accept_ra", "0"),
+                ("router_solicitations", "0"),
+                ("dad_transmits", "0"),
+            ):
                 for scope in ("default", "all"):
                     host.write_sysctl(self.ns_path, f"net.ipv6.conf.{scope}.{key}", value)
         else:
@@ -200,11 +217,23 @@ class LinuxStack:
         self._tun = host.open_tun(self.ns_path, "tun0", offload=True)
         prefix = f"{self.local_ip}/{self._table['prefix']}"
         fam = "-6" if v6 else "-4"
-        host.ip("-n", self.ns_name, fam, "addr", "add", prefix, "dev", "tun0",
-                *(["nodad"] if v6 else []))  # fmt: skip
+        host.ip(
+            "-n",
+            self.ns_name,
+            fam,
+            "addr",
+            "add",
+            prefix,
+            "dev",
+            "tun0",
+            *(["nodad"] if v6 else []),
+        )
         host.ip("-n", self.ns_name, "link", "set", "tun0", "mtu", "1520" if v6 else "1500", "up")
-        route = str(self._table["route"]) if self.remote_ip == self._table["remote"] else (
-            f"{self.remote_ip}/{128 if v6 else 32}")  # fmt: skip
+        route = (
+            str(self._table["route"])
+            if self.remote_ip == self._table["remote"]
+            else (f"{self.remote_ip}/{128 if v6 else 32}")
+        )
         host.ip("-n", self.ns_name, fam, "route", "add", route, "dev", "tun0")
         if self.tracing:
             self._open_tracer()
@@ -238,7 +267,19 @@ class LinuxStack:
         self.tracer = tracer
 
     def close(self) -> None:
-        """Idempotent; never raises; leaves nothing behind."""
+        """Idempotent; never raises; leaves nothing behind.  A second Ctrl-C (or a
+        SIGTERM) during the clean-up is held until it is done, as the lab does."""
+        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            self._close()
+        finally:
+            if main:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+    def _close(self) -> None:
         self._stop.set()
         if self._reader is not None:
             self._reader.join(timeout=2)
@@ -287,8 +328,11 @@ class LinuxStack:
                     data = data[host.VNET_HDR_LEN :]
                     now = time.monotonic_ns()
                     version = data[0] >> 4 if data else 0
-                    proto = data[9] if version == 4 and len(data) > 20 else (
-                        data[6] if version == 6 and len(data) > 40 else -1)  # fmt: skip
+                    proto = (
+                        data[9]
+                        if version == 4 and len(data) > 20
+                        else (data[6] if version == 6 and len(data) > 40 else -1)
+                    )
                     if proto != 6:
                         continue  # ICMPv6 and the like: not the script's business
                     with self._wire_lock:
@@ -355,9 +399,14 @@ class LinuxStack:
                     return None
                 actor.cond.wait(min(left, 0.5))
             msg = actor.results.pop(handle)
-        return CallResult(int(msg["ret"]), int(msg["errno"]), dict(msg.get("out") or {}),
-                          int(msg["started"]) // 1000, int(msg["ended"]) // 1000,
-                          msg.get("problem"))  # fmt: skip
+        return CallResult(
+            int(msg["ret"]),
+            int(msg["errno"]),
+            dict(msg.get("out") or {}),
+            int(msg["started"]) // 1000,
+            int(msg["ended"]) // 1000,
+            msg.get("problem"),
+        )
 
     def command(self, text: str) -> tuple[int, str]:
         assert self._tmp is not None
@@ -372,9 +421,13 @@ class LinuxStack:
         try:
             proc = subprocess.run(
                 ["ip", "netns", "exec", self.ns_name, "bash", "-c", line],
-                cwd=self.script_dir, env=env, capture_output=True, text=True,
-                timeout=COMMAND_TIMEOUT, check=False,
-            )  # fmt: skip
+                cwd=self.script_dir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             return 124, f"timed out after {COMMAND_TIMEOUT:.0f} s"
         return proc.returncode, proc.stderr + proc.stdout

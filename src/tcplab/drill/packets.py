@@ -37,8 +37,8 @@ from tcplab.wire.options import (
     Nop,
     Sack,
     SackPermitted,
-    Timestamps,
     TfoCookie,
+    Timestamps,
     UnknownOption,
     WindowScale,
 )
@@ -49,9 +49,16 @@ IPPROTO_TCP = 6
 U32 = 1 << 32
 
 _FLAG_BITS = {
-    "F": Flags.FIN, "S": Flags.SYN, "R": Flags.RST, "P": Flags.PSH, ".": Flags.ACK,
-    "U": Flags.URG, "E": Flags.ECE, "W": Flags.CWR, "A": Flags.AE,
-}  # fmt: skip
+    "F": Flags.FIN,
+    "S": Flags.SYN,
+    "R": Flags.RST,
+    "P": Flags.PSH,
+    ".": Flags.ACK,
+    "U": Flags.URG,
+    "E": Flags.ECE,
+    "W": Flags.CWR,
+    "A": Flags.AE,
+}
 
 
 def spec_flags(letters: str) -> Flags:
@@ -98,15 +105,17 @@ def decode(raw: bytes, time_us: int) -> LivePacket | None:
             if ip4.protocol != IPPROTO_TCP or ip4.is_fragment:
                 return None
             tcp, payload = TcpHeader.parse(rest[: max(0, ip4.total_length - ip4.header_len)])
-            return LivePacket(time_us, 4, ip4.src, ip4.dst, ip4.ihl, ip4.total_length, tcp,
-                              payload, raw)  # fmt: skip
+            return LivePacket(
+                time_us, 4, ip4.src, ip4.dst, ip4.ihl, ip4.total_length, tcp, payload, raw
+            )
         if raw[0] >> 4 == 6:
             ip6, rest = IPv6Header.parse(raw)
             if ip6.protocol != IPPROTO_TCP or ip6.extension_headers:
                 return None
             tcp, payload = TcpHeader.parse(rest[: ip6.payload_length])
-            return LivePacket(time_us, 6, ip6.src, ip6.dst, 0, ip6.payload_length, tcp,
-                              payload, raw)  # fmt: skip
+            return LivePacket(
+                time_us, 6, ip6.src, ip6.dst, 0, ip6.payload_length, tcp, payload, raw
+            )
     except (WireError, ValueError, struct.error):
         return None
     return None
@@ -158,8 +167,7 @@ def _wire_option(opt: TcpOptionSpec, ack_offset: int) -> WireOption:
     if opt.kind == "sackOK":
         return SACK_PERMITTED
     if opt.kind == "sack":
-        return Sack(tuple(((a + ack_offset) % U32, (b + ack_offset) % U32)
-                          for a, b in opt.blocks))  # fmt: skip
+        return Sack(tuple(((a + ack_offset) % U32, (b + ack_offset) % U32) for a, b in opt.blocks))
     if opt.kind == "TS":
         return Timestamps(*opt.ts)
     return TfoCookie(opt.cookie, experimental=opt.kind == "FOEXP")
@@ -178,8 +186,16 @@ def build_inbound(spec: PacketSpec, conn: Conn, config: Config) -> bytes:
         if isinstance(wire, Timestamps) and flags & Flags.ACK:
             wire = Timestamps(wire.val, _live_ecr(wire.ecr, conn, config))
         options.append(wire)
-    tcp = TcpHeader.create(conn.remote[1], conn.local[1], spec.seq, ack, flags,
-                           spec.window or 0, tuple(options), spec.urgent)  # fmt: skip
+    tcp = TcpHeader.create(
+        conn.remote[1],
+        conn.local[1],
+        spec.seq,
+        ack,
+        flags,
+        spec.window or 0,
+        tuple(options),
+        spec.urgent,
+    )
     payload = bytes(spec.length)
     segment = tcp.build(payload, src=conn.remote[0], dst=conn.local[0])
     if conn.family == socket.AF_INET6:
@@ -195,8 +211,10 @@ def _live_ecr(script_ecr: int, conn: Conn, config: Config) -> int:
     if config.tcp_ts_ecr_scaled and conn.first_ts is not None:
         first_script, first_live = conn.first_ts
         return (script_ecr - first_script + first_live) % U32
-    raise PacketError(f"unable to infer live TS ecr for script TS ecr {script_ecr};  "
-                      "no matching or preceding outbound TS val")  # fmt: skip
+    raise PacketError(
+        f"unable to infer live TS ecr for script TS ecr {script_ecr};  "
+        "no matching or preceding outbound TS val"
+    )
 
 
 # -- outbound ----------------------------------------------------------------------------
@@ -241,14 +259,25 @@ def option_text(opt: WireOption) -> str:
     if isinstance(opt, Timestamps):
         return f"TS val {opt.val} ecr {opt.ecr}"
     if isinstance(opt, TfoCookie):
-        return ("FOEXP" if opt.experimental else "FO") + (f" {opt.cookie.hex()}" if opt.cookie else "")
+        return ("FOEXP" if opt.experimental else "FO") + (
+            f" {opt.cookie.hex()}" if opt.cookie else ""
+        )
     return f"opt-{opt.kind} {opt.data.hex()}"
 
 
 def _kind(opt: WireOption | TcpOptionSpec) -> int:
     if isinstance(opt, TcpOptionSpec):
-        return {"eol": 0, "nop": 1, "mss": 2, "wscale": 3, "sackOK": 4, "sack": 5, "TS": 8,
-                "FO": 34, "FOEXP": 254}[opt.kind]  # fmt: skip
+        return {
+            "eol": 0,
+            "nop": 1,
+            "mss": 2,
+            "wscale": 3,
+            "sackOK": 4,
+            "sack": 5,
+            "TS": 8,
+            "FO": 34,
+            "FOEXP": 254,
+        }[opt.kind]
     if isinstance(opt, UnknownOption):
         return opt.kind
     return {Eol: 0, Nop: 1, Mss: 2, WindowScale: 3, SackPermitted: 4, Sack: 5, Timestamps: 8}.get(
@@ -259,8 +288,10 @@ def _kind(opt: WireOption | TcpOptionSpec) -> int:
 def _field(name: str, expected: int, actual: int) -> str | None:
     if expected == actual:
         return None
-    return (f"live packet field {name}: expected: {expected} ({expected:#x}) "
-            f"vs actual: {actual} ({actual:#x})")  # fmt: skip
+    return (
+        f"live packet field {name}: expected: {expected} ({expected:#x}) "
+        f"vs actual: {actual} ({actual:#x})"
+    )
 
 
 def _script_options_len(spec: PacketSpec) -> int:
@@ -283,13 +314,15 @@ def map_outbound(live: LivePacket, conn: Conn, spec: PacketSpec) -> Actual:
             conn.first_ts = (script_ts.ts[0], live_ts.val)
         first_script, first_live = conn.first_ts
         mapped = (first_script + (live_ts.val - first_live)) % U32
-        options = tuple(Timestamps(mapped, o.ecr) if isinstance(o, Timestamps) else o
-                        for o in options)  # fmt: skip
+        options = tuple(
+            Timestamps(mapped, o.ecr) if isinstance(o, Timestamps) else o for o in options
+        )
     return Actual(tcp.flags, seq, tcp.ack, tcp.window, len(live.payload), options, tcp.urgent)
 
 
-def verify_outbound(spec: PacketSpec, live: LivePacket, actual: Actual, config: Config,
-                    elapsed_script_us: int) -> str | None:  # fmt: skip
+def verify_outbound(
+    spec: PacketSpec, live: LivePacket, actual: Actual, config: Config, elapsed_script_us: int
+) -> str | None:
     """The first difference between the script packet and the live one, or None."""
     tcp = live.tcp
     script_opt_len = _script_options_len(spec)
@@ -308,10 +341,17 @@ def verify_outbound(spec: PacketSpec, live: LivePacket, actual: Actual, config: 
     checks: list[tuple[str, int, int]] = [
         ("tcp_data_offset", 5 + (script_opt_len + allowance) // 4, tcp.data_offset),
     ]
-    for name, bit in (("tcp_fin", Flags.FIN), ("tcp_syn", Flags.SYN), ("tcp_rst", Flags.RST),
-                      ("tcp_psh", Flags.PSH), ("tcp_ack", Flags.ACK), ("tcp_urg", Flags.URG),
-                      ("tcp_ece", Flags.ECE), ("tcp_cwr", Flags.CWR),
-                      ("tcp_ae", Flags.AE)):  # fmt: skip
+    for name, bit in (
+        ("tcp_fin", Flags.FIN),
+        ("tcp_syn", Flags.SYN),
+        ("tcp_rst", Flags.RST),
+        ("tcp_psh", Flags.PSH),
+        ("tcp_ack", Flags.ACK),
+        ("tcp_urg", Flags.URG),
+        ("tcp_ece", Flags.ECE),
+        ("tcp_cwr", Flags.CWR),
+        ("tcp_ae", Flags.AE),
+    ):
         checks.append((name, int(bool(want & bit)), int(bool(actual.flags & bit))))
     checks.append(("tcp_reserved_bits", 0, tcp.reserved))
     checks.append(("tcp_seq", spec.seq, actual.seq))
@@ -331,12 +371,19 @@ def verify_outbound(spec: PacketSpec, live: LivePacket, actual: Actual, config: 
     return None
 
 
-def _verify_options(script: tuple[TcpOptionSpec, ...], actual: tuple[WireOption, ...],
-                    config: Config, elapsed_script_us: int) -> str | None:  # fmt: skip
-    if len(script) != len(actual) or any(_kind(s) != _kind(a) for s, a in zip(script, actual)):
+def _verify_options(
+    script: tuple[TcpOptionSpec, ...],
+    actual: tuple[WireOption, ...],
+    config: Config,
+    elapsed_script_us: int,
+) -> str | None:
+    if len(script) != len(actual) or any(
+        _kind(s) != _kind(a) for s, a in zip(script, actual, strict=False)
+    ):
         return "bad outbound TCP options"
-    tolerance = max(config.tolerance_usecs,
-                    int(config.tolerance_percent / 100.0 * elapsed_script_us))  # fmt: skip
+    tolerance = max(
+        config.tolerance_usecs, int(config.tolerance_percent / 100.0 * elapsed_script_us)
+    )
     for s, a in zip(script, actual, strict=True):
         if isinstance(a, (Nop, Eol)):
             continue
@@ -354,6 +401,8 @@ def _verify_options(script: tuple[TcpOptionSpec, ...], actual: tuple[WireOption,
         elif expected_bytes != got:
             problem = "bad value"
         if problem:
-            return (f"{problem} in outbound TCP option (kind={_kind(s)}): "
-                    f"expected: {s.text()} actual: {option_text(a)}")  # fmt: skip
+            return (
+                f"{problem} in outbound TCP option (kind={_kind(s)}): "
+                f"expected: {s.text()} actual: {option_text(a)}"
+            )
     return None

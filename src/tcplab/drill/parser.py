@@ -49,9 +49,18 @@ MAX_SCRIPT_BYTES = 4 * 1024 * 1024  # the largest corpus script is 7 KB
 
 # Token kinds
 OPTION, FLOAT, INT, HEX, WORD, STRING, BACKQUOTED, CODE, ELL, PUNCT, EOF = (
-    "OPTION", "FLOAT", "INT", "HEX", "WORD", "STRING", "BACKQUOTED", "CODE", "...", "PUNCT",
+    "OPTION",
+    "FLOAT",
+    "INT",
+    "HEX",
+    "WORD",
+    "STRING",
+    "BACKQUOTED",
+    "CODE",
+    "...",
+    "PUNCT",
     "EOF",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +172,15 @@ def _word(raw: str, line: int, pos: int, defines: dict[str, str]) -> Token:
 
 _FLAG_LETTERS = set("SFRPUEWA")
 _UNSUPPORTED_PACKET_WORDS = {
-    "udp": "UDP packets", "icmp": "ICMP packets", "ipv4": "packets with IP headers written out",
-    "ipv6": "packets with IP headers written out", "gre": "GRE encapsulation",
-    "GREv0": "GRE encapsulation", "mpls": "MPLS encapsulation", "encap": "PSP encapsulation",
-}  # fmt: skip
+    "udp": "UDP packets",
+    "icmp": "ICMP packets",
+    "ipv4": "packets with IP headers written out",
+    "ipv6": "packets with IP headers written out",
+    "gre": "GRE encapsulation",
+    "GREv0": "GRE encapsulation",
+    "mpls": "MPLS encapsulation",
+    "encap": "PSP encapsulation",
+}
 
 
 class Parser:
@@ -349,7 +363,9 @@ class Parser:
             return CodeSpec(t.text)
         if t.kind == ELL or t.kind == WORD:
             return self._syscall()
-        self.fail(f"expected a packet, system call, `command` or %{{code}}%, found {self.describe()}")
+        self.fail(
+            f"expected a packet, system call, `command` or %{{code}}%, found {self.describe()}"
+        )
 
     # -- packets ----------------------------------------------------------------------
 
@@ -398,8 +414,11 @@ class Parser:
                 if size > 40:
                     self.fail("TCP option list too long", line)
                 if size % 4:
-                    self.fail("TCP options are not padded correctly to ensure TCP header "
-                              f"is a multiple of 4 bytes: {size % 4} excess bytes", line)
+                    self.fail(
+                        "TCP options are not padded correctly to ensure TCP header "
+                        f"is a multiple of 4 bytes: {size % 4} excess bytes",
+                        line,
+                    )
         if inbound and window is None:
             self.fail("window must be specified for inbound packets", line)
         return PacketSpec(inbound, flags, seq, end, length, ack, window, options, urgent)
@@ -605,11 +624,19 @@ class Parser:
 
 def _option_size(opt: TcpOptionSpec) -> int:
     return {
-        "nop": 1, "eol": 1, "sackOK": 2, "mss": 4, "wscale": 3, "TS": 10,
+        "nop": 1,
+        "eol": 1,
+        "sackOK": 2,
+        "mss": 4,
+        "wscale": 3,
+        "TS": 10,
     }.get(opt.kind) or (
-        2 + 8 * len(opt.blocks) if opt.kind == "sack"
-        else 2 + len(opt.cookie) if opt.kind == "FO" else 4 + len(opt.cookie)
-    )  # fmt: skip
+        2 + 8 * len(opt.blocks)
+        if opt.kind == "sack"
+        else 2 + len(opt.cookie)
+        if opt.kind == "FO"
+        else 4 + len(opt.cookie)
+    )
 
 
 def parse_text(text: str, path: str = "<script>", defines: dict[str, str] | None = None) -> Script:
@@ -636,4 +663,3 @@ def parse_file(path: str | Path, defines: dict[str, str] | None = None) -> Scrip
 def option_size(opt: TcpOptionSpec) -> int:
     """Bytes the option takes on the wire."""
     return _option_size(opt)
-

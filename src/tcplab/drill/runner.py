@@ -26,17 +26,33 @@ from tcplab.drill.parser import parse_file
 from tcplab.drill.script import DrillError, Script, Unsupported
 
 FAMILY_DEFINES: dict[int, dict[str, str]] = {
-    socket.AF_INET: {"TFO_COOKIE": "3021b9d889017eeb", "CODE": "host_unreachable",
-                     "CMSG_LEVEL_IP": "SOL_IP", "CMSG_TYPE_RECVERR": "IP_RECVERR"},
-    socket.AF_INET6: {"TFO_COOKIE": "c1d1e9742a47a9bc", "CMSG_LEVEL_IP": "SOL_IPV6",
-                      "CMSG_TYPE_RECVERR": "IPV6_RECVERR"},
-}  # fmt: skip
+    socket.AF_INET: {
+        "TFO_COOKIE": "3021b9d889017eeb",
+        "CODE": "host_unreachable",
+        "CMSG_LEVEL_IP": "SOL_IP",
+        "CMSG_TYPE_RECVERR": "IP_RECVERR",
+    },
+    socket.AF_INET6: {
+        "TFO_COOKIE": "c1d1e9742a47a9bc",
+        "CMSG_LEVEL_IP": "SOL_IPV6",
+        "CMSG_TYPE_RECVERR": "IPV6_RECVERR",
+    },
+}
 
 # Header options this runner honours; the rest of packetdrill's are unsupported.
 KNOWN_OPTIONS = {
-    "tolerance_usecs", "tolerance_percent", "tcp_ts_tick_usecs", "tcp_ts_ecr_scaled",
-    "local_ip", "remote_ip", "gateway_ip", "netmask_ip", "define", "ip_version", "mtu",
-}  # fmt: skip
+    "tolerance_usecs",
+    "tolerance_percent",
+    "tcp_ts_tick_usecs",
+    "tcp_ts_ecr_scaled",
+    "local_ip",
+    "remote_ip",
+    "gateway_ip",
+    "netmask_ip",
+    "define",
+    "ip_version",
+    "mtu",
+}
 
 
 @dataclass
@@ -95,9 +111,15 @@ def load(path: str | Path, family: int, defines: dict[str, str] | None = None) -
     return parse_file(path, merged)
 
 
-def run_script(path: str | Path, family: int = socket.AF_INET, *, model: bool = False,
-               defines: dict[str, str] | None = None, tracing: bool = True,
-               tolerance_usecs: int | None = None) -> DrillRun:  # fmt: skip
+def run_script(
+    path: str | Path,
+    family: int = socket.AF_INET,
+    *,
+    model: bool = False,
+    defines: dict[str, str] | None = None,
+    tracing: bool = True,
+    tolerance_usecs: int | None = None,
+) -> DrillRun:
     """Parse and play one script; parse errors and unsupported features are a failed run."""
     began = time.monotonic()
     path = str(path)
@@ -115,46 +137,47 @@ def run_script(path: str | Path, family: int = socket.AF_INET, *, model: bool = 
     connect_port = bind_port + 1
     ephemeral = 40000 + secrets.randbelow(20000)
     ports = (bind_port, connect_port, *range(ephemeral + 1, ephemeral + 9))
+    script_dir = Path(path).resolve().parent
     if model:
         from tcplab.drill.modelstack import ModelStack
 
-        stack_m = ModelStack(family, addresses)
-        engine = Engine(script, stack_m, config, (bind_port, connect_port), ephemeral)
-        outcome = _play(engine, script)
-        run = DrillRun(path, family, True, outcome, script, stack_m.wire, [], stack_m.events(),
-                       [], 0)  # fmt: skip
+        mstack = ModelStack(family, script_dir, addresses)
+        engine = Engine(script, mstack, config, (bind_port, connect_port), ephemeral)
+        outcome = _with_commands(engine, script, mstack)
+        run = DrillRun(path, family, True, outcome, script, mstack.wire, [], mstack.events())
     else:
         from tcplab.drill.linux import LinuxStack
+        from tcplab.lab.runner import signals_raise
 
-        with LinuxStack(family, Path(path).resolve().parent, ports, tracing,
-                        addresses) as stack:  # fmt: skip
+        with signals_raise(), LinuxStack(family, script_dir, ports, tracing, addresses) as stack:
             engine = Engine(script, stack, config, (bind_port, connect_port), ephemeral)
-            start_ns = stack.now_us() * 1000
-            if script.init_command is not None:
-                status, output = stack.command(script.init_command.command)
-                if status != 0:
-                    tail = output.strip().splitlines()[-1] if output.strip() else ""
-                    outcome = Outcome(script, Failure(
-                        "command", script.init_line,
-                        f"error executing init command: non-zero status {status}"
-                        + (f": {tail}" if tail else "")))  # fmt: skip
-                    return DrillRun(path, family, False, outcome, script, list(stack.wire))
-            outcome = _play(engine, script)
-            if script.cleanup_command is not None:
-                status, _ = stack.command(script.cleanup_command.command)
-                if status != 0 and outcome.failure is None:
-                    outcome.failure = Failure("command", script.cleanup_line,
-                                              f"error executing cleanup command: non-zero "
-                                              f"status {status}")  # fmt: skip
-            start_ns = engine.live_start * 1000
+            outcome = _with_commands(engine, script, stack)
         run = DrillRun(path, family, False, outcome, script, list(stack.wire),
-                       list(stack.trace_events), [], list(stack.notes), start_ns)  # fmt: skip
+                       list(stack.trace_events), [], list(stack.notes))  # fmt: skip
     sut = engine.sut
     if sut is not None:
         run.local, run.remote = sut.local, sut.remote
     run.start_ns = run.start_ns or engine.live_start * 1000
     run.seconds = time.monotonic() - began
     return run
+
+
+def _with_commands(engine: Engine, script: Script, stack: Any) -> Outcome:
+    """packetdrill's order: the init command, the events, the cleanup command (always)."""
+    if script.init_command is not None:
+        status, output = stack.command(script.init_command.command)
+        if status != 0:
+            tail = output.strip().splitlines()[-1] if output.strip() else ""
+            message = f"error executing init command: non-zero status {status}"
+            return Outcome(script, Failure("command", script.init_line,
+                                           message + (f": {tail}" if tail else "")))  # fmt: skip
+    outcome = _play(engine, script)
+    if script.cleanup_command is not None:
+        status, _ = stack.command(script.cleanup_command.command)
+        if status != 0 and outcome.failure is None:
+            message = f"error executing cleanup command: non-zero status {status}"
+            outcome.failure = Failure("command", script.cleanup_line, message)
+    return outcome
 
 
 def _play(engine: Engine, script: Script) -> Outcome:

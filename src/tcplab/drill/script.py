@@ -172,8 +172,11 @@ class PacketSpec:
         return "." in self.flags
 
     def text(self) -> str:
-        parts = ["<" if self.inbound else ">", self.flags or "-",
-                 f"{self.seq}:{self.end}({self.length})"]  # fmt: skip
+        parts = [
+            "<" if self.inbound else ">",
+            self.flags or "-",
+            f"{self.seq}:{self.end}({self.length})",
+        ]
         if self.ack is not None:
             parts.append(f"ack {self.ack}")
         if self.window is not None:

@@ -283,7 +283,7 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 
 @contextmanager
-def _signals_raise() -> Iterator[None]:
+def signals_raise() -> Iterator[None]:
     """SIGTERM and SIGHUP raise into the main thread like Ctrl-C does, so ``finally`` runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -727,7 +727,7 @@ class Lab:
         run = _Run(scenario, self.loopback, self.tracing)
         _ACTIVE.add(run)
         self._runs.add(run)
-        with _signals_raise():
+        with signals_raise():
             try:
                 run.build()
                 if play is None:
