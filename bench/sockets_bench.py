@@ -7,6 +7,7 @@ listener), then times, interleaved in one run:
   snapshot   tcplab.sockets.diag.dump_tcp()                      (the sock_diag read)
   view       take_snapshot + diagnose + group + JSON, in process (what --json does)
   cli        python -m tcplab sockets --json -a                  (a whole process)
+  cli table  python -m tcplab sockets -a   (the text table, into a pipe)
   ss -tan    ss -tan   (output read through a pipe)
   ss -tanp   ss -tanp  (with the /proc scan for owners)
 
@@ -95,10 +96,12 @@ def main() -> int:
                 snapshot_json(snap, keep_all, diagnose(snap))
 
             cli = [sys.executable, "-m", "tcplab", "sockets", "--json", "-a"]
+            table = [sys.executable, "-m", "tcplab", "sockets", "-a"]
             results: dict[str, list[float]] = {
                 "snapshot (dump_tcp)": [],
                 "view (--json, in process)": [],
                 "cli (tcplab sockets --json -a)": [],
+                "cli table (tcplab sockets -a)": [],
                 "ss -tan": [],
                 "ss -tanp": [],
             }
@@ -109,6 +112,9 @@ def main() -> int:
                 results["ss -tanp"] += timed(lambda: run_ss("-tanp"), 1)
                 results["cli (tcplab sockets --json -a)"] += timed(
                     lambda: subprocess.run(cli, stdout=subprocess.PIPE, check=True), 1
+                )
+                results["cli table (tcplab sockets -a)"] += timed(
+                    lambda: subprocess.run(table, stdout=subprocess.PIPE, check=True), 1
                 )
     finally:
         for s in kept:

@@ -4,8 +4,8 @@ Every Zeek reference trace is compared frame by frame with ``tshark -T fields``
 (one field per analysis flag).  TCP inside Teredo and GTP-U is compared too
 (tshark with its Teredo heuristic on, as tcplab.wire and Zeek detect Teredo
 on any UDP port); TCP quoted in ICMP errors is not a TCP packet to tcplab
-and is skipped.  Deliberate differences: KNOWN (docs/analyze.md, "ACKed
-unseen segment") (docs/analyze.md).
+and is skipped.  Deliberate differences (docs/analyze.md) would be listed
+in KNOWN; there are none.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from tcplab.analyze.wireshark import FLAG_NAMES, StreamTracker
 TRACES = SHARED / "peer-traces/zeek/traces"
 ALL = sorted(str(p.relative_to(TRACES)) for p in TRACES.rglob("*.pcap*"))
 
-# (trace, frame): tshark suppresses these two repeated "ACKed unseen segment"
-# reports on a connection whose capture kept only a few segments of a 5 GB
-# transfer; tcplab reports every ACK beyond the highest seen segment.
-KNOWN = {("ftp/bigtransfer.pcap", 61), ("ftp/bigtransfer.pcap", 65)}
+# (trace, frame) pairs allowed to differ from tshark.
+KNOWN: set[tuple[str, int]] = set()
 
 FIELDS = ["frame.number", "tcp.stream", "tcp.seq", "tcp.ack", "tcp.flags.ack", "tcp.len"]
 FIELDS += [f"tcp.analysis.{name}" for name in FLAG_NAMES]

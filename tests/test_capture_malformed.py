@@ -295,9 +295,11 @@ def test_malformed_file(tmp_path: Path, case: Broken) -> None:
     result = run_tcplab("packets", "--utc", str(path))
     assert result.code == case.exit_code, result.stderr
     expected = [line.format(f=path) for line in case.lines]
+    expected = [ln if ln.startswith("tcplab: ") else "tcplab: " + ln for ln in expected]
     if case.skipped is not None:
         expected.append(
-            f"read {case.packets + (1 if 'frame 2' in case.lines[0] else 0)} packets "
+            f"tcplab: {path}: read "
+            f"{case.packets + (1 if 'frame 2' in case.lines[0] else 0)} packets "
             f"({case.packets} TCP), skipped {case.skipped} malformed records"
         )
     assert result.stderr.splitlines() == expected
@@ -314,11 +316,11 @@ def test_gzip_truncated_midway(tmp_path: Path) -> None:
     assert 0 < printed < 120
     lines = result.stderr.splitlines()
     assert any(
-        line.startswith(f"{path}: offset ")
+        line.startswith(f"tcplab: {path}: offset ")
         and line.endswith("gzip data ends before its end-of-stream marker (truncated .gz file)")
         for line in lines
     ), lines
-    assert lines[-1].startswith(f"read {printed} packets ({printed} TCP), skipped ")
+    assert lines[-1].startswith(f"tcplab: {path}: read {printed} packets ({printed} TCP), skipped ")
     with open_capture(path) as reader:
         assert len(list(reader)) == printed
 
@@ -385,6 +387,6 @@ def test_every_record_malformed_is_a_failure(tmp_path: Path) -> None:
     result = run_tcplab("packets", str(path))
     assert result.code == 1
     assert result.stderr.splitlines() == [
-        f"{path}: offset 40: frame 1: IPv4 IHL 4 < 5",
-        "read 1 packets (0 TCP), skipped 1 malformed records",
+        f"tcplab: {path}: offset 40: frame 1: IPv4 IHL 4 < 5",
+        f"tcplab: {path}: read 1 packets (0 TCP), skipped 1 malformed records",
     ]

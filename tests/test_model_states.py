@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tcplab.model import table
+from tcplab.model.fastopen import CacheEntry, cookie_for, parse_key
 from tcplab.model.host import Host
 from tcplab.model.profile import LINUX, RFC, Profile
 from tcplab.model.segment import Options, Segment
@@ -149,6 +150,37 @@ def syn_received(profile: Profile = LINUX) -> tuple[Listener, Connection]:
     return lst, child
 
 
+# Fast Open (RFC 7413): both ends with tcp_fastopen=3, the listener with TCP_FASTOPEN.
+TFO = replace(LINUX, fastopen=3)
+COOKIE = cookie_for(parse_key(TFO.fastopen_key), REMOTE[0], LOCAL[0])  # what LOCAL's server issues
+
+
+def fastopen_listener(profile: Profile = TFO) -> tuple[Listener, list[Connection]]:
+    lst, children = listener(profile)
+    lst.fastopen_qlen = 5  # setsockopt(TCP_FASTOPEN, 5)
+    return lst, children
+
+
+def fastopen_syn_received(data: bytes = b"hello") -> tuple[Listener, Connection]:
+    """A valid cookie and data on the SYN: the child takes the data at once."""
+    lst, children = fastopen_listener()
+    lst.receive(seg(F.SYN, PEER_ISS, payload=data, options=Options(mss=1460, fastopen=COOKIE)),
+                0.001)
+    (child,) = children
+    # The SYN-ACK acknowledges the data, and carries no cookie (it was valid).
+    (synack,) = child.segments_to_send()
+    assert (synack.flags, synack.ack) == (F.SYN | F.ACK, Seq(PEER_ISS + 1 + len(data)))
+    assert synack.options.fastopen is None
+    return lst, child
+
+
+def fastopen_client(cookie: bytes | None = b"12345678", mss: int | None = 1460) -> Connection:
+    """A client whose host has (or has not) learned a cookie for REMOTE."""
+    cache = {REMOTE[0]: CacheEntry(cookie or b"", mss=mss)} if cookie is not None else {}
+    return Connection(profile=TFO, endpoint="client", local=LOCAL, remote=REMOTE, iss=ISS,
+                      fastopen_cache=cache)
+
+
 def sim(steps: list[dict[str, Any]], faults: list[dict[str, Any]] | None = None,
         sysctl: dict[str, dict[str, Any]] | None = None, profile: str = "linux",
         **options: Any) -> Timeline:
@@ -196,6 +228,34 @@ def test_listen_then_close_listener() -> None:
                             (State.LISTEN, State.CLOSED, Trigger.CLOSE)]
 
 
+def test_closed_sendto_fastopen_without_a_cookie_asks_for_one() -> None:
+    # RFC 7413 §4.2.1: an empty Fast Open option, no data; the data waits for the handshake.
+    conn = fastopen_client(cookie=None)
+    assert conn.connect_fastopen(b"hello", 0.0) == 0
+    (syn,) = conn.segments_to_send()
+    assert (syn.flags, syn.payload, syn.options.fastopen) == (F.SYN, b"", b"")
+    assert "tfo  cookiereq,nop,nop" in syn.options.tcpdump()
+    assert conn.send_queue == b"hello"
+    assert changes(conn) == [(State.CLOSED, State.SYN_SENT, Trigger.CONNECT_FASTOPEN)]
+
+
+def test_closed_sendto_fastopen_with_a_cached_cookie_puts_data_on_the_syn() -> None:
+    # RFC 7413 §4.2.2: cookie + data, up to the server's cached MSS less 40 (Linux).
+    conn = fastopen_client(mss=1040)
+    assert conn.connect_fastopen(b"x" * 2000, 0.0) == 1000
+    (syn,) = conn.segments_to_send()
+    assert (syn.flags, len(syn.payload), syn.options.fastopen) == (F.SYN, 1000, b"12345678")
+    assert conn.snd_nxt == Seq(ISS + 1 + 1000) and len(conn.send_queue) == 1000
+
+
+def test_closed_sendto_fastopen_needs_the_client_bit() -> None:
+    conn = fastopen_client()
+    conn.profile = replace(TFO, fastopen=2)  # server bit only
+    with pytest.raises(SocketError, match="EOPNOTSUPP"):
+        conn.connect_fastopen(b"hello", 0.0)
+    assert conn.state is State.CLOSED and conn.segments_to_send() == []
+
+
 # -- LISTEN -------------------------------------------------------------------------
 
 
@@ -220,6 +280,57 @@ def test_listen_two_way_handshake_counterfactual() -> None:
     (child,) = children
     assert child.state is State.ESTABLISHED
     assert lst.accept() is child  # accepted before anyone confirmed it
+
+
+def test_listen_fastopen_cookie_request_gets_a_cookie_not_a_fast_open() -> None:
+    lst, children = fastopen_listener()
+    lst.receive(seg(F.SYN, PEER_ISS, options=Options(mss=1460, fastopen=b"")), 0.001)
+    (child,) = children
+    (synack,) = child.segments_to_send()
+    assert (synack.ack, synack.options.fastopen) == (Seq(PEER_ISS + 1), COOKIE)
+    assert changes(child) == [(State.LISTEN, State.SYN_RECEIVED, Trigger.RCV_SYN)]
+    assert lst.half_open == [child] and lst.accept() is None
+
+
+def test_listen_valid_cookie_takes_the_syn_data_before_the_handshake_completes() -> None:
+    lst, child = fastopen_syn_received()
+    assert changes(child) == [(State.LISTEN, State.SYN_RECEIVED, Trigger.RCV_SYN_FASTOPEN)]
+    # accept() returns it and the data is readable while it is still in SYN-RECEIVED.
+    assert lst.accept() is child and child.recv(100, 0.002) == b"hello"
+    assert child.state is State.SYN_RECEIVED
+
+
+def test_listen_bad_cookie_acks_only_the_syn_and_hands_out_the_right_one() -> None:
+    lst, children = fastopen_listener()
+    lst.receive(seg(F.SYN, PEER_ISS, payload=b"hello",
+                    options=Options(mss=1460, fastopen=b"badcooki")), 0.001)
+    (child,) = children
+    (synack,) = child.segments_to_send()
+    assert (synack.ack, synack.options.fastopen) == (Seq(PEER_ISS + 1), COOKIE)
+    assert child.rcv_queue == b"" and lst.half_open == [child]
+
+
+def test_listen_fastopen_needs_the_server_bit_and_a_queue() -> None:
+    options = Options(mss=1460, fastopen=COOKIE)
+    for profile, qlen in ((TFO, 0), (replace(TFO, fastopen=1), 5)):
+        lst, children = listener(profile)
+        lst.fastopen_qlen = qlen
+        lst.receive(seg(F.SYN, PEER_ISS, payload=b"hello", options=options), 0.001)
+        (child,) = children
+        (synack,) = child.segments_to_send()
+        assert synack.ack == Seq(PEER_ISS + 1) and synack.options.fastopen is None
+    # 0x400: every listener does Fast Open, its queue as long as the backlog.
+    lst, _ = listener(replace(TFO, fastopen=0x403), backlog=7)
+    assert lst.fastopen_qlen == 7
+
+
+def test_listen_data_without_a_cookie_needs_the_cookie_not_required_bit() -> None:
+    # packetdrill server/basic-cookie-not-reqd.pkt: tcp_fastopen=0x202.
+    lst, children = fastopen_listener(replace(TFO, fastopen=0x202))
+    lst.receive(seg(F.SYN, PEER_ISS, payload=b"x" * 1000, options=Options(mss=1460)), 0.001)
+    (child,) = children
+    expect(child, [("S.", ISS, PEER_ISS + 1001, 0)])
+    assert child.fastopen_child and child.rcv_queue == b"x" * 1000
 
 
 # -- SYN-SENT -----------------------------------------------------------------------
@@ -328,6 +439,50 @@ def test_syn_sent_retries_linear_then_exponential_then_etimedout() -> None:
     assert times == [1.0, 2.0, 3.0, 4.0, 5.0, 7.0]
 
 
+def test_syn_sent_fastopen_syn_ack_acknowledging_the_data() -> None:
+    conn = fastopen_client()
+    conn.connect_fastopen(b"hello", 0.0)
+    expect(conn, [("S", ISS, None, 5)])
+    deliver(conn, seg(F.SYN | F.ACK, PEER_ISS, ISS + 6, options=Options(mss=1460)), 0.001)
+    expect(conn, [(".", ISS + 6, PEER_ISS + 1, 0)])
+    assert changes(conn)[-1] == (State.SYN_SENT, State.ESTABLISHED, Trigger.RCV_SYN_ACK)
+    assert conn.rtx == []
+
+
+def test_syn_sent_fastopen_syn_ack_of_the_syn_only_sends_the_data_again() -> None:
+    # RFC 7413 §4.2.2; packetdrill client/syn-data-only-syn-acked.pkt: "P. 1:701(700) ack 1",
+    # and no bare ACK before it.
+    conn = fastopen_client()
+    conn.connect_fastopen(b"x" * 700, 0.0)
+    expect(conn, [("S", ISS, None, 700)])
+    deliver(conn, seg(F.SYN | F.ACK, PEER_ISS, ISS + 1, options=Options(mss=1040)), 0.02)
+    expect(conn, [("P.", ISS + 1, PEER_ISS + 1, 700)])
+    assert changes(conn)[-1] == (State.SYN_SENT, State.ESTABLISHED,
+                                 Trigger.RCV_SYN_ACK_DATA_UNACKED)
+    assert conn.rtx[0].retransmitted and conn.fastopen_cache[REMOTE[0]].mss == 1040
+
+
+def test_syn_sent_cookie_request_learns_the_cookie_and_the_data_carries_the_ack() -> None:
+    # Seen live (tcplab run fast-open): no bare ACK, the data segment acknowledges the SYN-ACK.
+    conn = fastopen_client(cookie=None)
+    conn.connect_fastopen(b"hello", 0.0)
+    conn.segments_to_send()
+    deliver(conn, seg(F.SYN | F.ACK, PEER_ISS, ISS + 1,
+                      options=Options(mss=1460, fastopen=b"abcdefgh")), 0.001)
+    expect(conn, [("P.", ISS + 1, PEER_ISS + 1, 5)])
+    assert conn.fastopen_cache[REMOTE[0]] == CacheEntry(b"abcdefgh", False, 1460)
+
+
+def test_syn_sent_fastopen_retransmitted_syn_is_a_plain_syn() -> None:
+    # packetdrill client/syn-data-timeout.pkt: no data, no Fast Open option.
+    conn = fastopen_client()
+    conn.connect_fastopen(b"hello", 0.0)
+    conn.segments_to_send()
+    conn.handle_timers(1.0)
+    (again,) = conn.segments_to_send()
+    assert (again.flags, again.payload, again.options.fastopen) == (F.SYN, b"", None)
+
+
 # -- SYN-RECEIVED ---------------------------------------------------------------------
 
 
@@ -335,6 +490,27 @@ def test_syn_received_ack_of_syn_establishes_and_queues_for_accept() -> None:
     lst, child = syn_received()
     child.receive(seg(F.ACK, PEER_ISS + 1, ISS + 1), 0.002)
     assert child.state is State.ESTABLISHED and lst.accept() is child
+
+
+def test_syn_received_fastopen_child_sends_before_the_handshake_completes() -> None:
+    lst, child = fastopen_syn_received()
+    assert lst.accept() is child
+    child.send(b"reply", 0.002)
+    expect(child, [("P.", ISS + 1, PEER_ISS + 6, 5)])
+    # The client's ACK covers the SYN-ACK and the reply; the child is not queued twice.
+    child.receive(seg(F.ACK, PEER_ISS + 6, ISS + 6), 0.003)
+    assert child.state is State.ESTABLISHED and lst.accept() is None
+
+
+def test_syn_received_fastopen_child_reset_before_accept() -> None:
+    # packetdrill server/reset-before-accept.pkt: accept() still returns it,
+    # read() gives the SYN's data, then ECONNRESET.
+    lst, child = fastopen_syn_received(b"x" * 10)
+    child.receive(seg(F.RST | F.ACK, PEER_ISS + 11), 0.1)
+    assert child.state is State.CLOSED and lst.accept() is child
+    assert child.recv(512, 0.2) == b"x" * 10
+    with pytest.raises(SocketError, match="ECONNRESET"):
+        child.recv(512, 0.2)
 
 
 def test_syn_received_bad_ack_is_reset() -> None:

@@ -25,7 +25,7 @@ def test_mermaid_participants_arrows_states() -> None:
     arrows = [line for line in body if "->>" in line or "-x" in line]
     assert len(arrows) == len(tl.packets())
     assert "    client->>server: [S] seq 0 len 0 win 64240" in body
-    assert "    client-xserver: [.] seq 2 ack 2 len 0 win 502 (dropped)" in body
+    assert "    client-xserver: [.] seq 2 ack 2 len 0 win 502×128=64256 (dropped)" in body
     assert "    Note over client: SYN-SENT?" in body
     assert any(line.startswith("    Note over client,server: ⋯ 212.2 ms later") for line in body)
 

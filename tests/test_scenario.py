@@ -39,16 +39,16 @@ def test_parse_minimal_scenario() -> None:
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"step": [{"actor": "nobody", "call": "close"}]}, "step 1: actor must be one of"),
+        ({"step": [{"actor": "nobody", "call": "close"}]}, "step[1].actor: must be one of"),
         ({"step": [{"actor": "client", "call": "frobnicate"}]}, "unknown client call 'frobnicate'"),
         ({"step": [{"actor": "wire", "call": "close"}]}, "unknown wire call 'close'"),
         ({"step": [{"actor": "wire", "call": "blackhole"}]}, "blackhole() needs 'host'"),
         ({"step": [{"actor": "client", "call": "close", "how": 1}]}, "close() takes no argument"),
         ({"step": [{"actor": "client", "call": "shutdown"}]}, "shutdown() needs 'how'"),
-        ({"fault": [{"action": "explode"}]}, "fault 1: action must be one of"),
-        ({"fault": [{"action": "drop", "colour": "red"}]}, "fault 1:"),
+        ({"fault": [{"action": "explode"}]}, "fault[1].action: must be one of"),
+        ({"fault": [{"action": "drop", "colour": "red"}]}, "fault[1].colour: unknown key"),
         ({"expect": {"states": {"client": ["HALF_DONE"]}}}, "unknown TCP state 'HALF_DONE'"),
-        ({"expect": {"weather": 1}}, "expect.weather: unknown fact"),
+        ({"expect": {"weather": 1}}, "expect.weather: unknown key"),
         ({"colour": 1}, "colour: unknown key"),
         ({"step": []}, "needs at least one [[step]]"),
     ],
@@ -138,7 +138,7 @@ def test_snapshot_and_note_facts() -> None:
 
 
 def test_snapshot_fact_needs_endpoint() -> None:
-    with pytest.raises(InputError, match=r"expect\.snapshot 1: needs 'endpoint'"):
+    with pytest.raises(InputError, match=r"expect\.snapshot\[1\]\.endpoint: missing"):
         parse_scenario({**MINIMAL, "expect": {"snapshot": [{"state": "LISTEN"}]}})
 
 

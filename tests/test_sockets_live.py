@@ -510,9 +510,43 @@ def test_cli_json_state_filter(zoo: Zoo) -> None:
         "listeners"
     ]
     assert by_pid[zoo.leak_pid]["listeners"] == []
+    # The diagnoses follow the filter: a CLOSE-WAIT view reports CLOSE-WAIT leaks.
     kinds = {(d["kind"], d["pid"]) for d in doc["diagnoses"]}
     assert ("close-wait-leak", zoo.leak_pid) in kinds
+    assert {k for k, _ in kinds} == {"close-wait-leak"}
+    code, out = run_cli("--netns", zoo.netns, "--json", "--state", "close-wait",
+                        "--state", "listen")  # fmt: skip
+    kinds = {(d["kind"], d["pid"]) for d in json.loads(out)["diagnoses"]}
     assert ("accept-queue-full", os.getpid()) in kinds
+
+
+def test_cli_pid_filter_filters_the_diagnoses(zoo: Zoo) -> None:
+    # Another process's CLOSE-WAIT leak is not this process's diagnosis.
+    code, out = run_cli("--netns", zoo.netns, "--json", "--pid", str(os.getpid()))
+    assert code == 0
+    doc = json.loads(out)
+    assert all(d["pid"] in (os.getpid(), None) for d in doc["diagnoses"])
+    assert not any(d["pid"] == zoo.leak_pid for d in doc["diagnoses"])
+    code, out = run_cli("--netns", zoo.netns, "--json", "--pid", str(zoo.leak_pid))
+    kinds = {(d["kind"], d["pid"]) for d in json.loads(out)["diagnoses"]}
+    assert kinds == {("close-wait-leak", zoo.leak_pid)}
+
+
+def test_cli_text_view_plain_and_zh_headlines(zoo: Zoo) -> None:
+    code, out = run_cli("--netns", zoo.netns, "-a", "--lang", "zh")
+    assert code == 0
+    assert "\x1b[" not in out  # not a terminal: plain text
+    assert "诊断" in out and "CLOSE-WAIT 套接字" in out
+    header = next(line for line in out.splitlines() if line.startswith("State"))
+    assert header.split() == ["State", "Recv-Q", "Send-Q", "Local", "Peer", "Timer", "fd", "/",
+                              "note"]  # fmt: skip
+    # Rows are aligned under the header: the Local column starts at one place.
+    start = header.index("Local")
+    rows = [line for line in out.splitlines() if line.startswith(("ESTAB ", "CLOSE-WAIT "))]
+    assert rows and all(line[start - 2:start] == "  " and line[start] != " " for line in rows)
+    code, out = run_cli("--netns", zoo.netns, "-a", "--limit", "1")
+    assert "more (" in out and "--limit 0 lists them all" in out
+    assert "TCP sockets (" in out.splitlines()[-1]
 
 
 def test_cli_json_port_filter_and_listener_fill(zoo: Zoo) -> None:

@@ -1,3 +1,3 @@
-from tcplab.cli import main
+from tcplab.entry import main
 
 main()

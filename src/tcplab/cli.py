@@ -9,12 +9,13 @@ single boundary between library and user (STYLE.md rule 11).
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from typing import Any
 
 import click
 
-from tcplab import __version__
+from tcplab import __version__, signals
 from tcplab.errors import TcplabError
 
 # name -> (module, one-line help).  The module defines ``command: click.Command``.
@@ -100,21 +101,37 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         rv: Any = cli.main(args=argv, prog_name="tcplab", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("tcplab: interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except TcplabError as exc:
-        click.echo(f"tcplab: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        # `tcplab packets big.pcap | head`: the reader went away; not an error.
-        sys.stderr.close()
-        sys.exit(0)
-    except KeyboardInterrupt:
-        click.echo("tcplab: interrupted", err=True)
-        sys.exit(130)
+    except BaseException as exc:
+        if isinstance(exc, SystemExit) and not signals.received:
+            raise
+        sys.exit(_fail(exc))
     if isinstance(rv, int) and rv != 0:
         sys.exit(rv)
+
+
+def _fail(exc: BaseException) -> int:
+    """The one line for whatever ended the command, and its exit status.
+
+    After a signal, whatever surfaced (the signal's own exception, or a
+    KeyError from a thread start it cut short) ends the command as that
+    signal: see tcplab.signals.
+    """
+    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)) and not signals.received:
+        signals.received = signal.SIGINT  # (a Ctrl-C that reached click before our handler)
+    if signals.received:
+        signals.exiting = True
+        click.echo(f"tcplab: {signals.message(signals.received)}", err=True)
+        return signals.exit_status(signals.received)
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return exc.exit_code
+    if isinstance(exc, TcplabError):
+        # Several problems (a scenario file's): one line each, each prefixed.
+        for line in str(exc).splitlines() or [""]:
+            click.echo(f"tcplab: {line}", err=True)
+        return exc.exit_code
+    if isinstance(exc, BrokenPipeError):
+        # `tcplab packets big.pcap | head`: the reader went away; not an error.
+        sys.stderr.close()
+        return 0
+    raise exc

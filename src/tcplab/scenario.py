@@ -43,13 +43,18 @@ actor's most recently created socket).
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tcplab import scenario_schema
 from tcplab.errors import InputError
+from tcplab.fmt import list_text, path_text, value_text
+from tcplab.scenario_schema import NAME
 from tcplab.states import State
 
 ACTORS = ("client", "server")
@@ -68,7 +73,8 @@ CALLS: dict[str, dict[str, str]] = {
     "socket": {"family": "inet|inet6 (default inet)"},
     "setsockopt": {
         "option": "SO_REUSEADDR | SO_LINGER | SO_KEEPALIVE | TCP_KEEPIDLE | TCP_KEEPINTVL"
-        " | TCP_KEEPCNT | TCP_NODELAY | SO_RCVBUF | SO_SNDBUF",
+        " | TCP_KEEPCNT | TCP_NODELAY | SO_RCVBUF | SO_SNDBUF | TCP_FASTOPEN (a listener's"
+        " Fast Open queue length)",
         "value": "int, or [onoff, seconds] for SO_LINGER",
     },
     "bind": {"port": "int (default: the scenario's server port for the server, 0 = ephemeral)"},
@@ -79,6 +85,13 @@ CALLS: dict[str, dict[str, str]] = {
         "nonblocking": "bool: return EINPROGRESS at once",
     },
     "send": {"data": "text to send", "size": "send this many bytes instead of data"},
+    "sendto": {
+        "data": "text to send", "size": "send this many bytes instead of data",
+        "flags": "'MSG_FASTOPEN': connect and send in one call, the data on the SYN when a"
+                 " Fast Open cookie is cached (RFC 7413); else like send",
+        "port": "peer port with MSG_FASTOPEN (default: the server port)",
+        "nonblocking": "bool, with MSG_FASTOPEN: return what the SYN carries, or EINPROGRESS",
+    },
     "recv": {
         "bufsize": "int (default 65536)",
         "until": "'eof': keep reading until recv() returns 0; 'size': until size bytes",
@@ -213,15 +226,11 @@ def _fail(source: str, where: str, problem: str) -> InputError:
 
 
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
-    known = {
-        "id", "title", "step", "fault", "sysctl", "explain", "expect", "seeds", "needs",
-        "server_port", "extra",
-    }
-    for key in data:
-        if key not in known:
-            raise _fail(source, key, f"unknown key (known: {', '.join(sorted(known))})")
-    if "id" not in data:
-        raise _fail(source, "id", "missing")
+    """A checked ``Scenario``; every problem of the file at once (``FILE: KEY: problem``,
+    one line each) as an InputError, before anything runs (tcplab.scenario_schema)."""
+    report = scenario_schema.validate(data, source)
+    if report.problems:
+        raise InputError(scenario_schema.first_lines(report.lines()))
     steps = tuple(_parse_step(source, i, raw) for i, raw in enumerate(data.get("step", [])))
     if not steps:
         raise _fail(source, "step", "a scenario needs at least one [[step]]")
@@ -355,7 +364,7 @@ def _segment_matches(packet: Any, pattern: dict[str, Any]) -> bool:
 
 
 def _describe_segment(packet: Any) -> str:
-    return f"{packet.sender}:{packet.label()}"
+    return f"{packet.sender} {packet.label()}"
 
 
 _SNAPSHOT_KEYS = {"endpoint", "state", "rqueue", "rqueue_min", "wqueue", "timer", "shutdown"}
@@ -397,11 +406,30 @@ def builtin_ids() -> list[str]:
     return sorted(p.stem for p in builtin_dir().glob("*.toml"))
 
 
-def load_file(path: Path) -> Scenario:
+def load_file(path: Path, *, trust: bool = True) -> Scenario:
+    """Read and check one scenario file.
+
+    ``trust=False`` (``tcplab run`` without ``--trust``): a scenario is a program
+    the lab plays as root, so, as ssh does with its keys, a file that another
+    user could have written is refused: writable by group or others, or owned
+    by someone other than us or root.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fileobj:
+            st = os.fstat(fileobj.fileno())
+            if not trust:
+                _check_owner(path, st)
+            raw = fileobj.read(scenario_schema.MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > scenario_schema.MAX_FILE_BYTES:
+        raise InputError(f"{path}: file: larger than {scenario_schema.MAX_FILE_BYTES} bytes; "
+                         "a scenario file is a short list of steps")  # fmt: skip
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: offset {exc.start}: not UTF-8 "
+                         f"(byte 0x{raw[exc.start]:02x}); scenario files are UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -409,13 +437,29 @@ def load_file(path: Path) -> Scenario:
     return parse_scenario(data, str(path))
 
 
-def load(name: str) -> Scenario:
-    """A built-in id (``both-close``) or a path to a ``.toml`` file."""
+def _check_owner(path: Path, st: os.stat_result) -> None:
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "group and others" if st.st_mode & stat.S_IWOTH and st.st_mode & stat.S_IWGRP \
+            else "others" if st.st_mode & stat.S_IWOTH else "its group"  # fmt: skip
+        raise InputError(
+            f"{path}: permissions: writable by {who} (mode {stat.S_IMODE(st.st_mode):04o}); "
+            "a scenario runs programs as root: chmod go-w it, or pass --trust"
+        )
+    if st.st_uid not in (os.geteuid(), 0):
+        raise InputError(
+            f"{path}: owner: uid {st.st_uid} owns it, not you (uid {os.geteuid()}) or root; "
+            "a scenario runs programs as root: pass --trust if you trust its author"
+        )
+
+
+def load(name: str, *, trust: bool = True) -> Scenario:
+    """A built-in id (``both-close``) or a path to a ``.toml`` file (checked for
+    ownership and permissions unless ``trust``; the built-ins come with tcplab)."""
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
-        return load_file(path)
+        return load_file(path, trust=trust)
     candidate = builtin_dir() / f"{name}.toml"
-    if candidate.exists():
+    if NAME.fullmatch(name) and candidate.exists():
         return load_file(candidate)
     known = ", ".join(builtin_ids()) or "none"
     raise InputError(f"no scenario {name!r} (built-in: {known}; or give a path to a .toml file)")
@@ -448,6 +492,12 @@ class FactResult:
     detail: str
 
 
+def _snapshot_text(snap: Any) -> str:
+    """``TIME-WAIT (Recv-Q 0, Send-Q 0, timer timewait)``: what ss would print."""
+    timer = f", timer {snap.timer}" if snap.timer else ""
+    return f"{snap.state} (Recv-Q {snap.rqueue}, Send-Q {snap.wqueue}{timer})"
+
+
 def _is_subsequence(needle: tuple[Any, ...], hay: list[Any]) -> bool:
     it = iter(hay)
     return all(any(x == y for y in it) for x in needle)
@@ -464,11 +514,13 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
     flags = [p.flags for p in timeline.packets()]
     if exp.flags is not None:
         ok = tuple(flags) == exp.flags
-        results.append(FactResult("flags", ok, f"expected {list(exp.flags)}, wire had {flags}"))
+        detail = f"expected {list_text(exp.flags)}; wire had {list_text(flags)}"
+        results.append(FactResult("flags", ok, detail))
     if exp.flags_contain:
         ok = _is_subsequence(exp.flags_contain, flags)
         results.append(
-            FactResult("flags_contain", ok, f"{list(exp.flags_contain)} in order within {flags}")
+            FactResult("flags_contain", ok,
+                       f"{list_text(exp.flags_contain)} in order within {list_text(flags)}")
         )
     for endpoint, wanted in exp.states.items():
         path = timeline.state_path(endpoint, state_source)
@@ -477,36 +529,42 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
             FactResult(
                 f"states.{endpoint}",
                 ok,
-                f"expected {[str(s) for s in wanted]} in order, got {[str(s) for s in path]}",
+                f"expected {path_text(wanted)} in order; got {path_text(path)}",
             )
         )
     for endpoint, banned in exp.never_states.items():
         path = timeline.state_path(endpoint, state_source)
         seen = [str(s) for s in banned if s in path]
         results.append(
-            FactResult(f"never_states.{endpoint}", not seen, f"must not reach {seen or 'any'}")
+            FactResult(f"never_states.{endpoint}", not seen,
+                       f"must not reach {list_text(banned)}; reached {list_text(seen)}")
         )
     for endpoint, final in exp.final_states.items():
         path = timeline.state_path(endpoint, state_source)
         last = path[-1] if path else None
         results.append(
-            FactResult(f"final_states.{endpoint}", last is final, f"expected {final}, last {last}")
+            FactResult(f"final_states.{endpoint}", last is final,
+                       f"expected {final}; last {value_text(last)}")
         )
     for key, errno in exp.errno.items():
         actor, _, call = key.partition(".")
         calls = [c for c in timeline.api_calls(actor) if c.call == call]
         got = [c.errno for c in calls]
-        results.append(FactResult(f"errno.{key}", errno in got, f"expected {errno}, got {got}"))
+        outcomes = list_text(e or "success" for e in got)
+        detail = f"expected {errno}; got {outcomes}"
+        results.append(FactResult(f"errno.{key}", errno in got, detail))
     for key, value in exp.results.items():
         actor, _, call = key.partition(".")
         got = [c.result for c in timeline.api_calls(actor) if c.call == call]
-        results.append(FactResult(f"results.{key}", value in got, f"expected {value}, got {got}"))
+        results.append(FactResult(f"results.{key}", value in got,
+                                  f"expected {value_text(value)}; got {list_text(got)}"))
     for fact in exp.snapshot:
         snaps = timeline.snapshots(fact["endpoint"])
         ok = any(_snapshot_matches(s, fact) for s in snaps)
-        shown = sorted({f"{s.state}(rq={s.rqueue},wq={s.wqueue},timer={s.timer})" for s in snaps})
-        fact_text = {k: str(v) for k, v in fact.items()}
-        results.append(FactResult(f"snapshot.{fact['endpoint']}", ok, f"{fact_text} in {shown}"))
+        shown = sorted({_snapshot_text(s) for s in snaps})
+        asked = ", ".join(f"{k} {v}" for k, v in fact.items() if k != "endpoint")
+        results.append(FactResult(f"snapshot.{fact['endpoint']}", ok,
+                                  f"a snapshot with {asked}; seen: {list_text(shown)}"))
     packets = timeline.packets()
     if exp.segments:
         it = iter(packets)
@@ -514,8 +572,10 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
             (pat for pat in exp.segments if not any(_segment_matches(p, pat) for p in it)), None
         )
         shown = [_describe_segment(p) for p in packets]
-        detail = "all in order" if missing is None else f"no match for {missing} (in order)"
-        results.append(FactResult("segments", missing is None, f"{detail}; wire: {shown}"))
+        detail = ("all in order" if missing is None
+                  else f"nothing matched {value_text(missing)} (in order)")
+        results.append(FactResult("segments", missing is None,
+                                  f"{detail}; wire: {list_text(shown)}"))
     for flag_text, count in exp.flag_counts.items():
         n = sum(1 for p in packets if p.flags == flag_text)
         results.append(
@@ -531,7 +591,7 @@ def check(scenario: Scenario, timeline: Any, state_source: Any = None) -> list[F
         results.append(_check_silent_after(timeline, key))
     for text in exp.notes:
         ok = any(text in e.text for e in timeline.events if e.kind == "note")
-        results.append(FactResult("notes", ok, f"a note containing {text!r}"))
+        results.append(FactResult("notes", ok, f'a note containing "{text}"'))
     if exp.dropped is not None:
         n = sum(1 for p in timeline.packets() if p.dropped)
         results.append(FactResult("dropped", n == exp.dropped, f"expected {exp.dropped}, got {n}"))

@@ -380,6 +380,31 @@ class Analyzer:
         return record
 
     @staticmethod
+    def _end_notes(st: _StreamState) -> None:
+        """Why the end of the capture left an endpoint where it is, and
+        whether the states rest on one side's packets only."""
+        conn, told = st.conn, set()
+        for receiver, seg in st.pair.undelivered:
+            if receiver in told or not seg.flags & (Flags.SYN | Flags.FIN):
+                continue
+            told.add(receiver)
+            state = st.pair.state(receiver)
+            what = "FIN" if seg.flags & Flags.FIN else "SYN"
+            conn.notes.append(
+                f"{receiver}: stays {state.value if state else 'unknown'} at the end of the "
+                f"capture: its packets never acknowledge the {seg.sender}'s {what} sent "
+                f"{seg.time - conn.start:.6f} s after the first packet, so its arrival is "
+                "not assumed"
+            )
+        for role, side in ((CLIENT, conn.client), (SERVER, conn.server)):
+            if side.packets == 0:
+                peer = SERVER if role == CLIENT else CLIENT
+                conn.notes.append(
+                    f"only the {peer}'s packets are in the capture: both states are "
+                    f"inferred from one side (the {role}'s from what the {peer} sent it)"
+                )
+
+    @staticmethod
     def _note(conn: Connection, changes: list[tuple[str, InferredLike, float]]) -> None:
         for who, change, _t in changes:
             note = ambiguity(change)
@@ -392,6 +417,7 @@ class Analyzer:
         for st in self.state.values():
             trailing = st.pair.flush()
             self._note(st.conn, trailing)
+            self._end_notes(st)
             st.conn.trailing_changes.extend(trailing)
             st.conn.client.final_state = st.pair.state(CLIENT)
             st.conn.server.final_state = st.pair.state(SERVER)

@@ -532,9 +532,11 @@ def _decode_chunk(
     # Fragments of any protocol (a UDP tunnel's too) go to the per-record
     # path, which reassembles them (tcplab.wire.fragments).
     slow_frag = keep[frag != 0]
-    # UDP may carry TCP in a tunnel (Teredo on any port, GTP-U): the
-    # per-record decoder (tcplab.wire.tunnel) decides.
-    slow_udp = keep[(proto == 17) & (frag == 0)]
+    # UDP may carry TCP in a tunnel (Teredo on any port, GTP-U, VXLAN,
+    # Geneve), and so may IP in IP (4, 41) and GRE (47): the per-record
+    # decoder (tcplab.wire.tunnel) decides.
+    tunnel = (proto == 17) | (proto == 4) | (proto == 41) | (proto == 47)
+    slow_udp = keep[tunnel & (frag == 0)]
     keep = keep[tcp]
     ipo = ipo[tcp]
     tcpo = ipo + 20
@@ -729,7 +731,7 @@ def _slow_rows(
             report.not_tcp += 1
             continue
         report.tcp += 1
-        seg = segment_of(index, time, frame, packet)
+        seg = segment_of(index, sec * 1_000_000_000 + round(frac * unit * 1e9), frame, packet)
         if ":" not in seg.src:
             v4.append(
                 (

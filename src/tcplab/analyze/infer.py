@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tcplab.model.observe import Observer
+from tcplab.model.table import Trigger
 from tcplab.states import State
 from tcplab.wire.seq import Seq
 
@@ -71,10 +72,14 @@ def make_observer(initial: State | None) -> ObserverLike:
 
 _SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
 MAX_IN_FLIGHT = 64
+# Changes a *sent* segment reveals when the capture lacks the peer's answer:
+# the endpoint's own ACK shows the handshake completed (Observer._own_ack_shows).
+_HANDSHAKE_SHOWN = frozenset({Trigger.RCV_SYN_ACK.value, Trigger.RCV_ACK_OF_SYN.value})
 
 
 @dataclass(frozen=True, slots=True)
 class _InFlight:
+    sender: str
     seq: int
     ack: int
     flags: int
@@ -90,6 +95,13 @@ class _InFlight:
             + (1 if self.flags & _FIN else 0)
         )
 
+    @property
+    def proof(self) -> Seq:
+        """The acknowledgment that shows it arrived: a SYN's own sequence number
+        is enough, since a server that does not take a Fast Open SYN's data
+        acknowledges the SYN alone (RFC 7413 §4.2.2)."""
+        return Seq(self.seq) + 1 if self.flags & _SYN else self.end
+
 
 class Pair:
     """Two endpoints' observers and the segments in flight between them.
@@ -104,8 +116,17 @@ class Pair:
     unless something is already waiting for that receiver: they never
     overtake it.  That is what makes a simultaneous close (the FINs cross, RFC
     9293 §3.6 Figure 13) come out as FIN-WAIT-1 -> CLOSING on both ends when
-    the capture is taken next to one of them.  What is never acknowledged is
-    delivered at the end (``flush``).
+    the capture is taken next to one of them.
+
+    At the end of the capture (``flush``) what is still held is delivered
+    only where the receiver's own packets cannot say otherwise: an endpoint
+    that has packets in the capture and never acknowledged a SYN or FIN is
+    not taken to have received it (nor what queued behind it), so the end
+    of the capture never moves it past what its packets show (crossing FINs
+    whose second FIN is retransmitted unanswered leave the receiver in
+    FIN-WAIT-1).  Those segments are listed in ``undelivered``.  An
+    endpoint with no packets at all in the capture (a one-sided capture)
+    is taken to have received everything sent to it.
 
     A segment known to be lost (``delivered=False``: a tcplab capture's
     "dropped by the wire") is sent and never received: its sender's change
@@ -117,6 +138,10 @@ class Pair:
         self.observers = observers
         self.in_flight: dict[str, list[_InFlight]] = {name: [] for name in observers}
         self.last_time: dict[str, float] = {name: float("-inf") for name in observers}
+        self.has_sent: dict[str, bool] = {name: False for name in observers}
+        # Held SYN/FIN segments (and what queued behind them) the end of the
+        # capture did not deliver: (receiver, segment).
+        self.undelivered: list[tuple[str, _InFlight]] = []
 
     def state(self, name: str) -> State | None:
         return self.observers[name].state
@@ -147,26 +172,35 @@ class Pair:
 
         ``delivered=False``: the segment is known never to have reached ``receiver``."""
         out: list[tuple[str, InferredLike, float]] = []
+        self.has_sent[sender] = True
         queue = self.in_flight[sender]
         if flags & _ACK:
-            while queue and Seq(ack) >= queue[0].end:
+            while queue and Seq(ack) >= queue[0].proof:
                 out += self._deliver(sender, queue.pop(0))
         elif flags & _RST:
             # A RST without ACK proves nothing; deliver what came before it.
             while queue:
                 out += self._deliver(sender, queue.pop(0))
+        answered = False
         for change in self.observers[sender].sent(seq, ack, flags, length, now):
             # A change the segment only revealed (a SYN-ACK answering a SYN)
             # happened when its cause arrived.
             when = now if change.at is None else change.at
             out.append((sender, change, when))
             self.last_time[sender] = max(self.last_time[sender], when)
+            answered = answered or change.cause in _HANDSHAKE_SHOWN
+        if answered:
+            # The sender's own ACK showed its handshake completed (the peer's
+            # answer is not in the capture): the peer had its SYN.
+            pending = self.in_flight[receiver]
+            while pending and pending[0].flags & _SYN and pending[0].sender == sender:
+                out += self._deliver(receiver, pending.pop(0))
         if not delivered:
             # Lost on the way (RFC 9293 §3.10.7: a segment that never arrives
             # is never processed): the receiver's state is what it was.
             return out
         pending = self.in_flight[receiver]
-        segment = _InFlight(seq, ack, flags, length, now)
+        segment = _InFlight(sender, seq, ack, flags, length, now)
         if not pending and not flags & (_SYN | _FIN):
             return out + self._deliver(receiver, segment)
         pending.append(segment)
@@ -175,17 +209,17 @@ class Pair:
         return out
 
     def flush(self) -> list[tuple[str, InferredLike, float]]:
-        """End of capture: everything still in flight is taken as delivered."""
+        """End of capture: what is still in flight is delivered, up to the
+        first SYN or FIN a receiver with packets of its own never acknowledged."""
         out: list[tuple[str, InferredLike, float]] = []
-        items = sorted(
-            (
-                (seg.time, name, i, seg)
-                for name, q in self.in_flight.items()
-                for i, seg in enumerate(q)
-            ),
-            key=lambda x: (x[0], x[2]),
-        )
-        for _t, name, _i, seg in items:
+        deliver: list[tuple[float, int, str, _InFlight]] = []
+        for name, queue in self.in_flight.items():
+            for i, seg in enumerate(queue):
+                if self.has_sent[name] and seg.flags & (_SYN | _FIN):
+                    self.undelivered += [(name, held) for held in queue[i:]]
+                    break
+                deliver.append((seg.time, i, name, seg))
+        for _t, _i, name, seg in sorted(deliver, key=lambda x: (x[0], x[1])):
             out += self._deliver(name, seg)
         for q in self.in_flight.values():
             q.clear()

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterable, Sequence
 
 from tcplab.analyze.core import Connection, PacketRecord
 from tcplab.analyze.zeek import ZeekConnection
+from tcplab.clock import calendar
 
 CONN_FIELDS = (
     "ts",
@@ -79,7 +79,8 @@ def zeek_uid(conn: ZeekConnection) -> str:
 
 
 def _stamp(t: float) -> str:
-    return time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(t))
+    # A time that is no date (if_tsresol 0x80...) is printed raw; the reader warned.
+    return calendar(t, "%Y-%m-%d-%H-%M-%S") or f"{t:.6f}"
 
 
 def conn_log(conns: Sequence[ZeekConnection]) -> str:

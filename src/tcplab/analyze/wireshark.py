@@ -12,6 +12,12 @@ checks run in the code's order, and each can skip the rest as the code's
 
 Sequence comparisons are RFC 1982 style on raw 32-bit values (Wireshark's
 GT_SEQ/LT_SEQ), with 0 meaning "not yet known" as in the C code.
+
+Times are integer nanoseconds (``Segment.time_ns``), as the C code keeps
+``nstime_t`` and computes its gaps: ``t`` and ``ooo_thres`` are ``guint64``
+nanosecond counts there, so a gap is never tipped by float rounding (a capture
+shifted in time gives the same verdicts) and a negative gap (timestamps going
+backwards) wraps to a huge unsigned value and is never "less than" anything.
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ from tcplab.analyze.frames import Segment
 from tcplab.flows import FlowTracker
 
 MASK32 = 0xFFFFFFFF
+MASK64 = 0xFFFFFFFFFFFFFFFF
+
+# packet-tcp.c, tcp_analyze_sequence_number: a fast retransmission comes within
+# 20 ms of the last duplicate ACK (``t<20000000``); out-of-order within the
+# first RTT, or 3 ms when there is none (``ooo_thres = 3000000``).
+FAST_RETRANSMISSION_NS = 20_000_000
+DEFAULT_OOO_THRESHOLD_NS = 3_000_000
 
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 
@@ -68,6 +81,11 @@ def _s32(x: int) -> int:
     return x - 0x100000000 if x & 0x80000000 else x
 
 
+def _unsigned32(x: int) -> int:
+    """A guint32 counter's value (the -1 marker reads 0xFFFFFFFF)."""
+    return x & MASK32
+
+
 def gt_seq(a: int, b: int) -> bool:
     return _s32(a - b) > 0
 
@@ -85,10 +103,12 @@ class Flow:
     """One direction of a Wireshark conversation (tcp_flow_t + tcp_analyze_seq_flow_info_t)."""
 
     nextseq: int = 0
-    nextseq_time: float = 0.0
+    nextseq_time_ns: int = 0
     maxseqtobeacked: int = 0
     lastack: int = 0
-    lastack_time: float = 0.0
+    lastack_time_ns: int = 0
+    # guint32 in the C code; -1 is its "ACKed unseen segment reported" marker
+    # (0xFFFFFFFF there, so it also passes ``dupacknum>=2``: see _unsigned32).
     dupacknum: int = 0
     window: int = -1  # -1: nothing seen yet (Wireshark initialises it to 0xFFFFFFFF)
     win_scale: int = WS_UNKNOWN
@@ -101,8 +121,10 @@ class Flow:
 class Conversation:
     stream: int
     flows: dict[tuple[str, int], Flow] = field(default_factory=dict)
-    mru_syn: float | None = None
-    first_rtt: float | None = None
+    # tcp_analysis.ts_mru_syn / ts_first_rtt, in ns; 0 is "not set" as the C
+    # code's nstime_is_zero() reads it (a SYN at time 0 sets nothing).
+    mru_syn_ns: int = 0
+    first_rtt_ns: int = 0
 
     def pair(self, seg: Segment) -> tuple[Flow, Flow]:
         # get-then-create: setdefault would build a Flow per call only to drop it.
@@ -163,11 +185,16 @@ class StreamTracker:
         self._analyze(conv, seg, fwd, rev, seg.window, flags)
         if not seg.flags & SYN:
             fwd.is_first_ack = False
-        # iRTT: SYN to the first ACK without SYN (tcp.analysis.initial_rtt).
+        # iRTT (tcp.analysis.initial_rtt), after the sequence analysis as in
+        # dissect_tcp: a pure SYN records ts_mru_syn; the first segment with ACK
+        # and without SYN, while ts_mru_syn is non-zero and ts_first_rtt still
+        # zero, stores the difference.  Both "zero" tests are nstime_is_zero():
+        # a SYN stamped exactly 0 starts no RTT, and a zero difference is
+        # computed again at the next ACK.
         if syn_ack == SYN:
-            conv.mru_syn = seg.time
-        elif syn_ack == ACK and conv.mru_syn is not None and conv.first_rtt is None:
-            conv.first_rtt = seg.time - conv.mru_syn
+            conv.mru_syn_ns = seg.time_ns
+        elif syn_ack == ACK and conv.mru_syn_ns != 0 and conv.first_rtt_ns == 0:
+            conv.first_rtt_ns = seg.time_ns - conv.mru_syn_ns
         rel_seq, rel_ack = view.rel_seq, view.rel_ack
         nxt = rel_seq + seg.wire_length + (1 if seg.flags & (SYN | FIN) else 0)
         dup = fwd.dupacknum if "duplicate_ack" in flags else 0
@@ -211,7 +238,7 @@ class StreamTracker:
         flags: set[str],
     ) -> None:
         seq, ack, seglen, tf = seg.seq, seg.ack, seg.wire_length, seg.flags
-        now = seg.time
+        now = seg.time_ns
         no_ctl = not tf & (SYN | FIN | RST)
 
         def finished_fwd() -> None:
@@ -257,10 +284,21 @@ class StreamTracker:
                 flags.add("duplicate_ack")
         finished_fwd()
 
+        # ACKED LOST PACKET, once per hole (packet-tcp.c 4.0.17, "ACKED LOST
+        # PACKET"): an ACK past maxseqtobeacked (the highest contiguous data
+        # seen) is flagged and moves maxseqtobeacked up to nextseq when that is
+        # higher; when it is already there (the ACK is past everything seen),
+        # the other direction's dupacknum gets the -1 marker and only an ACK
+        # finding that counter at 0 is flagged, so a repeated ACK of the same
+        # unseen data is not.
         if rev.maxseqtobeacked and gt_seq(ack, rev.maxseqtobeacked) and tf & ACK:
-            flags.add("ack_lost_segment")
-            # Flag the same hole once (§3.2).
-            rev.maxseqtobeacked = rev.nextseq
+            if lt_seq(rev.maxseqtobeacked, rev.nextseq):
+                rev.maxseqtobeacked = rev.nextseq
+                flags.add("ack_lost_segment")
+            else:
+                if rev.dupacknum == 0:
+                    flags.add("ack_lost_segment")
+                rev.dupacknum = -1
 
         if (seglen > 0 or tf & (SYN | FIN)) and "keep_alive" not in flags:
             self._retransmission(conv, seg, fwd, rev, flags)
@@ -269,12 +307,12 @@ class StreamTracker:
         zwp = "zero_window_probe" in flags
         if (gt_seq(nextseq, fwd.nextseq) or not fwd.nextseq) and not zwp:
             fwd.nextseq = nextseq
-            fwd.nextseq_time = now
+            fwd.nextseq_time_ns = now
         if (seq == fwd.maxseqtobeacked or not fwd.maxseqtobeacked) and not zwp:
             fwd.maxseqtobeacked = fwd.nextseq
         fwd.window = window
         fwd.lastack = ack
-        fwd.lastack_time = now
+        fwd.lastack_time_ns = now
         fwd.lastsegmentflags = frozenset(flags)
 
     @staticmethod
@@ -296,19 +334,25 @@ class StreamTracker:
             flags.add("spurious_retransmission")
             flags.add("retransmission")  # the expert item both carry (§3.2 gotcha)
             return
+        # Gaps as the C code computes them: guint64 nanoseconds, so a negative
+        # gap is huge and never below a threshold.
         if (
             not_advanced
-            and rev.dupacknum >= 2
+            and _unsigned32(rev.dupacknum) >= 2
             and rev.lastack == seq
-            and seg.time - rev.lastack_time < 0.020
+            and (seg.time_ns - rev.lastack_time_ns) & MASK64 < FAST_RETRANSMISSION_NS
         ):
             flags.add("fast_retransmission")
             flags.add("retransmission")
             return
-        ooo_threshold = conv.first_rtt if conv.first_rtt else 0.003
+        # ooo_thres: the first RTT if known (non-zero), else 3 ms; a negative
+        # first RTT (SYN captured after its ACK) is a huge guint64 as well.
+        ooo_threshold = (
+            conv.first_rtt_ns & MASK64 if conv.first_rtt_ns else DEFAULT_OOO_THRESHOLD_NS
+        )
         if (
             not_advanced
-            and seg.time - fwd.nextseq_time < ooo_threshold
+            and (seg.time_ns - fwd.nextseq_time_ns) & MASK64 < ooo_threshold
             and fwd.nextseq != (seq + seglen + (1 if tf & (SYN | FIN) else 0)) & MASK32
         ):
             flags.add("out_of_order")

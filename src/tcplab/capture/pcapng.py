@@ -28,6 +28,7 @@ from typing import ClassVar, Final
 
 from tcplab.capture.pcap import MAX_CAPLEN, RawRecord
 from tcplab.capture.source import ChunkSource, ProblemSink
+from tcplab.clock import DATE_MAX_NS, DATE_MIN_NS, out_of_range_text
 
 BYTE_ORDER_MAGIC: Final = 0x1A2B3C4D
 SHB_TYPE: Final = 0x0A0D0D0A
@@ -409,11 +410,12 @@ class _Interface:
 class PcapngState:
     """What the reader knows about the file so far (visible to ``CaptureReader``)."""
 
-    __slots__ = ("linktypes", "non_packet_frames", "sections")
+    __slots__ = ("linktypes", "non_packet_frames", "odd_time", "sections")
 
     def __init__(self) -> None:
         self.linktypes: list[int] = []
         self.sections = 0
+        self.odd_time = False  # a timestamp that is no date was reported (once per file)
         # Wireshark lists custom and systemd-journal blocks as frames of their
         # own; counting them keeps our frame numbers equal to Wireshark's.
         self.non_packet_frames = 0
@@ -514,8 +516,12 @@ def read_records(
                             block_offset,
                             "enhanced packet block",
                         )
+                    time_ns = ((high << 32) | low) * iface.mul // iface.div + iface.offset_ns
+                    if not DATE_MIN_NS <= time_ns <= DATE_MAX_NS and not state.odd_time:
+                        state.odd_time = True
+                        problems.add(block_offset, out_of_range_text(time_ns), skipped=0)
                     yield (
-                        ((high << 32) | low) * iface.mul // iface.div + iface.offset_ns,
+                        time_ns,
                         iface.linktype,
                         buf[pos + 28 : data_end],
                         orig_len,
@@ -556,6 +562,9 @@ def read_records(
         elif block_type in (EPB_TYPE, OPB_TYPE):
             record = _packet_record(body, block_type, order, interfaces, problems, block_offset)
             if record is not None:
+                if not DATE_MIN_NS <= record[0] <= DATE_MAX_NS and not state.odd_time:
+                    state.odd_time = True
+                    problems.add(block_offset, out_of_range_text(record[0]), skipped=0)
                 yield record
         elif block_type == SPB_TYPE:
             record = _simple_record(body, order, interfaces, problems, block_offset)

@@ -24,8 +24,7 @@ from tcplab.render.export import report_options
 if TYPE_CHECKING:  # the fast summary must not pay for importing the detailed engine
     from tcplab.analyze.core import Analysis, Connection
     from tcplab.analyze.zeek import ZeekConnection
-
-PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar helps
+    from tcplab.scale.captureset import CaptureSet
 
 
 def _selected(
@@ -51,29 +50,20 @@ def _zeek_selected(zconns: list[ZeekConnection], chosen: list[Connection]) -> li
     return [z for z in zconns if id(z) in ids or frames.intersection(z.segments)]
 
 
-def _run(path: Path, bare: bool, ignore_checksums: bool, keep_packets: bool) -> Analysis:
-    from tcplab.analyze.core import analyze_file
+def _run(
+    paths: tuple[str, ...], bare: bool, ignore_checksums: bool, keep_packets: bool
+) -> tuple[Analysis, CaptureSet]:
+    """The files of ``paths`` analysed as one capture (tcplab.scale.captureset)."""
     from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+    from tcplab.scale.engine import EngineOptions
+    from tcplab.scale.local import analyze_set
 
     ports = frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS
-    size = path.stat().st_size
-    if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
-        return analyze_file(path, ports, ignore_checksums, keep_packets)
-    from rich.progress import Progress
-
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"analysing {path.name}", total=size)
-        return analyze_file(
-            path,
-            ports,
-            ignore_checksums,
-            keep_packets,
-            progress=lambda n: progress.advance(task, n),
-        )
+    return analyze_set(paths, EngineOptions(ports, ignore_checksums, keep_packets))
 
 
 @click.command(name="analyze")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, metavar="FILE...|DIR")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per connection.")
 @click.option(
     "--packets",
@@ -105,8 +95,16 @@ def _run(path: Path, bare: bool, ignore_checksums: bool, keep_packets: bool) -> 
     is_flag=True,
     help="Like zeek -C: analyse packets with bad checksums normally.",
 )
+@click.option("--parquet", "parquet", metavar="DIR", help="Write the connections table as Parquet.")
+@click.option("--parquet-packets", is_flag=True, help="With --parquet: also the packets table.")
+@click.option(
+    "--dask",
+    "dask",
+    metavar="local:N|tcp://HOST:PORT",
+    help="Run on Dask: a LocalCluster of N workers, or a running scheduler (docs/scale.md).",
+)
 def command(
-    file: Path,
+    files: tuple[str, ...],
     as_json: bool,
     per_packet: bool,
     conn_log: bool,
@@ -121,23 +119,47 @@ def command(
     report: str | None = None,
     mermaid: str | None = None,
     svg_out: str | None = None,
+    parquet: str | None = None,
+    parquet_packets: bool = False,
+    dask: str | None = None,
 ) -> None:
-    """Connections, per-endpoint TCP states and anomalies in FILE (pcap or pcapng)."""
+    """Connections, per-endpoint TCP states and anomalies in FILE (pcap or pcapng).
+
+    Several files, or a directory, are one capture merged by time
+    (docs/scale.md)."""
     modes = [as_json, per_packet, conn_log, ladder is not None, summary]
     if sum(bool(m) for m in modes) > 1:
         raise InputError("choose one of --json, --packets, --conn-log, --ladder, --summary")
-    if not file.exists():
-        raise InputError(f"{file}: no such file")
+    if parquet_packets and parquet is None:
+        raise InputError("--parquet-packets needs --parquet DIR")
+    if dask is not None:
+        from tcplab.scale.cluster import run_cli
+
+        run_cli(files, dask, parquet, parquet_packets, conn_log, as_json, bare, ignore_checksums)
+        return
+    if len(files) == 1 and not Path(files[0]).exists() and "://" not in files[0]:
+        raise InputError(f"{files[0]}: no such file")
+    file = Path(files[0])
     if summary:
+        if len(files) > 1 or file.is_dir():
+            raise InputError("--summary reads one file")
         from tcplab.analyze.fast import print_summary
 
         print_summary(file, conn=conn, host=host, port=port)
         return
     views = any(v is not None for v in (report, mermaid, svg_out))
-    keep_packets = per_packet or ladder is not None or views
-    analysis = _run(file, bare, ignore_checksums, keep_packets)
+    keep_packets = per_packet or ladder is not None or views or parquet_packets
+    analysis, capture = _run(files, bare, ignore_checksums, keep_packets)
     for problem in analysis.report.problems:
         click.echo(f"tcplab: {problem}", err=True)
+    if analysis.report.nothing_readable:
+        raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
+    if parquet is not None:
+        from tcplab.scale.local import write_parquet
+
+        write_parquet(analysis, capture, parquet, parquet_packets)
+        if not (as_json or per_packet or conn_log or ladder is not None or views):
+            return
     if views:
         _write_views(analysis, ladder if ladder is not None else conn, report, mermaid, svg_out)
         if ladder is None and not (as_json or per_packet or conn_log):
@@ -164,14 +186,18 @@ def command(
         numbers = {c.number: c for c in chosen}
         for p in analysis.packets:
             if p.stream in numbers:
-                click.echo(packet_line(p, numbers[p.stream]))
+                line = packet_line(p, numbers[p.stream])
+                if len(capture.files) > 1:  # the frame says which file it came from
+                    line = f"{capture.label(p.index):>6}" + line[len(f"{p.index:>6}") :]
+                click.echo(line)
     else:
         from rich.console import Console
 
         from tcplab.analyze.output import connection_table
 
         console = Console()
-        title = f"{file.name}: {len(chosen)} of {len(analysis.connections)} TCP connections"
+        name = file.name if len(capture.files) == 1 else f"{len(capture.files)} files"
+        title = f"{name}: {len(chosen)} of {len(analysis.connections)} TCP connections"
         console.print(connection_table(chosen, title))
         notes = [(c.number, n) for c in chosen for n in c.notes]
         for number, note in notes[:40]:

@@ -23,6 +23,8 @@ def command(include_live: bool) -> None:
     ):
         for item in items:
             click.echo(f"{label} {item}")
+    for problem in report.problems:
+        click.echo(f"could not remove: {problem}", err=True)
     for run in report.live:
         click.echo(f"left alone: run {run} is still running (use --all to stop it too)")
     if report.empty:

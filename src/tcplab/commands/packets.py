@@ -18,7 +18,6 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, Final, TextIO
@@ -27,6 +26,7 @@ import click
 
 from tcplab.capture import CaptureProblem, Record, TcpRecords, open_capture
 from tcplab.capture.source import MAX_KEPT_PROBLEMS
+from tcplab.clock import calendar
 from tcplab.flows import FlowTracker, FlowView
 from tcplab.wire.decode import TcpPacket
 from tcplab.wire.flags import Flags
@@ -94,7 +94,7 @@ class TimeFormatter:
 
     def __init__(self, mode: str, utc: bool, nano: bool) -> None:
         self.mode = mode
-        self.convert = time.gmtime if utc else time.localtime
+        self.utc = utc
         self.digits = 9 if nano else 6
         self.first: int | None = None
         self.previous: int | None = None
@@ -107,7 +107,10 @@ class TimeFormatter:
     def _clock(self, sec: int, with_date: bool) -> str:
         if self._cached_second is None or self._cached_second[0] != sec:
             pattern = "%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S"
-            self._cached_second = (sec, time.strftime(pattern, self.convert(sec)))
+            # A time that is no date (if_tsresol 0x80...) is printed raw (the
+            # epoch seconds); the reader warned once with the offset.
+            text = calendar(sec, pattern, self.utc) or str(sec)
+            self._cached_second = (sec, text)
         return self._cached_second[1]
 
     def _span(self, ns: int) -> str:
@@ -231,6 +234,13 @@ def packet_json(record: Record, pkt: TcpPacket, view: FlowView) -> dict[str, Any
         "options": [_with_relative_sack(option_json(o), view) for o in tcp.options],
         "option_error": tcp.option_error,
         "reused_ports": view.reused_ports,
+        # Encapsulations around it, outermost first ("gre", "ipip/ipip", "vxlan"),
+        # the outermost IP addresses and UDP tunnel ports (tcplab.wire.decode).
+        "tunnel": pkt.tunnel,
+        "outer_src": pkt.outer_src,
+        "outer_dst": pkt.outer_dst,
+        "outer_sport": pkt.outer_sport,
+        "outer_dport": pkt.outer_dport,
     }
 
 
@@ -328,12 +338,12 @@ def list_packets(
         out.flush()
         problems = sorted([*records.problems, *option_problems], key=lambda p: p.offset)
         for problem in problems:
-            err.write(problem.line(path) + "\n")
+            err.write(f"tcplab: {problem.line(path)}\n")
         if records.dropped:
-            err.write(f"{path}: {records.dropped} more problems not shown\n")
+            err.write(f"tcplab: {path}: {records.dropped} more problems not shown\n")
         if records.skipped:
             err.write(
-                f"read {records.frames} packets ({records.tcp} TCP), "
+                f"tcplab: {path}: read {records.frames} packets ({records.tcp} TCP), "
                 f"skipped {records.skipped} malformed records\n"
             )
         if records.frames == records.undecodable and problems:  # nothing at all could be read
@@ -360,6 +370,8 @@ def list_packets(
     "--port", "ports", type=click.IntRange(0, 65535), multiple=True, help="Only this port."
 )
 @click.option("--host", "hosts", multiple=True, help="Only packets from or to this address.")
+@click.option("--ipmsg", is_flag=True,
+              help="Decode IP Messenger / FeiQ datagrams on UDP 2425 (or --port) instead of TCP.")
 def command(
     file: str,
     absolute: bool,
@@ -370,9 +382,27 @@ def command(
     nano: bool,
     ports: tuple[int, ...],
     hosts: tuple[str, ...],
+    ipmsg: bool,
 ) -> None:
     """One line per TCP packet of FILE (pcap, pcapng, .gz), tcpdump -nn style,
-    with Wireshark's relative seq/ack and stream numbering."""
+    with Wireshark's relative seq/ack and stream numbering.
+
+    With --ipmsg: each IP Messenger datagram (UDP 2425), field by field:
+    version (and what atoi makes of FeiQ's prefix), packet number, user,
+    host, command (mode and option bits by name) and the extra section.
+    """
+    if ipmsg:
+        from tcplab.commands.ipmsg import list_ipmsg
+
+        try:
+            status = list_ipmsg(file, sys.stdout, sys.stderr, as_json=as_json, count=count,
+                                ports=ports or (2425,))  # fmt: skip
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(0)
+        if status:
+            sys.exit(status)
+        return
     try:
         status = list_packets(
             file,

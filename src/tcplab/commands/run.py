@@ -10,6 +10,7 @@ import click
 
 from tcplab import scenario as scenarios
 from tcplab.errors import InputError, TcplabError
+from tcplab.fmt import locale_lang
 from tcplab.render.export import report_options, write_views
 
 if TYPE_CHECKING:
@@ -40,20 +41,27 @@ def _list() -> None:
 @click.option("--loopback", is_flag=True,
               help="Both actors on lo in one namespace, captured with AF_PACKET (no faults).")
 @click.option("--no-trace", is_flag=True, help="Do not use tracefs: sock_diag snapshots only.")
-@click.option("--server", "server_cmd", metavar="CMD", help="Run CMD as the server (under strace).")
-@click.option("--client", "client_cmd", metavar="CMD", help="Run CMD as the client (under strace).")
-@click.option("--port", type=int, default=8080, show_default=True,
-              help="Server port for --server/--client programs (env TCPLAB_PORT).")
+@click.option("--server", "server_cmd", metavar="CMD",
+              help="Run CMD as the server (under strace, as root, in the lab's namespace).")
+@click.option("--client", "client_cmd", metavar="CMD",
+              help="Run CMD as the client (under strace, as root, in the lab's namespace).")
+@click.option("--trust", is_flag=True,
+              help="Run a scenario file even if others could have written it "
+              "(group/other-writable, or owned by another user).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Server port for --server/--client programs (default: the port the "
+              "server listens on).")
 @click.option("--width", type=int, default=None, help="Ladder width in columns.")
 @click.option("--inferred", is_flag=True,
               help="Also draw the analyzer's states inferred from the packets (NAME?).")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
-              help="Print the scenario's explanation in this language.")
+              help="The explanation's language (default: zh for zh_* locales, else en).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the scenario's explanation.")
 @report_options
 def command(
     scenario: str | None, list_: bool, all_: bool, outdir: Path, json_out: str | None,
     loopback: bool, no_trace: bool, server_cmd: str | None, client_cmd: str | None, port: int,
-    width: int | None, inferred: bool, lang: str | None,
+    width: int | None, inferred: bool, lang: str | None, quiet: bool, trust: bool,
     report: str | None, mermaid: str | None, svg_out: str | None,
 ) -> None:  # fmt: skip
     """Run SCENARIO (a built-in id or a .toml file) and draw what happened.
@@ -64,12 +72,31 @@ def command(
     tcplab run my-experiment.toml --outdir out
     tcplab run --server 'node tcp-server.js' --client 'node tcp-client.js'
     tcplab run both-close --report both-close.html   (one self-contained file to share)
+
+    A scenario file is a program: the lab plays it as root, and it can start
+    external programs ([extra.external], like --server/--client).  Run only
+    files you trust; one that is writable by group or others, or owned by
+    another user, is refused unless --trust is given (as ssh does with keys).
+    Every problem in a file is reported before anything runs.
+
+    \b
+    With --server/--client, each program runs in its host's namespace under
+    strace and finds in its environment:
+    {env}
+    A program that connects to 127.0.0.1 (the seed's tcp-client.js) reaches
+    the server unchanged: the lab routes the server's loopback address to it.
+    A program that exits non-zero on its own fails the run; the server is
+    stopped (SIGTERM) as soon as the client is done.
     """
     if list_:
         _list()
         return
     from tcplab.lab.runner import Lab
 
+    to_stdout = [name for name, target in (("--json", json_out), ("--report", report),
+                 ("--mermaid", mermaid), ("--svg", svg_out)) if target == "-"]  # fmt: skip
+    if len(to_stdout) > 1:
+        raise InputError(f"only one view can go to stdout ('-'): {' and '.join(to_stdout)}")
     lab = Lab(outdir, loopback=loopback, tracing=not no_trace)
     if all_:
         _run_all(lab, json_out)
@@ -85,14 +112,15 @@ def command(
     else:
         if scenario is None:
             raise InputError("which scenario? give an id (tcplab run --list) or a .toml file")
-        sc = scenarios.load(scenario)
+        sc = scenarios.load(scenario, trust=trust)
         result = lab.run(sc)
     if json_out == "-":
         click.echo(result.timeline.to_json())
     else:
         if json_out:
             Path(json_out).write_text(result.timeline.to_json(), encoding="utf-8")
-        _show(result, sc, width, lang, inferred)
+        if not to_stdout:  # with '-', stdout carries the requested format and nothing else
+            _show(result, sc, width, None if quiet else (lang or locale_lang()), inferred)
     from tcplab.lab.runner import without_inferred
 
     # The report tells kernel and inferred states apart; the plain ladders show
@@ -100,10 +128,20 @@ def command(
     shown = result.timeline if inferred else without_inferred(result.timeline)
     written = write_views(result.timeline, report=report, scenario=sc, facts=result.facts)
     written += write_views(shown, mermaid=mermaid, svg=svg_out)
-    if written and json_out != "-":
+    if written and not to_stdout:
         click.echo(f"wrote {', '.join(written)}")
     if not result.ok:
         raise _FactsFailed(sum(1 for f in result.facts if not f.held))
+
+
+def _env_help() -> str:
+    from tcplab.lab.external import ENVIRONMENT
+
+    return "\n    ".join(f"  {k:<19} {v}" for k, v in ENVIRONMENT.items())
+
+
+if command.help:
+    command.help = command.help.replace("{env}", _env_help())
 
 
 def _run_all(lab: Lab, json_out: str | None) -> None:

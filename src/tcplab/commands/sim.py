@@ -10,10 +10,12 @@ import click
 
 from tcplab import scenario as scenarios
 from tcplab.errors import InputError
-from tcplab.model.sim import run_scenario, sim_can_play, variants_of, verdict
+from tcplab.fmt import locale_lang
+from tcplab.model.sim import Variant, run_scenario, sim_can_play, variants_of, verdict
 from tcplab.render.export import report_options, write_views
 from tcplab.render.text import render_ladder
-from tcplab.timeline import Timeline
+from tcplab.states import State
+from tcplab.timeline import Event, Note, Snapshot, Timeline
 
 
 def _slug(name: str) -> str:
@@ -78,15 +80,25 @@ def command(scenario: str | None, profile: str, json_out: str | None, seed: int,
         if not chosen:
             names = ", ".join(v.name for v in variants_of(sc))
             raise InputError(f"{sc.id}: no variant {variant!r} (variants: {names})")
+    to_stdout = [name for name, target in (("--json", json_out), ("--report", report),
+                 ("--mermaid", mermaid), ("--svg", svg_out)) if target == "-"]  # fmt: skip
+    if len(to_stdout) > 1:
+        raise InputError(f"only one view can go to stdout ('-'): {' and '.join(to_stdout)}")
+    # With '-', stdout carries the requested format and nothing else.
+    echo_ladder = not to_stdout
+    if len(chosen) > 1 and (mermaid == "-" or svg_out == "-"):
+        names = ", ".join(v.name for v in chosen)
+        raise InputError(f"{sc.id} plays {len(chosen)} variants ({names}); stdout holds one "
+                         "diagram: choose one with --variant NAME, or write files")
     timelines: list[Timeline] = []
-    echo_ladder = json_out != "-"
     for v in chosen:
         timeline = run_scenario(sc, profile=profile, seed=seed, variant=v)
         timelines.append(timeline)
         if echo_ladder:
             if v.name:
                 click.echo(f"=== {v.name} ===")
-            click.echo(render_ladder(timeline, width=width, color=sys.stdout.isatty()), nl=False)
+            shown = model_view(timeline)
+            click.echo(render_ladder(shown, width=width, color=sys.stdout.isatty()), nl=False)
             label = f"{v.name}: " if v.name else ""
             click.echo(f"verdict: {label}{verdict(timeline)}")
             if v.verdict:
@@ -94,17 +106,70 @@ def command(scenario: str | None, profile: str, json_out: str | None, seed: int,
             click.echo()
     if json_out is not None:
         _write_json(timelines, json_out)
+    written: list[str] = []
+    if report is not None and len(timelines) > 1:
+        written += _write_variants_report(sc, chosen, timelines, report)
+        report = None
     for timeline in timelines:
         suffix = f".{_slug(timeline.meta.get('variant', ''))}" if len(timelines) > 1 else ""
-        written = write_views(
-            timeline,
-            report=_variant_path(report, suffix),
+        written += write_views(
+            model_view(timeline),
+            report=report,
             mermaid=_variant_path(mermaid, suffix),
             svg=_variant_path(svg_out, suffix),
             scenario=sc,
         )
-        if written and echo_ladder:
-            click.echo(f"wrote {', '.join(written)}")
+    if written and echo_ladder:
+        click.echo(f"wrote {', '.join(written)}")
+
+
+def _write_variants_report(sc: scenarios.Scenario, chosen: list[Variant],
+                           timelines: list[Timeline], target: str) -> list[str]:  # fmt: skip
+    """Every variant in ONE report, side by side (render.variants)."""
+    from tcplab.render.variants import VariantView, render_variants_html
+
+    views = [VariantView(v.name, model_view(t), verdict(t), v.verdict)
+             for v, t in zip(chosen, timelines, strict=True)]  # fmt: skip
+    text = render_variants_html(sc.title, views, explanation=sc.explain.get(locale_lang(), ""),
+                                scenario=sc)  # fmt: skip
+    if target == "-":
+        click.echo(text, nl=False)
+        return []
+    try:
+        Path(target).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write: {exc.strerror}") from None
+    return [target]
+
+
+_TIMER_NAMES = {"on": "retransmission timer", "keepalive": "keepalive timer",
+                "timewait": "TIME-WAIT timer", "persist": "persist timer"}  # fmt: skip
+
+
+def model_view(timeline: Timeline) -> Timeline:
+    """The sim's timeline as the ladders show it: the model's own socket dumps are
+    not sock_diag snapshots (no ``ss:``, no ``NAME*``), so each dump that says more
+    than the state (queues, a running timer) becomes a note labelled as the
+    model's, and the state itself is the model's state change already drawn."""
+    events: list[Event] = []
+    for event in timeline.events:
+        if not isinstance(event, Snapshot):
+            events.append(event)
+            continue
+        parts = []
+        if event.rqueue:
+            parts.append(f"{'accept queue' if event.state is State.LISTEN else 'Recv-Q'} "
+                         f"{event.rqueue}")  # fmt: skip
+        if event.wqueue and event.state is not State.LISTEN:
+            parts.append(f"Send-Q {event.wqueue}")
+        if event.timer:
+            name = _TIMER_NAMES.get(event.timer, f"{event.timer} timer")
+            if event.timer == "timewait" and event.state is State.FIN_WAIT_2:
+                name = "FIN-WAIT-2 timer"  # Linux's tcp_fin_timeout, on the same timer
+            parts.append(f"{name}: {event.timer_ms / 1000:.3g} s left")
+        if parts:
+            events.append(Note(event.time, "model: " + ", ".join(parts), event.endpoint))
+    return timeline.with_events(events)
 
 
 def _variant_path(target: str | None, suffix: str) -> str | None:

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import sys
 import time
 from typing import Any
 
 import click
 
+from tcplab.fmt import locale_lang
 from tcplab.sockets.diag import SockDiag
 from tcplab.sockets.diagnose import (
     DEFAULT_TIME_WAIT_THRESHOLD,
     Diagnosis,
     SocketKey,
     Thresholds,
-    diagnose,
+    diagnose_filtered,
     socket_key,
 )
 from tcplab.sockets.view import (
@@ -36,7 +39,8 @@ from tcplab.sockets.view import (
     groups_json,
     normalise_host,
     parse_states,
-    render_groups,
+    render_plain,
+    summary_line,
     take_snapshot,
 )
 
@@ -62,6 +66,7 @@ def _filter(
         ports=frozenset(ports),
         hosts=frozenset(normalise_host(h) for h in hosts),
         pids=frozenset(pids),
+        explicit_states=bool(states),
     )
 
 
@@ -88,9 +93,9 @@ def _render_diagnoses(diagnoses: list[Diagnosis], lang: str, explain: bool) -> A
     from rich.console import Group
     from rich.text import Text
 
-    lines: list[Any] = [Text("Diagnoses", style="bold underline")]
+    lines: list[Any] = [Text("诊断" if lang == "zh" else "Diagnoses", style="bold underline")]
     for d in diagnoses:
-        lines.append(Text(f"• {d.summary}", style="bold red"))
+        lines.append(Text(f"• {d.headline(lang)}", style="bold red"))
         if not explain:
             continue
         for s in d.sockets:
@@ -115,8 +120,10 @@ def _screen(
     screen is cut at the terminal's height, and they matter most.
     """
     from rich.console import Group
+    from rich.text import Text
 
-    table = render_groups(group_by_process(snapshot, keep), changes, gone or [])
+    table = Text.from_ansi(render_plain(group_by_process(snapshot, keep), changes, gone or [],
+                                       color=True))  # fmt: skip
     if not diagnoses:
         return table
     if watching:
@@ -157,7 +164,7 @@ def _watch(
                 if previous is not None:
                     changes, gone = diff_rows(previous, current)
                     gone = [r for r in gone if keep(r)]
-                diagnoses = diagnose(snap, first_seen, limits)
+                diagnoses = diagnose_filtered(snap, keep, first_seen, limits)
                 stamp = time.strftime("%H:%M:%S", time.localtime(snap.wall_time))
                 frame = Group(
                     Text(
@@ -208,6 +215,8 @@ def _watch(
     help="Seconds between refreshes with --watch.",
 )
 @click.option("--no-processes", is_flag=True, help="Skip the /proc scan for owners (faster).")
+@click.option("--limit", type=click.IntRange(0), default=0, metavar="N",
+              help="At most N sockets per process, then a count of the rest (0: all).")
 @click.option(
     "--time-wait-threshold",
     type=click.IntRange(1),
@@ -218,9 +227,8 @@ def _watch(
 @click.option(
     "--lang",
     type=click.Choice(["en", "zh"]),
-    default="en",
-    show_default=True,
-    help="Language of the explanations.",
+    default=None,
+    help="Language of the diagnoses (default: zh for zh_* locales, else en).",
 )
 def command(
     all_: bool,
@@ -234,10 +242,12 @@ def command(
     watch: bool,
     interval: float,
     no_processes: bool,
+    limit: int,
     time_wait_threshold: int,
-    lang: str,
+    lang: str | None,
 ) -> None:
     """This host's TCP sockets by process, with diagnoses (CLOSE-WAIT leaks, full queues...)."""
+    lang = lang or locale_lang()
     keep = _filter(all_, listening, states, ports, hosts, pids)
     limits = Thresholds(time_wait=time_wait_threshold)
     if watch:
@@ -246,8 +256,33 @@ def command(
         _watch(netns, keep, limits, lang, interval, owners=not no_processes)
         return
     snap = take_snapshot(netns, owners=not no_processes)
-    diagnoses = diagnose(snap, None, limits)
+    diagnoses = diagnose_filtered(snap, keep, None, limits)
     if as_json:
         sys.stdout.write(snapshot_json(snap, keep, diagnoses) + "\n")
         return
-    _console().print(_screen(snap, keep, diagnoses, lang))
+    tty = sys.stdout.isatty()
+    color = tty and "NO_COLOR" not in os.environ
+    groups = group_by_process(snap, keep)
+    text = render_plain(groups, limit=limit, color=color)
+    text += diagnoses_text(diagnoses, lang, color)
+    text += summary_line(snap, sum(len(g.rows) for g in groups)) + "\n"
+    if tty and text.count("\n") > shutil.get_terminal_size().lines:
+        click.echo_via_pager(text, color=color)  # $PAGER, else less -R: like git
+    else:
+        sys.stdout.write(text)
+
+
+def diagnoses_text(diagnoses: list[Diagnosis], lang: str, color: bool) -> str:
+    """The diagnoses as plain text: headline, sockets, explanation (``--lang``)."""
+    if not diagnoses:
+        return ""
+
+    def paint(text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+    out = [paint("诊断" if lang == "zh" else "Diagnoses", "1;4")]
+    for d in diagnoses:
+        out.append(paint(f"• {d.headline(lang)}", "1;31"))
+        out += [paint(f"    {s}", "2") for s in d.sockets]
+        out.append("  " + (d.explanation_zh if lang == "zh" else d.explanation))
+    return "\n".join(out) + "\n\n"

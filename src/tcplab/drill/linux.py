@@ -41,6 +41,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from tcplab import signals
 from tcplab.drill.engine import CallResult
 from tcplab.lab import host
 from tcplab.lab.host import LabError, RunState
@@ -269,7 +270,7 @@ class LinuxStack:
     def close(self) -> None:
         """Idempotent; never raises; leaves nothing behind.  A second Ctrl-C (or a
         SIGTERM) during the clean-up is held until it is done, as the lab does."""
-        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        held = set(signals.HANDLED)
         main = threading.current_thread() is threading.main_thread()
         if main:
             signal.pthread_sigmask(signal.SIG_BLOCK, held)

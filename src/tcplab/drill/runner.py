@@ -147,9 +147,10 @@ def run_script(
         run = DrillRun(path, family, True, outcome, script, mstack.wire, [], mstack.events())
     else:
         from tcplab.drill.linux import LinuxStack
-        from tcplab.lab.runner import signals_raise
 
-        with signals_raise(), LinuxStack(family, script_dir, ports, tracing, addresses) as stack:
+        # Ctrl-C/SIGTERM raise into this thread (tcplab.signals, installed by the CLI);
+        # leaving the with block tears the namespace down with the signals held.
+        with LinuxStack(family, script_dir, ports, tracing, addresses) as stack:
             engine = Engine(script, stack, config, (bind_port, connect_port), ephemeral)
             outcome = _with_commands(engine, script, stack)
         run = DrillRun(path, family, False, outcome, script, list(stack.wire),

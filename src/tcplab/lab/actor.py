@@ -46,7 +46,10 @@ SOCKOPTS: dict[str, tuple[int, int]] = {
     "TCP_KEEPIDLE": (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
     "TCP_KEEPINTVL": (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
     "TCP_KEEPCNT": (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    # A listener's Fast Open queue length (RFC 7413; Linux fastopenq.max_qlen).
+    "TCP_FASTOPEN": (socket.IPPROTO_TCP, 23),
 }
+MSG_FASTOPEN = 0x20000000  # include/linux/socket.h: connect and send in one call
 SHUT = {"SHUT_RD": socket.SHUT_RD, "SHUT_WR": socket.SHUT_WR, "SHUT_RDWR": socket.SHUT_RDWR}
 
 
@@ -119,6 +122,12 @@ class Actor:
             out[key] = [local[0], local[1], remote[0], remote[1]]
         return out
 
+    @staticmethod
+    def _payload(args: dict[str, Any]) -> bytes:
+        if "size" in args:
+            return b"x" * int(args["size"])
+        return str(args.get("data", "")).encode()
+
     # -- calls ------------------------------------------------------------
 
     def call(self, call: str, args: dict[str, Any], name: str | None) -> str:
@@ -147,6 +156,16 @@ class Actor:
                 return "0"
             sock.connect(target)
             return "0"
+        if call == "sendto" and args.get("flags") == "MSG_FASTOPEN":
+            # sendto(MSG_FASTOPEN) on a new socket: the kernel connects, and puts
+            # the data on the SYN when it has a Fast Open cookie for the server.
+            self._ensure(name)
+            key, sock = self._sock(name)
+            self._bind_if_needed(key, sock, 0)
+            target = (self.addresses[sock.family][1], int(args.get("port", self.server_port)))
+            if args.get("nonblocking"):
+                sock.setblocking(False)
+            return str(sock.sendto(self._payload(args), MSG_FASTOPEN, target))
         key, sock = self._sock(name)
         if call == "setsockopt":
             level, opt = SOCKOPTS[str(args["option"])]
@@ -168,10 +187,8 @@ class Actor:
                 self.sockets[into] = conn
                 self.last = into
             return "0"
-        if call == "send":
-            data = str(args.get("data", "")).encode()
-            if "size" in args:
-                data = b"x" * int(args["size"])
+        if call in ("send", "sendto"):
+            data = self._payload(args)
             sock.sendall(data)
             return str(len(data))
         if call == "recv":

@@ -9,19 +9,26 @@ its namespaces, tracefs instance and private tracefs mount are removed.
 Orphans without a state file are found by name (``tcplab-*`` namespaces
 and ``instances/tcplab-*`` tracefs instances) and removed when no live run
 owns them.  Nothing else is touched.
+
+Every ``tcplab run`` reaps first (``reap_dead``) and says in one line what
+it removed; ``tcplab cleanup`` is the explicit form.  Reapers take
+``/run/tcplab/.reap.lock`` so two starting runs never reap the same run twice.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcplab.lab import host
-from tcplab.lab.host import STATE_ROOT, RunState
+from tcplab.lab.host import STATE_ROOT, LabError, RunState
 from tcplab.lab.tracer import remove_instance, unmount
 
 
@@ -34,9 +41,75 @@ class CleanupReport:
     killed: list[int] = field(default_factory=list)
     live: list[str] = field(default_factory=list)
 
+    problems: list[str] = field(default_factory=list)
+
     @property
     def empty(self) -> bool:
         return not (self.namespaces or self.instances or self.mounts or self.killed or self.runs)
+
+    def summary(self) -> str:
+        """One line: what reaping removed (for the command that reaped first)."""
+        parts = [
+            f"{len(items)} {noun}{'s' if len(items) != 1 else ''} ({', '.join(map(str, items))})"
+            for noun, items in (
+                ("namespace", self.namespaces), ("tracefs instance", self.instances),
+                ("tracefs mount", self.mounts), ("leftover process", self.killed),
+            )
+            if items
+        ]  # fmt: skip
+        runs = ", ".join(self.runs) if self.runs else "runs without a state file"
+        text = f"reaped dead run(s) {runs}: removed {'; '.join(parts) or 'their state'}"
+        if self.problems:
+            text += f" (could not remove: {'; '.join(self.problems)})"
+        return text
+
+
+@contextmanager
+def _reap_lock() -> Iterator[None]:
+    """One reaper at a time: two runs starting together must not both delete
+    the same dead run's namespace (the second ``ip netns del`` would fail)."""
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    fd = os.open(STATE_ROOT / ".reap.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def reap_dead() -> CleanupReport:
+    """What ``tcplab run`` does before it creates anything: ``cleanup`` of dead runs
+    only (a run whose liveness lock is held is never touched)."""
+    return cleanup(include_live=False)
+
+
+def _del_namespace(name: str, report: CleanupReport) -> None:
+    """Kill what still runs inside (a dead run's actors and their children; only a
+    run puts processes in its own namespaces), then delete it."""
+    with suppress(LabError):
+        report.killed.extend(host.kill_namespace_processes(name))
+    try:
+        host.ip("netns", "del", name)
+    except LabError as exc:
+        if (host.NETNS_DIR / name).exists():
+            report.problems.append(str(exc))
+            return
+    report.namespaces.append(name)
+
+
+def remove_own_tracefs(state: RunState, report: CleanupReport | None = None) -> None:
+    """A run's own tracefs instance and private mount, if they still exist; only
+    paths of the run's own form, whatever the state file says."""
+    instance = Path(state.tracefs_instance) if state.tracefs_instance else None
+    if instance and instance.name == f"tcplab-{state.run_id}" and instance.is_dir():
+        remove_instance(instance)
+        if report is not None:
+            report.instances.append(str(instance))
+    own_mount = str(state.dir / "tracefs")
+    if state.tracefs_mount == own_mount and own_mount in _tracefs_mounts():
+        unmount(Path(own_mount))
+        if report is not None:
+            report.mounts.append(own_mount)
 
 
 def _alive(state: RunState) -> bool:
@@ -59,6 +132,11 @@ def _tracefs_mounts() -> list[str]:
 
 
 def cleanup(include_live: bool = False) -> CleanupReport:
+    with _reap_lock():
+        return _cleanup(include_live)
+
+
+def _cleanup(include_live: bool) -> CleanupReport:
     report = CleanupReport()
     live_names: set[str] = set()
     states: list[RunState] = []
@@ -87,19 +165,14 @@ def cleanup(include_live: bool = False) -> CleanupReport:
                 except ProcessLookupError:
                     pass
         # Only names of this run's own form, whatever the file says.
-        instance = Path(state.tracefs_instance) if state.tracefs_instance else None
-        if instance and instance.name == f"tcplab-{state.run_id}" and instance.is_dir():
-            remove_instance(instance)
-            report.instances.append(str(instance))
+        try:
+            remove_own_tracefs(state, report)
+        except LabError as exc:
+            report.problems.append(str(exc))
         for name in state.namespaces:
             match = host.RUN_NAMESPACE.match(name)
             if match and match[1] == state.run_id and (host.NETNS_DIR / name).exists():
-                host.ip("netns", "del", name)
-                report.namespaces.append(name)
-        own_mount = str(state.dir / "tracefs")
-        if state.tracefs_mount == own_mount and own_mount in _tracefs_mounts():
-            unmount(Path(state.tracefs_mount))
-            report.mounts.append(state.tracefs_mount)
+                _del_namespace(name, report)
         shutil.rmtree(state.dir, ignore_errors=True)
         report.runs.append(state.run_id)
     # Orphans by name, for a run killed before it wrote its state file.  Only
@@ -109,14 +182,17 @@ def cleanup(include_live: bool = False) -> CleanupReport:
         for ns in sorted(host.NETNS_DIR.iterdir()):
             match = host.RUN_NAMESPACE.match(ns.name)
             if match and match[1] not in live_ids and not RunState.held(STATE_ROOT / match[1]):
-                host.ip("netns", "del", ns.name)
-                report.namespaces.append(ns.name)
+                _del_namespace(ns.name, report)
     for mount in _tracefs_mounts():
         instances = Path(mount) / "instances"
         for inst in sorted(instances.iterdir()) if instances.is_dir() else []:
             match = host.RUN_INSTANCE.match(inst.name)
             if match and match[1] not in live_ids and not RunState.held(STATE_ROOT / match[1]):
-                remove_instance(inst)
+                try:
+                    remove_instance(inst)
+                except LabError as exc:
+                    report.problems.append(str(exc))
+                    continue
                 report.instances.append(str(inst))
         parts = Path(mount).relative_to(STATE_ROOT).parts if mount.startswith(
             str(STATE_ROOT) + "/") else ()  # fmt: skip

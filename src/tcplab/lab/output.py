@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tcplab.capture import PcapngWriter
+from tcplab.errors import InputError
 from tcplab.lab import DROPPED_BY_WIRE
+from tcplab.scenario_schema import NAME
 from tcplab.timeline import ApiCall, Packet, Timeline
 
 if TYPE_CHECKING:
@@ -79,24 +81,39 @@ def _renderer(module: str, names: tuple[str, ...]) -> Callable[[Timeline], str] 
     return None
 
 
+def output_path(outdir: Path, name: str, suffix: str) -> Path:
+    """``outdir/<name><suffix>``, refused when it would leave ``outdir``.
+
+    ``name`` comes from a scenario file (its id, already checked to be a name
+    by tcplab.scenario_schema); resolving the result catches whatever the
+    check missed (a symlink planted in the output directory included).
+    """
+    if not NAME.fullmatch(name):
+        raise InputError(f"id: {name!r:.60} is not a name (letters, digits, '-' or '_')")
+    root = outdir.resolve()
+    path = (outdir / f"{name}{suffix}").resolve()
+    if path.parent != root:
+        raise InputError(f"{outdir / (name + suffix)}: resolves to {path}, outside {root}")
+    return path
+
+
 def write_outputs(result: RunResult, outdir: Path, run_id: str) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
-    json_path = outdir / f"{run_id}.json"
+    json_path = output_path(outdir, run_id, ".json")
+    pcap_path = output_path(outdir, run_id, ".pcapng")
     json_path.write_text(result.timeline.to_json(), encoding="utf-8")
-    result.json_path = json_path
-    pcap_path = outdir / f"{run_id}.pcapng"
+    result.json_path = outdir / json_path.name
     write_pcapng(result.timeline, pcap_path)
-    result.pcapng_path = pcap_path
-    svg = _renderer("tcplab.render.svg", ("render_ladder_svg", "render_svg", "ladder_svg"))
-    if svg is not None:
-        path = outdir / f"{run_id}.svg"
-        path.write_text(svg(result.timeline), encoding="utf-8")
-        result.extra_paths.append(path)
-    dot = _renderer("tcplab.render.dot", ("render_ladder_dot", "render_dot", "ladder_dot"))
-    if dot is not None:
-        path = outdir / f"{run_id}.dot"
-        path.write_text(dot(result.timeline), encoding="utf-8")
-        result.extra_paths.append(path)
+    result.pcapng_path = outdir / pcap_path.name
+    for module, names, suffix in (
+        ("tcplab.render.svg", ("render_ladder_svg", "render_svg", "ladder_svg"), ".svg"),
+        ("tcplab.render.dot", ("render_ladder_dot", "render_dot", "ladder_dot"), ".dot"),
+    ):
+        render = _renderer(module, names)
+        if render is not None:
+            path = output_path(outdir, run_id, suffix)
+            path.write_text(render(result.timeline), encoding="utf-8")
+            result.extra_paths.append(outdir / path.name)
 
 
 def packets_of(timeline: Timeline) -> list[Packet]:

@@ -10,8 +10,9 @@ Theory of operation (one run)::
 Every resource is named after the run (``tcplab-<runid>``) and written to
 ``/run/tcplab/<runid>/state.json`` before it is created; ``_Run.teardown``
 removes it on success, failure, exception, Ctrl-C and SIGTERM (the
-handler raises into the main thread), and ``tcplab cleanup`` removes what a
-SIGKILLed run left.
+handler raises into the main thread, see tcplab.signals).  What a SIGKILLed
+run left is reaped by the next run (``Lab.run`` first calls ``reap_dead``,
+which only touches runs whose liveness lock is free) or by ``tcplab cleanup``.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tcplab import signals
 from tcplab.errors import InputError
 from tcplab.lab import host
+from tcplab.lab.cleanup import reap_dead, remove_own_tracefs
 from tcplab.lab.faults import FaultProgram
 from tcplab.lab.host import LabError, RunState
 from tcplab.lab.timeline_build import (
@@ -61,12 +64,6 @@ from tcplab.timeline import (
 STEP_TIMEOUT = 15.0
 SETTLE_QUIET = 0.25  # the wire must be quiet this long before a run ends
 SETTLE_MAX = 3.0
-
-
-class Interrupted(LabError):
-    """SIGTERM (or SIGINT) arrived; the run was torn down."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -204,7 +201,7 @@ class _Snapshots:
             self._wake.clear()
             try:
                 self.take()
-            except OSError as exc:  # the namespace went away under us: stop, say why
+            except Exception as exc:  # the namespace went away under us: stop, say why
                 self.error = exc
                 return
 
@@ -258,7 +255,7 @@ def scenario_ports(scenario: Scenario) -> tuple[int, ...]:
         port = step.args.get("port")
         if isinstance(port, int) and port > 0:
             ports.add(port)
-    return tuple(sorted(ports))
+    return tuple(sorted(p for p in ports if p > 0))  # none known yet: no filter
 
 
 def _snapshot_event(now: float, endpoint: str, info: Any) -> Snapshot:
@@ -278,17 +275,15 @@ def _snapshot_event(now: float, endpoint: str, info: Any) -> Snapshot:
     )
 
 
-def _on_signal(signum: int, _frame: Any) -> None:
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; the run was cleaned up")
-
-
 @contextmanager
-def signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise into the main thread like Ctrl-C does, so ``finally`` runs."""
-    if threading.current_thread() is not threading.main_thread():
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise into the main thread like Ctrl-C does, so ``finally``
+    runs.  The ``tcplab`` executable installed the handlers at start-up; a program
+    using ``Lab`` as a library gets them for the length of the run."""
+    if threading.current_thread() is not threading.main_thread() or signals.installed():
         yield
         return
-    old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    old = {sig: signal.signal(sig, signals.handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -330,6 +325,13 @@ class _Run:
         self.notes: list[Note] = []
         self.snapshot_events: list[Snapshot] = []
         self.snapshot_count = 0
+        # External programs: lab-external addresses the server is reached at (the
+        # seed's 127.0.0.1), each -> the server port it is valid for (lab.external).
+        self.aliases: dict[str, int] = {}
+        self.hosts: dict[str, str] = {}  # what _Snapshots attributes by; aliases join it
+        self.senders: dict[tuple[str, int], str] = {}  # the loopback capture's, likewise
+        # Facts the run itself establishes (an external program's exit status).
+        self.facts: list[FactResult] = []
         self._ident = 0
         self.start_ns = time.monotonic_ns()
         self.realtime_offset = time.time() - time.monotonic()
@@ -399,12 +401,20 @@ class _Run:
 
     def hosts_by_address(self) -> dict[str, str]:
         """Every lab address -> its endpoint: how kernel events and sockets are attributed."""
-        return {a: h for table in (self.addr, self.addr6) for h, a in table.items()}
+        hosts = {a: h for table in (self.addr, self.addr6) for h, a in table.items()}
+        return hosts | dict.fromkeys(self.aliases, "server")
+
+    def add_alias(self, address: str, port: int) -> None:
+        """``address`` (e.g. 127.0.0.1) is the server's from now on (lab.external)."""
+        self.aliases[address] = port
+        self.hosts[address] = "server"
+        self.senders[(address, port)] = "server"
 
     def start_observers(self) -> None:
         # In loopback mode both actors share one namespace: one table, named "client".
         distinct = {"client": self.ns["client"]} if self.loopback else dict(self.ns)
-        self.snapshots = _Snapshots(distinct, self.hosts_by_address())
+        self.hosts.update(self.hosts_by_address())
+        self.snapshots = _Snapshots(distinct, self.hosts)
         if self.tracing:
             tracer = Tracer(self.run_id, self.state.dir / "tracefs", scenario_ports(self.scenario))
 
@@ -415,9 +425,11 @@ class _Run:
                     self.state.tracefs_instance = path
                 self.state.save()
 
+            self.tracer = tracer  # before open(): a signal mid-open still tears it down
             try:
                 tracer.open(record)
             except (OSError, LabError) as exc:
+                self.tracer = None
                 tracer.close()
                 self.tracing = False
                 self.notes.append(Note(
@@ -430,14 +442,14 @@ class _Run:
                     snaps.poke()
 
                 tracer.on_event = poke
-                self.tracer = tracer
         else:
             self.notes.append(
                 Note(time.monotonic(), "tracing off: kernel states from sock_diag snapshots only")
             )
         if self.loopback:
-            senders = {(self.addr["client"], 0): "client", (self.addr["server"], 0): "server"}
-            self.wire = LoopbackCapture(self.ns["client"], self.start_ns, senders)
+            self.senders.update({(self.addr["client"], 0): "client",
+                                 (self.addr["server"], 0): "server"})
+            self.wire = LoopbackCapture(self.ns["client"], self.start_ns, self.senders)
         else:
             program: FaultProgram[tuple[str, bytes]] = FaultProgram(self.scenario.faults)
             self.wire = TunWire(self.tun_fds[0], self.tun_fds[1], program, self.start_ns)
@@ -662,12 +674,21 @@ class _Run:
             with suppress(Exception):
                 host.kill_namespace_processes(name)
             with suppress(Exception):
-                host.ip("netns", "del", name)
+                if (host.NETNS_DIR / name).exists():
+                    host.ip("netns", "del", name)
+        # Whatever tracefs state the record names, even if the tracer never got
+        # to know it (a signal between mkdir and the assignment).
+        with suppress(Exception):
+            remove_own_tracefs(self.state)
         with suppress(Exception):
             shutil.rmtree(self.state.dir)
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # the run is over: cleanup may now treat it as dead
             self._lock_fd = -1
+
+
+def _to_stderr(text: str) -> None:
+    print(f"tcplab: {text}", file=sys.stderr, flush=True)
 
 
 def _inferred(timeline: Timeline) -> list[StateChange]:
@@ -697,8 +718,11 @@ class Lab:
     """
 
     def __init__(self, outdir: Path | None = None, *, loopback: bool = False,
-                 tracing: bool = True) -> None:  # fmt: skip
+                 tracing: bool = True,
+                 notify: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self.outdir = outdir
+        # One line for the user (default: stderr), e.g. what reaping removed.
+        self.notify = notify or _to_stderr
         self.loopback = loopback
         self.tracing = tracing
         self._runs: set[_Run] = set()
@@ -717,6 +741,11 @@ class Lab:
         if self.loopback and scenario.faults:
             raise InputError(f"{scenario.id}: faults need the lab's wire; --loopback has none")
         FaultProgram(scenario.faults)  # validate before building anything
+        if self.outdir is not None:
+            from tcplab.lab.output import output_path
+
+            for suffix in (".json", ".pcapng", ".svg", ".dot"):
+                output_path(self.outdir, scenario.id, suffix)  # refused before, not after
         if play is None:
             from tcplab.lab.external import player, scenario_commands
 
@@ -724,10 +753,15 @@ class Lab:
             if programs is not None:
                 play = player(*programs)
         began = time.monotonic()
+        # Runs killed earlier (their liveness lock is free) go first, so nothing of
+        # theirs outlives them unnoticed; a live run's lock keeps it out of reach.
+        reaped = reap_dead()
+        if not reaped.empty:
+            self.notify(reaped.summary())
         run = _Run(scenario, self.loopback, self.tracing)
         _ACTIVE.add(run)
         self._runs.add(run)
-        with signals_raise():
+        with _signals_raise():
             try:
                 run.build()
                 if play is None:
@@ -744,19 +778,21 @@ class Lab:
             finally:
                 # A second Ctrl-C must not cut the clean-up short: hold signals
                 # until it is done (they are delivered, and raise, right after).
-                held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-                if threading.current_thread() is threading.main_thread():
-                    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+                main = threading.current_thread() is threading.main_thread()
+                if main:
+                    signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)
                 try:
                     run.teardown()
                     _ACTIVE.discard(run)
                     self._runs.discard(run)
+                    if signals.received:
+                        signals.after = "the run was cleaned up"
                 finally:
-                    if threading.current_thread() is threading.main_thread():
-                        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+                    if main:
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.HANDLED)
         # The facts are about what Linux did: the analyzer's inferences are shown
         # beside the kernel's states, never counted as them.
-        facts = check(scenario, without_inferred(timeline))
+        facts = check(scenario, without_inferred(timeline)) + run.facts
         result = RunResult(timeline, facts, seconds=time.monotonic() - began)
         timeline.meta["seconds"] = round(result.seconds, 3)
         if self.outdir is not None:
@@ -770,6 +806,8 @@ class Lab:
         scenario = run.scenario
         client_port = 0
         addresses = dict(run.addr)
+        for alias in run.aliases:  # the server is where the client reached it
+            addresses["server"] = alias
         if "client" in run.actors:
             for sock in run.actors["client"].sockets.values():
                 # The client's connection says which family the run used.
@@ -800,8 +838,13 @@ class Lab:
         hosts = run.hosts_by_address()
         obs = [o for o in observations if o.tuple[0] in hosts]
         timeline.extend(run.calls)
-        timeline.extend(decode_packets(records))
-        timeline.extend(kernel_events(events, hosts, obs))
+        packets = decode_packets(records)
+        timeline.extend(packets)
+        if not client_port:  # external programs: the client's port is on the wire
+            first = next((p for p in packets if p.sender == "client"), None)
+            if first is not None:
+                timeline.endpoints[0] = replace(timeline.endpoints[0], port=first.sport)
+        timeline.extend(kernel_events(events, hosts, obs, run.aliases))
         timeline.extend(snapshot_changes(obs, traced=run.tracer is not None,
                                          kernel_times=state_event_times(events)))
         if run.snapshot_events:

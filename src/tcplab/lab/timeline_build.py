@@ -99,6 +99,7 @@ def decode_packets(records: list[WireRecord]) -> list[Packet]:
                 dropped=rec.dropped,
                 annotations=(rec.note,) if rec.note else (),
                 raw=raw,
+                delivered=rec.delivered_ns / 1e9 if rec.delivered_ns is not None else None,
             )
         )
     return out
@@ -112,6 +113,7 @@ def kernel_events(
     events: list[TraceEvent],
     hosts: dict[str, str],
     observations: list[Observation],
+    aliases: dict[str, int] | None = None,
 ) -> list[StateChange | Note]:
     """Tracepoint events of this run's addresses -> StateChanges (KERNEL) and Notes.
 
@@ -120,9 +122,14 @@ def kernel_events(
     snapshot of that four-tuple shows (TIME-WAIT, or FIN-WAIT-2 for an orphan).
     """
     out: list[StateChange | Note] = []
+    aliases = aliases or {}
     for ev in events:
         local, remote = ev.local, ev.remote
         endpoint = hosts.get(local[0])
+        # An alias (127.0.0.1) is not unique to the run: only its port, and a
+        # peer that is one of the run's own addresses (or none), make it ours.
+        if local[0] in aliases and (local[1] != aliases[local[0]] or remote[0] in aliases):
+            continue
         # Both ends must be this run's (or unset: a listener, a socket not yet
         # connected); the addresses are unique to the run, the events global.
         if endpoint is None or (remote[0] not in hosts and remote[0] not in _UNSPECIFIED):

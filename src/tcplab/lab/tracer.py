@@ -156,8 +156,8 @@ class Tracer:
         self.root = Path(root)
         instance = self.root / "instances" / f"tcplab-{self.run_id}"
         record("instance", str(instance))
+        self.instance = instance  # before mkdir: close() removes it if it exists
         instance.mkdir()
-        self.instance = instance
         (instance / "trace_clock").write_text("mono")
         (instance / "buffer_size_kb").write_text("1024")
         for name in EVENTS:
@@ -172,6 +172,17 @@ class Tracer:
         (instance / "tracing_on").write_text("1")
         self._thread = threading.Thread(target=self._loop, name="tcplab-trace", daemon=True)
         self._thread.start()
+
+    def set_ports(self, ports: tuple[int, ...]) -> None:
+        """Narrow the kernel-side filter once the run's ports are known (an external
+        server's port is learnt when it listens)."""
+        self._ports = ports
+        if self.instance is None or not ports:
+            return
+        for name in ("sock/inet_sock_set_state", "tcp/tcp_retransmit_skb"):
+            event_dir = self.instance / "events" / name
+            if event_dir.is_dir():
+                (event_dir / "filter").write_text(port_filter(ports))
 
     def mark(self, text: str) -> None:
         if self._marker_fd >= 0:

@@ -33,6 +33,7 @@ from tcplab.wire.flags import Flags
 
 IPPROTO_TCP = 6
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # <asm-generic/socket.h>
 ETH_P_ALL = 0x0003
 
 
@@ -45,6 +46,7 @@ class WireRecord:
     raw: bytes  # the IP datagram
     dropped: bool = False
     note: str = ""
+    delivered_ns: int | None = None  # when the wire passed it on, if it held or delayed it
 
 
 def tcp_segment(raw: bytes, sender: str) -> Segment | None:
@@ -136,14 +138,15 @@ class TunWire:
         for rel in releases:
             sender, data = rel.token
             index = self._held_at.pop(id(data), None)
+            due = self._start_ns + int(rel.at * 1e9)
             if index is not None:
                 # The record keeps the time the packet reached the wire; say when it left.
                 old = self.records[index]
-                self.records[index] = WireRecord(old.time_ns, old.sender, old.raw, note=rel.note)
+                self.records[index] = WireRecord(old.time_ns, old.sender, old.raw, note=rel.note,
+                                                 delivered_ns=max(due, now_ns))  # fmt: skip
             target = self._fd_of["server" if sender == "client" else "client"]
             if rel.dropped:
                 continue
-            due = self._start_ns + int(rel.at * 1e9)
             if due <= now_ns:
                 self._write(target, data)
             else:
@@ -224,7 +227,9 @@ class TunWire:
             self._held_at[id(data)] = len(self.records)
             self.records.append(WireRecord(now_ns, sender, data, note="held by the wire"))
             return
-        self.records.append(WireRecord(now_ns, sender, data, mine[0].dropped, mine[0].note))
+        due = self._start_ns + int(mine[0].at * 1e9)
+        later = due if due > now_ns and not mine[0].dropped else None
+        self.records.append(WireRecord(now_ns, sender, data, mine[0].dropped, mine[0].note, later))
         for dup in mine[1:]:
             # A duplicate is a second packet on the wire, recorded as such.
             self.records.append(WireRecord(now_ns, sender, data, note=dup.note))
@@ -243,6 +248,10 @@ class LoopbackCapture:
             # SOCK_DGRAM: the kernel strips lo's all-zero Ethernet header, we get IP.
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         self._sock.bind(("lo", 0))
+        # The kernel's receive timestamp (CLOCK_REALTIME), not the moment this
+        # thread got around to reading: on a busy machine that can be many ms later.
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._realtime_offset_ns = time.time_ns() - time.monotonic_ns()
         self._sock.settimeout(0.05)
         self._thread = threading.Thread(target=self._loop, name="tcplab-lo", daemon=True)
 
@@ -258,10 +267,14 @@ class LoopbackCapture:
         try:
             while not self._stop.is_set():
                 try:
-                    data, addr = self._sock.recvfrom(262144)
+                    data, ancillary, _flags, addr = self._sock.recvmsg(262144, 64)
                 except TimeoutError:
                     continue
                 now_ns = time.monotonic_ns()
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                        sec, nsec = struct.unpack_from("@qq", value)
+                        now_ns = min(now_ns, sec * 1_000_000_000 + nsec - self._realtime_offset_ns)
                 if addr[2] == PACKET_OUTGOING:
                     continue
                 seg = tcp_segment(data, "")

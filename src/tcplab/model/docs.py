@@ -65,6 +65,47 @@ take that option and answers with a challenge ACK (RFC 5961 §4).  bind() over a
 TIME-WAIT socket with SO_REUSEADDR: RFC 9293 has no bind(), so the `rfc`
 profile takes the BSD sockets rule (the new socket's flag is enough); `linux`
 also needs the old socket to have had it (inet_csk_bind_conflict).
+
+## TCP Fast Open (RFC 7413)
+
+`tcplab.model.fastopen` holds the cookie and the client's cache; the
+`fastopen` profile field is Linux's `net.ipv4.tcp_fastopen` bits and
+`fastopen_key` its `net.ipv4.tcp_fastopen_key` (scenario sysctls set both).
+Modelled, following Linux (checked live with `tcplab run fast-open` and
+against packetdrill's tcp/fastopen scripts):
+
+* client: `sendto(MSG_FASTOPEN)` (`Connection.connect_fastopen`, the sim's
+  `sendto` step with `flags = "MSG_FASTOPEN"`), blocking and non-blocking; with
+  no cookie cached the SYN carries an empty Fast Open option (a cookie request,
+  §4.2.1) and no data, and the data follows the handshake carrying the third
+  segment's ACK (no bare ACK first); with a cookie the SYN carries it and data
+  up to the MSS (the server's cached one if smaller) less 40 bytes (§4.2.2); a
+  SYN-ACK that leaves data unacknowledged makes the client send it again at
+  once; a retransmitted SYN is a plain SYN (no option, no data); the cache is
+  per server address and keeps the cookie, its encoding and the server's MSS; a
+  cookie request answered without a cookie makes the next one try the other
+  encoding; data on a SYN-ACK is accepted.
+* server: bit 2 with `setsockopt(TCP_FASTOPEN, qlen)` or bit 0x400 (every
+  listener, queue = backlog); bit 0x200 takes SYN data without a cookie.  The
+  cookie is SipHash-2-4 of the SYN's source and destination addresses under the
+  key, sent little-endian: exactly Linux's, so packetdrill's literal cookies are
+  valid for the model.  A cookie request, or a bad cookie, gets the valid
+  cookie on an ordinary SYN-ACK (in the encoding the SYN used); a valid cookie
+  makes a child that takes the SYN's data, acknowledges it in the SYN-ACK, joins
+  the accept queue at once, can be read and can send while in SYN-RECEIVED,
+  retries its SYN-ACK once more than `synack_retries`, and, reset before
+  accept(), still gives its data and then ECONNRESET.
+* kinds 34 and 254 (magic 0xF989) both; option text as tcpdump prints it.
+
+Not modelled (the packetdrill fastopen scripts that need them fail on the model
+for that reason): `TCP_FASTOPEN_CONNECT` (connect() deferred to the first
+write), `TCP_FASTOPEN_NO_COOKIE` and per-route no-cookie, `TCP_FASTOPEN_KEY`
+and backup keys, Linux's detection of paths that drop SYN data (recurring SYN
+losses or middlebox blackholes turn Fast Open off for a while), ICMP (frag
+needed on SYN data), SYN cookies, simultaneous Fast Open, and a listener closed
+with a Fast Open child still in SYN-RECEIVED: Linux resets that child
+(tcp_disconnect), the model drops it silently like an ordinary half-open request
+(the table has one SYN-RECEIVED --abort()--> CLOSED edge, which sends nothing).
 """
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tcplab.model.fastopen import CacheEntry
 from tcplab.model.profile import Profile
 from tcplab.model.segment import Segment
 from tcplab.model.tcb import Connection, Listener, ModelEvent, SocketError, reset_for
@@ -37,6 +38,8 @@ class Host:
         self.listeners: dict[int, Listener] = {}
         self._out: list[Segment] = []
         self.closed_port_resets = 0
+        # The Fast Open cookies this host learned, per server address (RFC 7413 §4.1.3).
+        self.fastopen_cache: dict[str, CacheEntry] = {}
 
     # -- sockets -------------------------------------------------------------------
 
@@ -84,7 +87,7 @@ class Host:
                 raise SocketError("EADDRINUSE", f"{local} -> {remote} is in {conn.state}")
         conn = Connection(
             profile=self.profile, endpoint=self.name, local=local, remote=remote,
-            iss=self._isn(local, remote, now), now=now,
+            iss=self._isn(local, remote, now), now=now, fastopen_cache=self.fastopen_cache,
         )
         self.connections.append(conn)
         return conn

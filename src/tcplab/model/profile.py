@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from tcplab.errors import InputError
+from tcplab.model.fastopen import parse_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,9 @@ class Profile:
     oow_ack_interval: float  # at most one ACK per this many seconds answers bad segments
     reuseaddr_needs_both: bool  # bind() over TIME-WAIT: the old socket needs SO_REUSEADDR too
     syn_reopens_time_wait: bool  # a new SYN may reopen a connection in TIME-WAIT
+    fastopen: int = 0  # net.ipv4.tcp_fastopen bits (tcplab.model.fastopen); 0: no Fast Open
+    # net.ipv4.tcp_fastopen_key; Linux picks a random one per namespace, the model's is fixed.
+    fastopen_key: str = "00000000-00000000-00000000-00000000"
     time_wait: bool = True  # counterfactual switch
     two_way_handshake: bool = False  # counterfactual switch
 
@@ -89,6 +93,15 @@ def _seconds_from_us(text: str) -> float:
     return int(text) / 1_000_000
 
 
+def _integer(text: str) -> int:
+    return int(text, 0)  # tcp_fastopen is often written in hex: 0x403
+
+
+def _fastopen_key(text: str) -> str:
+    parse_key(text)  # refuse a key Linux would refuse, at load time
+    return text
+
+
 # sysctl name -> (profile field, converter); the sysctl's meaning is the field's.
 SYSCTLS: dict[str, tuple[str, Any]] = {
     "net.ipv4.tcp_fin_timeout": ("fin_wait_2_timeout", float),
@@ -100,6 +113,8 @@ SYSCTLS: dict[str, tuple[str, Any]] = {
     "net.ipv4.tcp_keepalive_time": ("keepalive_idle", float),
     "net.ipv4.tcp_keepalive_intvl": ("keepalive_interval", float),
     "net.ipv4.tcp_keepalive_probes": ("keepalive_probes", int),
+    "net.ipv4.tcp_fastopen": ("fastopen", _integer),
+    "net.ipv4.tcp_fastopen_key": ("fastopen_key", _fastopen_key),
 }
 
 
@@ -179,6 +194,7 @@ LINUX = Profile(
     oow_ack_interval=0.5,
     reuseaddr_needs_both=True,
     syn_reopens_time_wait=True,
+    fastopen=1,  # the kernel default: client side on, server side off
 )
 
 PROFILES: dict[str, Profile] = {"linux": LINUX, "rfc": RFC}
@@ -256,6 +272,12 @@ PARAMETERS: dict[str, tuple[str, str, str]] = {
                               " a newer TSval) ends TIME-WAIT and opens a new connection",
                               "RFC 9293 §3.6 MAY-2 not taken: challenge ACK (RFC 5961 §4)",
                               "tcp_timewait_state_process: TCP_TW_SYN"),
+    "fastopen": ("TCP Fast Open bits: 1 client, 2 server, 4 client without cookie, 0x200"
+                 " server without cookie, 0x400 every listener (RFC 7413)",
+                 "RFC 7413 is experimental, optional: off",
+                 "net.ipv4.tcp_fastopen, default 1"),
+    "fastopen_key": ("the server's cookie key (SipHash-2-4 of the addresses)",
+                     "RFC 7413 §4.1.2: any secret", "net.ipv4.tcp_fastopen_key (random per netns)"),
 }
 
 

@@ -25,6 +25,10 @@ class Options:
     wscale: int | None = None
     sack_ok: bool = False
     ts: tuple[int, int] | None = None
+    # RFC 7413 §4.1.1 Fast Open: None no option, b"" a cookie request, else the cookie;
+    # ``fastopen_exp``: the pre-IANA encoding (kind 254, magic 0xF989).
+    fastopen: bytes | None = None
+    fastopen_exp: bool = False
 
     def tcpdump(self) -> str:
         """tcpdump's text: ``mss 1460,sackOK,nop,wscale 7``."""
@@ -39,6 +43,13 @@ class Options:
             parts.append(f"TS val {self.ts[0]} ecr {self.ts[1]}")
         if self.wscale is not None:
             parts.extend(["nop", f"wscale {self.wscale}"])
+        if self.fastopen is not None:
+            # print-tcp.c: "tfo" plus a space, then " cookiereq" or " cookie HEX";
+            # Linux pads an option of length 4n+2 with two NOPs (tcp_options_write).
+            text = " cookiereq" if not self.fastopen else " cookie " + self.fastopen.hex()
+            parts.append(("exp-tfo" if self.fastopen_exp else "tfo ") + text)
+            if ((4 if self.fastopen_exp else 2) + len(self.fastopen)) % 4 == 2:
+                parts.extend(["nop", "nop"])
         return ",".join(parts)
 
 

@@ -58,8 +58,8 @@ Poll = Callable[[], tuple[bool, str | None, str | None]]
 
 ADDRESSES = {"client": "10.0.0.1", "server": "10.0.0.2"}
 SUPPORTED_CALLS = frozenset(
-    {"socket", "setsockopt", "bind", "listen", "accept", "connect", "send", "recv", "shutdown",
-     "close", "abort", "kill", "sleep", "wait", "blackhole", "heal", "release"}
+    {"socket", "setsockopt", "bind", "listen", "accept", "connect", "send", "sendto", "recv",
+     "shutdown", "close", "abort", "kill", "sleep", "wait", "blackhole", "heal", "release"}
 )
 # Options a scenario may give that are the runner's, not the profile's.
 RUN_OPTIONS = {"isn", "step_gap", "delay", "loss", "duplicate", "reorder", "name", "verdict"}
@@ -115,6 +115,7 @@ class _Socket:
     linger_zero: bool = False
     keepalive: bool = False
     keepalive_opts: dict[str, float] = field(default_factory=dict)
+    fastopen_qlen: int = 0  # setsockopt(TCP_FASTOPEN)
     conn: Connection | None = None
     listener: Listener | None = None
     closed: bool = False
@@ -392,7 +393,7 @@ class Simulation:
     def _socket(self, step: Step) -> _Socket:
         name = step.sock or self._last_socket.get(step.actor)
         if name is None or name not in self.sockets[step.actor]:
-            if step.call in ("connect", "bind", "setsockopt", "listen"):
+            if step.call in ("connect", "bind", "setsockopt", "listen", "sendto"):
                 return self._new_socket(step.actor, name or "main")
             raise SocketError("EBADF", f"{step.actor} has no socket {name!r}")
         return self.sockets[step.actor][name]
@@ -408,6 +409,8 @@ class Simulation:
                 continue
             machine.reuseaddr = sock.reuseaddr
             machine.keepalive = sock.keepalive
+        if sock.listener is not None and sock.fastopen_qlen:
+            sock.listener.fastopen_qlen = sock.fastopen_qlen
         conn = sock.conn
         if conn is not None:
             conn.linger_zero = sock.linger_zero
@@ -542,10 +545,12 @@ class Simulation:
             return self._accept(sock, str(args.get("into", "conn")))
         if call == "connect":
             return self._connect(sock, step)
-        if call == "send":
+        if call in ("send", "sendto"):
             data = str(args.get("data", "")).encode()
             if "size" in args:
                 data = bytes(ord("a") + i % 26 for i in range(int(args["size"])))
+            if call == "sendto" and str(args.get("flags", "")) == "MSG_FASTOPEN":
+                return self._connect(sock, step, fastopen=data)
             return now_done(str(self._conn(sock).send(data, self.now)))
         if call == "recv":
             return self._recv(sock, args)
@@ -573,6 +578,8 @@ class Simulation:
             sock.keepalive = bool(value)
         elif option in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"):
             sock.keepalive_opts[option] = float(value)
+        elif option == "TCP_FASTOPEN":
+            sock.fastopen_qlen = int(value)
         # TCP_NODELAY, SO_RCVBUF, SO_SNDBUF: accepted, not modelled.
         self._apply_options(sock)
 
@@ -609,7 +616,8 @@ class Simulation:
 
         return poll
 
-    def _connect(self, sock: _Socket, step: Step) -> Poll:
+    def _connect(self, sock: _Socket, step: Step, fastopen: bytes | None = None) -> Poll:
+        """connect(), or with ``fastopen`` sendto(MSG_FASTOPEN) of those bytes."""
         host = self.hosts[sock.actor]
         peer = self._peer(sock.actor)
         port = sock.port if sock.port is not None else host.ephemeral_port()
@@ -620,9 +628,17 @@ class Simulation:
         self._apply_options(sock)
         index = 0 if sock.actor == "client" else 1
         self.timeline.endpoints[index] = EndpointInfo(sock.actor, conn.local[0], port, sock.actor)
-        conn.connect(self.now)
-        if step.args.get("nonblocking"):
+        nonblocking = bool(step.args.get("nonblocking"))
+        if fastopen is None:
+            conn.connect(self.now)
+        else:
+            on_syn = conn.connect_fastopen(fastopen, self.now, blocking=not nonblocking)
+            if nonblocking and on_syn:
+                return lambda: (True, str(on_syn), None)
+        if nonblocking:
             return lambda: (True, None, "EINPROGRESS")
+        # A blocking sendto(MSG_FASTOPEN) returns once connected, all data queued.
+        success = "0" if fastopen is None else str(len(fastopen))
 
         def poll() -> tuple[bool, str | None, str | None]:
             if conn.state is State.SYN_SENT or (
@@ -633,7 +649,7 @@ class Simulation:
                 errno = conn.error or "ECONNREFUSED"
                 conn.error = None
                 return True, None, errno
-            return True, "0", None
+            return True, success, None
 
         return poll
 

@@ -48,12 +48,15 @@ class Trigger(Enum):
     # API calls (RFC 9293 §3.10.1-§3.10.5)
     LISTEN = "listen()"
     CONNECT = "connect()"
+    CONNECT_FASTOPEN = "sendto(MSG_FASTOPEN)"
     CLOSE = "close()"
     SHUTDOWN_WR = "shutdown(SHUT_WR)"
     ABORT = "abort()"
     # Arriving segments, flags normalised (RFC 9293 §3.10.7)
     RCV_SYN = "rcv SYN"
+    RCV_SYN_FASTOPEN = "rcv SYN with a valid cookie"
     RCV_SYN_ACK = "rcv SYN-ACK"
+    RCV_SYN_ACK_DATA_UNACKED = "rcv SYN-ACK not ACKing the SYN's data"
     RCV_ACK_OF_SYN = "rcv ACK of SYN"
     RCV_ACK_OF_FIN = "rcv ACK of FIN"
     RCV_FIN = "rcv FIN"
@@ -128,6 +131,12 @@ GUARDS: dict[str, str] = {
     "syn_is_newer": "a SYN without ACK, SEG.SEQ > RCV.NXT or (timestamps) a newer TSval, a"
                     " listener on the port, and the profile reopens TIME-WAIT (RFC 9293 §3.6"
                     " MAY-2; RFC 6191)",
+    "fastopen_cookie_valid": "the listener does Fast Open and the SYN carries the cookie it"
+                             " would generate for that address (or data, with the"
+                             " cookie-not-required bit) (RFC 7413 §4.2.2; Linux"
+                             " tcp_try_fastopen)",
+    "syn_data_unacked": "our SYN carried data and SEG.ACK covers the SYN but not all of the"
+                        " data (RFC 7413 §4.2.2, the client receiving the SYN-ACK)",
 }
 
 _S = State
@@ -142,6 +151,13 @@ TRANSITIONS: tuple[Transition, ...] = (
       note="active OPEN: send <SEQ=ISS><CTL=SYN>"),
     T(_S.LISTEN, Trigger.RCV_SYN, _S.SYN_RECEIVED, _C.SYN, True, "RFC 9293 §3.10.7.2",
       note="a child is born in SYN-RECEIVED and answers SYN-ACK"),
+    T(_S.CLOSED, Trigger.CONNECT_FASTOPEN, _S.SYN_SENT, _C.SYN, False, "RFC 7413 §4.2.1, §4.2.2",
+      note="Fast Open: the SYN carries the data and the cached cookie, or asks for a cookie"
+           " with an empty option when none is cached (the data then follows the handshake)"),
+    T(_S.LISTEN, Trigger.RCV_SYN_FASTOPEN, _S.SYN_RECEIVED, _C.SYN, True, "RFC 7413 §4.2.2",
+      guard="fastopen_cookie_valid",
+      note="the SYN-ACK acknowledges the SYN's data; the child is in the accept queue at once,"
+           " its data readable and its own data sent before the handshake completes"),
     T(_S.LISTEN, Trigger.RCV_SYN, _S.ESTABLISHED, _C.SYN, True, "RFC 9293 §3.5 (counterfactual)",
       guard="two_way_handshake", counterfactual=True,
       note="without the third segment an old duplicate SYN opens a connection"),
@@ -149,6 +165,10 @@ TRANSITIONS: tuple[Transition, ...] = (
       note="unaccepted children are reset"),
     T(_S.SYN_SENT, Trigger.RCV_SYN_ACK, _S.ESTABLISHED, _C.NONE, True, "RFC 9293 §3.10.7.3",
       guard="acceptable_ack", note="the third segment of the handshake"),
+    T(_S.SYN_SENT, Trigger.RCV_SYN_ACK_DATA_UNACKED, _S.ESTABLISHED, _C.NONE, True,
+      "RFC 7413 §4.2.2", guard="syn_data_unacked",
+      note="the server did not take the SYN's data (no Fast Open, a bad cookie): the data is"
+           " sent again at once, carrying the third segment's ACK"),
     T(_S.SYN_SENT, Trigger.RCV_SYN, _S.SYN_RECEIVED, _C.SYN, True, "RFC 9293 §3.10.7.3",
       note="simultaneous open: both SYNs crossed"),
     T(_S.SYN_SENT, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.3",

@@ -15,6 +15,13 @@ RFC 5961's stricter RST/SYN/ACK acceptance (challenge ACKs) as Linux does.
 Every state change goes through ``_set_state(new, trigger)``, which refuses
 any edge that is not in ``tcplab.model.table.TRANSITIONS``.
 
+TCP Fast Open (RFC 7413) rides on the same machinery: ``connect_fastopen``
+(sendto(MSG_FASTOPEN)) puts data and the cached cookie on the SYN, a
+listener that finds a valid cookie makes a child that takes the data at
+once (``open_passive(..., fastopen=True)``), and a SYN-ACK that leaves the
+SYN's data unacknowledged makes the client send it again.  The cookie and
+the client's cache live in ``tcplab.model.fastopen``.
+
 Misuse by the caller (``send`` on a closed socket) raises ``SocketError``
 with the errno Linux would return; a misbehaving peer never raises: the
 model answers it the RFC way (drop, ACK, RST).
@@ -26,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from tcplab.model import fastopen as tfo
 from tcplab.model.profile import Profile
 from tcplab.model.segment import Options, Segment, make_flags
 from tcplab.model.table import USED, Trigger, lookup
@@ -155,6 +163,7 @@ class Connection(_Machine):
         state: State = State.CLOSED,
         listener: Listener | None = None,
         now: float = 0.0,
+        fastopen_cache: dict[str, tfo.CacheEntry] | None = None,
     ) -> None:
         super().__init__(endpoint, f"{local[0]}:{local[1]}", state)
         self.profile = profile
@@ -213,6 +222,12 @@ class Connection(_Machine):
         self.got_data = False  # any payload arrived (Linux sets ato on the first)
         self.last_data_at: float | None = None  # when payload last arrived
         self.pingpong = 0  # Linux: quick replies counted towards interactive mode
+        # TCP Fast Open (RFC 7413).  The cache is the host's (per server address).
+        self.fastopen_cache: dict[str, tfo.CacheEntry] = (
+            fastopen_cache if fastopen_cache is not None else {})
+        self.syn_fastopen = False  # our SYN carried a Fast Open option (Linux syn_fastopen)
+        self.syn_data = 0  # bytes of data our SYN carried (Linux syn_data)
+        self.fastopen_child = False  # a server child born of a valid cookie (SYN data taken)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -350,19 +365,93 @@ class Connection(_Machine):
         self._transmit(item, options=self.syn_options, ack=False)
         self._queue_sent(item, now)
 
-    def open_passive(self, seg: Segment, now: float) -> None:
-        """A child of a listener takes the SYN (RFC 9293 §3.10.7.2)."""
+    def connect_fastopen(self, data: bytes, now: float, *, blocking: bool = True) -> int:
+        """sendto(MSG_FASTOPEN) on a new socket: connect, with data on the SYN if it can.
+
+        RFC 7413 §4.2.1 (cookie request), §4.2.2 (sending the SYN) and Linux
+        tcp_send_syn_data: with a cookie cached for
+        the server the SYN carries it and as much data as fits (the MSS, the
+        server's cached one if smaller, less 40 bytes of option space); with
+        none the SYN asks for one with an empty Fast Open option and carries
+        no data.  Returns how many bytes the SYN carries; a blocking sendto()
+        queues the rest for after the handshake, a non-blocking one drops them
+        (it returns the count, or EINPROGRESS when the SYN carries none).
+        """
+        self.clock = now
+        if not self.profile.fastopen & tfo.CLIENT_ENABLE:
+            raise SocketError("EOPNOTSUPP", "net.ipv4.tcp_fastopen has no client bit (1)")
+        if self.state is not State.CLOSED:
+            raise SocketError("EISCONN", f"sendto(MSG_FASTOPEN) in {self.state}")
+        self._set_state(State.SYN_SENT, Trigger.CONNECT_FASTOPEN, now)
+        # A retransmitted SYN is a plain one: no cookie, no data (Linux frees the
+        # Fast Open request once the first SYN is out; packetdrill syn-data-timeout).
+        self.syn_options = self._syn_options()
+        entry = self.fastopen_cache.get(self.remote[0], tfo.CacheEntry())
+        room = min(self.profile.mss, entry.mss or self.profile.mss) - tfo.SYN_OPTION_SPACE
+        options: Options = self.syn_options
+        payload = b""
+        if entry.cookie:
+            options = replace(options, fastopen=entry.cookie, fastopen_exp=entry.experimental)
+            payload = data[:max(room, 0)]
+        elif self.profile.fastopen & tfo.CLIENT_NO_COOKIE:
+            payload = data[:max(room, 0)]  # data, and no option at all
+        else:
+            options = replace(options, fastopen=b"", fastopen_exp=entry.experimental)
+        self.syn_fastopen = options.fastopen is not None
+        self.syn_data = len(payload)
+        syn = _InFlight(self.iss, Control.SYN, b"", now)
+        self._emit(self.iss, Control.SYN, ack=False, payload=payload, options=options)
+        self._queue_sent(syn, now)
+        if payload:
+            # Linux keeps the data as its own segment after the SYN, so that a
+            # SYN-ACK acknowledging only the SYN leaves exactly it to resend.
+            self._queue_sent(_InFlight(self.iss + 1, Control.NONE, payload, now, psh=True), now)
+        if blocking:
+            self.send_queue += data[len(payload):]
+        return len(payload)
+
+    def open_passive(self, seg: Segment, now: float, *, fastopen: bool = False,
+                     cookie: bytes | None = None) -> None:
+        """A child of a listener takes the SYN (RFC 9293 §3.10.7.2).
+
+        ``fastopen``: the listener found a valid cookie (RFC 7413 §4.2.2): the
+        SYN's data is taken now, the SYN-ACK acknowledges it, and the child
+        joins the accept queue before the handshake completes.  ``cookie``: the
+        cookie the SYN-ACK hands out (the SYN asked, or brought a bad one).
+        """
         self.clock = now
         self._take_syn(seg)
         two_way = self.profile.two_way_handshake
-        new = State.ESTABLISHED if two_way else State.SYN_RECEIVED
-        self._set_state(new, Trigger.RCV_SYN, now, "two-way handshake" if two_way else "")
+        if fastopen:
+            self.fastopen_child = True
+            if seg.payload:
+                self._accept_syn_data(seg.payload, now)
+            self._set_state(State.SYN_RECEIVED, Trigger.RCV_SYN_FASTOPEN, now,
+                            f"{len(seg.payload)} bytes of SYN data")
+        else:
+            new = State.ESTABLISHED if two_way else State.SYN_RECEIVED
+            self._set_state(new, Trigger.RCV_SYN, now, "two-way handshake" if two_way else "")
         item = _InFlight(self.iss, Control.SYN, b"", now)
+        # A retransmitted SYN-ACK carries no cookie (Linux inet_rtx_syn_ack).
         self.syn_options = self._syn_options(seg.options)
-        self._transmit(item, options=self.syn_options)
+        options = self.syn_options
+        if cookie is not None:
+            options = replace(options, fastopen=cookie, fastopen_exp=seg.options.fastopen_exp)
+        self._transmit(item, options=options)
         self._queue_sent(item, now)
-        if two_way and self.listener is not None:
+        if (two_way or fastopen) and self.listener is not None:
             self.listener.child_established(self)
+
+    def _accept_syn_data(self, payload: bytes, now: float) -> None:
+        """Data on a SYN (or a SYN-ACK) taken as Fast Open data: RCV.NXT moves past
+        it and it is readable at once (Linux tcp_fastopen_add_skb)."""
+        if self.rcv_nxt is None:
+            return
+        self.rcv_nxt = self.rcv_nxt + len(payload)
+        self.got_data = True
+        self.last_data_at = now
+        self.rcv_queue += payload
+        self._events.append(Delivered(now, self.endpoint, self.label, payload))
 
     def send(self, data: bytes, now: float) -> int:
         self.clock = now
@@ -492,7 +581,11 @@ class Connection(_Machine):
 
     def _push(self, now: float) -> None:
         """Send what the window allows from the send queue, then a queued FIN."""
-        if self.state in (State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED):
+        if self.state in (State.CLOSED, State.LISTEN, State.SYN_SENT):
+            return
+        if self.state is State.SYN_RECEIVED and not self.fastopen_child:
+            # RFC 9293 §3.10.2: data waits for ESTABLISHED; a Fast Open child may
+            # send at once (RFC 7413 §4.2.2; Linux tcp_passive_fastopen).
             return
         if self.fin_seq is not None:
             return
@@ -551,7 +644,9 @@ class Connection(_Machine):
         if not self.rtx:
             return
         p = self.profile
-        limit = {State.SYN_SENT: p.syn_retries, State.SYN_RECEIVED: p.synack_retries}.get(
+        # A Fast Open child retries its SYN-ACK once more (tcp_fastopen_synack_timer).
+        limit = {State.SYN_SENT: p.syn_retries,
+                 State.SYN_RECEIVED: p.synack_retries + self.fastopen_child}.get(
             self.state, p.retries2
         )
         self.retransmits += 1
@@ -693,11 +788,35 @@ class Connection(_Machine):
             return
         self._take_syn(seg)
         if ack_ok and seg.ack is not None:
+            fastopen = self.syn_fastopen or self.syn_data > 0
+            if fastopen:
+                self._fastopen_synack(seg)
             self._ack_advance(seg.ack, now)
-            self._set_state(State.ESTABLISHED, Trigger.RCV_SYN_ACK, now)
+            # RFC 7413 §4.2.2: what the SYN-ACK leaves of the SYN's data is still
+            # queued after the SYN (Linux tcp_rcv_fastopen_synack).
+            unacked = [item for item in self.rtx if item.control is Control.NONE]
+            if self.syn_data and unacked:
+                self._set_state(State.ESTABLISHED, Trigger.RCV_SYN_ACK_DATA_UNACKED, now,
+                                f"{sum(len(i.payload) for i in unacked)} bytes to resend")
+            else:
+                self._set_state(State.ESTABLISHED, Trigger.RCV_SYN_ACK, now)
             self.snd_wnd = seg.window  # RFC 7323 §2.2: a SYN's window is never scaled
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
-            self._send_ack()
+            if fastopen and seg.payload:
+                self._accept_syn_data(seg.payload, now)  # data on the SYN-ACK
+            if self.syn_data and unacked:
+                # The data goes again at once and carries the ACK of the SYN-ACK.
+                for i, item in enumerate(self.rtx):
+                    again = replace(item, retransmitted=True)
+                    self.rtx[i] = again
+                    self._events.append(
+                        Retransmitted(now, self.endpoint, self.label, self.state, again.seq))
+                    self._transmit(again, psh=again.psh)
+            elif not (fastopen and self.send_queue):
+                self._send_ack()
+            # A sendto(MSG_FASTOPEN) still waiting to queue its data makes Linux
+            # save the bare ACK (sk_write_pending in tcp_rcv_synsent_state_process):
+            # the data carries it (seen live: `tcplab run fast-open`, first connection).
             self._push(now)
         else:
             # Simultaneous open: <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
@@ -706,6 +825,22 @@ class Connection(_Machine):
             self.syn_options = self._syn_options(seg.options)
             self._transmit(head, options=self.syn_options)
             self._arm(TimerKind.RETRANSMIT, now + self.rto)
+
+    def _fastopen_synack(self, seg: Segment) -> None:
+        """Remember what a SYN-ACK says about the server (RFC 7413 §4.1.3; Linux
+        tcp_rcv_fastopen_synack, tcp_fastopen_cache_set): its MSS always, its
+        cookie when we asked for or used one and it sent a well-formed one.  A
+        cookie request answered without a cookie makes the next request try the
+        other encoding (kind 254 <-> kind 34)."""
+        entry = self.fastopen_cache.get(self.remote[0], tfo.CacheEntry())
+        cookie = seg.options.fastopen
+        if seg.options.mss is not None:
+            entry = replace(entry, mss=seg.options.mss)
+        if self.syn_fastopen and tfo.cookie_option_ok(cookie) and cookie is not None:
+            entry = replace(entry, cookie=cookie, experimental=seg.options.fastopen_exp)
+        elif self.syn_fastopen and not self.syn_data and not self.retransmits and not entry.cookie:
+            entry = replace(entry, experimental=not entry.experimental)
+        self.fastopen_cache[self.remote[0]] = entry
 
     def _acceptable(self, seg: Segment) -> bool:
         """RFC 9293 §3.10.7.4 first check: the four cases of the acceptability test."""
@@ -790,7 +925,11 @@ class Connection(_Machine):
         if state is State.SYN_RECEIVED:
             self._set_state(State.CLOSED, Trigger.RCV_RST, now)
             self._clear()
-            if self.listener is not None:
+            if self.fastopen_child:
+                # Already in the accept queue: accept() still returns it, recv()
+                # gives the SYN's data, then ECONNRESET (packetdrill reset-before-accept).
+                self._fail("ECONNRESET", now)
+            elif self.listener is not None:
                 self.listener.child_gone(self)
             else:
                 self._fail("ECONNREFUSED", now)
@@ -837,7 +976,8 @@ class Connection(_Machine):
                 self._out.append(Segment(self.local[0], self.local[1], self.remote[0],
                                          self.remote[1], ack, None, Flags.RST))
                 return False
-            if self.listener is not None and not self.listener.can_complete():
+            if (self.listener is not None and not self.fastopen_child
+                    and not self.listener.can_complete()):
                 # Linux listen overflow: the request disappears without a word (no
                 # SYN-ACK retransmission, nothing in sock_diag; seen with `tcplab run
                 # backlog-full`).  The client believes it is connected.
@@ -1034,9 +1174,36 @@ class Listener(_Machine):
         self.half_open: list[Connection] = []
         self.reuseaddr = False
         self.keepalive = False
+        # Fast Open children that may wait for their handshake at once
+        # (setsockopt TCP_FASTOPEN; Linux fastopenq.max_qlen); 0: no Fast Open.
+        self.fastopen_qlen = 0
 
     def listen(self, now: float) -> None:
         self._set_state(State.LISTEN, Trigger.LISTEN, now, f"backlog {self.backlog}")
+        bits = self.profile.fastopen
+        if bits & tfo.SERVER_WO_SOCKOPT and bits & tfo.SERVER_ENABLE and not self.fastopen_qlen:
+            self.fastopen_qlen = self.backlog  # Linux inet_listen: every listener, qlen = backlog
+
+    def _fastopen(self, seg: Segment) -> tuple[bool, bytes | None]:
+        """RFC 7413 §4.2.2 as Linux tcp_try_fastopen decides it: (take the SYN's
+        data in a Fast Open child, the cookie the SYN-ACK carries)."""
+        bits = self.profile.fastopen
+        cookie = seg.options.fastopen
+        if cookie and not tfo.cookie_option_ok(cookie):
+            cookie = None  # a malformed option counts as none (tcp_parse_fastopen_option)
+        pending = sum(1 for c in self.accept_queue
+                      if c.fastopen_child and c.state is State.SYN_RECEIVED)
+        if not (bits & tfo.SERVER_ENABLE and (seg.payload or cookie is not None)
+                and pending < self.fastopen_qlen):
+            return False, None
+        if bits & tfo.SERVER_COOKIE_NOT_REQD:
+            return True, None
+        if cookie is None:
+            return False, None  # data without a cookie: an ordinary SYN
+        valid = tfo.cookie_for(tfo.parse_key(self.profile.fastopen_key), seg.src, seg.dst)
+        if cookie == valid:
+            return True, None
+        return False, valid  # asked for one (empty option), or brought a bad one
 
     def accept(self) -> Connection | None:
         if self.state is not State.LISTEN:
@@ -1051,6 +1218,8 @@ class Listener(_Machine):
         return not self._full()
 
     def child_established(self, child: Connection) -> None:
+        if child.fastopen_child and child.state is not State.SYN_RECEIVED:
+            return  # queued for accept() when it was born (RFC 7413 §4.2.2)
         if child in self.half_open:
             self.half_open.remove(child)
         self.accept_queue.append(child)
@@ -1081,9 +1250,11 @@ class Listener(_Machine):
             state=State.LISTEN, listener=self, now=now,
         )
         child.keepalive = self.keepalive
-        self.half_open.append(child)
+        fastopen, cookie = self._fastopen(seg)
+        if not fastopen:
+            self.half_open.append(child)
         self._spawn(child)
-        child.open_passive(seg, now)
+        child.open_passive(seg, now, fastopen=fastopen, cookie=cookie)
 
     def close(self, now: float) -> None:
         if self.state is not State.LISTEN:

@@ -467,7 +467,7 @@ def state_diagram_svg(timeline: Timeline, *, layout: str = "two-column") -> str 
         from tcplab.model.diagram import render_dot
     except ImportError:
         return None
-    source = render_dot(layout=layout, highlight=timeline.state_changes())
+    source = render_dot(layout=layout, highlight=timeline.state_changes(), timeline=timeline)
     try:
         done = subprocess.run(
             [exe, "-Tsvg"], input=source.encode(), capture_output=True, timeout=60, check=False

@@ -540,8 +540,13 @@ class SockDiag:
     """
 
     def __init__(self, netns: str | int | None = None) -> None:
+        self._netns = netns
         self._sock = netlink_socket_in_netns(netns)
         self._seq = 0
+        # A dump cut short (a signal raised mid-read) leaves the kernel's dump
+        # running on this socket; a new request on it would get EBUSY.  The next
+        # dump starts on a fresh socket instead.
+        self._midway = False
 
     def __enter__(self) -> SockDiag:
         return self
@@ -565,8 +570,14 @@ class SockDiag:
             raise TcplabError(f"sock_diag: family {family} is neither AF_INET nor AF_INET6")
         if states & StateMask.SYN_RECV:
             states |= StateMask.NEW_SYN_RECV
+        if self._midway:
+            fresh = netlink_socket_in_netns(self._netns)
+            self._sock.close()
+            self._sock = fresh
+            self._midway = False
         self._seq += 1
         seq = self._seq
+        self._midway = True
         self._sock.send(DiagRequest(family=family, states=states).build(seq))
         out: list[SockInfo] = []
         recv = self._sock.recv
@@ -577,6 +588,7 @@ class SockDiag:
             sockets, done = parse_dump(chunk, seq)
             out.extend(sockets)
             if done:
+                self._midway = False
                 return out
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from tcplab.sockets.diag import SockInfo
 from tcplab.sockets.procs import Process
-from tcplab.sockets.view import Row, Snapshot
+from tcplab.sockets.view import Row, Snapshot, SocketFilter
 from tcplab.states import State
 
 SocketKey = tuple[int, str, int, str, int, State]
@@ -119,6 +119,10 @@ class Diagnosis:
     count: int
     age_ms: int | None
     sockets: tuple[str, ...]
+    summary_zh: str = ""  # the headline in Chinese (--lang zh)
+
+    def headline(self, lang: str = "en") -> str:
+        return self.summary_zh if lang == "zh" and self.summary_zh else self.summary
 
     @property
     def explanation(self) -> str:
@@ -132,6 +136,7 @@ class Diagnosis:
         return {
             "kind": self.kind.value,
             "summary": self.summary,
+            "summary_zh": self.summary_zh,
             "pid": self.pid,
             "comm": self.comm,
             "count": self.count,
@@ -163,6 +168,19 @@ def _age_ms(snapshot: Snapshot, first_seen: FirstSeen, s: SockInfo) -> int | Non
     if seen is not None:
         ages.append(int((snapshot.monotonic - seen) * 1000))
     return max(ages) if ages else None
+
+
+def format_age_zh(ms: int | None) -> str:
+    if ms is None:
+        return "时长未知"
+    if ms < 1000:
+        return f"已 {ms} 毫秒"
+    seconds = ms // 1000
+    if seconds < 120:
+        return f"已 {seconds} 秒"
+    if seconds < 7200:
+        return f"已 {seconds // 60} 分钟"
+    return f"已 {seconds // 3600} 小时"
 
 
 def format_age(ms: int | None) -> str:
@@ -208,6 +226,10 @@ def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -
                 count=len(rows),
                 age_ms=oldest,
                 sockets=tuple(_pair(r.sock) for r in rows[:_SHOWN]),
+                summary_zh=(
+                    f"{proc.comm}（pid {pid}）持有 {len(rows)} 个 CLOSE-WAIT 套接字，最老的"
+                    f"{format_age_zh(oldest)}：对端已关闭，应用一直没有调用 close()"
+                ),
             )
         )
     return out
@@ -229,6 +251,7 @@ def many_time_wait(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> 
             count=len(tw),
             age_ms=None,
             sockets=tuple(_pair(s) for s in tw[:_SHOWN]),
+            summary_zh=f"{len(tw)} 个套接字处于 TIME-WAIT（本端先关闭）；最多的对端：{top}",
         )
     ]
 
@@ -262,6 +285,10 @@ def syn_sent_stuck(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> 
                 count=len(rows),
                 age_ms=None,
                 sockets=tuple(_pair(r.sock) for r in rows[:_SHOWN]),
+                summary_zh=(
+                    f"{who}：{len(rows)} 个 connect() 卡在 SYN-SENT，目标 {', '.join(peers[:3])}，"
+                    f"SYN 已发送 {tries + 1} 次仍无回应：不可达或被防火墙过滤"
+                ),
             )
         )
     return out
@@ -289,6 +316,10 @@ def fin_wait_2_orphans(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds)
             count=len(orphans),
             age_ms=None,
             sockets=tuple(_pair(s) for s in orphans[:_SHOWN]),
+            summary_zh=(
+                f"{len(orphans)} 个孤儿 FIN-WAIT-2 套接字（本端已关闭，对端一直没关闭：对端 "
+                f"{', '.join(p for p, _ in peers)}）；第一个将在 {left // 1000} 秒后释放"
+            ),
         )
     ]
 
@@ -317,6 +348,11 @@ def accept_queue_full(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) 
                     count=s.rqueue,
                     age_ms=None,
                     sockets=(s.local,),
+                    summary_zh=(
+                        f"{who} 监听 {s.local}：accept 队列 {s.rqueue}/{s.wqueue}，"
+                        f"{'已满，正在丢弃握手' if s.rqueue > s.wqueue else '已到上限'}："
+                        "应用没有调用 accept()"
+                    ),
                 )
             )
     return out
@@ -340,3 +376,34 @@ def diagnose(
     for rule in RULES:
         out.extend(rule(snapshot, seen, limits))
     return out
+
+
+# The state each diagnosis is about: with --state, only those the user asked for.
+STATE_OF_KIND: dict[Kind, State] = {
+    Kind.CLOSE_WAIT_LEAK: State.CLOSE_WAIT,
+    Kind.MANY_TIME_WAIT: State.TIME_WAIT,
+    Kind.SYN_SENT_STUCK: State.SYN_SENT,
+    Kind.FIN_WAIT_2_ORPHANS: State.FIN_WAIT_2,
+    Kind.ACCEPT_QUEUE_FULL: State.LISTEN,
+}
+
+
+def diagnose_filtered(
+    snapshot: Snapshot,
+    keep: SocketFilter,
+    first_seen: FirstSeen | None = None,
+    thresholds: Thresholds | None = None,
+) -> list[Diagnosis]:
+    """The diagnoses of the sockets the user's filters select.
+
+    ``--port``, ``--host`` and ``--pid`` narrow the sockets the rules read (a
+    CLOSE-WAIT leak of another process is not reported under ``--pid``);
+    an explicit ``--state`` keeps the diagnoses about those states.  The
+    default listing (no TIME-WAIT rows) still reports a TIME-WAIT pile.
+    """
+    rows = tuple(r for r in snapshot.rows if keep.in_scope(r))
+    scoped = Snapshot(rows, snapshot.wall_time, snapshot.monotonic, snapshot.netns)
+    found = diagnose(scoped, first_seen, thresholds)
+    if keep.explicit_states:
+        found = [d for d in found if STATE_OF_KIND[d.kind] in keep.states]
+    return found

@@ -1,0 +1,91 @@
+"""SIGINT, SIGTERM and SIGHUP at any moment: one line, exit 128 + signal, nothing left.
+
+Theory of operation.  ``tcplab.entry`` installs ``handler`` before it
+imports anything heavy, so a Ctrl-C during start-up is handled like any
+other.  The handler remembers the first signal (``received``) and raises
+into the main thread: ``KeyboardInterrupt`` for SIGINT (so code that stops
+on Ctrl-C, ``tcplab sockets --watch``, keeps doing so) and ``Interrupted``
+for SIGTERM/SIGHUP.  ``Interrupted`` is a ``BaseException``: an ``except
+Exception`` meant for an I/O error must not swallow a request to stop.
+
+An exception raised by a handler lands between two bytecodes, wherever the
+main thread is: inside ``threading.Thread.start`` it can surface as a
+``KeyError`` from the threading module's bookkeeping, inside a sock_diag
+dump as a later EBUSY.  So the CLI does not decide by the exception's type:
+once a signal was received, whatever ends the command ends it as that
+signal (``exit_status``), with one line and no traceback.  Teardown holds
+the signals (``pthread_sigmask``) and is idempotent; after the first
+signal, further ones only repeat the request (``exiting``) and threads that
+die in the teardown die quietly (``quiet_threads``).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+received = 0  # the first signal that asked us to stop (0: none)
+exiting = False  # the CLI is already printing its last line: ignore repeats
+# Set by whoever tore something down on the way out (the lab: "the run was cleaned up").
+after = ""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP asked the process to stop (SIGINT raises KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def handler(signum: int, _frame: FrameType | None) -> None:
+    global received
+    if exiting:
+        return
+    if not received:
+        received = signum
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Interrupted(signum)
+
+
+def install() -> None:
+    """Route SIGINT/SIGTERM/SIGHUP to ``handler`` (main thread only).
+
+    A signal the parent set to be ignored stays ignored (a background job of a
+    non-interactive shell starts with SIGINT ignored, as Python itself respects).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in HANDLED:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+    threading.excepthook = _quiet_after_signal
+
+
+def installed() -> bool:
+    return signal.getsignal(signal.SIGTERM) is handler
+
+
+_default_excepthook = threading.excepthook
+
+
+def _quiet_after_signal(args: threading.ExceptHookArgs) -> None:
+    """A thread that dies while the process is being stopped (a sock_diag reader
+    whose namespace is already gone) is part of the teardown, not news."""
+    if received:
+        return
+    _default_excepthook(args)
+
+
+def exit_status(signum: int) -> int:
+    """The shell's convention: 128 + the signal number (130 SIGINT, 143 SIGTERM)."""
+    return 128 + signum
+
+
+def message(signum: int) -> str:
+    text = f"interrupted by {signal.Signals(signum).name}"
+    return f"{text}; {after}" if after else text

@@ -1,0 +1,108 @@
+"""Signals at any moment: one line, exit 128 + signal, no traceback, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import default_sigint
+from tcplab.lab import host
+from test_lab_cleanup import host_view, lab_leftovers
+
+
+def handlers_installed(pid: int) -> bool:
+    """tcplab catches SIGTERM (Python alone does not): its handlers are in place.
+    Before that moment the signal meets Python's own start-up, out of tcplab's reach."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # gone already
+    caught = int(next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def start(argv: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not handlers_installed(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return proc
+
+
+def check_one_line(returncode: int, err: str, signum: int) -> None:
+    """No traceback; either finished, or killed by the signal at the very end of
+    interpreter shutdown, or one line and 128 + signal."""
+    assert "Traceback" not in err and "Exception" not in err, err
+    assert returncode in (0, -signum, 128 + signum), (returncode, err)
+    lines = [ln for ln in err.splitlines() if ln.strip() and "reaped dead run" not in ln]
+    if returncode == 128 + signum:
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"tcplab: interrupted by {signal.Signals(signum).name}"), err
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.03, 0.06, 0.1])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_start_up_is_one_line(signum: int, delay: float) -> None:
+    """While Python imports click, rich and NumPy: no KeyboardInterrupt traceback."""
+    proc = start([sys.executable, "-m", "tcplab", "explain", "TIME_WAIT"])
+    time.sleep(delay)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    check_one_line(proc.returncode, err, signum)
+
+
+class _Watch:
+    """The run ids a process records while it lives (its state file names its pid)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.ids: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for path in host.STATE_ROOT.glob("*/state.json"):
+                try:
+                    if json.loads(path.read_text())["lab_pid"] == self.pid:
+                        self.ids.add(path.parent.name)
+                except (OSError, ValueError, KeyError):
+                    continue
+            time.sleep(0.005)
+
+    def stop(self) -> set[str]:
+        self._stop.set()
+        self._thread.join()
+        return self.ids
+
+
+@pytest.mark.root
+@pytest.mark.xdist_group("lab")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the live lab needs root")
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_at_any_moment_of_a_run(signum: int, delay: float, tmp_path: Path) -> None:
+    """Imports, namespaces, tracefs, actors, steps, teardown: wherever the signal
+    lands, one line, exit 128 + signal (or the run finished), nothing left."""
+    before = host_view()
+    argv = [sys.executable, "-m", "tcplab", "run", "handshake-close", "--outdir", str(tmp_path)]
+    proc = start(argv)
+    watch = _Watch(proc.pid)
+    time.sleep(delay)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    run_ids = watch.stop()
+    check_one_line(proc.returncode, err, signum)
+    for run_id in run_ids:
+        assert lab_leftovers(run_id) == [], run_id
+    assert host_view() == before
