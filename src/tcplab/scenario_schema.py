@@ -253,7 +253,8 @@ class Anything(Spec):
 
 ENDPOINT = Enum(("client", "server"))
 SOCKOPTS = ("SO_REUSEADDR", "SO_LINGER", "SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL",
-            "TCP_KEEPCNT", "TCP_NODELAY", "SO_RCVBUF", "SO_SNDBUF")  # fmt: skip
+            "TCP_KEEPCNT", "TCP_NODELAY", "SO_RCVBUF", "SO_SNDBUF",
+            "TCP_CORK")  # fmt: skip
 SOCKOPT_VALUE = OneOf((Int(0, 1 << 30), ListOf(Int(0, 1 << 30), exact=2)))
 
 # call -> its arguments (the same calls as tcplab.scenario.CALLS documents).
@@ -272,6 +273,7 @@ CALL_ARGS: dict[str, dict[str, Spec]] = {
     "abort": {},
     "fork_close": {},
     "kill": {},
+    "exit": {"status": Int(0, 255, "an exit status")},
     "sleep": {"seconds": Seconds()},
     "wait": {"state": STATE, "gone": Bool(), "timeout": Seconds()},
 }
