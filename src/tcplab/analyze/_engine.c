@@ -262,6 +262,9 @@ typedef struct Stream {
     ZConn *zeek;
     i64 zseqs[4];
     int nzseqs;
+    /* Zeek connections after the first one this stream's packets went to */
+    struct { i64 frame; int syn; ZConn *z; } *parts;
+    int nparts, capparts;
     Note *notes;
     int nnotes, capnotes;
     Changes trailing;
@@ -1366,13 +1369,19 @@ static PyObject *conn_tuple(Entry *x, Stream *st) {
         if (!h || _PyTuple_Resize(&held, PyTuple_GET_SIZE(held) + 1) < 0) return NULL;
         PyTuple_SET_ITEM(held, PyTuple_GET_SIZE(held) - 1, h);
     }
-    return Py_BuildValue("(LiNiNiiiLLNNNNNNNNNNNNLN)", (long long)st->number, x->ver, addr_bytes(x->ver, ca), cp,
+    PyObject *parts = PyTuple_New(st->nparts);
+    for (int i = 0; i < st->nparts; i++) {
+        ZConn *z = st->parts[i].z;
+        PyTuple_SET_ITEM(parts, i, Py_BuildValue("(LisN)", (long long)st->parts[i].frame, st->parts[i].syn, conn_state(z),
+                                                 PyUnicode_FromStringAndSize(z->history ? z->history : "", z->hlen)));
+    }
+    return Py_BuildValue("(LiNiNiiiLLNNNNNNNNNNNNLNN)", (long long)st->number, x->ver, addr_bytes(x->ver, ca), cp,
                          addr_bytes(x->ver, sa), sp, st->roles_known, st->first_note, (long long)st->start,
                          (long long)st->end, opt_time(st->syn_time), opt_time(st->synack_time),
                          opt_time(st->hs_ack_time), side_tuple(&st->sides[0], st->final_state[0]),
                          side_tuple(&st->sides[1], st->final_state[1]), anom, zstate, zhist, zseqs, notes,
                          changes_tuple(st->trailing.v, st->trailing.n), dropped, (long long)st->first_frame,
-                         held);
+                         held, parts);
 }
 
 static PyObject *zeek_tuple(Entry *x, ZConn *c) {
@@ -1409,7 +1418,7 @@ static void add_note(Stream *st, const Changes *ch, int from) {
 }
 
 static void free_stream(Stream *st) {
-    free(st->notes); free(st->trailing.v); free(st->dropped);
+    free(st->notes); free(st->trailing.v); free(st->dropped); free(st->parts);
     free(st->inflight[0].v); free(st->inflight[1].v);
     free(st);
 }
@@ -1645,6 +1654,22 @@ static int process_packet(Engine *e, Pkt *p) {
     /* 3. the connection and its inferred states (analyze/core.py) */
     if (created) { start_conn(st, p, zc, src_side, self_conn); st->first_frame = p->index; }
     if (!st->zeek && zc) st->zeek = zc;
+    else if (zc && zc != st->zeek) {
+        int seen = 0;
+        for (int i = 0; i < st->nparts; i++) if (st->parts[i].z == zc) seen = 1;
+        if (!seen) {
+            if (st->nparts == st->capparts) {
+                int cap = st->capparts ? st->capparts * 2 : 2;
+                void *v = realloc(st->parts, sizeof(*st->parts) * cap);
+                if (!v) { PyErr_NoMemory(); return -1; }
+                st->parts = v; st->capparts = cap;
+            }
+            st->parts[st->nparts].frame = p->index;
+            st->parts[st->nparts].syn = (flags & F_SYN) != 0;
+            st->parts[st->nparts].z = zc;
+            st->nparts++;
+        }
+    }
     if (zc) {
         int seen = 0;
         for (int i = 0; i < st->nzseqs; i++) if (st->zseqs[i] == zc->seq) seen = 1;
