@@ -463,7 +463,7 @@ class RunSummary:
         every = f", ACKed every {round(self.segments / self.acks)}" if self.acks else ", no ACKs"
         size = (f"of {self.length} bytes" if self.length
                 else f"of {self.shortest}–{self.longest} bytes")  # fmt: skip
-        return f"… {self.segments} data segments {size} {self.sender} → {self.receiver}{every} …"
+        return f"… {self.segments} data segments {size} {self.sender} → {self.receiver}{every}"
 
 
 RUN_MIN = 10  # data segments in a stretch before it is collapsed

@@ -71,10 +71,10 @@ _ZH: tuple[tuple[re.Pattern[str], _Sub], ...] = tuple(
         (r"^ack (\d+): nothing new, still expects (\d+)$", r"ack \1：没有新确认，仍期待 \2"),
         (r"^ack (\d+): expects seq (\d+) next$", r"ack \1：期待下一个序号 \2"),
         # a collapsed bulk transfer
-        (r"^… (\d+) data segments of (\d+) bytes (\S+) → (\S+), ACKed every (\d+) …$",
-         r"… \1 个 \2 字节的数据段 \3 → \4，每 \5 个确认一次 …"),
-        (r"^… (\d+) data segments of (\d+) bytes (\S+) → (\S+), no ACKs …$",
-         r"… \1 个 \2 字节的数据段 \3 → \4，其间没有确认 …"),
+        (r"^… (\d+) data segments of ([\d–]+) bytes (\S+) → (\S+), ACKed every (\d+)$",
+         r"… \1 个 \2 字节的数据段 \3 → \4，每 \5 个确认一次"),
+        (r"^… (\d+) data segments of ([\d–]+) bytes (\S+) → (\S+), no ACKs$",
+         r"… \1 个 \2 字节的数据段 \3 → \4，其间没有确认"),
         # fact lines (tcplab.scenario.check)
         (r"^expected (.+); wire had (.+)$", r"预期 \1；线路上是 \2"),
         (r"^(.+) in order within (.+)$", r"\2 中按顺序包含 \1"),
