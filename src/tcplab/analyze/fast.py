@@ -539,6 +539,13 @@ def _decode_chunk(
     ipo = ipo[tcp]
     tcpo = ipo + 20
     doff = (a[tcpo + 12].astype(np.int64) >> 4) * 4
+    # A data offset below 20 or past the IP packet is damage the per-record
+    # decoder reports (one line with the offset), never a segment here.
+    sane = (doff >= 20) & (20 + doff <= _be16(a, ipo + 2))
+    if not sane.all():
+        slow_doff = keep[~sane]
+        keep, ipo, tcpo, doff = keep[sane], ipo[sane], tcpo[sane], doff[sane]
+        slow_udp = np.union1d(slow_udp, slow_doff)
     cols = {
         "time": time[keep],
         "src": _be32(a, ipo + 12),
@@ -573,6 +580,11 @@ def summarize_file(
                 raise InputError(
                     f"{path}: offset 0: --summary reads classic pcap; use the "
                     "default mode for pcapng"
+                )
+            if head[:2] == b"\x1f\x8b":
+                raise InputError(
+                    f"{path}: offset 0: --summary reads uncompressed classic pcap; use the "
+                    "default mode for .gz"
                 )
             raise InputError(f"{path}: offset 0: not a pcap file")
         if len(head) < pcap.GLOBAL_HEADER_LEN:
@@ -711,6 +723,7 @@ def _slow_rows(
             packet = decode_frame(linktype, frame, verify_checksum=False)
         except WireError as exc:
             report.problem(f"{name}: offset {off + 16 + exc.offset}: {exc.message}")
+            report.undecodable += 1
             continue
         time = sec + frac * unit
         if isinstance(packet, NotTcp) and "fragment" in packet.reason:
@@ -816,7 +829,7 @@ def write_summary(conns: list[FastConn], out: TextIO) -> None:
 
 def print_summary(
     path: Path, conn: int | None = None, host: str | None = None, port: int | None = None
-) -> None:
+) -> ReadReport:
     size = path.stat().st_size
     if size > 4 * 1024 * 1024 and sys.stderr.isatty():
         from rich.progress import Progress
@@ -840,3 +853,4 @@ def print_summary(
         and (port is None or str(port) in (c.client.rsplit(":", 1)[1], c.server.rsplit(":", 1)[1]))
     ]
     write_summary(chosen, sys.stdout)
+    return report

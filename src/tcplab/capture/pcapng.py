@@ -37,6 +37,9 @@ MAX_BLOCK_LEN: Final = MAX_CAPLEN
 # A block larger than this is streamed (_huge_block): only its first
 # KEEP_DATA bytes of packet data are held (tcplab.capture.pcap.KEEP_DATA).
 HUGE_BLOCK: Final = 1 << 20
+# Interfaces per section (the IDB's id is 32-bit): a file declaring a million
+# costs this many entries, then one line, not a million objects.
+MAX_INTERFACES: Final = 65536
 
 # Block type codes (§11.1, "Block Type Codes")
 IDB_TYPE: Final = 0x00000001
@@ -565,6 +568,13 @@ def read_records(
             interfaces = []
             state.sections += 1
         elif block_type == IDB_TYPE:
+            if len(interfaces) >= MAX_INTERFACES:
+                if len(interfaces) == MAX_INTERFACES:
+                    interfaces.append(None)  # (a marker: said once per section)
+                    problems.add(block_offset, f"the section declares more than "
+                                 f"{MAX_INTERFACES} interfaces; the rest, and their packets, "
+                                 "are skipped", skipped=0)  # fmt: skip
+                continue
             try:
                 idb = InterfaceDescription.parse(body, order)
             except (ValueError, struct.error) as exc:
@@ -572,7 +582,8 @@ def read_records(
                 interfaces.append(None)
                 continue
             interfaces.append(_Interface.of(idb, order))
-            state.linktypes.append(idb.linktype)
+            if len(state.linktypes) < MAX_INTERFACES:
+                state.linktypes.append(idb.linktype)
         elif block_type in (EPB_TYPE, OPB_TYPE):
             record = _packet_record(body, block_type, order, interfaces, problems, block_offset)
             if record is not None:
@@ -728,9 +739,8 @@ def _huge_block(
         # are not an interface description we can trust.
         problems.add(offset, f"interface description block of {total} bytes is implausible; "
                              "its packets are skipped")  # fmt: skip
-        interfaces.append(None)
-        linktype = struct.unpack_from(order + "H", fixed)[0]
-        state.linktypes.append(linktype)
+        if len(interfaces) < MAX_INTERFACES:
+            interfaces.append(None)
         return True
     if block_type in (CB_COPY_TYPE, CB_NOCOPY_TYPE, SJE_TYPE):
         state.non_packet_frames += 1
