@@ -340,3 +340,55 @@ def test_observer_agrees_with_the_model_on_the_catalog(sid: str) -> None:
                      and ch.time not in rst_times)
         ]
         assert [s for s in states(got) if s != "LISTEN"] == model, name
+
+
+# TCP Fast Open (RFC 7413 §4.2.2): data on the SYN, a SYN-ACK that acknowledges it or not.
+FAST_OPEN: list[Line] = [
+    ("c>s", "S", C, None, 11),
+    ("s>c", "S.", S, C + 12, 0),
+    ("c>s", ".", C + 12, S + 1, 0),
+]
+
+
+def test_fast_open_syn_data_acknowledged() -> None:
+    obs, inferred = watch("client", FAST_OPEN, initial=State.CLOSED)
+    assert states(inferred) == ["SYN-SENT", "ESTABLISHED"]
+    assert [e.trigger for e in obs.edges] == [Trigger.CONNECT_FASTOPEN, Trigger.RCV_SYN_ACK]
+    assert inferred[0].ambiguous is not None  # sendto(MSG_FASTOPEN) or TCP_FASTOPEN_CONNECT
+    obs, inferred = watch("server", FAST_OPEN, initial=State.LISTEN)
+    assert states(inferred) == ["SYN-RECEIVED", "ESTABLISHED"]
+    assert [e.trigger for e in obs.edges] == [Trigger.RCV_SYN_FASTOPEN, Trigger.RCV_ACK_OF_SYN]
+
+
+def test_fast_open_syn_ack_of_the_syn_only() -> None:
+    # The server did not take the data (no cookie, a bad one): the client sends it again.
+    ladder: list[Line] = [("c>s", "S", C, None, 11), ("s>c", "S.", S, C + 1, 0),
+                          ("c>s", "P.", C + 1, S + 1, 11), ("s>c", ".", S + 1, C + 12, 0)]
+    obs, _ = watch("client", ladder, initial=State.CLOSED)
+    assert [e.trigger for e in obs.edges] == [Trigger.CONNECT_FASTOPEN,
+                                              Trigger.RCV_SYN_ACK_DATA_UNACKED]
+    obs, _ = watch("server", ladder, initial=State.LISTEN)
+    assert [e.trigger for e in obs.edges] == [Trigger.RCV_SYN, Trigger.RCV_ACK_OF_SYN]
+
+
+def test_fast_open_server_data_in_syn_received_then_the_ack_covers_it() -> None:
+    # The child sends before the handshake completes; the client's first ACK covers it.
+    ladder: list[Line] = [FAST_OPEN[0], FAST_OPEN[1], ("s>c", "P.", S + 1, C + 12, 6),
+                          ("c>s", ".", C + 12, S + 7, 0)]
+    obs, inferred = watch("server", ladder, initial=State.LISTEN)
+    assert states(inferred) == ["SYN-RECEIVED", "ESTABLISHED"] and obs.state is State.ESTABLISHED
+
+
+def test_capture_pair_delivers_a_syn_whose_data_was_not_taken() -> None:
+    # The capture point sees the SYN (11 bytes) and a SYN-ACK acknowledging only
+    # the SYN: the SYN did arrive (RFC 7413 §4.2.2), so the server answered it
+    # from LISTEN, not from an unseen SYN.
+    from tcplab.analyze.infer import Pair, make_observer
+
+    pair = Pair({"client": make_observer(State.CLOSED), "server": make_observer(State.LISTEN)})
+    syn, synack = int(Flags.SYN), int(Flags.SYN | Flags.ACK)
+    pair.packet("client", "server", C, 0, syn, 11, 0.0)
+    out = pair.packet("server", "client", S, C + 1, synack, 0, 0.001)
+    server = [(change.old, change.new, change.ambiguous) for name, change, _t in out
+              if name == "server"]
+    assert server == [(State.LISTEN, State.SYN_RECEIVED, None)]

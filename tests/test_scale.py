@@ -317,9 +317,27 @@ def test_parquet_schema_is_stable(ring: Ring, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cut_short(ring: Ring, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """The first 3 files of the ring: connections are left mid-close, some in CLOSE-WAIT."""
+    """The first 4 files of the ring without the servers' FINs (tshark's
+    display filter): servers that got the client's FIN and never closed are
+    left in CLOSE-WAIT, as a leaking server would be."""
     d = tmp_path_factory.mktemp("short")
-    files = [str(f) for f in ring.files[:3]]
+    files = []
+    for f in ring.files[:4]:
+        out = d / f.name
+        subprocess.run(
+            [
+                "tshark",
+                "-r",
+                str(f),
+                "-Y",
+                "!(tcp.flags.fin == 1 && tcp.srcport < 1024)",
+                "-w",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        files.append(str(out))
     ok("--parquet", str(d / "pq"), "--parquet-packets", *files)
     yield d / "pq", ok("--json", *files)
 
@@ -379,3 +397,176 @@ def test_duckdb_retransmissions_per_connection(cut_short: tuple[Path, str]) -> N
         assert start == round(c["start"] * 1e6)
         assert duration == round(c["duration"] * 1e6) or abs(duration - c["duration"] * 1e6) < 2
         assert rtt == (None if c["rtt_syn_synack"] is None else round(c["rtt_syn_synack"] * 1e6))
+
+
+# -- Dask -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """A LocalCluster of 2 workers (127.0.0.1 only), closed after the module."""
+    from tcplab.scale.cluster import ClusterSpec, connect
+
+    with connect(ClusterSpec(2, None)) as c:
+        yield c
+
+
+def _table_rows(root: Path, name: str, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    import pyarrow.dataset as ds
+
+    rows = ds.dataset(root / name, format="parquet").to_table().to_pylist()
+    for row in rows:
+        for column in drop:
+            del row[column]
+    return sorted(rows, key=lambda r: tuple(str(v) for v in r.values()))
+
+
+def test_dask_ring_equals_one_file(ring: Ring, client: Any, tmp_path: Path) -> None:
+    """2 workers, the 8-file ring cut into 64 KiB ranges (dozens of resyncs in
+    pcap and pcapng): conn.log, JSON and both Parquet tables equal the
+    single-process run."""
+    from tcplab.scale.cluster import run
+    from tcplab.scale.engine import EngineOptions
+
+    result = run(
+        client,
+        [str(ring.dir)],
+        EngineOptions(keep_packets=True),
+        parquet=str(tmp_path / "dask"),
+        packets=True,
+        want_log=True,
+        want_json=True,
+        range_bytes=64 << 10,
+    )
+    assert result.problems == []
+    assert result.partitions == 4
+    one_log = ok("--conn-log", str(ring.one))
+    assert conn_log_rows(result.conn_log) == conn_log_rows(one_log)
+    assert result.conn_log == one_log  # merged in start order: the very same file
+    assert result.json == ok("--json", str(ring.one))
+    # Parquet: the same tables as the single-process run of the ring...
+    ok("--parquet", str(tmp_path / "single"), "--parquet-packets", str(ring.dir))
+    parts = sorted((tmp_path / "dask/connections").iterdir())
+    assert len(parts) == 4
+    for name in ("connections", "packets"):
+        assert _table_rows(tmp_path / "dask", name) == _table_rows(tmp_path / "single", name)
+    # ... and of the one file, but for the file names and frame numbers.
+    ok("--parquet", str(tmp_path / "one"), "--parquet-packets", str(ring.one))
+    assert _table_rows(tmp_path / "dask", "connections") == _table_rows(
+        tmp_path / "one", "connections"
+    )
+    assert _table_rows(tmp_path / "dask", "packets", ("file", "frame")) == _table_rows(
+        tmp_path / "one", "packets", ("file", "frame")
+    )
+
+
+def test_dask_truncated_file_in_the_middle(ring: Ring, client: Any, tmp_path: Path) -> None:
+    from tcplab.scale.cluster import run
+    from tcplab.scale.engine import EngineOptions
+
+    broken = tmp_path / "ring"
+    shutil.copytree(ring.dir, broken)
+    victim = sorted(broken.iterdir())[4]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2 + 7])
+    single = run_tcplab("analyze", "--conn-log", str(broken), timeout=300)
+    assert single.code == 0
+    [line] = single.stderr.splitlines()
+    assert line.startswith(f"tcplab: {victim}: offset ")
+    result = run(client, [str(broken)], EngineOptions(), range_bytes=48 << 10)
+    assert [f"tcplab: {p}" for p in result.problems] == [line]
+    assert result.conn_log == single.stdout
+
+
+def test_dask_cli_local_cluster(ring: Ring) -> None:
+    """The command line: the dashboard link (on 127.0.0.1), then conn.log."""
+    result = run_tcplab("analyze", "--dask", "local:2", "--conn-log", str(ring.dir), timeout=300)
+    assert result.code == 0, result.stderr
+    [dash] = result.stderr.splitlines()
+    assert dash.startswith("tcplab: dask dashboard: http://127.0.0.1:")
+    assert result.stdout == ok("--conn-log", str(ring.one))
+    bad = run_tcplab("analyze", "--dask", "local:zero", "--conn-log", str(ring.one))
+    assert bad.code == 2
+    assert bad.stderr == "tcplab: --dask local:zero: expected local:N with N >= 1 workers\n"
+
+
+def test_local_cluster_listens_on_loopback_only(client: Any) -> None:
+    import os
+
+    pids = {os.getpid(), *client.run(os.getpid).values()}
+    out = subprocess.run(["ss", "-tlnpH"], capture_output=True, text=True, check=True).stdout
+    ours = [line.split()[3] for line in out.splitlines() if any(f"pid={p}," in line for p in pids)]
+    assert len(ours) >= 4  # scheduler, dashboard, 2 workers (and their nannies)
+    assert all(addr.startswith("127.0.0.1:") for addr in ours), ours
+
+
+def test_dask_resync_fooled_by_payload_is_corrected(
+    ring: Ring, client: Any, tmp_path: Path
+) -> None:
+    """A packet whose payload holds a chain of valid-looking pcap records
+    fools the resynchronisation of the range that starts inside it; the
+    predecessor's stop offset shows the mistake, the range is read again,
+    and the result is still the single-process one."""
+    import struct
+
+    from tcplab.capture import open_capture
+    from tcplab.scale.cluster import run
+    from tcplab.scale.engine import EngineOptions
+    from tcplab.scale.ranges import layout, resync
+
+    data = bytearray(ring.one.read_bytes())
+    with open_capture(ring.one) as reader:
+        victim = next(r for r in reader if r.offset > 100_000 and len(r.data) > 800)
+    payload = victim.data_offset + 54  # Ethernet + IPv4 + TCP headers of the synthetic file
+    t = victim.time_ns // 1000
+    fake = b"".join(
+        struct.pack("<IIII", t // 10**6, t % 10**6 + i, 40, 40) + bytes(40) for i in range(10)
+    )
+    data[payload : payload + len(fake)] = fake
+    path = tmp_path / "fooled.pcap"
+    path.write_bytes(bytes(data))
+    lay = layout(str(path), 0)
+    true_next = victim.data_offset + len(victim.data)
+    with open(path, "rb") as f:
+        assert resync(lay, f, payload, payload + 4096) == payload  # fooled
+    single = run_tcplab("analyze", "--conn-log", str(path), timeout=300)
+    assert single.code == 0
+    result = run(client, [str(path)], EngineOptions(), range_bytes=payload - 24)
+    assert true_next > payload
+    assert result.conn_log == single.stdout
+    assert result.problems == []
+
+
+def test_chain_check() -> None:
+    """The planner's rules: agree -> accept; disagree -> read again from the
+    trusted stop; a new section -> merge; lost framing -> the file ends."""
+    from tcplab.scale.cluster import check_chain
+    from tcplab.scale.ranges import RangeMeta, RangeSpec
+
+    def meta(i: int, first: int | None, stop: int | None, **kw: Any) -> RangeMeta:
+        spec = RangeSpec(0, i, i * 100 + (24 if i == 0 else 0), (i + 1) * 100, i == 0)
+        return RangeMeta(
+            spec, first, stop, kw.get("lost", False), kw.get("changed", False), 1, 0, []
+        )
+
+    reread: list[RangeSpec] = []
+
+    def again(spec: RangeSpec) -> RangeMeta:
+        reread.append(spec)
+        return meta(spec.range_id, spec.start, spec.end + 3)
+
+    good = [meta(0, 24, 103), meta(1, 103, 201), meta(2, 201, None)]
+    assert check_chain(good, again) == good and not reread
+    fooled = [meta(0, 24, 103), meta(1, 150, 201), meta(2, 201, None)]
+    got = check_chain(fooled, again)
+    # 1 is read again from 0's stop; then 2 disagrees with the re-read 1's stop.
+    assert reread == [RangeSpec(0, 1, 103, 200, True), RangeSpec(0, 2, 203, 300, True)]
+    assert [m.first for m in got] == [24, 103, 203]
+    reread.clear()
+    lost = [meta(0, 24, 103, lost=True), meta(1, 103, 201), meta(2, 201, None)]
+    assert check_chain(lost, again) == lost[:1]
+    long_record = [meta(0, 24, 250), meta(1, 120, 201), meta(2, 250, None)]
+    assert check_chain(long_record, again) == [long_record[0], long_record[2]]
+    section = [meta(0, 24, 103, changed=True), meta(1, 103, 201)]
+    got = check_chain(section, again)
+    assert reread == [RangeSpec(0, 0, 24, 200, True)] and len(got) == 1

@@ -24,22 +24,11 @@ def edges_in(dot: str) -> list[tuple[str, str]]:
 
 
 def test_every_table_edge_is_drawn_with_trigger_action_and_rfc() -> None:
-    dot = render_dot()
+    dot = render_dot(layout="rfc")
     assert edges_in(dot) == [(e.state.name, e.next.name) for e in TRANSITIONS]
     for edge in TRANSITIONS:
         assert f"{edge.label}\\n{edge.rfc}" in dot
     assert dot.count("style=dashed") == sum(e.counterfactual for e in TRANSITIONS)
-
-
-def test_two_column_layout_puts_active_and_passive_paths_side_by_side() -> None:
-    dot = render_dot(layout="two-column")
-    assert "subgraph cluster_active" in dot and "subgraph cluster_passive" in dot
-    active = dot.split("subgraph cluster_active")[1].split("}")[0]
-    passive = dot.split("subgraph cluster_passive")[1].split("}")[0]
-    assert "SYN_SENT" in active and "TIME_WAIT" in active and "LISTEN" not in active
-    assert "LISTEN" in passive and "LAST_ACK" in passive and "SYN_SENT" not in passive
-    assert "{ rank=same; SYN_SENT; SYN_RECEIVED; }" in dot
-    assert len(edges_in(dot)) == len(TRANSITIONS)
 
 
 def test_highlight_marks_the_edges_a_run_took() -> None:
@@ -50,7 +39,7 @@ def test_highlight_marks_the_edges_a_run_took() -> None:
     assert ("FIN_WAIT_2", "TIME_WAIT", "RCV_FIN") in names
     assert ("CLOSE_WAIT", "LAST_ACK", "SHUTDOWN_WR") in names
     assert ("CLOSE_WAIT", "LAST_ACK", "CLOSE") not in names  # the cause picks the edge
-    dot = render_dot(highlight=timeline.state_changes())
+    dot = render_dot(layout="rfc", highlight=timeline.state_changes())
     red = [line for line in dot.splitlines() if 'color="red"' in line and "->" in line]
     assert len(red) == len(edges)
     assert 'TIME_WAIT [label="TIME-WAIT", style="rounded,filled"' in dot
@@ -67,7 +56,8 @@ def test_cli_dot_to_stdout_and_highlight_from_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["sim", "why-three-way", "--variant",
                                       "three-way handshake", "--json", str(run)])
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli, ["states", "--dot", "-", "--highlight", str(run)])
+    result = CliRunner().invoke(cli, ["states", "--dot", "-", "--highlight", str(run),
+                                      "--layout", "rfc"])
     assert result.exit_code == 0
     assert "digraph tcp_states" in result.output
     assert re.search(r'SYN_RECEIVED -> CLOSED \[label="rcv RST[^\n]*color="red"', result.output)
@@ -76,9 +66,9 @@ def test_cli_dot_to_stdout_and_highlight_from_json(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot not installed")
 def test_cli_svg_from_the_table(tmp_path: Path) -> None:
     out = tmp_path / "states.svg"
-    result = CliRunner().invoke(cli, ["states", "--svg", str(out), "--layout", "two-column"])
+    result = CliRunner().invoke(cli, ["states", "--svg", str(out), "--layout", "rfc"])
     assert result.exit_code == 0, result.output
     svg = html.unescape(out.read_text())
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
-    assert svg.count('class="edge"') == len(TRANSITIONS)  # invisible column edges are not drawn
+    assert svg.count('class="edge"') == len(TRANSITIONS)
     assert "FIN-WAIT-2" in svg and "RFC 9293 §3.10.7.4" in svg

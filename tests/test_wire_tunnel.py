@@ -219,12 +219,22 @@ def test_decode_frame_plain_tcp_has_no_tunnel() -> None:
     assert (packet.tunnel, packet.outer_src, packet.outer_sport) == (None, None, None)
 
 
-def test_decode_frame_one_tunnel_level_only() -> None:
-    """TCP in GTP-U in GTP-U: the second level is not opened."""
+def test_decode_frame_gtp_in_gtp_is_opened_twice() -> None:
+    """TCP in GTP-U in GTP-U: both levels are opened (bounded by MAX_TUNNELS)."""
+    tunnelled = GtpU(0x30, 0xFF, len(inner_tcp_v4()), 1).build() + inner_tcp_v4()
+    inner = ipv4("10.1.1.1", "10.2.2.2", 17, udp(2152, 2152, tunnelled))
+    outer_payload = GtpU(0x30, 0xFF, len(inner), 2).build() + inner
+    frame = ipv4("1.1.1.1", "2.2.2.2", 17, udp(2152, 2152, outer_payload))
+    packet = decode_frame(LINKTYPE_RAW, frame)
+    assert isinstance(packet, TcpPacket)
+    assert (packet.tunnel, packet.outer_src, packet.src) == ("gtp/gtp", "1.1.1.1", "10.0.0.1")
+
+
+def test_decode_frame_empty_inner_gtp_says_where() -> None:
     inner = ipv4("10.1.1.1", "10.2.2.2", 17, udp(2152, 2152, GtpU(0x30, 0xFF, 0, 1).build()))
     outer_payload = GtpU(0x30, 0xFF, len(inner), 2).build() + inner
     frame = ipv4("1.1.1.1", "2.2.2.2", 17, udp(2152, 2152, outer_payload))
-    assert decode_frame(LINKTYPE_RAW, frame) == NotTcp("UDP")
+    assert decode_frame(LINKTYPE_RAW, frame) == NotTcp("gtp: GTP-U without an IP packet")
 
 
 # -- the Zeek traces -------------------------------------------------------

@@ -79,6 +79,9 @@ class ApiCall:
 class Packet:
     """One TCP segment as seen on the wire.
 
+    ``time`` is when the wire saw it leave the sender; ``delivered`` when
+    the wire handed it to the receiver, set only when the lab's wire held
+    or delayed it (a fault), so a ladder can draw it crossing later ones.
     ``raw`` is the IP datagram (IPv4 or IPv6 header onwards) when the
     producer has it; the decoded fields are always filled so renderers need
     no codec.  ``rel_seq``/``rel_ack`` follow Wireshark's rules.
@@ -106,6 +109,13 @@ class Packet:
     # The window scale shift that applies to ``window`` (RFC 7323): 0 on SYNs and
     # when scaling is off, None when unknown; renderers fill it (fmt.window_shifts).
     win_shift: int | None = None
+    # When the receiver got it, if the wire held or delayed it (None: at ``time``).
+    delivered: float | None = None
+
+    @property
+    def arrival(self) -> float:
+        """When the segment reached its receiver (``time`` unless the wire kept it)."""
+        return self.delivered if self.delivered is not None else self.time
 
     @property
     def has(self) -> frozenset[str]:

@@ -95,6 +95,13 @@ class _InFlight:
             + (1 if self.flags & _FIN else 0)
         )
 
+    @property
+    def proof(self) -> Seq:
+        """The acknowledgment that shows it arrived: a SYN's own sequence number
+        is enough, since a server that does not take a Fast Open SYN's data
+        acknowledges the SYN alone (RFC 7413 §4.2.2)."""
+        return Seq(self.seq) + 1 if self.flags & _SYN else self.end
+
 
 class Pair:
     """Two endpoints' observers and the segments in flight between them.
@@ -168,7 +175,7 @@ class Pair:
         self.has_sent[sender] = True
         queue = self.in_flight[sender]
         if flags & _ACK:
-            while queue and Seq(ack) >= queue[0].end:
+            while queue and Seq(ack) >= queue[0].proof:
                 out += self._deliver(sender, queue.pop(0))
         elif flags & _RST:
             # A RST without ACK proves nothing; deliver what came before it.

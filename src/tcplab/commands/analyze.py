@@ -79,7 +79,7 @@ def _run(
     "--summary",
     "summary",
     is_flag=True,
-    help="Fast columnar connection summary (classic pcap, Ethernet/raw/SLL IPv4+IPv6).",
+    help="Fast connection summary (columnar on classic pcap; with --json, JSON lines).",
 )
 @click.option("--conn", "conn", type=int, metavar="N", help="Only connection N.")
 @click.option("--host", "host", metavar="ADDR", help="Only connections with this endpoint address.")
@@ -97,6 +97,12 @@ def _run(
 )
 @click.option("--parquet", "parquet", metavar="DIR", help="Write the connections table as Parquet.")
 @click.option("--parquet-packets", is_flag=True, help="With --parquet: also the packets table.")
+@click.option(
+    "--dask",
+    "dask",
+    metavar="local:N|tcp://HOST:PORT",
+    help="Run on Dask: a LocalCluster of N workers, or a running scheduler (docs/scale.md).",
+)
 def command(
     files: tuple[str, ...],
     as_json: bool,
@@ -115,16 +121,23 @@ def command(
     svg_out: str | None = None,
     parquet: str | None = None,
     parquet_packets: bool = False,
+    dask: str | None = None,
 ) -> None:
     """Connections, per-endpoint TCP states and anomalies in FILE (pcap or pcapng).
 
     Several files, or a directory, are one capture merged by time
     (docs/scale.md)."""
-    modes = [as_json, per_packet, conn_log, ladder is not None, summary]
+    # --summary --json: the summary as JSON lines.
+    modes = [as_json and not summary, per_packet, conn_log, ladder is not None, summary]
     if sum(bool(m) for m in modes) > 1:
         raise InputError("choose one of --json, --packets, --conn-log, --ladder, --summary")
     if parquet_packets and parquet is None:
         raise InputError("--parquet-packets needs --parquet DIR")
+    if dask is not None:
+        from tcplab.scale.cluster import run_cli
+
+        run_cli(files, dask, parquet, parquet_packets, conn_log, as_json, bare, ignore_checksums)
+        return
     if len(files) == 1 and not Path(files[0]).exists() and "://" not in files[0]:
         raise InputError(f"{files[0]}: no such file")
     file = Path(files[0])
@@ -133,7 +146,8 @@ def command(
             raise InputError("--summary reads one file")
         from tcplab.analyze.fast import print_summary
 
-        if print_summary(file, conn=conn, host=host, port=port).nothing_readable:
+        summary_report = print_summary(file, conn=conn, host=host, port=port, as_json=as_json)
+        if summary_report.nothing_readable:
             raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
         return
     views = any(v is not None for v in (report, mermaid, svg_out))

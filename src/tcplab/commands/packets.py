@@ -234,6 +234,13 @@ def packet_json(record: Record, pkt: TcpPacket, view: FlowView) -> dict[str, Any
         "options": [_with_relative_sack(option_json(o), view) for o in tcp.options],
         "option_error": tcp.option_error,
         "reused_ports": view.reused_ports,
+        # Encapsulations around it, outermost first ("gre", "ipip/ipip", "vxlan"),
+        # the outermost IP addresses and UDP tunnel ports (tcplab.wire.decode).
+        "tunnel": pkt.tunnel,
+        "outer_src": pkt.outer_src,
+        "outer_dst": pkt.outer_dst,
+        "outer_sport": pkt.outer_sport,
+        "outer_dport": pkt.outer_dport,
     }
 
 
@@ -363,6 +370,8 @@ def list_packets(
     "--port", "ports", type=click.IntRange(0, 65535), multiple=True, help="Only this port."
 )
 @click.option("--host", "hosts", multiple=True, help="Only packets from or to this address.")
+@click.option("--ipmsg", is_flag=True,
+              help="Decode IP Messenger / FeiQ datagrams on UDP 2425 (or --port) instead of TCP.")
 def command(
     file: str,
     absolute: bool,
@@ -373,9 +382,27 @@ def command(
     nano: bool,
     ports: tuple[int, ...],
     hosts: tuple[str, ...],
+    ipmsg: bool,
 ) -> None:
     """One line per TCP packet of FILE (pcap, pcapng, .gz), tcpdump -nn style,
-    with Wireshark's relative seq/ack and stream numbering."""
+    with Wireshark's relative seq/ack and stream numbering.
+
+    With --ipmsg: each IP Messenger datagram (UDP 2425), field by field:
+    version (and what atoi makes of FeiQ's prefix), packet number, user,
+    host, command (mode and option bits by name) and the extra section.
+    """
+    if ipmsg:
+        from tcplab.commands.ipmsg import list_ipmsg
+
+        try:
+            status = list_ipmsg(file, sys.stdout, sys.stderr, as_json=as_json, count=count,
+                                ports=ports or (2425,))  # fmt: skip
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(0)
+        if status:
+            sys.exit(status)
+        return
     try:
         status = list_packets(
             file,

@@ -11,19 +11,18 @@ import click
 from tcplab.errors import InputError, TcplabError
 from tcplab.model.diagram import LAYOUTS, render_dot
 from tcplab.model.table import TRANSITIONS
-from tcplab.timeline import StateChange, Timeline
+from tcplab.timeline import Timeline
 
 
-def _load_highlight(path: str | None) -> list[StateChange]:
+def _load_highlight(path: str | None) -> Timeline | None:
     if path is None:
-        return []
+        return None
     try:
-        timeline = Timeline.from_json(Path(path).read_text(encoding="utf-8"))
+        return Timeline.from_json(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
     except ValueError as exc:
         raise InputError(f"{path}: not a tcplab timeline: {exc}") from None
-    return timeline.state_changes()
 
 
 def table_text() -> str:
@@ -56,18 +55,31 @@ def write_svg(dot_text: str, out: str) -> None:
 @click.option("--svg", "svg_out", metavar="FILE", help="Render SVG with Graphviz dot.")
 @click.option("--highlight", metavar="TIMELINE.json",
               help="Mark the states and edges a run took (a tcplab timeline JSON).")
-@click.option("--layout", type=click.Choice(LAYOUTS), default="rfc", show_default=True,
-              help="two-column: active (client) path left, passive (server) path right.")
-def command(dot_out: str | None, svg_out: str | None, highlight: str | None, layout: str) -> None:
+@click.option("--layout", type=click.Choice(LAYOUTS), default="two-column", show_default=True,
+              help="two-column: the textbook picture, active (client) side left, passive "
+              "(server) side right, CLOSED at the top and again at the bottom; rfc: every edge "
+              "placed by Graphviz, like RFC 9293 Figure 5.")
+@click.option("--all-edges", is_flag=True,
+              help="two-column: also draw the abort, RST and timeout edges (by default they "
+              "are listed in a legend).")
+def command(dot_out: str | None, svg_out: str | None, highlight: str | None, layout: str,
+            all_edges: bool) -> None:  # fmt: skip
     """The TCP state diagram drawn from tcplab's transition table.
 
     \b
     Without options: the table itself, one edge a line.
-      tcplab states --svg states.svg --layout two-column
+      tcplab states --svg states.svg
+      tcplab states --svg all.svg --all-edges
       tcplab sim both-close --json run.json && tcplab states --highlight run.json --svg run.svg
+
+    --highlight marks the states a run visited and exactly the edges it took:
+    the kernel's tracepoint names only old and new state, so the edge is the
+    one the segment received or the call made just before explains.
     """
-    changes = _load_highlight(highlight)
-    dot_text = render_dot(layout=layout, highlight=changes)
+    timeline = _load_highlight(highlight)
+    changes = timeline.state_changes() if timeline is not None else []
+    dot_text = render_dot(layout=layout, highlight=changes, timeline=timeline,
+                          all_edges=all_edges)  # fmt: skip
     if dot_out is None and svg_out is None:
         click.echo(table_text(), nl=False)
         return

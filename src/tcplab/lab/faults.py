@@ -179,27 +179,30 @@ class FaultProgram(Generic[Token]):
     def _decide(self, now: float, seg: Segment, token: Token) -> list[Release[Token]]:
         if self._blackholed:
             # Two hosts on one wire: every packet is to or from a blackholed host.
-            hosts = ", ".join(sorted(self._blackholed))
-            return [Release(token, now, dropped=True, note=f"{hosts} blackholed by a wire step")]
+            hosts = " and ".join(f"the {h}" for h in sorted(self._blackholed))
+            note = f"the wire drops everything to and from {hosts}"
+            return [Release(token, now, dropped=True, note=note)]
         for state in self._rules:
             if state.spent:
                 continue
             if not self._matches(state, now, seg):
                 continue
             if state.rule.action == "blackhole":
-                return [Release(token, now, dropped=True, note=f"blackhole (fault {state.index})")]
+                note = f"the wire drops everything from the {seg.sender} (fault {state.index})"
+                return [Release(token, now, dropped=True, note=note)]
             state.matches += 1
             if state.nth not in (0, state.matches):
                 continue
             rule = state.rule
-            label = rule.note or f"fault {state.index}"
+            label = rule.note or f"the scenario's fault {state.index}"
             if rule.action == "drop":
                 return [Release(token, now, dropped=True, note=label)]
             if rule.action == "delay":
-                note = f"delayed {rule.seconds} s by {label}"
+                note = f"the wire delays it {rule.seconds} s: {label}"
                 return [Release(token, now + rule.seconds, note=note)]
             if rule.action == "duplicate":
-                return [Release(token, now), Release(token, now, note=f"duplicated by {label}")]
+                note = f"the wire duplicates it: {label}"
+                return [Release(token, now), Release(token, now, note=note)]
             # hold: keep until release_after packets are held, then let them cross.
             state.held.append((now, token))
             if len(state.held) >= rule.release_after:
@@ -208,10 +211,11 @@ class FaultProgram(Generic[Token]):
         return [Release(token, now)]
 
     def _release(self, state: _RuleState[Token], now: float) -> list[Release[Token]]:
-        label = state.rule.note or f"fault {state.index}"
+        label = state.rule.note or f"the scenario's fault {state.index}"
         n = len(state.held)
+        others = f", let go with {n - 1} more" if n > 1 else ""
         out = [
-            Release(tok, now, note=f"held {now - t:.3f} s by {label}, released with {n - 1} more")
+            Release(tok, now, note=f"the wire held it {(now - t) * 1000:.1f} ms: {label}{others}")
             for t, tok in state.held
         ]
         state.held.clear()

@@ -99,6 +99,7 @@ def decode_packets(records: list[WireRecord]) -> list[Packet]:
                 dropped=rec.dropped,
                 annotations=(rec.note,) if rec.note else (),
                 raw=raw,
+                delivered=rec.delivered_ns / 1e9 if rec.delivered_ns is not None else None,
             )
         )
     return out

@@ -46,6 +46,7 @@ class WireRecord:
     raw: bytes  # the IP datagram
     dropped: bool = False
     note: str = ""
+    delivered_ns: int | None = None  # when the wire passed it on, if it held or delayed it
 
 
 def tcp_segment(raw: bytes, sender: str) -> Segment | None:
@@ -137,14 +138,15 @@ class TunWire:
         for rel in releases:
             sender, data = rel.token
             index = self._held_at.pop(id(data), None)
+            due = self._start_ns + int(rel.at * 1e9)
             if index is not None:
                 # The record keeps the time the packet reached the wire; say when it left.
                 old = self.records[index]
-                self.records[index] = WireRecord(old.time_ns, old.sender, old.raw, note=rel.note)
+                self.records[index] = WireRecord(old.time_ns, old.sender, old.raw, note=rel.note,
+                                                 delivered_ns=max(due, now_ns))  # fmt: skip
             target = self._fd_of["server" if sender == "client" else "client"]
             if rel.dropped:
                 continue
-            due = self._start_ns + int(rel.at * 1e9)
             if due <= now_ns:
                 self._write(target, data)
             else:
@@ -225,7 +227,9 @@ class TunWire:
             self._held_at[id(data)] = len(self.records)
             self.records.append(WireRecord(now_ns, sender, data, note="held by the wire"))
             return
-        self.records.append(WireRecord(now_ns, sender, data, mine[0].dropped, mine[0].note))
+        due = self._start_ns + int(mine[0].at * 1e9)
+        later = due if due > now_ns and not mine[0].dropped else None
+        self.records.append(WireRecord(now_ns, sender, data, mine[0].dropped, mine[0].note, later))
         for dup in mine[1:]:
             # A duplicate is a second packet on the wire, recorded as such.
             self.records.append(WireRecord(now_ns, sender, data, note=dup.note))

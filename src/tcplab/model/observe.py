@@ -20,6 +20,11 @@ that could be close() or shutdown(SHUT_WR)).  Timer-driven changes are never
 on the wire: TIME-WAIT -> CLOSED is not reported, so an active closer's last
 inferred state is TIME-WAIT, as ``ss`` would show it.
 
+TCP Fast Open (RFC 7413) shows on the wire as a SYN carrying data: the
+client's SYN-ACK then acknowledges up to ISS + 1 + the data (or only the SYN,
+and the data is sent again), and the server's SYN-ACK acknowledging the data
+is the table's "rcv SYN with a valid cookie" edge.
+
 An endpoint's own packets also prove what it has received when the capture
 lacks the peer's segments (one direction of an asymmetric route, a capture
 filtered with ``src host``): an ACK sent in SYN-SENT proves the SYN-ACK
@@ -62,6 +67,9 @@ class Observer:
         self.edges: list[Transition] = []
         # A SYN received in LISTEN (or unknown) state, not answered yet: its arrival time.
         self.pending_syn: float | None = None
+        self.pending_syn_len = 0  # the data that SYN carried (TCP Fast Open)
+        self.syn_data = 0  # the data our own SYN carried (TCP Fast Open)
+        self.snd_max: Seq | None = None  # the highest sequence number we sent, plus one
         # What our SYN-ACK acknowledged (the peer's SYN, and its data with TFO).
         self.synack_ack: Seq | None = None
 
@@ -79,17 +87,23 @@ class Observer:
         self.state = new
         return Inferred(old, new, trigger.value, edge.rfc, ambiguous, at)
 
-    def _answered_syn(self, ambiguous: str | None = None) -> list[Inferred]:
+    def _answered_syn(self, ambiguous: str | None = None,
+                       ack: Seq | None = None) -> list[Inferred]:
         """The pending SYN was answered with a SYN-ACK: LISTEN -> SYN-RECEIVED,
-        dated when the SYN arrived (RFC 9293 §3.10.7.2)."""
+        dated when the SYN arrived (RFC 9293 §3.10.7.2).  A SYN-ACK (``ack``)
+        that acknowledges the SYN's data took it as Fast Open data (RFC 7413
+        §4.2.2)."""
         at, self.pending_syn = self.pending_syn, None
+        fastopen = (self.pending_syn_len > 0 and ack is not None and self.irs is not None
+                    and ack == self.irs + 1 + self.pending_syn_len)
         out: list[Inferred] = []
         if self.state is None:
             self.state = State.LISTEN
             out.append(Inferred(None, State.LISTEN, "a SYN arrived", "RFC 9293 §3.10.7.2",
                                 "LISTEN assumed: the first packet seen is a SYN to this port",
                                 at))
-        out.append(self._take(Trigger.RCV_SYN, State.SYN_RECEIVED, ambiguous, at))
+        trigger = Trigger.RCV_SYN_FASTOPEN if fastopen else Trigger.RCV_SYN
+        out.append(self._take(trigger, State.SYN_RECEIVED, ambiguous, at))
         return out
 
     def _assume(self, new: State, cause: str, why: str) -> Inferred:
@@ -116,18 +130,28 @@ class Observer:
             return out
         if length:
             self.sent_data = True
+        end = Seq(seq) + length + (control in (Control.SYN, Control.FIN))
+        if self.snd_max is None or end > self.snd_max:
+            self.snd_max = end
         if control is Control.SYN:
             s = Seq(seq)
             if bits & _ACK and ack is not None:
                 self.synack_ack = Seq(ack)
             if not bits & _ACK:
                 if self.state in (None, State.CLOSED):
-                    out.append(self._take(Trigger.CONNECT, State.SYN_SENT))
+                    if length:
+                        # RFC 7413 §4.2.2: data on the SYN is Fast Open.
+                        out.append(self._take(
+                            Trigger.CONNECT_FASTOPEN, State.SYN_SENT,
+                            "sendto(MSG_FASTOPEN) or TCP_FASTOPEN_CONNECT: the wire cannot tell"))
+                    else:
+                        out.append(self._take(Trigger.CONNECT, State.SYN_SENT))
+                    self.syn_data = length
                 self.iss = s
             else:
                 self.iss = s
                 if self.pending_syn is not None:
-                    out.extend(self._answered_syn())
+                    out.extend(self._answered_syn(ack=Seq(ack) if ack is not None else None))
                 elif self.state is None:
                     out.append(self._assume(State.SYN_RECEIVED, Trigger.RCV_SYN.value,
                                             "the SYN this SYN-ACK answers was not seen"))
@@ -236,7 +260,7 @@ class Observer:
         if control is Control.RST:
             return self._received_reset(a)
         if control is Control.SYN:
-            return self._received_syn(Seq(seq), a, now)
+            return self._received_syn(Seq(seq), a, length, now)
         if a is not None:
             if self.pending_syn is not None:
                 # The peer ACKs something of ours: the SYN-ACK went out uncaptured.
@@ -269,12 +293,14 @@ class Observer:
             return []  # §3.10.7.3: a RST that does not ACK our SYN is ignored
         return [self._take(Trigger.RCV_RST, State.CLOSED)]
 
-    def _received_syn(self, seq: Seq, ack: Seq | None, now: float) -> list[Inferred]:
+    def _received_syn(self, seq: Seq, ack: Seq | None, length: int,
+                      now: float) -> list[Inferred]:
         state = self.state
         if ack is None:
             if state in (None, State.LISTEN):
                 # Pending until answered: SYN-ACK (a listener) or RST (no socket).
                 self.irs = seq
+                self.pending_syn_len = length
                 if self.pending_syn is None:
                     self.pending_syn = now
                 return []
@@ -288,14 +314,24 @@ class Observer:
             return [self._assume(State.ESTABLISHED, Trigger.RCV_SYN_ACK.value,
                                  "our SYN was not seen")]
         if state in (State.SYN_SENT, State.SYN_RECEIVED):
-            if self.iss is not None and ack != self.iss + 1:
+            # RFC 9293 §3.10.7.3: ISS < SEG.ACK =< SND.NXT, which is past the
+            # SYN's data with Fast Open (RFC 7413 §4.2.2).
+            if self.iss is not None and not self.iss + 1 <= ack <= self.iss + 1 + self.syn_data:
                 return []
+            if (state is State.SYN_SENT and self.iss is not None and self.syn_data
+                    and ack != self.iss + 1 + self.syn_data):
+                # The server did not take (all) the data: it is sent again.
+                return [self._take(Trigger.RCV_SYN_ACK_DATA_UNACKED, State.ESTABLISHED)]
             return [self._take(Trigger.RCV_SYN_ACK, State.ESTABLISHED)]
         return []
 
     def _received_ack(self, ack: Seq) -> list[Inferred]:
         state = self.state
-        if state is State.SYN_RECEIVED and (self.iss is None or ack == self.iss + 1):
+        # ISS < SEG.ACK =< SND.NXT (RFC 9293 §3.10.7.4): a Fast Open server may
+        # have sent data in SYN-RECEIVED, and the ACK may cover it too.
+        if state is State.SYN_RECEIVED and (
+            self.iss is None or self.snd_max is None or self.iss < ack <= self.snd_max
+        ):
             return [self._take(Trigger.RCV_ACK_OF_SYN, State.ESTABLISHED)]
         if self.our_fin_end is None or ack < self.our_fin_end:
             return []

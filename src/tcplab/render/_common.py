@@ -9,8 +9,9 @@ are long enough to deserve a break in the time axis.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
-from tcplab.fmt import window_shifts, window_text
+from tcplab.fmt import value_text, window_shifts, window_text
 from tcplab.timeline import (
     ApiCall,
     EndpointInfo,
@@ -86,15 +87,22 @@ def _event_endpoints(timeline: Timeline) -> list[str]:
     return seen
 
 
+# The lab's wire is a third actor (blackhole, heal, release): never a column.
+WIRE_ACTOR = "wire"
+
+
 def columns(timeline: Timeline) -> Columns:
     """Endpoint order from ``timeline.endpoints``, the client (active opener) first.
 
     Endpoints that only appear in events (a hand-built timeline) are added in
-    order of appearance; a timeline about one endpoint gets an unnamed peer.
+    order of appearance, after the declared ones; a timeline about one
+    endpoint gets an unnamed peer.  The wire is never a column.
     """
-    infos = list(timeline.endpoints)
+    infos = [info for info in timeline.endpoints if info.name != WIRE_ACTOR]
     known = {info.name for info in infos}
-    infos += [EndpointInfo(name) for name in _event_endpoints(timeline) if name not in known]
+    if len(infos) < 2:
+        infos += [EndpointInfo(name) for name in _event_endpoints(timeline)
+                  if name not in known and name != WIRE_ACTOR]  # fmt: skip
     # Stable: among equal roles the declared order stands.
     infos.sort(key=lambda info: {"client": 0, "server": 2}.get(info.role, 1))
     while len(infos) < 2:
@@ -252,8 +260,59 @@ def note_text(note: Note) -> str:
     return note.text
 
 
+def _sock_prefix(call: ApiCall) -> tuple[str, list[str]]:
+    sock = [a for a in call.args if a.startswith("sock=")]
+    rest = [a for a in call.args if not a.startswith("sock=")]
+    return (f"{sock[0].removeprefix('sock=')}: " if sock else ""), rest
+
+
+def api_call_text(call: ApiCall) -> str:
+    """The call as what really happened, without its result.
+
+    Most steps are socket calls and read as one (``bind(port=8080)``).  A
+    few are not: the lab's ``abort`` is ``setsockopt(SO_LINGER {1,0})`` then
+    ``close()`` (RFC 9293 §3.10.5 ABORT), ``fork_close`` forks and the child
+    closes its copy, ``kill`` is a signal, and the wire's steps are done to
+    the wire, not by an endpoint.
+    """
+    sock, rest = _sock_prefix(call)
+    if call.actor == WIRE_ACTOR:
+        host = next((a.split("=", 1)[1].strip("'\"") for a in call.args
+                     if a.startswith("host=")), "?")  # fmt: skip
+        if call.call == "blackhole":
+            return f"the wire drops everything to and from the {host}"
+        if call.call == "heal":
+            return f"the wire carries the {host}'s packets again"
+        if call.call == "release":
+            return "the wire lets the packets it holds go"
+    if call.call == "abort":
+        return f"{sock}setsockopt(SO_LINGER {{1,0}}); close()"
+    if call.call == "fork_close":
+        return f"{sock}fork(); close() in child"
+    if call.call == "kill":
+        return "kill(SIGKILL): the process dies, the kernel closes its sockets"
+    if call.call == "sleep":
+        return f"sleeps {', '.join(a.split('=', 1)[-1] for a in rest)} s"
+    if call.call == "wait":
+        return f"{sock}waits for ss to show {', '.join(rest)}"
+    return f"{call.call}({', '.join(call.args)})"
+
+
+def api_result_text(call: ApiCall) -> str:
+    """What the call returned: ``= 12``, ``-> EADDRINUSE``; empty when nothing to say."""
+    if call.errno:
+        return f"-> {call.errno}"
+    if call.call in ("sleep", "abort") or call.actor == WIRE_ACTOR:
+        return ""
+    if call.result is not None:
+        return f"= {value_text(call.result)}"
+    return ""
+
+
 def api_text(call: ApiCall) -> str:
-    return call.describe()
+    """The call and its result on one line."""
+    result = api_result_text(call)
+    return f"{api_call_text(call)} {result}".rstrip()
 
 
 __all__ = [
@@ -277,3 +336,177 @@ __all__ = [
     "state_text",
     "visible_events",
 ]
+
+
+# -- held packets -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A held or delayed segment reaching its receiver (``packet.delivered``).
+
+    Renderers draw the segment from its send row to this row, so it crosses
+    whatever happened in between, as it did on the wire.
+    """
+
+    time: float
+    packet: Packet
+
+    kind = "arrival"
+
+
+def split_arrivals(items: list[Any]) -> list[Any]:
+    """``items`` with an ``Arrival`` after every packet that arrived later than
+    something else happened (the wire held or delayed it past other events)."""
+    times = sorted(i.time for i in items)
+    out = list(items)
+    extra: list[Arrival] = []
+    for item in items:
+        if not isinstance(item, Packet) or item.dropped or item.delivered is None:
+            continue
+        if item.delivered <= item.time:
+            continue
+        if any(item.time < t < item.delivered for t in times) or item.delivered - item.time > 1e-3:
+            extra.append(Arrival(item.delivered, item))
+    if not extra:
+        return out
+    merged = out + extra
+    order = {id(x): i for i, x in enumerate(merged)}
+    # An arrival goes before anything at its own instant but after the items
+    # stamped earlier (it caused the state change the receiver reports then).
+    merged.sort(key=lambda x: (x.time, 0 if isinstance(x, Arrival) else 1, order[id(x)]))
+    return merged
+
+
+def arrives_later(packet: Packet, items: list[Any]) -> bool:
+    return any(isinstance(i, Arrival) and i.packet is packet for i in items)
+
+
+# -- the sequence arithmetic (--explain-seq) ------------------------------------------
+
+
+def _seq_end(packet: Packet) -> int | None:
+    if packet.rel_seq is None:
+        return None
+    return packet.rel_seq + packet.length + ("S" in packet.flags) + ("F" in packet.flags)
+
+
+def seq_explanations(packets: list[Packet]) -> dict[int, str]:
+    """Per packet (by ``id``), the arithmetic the seed notes teach, in relative numbers.
+
+    ``ack 13 = 1 + 12``: the acknowledgment number is the next byte expected,
+    the acknowledged segment's seq plus its length; a SYN and a FIN each
+    occupy one sequence number (RFC 9293 §3.4), so ``ack 1 = 0 + SYN`` and
+    ``ack 14 = 13 + FIN``.  An ACK that acknowledges nothing new says so.
+    """
+    out: dict[int, str] = {}
+    by_sender: dict[str, list[Packet]] = {}
+    acked: dict[str, int] = {}
+    for packet in sorted(packets, key=lambda p: p.time):
+        parts: list[str] = []
+        seq = packet.rel_seq
+        if seq is not None:
+            if "S" in packet.flags:
+                parts.append(f"SYN takes seq {seq}, next {seq + 1}")
+            if packet.length:
+                parts.append(f"bytes {seq}–{seq + packet.length - 1}, next {seq + packet.length}")
+            if "F" in packet.flags:
+                fin = seq + packet.length
+                parts.append(f"FIN takes seq {fin}, next {fin + 1}")
+        ack = packet.rel_ack
+        if "." in packet.flags and ack is not None and "R" not in packet.flags:
+            other = [p for p in by_sender.get(packet.receiver, []) if p.arrival <= packet.time]
+            match = next((p for p in reversed(other) if _seq_end(p) == ack), None)
+            pure = packet.length == 0 and not set(packet.flags) & set("SF")
+            if acked.get(packet.sender) == ack and (match is None or match.length == 0):
+                if pure:
+                    parts.append(f"ack {ack}: nothing new, still expects {ack}")
+            elif match is not None and match.rel_seq is not None:
+                terms = [str(match.rel_seq)]
+                if match.length:
+                    terms.append(str(match.length))
+                if "S" in match.flags:
+                    terms.append("SYN")
+                if "F" in match.flags:
+                    terms.append("FIN")
+                parts.append(f"ack {ack} = {' + '.join(terms)}")
+            else:
+                parts.append(f"ack {ack}: expects seq {ack} next")
+            acked[packet.sender] = ack
+        if parts:
+            out[id(packet)] = "; ".join(parts)
+        by_sender.setdefault(packet.sender, []).append(packet)
+    return out
+
+
+# -- long ladders: runs of like segments --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """Many like segments in a row (a bulk transfer), drawn as one row."""
+
+    time: float
+    end: float
+    sender: str
+    receiver: str
+    segments: int
+    length: int
+    acks: int
+    hidden: tuple[Packet, ...]
+
+    kind = "run"
+
+    def text(self) -> str:
+        every = f", ACKed every {round(self.segments / self.acks)}" if self.acks else ", no ACKs"
+        return (f"… {self.segments} data segments of {self.length} bytes "
+                f"{self.sender} → {self.receiver}{every} …")  # fmt: skip
+
+
+RUN_MIN = 10  # data segments in a row before a run is collapsed
+RUN_KEEP = 2  # data segments kept visible at each end of a run
+
+
+def _plain_segment(item: Any) -> bool:
+    return (isinstance(item, Packet) and not item.dropped and not item.annotations
+            and not set(item.flags) & set("SFR") and item.delivered is None)  # fmt: skip
+
+
+def collapse_runs(items: list[Any]) -> list[Any]:
+    """Runs of at least ``RUN_MIN`` equal-sized data segments from one sender, with
+    the other side's pure ACKs between them, become a ``RunSummary`` (the first
+    and last ``RUN_KEEP`` segments stay)."""
+    out: list[Any] = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if not (_plain_segment(item) and item.length > 0):
+            out.append(item)
+            i += 1
+            continue
+        sender, size = item.sender, item.length
+        j = i
+        data: list[int] = []
+        while j < len(items) and _plain_segment(items[j]):
+            p = items[j]
+            if p.sender == sender and p.length == size:
+                data.append(j)
+            elif not (p.sender != sender and p.length == 0):
+                break
+            j += 1
+        # End the run on its last data segment (trailing ACKs stay visible).
+        end = data[-1] + 1 if data else i + 1
+        if len(data) < RUN_MIN:
+            out.extend(items[i:end])
+            i = end
+            continue
+        first_hidden = data[RUN_KEEP - 1] + 1
+        last_hidden = data[-RUN_KEEP]
+        hidden = tuple(items[first_hidden:last_hidden])
+        out.extend(items[i:first_hidden])
+        segs = sum(1 for p in hidden if p.sender == sender)
+        out.append(RunSummary(hidden[0].time, hidden[-1].time, sender, item.receiver, segs, size,
+                              len(hidden) - segs, hidden))  # fmt: skip
+        out.extend(items[last_hidden:end])
+        i = end
+    return out

@@ -179,7 +179,7 @@ def _decoded_tree(packet: Packet) -> tuple[_Node, ...] | None:
             _Node(f"Acknowledgment number: {tcp.ack}{rel[1]}"),
             _Node(f"Header length: {tcp.header_len} bytes ({tcp.data_offset})"),
             _Node(f"Flags: 0x{int(tcp.flags):03x} [{packet.flags}]", _flag_nodes(int(tcp.flags))),
-            _Node(f"Window: {tcp.window}"),
+            _Node(f"Window: {_window(packet)}"),
             _Node(f"Checksum: 0x{tcp.checksum:04x}"),
             _Node(f"Urgent pointer: {tcp.urgent}"),
             _Node(f"Options: {tcp.header_len - 20} bytes", options),
@@ -189,6 +189,13 @@ def _decoded_tree(packet: Packet) -> tuple[_Node, ...] | None:
     if payload:
         nodes.append(_Node(f"Data: {len(payload)} bytes", (_Node(_hexdump(payload)),)))
     return tuple(nodes)
+
+
+def _window(packet: Packet) -> str:
+    """Raw and scaled side by side, as every view shows a window (tcplab.fmt)."""
+    from tcplab.fmt import window_text
+
+    return window_text(packet.window, packet.win_shift, syn="S" in packet.flags)
 
 
 def _fields_tree(packet: Packet) -> tuple[_Node, ...]:
@@ -210,7 +217,7 @@ def _fields_tree(packet: Packet) -> tuple[_Node, ...]:
                 _Node(f"Sequence number: {packet.seq}{rel_seq}"),
                 _Node(f"Acknowledgment number: {packet.ack}{rel_ack}"),
                 _Node(f"Flags: [{packet.flags}]", _flag_nodes(bits)),
-                _Node(f"Window: {packet.window}"),
+                _Node(f"Window: {_window(packet)}"),
                 _Node(f"Options: {packet.options or 'none'}"),
                 _Node(f"Payload length: {packet.length}"),
             ),
@@ -258,7 +265,8 @@ def _packets_section(timeline: Timeline, t0: float) -> str:
         "<span>options · notes</span></div>"
     )
     rows = [head]
-    for index, packet in enumerate(timeline.packets()):
+    packets = [e for e in ordered_events(timeline) if isinstance(e, Packet)]  # win_shift set
+    for index, packet in enumerate(packets):
         seq = packet.rel_seq if packet.rel_seq is not None else packet.seq
         ack: int | str = ""
         if "." in packet.flags:
@@ -274,7 +282,7 @@ def _packets_section(timeline: Timeline, t0: float) -> str:
             f"<span>{index + 1}</span><span>{format_ms(packet.time - t0)}</span>"
             f"<span>{_e(packet.sender)} → {_e(packet.receiver)}</span>"
             f"<span>[{_e(packet.flags)}]</span><span>{seq}</span><span>{ack}</span>"
-            f"<span>{packet.length}</span><span>{packet.window}</span>"
+            f"<span>{packet.length}</span><span>{_e(_window(packet))}</span>"
             f"<span>{_e(' · '.join(notes))}</span></summary>"
             f'<div class="tree">{_tree_html(tree)}</div></details>'
         )
@@ -467,7 +475,7 @@ def state_diagram_svg(timeline: Timeline, *, layout: str = "two-column") -> str 
         from tcplab.model.diagram import render_dot
     except ImportError:
         return None
-    source = render_dot(layout=layout, highlight=timeline.state_changes())
+    source = render_dot(layout=layout, highlight=timeline.state_changes(), timeline=timeline)
     try:
         done = subprocess.run(
             [exe, "-Tsvg"], input=source.encode(), capture_output=True, timeout=60, check=False

@@ -30,28 +30,36 @@ What is drawn, and what a test (or a browser) can find by class:
 from __future__ import annotations
 
 import math
-import textwrap
 from dataclasses import dataclass, field
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from tcplab.render._common import (
     BREAK_GAP,
     SOURCE_LEGEND,
+    WIRE_ACTOR,
+    Arrival,
     Columns,
+    RunSummary,
     api_text,
+    arrives_later,
+    collapse_runs,
     columns,
     connection_tag,
     format_gap,
     format_ms,
     key_options,
     packet_label,
+    seq_explanations,
     several_connections,
-    snapshot_detail,
+    split_arrivals,
     start_time,
     visible_events,
 )
+from tcplab.render.lanes import SOURCE_LETTER, Badge, SnapshotDetail, lane_events
+from tcplab.render.wrap import wrap
 from tcplab.states import State
-from tcplab.timeline import ApiCall, Note, Packet, Snapshot, Source, StateChange, Timeline
+from tcplab.timeline import ApiCall, Note, Packet, Source, Timeline
 
 SVG_NS = "http://www.w3.org/2000/svg"
 
@@ -108,12 +116,19 @@ text { font-family: ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace
 .packet .label { font-size: 12px; }
 .packet .opts { font-size: 10.5px; opacity: 0.85; }
 .packet .ann { font-size: 10.5px; fill: #b91c1c; font-style: italic; }
+.packet .seq { font-size: 10.5px; fill: #1e40af; }
 .packet:hover line { stroke-width: 3.2; }
 .packet:hover .label { font-weight: 700; }
 .state rect { stroke: #334155; stroke-width: 0.8; }
 .state.inferred rect { stroke-dasharray: 3 2; }
 .state.snapshot rect { stroke-dasharray: 1 2; }
 .state text { font-size: 11px; font-weight: 600; }
+.state text .src { font-size: 8.5px; font-weight: 400; fill: #334155; }
+.state.aside rect { stroke: #64748b; stroke-dasharray: 2 2; opacity: 0.75; }
+.state.disagrees rect { stroke: #dc2626; stroke-width: 1.2; stroke-dasharray: 4 2; }
+.api.wire text { fill: #7e22ce; font-style: italic; }
+.run rect { fill: #f1f5f9; stroke: #94a3b8; stroke-dasharray: 3 3; }
+.run text { font-size: 11.5px; fill: #334155; font-style: italic; }
 .state text.detail { font-family: ui-monospace, 'DejaVu Sans Mono', monospace;
   font-weight: 400; fill: #475569; }
 .api text { font-size: 12px; }
@@ -201,6 +216,7 @@ class _Canvas:
     bands: tuple[list[_Band], list[_Band]] = field(default_factory=lambda: ([], []))
     ticks: list[float] = field(default_factory=list)  # the y of every row, for the time axis
     y: float = TOP
+    held: dict[int, tuple[float, int]] = field(default_factory=dict)  # id(packet) -> (y0, index)
 
     def column_x(self, side: int) -> float:
         return LEFT_X if side == 0 else RIGHT_X
@@ -214,22 +230,30 @@ def _gap_space(gap: float) -> float:
 
 
 def _draw_packet(
-    canvas: _Canvas, packet: Packet, index: int, relative: bool, tagged: bool
+    canvas: _Canvas, packet: Packet, index: int, relative: bool, tagged: bool,
+    seq_note: str = "", start: float | None = None,
 ) -> None:
+    """A segment's arrow.  ``start``: the y of its send row when it is drawn at
+    its delivery (a held segment: the arrow runs from send to delivery)."""
     side = canvas.cols.side(packet.sender)
     rightward = side != 1
     x0 = canvas.column_x(0 if rightward else 1) + (BAND / 2 if rightward else -BAND / 2)
     x1 = canvas.column_x(1 if rightward else 0) + (-BAND / 2 - 1 if rightward else BAND / 2 + 1)
     canvas.y += 16
-    y0 = canvas.y
-    y1 = y0 + SLOPE
+    if start is None:
+        y0 = canvas.y
+        y1 = y0 + SLOPE
+    else:
+        y0 = start
+        y1 = canvas.y
     kind = segment_kind(packet)
     stroke = FLAG_STROKE[kind]
     tag = connection_tag(packet, canvas.cols) if tagged else ""
     label = packet_label(packet, relative=relative, with_options=False, tag=tag)
     options = key_options(packet.options) if "S" in packet.flags else ""
     attrs = {
-        "class": "packet" + (" dropped" if packet.dropped else ""),
+        "class": "packet" + (" dropped" if packet.dropped else "")
+        + (" held" if start is not None else ""),
         "data-index": str(index),
         "data-time": repr(packet.time),
         "data-sender": packet.sender,
@@ -240,13 +264,20 @@ def _draw_packet(
         "data-len": str(packet.length),
         "data-kind": kind,
         "data-dropped": "1" if packet.dropped else "0",
+        "data-y0": _num(y0),
+        "data-y1": _num(y1),
     }
+    if packet.delivered is not None:
+        attrs["data-delivered"] = repr(packet.delivered)
     out = ["<g " + " ".join(f"{k}={_attr(v)}" for k, v in attrs.items()) + ">"]
     out.append(f"<title>{_esc(packet_tooltip(packet))}</title>")
-    # A lost segment's label sits over the part that was drawn.
-    middle = (x0 + (x1 - x0) * (0.29 if packet.dropped else 0.5))
+    # A lost segment's label sits over the part that was drawn; a held one's
+    # near its start, where it left the sender.
+    at = 0.29 if packet.dropped else (0.5 if start is None else 0.3)
+    middle = x0 + (x1 - x0) * at
+    label_y = y0 + (y1 - y0) * at - 4 if start is not None else y0 - 4
     out.append(
-        f'<text class="label" x="{_num(middle)}" y="{_num(y0 - 4)}" text-anchor="middle"'
+        f'<text class="label" x="{_num(middle)}" y="{_num(label_y)}" text-anchor="middle"'
         f' fill="{stroke}">{_esc(label)}</text>'
     )
     if packet.dropped:
@@ -266,9 +297,10 @@ def _draw_packet(
             + "</g>"
         )
     else:
+        dash = ' stroke-dasharray="7 4"' if start is not None else ""
         out.append(
             f'<line x1="{_num(x0)}" y1="{_num(y0)}" x2="{_num(x1)}" y2="{_num(y1)}"'
-            f' stroke="{stroke}"/>'
+            f' stroke="{stroke}"{dash}/>'
         )
         # Arrow head along the line's direction.
         dx, dy = x1 - x0, y1 - y0
@@ -289,67 +321,121 @@ def _draw_packet(
         )
         below = y1 + 18
     notes = (["dropped by the wire"] if packet.dropped else []) + list(packet.annotations)
-    if notes:
-        anchor_x = x0 + (30 if rightward else -30)
-        anchor = "start" if rightward else "end"
+    anchor_x = x0 + (30 if rightward else -30)
+    anchor = "start" if rightward else "end"
+    for css, text in [("ann", line) for line in wrap(", ".join(notes), 64)] if notes else []:
         out.append(
-            f'<text class="ann" x="{_num(anchor_x)}" y="{_num(below + 5)}"'
-            f' text-anchor="{anchor}">{_esc(", ".join(notes))}</text>'
+            f'<text class="{css}" x="{_num(anchor_x)}" y="{_num(below + 5)}"'
+            f' text-anchor="{anchor}">{_esc(text)}</text>'
+        )
+        below += 12
+    if seq_note:
+        out.append(
+            f'<text class="seq" x="{_num(anchor_x)}" y="{_num(below + 5)}"'
+            f' text-anchor="{anchor}">{_esc(seq_note)}</text>'
         )
         below += 12
     out.append("</g>")
     canvas.parts.append("".join(out))
-    canvas.ticks.append(y0)
+    canvas.ticks.append(y1 if start is not None else y0)
     canvas.y = below
 
 
-def _draw_state(canvas: _Canvas, change: StateChange | Snapshot) -> None:
-    side = canvas.cols.side(change.endpoint)
+def _packet_leaves(canvas: _Canvas, packet: Packet, index: int) -> None:
+    """A held segment's send row: a stub at the sender; the arrow is drawn on arrival."""
+    rightward = canvas.cols.side(packet.sender) != 1
+    x0 = canvas.column_x(0 if rightward else 1) + (BAND / 2 if rightward else -BAND / 2)
+    canvas.y += 16
+    y0 = canvas.y
+    stroke = FLAG_STROKE[segment_kind(packet)]
+    canvas.parts.append(
+        f'<g class="departure" data-index="{index}"><circle cx="{_num(x0)}" cy="{_num(y0)}"'
+        f' r="3.5" fill="{stroke}"/></g>'
+    )
+    canvas.held[id(packet)] = (y0, index)
+    canvas.ticks.append(y0)
+    canvas.y = y0 + 4
+
+
+def _draw_badge(canvas: _Canvas, badge: Badge) -> None:
+    """One badge per state per moment, with the letters of every source that
+    reported it; a claim drawn aside (a disagreement, a listener once the
+    connection has a state) sits outside the lane and does not shade it."""
+    side = canvas.cols.side(badge.endpoint)
     if side is None:
         return
-    if isinstance(change, Snapshot):
-        state, source, cause = change.state, Source.SNAPSHOT, snapshot_detail(change)
-        tip = f"{change.endpoint} {state.value} (sock_diag snapshot {change.local} ↔ {change.peer})"
-        if cause:
-            tip += f"\n{cause}"
-        # A listener's dump (peer "*") is not the connection's state.
-        shades = "*" not in change.peer
-    else:
-        state, source, cause = change.new, change.source, change.cause
-        old = change.old.value if change.old is not None else "?"
-        tip = f"{change.endpoint}: {old} → {state.value}\n{cause}"
-        tip += f"\nreported by: {SOURCE_LEGEND[source]}"
-        shades = True
+    state, source = badge.state, badge.source
+    lines = [f"{badge.endpoint}: {badge.state.value}"]
+    if badge.old is not None:
+        lines[0] = f"{badge.endpoint}: {badge.old.value} → {badge.state.value}"
+    if badge.cause:
+        lines.append(badge.cause)
+    for seen_source, when in badge.seen:
+        lines.append(f"reported by: {SOURCE_LEGEND[seen_source]} at {when!r}")
+    if badge.disagrees:
+        lines.append(
+            "disagrees with the lane, which shows "
+            + (badge.primary_state.value if badge.primary_state else "no state")
+        )
+    if badge.detail:
+        lines.append(badge.detail)
     canvas.y += 12
     y = canvas.y
     x = canvas.column_x(side)
+    letters = "·".join(SOURCE_LETTER[s] for s in badge.sources)
     text = state.value
+    if badge.aside:
+        text = ("≠ " if badge.disagrees else "listener ") + text
     width = len(text) * 7.0 + 14
-    css = f"state {source.value}"
+    sub = len(letters) * 5.6 + 6 if letters else 0
+    if badge.aside:
+        # Outside the lane, on the far side from the other endpoint.
+        x = x - width / 2 - BAND - 8 if side == 0 else x + width / 2 + BAND + 8
+    css = f"state {source.value}" + (" aside" if badge.aside else "")
+    css += " disagrees" if badge.disagrees else ""
+    css += " listener" if badge.listener else ""
+    old = f" data-old={_attr(badge.old.value)}" if badge.old is not None else ""
     canvas.parts.append(
-        f"<g class={_attr(css)} data-endpoint={_attr(change.endpoint)}"
-        f' data-state="{state.value}" data-source="{source.value}"'
-        f" data-time={_attr(repr(change.time))}><title>{_esc(tip)}</title>"
-        f'<rect x="{_num(x - width / 2)}" y="{_num(y - 9)}" width="{_num(width)}"'
+        f"<g class={_attr(css)} data-endpoint={_attr(badge.endpoint)}"
+        f' data-state="{state.value}" data-source="{source.value}"{old}'
+        f' data-sources="{" ".join(s.value for s in badge.sources)}"'
+        f" data-time={_attr(repr(badge.time))}><title>{_esc(chr(10).join(lines))}</title>"
+        f'<rect x="{_num(x - width / 2)}" y="{_num(y - 9)}" width="{_num(width + sub)}"'
         ' height="18" rx="9"'
         f' fill="{STATE_FILL[state]}"/>'
-        f'<text x="{_num(x)}" y="{_num(y + 4)}" text-anchor="middle">{_esc(text)}</text>'
-        + (_detail(x, y, side, f"ss: {cause}") if isinstance(change, Snapshot) and cause else "")
+        f'<text x="{_num(x + sub / 2)}" y="{_num(y + 4)}" text-anchor="middle">'
+        f'{_esc(text)}<tspan class="src" dx="4">{_esc(letters)}</tspan></text>'
+        + (_detail(canvas.column_x(side), y, side, f"ss: {badge.detail}")
+           if badge.detail and not badge.aside else "")
         + "</g>"
     )
     canvas.ticks.append(y)
     band = canvas.bands[side]
-    # A snapshot that confirms the state the column already shows does not
-    # restyle it: the tracepoint (or model) said it first and exactly.
-    restyle = band and band[-1].source is not source and source is not Source.SNAPSHOT
-    if shades and (not band or band[-1].state is not state or restyle):
+    if not badge.aside and (not band or band[-1].state is not state
+                            or band[-1].source is not source):
         band.append(_Band(y, state, source))
     canvas.y = y + 12
 
 
+def _draw_detail(canvas: _Canvas, item: SnapshotDetail) -> None:
+    side = canvas.cols.side(item.endpoint)
+    if side is None:
+        return
+    canvas.y += 8
+    y = canvas.y
+    who = "ss listener" if item.listener else "ss"
+    canvas.parts.append(
+        f'<g class="snapshot-detail" data-endpoint={_attr(item.endpoint)}'
+        f' data-state="{item.state.value}"><title>{_esc(f"sock_diag snapshot: {item.state.value}")}'
+        f"</title>{_detail(canvas.column_x(side), y, side, f'{who}: {item.detail}')}</g>"
+    )
+    canvas.ticks.append(y)
+    canvas.y = y + 8
+
+
 def _detail(x: float, y: float, side: int, text: str) -> str:
     """Small text outside the column, next to a state label."""
-    dx, anchor = (-66, "end") if side == 0 else (66, "start")
+    dx, anchor = (-72, "end") if side == 0 else (72, "start")
     return (
         f'<text class="detail" x="{_num(x + dx)}" y="{_num(y + 4)}" text-anchor="{anchor}">'
         f"{_esc(text)}</text>"
@@ -369,25 +455,36 @@ def _draw_api(canvas: _Canvas, call: ApiCall) -> None:
     canvas.y += 8
     y = canvas.y
     text = api_text(call) if side is not None else f"{call.actor}: {api_text(call)}"
-    if side == 1:
+    if call.actor == WIRE_ACTOR:
+        x, anchor = (LEFT_X + RIGHT_X) / 2, "middle"
+        text = f"⚡ {text}"
+    elif side == 1:
         x, anchor = RIGHT_X + BAND, "start"
     else:
         x, anchor = LEFT_X - BAND, "end"
+    # The outer areas hold about 40 characters: a longer call wraps under itself.
+    room = int((LEFT_X - TIME_X - 30) / CHAR) if call.actor != WIRE_ACTOR else 80
+    lines = wrap(text, room)
     tip = f"{call.actor}: {text}\nreturned at {call.time!r}"
     if call.started is not None:
         tip += f" after {format_gap(call.time - call.started)}"
     css = "api failed" if call.failed else "api"
+    css += " wire" if call.actor == WIRE_ACTOR else ""
+    spans = "".join(
+        f'<tspan x="{_num(x)}" dy="{0 if i == 0 else 14}">{_esc(line)}</tspan>'
+        for i, line in enumerate(lines)
+    )
     canvas.parts.append(
         f"<g class={_attr(css)} data-actor={_attr(call.actor)} data-call={_attr(call.call)}"
         f" data-errno={_attr(call.errno or '')}><title>{_esc(tip)}</title>"
-        f'<text x="{x}" y="{_num(y + 4)}" text-anchor="{anchor}">{_esc(text)}</text></g>'
+        f'<text x="{_num(x)}" y="{_num(y + 4)}" text-anchor="{anchor}">{spans}</text></g>'
     )
     canvas.ticks.append(y)
-    canvas.y = y + 10
+    canvas.y = y + 10 + 14 * (len(lines) - 1)
 
 
 def _draw_note(canvas: _Canvas, note: Note) -> None:
-    lines = textwrap.wrap(note.text, 58) or [""]
+    lines = wrap(note.text, 58)
     canvas.y += 8
     top = canvas.y
     height = 16 * len(lines) + 6
@@ -504,7 +601,7 @@ def _legend(
     for source in (Source.KERNEL, Source.MODEL, Source.SNAPSHOT, Source.INFERRED):
         if source not in sources:
             continue
-        text = SOURCE_LEGEND[source]
+        text = f"{SOURCE_LETTER[source]} {SOURCE_LEGEND[source]}"
         out.append(
             f'<rect x="{_num(x)}" y="{_num(line2)}" width="12" height="12" fill="{samples[source]}"'
             f' stroke="#334155" stroke-width="0.5"/>'
@@ -523,52 +620,89 @@ def _legend(
     return "".join(out), y + line2 + 24
 
 
-def render_svg(timeline: Timeline, *, relative: bool = True) -> str:
-    """The ladder as a standalone SVG document (UTF-8 text, no external references)."""
+def _draw_run(canvas: _Canvas, run: RunSummary) -> None:
+    canvas.y += 10
+    top = canvas.y
+    canvas.parts.append(
+        f'<g class="run" data-segments="{run.segments}" data-acks="{run.acks}"'
+        f' data-length="{run.length}"><title>{_esc(run.text())}</title>'
+        f'<rect x="{LEFT_X + 8}" y="{_num(top)}" width="{RIGHT_X - LEFT_X - 16}" height="24"'
+        f' rx="4"/><text x="{(LEFT_X + RIGHT_X) / 2}" y="{_num(top + 16)}"'
+        f' text-anchor="middle">{_esc(run.text())}</text></g>'
+    )
+    canvas.ticks.append(top + 12)
+    canvas.y = top + 30
+
+
+def render_svg(timeline: Timeline, *, relative: bool = True, explain_seq: bool = False,
+               collapse: bool = True) -> str:  # fmt: skip
+    """The ladder as a standalone SVG document (UTF-8 text, no external references).
+
+    ``explain_seq``: the arithmetic of each segment's numbers under its
+    arrow.  ``collapse``: long runs of like data segments as one row.
+    """
     cols = columns(timeline)
     events = visible_events(timeline)
+    items: list[Any] = split_arrivals(lane_events(timeline, events))
+    if collapse:
+        items = collapse_runs(items)
+    seq_notes = (seq_explanations([e for e in events if isinstance(e, Packet)])
+                 if explain_seq else {})
     canvas = _Canvas(cols, y=TOP + (6 if timeline.title else 0))
     t0 = start_time(events) if relative else 0.0
     previous: float | None = None
     packet_index = 0
+    indexes: dict[int, int] = {}
     tick_rows: list[tuple[float, str]] = []
     tagged = several_connections(timeline)
-    for event in events:
+    for item in items:
         if previous is not None:
-            gap = event.time - previous
+            gap = item.time - previous
             if gap >= BREAK_GAP:
                 _draw_break(canvas, gap)
             else:
                 canvas.y += _gap_space(gap)
-        previous = event.time
+        previous = item.end if isinstance(item, RunSummary) else item.time
         before = len(canvas.ticks)
-        if isinstance(event, Packet):
-            _draw_packet(canvas, event, packet_index, relative, tagged)
+        if isinstance(item, Packet):
+            if arrives_later(item, items):
+                _packet_leaves(canvas, item, packet_index)
+            else:
+                _draw_packet(canvas, item, packet_index, relative, tagged,
+                             seq_notes.get(id(item), ""))  # fmt: skip
+            indexes[id(item)] = packet_index
             packet_index += 1
-        elif isinstance(event, StateChange | Snapshot):
-            _draw_state(canvas, event)
-        elif isinstance(event, ApiCall):
-            _draw_api(canvas, event)
-        elif isinstance(event, Note):
-            _draw_note(canvas, event)
-        label = format_ms(event.time - t0) if relative else f"{event.time:.6f}"
+        elif isinstance(item, Arrival):
+            y0, index = canvas.held.pop(id(item.packet))
+            _draw_packet(canvas, item.packet, index, relative, tagged,
+                         seq_notes.get(id(item.packet), ""), start=y0)  # fmt: skip
+        elif isinstance(item, Badge):
+            _draw_badge(canvas, item)
+        elif isinstance(item, SnapshotDetail):
+            _draw_detail(canvas, item)
+        elif isinstance(item, ApiCall):
+            _draw_api(canvas, item)
+        elif isinstance(item, Note):
+            _draw_note(canvas, item)
+        elif isinstance(item, RunSummary):
+            _draw_run(canvas, item)
+        label = format_ms(item.time - t0) if relative else f"{item.time:.6f}"
         tick_rows += [(y, label) for y in canvas.ticks[before:]]
     bottom = canvas.y + 16
+    badges = [i for i in items if isinstance(i, Badge)]
     states_used = sorted(
-        {b.state for bands in canvas.bands for b in bands}
-        | {e.new for e in events if isinstance(e, StateChange)},
+        {b.state for bands in canvas.bands for b in bands} | {b.state for b in badges},
         key=lambda s: list(State).index(s),
     )
-    sources = {e.source for e in events if isinstance(e, StateChange)}
-    if any(isinstance(e, Snapshot) for e in events):
-        sources.add(Source.SNAPSHOT)
+    sources = {s for b in badges for s in b.sources}
     kinds = [k for k in FLAG_STROKE if any(segment_kind(p) == k for p in timeline.packets())]
     legend, height = _legend(bottom + 14, states_used, sources, kinds)
     ticks = ['<g class="axis">']
     last_label = ""
     for y, label in tick_rows:
         ticks.append(
-            f'<g class="tick">{_line(TIME_X + 6, y, WIDTH - 16, y)}</g>'
+            f'<g class="tick" data-label="{label}" data-y="{_num(y)}">'
+            f"{_line(TIME_X + 6, y, WIDTH - 16, y)}</g>"
         )
         # One label per distinct time: rows at the same µs share it.
         if label != last_label:

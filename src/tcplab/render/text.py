@@ -24,29 +24,37 @@ a terminal (box drawing, ▶ ◀ ✗), so a row is exactly ``width`` long.
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tcplab.render._common import (
     BREAK_GAP,
     SOURCE_LEGEND,
     SOURCE_MARK,
+    WIRE_ACTOR,
+    Arrival,
     Columns,
+    RunSummary,
+    api_call_text,
+    api_result_text,
     api_text,
+    arrives_later,
+    collapse_runs,
     columns,
     connection_tag,
     format_gap,
     format_ms,
     packet_label,
+    seq_explanations,
     several_connections,
-    snapshot_detail,
+    split_arrivals,
     start_time,
-    state_text,
     visible_events,
 )
+from tcplab.render.lanes import Badge, SnapshotDetail, lane_events
+from tcplab.render.wrap import display_width, pad, wrap
 from tcplab.states import State
-from tcplab.timeline import ApiCall, Note, Packet, Snapshot, Source, StateChange, Timeline
+from tcplab.timeline import ApiCall, Note, Packet, Source, Timeline
 from tcplab.wire.ip import host_text
 
 if TYPE_CHECKING:
@@ -63,6 +71,7 @@ SHAFT = "─"
 HEAD_RIGHT = "▶"
 HEAD_LEFT = "◀"
 LOST = "✗"
+HELD = "╌"  # a segment the wire held: dashed from its send to its delivery
 
 # ANSI SGR codes, used only when color=True.
 _RESET = "\x1b[0m"
@@ -116,6 +125,7 @@ class _Layout:
 
 
 def _fit(text: str, size: int) -> str:
+    """Only for cells that hold one short token (a state name, a time)."""
     return text if len(text) <= size else text[: max(size - 1, 0)] + "…"
 
 
@@ -140,12 +150,31 @@ def _row(
     ]
 
 
-def _arrow(layout: _Layout, label: str, rightward: bool, dropped: bool) -> list[_Piece]:
-    """The middle cell of a packet row, exactly ``layout.middle`` wide."""
+def _arrow(layout: _Layout, label: str, rightward: bool, dropped: bool,
+           part: str = "whole") -> list[_Piece]:  # fmt: skip
+    """The middle cell of a packet row, exactly ``layout.middle`` wide.
+
+    ``part``: ``whole`` (sender to receiver), ``leaves`` (a held segment
+    leaving: the shaft turns dashed and has no head) or ``arrives`` (the held
+    segment reaching the receiver, dashed up to the head).
+    """
     size = layout.middle
     inner = f" {label} " if label else ""
+    if part != "whole":
+        fill = size - 1 - display_width(inner)
+        before = fill // 2
+        after = fill - before
+        if part == "leaves":
+            body = SHAFT * before + inner + HELD * after + HELD
+            if not rightward:
+                body = HELD + HELD * after + inner + SHAFT * before
+        else:
+            body = HELD * before + inner + HELD * after + HEAD_RIGHT
+            if not rightward:
+                body = HEAD_LEFT + HELD * after + inner + HELD * before
+        return [_Piece(body, "yellow")]
     if not dropped:
-        fill = size - 1 - len(inner)
+        fill = size - 1 - display_width(inner)
         before = fill // 2
         after = fill - before
         if rightward:
@@ -155,8 +184,8 @@ def _arrow(layout: _Layout, label: str, rightward: bool, dropped: bool) -> list[
         return [_Piece(body)]
     # Lost on the wire: the shaft stops a little past the middle, so the
     # eye reads "left the sender, never reached the receiver".
-    reach = min(max(size // 2 + 4, len(inner) + 4), size - 2)
-    shaft = reach - 1 - len(inner)
+    reach = min(max(size // 2 + 4, display_width(inner) + 4), size - 2)
+    shaft = reach - 1 - display_width(inner)
     if rightward:
         body = SHAFT * 2 + inner + SHAFT * (shaft - 2) + LOST + " " * (size - reach)
     else:
@@ -165,79 +194,150 @@ def _arrow(layout: _Layout, label: str, rightward: bool, dropped: bool) -> list[
 
 
 def _beside(layout: _Layout, text: str, side: int | None, style: str = "") -> list[_Piece]:
-    """Text inside the middle cell, against the bar of its endpoint."""
-    text = _fit(text, layout.middle - 2)
+    """One line inside the middle cell, against the bar of its endpoint (centred
+    for neither).  The caller wraps: a line wider than the cell is cut."""
+    room = layout.middle - 2
+    if display_width(text) > room:
+        text = wrap(text, room)[0]
     if side == 1:
-        return [_Piece((text + " ").rjust(layout.middle), style)]
-    return [_Piece((" " + text).ljust(layout.middle), style)]
+        return [_Piece(pad(text + " ", layout.middle, ">"), style)]
+    if side is None:
+        return [_Piece(pad(text, layout.middle, "^"), style)]
+    return [_Piece(pad(" " + text, layout.middle), style)]
 
 
-def _packet_rows(
-    layout: _Layout, cols: Columns, packet: Packet, time: str, relative: bool, tagged: bool
-) -> list[_Row]:
+def _block(lines: list[str]) -> list[str]:
+    """Lines padded to the widest, so a block against the right bar stays left-aligned."""
+    size = max(display_width(line) for line in lines)
+    return [pad(line, size) for line in lines]
+
+
+def _text_rows(layout: _Layout, text: str, side: int | None, style: str = "",
+               time: str = "", indent: str = "") -> list[_Row]:  # fmt: skip
+    """``text`` wrapped by words inside the middle cell against ``side``'s bar;
+    continuation lines indented by ``indent``.  Nothing is cut."""
+    room = layout.middle - 2
+    lines = wrap(text, room)
+    if lines[1:]:
+        lines = [lines[0]] + [indent + line for line in
+                              wrap(" ".join(lines[1:]), room - len(indent))]  # fmt: skip
+    rows: list[_Row] = []
+    for i, line in enumerate(_block(lines)):
+        rows.append(_row(layout, time if i == 0 else "", middle=_beside(layout, line, side, style)))
+    return rows
+
+
+def _packet_rows(layout: _Layout, cols: Columns, packet: Packet, time: str, relative: bool,
+                 tagged: bool, part: str = "whole", seq_note: str = "") -> list[_Row]:  # fmt: skip
     rightward = cols.side(packet.sender) != 1
+    side = 0 if rightward else 1
     tag = connection_tag(packet, cols) if tagged else ""
     label = packet_label(packet, relative=relative, tag=tag)
     rows: list[_Row] = []
     notes: list[str] = []
+    if part == "arrives":
+        label = f"{packet.label(relative).split(' len')[0]} arrives"
     # Leave at least four shaft characters so it still reads as an arrow.
-    if len(label) + 6 > layout.middle:
+    if display_width(label) + 6 > layout.middle:
         short = packet_label(packet, relative=relative, with_options=False, tag=tag)
-        if len(short) + 6 <= layout.middle:
+        if part == "whole" and display_width(short) + 6 <= layout.middle:
             # The options move to the line under the arrow.
             notes.append(label[len(short) :].strip())
             label = short
         else:
-            rows.append(_row(layout, middle=_beside(layout, label, 0 if rightward else 1)))
+            # The label goes whole above the arrow, wrapped by words.
+            rows += _text_rows(layout, label, side, indent="  ")
             label = ""
     style = "red" if "R" in packet.flags else ""
-    middle = _arrow(layout, label, rightward, packet.dropped)
+    middle = _arrow(layout, label, rightward, packet.dropped, part)
     if style and not packet.dropped:
         middle = [_Piece(p.text, style) for p in middle]
     rows.append(_row(layout, time, middle=middle))
+    if part == "arrives":
+        return rows
     if packet.dropped:
         notes.append("✗ dropped by the wire")
     notes += [f"({a})" for a in packet.annotations]
-    side = 0 if rightward else 1
-    if notes and len(" ".join(notes)) <= layout.middle - 2:
+    if part == "leaves" and packet.delivered is not None and not packet.annotations:
+        notes.append(f"(arrives {format_gap(packet.delivered - packet.time)} later)")
+    if seq_note:
+        notes.append(seq_note)
+    if notes and display_width(" ".join(notes)) <= layout.middle - 2:
         rows.append(_row(layout, middle=_beside(layout, " ".join(notes), side, "dim")))
     else:
         for note in notes:
-            rows.append(_row(layout, middle=_beside(layout, note, side, "dim")))
+            rows += _text_rows(layout, note, side, "dim", indent="  ")
     return rows
 
 
-def _state_rows(
-    layout: _Layout, cols: Columns, change: StateChange | Snapshot, time: str
-) -> list[_Row]:
-    state = change.state if isinstance(change, Snapshot) else change.new
-    piece = _Piece(state_text(change), STATE_STYLE[state])
-    side = cols.side(change.endpoint)
-    detail = snapshot_detail(change) if isinstance(change, Snapshot) else ""
+def _badge_text(badge: Badge) -> str:
+    return f"{badge.state.value}{SOURCE_MARK[badge.source]}"
+
+
+def _badge_rows(layout: _Layout, cols: Columns, badge: Badge, time: str) -> list[_Row]:
+    side = cols.side(badge.endpoint)
+    piece = _Piece(_badge_text(badge), STATE_STYLE[badge.state])
     if side is None:
-        text = f"{change.endpoint}: {piece.text} {detail}".rstrip()
-        return [_row(layout, time, middle=_beside(layout, text, 0))]
-    middle = _beside(layout, f"ss: {detail}", side, "dim") if detail else None
+        return _text_rows(layout, f"{badge.endpoint}: {piece.text} {badge.detail}".rstrip(), 0,
+                          time=time)  # fmt: skip
+    if badge.aside:
+        if badge.disagrees:
+            said = SOURCE_LEGEND[badge.source]
+            text = f"{said} says {badge.state.value}"
+            if badge.primary_state is not None:
+                text += f"; the lane shows {badge.primary_state.value}"
+        else:
+            text = f"listener {badge.state.value}"
+        return _text_rows(layout, text, side, "dim", time=time, indent="  ")
+    detail = f"ss: {badge.detail}" if badge.detail else ""
+    if badge.listener and detail:
+        detail = f"ss listener: {badge.detail}"
+    middle = _beside(layout, detail, side, "dim") if detail else None
     if side == 0:
         return [_row(layout, time, left=piece, middle=middle)]
     return [_row(layout, time, right=piece, middle=middle)]
 
 
+def _detail_rows(layout: _Layout, cols: Columns, item: SnapshotDetail, time: str) -> list[_Row]:
+    side = cols.side(item.endpoint)
+    who = "ss listener" if item.listener else "ss"
+    return _text_rows(layout, f"{who}: {item.detail}", side, "dim", time=time, indent="  ")
+
+
 def _note_rows(layout: _Layout, cols: Columns, note: Note, time: str) -> list[_Row]:
     side = cols.side(note.endpoint)
-    lines = textwrap.wrap(note.text, layout.middle - 4) or [""]
+    lines = _block([("» " if i == 0 else "  ") + line
+                    for i, line in enumerate(wrap(note.text, layout.middle - 4))])
     rows: list[_Row] = []
     for i, line in enumerate(lines):
-        prefix = "» " if i == 0 else "  "
-        middle = _beside(layout, prefix + line, side, "dim")
+        middle = _beside(layout, line, side, "dim")
         rows.append(_row(layout, time if i == 0 else "", middle=middle))
+    return rows
+
+
+def _api_rows(layout: _Layout, cols: Columns, call: ApiCall, time: str) -> list[_Row]:
+    """A call against its caller's bar; a result that does not fit goes on the
+    line under the call, on the same side, never cut."""
+    style = "red" if call.failed else "bold"
+    if call.actor == WIRE_ACTOR:
+        return _text_rows(layout, f"⚡ {api_text(call)}", None, "magenta", time=time)
+    side = cols.side(call.actor)
+    head = api_call_text(call) if side is not None else f"{call.actor}: {api_call_text(call)}"
+    result = api_result_text(call)
+    room = layout.middle - 2
+    whole = f"{head} {result}".rstrip()
+    if display_width(whole) <= room:
+        return [_row(layout, time, middle=_beside(layout, whole, side, style))]
+    rows = _text_rows(layout, head, side, "bold", time=time, indent="  ")
+    if result:
+        rows += _text_rows(layout, "  " + result, side, style, indent="    ")
     return rows
 
 
 def _header(layout: _Layout, cols: Columns, timeline: Timeline, relative: bool) -> list[_Row]:
     rows: list[_Row] = []
     if timeline.title:
-        rows.append([_Piece(_fit(timeline.title, layout.width), "bold")])
+        rows += [[_Piece(line, "bold")] for line in wrap(timeline.title, layout.width)]
     left_bar = layout.time_cell + MARGIN_CELL + 1
     right_bar = left_bar + 1 + layout.middle
     names = (cols.left.name, cols.right.name)
@@ -265,47 +365,58 @@ def _address(address: str, port: int) -> str:
     return f"{host}:{port}" if port else host
 
 
-def _ladder_rows(timeline: Timeline, width: int, relative: bool) -> list[_Row]:
+def _ladder_rows(timeline: Timeline, width: int, relative: bool, explain_seq: bool,
+                 collapse: bool) -> list[_Row]:  # fmt: skip
     cols = columns(timeline)
-    events = visible_events(timeline)
-    t0 = start_time(events) if relative else 0.0
+    base = visible_events(timeline)
+    items: list[Any] = split_arrivals(lane_events(timeline, base))
+    if collapse:
+        items = collapse_runs(items)
+    seq_notes = (seq_explanations([e for e in base if isinstance(e, Packet)])
+                 if explain_seq else {})
+    t0 = start_time(base) if relative else 0.0
 
     def stamp(time: float) -> str:
         return format_ms(time - t0) if relative else f"{time:.6f}"
 
-    last = stamp(events[-1].time) if events else ""
+    last = stamp(max((i.time for i in items), default=0.0)) if items else ""
     layout = _Layout.for_width(width, len(last))
     rows = _header(layout, cols, timeline, relative)
     tagged = several_connections(timeline)
     previous: float | None = None
-    for event in events:
-        if previous is not None and event.time - previous >= BREAK_GAP:
-            gap = _fit(f" {format_gap(event.time - previous)} later ", layout.middle)
+    for item in items:
+        if previous is not None and item.time - previous >= BREAK_GAP:
+            gap = _fit(f" {format_gap(item.time - previous)} later ", layout.middle)
             middle = [_Piece(gap.center(layout.middle, "·"), "dim")]
             rows.append(_row(layout, middle=middle, bar=BREAK_BAR))
-        previous = event.time
-        time = stamp(event.time)
-        if isinstance(event, Packet):
-            rows += _packet_rows(layout, cols, event, time, relative, tagged)
-        elif isinstance(event, StateChange | Snapshot):
-            rows += _state_rows(layout, cols, event, time)
-        elif isinstance(event, ApiCall):
-            side = cols.side(event.actor)
-            text = api_text(event) if side is not None else f"{event.actor}: {api_text(event)}"
-            style = "red" if event.failed else "bold"
-            rows.append(_row(layout, time, middle=_beside(layout, text, side, style)))
-        elif isinstance(event, Note):
-            rows += _note_rows(layout, cols, event, time)
-    sources = {e.source for e in events if isinstance(e, StateChange)}
-    if any(isinstance(e, Snapshot) for e in events):
-        sources.add(Source.SNAPSHOT)
+        previous = item.end if isinstance(item, RunSummary) else item.time
+        time = stamp(item.time)
+        if isinstance(item, Packet):
+            part = "leaves" if arrives_later(item, items) else "whole"
+            rows += _packet_rows(layout, cols, item, time, relative, tagged, part,
+                                 seq_notes.get(id(item), ""))  # fmt: skip
+        elif isinstance(item, Arrival):
+            rows += _packet_rows(layout, cols, item.packet, time, relative, tagged, "arrives")
+        elif isinstance(item, Badge):
+            rows += _badge_rows(layout, cols, item, time)
+        elif isinstance(item, SnapshotDetail):
+            rows += _detail_rows(layout, cols, item, time)
+        elif isinstance(item, ApiCall):
+            rows += _api_rows(layout, cols, item, time)
+        elif isinstance(item, Note):
+            rows += _note_rows(layout, cols, item, time)
+        elif isinstance(item, RunSummary):
+            rows += _text_rows(layout, item.text(), None, "dim", time=time)
+            rows.append(_row(layout, stamp(item.end), middle=_beside(layout, "", None)))
+    sources = {i.source for i in items if isinstance(i, Badge)}
     legend = [
         f"NAME{SOURCE_MARK[s]} = {SOURCE_LEGEND[s]}"
         for s in (Source.KERNEL, Source.MODEL, Source.SNAPSHOT, Source.INFERRED)
         if s in sources
     ]
     if legend:
-        rows.append([_Piece(_fit("states: " + "; ".join(legend), layout.width), "dim")])
+        text = "states: " + "; ".join(legend)
+        rows += [[_Piece(line, "dim")] for line in wrap(text, layout.width)]
     return rows
 
 
@@ -329,26 +440,31 @@ def _ansi(row: _Row) -> str:
 
 
 def render_ladder(
-    timeline: Timeline, *, width: int | None = None, relative: bool = True, color: bool = False
+    timeline: Timeline, *, width: int | None = None, relative: bool = True, color: bool = False,
+    explain_seq: bool = False, collapse: bool = True,
 ) -> str:
     """The ladder as text, ``width`` columns (default 100, at least 60).
 
     ``relative``: times in ms since the first event and relative seq/ack
     (Wireshark's); otherwise the timeline's own clock in seconds and the raw
-    32-bit numbers.  ``color`` adds ANSI escapes.
+    32-bit numbers.  ``color`` adds ANSI escapes.  ``explain_seq``: under
+    each segment, the arithmetic of its numbers (``ack 13 = 1 + 12``).
+    ``collapse``: long runs of like data segments become one summary row.
     """
-    rows = _ladder_rows(timeline, width or DEFAULT_WIDTH, relative)
+    rows = _ladder_rows(timeline, width or DEFAULT_WIDTH, relative, explain_seq, collapse)
     join = _ansi if color else _plain
     return "\n".join(join(row) for row in rows) + "\n"
 
 
 def render_ladder_rich(
-    timeline: Timeline, *, width: int | None = None, relative: bool = True
+    timeline: Timeline, *, width: int | None = None, relative: bool = True,
+    explain_seq: bool = False, collapse: bool = True,
 ) -> Text:
     """The coloured ladder as a ``rich.text.Text`` for ``Console.print``."""
     from rich.text import Text
 
-    return Text.from_ansi(render_ladder(timeline, width=width, relative=relative, color=True))
+    return Text.from_ansi(render_ladder(timeline, width=width, relative=relative, color=True,
+                                        explain_seq=explain_seq, collapse=collapse))
 
 
 __all__ = ["DEFAULT_WIDTH", "render_ladder", "render_ladder_rich"]

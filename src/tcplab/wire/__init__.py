@@ -1,6 +1,6 @@
 """Bytes to typed records and back, no I/O: link layers, IPv4/IPv6, TCP and
-its options, checksums, sequence numbers, and the UDP tunnels (Teredo,
-GTP-U) whose inner TCP the decoder opens.  ``decode_frame`` is the one call
+its options, checksums, sequence numbers, and the tunnels (IP in IP, GRE,
+Teredo, GTP-U, VXLAN, Geneve) whose inner TCP the decoder opens.  ``decode_frame`` is the one call
 the capture layer makes per record."""
 
 from tcplab.wire.checksum import (
@@ -47,12 +47,17 @@ from tcplab.wire.options import (
 from tcplab.wire.seq import Seq, seq_max, seq_min
 from tcplab.wire.tcp import TcpHeader
 from tcplab.wire.tunnel import (
+    GeneveHeader,
+    GeneveOption,
+    GreHeader,
+    GreSre,
     GtpExtension,
     GtpU,
     Teredo,
     TeredoAuth,
     TeredoOrigin,
     UdpHeader,
+    VxlanHeader,
     find_tunnel,
 )
 
@@ -62,6 +67,10 @@ __all__ = [
     "EthernetHeader",
     "ExtensionHeader",
     "Flags",
+    "GeneveHeader",
+    "GeneveOption",
+    "GreHeader",
+    "GreSre",
     "GtpExtension",
     "GtpU",
     "IPv4Header",
@@ -90,6 +99,7 @@ __all__ = [
     "UdpHeader",
     "UnknownOption",
     "VlanTag",
+    "VxlanHeader",
     "WindowScale",
     "WireError",
     "build_options",

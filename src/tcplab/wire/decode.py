@@ -29,12 +29,19 @@ Rules worth knowing, each a deliberate choice:
   ``ip_checksum_ok``, the IPv4 header checksum verdict (RFC 791 §3.1), and
   sums the segment as the IP header delimits it, as Zeek does, where a
   PPPoE length cut it shorter.
-* TCP inside a UDP tunnel, Teredo (RFC 4380) or GTP-U (3GPP TS 29.281), is
-  decoded, one tunnel level deep (the rules are in ``tcplab.wire.tunnel``):
-  the addresses, TTL and lengths are the inner IP packet's, ``ip_offset``
-  points at it, and ``tunnel``/``outer_*`` name the tunnel and the outer
-  UDP datagram.  The outer datagram bounds the inner packet as PPPoE's
-  length does.  An outer IPv4 fragment is ``NotTcp`` like any other, until reassembled.
+* TCP inside tunnels is decoded (the rules are in ``tcplab.wire.tunnel``):
+  IP in IP (IPv4 protocol / IPv6 next header 4 and 41), GRE (47, and in UDP
+  port 4754), and in UDP Teredo, GTP-U, VXLAN and Geneve, nested up to
+  ``MAX_TUNNELS`` deep (tshark finds TCP inside three nested IPv4 headers;
+  a deeper nest is ``NotTcp``, so garbage cannot make the walk unbounded).
+  The addresses, TTL and lengths are the innermost IP packet's,
+  ``ip_offset`` points at it, ``tunnel`` names the encapsulations outermost
+  first ("ipip", "gre", "vxlan", "ipip/gre"), ``outer_src``/``outer_dst``
+  are the outermost IP addresses and ``outer_sport``/``outer_dport`` the
+  outermost UDP datagram's ports (None when no UDP tunnel carried it).
+  Each enclosing packet bounds what it carries as PPPoE's length does.  An
+  outer IPv4 fragment is ``NotTcp`` like any other, until reassembled; a
+  fragment inside a tunnel stays ``NotTcp``.
 * ``ip_len`` stops at the link layer's own length (PPPoE, RFC 2516 §4), as
   tshark's ``tcp.len`` does; ``datagram_len`` is the length the IP header
   alone claims, which is what Zeek counts (``ip_bytes``).
@@ -51,14 +58,21 @@ from tcplab.wire.checksum import ones_complement_sum
 from tcplab.wire.error import WireError
 from tcplab.wire.flags import Flags
 from tcplab.wire.ip import IPV6_HEADER, IPV6_LEN, ipv4_fixed, walk_extensions
-from tcplab.wire.link import LinkType, locate_network
+from tcplab.wire.link import LinkType, locate_by_ethertype, locate_network
 from tcplab.wire.tcp import TCP_MIN_LEN, TcpHeader
-from tcplab.wire.tunnel import UdpHeader, find_tunnel
+from tcplab.wire.tunnel import GreHeader, UdpHeader, find_tunnel, payload_ethertype
 
 __all__ = ["NotTcp", "TcpPacket", "WireError", "decode_frame", "decode_ip"]
 
 IPPROTO_TCP: Final = 6
 IPPROTO_UDP: Final = 17
+IPPROTO_IPIP: Final = 4  # IPv4 in IP (RFC 2003)
+IPPROTO_IPV6: Final = 41  # IPv6 in IP (RFC 4213 §3.5)
+IPPROTO_GRE: Final = 47  # RFC 2784
+# Encapsulations opened around one TCP segment at most.  Wireshark bounds its
+# own recursion too; every level also costs at least 20 bytes of frame.
+MAX_TUNNELS: Final = 8
+_IP_IN_IP: Final = {IPPROTO_IPIP: "ipip", IPPROTO_IPV6: "ipip"}
 _IPV4_PROTOCOL_NAMES: Final = {
     1: "ICMP",
     2: "IGMP",
@@ -97,8 +111,10 @@ class TcpPacket:
     ip_header_len: int = 0
     datagram_len: int = 0  # by the IP header alone, before the link cut (Zeek's ip_bytes)
     ip_checksum_ok: bool | None = None  # IPv4 header, with strict_checksum only
-    # The UDP tunnel the segment came out of ("teredo", "gtp"; None when the
-    # TCP was not tunnelled), and the outer datagram's addresses and ports.
+    # The tunnels the segment came out of, outermost first ("teredo", "gtp",
+    # "vxlan", "geneve", "gre", "ipip", joined by "/"; None when the TCP was
+    # not tunnelled), the outermost IP addresses and the outermost UDP
+    # tunnel's ports (None when only IP-level tunnels carried it).
     tunnel: str | None = None
     outer_src: str | None = None
     outer_dst: str | None = None
@@ -164,42 +180,40 @@ def _address(raw: bytes) -> str:
     return text
 
 
-_Outer = tuple[str, str, str, int, int]  # tunnel, outer src, dst, sport, dport
+_Outer = tuple[str, str, str, int | None, int | None]  # tunnel, outer src, dst, sport, dport
 _NO_OUTER: Final[tuple[None, None, None, None, None]] = (None, None, None, None, None)
+# (name, UDP ports or None, the offset of what it carries, where that ends,
+# its EtherType or None for IP by version nibble)
+_Opened = tuple[str, tuple[int, int] | None, int, int, int | None]
 
 
-def _tunnel(
-    frame: bytes,
-    ip_offset: int,
-    ip_len: int,
-    udp_offset: int,
-    link_end: int | None,
-    src_raw: bytes,
-    dst_raw: bytes,
-) -> tuple[_Outer, int, int] | str:
-    """The UDP datagram at ``udp_offset`` opened as a tunnel: the outer
-    description, where the inner IP packet starts and where the datagram
-    ends (the inner packet's "link" end, as PPPoE's length is for a plain
-    one), or why it holds no tunnelled IP packet."""
-    end = min(len(frame), ip_offset + ip_len)
-    if link_end is not None:
-        end = min(end, link_end)
+def _open(frame: bytes, protocol: int, payload: int, end: int) -> _Opened | str:
+    """The tunnel that IP protocol ``protocol`` at ``frame[payload:end]`` is,
+    opened one level, or why it holds no tunnelled packet."""
+    if protocol in _IP_IN_IP:
+        # RFC 2003 §3 / RFC 4213 §3.5: the inner IP header follows at once.
+        return (_IP_IN_IP[protocol], None, payload, end, None)
+    if protocol == IPPROTO_GRE:
+        try:
+            gre = GreHeader.parse(frame, payload, end)
+        except WireError as exc:
+            return f"GRE: {exc.message}"
+        return ("gre", None, payload + gre.header_len, end, gre.protocol)
     try:
-        udp = UdpHeader.parse(frame[:end], udp_offset)
+        udp = UdpHeader.parse(frame[:end], payload)
     except WireError:
         return "UDP"  # a truncated or damaged UDP header: no TCP we could reach
     # RFC 768: the UDP length delimits the datagram inside the IP packet.
-    end = min(end, udp_offset + udp.length)
-    found = find_tunnel(udp, frame, udp_offset + UdpHeader.SIZE, end)
+    end = min(end, payload + udp.length)
+    found = find_tunnel(udp, frame, payload + UdpHeader.SIZE, end)
     if isinstance(found, str):
         return found
-    name, _, inner_offset = found
+    name, header, inner_offset = found
     if name == "gtp":
         # GTP-U's own length (TS 29.281 §5.1) may end the T-PDU earlier.
-        (gtp_length,) = _LEN16.unpack_from(frame, udp_offset + UdpHeader.SIZE + 2)
-        end = min(end, udp_offset + UdpHeader.SIZE + 8 + gtp_length)
-    outer = (name, _address(src_raw), _address(dst_raw), udp.sport, udp.dport)
-    return outer, inner_offset, end
+        (gtp_length,) = _LEN16.unpack_from(frame, payload + UdpHeader.SIZE + 2)
+        end = min(end, payload + UdpHeader.SIZE + 8 + gtp_length)
+    return (name, (udp.sport, udp.dport), inner_offset, end, payload_ethertype(header))
 
 
 def decode_frame(
@@ -217,6 +231,7 @@ def decode_frame(
         return NotTcp(located)
     version, ip_offset, link_end = located
     outer: _Outer | None = None
+    tunnels: list[str] = []
     while True:
         if version == 4:
             ip_header_len, _, total_length, _, flags_frag, ttl, protocol, _, src_raw, dst_raw = (
@@ -253,18 +268,36 @@ def decode_frame(
             ip_checksum_ok = None  # IPv6 has no header checksum (RFC 8200 §3)
         if protocol == IPPROTO_TCP:
             break
-        if protocol != IPPROTO_UDP or outer is not None:
-            # One tunnel level: what the reference traces hold (Zeek allows
-            # two by default, Tunnel::max_depth).
+        if protocol not in (IPPROTO_UDP, IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6):
             if version == 4:
                 return NotTcp(_IPV4_PROTOCOL_NAMES.get(protocol, f"IPv4 protocol {protocol}"))
             return NotTcp(f"IPv6 no TCP (next header {protocol})")
-        found = _tunnel(frame, ip_offset, ip_len, tcp_offset, link_end, src_raw, dst_raw)
-        if isinstance(found, str):
-            return NotTcp(found)
-        outer, inner_offset, inner_end = found
-        version = frame[inner_offset] >> 4
-        ip_offset, link_end = inner_offset, inner_end
+        if len(tunnels) == MAX_TUNNELS:
+            return NotTcp(f"more than {MAX_TUNNELS} nested tunnels")
+        # What this IP packet carries ends with it (or with the link's length).
+        end = min(len(frame), ip_offset + ip_len)
+        if link_end is not None:
+            end = min(end, link_end)
+        opened = _open(frame, protocol, tcp_offset, end)
+        if isinstance(opened, str):
+            return NotTcp(opened if not tunnels else f"{'/'.join(tunnels)}: {opened}")
+        name, ports, inner, inner_end, ethertype = opened
+        tunnels.append(name)
+        if outer is None:
+            outer = (name, _address(src_raw), _address(dst_raw), None, None)
+        if ports is not None and outer[3] is None:
+            outer = (name, outer[1], outer[2], *ports)
+        if ethertype is None:
+            version = frame[inner] >> 4 if inner < inner_end else 0
+            if version not in (4, 6):
+                return NotTcp(f"{name}: inner IP version {version}")
+            ip_offset, link_end = inner, inner_end
+            continue
+        located = locate_by_ethertype(frame[:inner_end], ethertype, inner)
+        if isinstance(located, str):
+            return NotTcp(f"{name}: {located}")
+        version, ip_offset, cut = located
+        link_end = inner_end if cut is None else min(cut, inner_end)
     datagram_len = ip_len
     if link_end is not None and ip_offset + ip_len > link_end:
         # The link layer's length wins over a longer IP length (Wireshark
@@ -324,7 +357,7 @@ def decode_frame(
         ip_header_len,
         datagram_len,
         ip_checksum_ok,
-        *(outer or _NO_OUTER),
+        *(("/".join(tunnels), *outer[1:]) if outer else _NO_OUTER),
     )
 
 

@@ -42,6 +42,7 @@ class LinkType(IntEnum):
 _LINKTYPE_ALIASES: Final = {12: LinkType.RAW, 14: LinkType.RAW}
 
 ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_TEB: Final = 0x6558  # transparent Ethernet bridging (GRE, Geneve): a frame follows
 ETHERTYPE_ARP: Final = 0x0806
 ETHERTYPE_IPV6: Final = 0x86DD
 ETHERTYPE_VLAN: Final = 0x8100
@@ -144,6 +145,18 @@ def _from_ethertype(frame: bytes, ethertype: int, pos: int) -> Located:
                 return (6, pos + 8, end)
             return f"PPP protocol 0x{protocol:04x}"
         return _ethertype_reason(ethertype)
+
+
+def locate_by_ethertype(frame: bytes, ethertype: int, pos: int) -> Located:
+    """Where the IP header is when what starts at ``pos`` is named by
+    ``ethertype`` (a tunnel's protocol type field): IP, a VLAN tag, MPLS,
+    PPPoE, or 0x6558 (transparent Ethernet bridging), a whole Ethernet frame.
+    Nothing past ``len(frame)`` is read: pass the frame cut at the tunnel's end."""
+    if ethertype == ETHERTYPE_TEB:
+        if len(frame) - pos < 14:
+            return "truncated Ethernet header"
+        return _from_ethertype(frame, frame[pos + 12] << 8 | frame[pos + 13], pos + 14)
+    return _from_ethertype(frame, ethertype, pos)
 
 
 def _null_family(frame: bytes) -> int:

@@ -1,5 +1,21 @@
-"""UDP and the two UDP tunnels whose inner TCP the decoder opens: Teredo
-(IPv6 in UDP, RFC 4380) and GTP-U (IP in UDP, 3GPP TS 29.281).
+"""The tunnels whose inner TCP the decoder opens: IP in IP (RFC 2003,
+RFC 4213), GRE (RFC 2784, RFC 2890, RFC 1701's routing), and in UDP Teredo
+(IPv6, RFC 4380), GTP-U (IP, 3GPP TS 29.281), VXLAN (Ethernet, RFC 7348),
+Geneve (RFC 8926) and GRE-in-UDP (RFC 8086).
+
+What each tunnel carries is named by ``payload_ethertype``: None for an IP
+packet whose version is its first nibble (IP in IP, GTP-U, Teredo), or an
+EtherType (GRE's and Geneve's protocol type field; 0x6558, transparent
+Ethernet bridging, for a whole Ethernet frame as VXLAN always carries).
+The decoder walks from there with ``tcplab.wire.link``'s EtherType rules,
+so VLAN tags, MPLS and PPPoE inside a tunnel are opened as on a link.
+
+GRE, VXLAN and Geneve are opened as tshark 4.0 opens them
+(``packet-gre.c``, ``packet-vxlan.c``, ``packet-geneve.c``): the payload is
+handed on by the protocol type whatever the GRE version, VXLAN flags or
+Geneve version say; GRE's checksum is not required to verify.  VXLAN and
+Geneve are matched on either UDP port (4789, 6081; tshark tries the lower
+port of the two first, and registers these only on those ports).
 
 Which UDP datagrams are tunnels, a deliberate choice that follows what
 tshark 4.0 and Zeek decode on their reference traces:
@@ -25,20 +41,34 @@ from dataclasses import dataclass
 from typing import Final
 
 from tcplab.wire.error import WireError
+from tcplab.wire.link import ETHERTYPE_TEB
 
 __all__ = [
+    "ETHERTYPE_TEB",
+    "GENEVE_PORT",
+    "GRE_IN_UDP_PORT",
     "GTP_U_PORT",
     "TEREDO_PORT",
+    "VXLAN_PORT",
+    "GeneveHeader",
+    "GeneveOption",
+    "GreHeader",
+    "GreSre",
     "GtpExtension",
     "GtpU",
     "Teredo",
     "TeredoAuth",
     "TeredoOrigin",
     "UdpHeader",
+    "VxlanHeader",
     "find_tunnel",
+    "payload_ethertype",
 ]
 
 GTP_U_PORT: Final = 2152  # 3GPP TS 29.281 §4.4.2
+VXLAN_PORT: Final = 4789  # RFC 7348 §5 (IANA)
+GENEVE_PORT: Final = 6081  # RFC 8926 §3.3
+GRE_IN_UDP_PORT: Final = 4754  # RFC 8086 §3
 TEREDO_PORT: Final = 3544  # RFC 4380 §2.2
 GTP_G_PDU: Final = 255  # TS 29.281 §6.1: a G-PDU carries a user packet (T-PDU)
 IPV6_HEADER_LEN: Final = 40
@@ -48,6 +78,21 @@ _GTP_MANDATORY: Final = struct.Struct("!BBHI")  # flags, type, length, TEID
 _GTP_OPTIONAL: Final = struct.Struct("!HBB")  # sequence, N-PDU number, next extension type
 _TEREDO_ORIGIN: Final = struct.Struct("!HHI")  # 0x0000, obfuscated port, obfuscated address
 _U16: Final = struct.Struct("!H")
+_GRE_FIXED: Final = struct.Struct("!HH")  # C R K S s Recur | flags | version, protocol type
+_U32: Final = struct.Struct("!I")
+_VXLAN: Final = struct.Struct("!II")  # flags + 24 reserved bits, VNI + 8 reserved bits
+_GENEVE: Final = struct.Struct("!BBHI")  # ver|opt len, O|C|rsvd, protocol type, VNI|rsvd
+_GENEVE_OPTION: Final = struct.Struct("!HBB")  # class, type, rsvd(3)|length(5)
+
+# GRE flag bits of the first 16-bit word (RFC 1701 §2.1; RFC 2784 §2.1 keeps
+# C and the version, RFC 2890 §2 adds K and S back; RFC 2637 §4.1 the A bit).
+GRE_CHECKSUM: Final = 0x8000
+GRE_ROUTING: Final = 0x4000
+GRE_KEY: Final = 0x2000
+GRE_SEQUENCE: Final = 0x1000
+GRE_ACK: Final = 0x0080  # enhanced GRE (PPTP, version 1) only
+GRE_VERSION: Final = 0x0007
+ETHERTYPE_PPP: Final = 0x880B  # what PPTP's enhanced GRE carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,11 +324,259 @@ def _teredo_heuristic(data: bytes, pos: int, end: int) -> Teredo | None:
     return teredo if inner + IPV6_HEADER_LEN + payload_length == end else None
 
 
+@dataclass(frozen=True, slots=True)
+class GreSre:
+    """A source route entry of RFC 1701 GRE (§2.1): address family, SRE
+    offset, and the routing information (its length is the SRE length)."""
+
+    family: int
+    offset: int
+    info: bytes
+
+    def build(self) -> bytes:
+        return _GRE_FIXED.pack(self.family, self.offset << 8 | len(self.info)) + self.info
+
+
+_GRE_SRE_END: Final = GreSre(0, 0, b"")  # §2.1: family 0 and length 0 end the list
+
+
+@dataclass(frozen=True, slots=True)
+class GreHeader:
+    """A GRE header (RFC 2784 §2.1 with RFC 2890's key and sequence number,
+    RFC 1701's routing, and PPTP's acknowledgment, RFC 2637 §4.1).
+
+    ``flags`` is the first 16-bit word whole (flag bits and version); the
+    optional fields are None when their bit is clear.  ``checksum`` and
+    ``offset`` travel together: either C or R puts both on the wire.  With
+    R set, ``routing`` holds the SREs before the terminating null SRE.  In
+    PPTP's enhanced GRE (version 1 carrying PPP) the key field is the
+    payload length and call ID, kept here as one 32-bit ``key``.
+    """
+
+    flags: int
+    protocol: int
+    checksum: int | None = None
+    offset: int | None = None
+    key: int | None = None
+    sequence: int | None = None
+    ack: int | None = None
+    routing: tuple[GreSre, ...] = ()
+
+    @property
+    def version(self) -> int:
+        return self.flags & GRE_VERSION
+
+    @property
+    def enhanced(self) -> bool:
+        """PPTP's enhanced GRE, where the A bit is defined (packet-gre.c's is_ppp)."""
+        return self.protocol == ETHERTYPE_PPP and bool(self.version)
+
+    @property
+    def header_len(self) -> int:
+        size = _GRE_FIXED.size
+        for bits in (GRE_CHECKSUM | GRE_ROUTING, GRE_KEY, GRE_SEQUENCE):
+            size += 4 if self.flags & bits else 0
+        if self.enhanced and self.flags & GRE_ACK:
+            size += 4
+        if self.flags & GRE_ROUTING:
+            size += sum(4 + len(sre.info) for sre in self.routing) + 4
+        return size
+
+    @classmethod
+    def parse(cls, data: bytes, pos: int = 0, end: int | None = None) -> GreHeader:
+        end = len(data) if end is None else end
+        if end - pos < _GRE_FIXED.size:
+            raise WireError(f"truncated GRE header: {max(end - pos, 0)} of 4 bytes", pos)
+        flags, protocol = _GRE_FIXED.unpack_from(data, pos)
+        at = pos + _GRE_FIXED.size
+        enhanced = protocol == ETHERTYPE_PPP and bool(flags & GRE_VERSION)
+
+        def word(name: str) -> int:
+            nonlocal at
+            if end - at < 4:
+                raise WireError(f"truncated GRE {name} field", at)
+            (value,) = _U32.unpack_from(data, at)
+            at += 4
+            return int(value)
+
+        checksum = offset = key = sequence = ack = None
+        if flags & (GRE_CHECKSUM | GRE_ROUTING):
+            both = word("checksum")
+            checksum, offset = both >> 16, both & 0xFFFF
+        if flags & GRE_KEY:
+            key = word("key")
+        if flags & GRE_SEQUENCE:
+            sequence = word("sequence number")
+        if enhanced and flags & GRE_ACK:
+            ack = word("acknowledgment number")
+        routing: list[GreSre] = []
+        if flags & GRE_ROUTING:
+            while True:  # ends at the null SRE, or raises: each step moves on
+                family_offset = word("routing (SRE)")
+                family, sre_offset, length = (
+                    family_offset >> 16, family_offset >> 8 & 0xFF, family_offset & 0xFF,
+                )
+                if family == 0 and length == 0:
+                    break
+                if end - at < length:
+                    raise WireError(f"GRE SRE of {length} bytes runs past the packet", at)
+                routing.append(GreSre(family, sre_offset, bytes(data[at : at + length])))
+                at += length
+        return cls(flags, protocol, checksum, offset, key, sequence, ack, tuple(routing))
+
+    def build(self) -> bytes:
+        out = _GRE_FIXED.pack(self.flags, self.protocol)
+        if self.flags & (GRE_CHECKSUM | GRE_ROUTING):
+            out += _GRE_FIXED.pack(self.checksum or 0, self.offset or 0)
+        for bit, value in ((GRE_KEY, self.key), (GRE_SEQUENCE, self.sequence)):
+            if self.flags & bit:
+                out += _U32.pack(value or 0)
+        if self.enhanced and self.flags & GRE_ACK:
+            out += _U32.pack(self.ack or 0)
+        if self.flags & GRE_ROUTING:
+            out += b"".join(sre.build() for sre in (*self.routing, _GRE_SRE_END))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanHeader:
+    """The VXLAN header (RFC 7348 §5): flags (I, 0x08, says the VNI is
+    valid), 24 reserved bits, the 24-bit VNI, 8 reserved bits."""
+
+    flags: int
+    vni: int
+    reserved1: int = 0
+    reserved2: int = 0
+
+    SIZE = _VXLAN.size
+
+    @classmethod
+    def parse(cls, data: bytes, pos: int = 0, end: int | None = None) -> VxlanHeader:
+        end = len(data) if end is None else end
+        if end - pos < cls.SIZE:
+            raise WireError(f"truncated VXLAN header: {max(end - pos, 0)} of 8 bytes", pos)
+        first, second = _VXLAN.unpack_from(data, pos)
+        return cls(first >> 24, second >> 8, first & 0xFFFFFF, second & 0xFF)
+
+    def build(self) -> bytes:
+        return _VXLAN.pack(self.flags << 24 | self.reserved1, self.vni << 8 | self.reserved2)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneveOption:
+    """A Geneve option (RFC 8926 §3.5): class, type (its high bit: critical),
+    3 reserved bits, and data of 4-byte units (the length field counts them)."""
+
+    option_class: int
+    option_type: int
+    data: bytes
+    reserved: int = 0
+
+    @property
+    def size(self) -> int:
+        return _GENEVE_OPTION.size + len(self.data)
+
+    def build(self) -> bytes:
+        if len(self.data) % 4 or len(self.data) > 31 * 4:
+            raise WireError(f"Geneve option data of {len(self.data)} bytes", 0)
+        return (
+            _GENEVE_OPTION.pack(
+                self.option_class, self.option_type, self.reserved << 5 | len(self.data) // 4
+            )
+            + self.data
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GeneveHeader:
+    """The Geneve header (RFC 8926 §3.4): version, the O (control packet)
+    and C (critical options present) bits, the protocol type of what
+    follows (an EtherType), the 24-bit VNI, then the options."""
+
+    version: int
+    protocol: int
+    vni: int
+    oam: bool = False
+    critical: bool = False
+    options: tuple[GeneveOption, ...] = ()
+    reserved_flags: int = 0  # the 6 reserved bits after O and C
+    reserved: int = 0  # the octet after the VNI
+
+    BASE = _GENEVE.size
+
+    @property
+    def header_len(self) -> int:
+        return self.BASE + sum(option.size for option in self.options)
+
+    @classmethod
+    def parse(cls, data: bytes, pos: int = 0, end: int | None = None) -> GeneveHeader:
+        end = len(data) if end is None else end
+        if end - pos < cls.BASE:
+            raise WireError(f"truncated Geneve header: {max(end - pos, 0)} of 8 bytes", pos)
+        version_length, flags, protocol, vni_reserved = _GENEVE.unpack_from(data, pos)
+        options_end = pos + cls.BASE + (version_length & 0x3F) * 4
+        if options_end > end:
+            raise WireError(f"Geneve options of {options_end - pos - 8} bytes run past", pos)
+        at = pos + cls.BASE
+        options: list[GeneveOption] = []
+        while at < options_end:
+            if options_end - at < _GENEVE_OPTION.size:
+                raise WireError("truncated Geneve option", at)
+            option_class, option_type, reserved_length = _GENEVE_OPTION.unpack_from(data, at)
+            size = _GENEVE_OPTION.size + (reserved_length & 0x1F) * 4
+            if at + size > options_end:
+                raise WireError(f"Geneve option of {size} bytes is past the options", at)
+            options.append(
+                GeneveOption(
+                    option_class, option_type, bytes(data[at + 4 : at + size]), reserved_length >> 5
+                )
+            )
+            at += size
+        return cls(
+            version_length >> 6,
+            protocol,
+            vni_reserved >> 8,
+            bool(flags & 0x80),
+            bool(flags & 0x40),
+            tuple(options),
+            flags & 0x3F,
+            vni_reserved & 0xFF,
+        )
+
+    def build(self) -> bytes:
+        options = b"".join(option.build() for option in self.options)
+        if len(options) > 0x3F * 4:
+            raise WireError(f"Geneve options of {len(options)} bytes exceed 252", 0)
+        flags = (0x80 if self.oam else 0) | (0x40 if self.critical else 0) | self.reserved_flags
+        return (
+            _GENEVE.pack(
+                self.version << 6 | len(options) // 4,
+                flags,
+                self.protocol,
+                self.vni << 8 | self.reserved,
+            )
+            + options
+        )
+
+
+TunnelHeader = GtpU | Teredo | VxlanHeader | GeneveHeader | GreHeader
+
+
+def payload_ethertype(header: TunnelHeader) -> int | None:
+    """What follows a tunnel header: an EtherType, or None for an IP packet
+    whose first nibble says its version (GTP-U's T-PDU, Teredo's IPv6)."""
+    if isinstance(header, VxlanHeader):
+        return ETHERTYPE_TEB  # RFC 7348 §5: an inner Ethernet frame, always
+    if isinstance(header, GeneveHeader | GreHeader):
+        return header.protocol
+    return None
+
+
 def find_tunnel(
     udp: UdpHeader, data: bytes, pos: int, end: int
-) -> tuple[str, GtpU | Teredo, int] | str:
+) -> tuple[str, TunnelHeader, int] | str:
     """The tunnel in the UDP payload ``data[pos:end]``: ``(name, header,
-    inner IP offset)``, or a reason it holds no tunnelled IP packet
+    offset of what it carries)``, or a reason it holds no tunnelled packet
     ("UDP" for plain UDP)."""
     ports = (udp.sport, udp.dport)
     if GTP_U_PORT in ports:
@@ -303,7 +596,22 @@ def find_tunnel(
         except WireError:
             return "UDP"  # Teredo qualification or a bare UDP probe, no IPv6
         return ("teredo", teredo, pos + teredo.header_len)
+    for port, name, parse in (
+        (VXLAN_PORT, "vxlan", VxlanHeader.parse),
+        (GENEVE_PORT, "geneve", GeneveHeader.parse),
+        (GRE_IN_UDP_PORT, "gre", GreHeader.parse),
+    ):
+        if port in ports:
+            try:
+                header: VxlanHeader | GeneveHeader | GreHeader = parse(data, pos, end)
+            except WireError as exc:
+                return f"{name}: {exc.message}"
+            return (name, header, pos + _header_len(header))
     found = _teredo_heuristic(data, pos, end)
     if found is not None:
         return ("teredo", found, pos + found.header_len)
     return "UDP"
+
+
+def _header_len(header: VxlanHeader | GeneveHeader | GreHeader) -> int:
+    return VxlanHeader.SIZE if isinstance(header, VxlanHeader) else header.header_len

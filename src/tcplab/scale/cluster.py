@@ -1,0 +1,506 @@
+"""``tcplab analyze --dask local:N | tcp://HOST:PORT``: the distributed run.
+
+Theory of operation (docs/scale.md), in three stages of Dask tasks:
+
+1. **read** (one task per byte range of a file, ``tcplab.scale.ranges``):
+   resynchronise, read, decode, and split the segments' columns into
+   ``P`` Arrow tables by a hash of the unordered 5-tuple.  The tables stay
+   on the worker; only each range's metadata comes back.  The planner then
+   checks every range's resync point against its predecessor's ``stop``,
+   reads mismatched pairs again as one range, drops what follows lost
+   framing (as the single-process reader stops there), and gives every
+   range its first frame number and the largest time before it.
+2. **analyse** (one task per partition): the partition's tables from every
+   range, given global frame numbers and order keys
+   (``tcplab.scale.captureset``), sorted by key, run through the engine
+   (``tcplab.scale.engine``).  A connection never straddles two
+   partitions, because the partition is its hash; and because the order
+   of a subset of flows is the subset sorted by the same key, each
+   partition sees its flows exactly as the single-process run does.
+3. **write** (one task per partition): connection numbers, given by the
+   planner from every partition's first-packet keys, so they are the
+   single-process numbers; Parquet parts; conn.log rows and JSON lines,
+   which the client merges in start order (conn.log) and connection order
+   (JSON).
+
+A ``LocalCluster`` listens on 127.0.0.1 only and is closed afterwards.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import operator
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tcplab.analyze.frames import ReadReport
+from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+from tcplab.errors import InputError
+from tcplab.scale.captureset import OrderKey, encode_frame, resolve
+from tcplab.scale.engine import Batch, EngineOptions, analyze_ordered, segments_of
+from tcplab.scale.ranges import FileLayout, RangeMeta, RangeSpec, global_problem, layout, read_range
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+RANGE_BYTES = 64 << 20  # bytes per read task
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The ranges accepted after the chain check, with what stage 2 needs of each."""
+
+    layouts: dict[int, FileLayout]
+    accepted: list[RangeMeta]
+    frame_base: dict[tuple[int, int], int]  # (file, range) -> frames before it in its file
+    carry_latest: dict[tuple[int, int], int]  # (file, range) -> largest time before it
+
+
+@dataclass(slots=True)
+class Result:
+    """What a distributed run produced (conn.log and JSON as text, on request)."""
+
+    conn_log: str = ""
+    json: str = ""
+    problems: list[str] = field(default_factory=list)
+    connections: int = 0
+    partitions: int = 0
+    dashboard: str | None = None
+
+
+# -- stage 2 and 3 (run on the workers) ---------------------------------------------------
+
+
+def analyse_partition(
+    tables: list[pa.Table],
+    frame_base: dict[tuple[int, int], int],
+    carry_latest: dict[tuple[int, int], int],
+    options: EngineOptions,
+) -> Batch:
+    """Stage 2: one flow-hash partition, ordered by key, through the engine."""
+    import numpy as np
+    import pyarrow as pa
+
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return analyze_ordered(iter(()), options, track_keys=True)
+    table = pa.concat_tables(tables)
+    files = table.column("file").to_numpy().astype(np.int64)
+    ranges = table.column("range").to_numpy().astype(np.int64)
+    local = table.column("frame").to_numpy().astype(np.int64)
+    latest = table.column("latest").to_numpy()
+    base = np.array([frame_base[(int(f), int(r))] for f, r in zip(files, ranges, strict=True)])
+    carry = np.array([carry_latest[(int(f), int(r))] for f, r in zip(files, ranges, strict=True)])
+    frames = local + base if len(base) else local
+    keys = np.maximum(latest, carry) if len(carry) else latest
+    order = np.lexsort((frames, files, keys))
+    table = table.take(pa.array(order))
+    files, frames, keys = files[order], frames[order], keys[order]
+    index = [encode_frame(int(f), int(n)) for f, n in zip(files, frames, strict=True)]
+    segments = segments_of(table, index)
+    items = (
+        ((int(k), int(f), int(n)), seg)
+        for k, f, n, seg in zip(keys, files, frames, segments, strict=True)
+    )
+    return analyze_ordered(items, options, track_keys=True)
+
+
+def batch_keys(batch: Batch) -> list[OrderKey]:
+    return batch.conn_keys
+
+
+@dataclass(slots=True)
+class Written:
+    """Stage 3's output for one partition."""
+
+    json: list[tuple[int, str]]  # (connection number, JSON line)
+    log_rows: list[tuple[tuple[float, OrderKey], str]]  # ((start, key), conn.log row)
+    log_open: tuple[float, str] | None  # this partition's #open line, by its first start
+    log_close: tuple[float, str] | None  # its #close line, by its last time
+
+
+def write_partition(
+    batch: Batch,
+    numbers: list[int],
+    part: int,
+    parquet: str | None,
+    packets: bool,
+    file_names: Sequence[str],
+    want_json: bool,
+    want_log: bool,
+) -> Written:
+    """Stage 3: connection numbers in, Parquet part and text rows out."""
+    from tcplab.analyze.output import conn_log, json_lines
+
+    analysis = batch.analysis
+    conns = analysis.connections
+    by_stream = {c.number: n for c, n in zip(conns, numbers, strict=True)}
+    if parquet is not None:
+        from tcplab.scale.tables import connections_table, packets_table, write_part
+
+        write_part(parquet, "connections", part, connections_table(conns, numbers))
+        if packets:
+            table = packets_table(analysis.packets, by_stream, file_names)
+            write_part(parquet, "packets", part, table)
+    out = Written([], [], None, None)
+    if want_json:
+        for c, n in zip(conns, numbers, strict=True):
+            c.number = n
+            out.json.append((n, json_lines([c])))
+    if want_log and analysis.zeek:
+        order = sorted(
+            range(len(analysis.zeek)),
+            key=lambda i: (analysis.zeek[i].start, batch.zeek_keys[i]),
+        )
+        zconns = [analysis.zeek[i] for i in order]
+        lines = conn_log(zconns).splitlines()
+        header = [line for line in lines if line.startswith("#")]
+        rows = [line for line in lines if not line.startswith("#")]
+        for i, row in zip(order, rows, strict=True):
+            out.log_rows.append(((analysis.zeek[i].start, batch.zeek_keys[i]), row))
+        out.log_open = (zconns[0].start, next(h for h in header if h.startswith("#open")))
+        last = max(z.last_time for z in zconns)
+        out.log_close = (last, next(h for h in header if h.startswith("#close")))
+    return out
+
+
+# -- the planner (runs on the client) -----------------------------------------------------
+
+
+def plan_ranges(lays: Sequence[FileLayout], range_bytes: int) -> list[tuple[FileLayout, RangeSpec]]:
+    out: list[tuple[FileLayout, RangeSpec]] = []
+    for lay in lays:
+        if lay.kind == "gzip":
+            out.append((lay, RangeSpec(lay.file_id, 0, 0, 1 << 62, exact=True)))
+            continue
+        starts = list(range(lay.data_start, max(lay.size, lay.data_start + 1), range_bytes))
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else lay.size + 1
+            out.append((lay, RangeSpec(lay.file_id, i, start, end, exact=i == 0)))
+    return out
+
+
+def check_chain(
+    metas: list[RangeMeta],
+    reread: Callable[[RangeSpec], RangeMeta],
+) -> list[RangeMeta]:
+    """The ranges of one file that the single-process reader would read.
+
+    Walks the ranges in file order: a range whose resync point is its
+    predecessor's ``stop`` is accepted; one that disagrees is read again
+    from that ``stop``; after a predecessor that met a new section (SHB or
+    IDB) the two are read again as one range from the predecessor's
+    trusted start.  After lost framing nothing more of the file is read.
+    """
+    accepted: list[RangeMeta] = []
+    for meta in metas:
+        if not accepted:
+            accepted.append(meta)  # the first range starts at the first record, exactly
+            continue
+        last = accepted[-1]
+        if last.lost or last.stop is None:
+            break  # the file ended, or its framing was lost, in the last range
+        fid = last.spec.file_id
+        if last.section_changed:
+            # A new SHB or IDB: this range's carried head may be wrong; read on
+            # from the last range's trusted start instead.
+            accepted[-1] = reread(
+                RangeSpec(fid, last.spec.range_id, last.first or 0, meta.spec.end, True)
+            )
+            continue
+        if last.stop >= meta.spec.end:
+            continue  # no record starts here (one record is longer than the range)
+        if meta.first != last.stop:
+            meta = reread(RangeSpec(fid, meta.spec.range_id, last.stop, meta.spec.end, True))
+        accepted.append(meta)
+    return accepted
+
+
+def _read_task(lay: FileLayout, spec: RangeSpec, partitions: int) -> tuple[RangeMeta, list[Any]]:
+    return read_range(lay, spec, partitions)
+
+
+def run(
+    client: Any,
+    inputs: Sequence[str],
+    options: EngineOptions,
+    *,
+    parquet: str | None = None,
+    packets: bool = False,
+    want_log: bool = True,
+    want_json: bool = False,
+    partitions: int | None = None,
+    range_bytes: int = RANGE_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> Result:
+    """Analyse ``inputs`` as one capture on ``client``'s cluster."""
+    import distributed
+
+    as_completed: Any = distributed.as_completed
+
+    problems: list[str] = []
+    capture = resolve(inputs, problems)
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    parts = partitions or max(2 * workers, 2)
+    # Layouts: read on the workers too (the files must be where the workers are).
+    lay_futures = [client.submit(_layout, f, i, pure=False) for i, f in enumerate(capture.files)]
+    lays: list[FileLayout] = []
+    for fut in lay_futures:
+        lay = fut.result()
+        if isinstance(lay, str):
+            problems.append(lay)
+        else:
+            lays.append(lay)
+    if not lays:
+        raise InputError(problems[0])
+    specs = plan_ranges(lays, range_bytes)
+    total = sum(lay.size for lay in lays)
+    futures: dict[tuple[int, int], Any] = {}
+    meta_of: dict[Any, Any] = {}
+    for lay, spec in specs:
+        fut = client.submit(_read_task, lay, spec, parts, pure=False)
+        futures[(spec.file_id, spec.range_id)] = fut
+        meta_of[fut] = client.submit(operator.itemgetter(0), fut, pure=False)
+    metas: dict[tuple[int, int], RangeMeta] = {}
+    done_bytes = 0
+    for mfut in as_completed(list(meta_of.values())):
+        meta: RangeMeta = mfut.result()
+        metas[(meta.spec.file_id, meta.spec.range_id)] = meta
+        done_bytes += min(meta.spec.end, total) - meta.spec.start
+        if progress is not None:
+            progress(done_bytes, total)
+    layouts = {lay.file_id: lay for lay in lays}
+
+    accepted: list[RangeMeta] = []
+    for lay in lays:
+        file_metas = [metas[(lay.file_id, s.range_id)] for l2, s in specs if l2 is lay]
+
+        def reread(spec: RangeSpec, lay: FileLayout = lay) -> RangeMeta:
+            fut = client.submit(_read_task, lay, spec, parts, pure=False)
+            futures[(spec.file_id, spec.range_id)] = fut
+            result: RangeMeta = client.submit(operator.itemgetter(0), fut, pure=False).result()
+            return result
+
+        accepted += check_chain(file_metas, reread)
+
+    frame_base: dict[tuple[int, int], int] = {}
+    carry_latest: dict[tuple[int, int], int] = {}
+    report = ReadReport()
+    for line in problems:
+        report.problem(line)
+    by_file: dict[int, list[RangeMeta]] = {}
+    for meta in accepted:
+        by_file.setdefault(meta.spec.file_id, []).append(meta)
+    for file_id, file_metas in by_file.items():
+        base, latest = 0, -(1 << 63)
+        for meta in file_metas:
+            key = (file_id, meta.spec.range_id)
+            frame_base[key], carry_latest[key] = base, latest
+            base += meta.frames
+            latest = max(latest, meta.latest)
+            for offset, message in meta.problems:
+                report.problem(
+                    global_problem(layouts[file_id].path, offset, message, frame_base[key])
+                )
+
+    # Stage 2: one task per partition, fed that partition's table of every range.
+    batches = []
+    for p in range(parts):
+        pieces = [
+            client.submit(_piece, futures[(m.spec.file_id, m.spec.range_id)], p, pure=False)
+            for m in accepted
+        ]
+        batches.append(
+            client.submit(analyse_partition, pieces, frame_base, carry_latest, options, pure=False)
+        )
+    keys_per_part = client.gather([client.submit(batch_keys, b, pure=False) for b in batches])
+    # Connection numbers: the rank of each connection's first packet over all partitions.
+    ranked = sorted((k, p, i) for p, ks in enumerate(keys_per_part) for i, k in enumerate(ks))
+    numbers: list[list[int]] = [[0] * len(ks) for ks in keys_per_part]
+    for n, (_k, p, i) in enumerate(ranked):
+        numbers[p][i] = n
+
+    # Stage 3.
+    if parquet is not None:
+        from tcplab.scale.tables import prepare_dataset
+
+        prepare_dataset(parquet, packets)
+    names = capture.names
+    written_futures = [
+        client.submit(
+            write_partition,
+            b,
+            numbers[p],
+            p,
+            parquet,
+            packets,
+            names,
+            want_json,
+            want_log,
+            pure=False,
+        )
+        for p, b in enumerate(batches)
+    ]
+    written: list[Written] = client.gather(written_futures)
+    result = Result(problems=report.problems, connections=len(ranked), partitions=parts)
+    if want_json:
+        result.json = "".join(line for _n, line in heapq.merge(*(w.json for w in written)))
+    if want_log:
+        result.conn_log = _merge_log(written)
+    return result
+
+
+def _layout(path: str, file_id: int) -> FileLayout | str:
+    try:
+        return layout(path, file_id)
+    except InputError as exc:
+        return str(exc)
+
+
+def _piece(read: tuple[RangeMeta, list[Any]], p: int) -> Any:
+    return read[1][p]
+
+
+def _merge_log(written: list[Written]) -> str:
+    from tcplab.analyze.output import conn_log
+
+    empty = conn_log([]).splitlines()
+    opens = [w.log_open for w in written if w.log_open is not None]
+    closes = [w.log_close for w in written if w.log_close is not None]
+    header = [line for line in empty if not line.startswith("#close")]
+    close = [line for line in empty if line.startswith("#close")]
+    if opens:
+        header = [min(opens)[1] if h.startswith("#open") else h for h in header]
+        close = [max(closes)[1]]
+    rows = (row for _key, row in heapq.merge(*(w.log_rows for w in written)))
+    return "\n".join([*header, *rows, *close]) + "\n"
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    workers: int | None  # local:N
+    address: str | None  # tcp://HOST:PORT
+
+
+def parse_spec(text: str) -> ClusterSpec:
+    if text.startswith("local:"):
+        try:
+            n = int(text.removeprefix("local:"))
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InputError(f"--dask {text}: expected local:N with N >= 1 workers")
+        return ClusterSpec(n, None)
+    if "://" in text:
+        return ClusterSpec(None, text)
+    raise InputError(f"--dask {text}: expected local:N or a scheduler address tcp://HOST:PORT")
+
+
+class connect:
+    """A ``Client`` on a LocalCluster (127.0.0.1 only, closed on exit) or a scheduler."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.spec = spec
+        self.cluster: Any = None
+        self.client: Any = None
+
+    def __enter__(self) -> Any:
+        import distributed
+
+        local_cluster: Any = distributed.LocalCluster
+        new_client: Any = distributed.Client
+
+        try:
+            if self.spec.workers is not None:
+                self.cluster = local_cluster(
+                    n_workers=self.spec.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.ERROR,
+                )
+                self.client = new_client(self.cluster)
+            else:
+                self.client = new_client(self.spec.address, timeout=30)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def run_cli(
+    files: tuple[str, ...],
+    dask: str,
+    parquet: str | None,
+    parquet_packets: bool,
+    conn_log: bool,
+    as_json: bool,
+    bare: bool,
+    ignore_checksums: bool,
+) -> None:
+    """``tcplab analyze --dask ...``: conn.log, JSON and/or Parquet."""
+    import click
+
+    if not (conn_log or as_json or parquet):
+        raise InputError("--dask writes --conn-log, --json or --parquet DIR: choose at least one")
+    if conn_log and as_json:
+        raise InputError("choose one of --json, --conn-log")
+    spec = parse_spec(dask)
+    ports = frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS
+    options = EngineOptions(ports, ignore_checksums, keep_packets=parquet_packets)
+    try:
+        with connect(spec) as client:
+            click.echo(f"tcplab: dask dashboard: {client.dashboard_link}", err=True)
+            bar = _bar() if sys.stderr.isatty() else None
+            try:
+                result = run(
+                    client,
+                    files,
+                    options,
+                    parquet=parquet,
+                    packets=parquet_packets,
+                    want_log=conn_log,
+                    want_json=as_json,
+                    progress=bar.update if bar is not None else None,
+                )
+            finally:
+                if bar is not None:
+                    bar.close()
+    except OSError as exc:
+        raise InputError(f"--dask {dask}: {exc}") from None
+    for line in result.problems:
+        click.echo(f"tcplab: {line}", err=True)
+    if conn_log:
+        sys.stdout.write(result.conn_log)
+    elif as_json:
+        sys.stdout.write(result.json)
+
+
+class _bar:
+    """A progress bar over the bytes read (stage 1) on a terminal."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress
+
+        self.progress = Progress(transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("reading", total=None)
+
+    def update(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,416 @@
+"""One byte range of one capture file: resynchronise, read, decode, partition.
+
+Theory of operation.  A distributed run cuts every file into byte ranges
+and reads them in parallel.  A record belongs to the range its header
+starts in.  A range that starts inside the file first has to find a
+boundary:
+
+* classic pcap (draft-ietf-opsawg-pcap §5) has no marker, so every offset
+  is a candidate record header, checked strictly: fraction below 10^6 (or
+  10^9 for nanosecond files), caplen <= orig_len, caplen within the
+  snaplen, and then a *chain* of ``CHAIN`` more headers, each starting
+  where the previous record ends, each valid, within a day of its
+  predecessor, or the chain ends exactly at the end of the file;
+* pcapng (draft-ietf-opsawg-pcapng §3.1) frames every block with its length
+  at both ends, so a candidate is a known block type whose leading and
+  trailing lengths agree, followed by a chain of such blocks.  The range
+  carries the section's Section Header and Interface Description blocks
+  (read once from the head of the file) in front of its bytes, so its
+  Enhanced Packet Blocks know their link types and time resolutions.
+
+Resynchronisation is a heuristic, so it is never trusted alone: a range
+also reports where the next range's first record starts (``stop``: the
+first record header at or past its end, found by reading, not guessing),
+and whether its section changed (a new SHB or IDB).  The planner
+(``tcplab.scale.cluster``) checks each range's resync point against its
+predecessor's ``stop``; on any disagreement it reads the two ranges again
+as one, from the predecessor's trusted start.  A range whose reading hit
+lost framing (a record or block the reader cannot step over) ends the
+file, exactly as the single-process reader stops there.
+
+A ``.gz`` file cannot be entered in the middle: it is one range.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from tcplab.analyze.frames import dropped_by_wire, segment_of
+from tcplab.capture import TcpRecords, pcap, pcapng
+from tcplab.capture.reader import GZIP_MAGIC, CaptureReader, Record
+from tcplab.capture.source import ChunkSource, ProblemSink
+from tcplab.errors import InputError
+from tcplab.scale.captureset import is_url
+from tcplab.scale.engine import SegmentColumns
+from tcplab.wire.decode import NotTcp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+CHAIN = 8  # records (blocks) after a candidate that must check out too
+MAX_GAP_NS = 86_400 * 10**9  # consecutive records of a chain: at most a day apart
+MAX_SPAN_NS = 366 * 86_400 * 10**9  # a record: within a year of the file's first
+HEAD_LIMIT = 1 << 20  # bytes of a pcapng head searched for its SHB + IDBs
+SCAN_WINDOW = 4 << 20  # bytes read at a time while resynchronising
+_PCAPNG_TYPES = frozenset(
+    {
+        pcapng.SHB_TYPE,
+        pcapng.IDB_TYPE,
+        pcapng.OPB_TYPE,
+        pcapng.SPB_TYPE,
+        pcapng.NRB_TYPE,
+        pcapng.ISB_TYPE,
+        pcapng.EPB_TYPE,
+        pcapng.SJE_TYPE,
+        pcapng.DSB_TYPE,
+        pcapng.CB_COPY_TYPE,
+        pcapng.CB_NOCOPY_TYPE,
+    }
+)
+
+
+def open_binary(path: str) -> BinaryIO:
+    """A local file, or an fsspec URL (s3://, gs://, file://, ...)."""
+    try:
+        if is_url(path):
+            import fsspec
+
+            return fsspec.open(path, "rb").open()  # type: ignore[no-any-return]
+        return open(path, "rb")
+    except (OSError, ValueError, ImportError) as exc:
+        raise InputError(f"{path}: cannot open: {exc}") from None
+
+
+def file_size(path: str) -> int:
+    if is_url(path):
+        import fsspec
+
+        fs, _, paths = fsspec.get_fs_token_paths(path)
+        return int(fs.size(paths[0]))
+    import os
+
+    return os.path.getsize(path)
+
+
+@dataclass(frozen=True, slots=True)
+class FileLayout:
+    """What every range of one file needs to know, read once from its head."""
+
+    path: str
+    file_id: int
+    size: int
+    kind: str  # "pcap" | "pcapng" | "gzip"
+    data_start: int  # offset of the first record (pcap: 24) or block (pcapng: 0)
+    pcap_header: bytes = b""  # pcap: the 24-byte global header
+    carry: bytes = b""  # pcapng: the head's SHB and IDBs, verbatim
+    interfaces: int = 0  # pcapng: IDBs in the carry
+    order: str = "<"
+    first_time_ns: int = 0  # pcap: the first record's time (a reference for resync)
+
+
+def layout(path: str, file_id: int) -> FileLayout:
+    """Read a file's head; ``InputError`` (one line) when it is no capture."""
+    size = file_size(path)
+    with open_binary(path) as f:
+        head = f.read(HEAD_LIMIT)
+    if head[:2] == GZIP_MAGIC:
+        return FileLayout(path, file_id, size, "gzip", 0)
+    if pcap.sniff(head) is not None:
+        if len(head) < pcap.GLOBAL_HEADER_LEN:
+            raise InputError(
+                f"{path}: offset {len(head)}: truncated pcap global header "
+                f"({len(head)} of 24 bytes)"
+            )
+        header = head[: pcap.GLOBAL_HEADER_LEN]
+        first_time = 0
+        if len(head) >= pcap.GLOBAL_HEADER_LEN + pcap.RECORD_HEADER_LEN:
+            g = pcap.GlobalHeader.parse(header)
+            rec = pcap.RecordHeader.parse(head[pcap.GLOBAL_HEADER_LEN :], g.byte_order)
+            first_time = rec.ts_sec * 10**9 + rec.ts_frac * (1 if g.nanosecond else 1000)
+        return FileLayout(
+            path, file_id, size, "pcap", pcap.GLOBAL_HEADER_LEN, header, first_time_ns=first_time
+        )
+    order = pcapng.sniff(head)
+    if order is None:
+        # Not a format we can cut: let the ordinary reader say what is wrong.
+        return FileLayout(path, file_id, size, "gzip", 0)
+    pos, interfaces = 0, 0
+    u32x2 = struct.Struct(order + "II").unpack_from
+    while pos + 12 <= len(head):
+        block_type, total = u32x2(head, pos)
+        if block_type not in (pcapng.SHB_TYPE, pcapng.IDB_TYPE) or (
+            pos and block_type == pcapng.SHB_TYPE
+        ):
+            break
+        if total < 12 or pos + total > len(head):
+            break
+        interfaces += block_type == pcapng.IDB_TYPE
+        pos += total
+    return FileLayout(
+        path, file_id, size, "pcapng", 0, carry=head[:pos], interfaces=interfaces, order=order
+    )
+
+
+# -- resynchronisation ------------------------------------------------------------------
+
+
+def _pcap_valid(lay: FileLayout, buf: bytes, p: int, eof: bool) -> bool:
+    """A header at ``buf[p]`` and CHAIN records after it check out."""
+    header = pcap.GlobalHeader.parse(lay.pcap_header)
+    unpack = struct.Struct(header.byte_order + "IIII").unpack_from
+    frac_limit = 1_000_000_000 if header.nanosecond else 1_000_000
+    frac_ns = 1 if header.nanosecond else 1000
+    cap_limit = max(header.snaplen, 262144)
+    prev: int | None = None
+    for _ in range(CHAIN + 1):
+        if p == len(buf) and eof:
+            return prev is not None
+        if p + pcap.RECORD_HEADER_LEN > len(buf):
+            return False
+        ts_sec, frac, caplen, orig = unpack(buf, p)
+        if frac >= frac_limit or not 0 < caplen <= orig or caplen > cap_limit or orig > 1 << 24:
+            return False
+        t = ts_sec * 1_000_000_000 + frac * frac_ns
+        if abs(t - lay.first_time_ns) > MAX_SPAN_NS:
+            return False
+        if prev is not None and abs(t - prev) > MAX_GAP_NS:
+            return False
+        prev = t
+        p += pcap.RECORD_HEADER_LEN + caplen
+        if p > len(buf):
+            return False
+    return True
+
+
+def _pcapng_valid(lay: FileLayout, buf: bytes, p: int, eof: bool) -> bool:
+    u32x2 = struct.Struct(lay.order + "II").unpack_from
+    u32 = struct.Struct(lay.order + "I").unpack_from
+    for n in range(CHAIN + 1):
+        if p == len(buf) and eof:
+            return n > 0
+        if p + 12 > len(buf):
+            return False
+        block_type, total = u32x2(buf, p)
+        if (
+            block_type not in _PCAPNG_TYPES
+            or total < 12
+            or total % 4
+            or total > pcapng.MAX_BLOCK_LEN
+        ):
+            return False
+        if p + total > len(buf):
+            return False
+        if u32(buf, p + total - 4)[0] != total:
+            return False
+        if block_type == pcapng.EPB_TYPE:
+            if total < 32:
+                return False
+            iface, _hi, _lo, caplen, orig = struct.unpack_from(lay.order + "IIIII", buf, p + 8)
+            if iface >= max(lay.interfaces, 1) or 32 + caplen > total or caplen > orig + 3:
+                return False
+        p += total
+    return True
+
+
+def resync(lay: FileLayout, f: BinaryIO, start: int, end: int) -> int | None:
+    """The first record (block) boundary at or after ``start`` and before
+    ``end``, by strict candidate checks; None when the range holds none."""
+    valid = _pcap_valid if lay.kind == "pcap" else _pcapng_valid
+    step = 1 if lay.kind == "pcap" else 4  # pcapng blocks are 32-bit aligned (§3.1)
+    base = start
+    if lay.kind == "pcapng":
+        base += (-start) % 4
+    window = SCAN_WINDOW
+    while base < end:
+        f.seek(base)
+        buf = f.read(window)
+        eof = base + len(buf) >= lay.size
+        limit = min(len(buf), end - base)
+        for p in range(0, limit, step):
+            if valid(lay, buf, p, eof):
+                return base + p
+        if eof:
+            return None
+        # Keep the tail: a chain that ran past the window is checked again.
+        base += max(limit - 2 * (1 << 18), step) if limit == len(buf) else limit
+        window = max(window, SCAN_WINDOW)
+    return None
+
+
+# -- reading one range ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSpec:
+    file_id: int
+    range_id: int
+    start: int  # where to look for the first record (exact: where it is)
+    end: int  # records whose header starts before this belong here
+    exact: bool = False
+
+
+@dataclass(slots=True)
+class RangeMeta:
+    """What the planner needs of a read range (the packets stay on the worker)."""
+
+    spec: RangeSpec
+    first: int | None  # offset of the first record read (None: the range holds none)
+    stop: int | None  # offset of the first record at or past ``end`` (None: end of file)
+    lost: bool  # reading stopped where framing was lost (or a truncated tail)
+    section_changed: bool  # pcapng: an SHB or IDB inside the range
+    frames: int  # frame numbers the range uses (packets, and pcapng custom blocks)
+    latest: int  # largest timestamp in the range (ns)
+    problems: list[tuple[int, str]]  # (offset, message) with range-local frame numbers
+    records: int = 0  # records read (ReadReport.frames)
+    tcp: int = 0
+    not_tcp: int = 0
+    bytes: int = 0
+    packets: list[int] = field(default_factory=list)  # rows per partition
+
+
+class _Prefixed:
+    """A byte stream: ``prefix`` then the rest of ``f`` (the carried pcapng head)."""
+
+    def __init__(self, prefix: bytes, f: BinaryIO) -> None:
+        self.prefix = prefix
+        self.f = f
+
+    def read(self, n: int) -> bytes:
+        if self.prefix:
+            out, self.prefix = self.prefix[:n], self.prefix[n:]
+            if len(out) < n:
+                out += self.f.read(n - len(out))
+            return out
+        return self.f.read(n)
+
+
+class _RangeReader(CaptureReader):
+    """A ``CaptureReader`` over the records of one range (for ``TcpRecords``)."""
+
+    def __init__(self, lay: FileLayout, f: BinaryIO, first: int, end: int) -> None:
+        self.path = lay.path
+        self.size = lay.size
+        self._sink = ProblemSink()
+        self._pcapng_state = pcapng.PcapngState()
+        self._pcap_linktype = None
+        self.compressed = False
+        self.count = 0
+        self.format = lay.kind
+        self.global_header = None
+        self._file = f
+        self._started = False
+        self.end = end
+        self.stop: int | None = None
+        self.lost = False
+        carry = b""
+        if lay.kind == "pcap":
+            self.global_header = pcap.GlobalHeader.parse(lay.pcap_header)
+            self._pcap_linktype = self.global_header.linktype
+        elif first > 0:
+            carry = lay.carry
+        f.seek(first)
+        stream: Any = _Prefixed(carry, f) if carry else f
+        self._source = ChunkSource(stream, self._sink)
+        self._source.offset = first - len(carry)
+        self.carried_sections = 1 if carry else 0
+        self.carried_interfaces = lay.interfaces if carry else 0
+
+    def __iter__(self) -> Iterator[Record]:
+        self._begin()
+        state = self._pcapng_state
+        for count, raw in enumerate(self._records(), start=1):
+            if raw[6] >= self.end:
+                self.stop = raw[6]
+                return
+            self.count = count
+            yield Record(count + state.non_packet_frames, *raw)
+        # The reader ended by itself: at the end of the file, or where it
+        # reported lost framing (its last problem says "stopping here" or
+        # names a truncated record at the end of the file).
+        self.lost = self._source.offset < self.size
+
+    def frames(self) -> int:
+        return self.count + self._pcapng_state.non_packet_frames
+
+    def section_changed(self) -> bool:
+        st = self._pcapng_state
+        return st.sections > self.carried_sections or len(st.linktypes) > self.carried_interfaces
+
+
+_FRAME = re.compile(r"^frame (\d+): ")
+
+
+def read_range(
+    lay: FileLayout, spec: RangeSpec, partitions: int
+) -> tuple[RangeMeta, list[pa.Table]]:
+    """Read one range: its metadata and its segments' columns per flow-hash partition."""
+    with open_binary(lay.path) as f:
+        first: int | None = spec.start
+        if not spec.exact:
+            first = resync(lay, f, spec.start, spec.end)
+        cols = SegmentColumns(lay.file_id, spec.range_id)
+        if first is None or first >= spec.end:
+            meta = RangeMeta(spec, None, None, False, False, 0, -(1 << 63), [])
+            return meta, [cols.table([]) for _ in range(partitions)]
+        reader = _RangeReader(lay, f, first, spec.end)
+        problems: list[tuple[int, str]] = []
+
+        def fragment(record: Record, not_tcp: NotTcp) -> None:
+            if "fragment" in not_tcp.reason:
+                problems.append(
+                    (record.data_offset, f"frame {record.index}: {not_tcp.reason} skipped")
+                )
+
+        records = TcpRecords(reader, strict_checksum=True, on_not_tcp=fragment)
+        parts: list[list[int]] = [[] for _ in range(partitions)]
+        for record, packet in records:
+            seg = segment_of(
+                record.index,
+                record.time_ns,
+                record.data,
+                packet,
+                record.comment is not None and dropped_by_wire(record.comment),
+            )
+            parts[flow_partition(seg.src, seg.sport, seg.dst, seg.dport, partitions)].append(
+                len(cols)
+            )
+            cols.add(record.index, seg)
+        stop = reader.stop if reader.stop is not None else lay.size + 1
+        problems += [(p.offset, p.message) for p in records.problems if first <= p.offset < stop]
+        meta = RangeMeta(
+            spec,
+            first,
+            reader.stop,
+            reader.lost,
+            lay.kind == "pcapng" and reader.section_changed(),
+            reader.frames(),
+            cols.latest,
+            sorted(problems),
+            records.frames,
+            records.tcp,
+            records.not_tcp + records.undecodable,
+            (reader.stop if reader.stop is not None else lay.size) - first,
+            [len(p) for p in parts],
+        )
+        return meta, [cols.table(rows) for rows in parts]
+
+
+def flow_partition(src: str, sport: int, dst: str, dport: int, partitions: int) -> int:
+    """The partition of a flow: a hash of its unordered 5-tuple (TCP implied),
+    the same in every process (unlike ``hash()``, which is salted per process)."""
+    a, b = f"{src}|{sport}", f"{dst}|{dport}"
+    key = f"{a}|{b}" if a <= b else f"{b}|{a}"
+    return zlib.crc32(key.encode()) % partitions
+
+
+def global_problem(name: str, offset: int, message: str, frame_base: int) -> str:
+    """A range's problem as the single-process reader words it (global frame numbers)."""
+    m = _FRAME.match(message)
+    if m is not None and frame_base:
+        message = f"frame {int(m.group(1)) + frame_base}: " + message[m.end() :]
+    return f"{name}: offset {offset}: {message}"
