@@ -20,6 +20,8 @@ have chromium  || need+=(chromium)
 have gcc       || need+=(gcc)  # the analysis engine is a C extension (setup.py)
 python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
                || need+=(python3-dev)
+# A CJK font, so the reports' Chinese renders (in a headless browser too).
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages (${need[*]}); run as root to install them" >&2
