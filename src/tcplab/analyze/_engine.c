@@ -1898,6 +1898,9 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
 /* the reader: pcap and pcapng records from the bytes Python feeds      */
 
 #define MAX_CAPLEN (256u * 1024 * 1024)
+/* tcplab.capture.pcap.KEEP_DATA: a larger record is tcplab.capture's (it keeps
+   the head and streams the rest past), never buffered here */
+#define KEEP_DATA (256u * 1024)
 
 /* A frame the fast decoder leaves to tcplab.wire: (index, time_ns, linktype, data offset, data, dropped) */
 static PyObject *fallback(i64 index, i64 t, u32 linktype, i64 data_offset, const u8 *data, size_t n, int dropped) {
@@ -1981,7 +1984,7 @@ static PyObject *run(Engine *e, int final) {
                 Py_RETURN_NONE;
             }
             u32 caplen = rd32o(b + 8, e->le);
-            if (caplen > MAX_CAPLEN) return takeover(e, off);
+            if (caplen > KEEP_DATA) return takeover(e, off);
             if (avail < 16 + (size_t)caplen) {
                 if (final) return takeover(e, off);
                 Py_RETURN_NONE;
@@ -2008,7 +2011,7 @@ static PyObject *run(Engine *e, int final) {
             type = 0x0A0D0D0Au;
         }
         u32 total = rd32o(b + 4, e->le);
-        if (total < 12 || total > MAX_CAPLEN || total % 4) return takeover(e, off);
+        if (total < 12 || total > KEEP_DATA + 4096 || total % 4) return takeover(e, off);
         if (avail < total) {
             if (final) return takeover(e, off);
             Py_RETURN_NONE;
