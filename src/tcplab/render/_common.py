@@ -294,7 +294,10 @@ def api_call_text(call: ApiCall) -> str:
     if call.call == "sleep":
         return f"sleeps {', '.join(a.split('=', 1)[-1] for a in rest)} s"
     if call.call == "wait":
-        return f"{sock}waits for ss to show {', '.join(rest)}"
+        values = dict(a.split("=", 1) for a in rest if "=" in a)
+        state = values.get("state", "").strip("'\"")
+        return f"{sock}waits until ss shows {state}" if state else \
+            f"{sock}waits until the socket is gone"
     return f"{call.call}({', '.join(call.args)})"
 
 
@@ -302,7 +305,7 @@ def api_result_text(call: ApiCall) -> str:
     """What the call returned: ``= 12``, ``-> EADDRINUSE``; empty when nothing to say."""
     if call.errno:
         return f"-> {call.errno}"
-    if call.call in ("sleep", "abort") or call.actor == WIRE_ACTOR:
+    if call.call in ("sleep", "abort", "wait") or call.actor == WIRE_ACTOR:
         return ""
     if call.result is not None:
         return f"= {value_text(call.result)}"
