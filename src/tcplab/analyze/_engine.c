@@ -183,7 +183,8 @@ enum { TR_LISTEN, TR_CONNECT, TR_CLOSE, TR_SHUTDOWN_WR, TR_ABORT, TR_RCV_SYN, TR
 enum { X_NONE, X_SYN_ARRIVED, X_RFC_3_10_7_2, X_LISTEN_ASSUMED, X_DATA_BOTH, X_MIDSTREAM,
        X_SYNACK_UNSEEN_SYN, X_SYNACK_NOT_SEEN, X_SENT_RST, X_RFC_3_10_7_1, X_NOBODY,
        X_NOBODY_LISTEN, X_RST_UNKNOWN, X_SENT_FIN, X_EARLIER, X_CLOSE_OR_SHUT, X_OUR_SYN,
-       X_ONE_SIDE_SYNACK, X_ONE_SIDE_DATA, X_TFO_CONNECT, X_FIXED_COUNT };
+       X_ONE_SIDE_SYNACK, X_ONE_SIDE_DATA, X_TFO_CONNECT, X_SENT_AFTER_RST, X_RFC_5961_3_2,
+       X_RST_NOT_TAKEN, X_FIXED_COUNT };
 
 /* The model's table, as Python gave it (Engine.table). */
 static int g_trigger_text[TR_COUNT];
@@ -216,6 +217,7 @@ typedef struct {
     u32 irs, snd_max; /* the peer's ISN; the highest sequence number we sent, plus one */
     int has_irs, has_snd_max;
     i64 pending_syn_len, syn_data; /* data on the pending SYN, on our own SYN (TCP Fast Open) */
+    int before_reset; /* the state a received RST closed, until we show we took it (ST_NONE) */
 } Obs;
 
 typedef struct {
@@ -494,11 +496,20 @@ static void obs_sent(Obs *o, u32 seq, u32 ack, int flags, i64 length) {
         return;
     }
     if (control == C_RST) { sent_reset(o); return; }
+    if (o->state == ST_CLOSED && o->before_reset != ST_NONE && (flags & F_ACK)) {
+        /* Observer._reset_not_taken: sending on after a RST (RFC 5961 §3.2 challenge ACK,
+           or a RST that never arrived); not a table edge, the inference is undone */
+        int restored = o->before_reset;
+        o->before_reset = ST_NONE;
+        o->state = restored;
+        emit(ST_CLOSED, restored, X_SENT_AFTER_RST, X_RFC_5961_3_2, X_RST_NOT_TAKEN, NONE_T);
+    }
     if (flags & F_ACK) own_ack_shows(o, ack);
     if (o->pending_syn != NONE_T && (flags & F_ACK)) answered_syn(o, X_SYNACK_NOT_SEEN, 0, 0);
     if (control == C_FIN) {
         u32 end = seq + (u32)length + 1;
-        if (o->has_our_fin && end == o->our_fin_end) return;
+        int before_close = o->state == ST_ESTABLISHED || o->state == ST_SYN_RECEIVED || o->state == ST_CLOSE_WAIT;
+        if (o->has_our_fin && end == o->our_fin_end && !before_close) return; /* a retransmitted FIN */
         o->our_fin_end = end; o->has_our_fin = 1;
         midstream(o);
         sent_fin(o);
@@ -512,6 +523,7 @@ static void received_reset(Obs *o, int has_ack, u32 ack) {
     if (state == ST_NONE) { assume(o, ST_CLOSED, g_trigger_text[TR_RCV_RST], X_RST_UNKNOWN); return; }
     if (state == ST_CLOSED || state == ST_LISTEN) return;
     if (state == ST_SYN_SENT && has_ack && o->has_iss && ack != o->iss + 1) return;
+    o->before_reset = state;
     take(o, TR_RCV_RST, ST_CLOSED, X_NONE, NONE_T);
 }
 
@@ -1532,6 +1544,7 @@ static void start_conn(Stream *st, const Pkt *p, ZConn *zc, int src_side, int se
         Obs *o = &st->obs[r];
         o->state = pure_syn ? (r == 0 ? ST_CLOSED : ST_LISTEN) : ST_NONE;
         o->pending_syn = NONE_T;
+        o->before_reset = ST_NONE;
         st->last_time[r] = INT64_MIN;
         st->final_state[r] = o->state;
     }

@@ -81,6 +81,10 @@ TEXTS: list[str] = [
     "inferred from one side: this endpoint acknowledges data sent after the handshake;"
     " the capture does not have its ACK",
     "sendto(MSG_FASTOPEN) or TCP_FASTOPEN_CONNECT: the wire cannot tell",
+    "sent after the RST",
+    "RFC 5961 §3.2",
+    "the RST it was sent did not take effect: it goes on sending"
+    " (a challenge ACK, or a RST that never arrived)",
 ]
 STATES: Final = tuple(State)
 # The triggers _engine.c names (TR_*), in its order.
