@@ -36,6 +36,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "tcplab.commands.sim",
         "Run a scenario on the sans-IO TCP model (counterfactuals too).",
     ),
+    "drill": (
+        "tcplab.commands.drill",
+        "Run packetdrill scripts against the live kernel or the model.",
+    ),
     "states": (
         "tcplab.commands.states",
         "The TCP state diagram, drawn from the transition table.",

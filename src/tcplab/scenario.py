@@ -73,8 +73,8 @@ CALLS: dict[str, dict[str, str]] = {
     "socket": {"family": "inet|inet6 (default inet)"},
     "setsockopt": {
         "option": "SO_REUSEADDR | SO_LINGER | SO_KEEPALIVE | TCP_KEEPIDLE | TCP_KEEPINTVL"
-        " | TCP_KEEPCNT | TCP_NODELAY | SO_RCVBUF | SO_SNDBUF | TCP_FASTOPEN (a listener's"
-        " Fast Open queue length)",
+        " | TCP_KEEPCNT | TCP_NODELAY | TCP_CORK | SO_RCVBUF | SO_SNDBUF | TCP_FASTOPEN (a"
+        " listener's Fast Open queue length)",
         "value": "int, or [onoff, seconds] for SO_LINGER",
     },
     "bind": {"port": "int (default: the scenario's server port for the server, 0 = ephemeral)"},
@@ -102,6 +102,8 @@ CALLS: dict[str, dict[str, str]] = {
     "abort": {"": "SO_LINGER {1, 0} then close(): RST, no TIME_WAIT"},
     "fork_close": {"": "fork(); the child closes its copy of sock and exits; the parent keeps it"},
     "kill": {"": "SIGKILL the actor's process; the kernel closes its sockets"},
+    "exit": {"status": "int (default 0): the actor's process exits without closing its "
+                       "sockets; the kernel closes them"},
     "sleep": {"seconds": "float"},
     "wait": {
         "state": "wait until this actor's socket reaches a TCP state (e.g. TIME-WAIT)",

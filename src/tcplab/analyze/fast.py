@@ -33,7 +33,7 @@ import mmap
 import os
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -41,9 +41,9 @@ from typing import Any, TextIO, cast
 import numpy as np
 import numpy.typing as npt
 
-from tcplab.analyze.frames import ReadReport, segment_of
+from tcplab.analyze.frames import ReadReport, Segment, read_segments, segment_of
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
-from tcplab.capture import pcap, pcapng
+from tcplab.capture import pcap
 from tcplab.errors import InputError
 from tcplab.wire.decode import NotTcp, WireError, decode_frame, decode_ip
 from tcplab.wire.fragments import Incomplete, Reassembler, fragment_in
@@ -300,7 +300,6 @@ class Summarizer:
         unknown = t.base[heads] < 0
         t.base[heads[unknown]] = s[starts[unknown]]
         t.lastseq[heads[unknown]] = s[starts[unknown]]
-        rank = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, g.size]))
         # Unwrap sequence numbers: each step is a signed 32-bit difference
         # (RFC 1982 comparison, as Wireshark's GT_SEQ), summed per direction.
         prev_seq = np.empty_like(s)
@@ -322,8 +321,16 @@ class Summarizer:
         t.lastrel[heads] = rel[lastrow]
         rel = rel + (1 << 40)  # keep unwrapped positions positive for the running max
         end = end + (1 << 40)
-        shift = np.int64(1) << 50
-        cm = np.maximum.accumulate(end + rank * shift) - rank * shift
+        # Running max of ``end`` within each direction at once: lift each
+        # group's values above every earlier group's (an exclusive prefix sum
+        # of the groups' spans), so one accumulate never crosses a group.  The
+        # lift is bounded by the window's own spread of positions; a fixed
+        # stride per group (rank << 50) overflowed int64 past 8,192 groups.
+        sizes = np.diff(np.r_[starts, g.size])
+        low = np.minimum.reduceat(end, starts)
+        span = np.maximum.reduceat(end, starts) - low + 1
+        lift = np.repeat(np.cumsum(span) - span - low, sizes)
+        cm = np.maximum.accumulate(end + lift) - lift
         prev = np.empty_like(cm)
         prev[1:] = cm[:-1]
         prev[starts] = np.where(t.maxend[heads] >= 0, t.maxend[heads] + (1 << 40), -1)
@@ -541,6 +548,13 @@ def _decode_chunk(
     ipo = ipo[tcp]
     tcpo = ipo + 20
     doff = (a[tcpo + 12].astype(np.int64) >> 4) * 4
+    # A data offset below 20 or past the IP packet is damage the per-record
+    # decoder reports (one line with the offset), never a segment here.
+    sane = (doff >= 20) & (20 + doff <= _be16(a, ipo + 2))
+    if not sane.all():
+        slow_doff = keep[~sane]
+        keep, ipo, tcpo, doff = keep[sane], ipo[sane], tcpo[sane], doff[sane]
+        slow_udp = np.union1d(slow_udp, slow_doff)
     cols = {
         "time": time[keep],
         "src": _be32(a, ipo + 12),
@@ -571,12 +585,12 @@ def summarize_file(
     with fh:
         head = fh.read(pcap.GLOBAL_HEADER_LEN)
         if pcap.sniff(head) is None:
-            if head[:4] == pcapng.SHB_TYPE_BYTES:
-                raise InputError(
-                    f"{path}: offset 0: --summary reads classic pcap; use the "
-                    "default mode for pcapng"
-                )
-            raise InputError(f"{path}: offset 0: not a pcap file")
+            # pcapng, gzip, or not a capture at all: the shared reader (the
+            # default mode's) knows them all and says which; its segments are
+            # aggregated the same way, in batches.
+            for batch in _batches(read_segments(path, report)):
+                _add_segments(summ, batch)
+            return summ.results(), report
         if len(head) < pcap.GLOBAL_HEADER_LEN:
             raise InputError(f"{path}: offset 4: pcap file header truncated")
         header = pcap.GlobalHeader.parse(head)
@@ -675,6 +689,17 @@ def _walk(
         view.release()
 
 
+def _batches(segments: Iterable[Segment], size: int = 65536) -> Iterator[list[Segment]]:
+    batch: list[Segment] = []
+    for seg in segments:
+        batch.append(seg)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _report_incomplete(given_up: list[Incomplete], report: ReadReport, name: str) -> None:
     """One problem line per IP datagram whose fragments never all arrived."""
     for incomplete in given_up:
@@ -701,11 +726,8 @@ def _slow_rows(
     VLAN-tagged packet joins its connection); IPv6 rows by a hash of the
     endpoints.
     """
-    import ipaddress
-
     rec = struct.Struct(endian + "IIII")
-    v4: list[tuple[float, int, int, int, int, int, int, int, int]] = []
-    v6: list[tuple[float, int, tuple[object, object], int, int, int, int, int]] = []
+    segments: list[Segment] = []
     for off in offs.tolist():
         sec, frac, incl, _orig = rec.unpack_from(buf, off)
         frame = bytes(buf[off + 16 : off + 16 + incl])
@@ -713,6 +735,7 @@ def _slow_rows(
             packet = decode_frame(linktype, frame, verify_checksum=False)
         except WireError as exc:
             report.problem(f"{name}: offset {off + 16 + exc.offset}: {exc.message}")
+            report.undecodable += 1
             continue
         time = sec + frac * unit
         if isinstance(packet, NotTcp) and "fragment" in packet.reason:
@@ -731,7 +754,20 @@ def _slow_rows(
             report.not_tcp += 1
             continue
         report.tcp += 1
-        seg = segment_of(index, sec * 1_000_000_000 + round(frac * unit * 1e9), frame, packet)
+        segments.append(
+            segment_of(index, sec * 1_000_000_000 + round(frac * unit * 1e9), frame, packet)
+        )
+    _add_segments(summ, segments)
+
+
+def _add_segments(summ: Summarizer, segments: Iterable[Segment]) -> None:
+    """Aggregate decoded segments: IPv4 rows keyed exactly like the
+    vectorised ones, IPv6 rows by a hash of the endpoints."""
+    import ipaddress
+
+    v4: list[tuple[float, int, int, int, int, int, int, int, int]] = []
+    v6: list[tuple[float, int, tuple[object, object], int, int, int, int, int]] = []
+    for seg in segments:
         if ":" not in seg.src:
             v4.append(
                 (
@@ -817,8 +853,12 @@ def write_summary(conns: list[FastConn], out: TextIO) -> None:
 
 
 def print_summary(
-    path: Path, conn: int | None = None, host: str | None = None, port: int | None = None
-) -> None:
+    path: Path,
+    conn: int | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    as_json: bool = False,
+) -> ReadReport:
     size = path.stat().st_size
     if size > 4 * 1024 * 1024 and sys.stderr.isatty():
         from rich.progress import Progress
@@ -841,4 +881,12 @@ def print_summary(
         )
         and (port is None or str(port) in (c.client.rsplit(":", 1)[1], c.server.rsplit(":", 1)[1]))
     ]
+    if as_json:
+        import dataclasses
+        import json
+
+        for c in chosen:
+            sys.stdout.write(json.dumps(dataclasses.asdict(c)) + "\n")
+        return report
     write_summary(chosen, sys.stdout)
+    return report

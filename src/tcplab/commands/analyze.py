@@ -79,7 +79,7 @@ def _run(
     "--summary",
     "summary",
     is_flag=True,
-    help="Fast columnar connection summary (classic pcap, Ethernet/raw/SLL IPv4+IPv6).",
+    help="Fast connection summary (columnar on classic pcap; with --json, JSON lines).",
 )
 @click.option("--conn", "conn", type=int, metavar="N", help="Only connection N.")
 @click.option("--host", "host", metavar="ADDR", help="Only connections with this endpoint address.")
@@ -127,7 +127,8 @@ def command(
 
     Several files, or a directory, are one capture merged by time
     (docs/scale.md)."""
-    modes = [as_json, per_packet, conn_log, ladder is not None, summary]
+    # --summary --json: the summary as JSON lines.
+    modes = [as_json and not summary, per_packet, conn_log, ladder is not None, summary]
     if sum(bool(m) for m in modes) > 1:
         raise InputError("choose one of --json, --packets, --conn-log, --ladder, --summary")
     if parquet_packets and parquet is None:
@@ -145,7 +146,9 @@ def command(
             raise InputError("--summary reads one file")
         from tcplab.analyze.fast import print_summary
 
-        print_summary(file, conn=conn, host=host, port=port)
+        summary_report = print_summary(file, conn=conn, host=host, port=port, as_json=as_json)
+        if summary_report.nothing_readable:
+            raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
         return
     views = any(v is not None for v in (report, mermaid, svg_out))
     keep_packets = per_packet or ladder is not None or views or parquet_packets

@@ -43,6 +43,8 @@ SOCKOPTS: dict[str, tuple[int, int]] = {
     "SO_RCVBUF": (socket.SOL_SOCKET, socket.SO_RCVBUF),
     "SO_SNDBUF": (socket.SOL_SOCKET, socket.SO_SNDBUF),
     "TCP_NODELAY": (socket.IPPROTO_TCP, socket.TCP_NODELAY),
+    # Hold partial segments until uncorked, shutdown() or close() (Linux tcp(7)).
+    "TCP_CORK": (socket.IPPROTO_TCP, socket.TCP_CORK),
     "TCP_KEEPIDLE": (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
     "TCP_KEEPINTVL": (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
     "TCP_KEEPCNT": (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
@@ -233,6 +235,10 @@ class Actor:
             return f"child {pid}"
         if call == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if call == "exit":
+            # exit() without close(): the process ends normally; the kernel closes
+            # every descriptor it still holds, as it does for any exiting process.
+            os._exit(int(args.get("status", 0)))
         raise CallError(f"the actor does not perform {call!r}")
 
     def run_command(self, cmd: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ NETNS_DIR = Path("/run/netns")
 NAME_PREFIX = "tcplab-"
 # Exactly what a run names its things: other tools may use "tcplab-" too
 # (e.g. a profiling namespace), and cleanup must never touch those.
-RUN_NAMESPACE = re.compile(r"^tcplab-([0-9a-f]{8})-(c|s|lo)$")
+RUN_NAMESPACE = re.compile(r"^tcplab-([0-9a-f]{8})-(c|s|lo|d)$")
 RUN_INSTANCE = re.compile(r"^tcplab-([0-9a-f]{8})$")
 RUN_ID = re.compile(r"^[0-9a-f]{8}$")
 
@@ -50,6 +50,10 @@ RUN_ID = re.compile(r"^[0-9a-f]{8}$")
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
+VNET_HDR_LEN = 10  # struct virtio_net_hdr, before every datagram with IFF_VNET_HDR
 
 T = TypeVar("T")
 
@@ -163,18 +167,25 @@ def read_sysctl(netns_path: str | Path, name: str) -> str:
     return in_netns(netns_path, lambda: path.read_text().strip())
 
 
-def open_tun(netns_path: str | Path, ifname: str) -> int:
+def open_tun(netns_path: str | Path, ifname: str, offload: bool = False) -> int:
     """Create a TUN device (IFF_TUN | IFF_NO_PI: raw IP packets) inside the namespace.
 
     The device lives as long as the returned fd (not persistent), so a
-    killed lab leaves no link behind once its namespaces are gone.
+    killed lab leaves no link behind once its namespaces are gone.  With
+    ``offload`` the device takes TSO/checksum offload like an Ethernet card
+    (IFF_VNET_HDR + TUNSETOFFLOAD, as packetdrill's tun0): every datagram read
+    or written is preceded by a 10-byte ``struct virtio_net_hdr``, and the
+    kernel hands over whole TSO super-segments.
     """
 
     def create() -> int:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
         try:
-            ifr = struct.pack("16sH22x", ifname.encode(), IFF_TUN | IFF_NO_PI)
+            flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+            ifr = struct.pack("16sH22x", ifname.encode(), flags)
             fcntl.ioctl(fd, TUNSETIFF, ifr)
+            if offload:
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
         except OSError as exc:
             os.close(fd)
             raise LabError(f"TUNSETIFF {ifname}: {exc.strerror}") from None

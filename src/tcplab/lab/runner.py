@@ -551,7 +551,7 @@ class _Run:
         if reply is None:
             # The actor died: SIGKILL (the kill step) or a crash; the kernel closes its sockets.
             now = time.monotonic()
-            result = "killed" if item.step.call == "kill" else "actor died"
+            result = {"kill": "killed", "exit": "exited"}.get(item.step.call, "actor died")
             self._record(item.step, item.sent, now, result, None)
             return
         if reply.get("problem"):

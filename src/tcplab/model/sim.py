@@ -59,7 +59,8 @@ Poll = Callable[[], tuple[bool, str | None, str | None]]
 ADDRESSES = {"client": "10.0.0.1", "server": "10.0.0.2"}
 SUPPORTED_CALLS = frozenset(
     {"socket", "setsockopt", "bind", "listen", "accept", "connect", "send", "sendto", "recv",
-     "shutdown", "close", "abort", "kill", "sleep", "wait", "blackhole", "heal", "release"}
+     "shutdown", "close", "abort", "kill", "exit", "sleep", "wait", "blackhole", "heal",
+     "release"}
 )
 # Options a scenario may give that are the runner's, not the profile's.
 RUN_OPTIONS = {"isn", "step_gap", "delay", "loss", "duplicate", "reorder", "name", "verdict"}
@@ -331,7 +332,7 @@ class Simulation:
         elif isinstance(event, Retransmitted):
             # Worded like the lab's tcp_retransmit_skb note, so scenario facts match both.
             self.timeline.add(Note(event.time, f"model: retransmission (in "
-                                   f"{event.state.linux_name})", event.endpoint))
+                                   f"{event.state.value})", event.endpoint))
         elif isinstance(event, ConnError):
             self.timeline.add(Note(event.time, f"{event.errno} pending for the application",
                                    event.endpoint))
@@ -517,10 +518,15 @@ class Simulation:
         if call == "sleep":
             self.advance(float(args["seconds"]))
             return now_done(str(float(args["seconds"])))
-        if call == "kill":
-            for sock in self.sockets[actor].values():
+        if call in ("kill", "exit"):
+            # Either way the process is gone and the kernel closes what it held: the
+            # exiting task's last fput()s run as task_work, last in first out since
+            # Linux 4.3 (c82199061009 "task_work: remove fifo ordering guarantee"),
+            # so the newest socket is closed first.
+            for sock in reversed(list(self.sockets[actor].values())):
                 self._close_socket(sock)
-            return now_done("killed")
+                self._drain(actor)  # each close's segment leaves before the next close
+            return now_done("killed" if call == "kill" else "exited")
         sock = self._socket(step)
         if call == "setsockopt":
             self._setsockopt(sock, str(args["option"]), args["value"])
