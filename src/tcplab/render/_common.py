@@ -8,6 +8,7 @@ are long enough to deserve a break in the time axis.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -110,6 +111,9 @@ def columns(timeline: Timeline) -> Columns:
     return Columns(infos[0], infos[1])
 
 
+_API_CAUSE = re.compile(r"^(connect|close|listen|shutdown|abort|sendto)\(")
+
+
 def _draw_rank(event: Event) -> int:
     """Tie-break for events at one instant.
 
@@ -123,7 +127,9 @@ def _draw_rank(event: Event) -> int:
     if isinstance(event, Packet):
         return 1
     if isinstance(event, StateChange):
-        return 2
+        # A change a call made (connect() -> SYN-SENT) comes before the segment
+        # it sends; one a segment made comes after it.
+        return 0 if _API_CAUSE.match(event.cause) else 2
     if isinstance(event, Snapshot):
         return 4
     return 5
