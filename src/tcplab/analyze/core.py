@@ -491,9 +491,10 @@ def analyze_file(
     return Analysis(connections, packets, zeek, got.report)
 
 
-def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
-    from tcplab.analyze.engine import STATES
+_STATES: tuple[State | None, ...] = (*State, None)  # index -1: unknown
 
+
+def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
     packets, payload, mss, wscale, sack, ts, fin, rst, final = raw
     return Side(
         address,
@@ -506,7 +507,7 @@ def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
         bool(ts),
         None if fin is None else fin / 1e9,
         None if rst is None else rst / 1e9,
-        STATES[final] if final >= 0 else None,
+        _STATES[final],
     )
 
 
@@ -520,51 +521,58 @@ _ANOMALY_NAMES = (*FLAG_NAMES, "bad_checksum")
 
 def connection_of(t: tuple[Any, ...]) -> Connection:
     """A ``Connection`` from the engine's record (``_engine.c`` conn_tuple)."""
-    from tcplab.analyze.engine import ROLES, TEXTS, address, changes_of
+    from tcplab.analyze import engine
 
     (
         number, _ver, ca, cp, sa, sp, roles_known, first_note, start, end, syn, synack, hs_ack,
         client, server, anomalies, zstate, zhist, zids, notes, trailing, dropped, _first, held,
         parts,
     ) = t
+    address, roles = engine.address, engine.ROLES
+    counts: Counter[str] = Counter()
+    for name, n in zip(_ANOMALY_NAMES, anomalies, strict=True):
+        if n:
+            counts[name] = n
+    texts = engine.TEXTS
     conn = Connection(
-        number=number,
-        client=_side(address(ca), cp, client),
-        server=_side(address(sa), sp, server),
-        start=start / 1e9,
-        end=end / 1e9,
-        roles_known=bool(roles_known),
-        syn_time=None if syn is None else syn / 1e9,
-        synack_time=None if synack is None else synack / 1e9,
-        handshake_ack_time=None if hs_ack is None else hs_ack / 1e9,
-        anomalies=Counter(
-            {name: n for name, n in zip(_ANOMALY_NAMES, anomalies, strict=True) if n}
-        ),
-        notes=([_FIRST_NOTES[first_note]] if first_note else [])
-        + [f"{ROLES[who]}: {TEXTS[text]}" for who, text in notes],
-        trailing_changes=list(changes_of(trailing)),
-        dropped_by_wire=list(dropped),
-        zeek_state=str(zstate),
-        zeek_hist=str(zhist),
-        zeek_ids=tuple(zids),
+        number,
+        _side(address(ca), cp, client),
+        _side(address(sa), sp, server),
+        start / 1e9,
+        end / 1e9,
+        bool(roles_known),
+        None if syn is None else syn / 1e9,
+        None if synack is None else synack / 1e9,
+        None if hs_ack is None else hs_ack / 1e9,
+        counts,
+        None,
+        [_FIRST_NOTES[first_note]] if first_note else [],
+        list(engine.changes_of(trailing)) if trailing else [],
+        list(dropped),
+        zstate,
+        zhist,
+        zids,
     )
+    if notes:
+        conn.notes += [f"{roles[who]}: {texts[text]}" for who, text in notes]
     for receiver, sender, fin, when in held:
-        state = conn.side(ROLES[receiver]).final_state
+        state = conn.side(roles[receiver]).final_state
         conn.notes.append(
-            f"{ROLES[receiver]}: stays {state.value if state else 'unknown'} at the end of the "
-            f"capture: its packets never acknowledge the {ROLES[sender]}'s "
+            f"{roles[receiver]}: stays {state.value if state else 'unknown'} at the end of the "
+            f"capture: its packets never acknowledge the {roles[sender]}'s "
             f"{'FIN' if fin else 'SYN'} sent {when / 1e9 - conn.start:.6f} s after the first "
             "packet, so its arrival is not assumed"
         )
-    for frame, syn, state, history in parts:
-        why = "a SYN with another ISN is connection reuse to Zeek (IsReuse)" if syn else (
+    for frame, syn_part, state_text, history in parts:
+        why = "a SYN with another ISN is connection reuse to Zeek (IsReuse)" if syn_part else (
             "Zeek's timers had ended the earlier one"
         )
         conn.notes.append(
             f"Zeek logs this stream from frame {frame} on as another connection "
-            f"({state}, history {history or '-'}): {why}"
+            f"({state_text}, history {history or '-'}): {why}"
         )
-    conn.notes += _one_side_notes(conn)
+    if not conn.client.packets or not conn.server.packets:
+        conn.notes += _one_side_notes(conn)
     return conn
 
 
