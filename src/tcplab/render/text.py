@@ -338,14 +338,21 @@ def _api_rows(layout: _Layout, cols: Columns, call: ApiCall, time: str) -> list[
     whole = f"{head} {result}".rstrip()
     if display_width(whole) <= room:
         return [_row(layout, time, middle=_beside(layout, whole, side, style))]
-    rows = _text_rows(layout, head, side, "bold", time=time, indent="  ")
+    # The call wrapped by words, the result on the lines under it, indented:
+    # one block against the caller's bar, nothing cut.
+    lines = wrap(head, room)
+    if lines[1:]:
+        lines = [lines[0]] + ["  " + line for line in wrap(join_lines(lines[1:]), room - 2)]
+    calls = len(lines)
+    lines = _block(lines)
     if result:
-        # The result under the call, indented, on the caller's side; wrapped if long.
-        if display_width(result) + 2 <= room:
-            rows.append(_row(layout, middle=_beside(layout, pad("  " + result, room), side,
-                                                    style)))  # fmt: skip
-        else:
-            rows += _text_rows(layout, result, side, style, indent="  ")
+        # Indented under the call on the left; hugging the bar on the right.
+        lines += [("  " + line) if side != 1 else line for line in wrap(result, room - 2)]
+    rows: list[_Row] = []
+    for i, line in enumerate(lines):
+        piece_style = "bold" if i < calls else style
+        rows.append(_row(layout, time if i == 0 else "",
+                         middle=_beside(layout, line, side, piece_style)))  # fmt: skip
     return rows
 
 
