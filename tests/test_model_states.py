@@ -446,7 +446,7 @@ def test_syn_sent_fastopen_syn_ack_acknowledging_the_data() -> None:
     deliver(conn, seg(F.SYN | F.ACK, PEER_ISS, ISS + 6, options=Options(mss=1460)), 0.001)
     expect(conn, [(".", ISS + 6, PEER_ISS + 1, 0)])
     assert changes(conn)[-1] == (State.SYN_SENT, State.ESTABLISHED, Trigger.RCV_SYN_ACK)
-    assert conn.rtx == []
+    assert conn.rtx == [] and conn.syn_data_acked
 
 
 def test_syn_sent_fastopen_syn_ack_of_the_syn_only_sends_the_data_again() -> None:
@@ -460,6 +460,7 @@ def test_syn_sent_fastopen_syn_ack_of_the_syn_only_sends_the_data_again() -> Non
     assert changes(conn)[-1] == (State.SYN_SENT, State.ESTABLISHED,
                                  Trigger.RCV_SYN_ACK_DATA_UNACKED)
     assert conn.rtx[0].retransmitted and conn.fastopen_cache[REMOTE[0]].mss == 1040
+    assert not conn.syn_data_acked
 
 
 def test_syn_sent_cookie_request_learns_the_cookie_and_the_data_carries_the_ack() -> None:

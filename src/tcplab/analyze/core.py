@@ -241,6 +241,9 @@ class _StreamState:
     conn: Connection
     pair: Pair
     addr_role: dict[tuple[str, int], str]
+    # Zeek connections after the first one this stream's packets went to:
+    # (frame, was it a SYN, the Zeek connection).
+    zeek_parts: list[tuple[int, bool, ZeekConnection]] = field(default_factory=list)
 
 
 class Analyzer:
@@ -306,6 +309,10 @@ class Analyzer:
         conn = st.conn
         if conn.zeek is None and zconn is not None:
             conn.zeek = zconn
+        elif zconn is not None and zconn is not conn.zeek and all(
+            part is not zconn for _, _, part in st.zeek_parts
+        ):
+            st.zeek_parts.append((seg.index, seg.syn, zconn))
         role = st.addr_role.get((seg.src, seg.sport), CLIENT)
         peer_role = SERVER if role == CLIENT else CLIENT
         side = conn.side(role)
@@ -395,6 +402,18 @@ class Analyzer:
                 f"capture: its packets never acknowledge the {seg.sender}'s {what} sent "
                 f"{seg.time - conn.start:.6f} s after the first packet, so its arrival is "
                 "not assumed"
+            )
+        for frame, syn, part in st.zeek_parts:
+            # Zeek keys connections by 5-tuple and ends one when a SYN comes
+            # with another ISN from either side (TCPSessionAdapter::IsReuse,
+            # weird SYN_seq_jump: a split handshake's second SYN), or when its
+            # timers expire; Wireshark keeps one stream.
+            why = "a SYN with another ISN is connection reuse to Zeek (IsReuse)" if syn else (
+                "Zeek's timers had ended the earlier one"
+            )
+            conn.notes.append(
+                f"Zeek logs this stream from frame {frame} on as another connection "
+                f"({part.conn_state()}, history {part.history or '-'}): {why}"
             )
         for role, side in ((CLIENT, conn.client), (SERVER, conn.server)):
             if side.packets == 0:

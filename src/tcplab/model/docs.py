@@ -97,6 +97,18 @@ against packetdrill's tcp/fastopen scripts):
   accept(), still gives its data and then ECONNRESET.
 * kinds 34 and 254 (magic 0xF989) both; option text as tcpdump prints it.
 
+What a packetdrill runner passes the model for the fastopen scripts: the
+`FO`/`FOEXP` option as `Options(fastopen=cookie, fastopen_exp=...)` (an empty
+cookie is a request; `TFO_COOKIE` is `fastopen.cookie_for(key, remote, local)`),
+defaults.sh's `tcp_fastopen` and `tcp_fastopen_key` through `profile.SYSCTLS`,
+`setsockopt(TCP_FASTOPEN, n)` as `Listener.fastopen_qlen = n`,
+`sendto(MSG_FASTOPEN)` as `Connection.connect_fastopen(data, now, blocking=...)`,
+and `TCPI_OPT_SYN_DATA` as `Connection.syn_data_acked`.  With those, the
+server scripts basic-rw, basic-cookie-not-reqd, basic-zero-payload and
+basic-non-tfo-listener go through the model line by line as Linux does
+(tests/test_model_fastopen.py plays basic-rw by hand; the others are in
+tests/test_model_states.py).
+
 Not modelled (the packetdrill fastopen scripts that need them fail on the model
 for that reason): `TCP_FASTOPEN_CONNECT` (connect() deferred to the first
 write), `TCP_FASTOPEN_NO_COOKIE` and per-route no-cookie, `TCP_FASTOPEN_KEY`

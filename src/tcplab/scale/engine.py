@@ -12,7 +12,7 @@ batch, fed segment by segment, ``finish()`` at the end.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -197,6 +197,13 @@ class SegmentColumns:
                 values = [values[i] for i in rows]
             arrays.append(pa.array(values, schema.field(name).type))
         return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def iter_segments(table: pa.Table, index: Sequence[int], rows: int = 65536) -> Iterator[Segment]:
+    """Segments back from their columns, ``rows`` at a time (the Arrow table is
+    compact; the Python objects exist only a slice at a time)."""
+    for start in range(0, table.num_rows, rows):
+        yield from segments_of(table.slice(start, rows), index[start : start + rows])
 
 
 def segments_of(table: pa.Table, index: Sequence[int]) -> list[Segment]:
