@@ -38,6 +38,7 @@ from tcplab.model.tcb import (
     SocketError,
     StateChanged,
 )
+from tcplab.fmt import value_text
 from tcplab.model.timers import TimerKind
 from tcplab.scenario import WIRE, FaultRule, Scenario, Step
 from tcplab.states import State
@@ -742,7 +743,7 @@ def verdict(timeline: Timeline) -> str:
         path = timeline.state_path(name)
         if path:
             finals.append(f"{name} ends {path[-1]}")
-    reads = [f"{c.actor} read {c.result}" for c in timeline.api_calls()
+    reads = [f"{c.actor} read {value_text(c.result)}" for c in timeline.api_calls()
              if c.call == "recv" and c.result not in (None, "b''")]
     parts = [
         ("RST: " + ", ".join(resets)) if resets else "no RST",
