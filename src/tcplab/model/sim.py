@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tcplab.errors import InputError
+from tcplab.fmt import value_text
 from tcplab.model import profile as profiles
 from tcplab.model.host import Host
 from tcplab.model.net import Link, Network, SplitMix64
@@ -38,7 +39,6 @@ from tcplab.model.tcb import (
     SocketError,
     StateChanged,
 )
-from tcplab.fmt import value_text
 from tcplab.model.timers import TimerKind
 from tcplab.scenario import WIRE, FaultRule, Scenario, Step
 from tcplab.states import State
