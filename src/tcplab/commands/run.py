@@ -240,7 +240,9 @@ def _show(result: RunResult, sc: scenarios.Scenario | None, width: int | None,
     from tcplab.lab.runner import without_inferred
     from tcplab.render.text import render_ladder_rich
 
-    console = Console(file=sys.stdout)
+    # --width is the width of everything printed, also into a pipe (rich's default 80
+    # would re-wrap a wider ladder).
+    console = Console(file=sys.stdout, width=width)
     shown = result.timeline if inferred else without_inferred(result.timeline)
     console.print(render_ladder_rich(shown, width=width or console.width,
                                      explain_seq=looks.explain_seq, collapse=looks.collapse,
