@@ -392,3 +392,14 @@ def test_capture_pair_delivers_a_syn_whose_data_was_not_taken() -> None:
     server = [(change.old, change.new, change.ambiguous) for name, change, _t in out
               if name == "server"]
     assert server == [(State.LISTEN, State.SYN_RECEIVED, None)]
+
+
+def test_reset_from_syn_received_with_ack_is_the_childs_own() -> None:
+    # A Fast Open child closed with its SYN data unread resets ("R.", Linux tcp_close);
+    # a bare "R" from SYN-RECEIVED answers a bad ACK and the request stays.
+    answer: list[Line] = [FAST_OPEN[0], FAST_OPEN[1], ("s>c", "R", C + 99, None, 0)]
+    obs, _ = watch("server", answer, initial=State.LISTEN)
+    assert obs.state is State.SYN_RECEIVED
+    closed: list[Line] = [FAST_OPEN[0], FAST_OPEN[1], ("s>c", "R.", S + 1, C + 12, 0)]
+    obs, _ = watch("server", closed, initial=State.LISTEN)
+    assert obs.state is State.CLOSED and obs.edges[-1].guard == "unread_data"

@@ -160,7 +160,7 @@ class Observer:
                                           "the SYN this SYN-ACK answers was not seen"))
             return out
         if control is Control.RST:
-            return self._sent_reset()
+            return self._sent_reset(bits)
         if bits & _ACK and ack is not None:
             out.extend(self._own_ack_shows(Seq(ack)))
         if self.pending_syn is not None and bits & _ACK:
@@ -199,7 +199,7 @@ class Observer:
                                "sent after the handshake; the capture does not have its ACK")]
         return []
 
-    def _sent_reset(self) -> list[Inferred]:
+    def _sent_reset(self, bits: int) -> list[Inferred]:
         state = self.state
         if self.pending_syn is not None:
             # A SYN answered with RST, not SYN-ACK: nobody listened on that port
@@ -221,6 +221,10 @@ class Observer:
             and (e.trigger.kind is not TriggerKind.SEGMENT
                  or e.trigger is Trigger.RCV_DATA_AFTER_CLOSE)
         ]
+        if state is State.SYN_RECEIVED and not bits & _ACK:
+            # <SEQ=SEG.ACK><CTL=RST> answers a bad ACK and the request stays (RFC 9293
+            # §3.10.7.4); a child's own reset carries ACK (Linux tcp_send_active_reset).
+            candidates = []
         if not candidates:
             return []  # a RST answering a bad segment (SYN-SENT, SYN-RECEIVED): no change
         first = candidates[0]
