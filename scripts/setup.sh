@@ -17,6 +17,8 @@ have ip        || need+=(iproute2)
 have ss        || need+=(iproute2)
 have nft       || need+=(nftables)
 have chromium  || need+=(chromium)
+# A CJK font, so the reports' Chinese renders (in a headless browser too).
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages (${need[*]}); run as root to install them" >&2

@@ -127,8 +127,9 @@ class ReadReport:
 
     @property
     def nothing_readable(self) -> bool:
-        """The README's exit rule: problems, and not one frame could be read (exit 1)."""
-        return bool(self.problems) and self.tcp == 0 and self.not_tcp == self.undecodable
+        """The README's exit rule: problems, and not one frame could be read (exit 1),
+        as ``tcplab packets`` decides it."""
+        return bool(self.problems) and self.frames == self.undecodable
 
     def problem(self, text: str) -> None:
         # Keep the report bounded on a badly damaged file.

@@ -146,7 +146,9 @@ def command(
             raise InputError("--summary reads one file")
         from tcplab.analyze.fast import print_summary
 
-        print_summary(file, conn=conn, host=host, port=port, as_json=as_json)
+        summary_report = print_summary(file, conn=conn, host=host, port=port, as_json=as_json)
+        if summary_report.nothing_readable:
+            raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
         return
     views = any(v is not None for v in (report, mermaid, svg_out))
     keep_packets = per_packet or ladder is not None or views or parquet_packets

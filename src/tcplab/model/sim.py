@@ -332,7 +332,7 @@ class Simulation:
         elif isinstance(event, Retransmitted):
             # Worded like the lab's tcp_retransmit_skb note, so scenario facts match both.
             self.timeline.add(Note(event.time, f"model: retransmission (in "
-                                   f"{event.state.linux_name})", event.endpoint))
+                                   f"{event.state.value})", event.endpoint))
         elif isinstance(event, ConnError):
             self.timeline.add(Note(event.time, f"{event.errno} pending for the application",
                                    event.endpoint))

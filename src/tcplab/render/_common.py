@@ -451,20 +451,23 @@ class RunSummary:
     sender: str
     receiver: str
     segments: int
-    length: int
+    length: int  # the size of every data segment, 0 when they differ
     acks: int
     hidden: tuple[Packet, ...]
+    shortest: int = 0
+    longest: int = 0
 
     kind = "run"
 
     def text(self) -> str:
         every = f", ACKed every {round(self.segments / self.acks)}" if self.acks else ", no ACKs"
-        return (f"… {self.segments} data segments of {self.length} bytes "
-                f"{self.sender} → {self.receiver}{every} …")  # fmt: skip
+        size = (f"of {self.length} bytes" if self.length
+                else f"of {self.shortest}–{self.longest} bytes")  # fmt: skip
+        return f"… {self.segments} data segments {size} {self.sender} → {self.receiver}{every}"
 
 
-RUN_MIN = 10  # data segments in a row before a run is collapsed
-RUN_KEEP = 2  # data segments kept visible at each end of a run
+RUN_MIN = 10  # data segments in a stretch before it is collapsed
+RUN_KEEP = 2  # segments kept visible at each end of a stretch
 
 
 def _plain_segment(item: Any) -> bool:
@@ -473,9 +476,9 @@ def _plain_segment(item: Any) -> bool:
 
 
 def collapse_runs(items: list[Any]) -> list[Any]:
-    """Runs of at least ``RUN_MIN`` equal-sized data segments from one sender, with
-    the other side's pure ACKs between them, become a ``RunSummary`` (the first
-    and last ``RUN_KEEP`` segments stay)."""
+    """A bulk transfer: a stretch of plain segments where one side sends data and
+    the other only ACKs, with at least ``RUN_MIN`` data segments, becomes a
+    ``RunSummary`` between its first and last ``RUN_KEEP`` segments."""
     out: list[Any] = []
     i = 0
     while i < len(items):
@@ -484,29 +487,27 @@ def collapse_runs(items: list[Any]) -> list[Any]:
             out.append(item)
             i += 1
             continue
-        sender, size = item.sender, item.length
+        sender = item.sender
         j = i
-        data: list[int] = []
         while j < len(items) and _plain_segment(items[j]):
             p = items[j]
-            if p.sender == sender and p.length == size:
-                data.append(j)
-            elif not (p.sender != sender and p.length == 0):
+            if not ((p.sender == sender and p.length > 0) or (p.sender != sender
+                                                              and p.length == 0)):
                 break
             j += 1
-        # End the run on its last data segment (trailing ACKs stay visible).
-        end = data[-1] + 1 if data else i + 1
+        stretch = items[i:j]
+        data = [p for p in stretch if p.sender == sender]
         if len(data) < RUN_MIN:
-            out.extend(items[i:end])
-            i = end
+            out.extend(stretch)
+            i = j
             continue
-        first_hidden = data[RUN_KEEP - 1] + 1
-        last_hidden = data[-RUN_KEEP]
-        hidden = tuple(items[first_hidden:last_hidden])
-        out.extend(items[i:first_hidden])
+        hidden = tuple(stretch[RUN_KEEP:-RUN_KEEP])
+        sizes = {p.length for p in hidden if p.sender == sender}
         segs = sum(1 for p in hidden if p.sender == sender)
-        out.append(RunSummary(hidden[0].time, hidden[-1].time, sender, item.receiver, segs, size,
-                              len(hidden) - segs, hidden))  # fmt: skip
-        out.extend(items[last_hidden:end])
-        i = end
+        out.extend(stretch[:RUN_KEEP])
+        out.append(RunSummary(hidden[0].time, hidden[-1].time, sender, item.receiver, segs,
+                              sizes.pop() if len(sizes) == 1 else 0, len(hidden) - segs, hidden,
+                              min(sizes, default=0), max(sizes, default=0)))  # fmt: skip
+        out.extend(stretch[-RUN_KEEP:])
+        i = j
     return out

@@ -30,9 +30,10 @@ from tcplab.render._common import (
     start_time,
     visible_events,
 )
+from tcplab.render.lanes import Badge, lane_events
 from tcplab.render.svg import FLAG_STROKE, STATE_FILL, segment_kind
 from tcplab.states import State
-from tcplab.timeline import ApiCall, Note, Packet, Snapshot, Source, StateChange, Timeline
+from tcplab.timeline import ApiCall, Note, Packet, Source, Timeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
     edges: list[_Edge] = []
     tagged = several_connections(timeline)
     previous: float | None = None
-    for event in events:
+    for event in lane_events(timeline, events):
         if previous is not None and event.time - previous >= BREAK_GAP:
             r = new_row(f"⋯ {format_gap(event.time - previous)} ⋯")
             for side in (0, 1):
@@ -98,12 +99,14 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
         previous = event.time
         r = new_row(format_ms(event.time - t0) if relative else f"{event.time:.6f}")
         ids = rows[r]
-        if isinstance(event, StateChange | Snapshot):
+        if isinstance(event, Badge):
             column = cols.side(event.endpoint)
             if column is not None:
-                state = event.state if isinstance(event, Snapshot) else event.new
-                source = Source.SNAPSHOT if isinstance(event, Snapshot) else event.source
+                # One box per state per moment; a claim drawn aside gets a mark, no lane colour.
+                state, source = event.state, event.source
                 mark = {Source.INFERRED: "?", Source.SNAPSHOT: "*"}.get(source, "")
+                if event.aside:
+                    mark += " ≠" if event.disagrees else " (listener)"
                 slot = ids["left" if column == 0 else "right"]
                 sampled = source in (Source.INFERRED, Source.SNAPSHOT)
                 style = "filled,dashed" if sampled else "filled"
@@ -111,7 +114,7 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
                     f"shape=box, style={_q(style + ',rounded')}, fillcolor={_q(STATE_FILL[state])},"
                     f" label={_q(state.value + mark)}, fontsize=9, height=0.2"
                 )
-                if not (isinstance(event, Snapshot) and "*" in event.peer):
+                if not event.aside:
                     states[column] = (state, source)
         elif isinstance(event, ApiCall):
             slot = ids["rapi" if cols.side(event.actor) == 1 else "lapi"]

@@ -487,12 +487,25 @@ def state_diagram_svg(timeline: Timeline, *, layout: str = "two-column") -> str 
     return done.stdout.decode("utf-8", "replace")
 
 
+def _ladder_section(timeline: Timeline, explain_seq: bool) -> str:
+    """The ladder, long runs of like segments collapsed; every segment one click away."""
+    short = render_svg(timeline, explain_seq=explain_seq)
+    out = f'<div class="ladder">{embed_svg(short)}</div>'
+    if 'class="run"' in short:
+        full = render_svg(timeline, explain_seq=explain_seq, collapse=False)
+        n = len(timeline.packets())
+        out += (f'<details class="ladder-all"><summary>Every segment ({n}), one row each'
+                f'</summary><div class="ladder">{embed_svg(full)}</div></details>')
+    return out
+
+
 def render_html(
     timeline: Timeline,
     *,
     scenario: Any = None,
     facts: Sequence[FactLike] | None = None,
     state_diagram_svg: str | None = None,
+    explain_seq: bool | None = None,
 ) -> str:
     """The report as one HTML document (UTF-8 text).
 
@@ -505,6 +518,9 @@ def render_html(
     events = ordered_events(timeline)
     t0 = start_time(events)
     title = (getattr(scenario, "title", "") or timeline.title or "TCP timeline")
+    if explain_seq is None:
+        ladder = (getattr(scenario, "extra", None) or {}).get("ladder", {})
+        explain_seq = bool(isinstance(ladder, dict) and ladder.get("explain_seq"))
     if facts is None and scenario is not None:
         from tcplab.scenario import check
 
@@ -548,7 +564,7 @@ def render_html(
         "open the packet below. Solid state labels come from the kernel (or the model), "
         "dashed and hatched ones are inferred from packets, dotted ones are sock_diag "
         "snapshots.</p>",
-        f'<div class="ladder">{embed_svg(render_svg(timeline))}</div>',
+        _ladder_section(timeline, explain_seq),
         '<h2 id="states">States</h2>',
         diagram,
         _state_paths(timeline),

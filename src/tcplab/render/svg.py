@@ -102,10 +102,12 @@ FLAG_STROKE: dict[str, str] = {
 }
 
 _STYLE = """
-text { font-family: ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace;
+text { font-family: ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas,
+  'Noto Sans Mono CJK SC', 'Microsoft YaHei', 'PingFang SC', 'Noto Sans CJK SC', monospace;
   font-size: 12px; fill: #1e293b; }
 .title, .endpoint-name, .state text, .note text, .legend text {
-  font-family: system-ui, 'DejaVu Sans', sans-serif; }
+  font-family: system-ui, 'DejaVu Sans', 'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei',
+  'Noto Sans CJK SC', 'Noto Sans SC', 'Source Han Sans SC', 'WenQuanYi Micro Hei', sans-serif; }
 .title { font-size: 17px; font-weight: 600; }
 .endpoint-name { font-size: 15px; font-weight: 600; }
 .endpoint-addr { font-size: 11px; fill: #64748b; }
