@@ -19,6 +19,8 @@ text at all unless the timeline's own text does.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -487,6 +489,21 @@ def state_diagram_svg(timeline: Timeline, *, layout: str = "two-column") -> str 
     return done.stdout.decode("utf-8", "replace")
 
 
+def content_security_policy(script: str) -> str:
+    """The report's CSP: nothing loads, nothing but its own inline script runs.
+
+    Every string in a report comes from a capture or a scenario (packet
+    comments, payload bytes, addresses) and is escaped as text; should one
+    ever slip through, the browser still runs only the script whose SHA-256
+    is named here (CSP Level 2 hash source) and fetches nothing
+    (``default-src 'none'``).  Styles stay inline ('unsafe-inline' for style
+    runs no code).
+    """
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    return (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+            "img-src data:; font-src data:; base-uri 'none'; form-action 'none'")  # fmt: skip
+
+
 def _ladder_section(timeline: Timeline, explain_seq: bool) -> str:
     """The ladder, long runs of like segments collapsed; every segment one click away."""
     short = render_svg(timeline, explain_seq=explain_seq)
@@ -541,9 +558,11 @@ def render_html(
         if state_diagram_svg else ""
     )
     scenario_id = getattr(scenario, "id", "")
+    script = _asset("report.js")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(script)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)} · tcplab</title>",
         f"<style>{_asset('report.css')}</style></head><body><main>",
@@ -582,7 +601,7 @@ def render_html(
         _glossary(timeline),
         "<footer>Made by tcplab. Self-contained: this file loads nothing from the network."
         "</footer>",
-        f"</main><script>{_asset('report.js')}</script></body></html>",
+        f"</main><script>{script}</script></body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
 

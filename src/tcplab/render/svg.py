@@ -322,7 +322,9 @@ def _draw_packet(
             f' fill="{stroke}">&lt;{_esc(options)}&gt;</text>'
         )
         below = y1 + 18
-    notes = (["dropped by the wire"] if packet.dropped else []) + list(packet.annotations)
+    said = any(a.startswith("the wire drops") for a in packet.annotations)
+    notes = (["dropped by the wire"] if packet.dropped and not said else [])
+    notes += list(packet.annotations)
     anchor_x = x0 + (30 if rightward else -30)
     anchor = "start" if rightward else "end"
     for css, text in [("ann", line) for line in wrap(", ".join(notes), 64)] if notes else []:
