@@ -403,3 +403,20 @@ def test_reset_from_syn_received_with_ack_is_the_childs_own() -> None:
     closed: list[Line] = [FAST_OPEN[0], FAST_OPEN[1], ("s>c", "R.", S + 1, C + 12, 0)]
     obs, _ = watch("server", closed, initial=State.LISTEN)
     assert obs.state is State.CLOSED and obs.edges[-1].guard == "unread_data"
+
+
+def test_fast_open_resets_in_a_capture() -> None:
+    # tests/data/analyze/fastopen-resets.pcap (built with conftest.ipv4_tcp):
+    # A: a bare RST from SYN-RECEIVED answers the client's bad ACK, the child stays;
+    # B: the child closed with its SYN data unread resets with ACK;
+    # C: a SYN with data to a closed port: "R." acknowledges the SYN and the data.
+    from pathlib import Path
+
+    from tcplab.analyze import analyze_file
+
+    path = Path(__file__).parent / "data" / "analyze" / "fastopen-resets.pcap"
+    conns = analyze_file(path).connections
+    finals = [(c.client.final_state, c.server.final_state) for c in conns]
+    assert finals[0][1] is State.ESTABLISHED
+    assert finals[1][1] is State.CLOSED
+    assert finals[2][0] is State.CLOSED

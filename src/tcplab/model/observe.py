@@ -299,9 +299,11 @@ class Observer:
         if state in (State.CLOSED, State.LISTEN):
             return []  # RFC 9293 §3.10.7.1/§3.10.7.2: ignored
         if state is State.SYN_SENT and ack is not None and self.iss is not None and (
-            ack != self.iss + 1
+            not self.iss + 1 <= ack <= self.iss + 1 + self.syn_data
         ):
-            return []  # §3.10.7.3: a RST that does not ACK our SYN is ignored
+            # §3.10.7.3: a RST whose ACK is not acceptable (ISS < SEG.ACK =< SND.NXT,
+            # past the SYN's data with Fast Open) is ignored.
+            return []
         self.before_reset = state
         return [self._take(Trigger.RCV_RST, State.CLOSED)]
 
