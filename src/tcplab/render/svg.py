@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from tcplab.fmt import window_text
 from tcplab.render._common import (
     BREAK_GAP,
     SOURCE_LEGEND,
@@ -184,7 +185,7 @@ def packet_tooltip(packet: Packet) -> str:
         f"seq {packet.seq}" + _relative(packet.rel_seq),
         f"ack {packet.ack}" + _relative(packet.rel_ack),
         f"len {packet.length}",
-        f"win {packet.window}",
+        f"win {window_text(packet.window, packet.win_shift, syn='S' in packet.flags)}",
     ]
     if packet.options:
         lines.append(f"options {packet.options}")
