@@ -93,8 +93,9 @@ against packetdrill's tcp/fastopen scripts):
   cookie on an ordinary SYN-ACK (in the encoding the SYN used); a valid cookie
   makes a child that takes the SYN's data, acknowledges it in the SYN-ACK, joins
   the accept queue at once, can be read and can send while in SYN-RECEIVED,
-  retries its SYN-ACK once more than `synack_retries`, and, reset before
-  accept(), still gives its data and then ECONNRESET.
+  retries its SYN-ACK once more than `synack_retries`, resets (no FIN) when
+  closed with the SYN's data unread, and, reset before accept(), still gives
+  its data and then ECONNRESET.
 * kinds 34 and 254 (magic 0xF989) both; option text as tcpdump prints it.
 
 What a packetdrill runner passes the model for the fastopen scripts: the

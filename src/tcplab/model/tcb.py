@@ -540,7 +540,8 @@ class Connection(_Machine):
             self._clear()
             return
         if (
-            self.state in (State.ESTABLISHED, State.CLOSE_WAIT)
+            # SYN-RECEIVED holds data only in a Fast Open child (RFC 7413 §4.2.2).
+            self.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED)
             and self.rcv_queue
             and self.profile.rst_on_close_with_unread
         ):
