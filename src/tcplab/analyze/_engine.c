@@ -424,7 +424,7 @@ static void midstream(Obs *o) {
         assume(o, ST_ESTABLISHED, X_DATA_BOTH, X_MIDSTREAM);
 }
 
-static void sent_reset(Obs *o) {
+static void sent_reset(Obs *o, int flags) {
     int state = o->state;
     if (o->pending_syn != NONE_T) {
         o->pending_syn = NONE_T;
@@ -434,6 +434,9 @@ static void sent_reset(Obs *o) {
         return;
     }
     if (state == ST_NONE) { assume(o, ST_CLOSED, X_SENT_RST, X_RST_UNKNOWN); return; }
+    /* Observer._sent_reset: a bare RST from SYN-RECEIVED answers a bad ACK (RFC 9293
+       §3.10.7.4) and the request stays; a child's own reset carries ACK */
+    if (state == ST_SYN_RECEIVED && !(flags & F_ACK)) return;
     if (g_rst_trigger[state] < 0) return;
     take(o, g_rst_trigger[state], ST_CLOSED, g_rst_text[state], NONE_T);
 }
@@ -501,7 +504,7 @@ static void obs_sent(Obs *o, u32 seq, u32 ack, int flags, i64 length) {
         }
         return;
     }
-    if (control == C_RST) { sent_reset(o); return; }
+    if (control == C_RST) { sent_reset(o, flags); return; }
     if (o->state == ST_CLOSED && o->before_reset != ST_NONE && (flags & F_ACK)) {
         /* Observer._reset_not_taken: sending on after a RST (RFC 5961 §3.2 challenge ACK,
            or a RST that never arrived); not a table edge, the inference is undone */
@@ -528,7 +531,11 @@ static void received_reset(Obs *o, int has_ack, u32 ack) {
     int state = o->state;
     if (state == ST_NONE) { assume(o, ST_CLOSED, g_trigger_text[TR_RCV_RST], X_RST_UNKNOWN); return; }
     if (state == ST_CLOSED || state == ST_LISTEN) return;
-    if (state == ST_SYN_SENT && has_ack && o->has_iss && ack != o->iss + 1) return;
+    /* RFC 9293 §3.10.7.3: ignored unless ISS < SEG.ACK =< SND.NXT (past the SYN's
+       data with Fast Open) */
+    if (state == ST_SYN_SENT && has_ack && o->has_iss
+        && (seq_diff(ack, o->iss + 1) < 0 || seq_diff(ack, o->iss + 1 + (u32)o->syn_data) > 0))
+        return;
     o->before_reset = state;
     take(o, TR_RCV_RST, ST_CLOSED, X_NONE, NONE_T);
 }
