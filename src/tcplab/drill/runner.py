@@ -132,6 +132,12 @@ def run_script(
     except DrillError as exc:
         out = Outcome(Script(path), Failure("parse", exc.line, exc.message))
         return DrillRun(path, family, model, out)
+    if family == socket.AF_INET6:
+        for name in ("local_ip", "remote_ip"):
+            value = script.options.get(name, "")
+            if value and ":" not in value:
+                message = f"IPv4-only script (--{name}={value}) run over IPv6"
+                return DrillRun(path, family, model, Outcome(script, Failure("family", 1, message)))
     addresses = _addresses(script, family)
     bind_port = 1024 + secrets.randbelow(30000)
     connect_port = bind_port + 1
