@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACK, SYN, ipv4_tcp
+from conftest import ACK, FIN, SYN, ipv4_tcp
+from tcplab.analyze import analyze_file
 from tcplab.analyze.frames import read_segments
 from tcplab.analyze.wireshark import StreamTracker
 from tcplab.capture.writer import PcapWriter
@@ -97,6 +98,10 @@ def test_gap_not_below_first_rtt_is_a_retransmission(tmp_path: Path) -> None:
         (t0 + 31 * US, seg(C, S, 1101, 5001, ACK, 100)),  # gap == RTT
         (t0 + 40 * US, seg(C, S, 1401, 5001, ACK, 100)),
         (t0 + 50 * US - 1, seg(C, S, 1301, 5001, ACK, 100)),  # gap == RTT - 1 ns
+        (t0 + 60 * US, seg(S, C, 5001, 1501, ACK)),
+        (t0 + 70 * US, seg(C, S, 1501, 5001, FIN | ACK)),
+        (t0 + 80 * US, seg(S, C, 5001, 1502, FIN | ACK)),
+        (t0 + 90 * US, seg(C, S, 1502, 5002, ACK)),
     ]
     path = write(tmp_path / "gap-equals-rtt.pcap", packets)
     flags = matches_tshark(path)
@@ -167,4 +172,15 @@ def test_time_shift_changes_nothing(tmp_path: Path, shift: str) -> None:
             capture_output=True, timeout=60,
         )
         assert flags_by_frame(shifted) == flags_by_frame(original)
+        assert verdicts(shifted) == verdicts(original)
         matches_tshark(shifted)
+
+
+def verdicts(path: Path) -> list[object]:
+    """Everything the analysis says that a time shift must not change."""
+    analysis = analyze_file(path)
+    packets = [(p.analysis, p.dupack_num, p.client_state, p.server_state,
+                tuple((w, c.new) for w, c, _ in p.changes)) for p in analysis.packets]
+    conns = [(c.client.final_state, c.server.final_state, c.zeek_conn_state, c.zeek_history,
+              c.ending) for c in analysis.connections]
+    return [packets, conns]

@@ -55,3 +55,14 @@ def test_values_read_as_text() -> None:
     assert value_text("b'unterminated") == "b'unterminated"
     assert list_text([]) == "(none)"
     assert path_text([State.CLOSED, State.SYN_SENT]) == "CLOSED → SYN-SENT"
+
+
+def test_reports_show_windows_like_the_ladders() -> None:
+    from conftest import data_module
+    from tcplab.render.html import render_html
+    from tcplab.render.text import render_ladder
+
+    samples = data_module("render/samples.py")
+    timeline = samples.lost_final_ack()
+    assert "win 502×128=64256" in render_ladder(timeline, width=120)
+    assert "<span>502×128=64256</span>" in render_html(timeline)

@@ -64,3 +64,39 @@ def test_sysctls_reach_the_profile() -> None:
 def test_option_text_is_tcpdumps(options: Options, text: str) -> None:
     # tcpdump on the live lab: "...,wscale 10,tfo  cookie 1db1eb10300d35c8,nop,nop".
     assert options.tcpdump() == text
+
+
+def test_packetdrill_server_basic_rw_on_the_model() -> None:
+    """tcp/fastopen/server/basic-rw.pkt, line by line, on a model host.
+
+    defaults.sh: tcp_fastopen=0x70403 (client, server, every listener) and its
+    key; the script's local 192.168.0.1 listens, 192.0.2.1 sends a SYN with 10
+    bytes and the experimental-encoding cookie packetdrill computes."""
+    from dataclasses import replace
+
+    from tcplab.model.host import Host
+    from tcplab.model.segment import Segment
+    from tcplab.wire.flags import Flags
+    from tcplab.wire.seq import Seq
+
+    key = "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4"
+    profile = LINUX.with_sysctls({"net.ipv4.tcp_fastopen": "0x70403",
+                                  "net.ipv4.tcp_fastopen_key": key})
+    host = Host("server", "192.168.0.1", replace(profile, window=65535),
+                isn=lambda local, remote, now: 0, ephemeral_port=lambda: 40000)
+    listener = host.listen(8080, 1, 0.1)  # listen(3, 1)
+    cookie = bytes.fromhex("3021b9d889017eeb")
+    syn = Segment("192.0.2.1", 50000, "192.168.0.1", 8080, Seq(0), None, Flags.SYN, 32792,
+                  Options(mss=1460, sack_ok=True, fastopen=cookie, fastopen_exp=True),
+                  b"x" * 10)
+    host.receive(syn, 0.1)  # +0 < S 0:10(10) ... <mss 1460,sackOK,nop,nop,FOEXP TFO_COOKIE>
+    (synack,) = host.segments_to_send()  # +0 > S. 0:0(0) ack 11 <mss 1460,nop,nop,sackOK>
+    assert (synack.flags, synack.seq, synack.ack) == (Flags.SYN | Flags.ACK, Seq(0), Seq(11))
+    assert synack.options.fastopen is None and synack.options.ts is None
+    child = listener.accept()  # +.1 accept(3, ...) = 4
+    assert child is not None and child.fastopen_child and child.syn_data_acked  # TCPI_OPT_SYN_DATA
+    assert child.recv(512, 0.2) == b"x" * 10  # read(4, ..., 512) = 10
+    child.send(b"y" * 100, 0.3)  # write(4, ..., 100) = 100
+    (data,) = host.segments_to_send()  # +0 > P. 1:101(100) ack 11
+    assert (data.flags, data.seq, data.ack, len(data.payload)) == (
+        Flags.PSH | Flags.ACK, Seq(1), Seq(11), 100)

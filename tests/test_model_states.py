@@ -446,7 +446,7 @@ def test_syn_sent_fastopen_syn_ack_acknowledging_the_data() -> None:
     deliver(conn, seg(F.SYN | F.ACK, PEER_ISS, ISS + 6, options=Options(mss=1460)), 0.001)
     expect(conn, [(".", ISS + 6, PEER_ISS + 1, 0)])
     assert changes(conn)[-1] == (State.SYN_SENT, State.ESTABLISHED, Trigger.RCV_SYN_ACK)
-    assert conn.rtx == []
+    assert conn.rtx == [] and conn.syn_data_acked
 
 
 def test_syn_sent_fastopen_syn_ack_of_the_syn_only_sends_the_data_again() -> None:
@@ -460,6 +460,7 @@ def test_syn_sent_fastopen_syn_ack_of_the_syn_only_sends_the_data_again() -> Non
     assert changes(conn)[-1] == (State.SYN_SENT, State.ESTABLISHED,
                                  Trigger.RCV_SYN_ACK_DATA_UNACKED)
     assert conn.rtx[0].retransmitted and conn.fastopen_cache[REMOTE[0]].mss == 1040
+    assert not conn.syn_data_acked
 
 
 def test_syn_sent_cookie_request_learns_the_cookie_and_the_data_carries_the_ack() -> None:
@@ -500,6 +501,15 @@ def test_syn_received_fastopen_child_sends_before_the_handshake_completes() -> N
     # The client's ACK covers the SYN-ACK and the reply; the child is not queued twice.
     child.receive(seg(F.ACK, PEER_ISS + 6, ISS + 6), 0.003)
     assert child.state is State.ESTABLISHED and lst.accept() is None
+
+
+def test_syn_received_fastopen_child_closed_with_unread_data_resets() -> None:
+    # packetdrill server/unread-data-closed-trigger-rst.pkt: "> R. 1:1(0) ack 11", no FIN.
+    lst, child = fastopen_syn_received(b"x" * 10)
+    assert lst.accept() is child
+    child.close(0.1)
+    expect(child, [("R.", ISS + 1, PEER_ISS + 11, 0)])
+    assert changes(child)[-1] == (State.SYN_RECEIVED, State.CLOSED, Trigger.CLOSE)
 
 
 def test_syn_received_fastopen_child_reset_before_accept() -> None:

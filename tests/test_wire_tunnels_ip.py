@@ -23,6 +23,7 @@ from tcplab.wire.tunnel import (
     GRE_KEY,
     GRE_ROUTING,
     GRE_SEQUENCE,
+    ErspanHeader,
     GeneveHeader,
     GeneveOption,
     GreHeader,
@@ -93,6 +94,20 @@ def test_geneve_header_with_an_option() -> None:
     assert geneve.build() == raw
 
 
+def test_erspan_type_ii_and_iii() -> None:
+    # packet-cisco-erspan.c: version 1, VLAN 10, session word, index.
+    raw = bytes.fromhex("100a 0064 00000007".replace(" ", ""))
+    erspan = ErspanHeader.parse(raw)
+    assert erspan == ErspanHeader(1, 10, 0x64, 7)
+    assert (erspan.header_len, erspan.frame_type, erspan.build()) == (8, 0, raw)
+    # Version 2 with the O bit: an 8-byte platform sub-header follows.
+    raw = bytes.fromhex("2000 0001 12345678 0000 0001 0102030405060708".replace(" ", ""))
+    erspan = ErspanHeader.parse(raw)
+    assert (erspan.version, erspan.timestamp, erspan.subheader) == (
+        2, 0x12345678, bytes.fromhex("0102030405060708"))
+    assert (erspan.header_len, erspan.build()) == (20, raw)
+
+
 @pytest.mark.parametrize(
     ("parse", "raw", "problem"),
     [
@@ -103,6 +118,9 @@ def test_geneve_header_with_an_option() -> None:
         (VxlanHeader.parse, bytes.fromhex("08000000"), "truncated VXLAN header"),
         (GeneveHeader.parse, bytes.fromhex("0100655800000100"), "options of 4 bytes run past"),
         (GeneveHeader.parse, bytes.fromhex("01006558000001000102800100"), "option of 8 bytes"),
+        (ErspanHeader.parse, bytes.fromhex("1000 0001".replace(" ", "")), "truncated ERSPAN type"),
+        (ErspanHeader.parse, bytes.fromhex("2000000100000000 00000001"), "platform sub-header"),
+        (ErspanHeader.parse, bytes.fromhex("3000000000000000"), "ERSPAN version 3"),
     ],
 )
 def test_damaged_headers_raise(parse: object, raw: bytes, problem: str) -> None:
@@ -248,6 +266,22 @@ def test_vxlan_inside_gre_inside_ipip() -> None:
     assert (packet.outer_src, packet.outer_sport) == ("192.0.2.1", 51000)
 
 
+def test_erspan_over_gre() -> None:
+    mirrored = ethernet(0x0800, inner_tcp_v4())
+    # 0x88BE with the sequence number: a type II header, then the frame.
+    typed = gre_packet(ErspanHeader(1, 0, 1).build() + mirrored, protocol=0x88BE,
+                       flags=GRE_SEQUENCE, sequence=1)
+    # 0x88BE without it: type I, the frame at once (tshark's rule).
+    bare = gre_packet(mirrored, protocol=0x88BE)
+    three = gre_packet(ErspanHeader(2, 0, 1).build() + mirrored, protocol=0x22EB)
+    for frame in (typed, bare, three):
+        packet = decode_frame(LINKTYPE_RAW, frame)
+        assert isinstance(packet, TcpPacket) and packet.tunnel == "erspan", packet
+    ip_frames = gre_packet(ErspanHeader(2, 0, 1, flags=2 << 10).build() + inner_tcp_v4(),
+                           protocol=0x22EB)
+    assert decode_frame(LINKTYPE_RAW, ip_frames) == NotTcp("GRE: ERSPAN frame type 2")
+
+
 def test_tunnel_that_carries_no_ip_says_so() -> None:
     assert decode_frame(LINKTYPE_RAW, gre_packet(b"\x00" * 30, protocol=0x0806)) == NotTcp(
         "gre: ARP")
@@ -257,7 +291,7 @@ def test_tunnel_that_carries_no_ip_says_so() -> None:
 
 @settings(max_examples=300)
 @given(
-    kind=st.sampled_from(["ipip", "gre", "vxlan", "geneve", "gre-udp"]),
+    kind=st.sampled_from(["ipip", "gre", "vxlan", "geneve", "gre-udp", "erspan"]),
     garbage=st.binary(max_size=120),
     cut=st.integers(0, 200),
 )
@@ -268,6 +302,8 @@ def test_garbage_inside_a_tunnel_never_escapes(kind: str, garbage: bytes, cut: i
         "vxlan": lambda g: ipv4("1.1.1.1", "2.2.2.2", 17, udp(1, 4789, g)),
         "geneve": lambda g: ipv4("1.1.1.1", "2.2.2.2", 17, udp(1, 6081, g)),
         "gre-udp": lambda g: ipv4("1.1.1.1", "2.2.2.2", 17, udp(1, 4754, g)),
+        "erspan": lambda g: ipv4("1.1.1.1", "2.2.2.2", 47, bytes.fromhex("100022eb") + bytes(4)
+                                 + g),
     }
     frame = payloads[kind](garbage)[: 20 + cut]
     try:
@@ -315,6 +351,8 @@ WRAPPERS = {
     "geneve": lambda p: outer_udp(6081, GeneveHeader(
         0, 0x6558, 7, options=(GeneveOption(0x0101, 0x01, bytes(4)),)).build()
         + ethernet(0x0800, p)),
+    "erspan": lambda p: gre_packet(ErspanHeader(1, 5, 2).build() + ethernet(0x0800, p),
+                                    protocol=0x88BE, flags=GRE_SEQUENCE, sequence=1),
     "gre/vxlan": lambda p: gre_packet(
         outer_udp(4789, VxlanHeader(0x08, 1).build() + ethernet(0x0800, p))),
 }
@@ -327,6 +365,8 @@ def tunnel_chain(protocols: str) -> str:
     for layer in protocols.split(":"):
         if layer in ("gre", "vxlan", "geneve"):
             names.append(layer)
+        elif layer == "erspan" and names and names[-1] == "gre":
+            names[-1] = "erspan"  # tcplab names GRE carrying ERSPAN once
         elif layer in ("ip", "ipv6") and previous in ("ip", "ipv6"):
             names.append("ipip")
         previous = layer

@@ -254,7 +254,7 @@ class Anything(Spec):
 ENDPOINT = Enum(("client", "server"))
 SOCKOPTS = ("SO_REUSEADDR", "SO_LINGER", "SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL",
             "TCP_KEEPCNT", "TCP_NODELAY", "SO_RCVBUF", "SO_SNDBUF",
-            "TCP_CORK")  # fmt: skip
+            "TCP_CORK", "TCP_FASTOPEN")  # fmt: skip
 SOCKOPT_VALUE = OneOf((Int(0, 1 << 30), ListOf(Int(0, 1 << 30), exact=2)))
 
 # call -> its arguments (the same calls as tcplab.scenario.CALLS documents).
@@ -266,6 +266,8 @@ CALL_ARGS: dict[str, dict[str, Spec]] = {
     "accept": {"into": NAME_TEXT},
     "connect": {"port": PORT, "nonblocking": Bool()},
     "send": {"data": Text(MAX_TEXT), "size": Int(0, MAX_SEND, "a byte count")},
+    "sendto": {"data": Text(MAX_TEXT), "size": Int(0, MAX_SEND, "a byte count"),
+               "flags": Enum(("MSG_FASTOPEN",)), "port": PORT, "nonblocking": Bool()},
     "recv": {"bufsize": Int(1, 16 << 20, "a buffer size"), "until": Enum(("eof", "size")),
              "size": Int(0, MAX_SEND, "a byte count")},
     "shutdown": {"how": Enum(("SHUT_RD", "SHUT_WR", "SHUT_RDWR"))},

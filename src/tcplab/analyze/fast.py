@@ -548,6 +548,13 @@ def _decode_chunk(
     ipo = ipo[tcp]
     tcpo = ipo + 20
     doff = (a[tcpo + 12].astype(np.int64) >> 4) * 4
+    # A data offset below 20 or past the IP packet is damage the per-record
+    # decoder reports (one line with the offset), never a segment here.
+    sane = (doff >= 20) & (20 + doff <= _be16(a, ipo + 2))
+    if not sane.all():
+        slow_doff = keep[~sane]
+        keep, ipo, tcpo, doff = keep[sane], ipo[sane], tcpo[sane], doff[sane]
+        slow_udp = np.union1d(slow_udp, slow_doff)
     cols = {
         "time": time[keep],
         "src": _be32(a, ipo + 12),
@@ -728,6 +735,7 @@ def _slow_rows(
             packet = decode_frame(linktype, frame, verify_checksum=False)
         except WireError as exc:
             report.problem(f"{name}: offset {off + 16 + exc.offset}: {exc.message}")
+            report.undecodable += 1
             continue
         time = sec + frac * unit
         if isinstance(packet, NotTcp) and "fragment" in packet.reason:
@@ -850,7 +858,7 @@ def print_summary(
     host: str | None = None,
     port: int | None = None,
     as_json: bool = False,
-) -> None:
+) -> ReadReport:
     size = path.stat().st_size
     if size > 4 * 1024 * 1024 and sys.stderr.isatty():
         from rich.progress import Progress
@@ -879,5 +887,6 @@ def print_summary(
 
         for c in chosen:
             sys.stdout.write(json.dumps(dataclasses.asdict(c)) + "\n")
-        return
+        return report
     write_summary(chosen, sys.stdout)
+    return report

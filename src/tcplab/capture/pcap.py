@@ -37,6 +37,11 @@ RECORD_HEADER_LEN: Final = 16
 # 256 KiB for most link types, but its hard ceiling is this); anything larger
 # is a corrupt length field, not a packet.
 MAX_CAPLEN: Final = 256 * 1024 * 1024
+# What a reader keeps of one record: more than any IP datagram (65,535 bytes)
+# plus its link headers; the analysis needs the headers.  The rest of a larger
+# record is streamed past (ChunkSource.skip) and never held, so a 255 MiB
+# record costs this much memory, not twice its size.
+KEEP_DATA: Final = 256 * 1024
 DEFAULT_SNAPLEN: Final = 262144
 
 # magic as read little-endian -> (byte order prefix, nanosecond?)
@@ -165,6 +170,20 @@ def _read(
                 return
         ts_sec, ts_frac, caplen, orig_len = unpack_from(buf, pos)
         end = data_start + caplen
+        if caplen > KEEP_DATA and caplen <= MAX_CAPLEN:
+            source.advance(pos - source.pos)
+            record = _huge_record(source, caplen, problems)
+            if record is None:
+                return
+            data, offset = record
+            time_ns = ts_sec * 1_000_000_000 + ts_frac * frac_ns
+            if full:
+                yield time_ns, linktype, data, orig_len, 0, None, offset, offset + 16
+            else:
+                yield time_ns, linktype, data
+            buf, pos = source.ensure(RECORD_HEADER_LEN)
+            base, size = source.offset - pos, len(buf)
+            continue
         if end > size:
             if caplen > MAX_CAPLEN:
                 problems.add(
@@ -206,3 +225,29 @@ def _read(
         else:
             yield ts_sec * 1_000_000_000 + ts_frac * frac_ns, linktype, buf[data_start:end]
         pos = end
+
+
+def _huge_record(
+    source: ChunkSource, caplen: int, problems: ProblemSink
+) -> tuple[bytes, int] | None:
+    """A record larger than ``KEEP_DATA`` (``source`` at its header): its first
+    ``KEEP_DATA`` bytes and its offset; the rest is skipped without being held.
+    None (and a problem) when the file ends inside it."""
+    offset = source.offset
+    head = source.read(RECORD_HEADER_LEN + KEEP_DATA)
+    rest = caplen - KEEP_DATA
+    skipped = source.skip(rest) if len(head) == RECORD_HEADER_LEN + KEEP_DATA else 0
+    if skipped < rest:
+        problems.add(
+            offset,
+            f"record truncated: caplen {caplen} but only "
+            f"{len(head) - RECORD_HEADER_LEN + skipped} bytes left in the file",
+        )
+        return None
+    problems.add(
+        offset,
+        f"record caplen {caplen} is larger than any IP packet; only its first {KEEP_DATA} "
+        "bytes (the headers) are read",
+        skipped=0,
+    )
+    return head[RECORD_HEADER_LEN:], offset

@@ -26,14 +26,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
-from tcplab.capture.pcap import MAX_CAPLEN, RawRecord
+from tcplab.capture.pcap import KEEP_DATA, MAX_CAPLEN, RawRecord
 from tcplab.capture.source import ChunkSource, ProblemSink
 from tcplab.clock import DATE_MAX_NS, DATE_MIN_NS, out_of_range_text
 
 BYTE_ORDER_MAGIC: Final = 0x1A2B3C4D
+# Starts the opt_comment line of a packet a tcplab lab's wire dropped: written
+# by ``tcplab.lab.output``, read by the analyzer (``tcplab.analyze``).
+DROPPED_BY_WIRE: Final = "DROPPED by the wire"
 SHB_TYPE: Final = 0x0A0D0D0A
 SHB_TYPE_BYTES: Final = b"\x0a\x0d\x0d\x0a"  # a palindrome: same in both byte orders
 MAX_BLOCK_LEN: Final = MAX_CAPLEN
+# A block larger than this is streamed (_huge_block): only its first
+# KEEP_DATA bytes of packet data are held (tcplab.capture.pcap.KEEP_DATA).
+HUGE_BLOCK: Final = 1 << 20
+# Interfaces per section (the IDB's id is 32-bit): a file declaring a million
+# costs this many entries, then one line, not a million objects.
+MAX_INTERFACES: Final = 65536
 
 # Block type codes (§11.1, "Block Type Codes")
 IDB_TYPE: Final = 0x00000001
@@ -470,6 +479,17 @@ def read_records(
             what = "is below the minimum 12" if total < 12 else "exceeds 256 MiB"
             problems.add(block_offset, f"{name} total length {total} {what}; stopping here")
             return
+        if total > HUGE_BLOCK:
+            # Streamed: its head is kept, the rest skipped, never two copies of it.
+            source.advance(pos - source.pos)
+            record = _huge_block(source, block_type, total, order, interfaces, problems, state)
+            if record is False:
+                return
+            if record is not None and record is not True:
+                yield record
+            buf, pos = source.ensure(12)
+            base, size = source.offset - pos, len(buf)
+            continue
         if pos + total > size:
             source.advance(pos - source.pos)
             buf, pos = source.ensure(total)
@@ -551,6 +571,13 @@ def read_records(
             interfaces = []
             state.sections += 1
         elif block_type == IDB_TYPE:
+            if len(interfaces) >= MAX_INTERFACES:
+                if len(interfaces) == MAX_INTERFACES:
+                    interfaces.append(None)  # (a marker: said once per section)
+                    problems.add(block_offset, f"the section declares more than "
+                                 f"{MAX_INTERFACES} interfaces; the rest, and their packets, "
+                                 "are skipped", skipped=0)  # fmt: skip
+                continue
             try:
                 idb = InterfaceDescription.parse(body, order)
             except (ValueError, struct.error) as exc:
@@ -558,7 +585,8 @@ def read_records(
                 interfaces.append(None)
                 continue
             interfaces.append(_Interface.of(idb, order))
-            state.linktypes.append(idb.linktype)
+            if len(state.linktypes) < MAX_INTERFACES:
+                state.linktypes.append(idb.linktype)
         elif block_type in (EPB_TYPE, OPB_TYPE):
             record = _packet_record(body, block_type, order, interfaces, problems, block_offset)
             if record is not None:
@@ -659,3 +687,96 @@ def _simple_record(
     # SPBs carry no timestamp; 0 is what Wireshark shows too.
     data = bytes(body[4 : 4 + caplen])
     return (0, iface.linktype, data, orig_len, 0, None, block_offset, block_offset + 12)
+
+
+def _huge_block(
+    source: ChunkSource,
+    block_type: int,
+    total: int,
+    order: str,
+    interfaces: list[_Interface | None],
+    problems: ProblemSink,
+    state: PcapngState,
+) -> RawRecord | bool | None:
+    """A block of more than ``HUGE_BLOCK`` bytes, ``source`` at its start.
+
+    Its head (block header, fixed fields, ``KEEP_DATA`` bytes of packet data)
+    is read, the rest skipped without being held, the trailing length checked.
+    Returns the packet record (EPB/OPB/SPB), True for any other block that was
+    taken into account, None for a packet block that was not usable, False
+    when block boundaries are lost (the caller stops).
+    """
+    name = BLOCK_NAMES.get(block_type, f"block type 0x{block_type:08x}")
+    offset = source.offset
+    head = source.read(28 + KEEP_DATA)  # < total - 4, as total > HUGE_BLOCK
+    rest = total - 4 - len(head)
+    skipped = source.skip(rest) if len(head) == 28 + KEEP_DATA else 0
+    trail = source.read(4) if skipped == rest else b""
+    if len(trail) < 4:
+        left = len(head) + skipped + len(trail)
+        problems.add(offset, f"{name} truncated: total length {total} but only {left} bytes "
+                             "left in the file")  # fmt: skip
+        return False
+    (trailing,) = struct.unpack(order + "I", trail)
+    if trailing != total or total % 4:
+        what = (
+            f"total length {total} is not a multiple of 4" if total % 4
+            else f"length mismatch: leading total length {total}, trailing {trailing}"
+        )  # fmt: skip
+        problems.add(offset, f"{name} {what}; block boundaries are lost, stopping here")
+        return False
+    fixed = head[8:]
+    if block_type == SHB_TYPE:
+        major, minor = struct.unpack_from(order + "HH", fixed, 4)
+        if major != 1:
+            problems.add(offset, f"unsupported pcapng version {major}.{minor}; stopping here",
+                         skipped=0)  # fmt: skip
+            return False
+        interfaces.clear()
+        state.sections += 1
+        problems.add(offset, f"section header block of {total} bytes: its options are skipped",
+                     skipped=0)  # fmt: skip
+        return True
+    if block_type == IDB_TYPE:
+        # An interface's options (if_tsresol...) are a few bytes; megabytes of them
+        # are not an interface description we can trust.
+        problems.add(offset, f"interface description block of {total} bytes is implausible; "
+                             "its packets are skipped")  # fmt: skip
+        if len(interfaces) < MAX_INTERFACES:
+            interfaces.append(None)
+        return True
+    if block_type in (CB_COPY_TYPE, CB_NOCOPY_TYPE, SJE_TYPE):
+        state.non_packet_frames += 1
+        return True
+    if block_type not in (EPB_TYPE, OPB_TYPE, SPB_TYPE):
+        return True  # NRB, ISB, DSB, unknown: nothing for us, skipped whole
+    if block_type == SPB_TYPE:
+        iface_id, stamp = 0, 0
+        (orig_len,) = struct.unpack_from(order + "I", fixed)
+        caplen, data_at = min(orig_len, total - 16), 4
+    else:
+        fields = struct.unpack_from(order + ("IIIII" if block_type == EPB_TYPE else "HHIIII"),
+                                    fixed)  # fmt: skip
+        iface_id, high, low, caplen, orig_len = (
+            fields if block_type == EPB_TYPE else (fields[0], *fields[2:])
+        )
+        stamp, data_at = (high << 32) | low, 20
+    iface = interfaces[iface_id] if iface_id < len(interfaces) else None
+    if iface is None:
+        problems.add(offset, f"{name} for interface {iface_id}, which the section does not "
+                             "define (or whose IDB is unusable)")  # fmt: skip
+        return None
+    if data_at + caplen > total - 12:
+        problems.add(offset, f"{name} captured length {caplen} runs past the block body "
+                             f"({total - 12 - data_at} bytes)")  # fmt: skip
+        return None
+    problems.add(offset, f"{name} captured length {caplen} is larger than any IP packet; "
+                         f"only its first {KEEP_DATA} bytes (the headers) are read",
+                 skipped=0)  # fmt: skip
+    time_ns = iface.time_ns(stamp) if block_type != SPB_TYPE else 0
+    if not DATE_MIN_NS <= time_ns <= DATE_MAX_NS and not state.odd_time:
+        state.odd_time = True
+        problems.add(offset, out_of_range_text(time_ns), skipped=0)
+    data = fixed[data_at : data_at + min(caplen, KEEP_DATA)]
+    return (time_ns, iface.linktype, data, orig_len, iface_id, None, offset,
+            offset + 8 + data_at)  # fmt: skip

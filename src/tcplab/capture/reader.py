@@ -91,7 +91,9 @@ class CaptureReader:
         if self._file.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
             self.compressed = True
             stream = gzip.GzipFile(fileobj=self._file, mode="rb")  # type: ignore[assignment]
-        source = ChunkSource(stream, self._sink, stepwise=self.compressed)
+        raw = self._file
+        source = ChunkSource(stream, self._sink, stepwise=self.compressed,
+                             compressed=raw.tell if self.compressed else None)  # fmt: skip
         head_buf, _ = source.ensure(pcap.GLOBAL_HEADER_LEN)
         head = head_buf[: pcap.GLOBAL_HEADER_LEN]
         if not head:

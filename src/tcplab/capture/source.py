@@ -12,10 +12,17 @@ is the file itself: that is what every problem line reports.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
 CHUNK: Final = 1 << 20
+# A .gz that expands more than BOMB_RATIO times, past BOMB_MIN bytes, is a
+# decompression bomb, not a capture (captures compress 2-20x, bulk transfers
+# of zero bytes some 25x; deflate's limit is about 1030x): reading stops there
+# with one line, in bounded time and memory.
+BOMB_MIN: Final = 16 << 20
+BOMB_RATIO: Final = 250
 # Keep the first problems verbatim; beyond this only count them, so a file
 # made of nothing but broken blocks cannot grow memory without bound.
 MAX_KEPT_PROBLEMS: Final = 1000
@@ -59,9 +66,11 @@ class ChunkSource:
     """
 
     __slots__ = (
+        "_compressed",
         "_eof",
         "_pending_error",
         "_problems",
+        "_produced",
         "_stream",
         "buf",
         "offset",
@@ -70,9 +79,18 @@ class ChunkSource:
     )
 
     def __init__(
-        self, stream: BinaryIO, problems: ProblemSink, initial: bytes = b"", stepwise: bool = False
+        self,
+        stream: BinaryIO,
+        problems: ProblemSink,
+        initial: bytes = b"",
+        stepwise: bool = False,
+        compressed: Callable[[], int] | None = None,
     ) -> None:
+        """``compressed``: for a .gz stream, how many compressed bytes were consumed
+        (the decompression-bomb check)."""
         self._stream = stream
+        self._compressed = compressed
+        self._produced = 0
         self.stepwise = stepwise
         self._pending_error = False
         self._problems = problems
@@ -108,6 +126,16 @@ class ChunkSource:
             return b""
         if not data:
             self._eof = True
+        elif self._compressed is not None:
+            self._produced += len(data)
+            if self._produced > BOMB_MIN and self._produced > BOMB_RATIO * self._compressed():
+                self._eof = True
+                self._problems.add(
+                    self.offset + len(self.buf) - self.pos,
+                    f"gzip data expands more than {BOMB_RATIO}x ({self._produced} bytes from "
+                    f"{self._compressed()}): a decompression bomb, not a capture; stopping here",
+                    skipped=0,
+                )
         return data
 
     def _read_some(self, want: int) -> bytes:

@@ -47,4 +47,7 @@ def command(word: str | None, lang: str | None, as_json: bool, list_topics: bool
     if as_json:
         click.echo(json.dumps(found.to_dict(), ensure_ascii=False, indent=1))
     else:
-        click.echo(found.render(), nl=False)
+        import shutil
+
+        width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+        click.echo(found.render(width), nl=False)

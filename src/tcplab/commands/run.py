@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,12 @@ import click
 from tcplab import scenario as scenarios
 from tcplab.errors import InputError, TcplabError
 from tcplab.fmt import locale_lang
-from tcplab.render.export import report_options, write_views
+from tcplab.render.export import (
+    explain_seq_default,
+    ladder_options,
+    report_options,
+    write_views,
+)
 
 if TYPE_CHECKING:
     from tcplab.lab.runner import Lab, RunResult
@@ -57,11 +63,16 @@ def _list() -> None:
 @click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
               help="The explanation's language (default: zh for zh_* locales, else en).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the scenario's explanation.")
+@click.option("--facts", "facts_view", type=click.Choice(["short", "full"]), default="short",
+              show_default=True,
+              help="short: one line per fact; full: every fact's whole detail.")
+@ladder_options
 @report_options
 def command(
     scenario: str | None, list_: bool, all_: bool, outdir: Path, json_out: str | None,
     loopback: bool, no_trace: bool, server_cmd: str | None, client_cmd: str | None, port: int,
     width: int | None, inferred: bool, lang: str | None, quiet: bool, trust: bool,
+    facts_view: str, explain_seq: bool | None, all_segments: bool,
     report: str | None, mermaid: str | None, svg_out: str | None,
 ) -> None:  # fmt: skip
     """Run SCENARIO (a built-in id or a .toml file) and draw what happened.
@@ -120,7 +131,9 @@ def command(
         if json_out:
             Path(json_out).write_text(result.timeline.to_json(), encoding="utf-8")
         if not to_stdout:  # with '-', stdout carries the requested format and nothing else
-            _show(result, sc, width, None if quiet else (lang or locale_lang()), inferred)
+            _show(result, sc, width, None if quiet else (lang or locale_lang()), inferred,
+                  _Looks(explain_seq_default(explain_seq, sc), not all_segments,
+                         facts_view == "full", lang or locale_lang()))  # fmt: skip
     from tcplab.lab.runner import without_inferred
 
     # The report tells kernel and inferred states apart; the plain ladders show
@@ -198,25 +211,86 @@ class _FactsFailed(TcplabError):
         super().__init__(f"{n} expected fact(s) did not hold")
 
 
+@dataclass(frozen=True, slots=True)
+class _Looks:
+    """How the terminal view is drawn (``--explain-seq``, ``--all-segments``, ``--facts``)."""
+
+    explain_seq: bool = False
+    collapse: bool = True
+    full_facts: bool = False
+    lang: str = "en"  # the ladder's notes and the fact lines (--lang, else the locale)
+
+
+def _fact_line(detail: str, width: int) -> str:
+    """A fact's detail on one line (``--facts full`` prints it whole)."""
+    from tcplab.render.wrap import display_width, wrap
+
+    line = " ".join(detail.split())
+    if display_width(line) <= width:
+        return line
+    return wrap(line, max(width - 18, 10))[0] + " … (--facts full)"
+
+
+def claim_lines(sc: scenarios.Scenario, ok: bool, lang: str) -> list[str]:
+    """A scenario that checks a claim of the seed notes (``[extra.claim]``) says
+    the claim and the verdict this run gives: the scenario's verdict when every
+    fact held on this kernel, else that the run did not decide it."""
+    claim = sc.extra.get("claim")
+    if not isinstance(claim, dict):
+        return []
+    zh = lang == "zh"
+    said = str(claim.get("zh" if zh else "en") or claim.get("en", ""))
+    if ok:
+        verdict = str(claim.get("verdict_zh" if zh else "verdict_en")
+                      or claim.get("verdict_en", ""))  # fmt: skip
+    else:
+        verdict = ("未能判定：本次运行中有事实不成立（见上表）" if zh
+                   else "not decided: some facts did not hold in this run (see above)")
+    if zh:
+        return [f"笔记中的说法：{said}", f"本机内核上的结论：{verdict}"]
+    return [f"The notes say: {said}", f"Verdict on this kernel: {verdict}"]
+
+
 def _show(result: RunResult, sc: scenarios.Scenario | None, width: int | None,
-          lang: str | None, inferred: bool) -> None:  # fmt: skip
+          lang: str | None, inferred: bool, looks: _Looks = _Looks()) -> None:  # fmt: skip
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from tcplab.lab.runner import without_inferred
     from tcplab.render.text import render_ladder_rich
 
-    console = Console(file=sys.stdout)
+    # --width is the width of everything printed, also into a pipe (rich's default 80
+    # would re-wrap a wider ladder).
+    console = Console(file=sys.stdout, width=width)
     shown = result.timeline if inferred else without_inferred(result.timeline)
-    console.print(render_ladder_rich(shown, width=width or console.width))
+    console.print(render_ladder_rich(shown, width=width or console.width,
+                                     explain_seq=looks.explain_seq, collapse=looks.collapse,
+                                     lang=looks.lang))
     if sc is not None and lang and sc.explain.get(lang):
-        console.print(sc.explain[lang].strip())
+        from tcplab.render.wrap import fill_paragraphs
+
+        # Re-wrapped by words and display width: never split a name like FIN-WAIT-2.
+        text = fill_paragraphs(sc.explain[lang], min(width or console.width, 100))
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
     if result.facts:
-        table = Table("fact", "held", "detail", title="expected facts", box=None)
+        from tcplab.render.i18n import tr
+
+        def t(text: str) -> str:
+            return tr(text, looks.lang)
+
+        table = Table(t("fact"), t("held"), t("detail"), title=t("expected facts"), box=None)
+        longest = max(len(f.fact) for f in result.facts)
         for fact in result.facts:
-            mark = "[green]yes[/]" if fact.held else "[red]NO[/]"
-            table.add_row(fact.fact, mark, fact.detail)
+            mark = f"[green]{t('yes')}[/]" if fact.held else f"[red]{t('NO')}[/]"
+            detail = t(fact.detail)
+            if not looks.full_facts:
+                detail = _fact_line(detail, max((width or console.width) - longest - 14, 30))
+            table.add_row(fact.fact, mark, escape(detail))
         console.print(table)
+    if sc is not None:
+        for line in claim_lines(sc, result.ok, lang or looks.lang or "en"):
+            console.print(line, markup=False, highlight=False)
     files = [p for p in (result.pcapng_path, result.json_path) if p]
     files += result.extra_paths
     if files:

@@ -49,9 +49,18 @@ class Explanation:
             "see": list(self.see),
         }
 
-    def render(self) -> str:
-        """Plain text for a terminal: title, text, references, related topics."""
-        lines = [self.title, "", self.text]
+    def render(self, width: int | None = None) -> str:
+        """Plain text for a terminal: title, text, references, related topics.
+
+        ``width``: re-wrap the text to that many columns, by words and by
+        display width (a CJK character is two), never inside a name.
+        """
+        text = self.text
+        if width:
+            from tcplab.render.wrap import fill_paragraphs
+
+            text = fill_paragraphs(text, width)
+        lines = [self.title, "", text]
         if self.refs:
             label = "参考：" if self.lang == "zh" else "References: "
             lines += ["", label + ", ".join(self.refs)]

@@ -172,7 +172,10 @@ def kernel_events(
                     continue
             out.append(StateChange(ev.time, endpoint, old, new, Source.KERNEL, cause))
         elif ev.event == "tcp_retransmit_skb":
-            state = ev.fields.get("state", "").removeprefix("TCP_")
+            # One spelling of state names in what users read: the RFC's (LAST-ACK).
+            raw = ev.fields.get("state", "")
+            known = _state(raw)
+            state = known.value if known is not None else raw.removeprefix("TCP_")
             out.append(Note(ev.time, f"kernel: retransmission (in {state})", endpoint))
         elif ev.event == "tcp_send_reset":
             reason = ev.fields.get("reason", "?")

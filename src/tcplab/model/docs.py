@@ -93,9 +93,22 @@ against packetdrill's tcp/fastopen scripts):
   cookie on an ordinary SYN-ACK (in the encoding the SYN used); a valid cookie
   makes a child that takes the SYN's data, acknowledges it in the SYN-ACK, joins
   the accept queue at once, can be read and can send while in SYN-RECEIVED,
-  retries its SYN-ACK once more than `synack_retries`, and, reset before
-  accept(), still gives its data and then ECONNRESET.
+  retries its SYN-ACK once more than `synack_retries`, resets (no FIN) when
+  closed with the SYN's data unread, and, reset before accept(), still gives
+  its data and then ECONNRESET.
 * kinds 34 and 254 (magic 0xF989) both; option text as tcpdump prints it.
+
+What a packetdrill runner passes the model for the fastopen scripts: the
+`FO`/`FOEXP` option as `Options(fastopen=cookie, fastopen_exp=...)` (an empty
+cookie is a request; `TFO_COOKIE` is `fastopen.cookie_for(key, remote, local)`),
+defaults.sh's `tcp_fastopen` and `tcp_fastopen_key` through `profile.SYSCTLS`,
+`setsockopt(TCP_FASTOPEN, n)` as `Listener.fastopen_qlen = n`,
+`sendto(MSG_FASTOPEN)` as `Connection.connect_fastopen(data, now, blocking=...)`,
+and `TCPI_OPT_SYN_DATA` as `Connection.syn_data_acked`.  With those, the
+server scripts basic-rw, basic-cookie-not-reqd, basic-zero-payload and
+basic-non-tfo-listener go through the model line by line as Linux does
+(tests/test_model_fastopen.py plays basic-rw by hand; the others are in
+tests/test_model_states.py).
 
 Not modelled (the packetdrill fastopen scripts that need them fail on the model
 for that reason): `TCP_FASTOPEN_CONNECT` (connect() deferred to the first

@@ -43,6 +43,8 @@ from tcplab.wire.flags import Control, Flags
 from tcplab.wire.seq import Seq
 
 _ACK = int(Flags.ACK)
+# States in which sending a FIN is a change (RFC 9293 §3.10.4 CLOSE).
+_BEFORE_CLOSE = frozenset({State.ESTABLISHED, State.SYN_RECEIVED, State.CLOSE_WAIT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class Observer:
         self.snd_max: Seq | None = None  # the highest sequence number we sent, plus one
         # What our SYN-ACK acknowledged (the peer's SYN, and its data with TFO).
         self.synack_ack: Seq | None = None
+        # The state a received RST closed, until this endpoint shows it took it.
+        self.before_reset: State | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -160,7 +164,9 @@ class Observer:
                                           "the SYN this SYN-ACK answers was not seen"))
             return out
         if control is Control.RST:
-            return self._sent_reset()
+            return self._sent_reset(bits)
+        if self.state is State.CLOSED and self.before_reset is not None and bits & _ACK:
+            out.append(self._reset_not_taken(self.before_reset))
         if bits & _ACK and ack is not None:
             out.extend(self._own_ack_shows(Seq(ack)))
         if self.pending_syn is not None and bits & _ACK:
@@ -168,7 +174,8 @@ class Observer:
             out.extend(self._answered_syn("the SYN-ACK answering the SYN was not seen"))
         if control is Control.FIN:
             end = Seq(seq) + length + 1
-            if self.our_fin_end is not None and end == self.our_fin_end:
+            if (self.our_fin_end is not None and end == self.our_fin_end
+                    and self.state not in _BEFORE_CLOSE):
                 return out  # a retransmitted FIN changes nothing
             self.our_fin_end = end
             out.extend(self._midstream())
@@ -199,7 +206,7 @@ class Observer:
                                "sent after the handshake; the capture does not have its ACK")]
         return []
 
-    def _sent_reset(self) -> list[Inferred]:
+    def _sent_reset(self, bits: int) -> list[Inferred]:
         state = self.state
         if self.pending_syn is not None:
             # A SYN answered with RST, not SYN-ACK: nobody listened on that port
@@ -221,6 +228,10 @@ class Observer:
             and (e.trigger.kind is not TriggerKind.SEGMENT
                  or e.trigger is Trigger.RCV_DATA_AFTER_CLOSE)
         ]
+        if state is State.SYN_RECEIVED and not bits & _ACK:
+            # <SEQ=SEG.ACK><CTL=RST> answers a bad ACK and the request stays (RFC 9293
+            # §3.10.7.4); a child's own reset carries ACK (Linux tcp_send_active_reset).
+            candidates = []
         if not candidates:
             return []  # a RST answering a bad segment (SYN-SENT, SYN-RECEIVED): no change
         first = candidates[0]
@@ -288,10 +299,25 @@ class Observer:
         if state in (State.CLOSED, State.LISTEN):
             return []  # RFC 9293 §3.10.7.1/§3.10.7.2: ignored
         if state is State.SYN_SENT and ack is not None and self.iss is not None and (
-            ack != self.iss + 1
+            not self.iss + 1 <= ack <= self.iss + 1 + self.syn_data
         ):
-            return []  # §3.10.7.3: a RST that does not ACK our SYN is ignored
+            # §3.10.7.3: a RST whose ACK is not acceptable (ISS < SEG.ACK =< SND.NXT,
+            # past the SYN's data with Fast Open) is ignored.
+            return []
+        self.before_reset = state
         return [self._take(Trigger.RCV_RST, State.CLOSED)]
+
+    def _reset_not_taken(self, restored: State) -> Inferred:
+        """The endpoint sends on (ACK set, no SYN or RST) after a RST it was
+        taken to accept: the RST never took effect.  RFC 5961 §3.2 answers an
+        in-window RST that is not exactly RCV.NXT with a challenge ACK, and a
+        RST forged or lost on the way never arrives.  Not a table edge (no
+        edge leaves CLOSED that way): the inference that closed it is undone,
+        as a refused SYN's assumed LISTEN is corrected."""
+        old, self.state, self.before_reset = self.state, restored, None
+        return Inferred(old, restored, "sent after the RST", "RFC 5961 §3.2",
+                        "the RST it was sent did not take effect: it goes on sending "
+                        "(a challenge ACK, or a RST that never arrived)")
 
     def _received_syn(self, seq: Seq, ack: Seq | None, length: int,
                       now: float) -> list[Inferred]:

@@ -228,6 +228,9 @@ class Connection(_Machine):
         self.syn_fastopen = False  # our SYN carried a Fast Open option (Linux syn_fastopen)
         self.syn_data = 0  # bytes of data our SYN carried (Linux syn_data)
         self.fastopen_child = False  # a server child born of a valid cookie (SYN data taken)
+        # The SYN's data was taken in the handshake, either side (Linux syn_data_acked,
+        # what tcp_info reports as TCPI_OPT_SYN_DATA).
+        self.syn_data_acked = False
 
     # -- helpers ---------------------------------------------------------------
 
@@ -426,6 +429,7 @@ class Connection(_Machine):
             self.fastopen_child = True
             if seg.payload:
                 self._accept_syn_data(seg.payload, now)
+                self.syn_data_acked = True
             self._set_state(State.SYN_RECEIVED, Trigger.RCV_SYN_FASTOPEN, now,
                             f"{len(seg.payload)} bytes of SYN data")
         else:
@@ -536,7 +540,8 @@ class Connection(_Machine):
             self._clear()
             return
         if (
-            self.state in (State.ESTABLISHED, State.CLOSE_WAIT)
+            # SYN-RECEIVED holds data only in a Fast Open child (RFC 7413 §4.2.2).
+            self.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED)
             and self.rcv_queue
             and self.profile.rst_on_close_with_unread
         ):
@@ -799,6 +804,7 @@ class Connection(_Machine):
                 self._set_state(State.ESTABLISHED, Trigger.RCV_SYN_ACK_DATA_UNACKED, now,
                                 f"{sum(len(i.payload) for i in unacked)} bytes to resend")
             else:
+                self.syn_data_acked = self.syn_data > 0
                 self._set_state(State.ESTABLISHED, Trigger.RCV_SYN_ACK, now)
             self.snd_wnd = seg.window  # RFC 7323 §2.2: a SYN's window is never scaled
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack

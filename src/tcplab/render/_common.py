@@ -8,6 +8,7 @@ are long enough to deserve a break in the time axis.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -110,6 +111,9 @@ def columns(timeline: Timeline) -> Columns:
     return Columns(infos[0], infos[1])
 
 
+_API_CAUSE = re.compile(r"^(connect|close|listen|shutdown|abort|sendto)\(")
+
+
 def _draw_rank(event: Event) -> int:
     """Tie-break for events at one instant.
 
@@ -123,7 +127,9 @@ def _draw_rank(event: Event) -> int:
     if isinstance(event, Packet):
         return 1
     if isinstance(event, StateChange):
-        return 2
+        # A change a call made (connect() -> SYN-SENT) comes before the segment
+        # it sends; one a segment made comes after it.
+        return 0 if _API_CAUSE.match(event.cause) else 2
     if isinstance(event, Snapshot):
         return 4
     return 5
@@ -294,7 +300,10 @@ def api_call_text(call: ApiCall) -> str:
     if call.call == "sleep":
         return f"sleeps {', '.join(a.split('=', 1)[-1] for a in rest)} s"
     if call.call == "wait":
-        return f"{sock}waits for ss to show {', '.join(rest)}"
+        values = dict(a.split("=", 1) for a in rest if "=" in a)
+        state = values.get("state", "").strip("'\"")
+        return f"{sock}waits until ss shows {state}" if state else \
+            f"{sock}waits until the socket is gone"
     return f"{call.call}({', '.join(call.args)})"
 
 
@@ -302,7 +311,7 @@ def api_result_text(call: ApiCall) -> str:
     """What the call returned: ``= 12``, ``-> EADDRINUSE``; empty when nothing to say."""
     if call.errno:
         return f"-> {call.errno}"
-    if call.call in ("sleep", "abort") or call.actor == WIRE_ACTOR:
+    if call.call in ("sleep", "abort", "wait") or call.actor == WIRE_ACTOR:
         return ""
     if call.result is not None:
         return f"= {value_text(call.result)}"
@@ -451,20 +460,23 @@ class RunSummary:
     sender: str
     receiver: str
     segments: int
-    length: int
+    length: int  # the size of every data segment, 0 when they differ
     acks: int
     hidden: tuple[Packet, ...]
+    shortest: int = 0
+    longest: int = 0
 
     kind = "run"
 
     def text(self) -> str:
         every = f", ACKed every {round(self.segments / self.acks)}" if self.acks else ", no ACKs"
-        return (f"… {self.segments} data segments of {self.length} bytes "
-                f"{self.sender} → {self.receiver}{every} …")  # fmt: skip
+        size = (f"of {self.length} bytes" if self.length
+                else f"of {self.shortest}–{self.longest} bytes")  # fmt: skip
+        return f"… {self.segments} data segments {size} {self.sender} → {self.receiver}{every}"
 
 
-RUN_MIN = 10  # data segments in a row before a run is collapsed
-RUN_KEEP = 2  # data segments kept visible at each end of a run
+RUN_MIN = 10  # data segments in a stretch before it is collapsed
+RUN_KEEP = 2  # segments kept visible at each end of a stretch
 
 
 def _plain_segment(item: Any) -> bool:
@@ -473,9 +485,9 @@ def _plain_segment(item: Any) -> bool:
 
 
 def collapse_runs(items: list[Any]) -> list[Any]:
-    """Runs of at least ``RUN_MIN`` equal-sized data segments from one sender, with
-    the other side's pure ACKs between them, become a ``RunSummary`` (the first
-    and last ``RUN_KEEP`` segments stay)."""
+    """A bulk transfer: a stretch of plain segments where one side sends data and
+    the other only ACKs, with at least ``RUN_MIN`` data segments, becomes a
+    ``RunSummary`` between its first and last ``RUN_KEEP`` segments."""
     out: list[Any] = []
     i = 0
     while i < len(items):
@@ -484,29 +496,27 @@ def collapse_runs(items: list[Any]) -> list[Any]:
             out.append(item)
             i += 1
             continue
-        sender, size = item.sender, item.length
+        sender = item.sender
         j = i
-        data: list[int] = []
         while j < len(items) and _plain_segment(items[j]):
             p = items[j]
-            if p.sender == sender and p.length == size:
-                data.append(j)
-            elif not (p.sender != sender and p.length == 0):
+            if not ((p.sender == sender and p.length > 0) or (p.sender != sender
+                                                              and p.length == 0)):
                 break
             j += 1
-        # End the run on its last data segment (trailing ACKs stay visible).
-        end = data[-1] + 1 if data else i + 1
+        stretch = items[i:j]
+        data = [p for p in stretch if p.sender == sender]
         if len(data) < RUN_MIN:
-            out.extend(items[i:end])
-            i = end
+            out.extend(stretch)
+            i = j
             continue
-        first_hidden = data[RUN_KEEP - 1] + 1
-        last_hidden = data[-RUN_KEEP]
-        hidden = tuple(items[first_hidden:last_hidden])
-        out.extend(items[i:first_hidden])
+        hidden = tuple(stretch[RUN_KEEP:-RUN_KEEP])
+        sizes = {p.length for p in hidden if p.sender == sender}
         segs = sum(1 for p in hidden if p.sender == sender)
-        out.append(RunSummary(hidden[0].time, hidden[-1].time, sender, item.receiver, segs, size,
-                              len(hidden) - segs, hidden))  # fmt: skip
-        out.extend(items[last_hidden:end])
-        i = end
+        out.extend(stretch[:RUN_KEEP])
+        out.append(RunSummary(hidden[0].time, hidden[-1].time, sender, item.receiver, segs,
+                              sizes.pop() if len(sizes) == 1 else 0, len(hidden) - segs, hidden,
+                              min(sizes, default=0), max(sizes, default=0)))  # fmt: skip
+        out.extend(stretch[-RUN_KEEP:])
+        i = j
     return out

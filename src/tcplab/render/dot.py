@@ -16,23 +16,27 @@ between the columns.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tcplab.render._common import (
     BREAK_GAP,
+    Arrival,
     api_text,
+    arrives_later,
     columns,
     connection_tag,
     format_gap,
     format_ms,
     packet_label,
     several_connections,
+    split_arrivals,
     start_time,
     visible_events,
 )
+from tcplab.render.lanes import Badge, lane_events
 from tcplab.render.svg import FLAG_STROKE, STATE_FILL, segment_kind
 from tcplab.states import State
-from tcplab.timeline import ApiCall, Note, Packet, Snapshot, Source, StateChange, Timeline
+from tcplab.timeline import ApiCall, Note, Packet, Source, Timeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,9 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
     edges: list[_Edge] = []
     tagged = several_connections(timeline)
     previous: float | None = None
-    for event in events:
+    items = split_arrivals(lane_events(timeline, events))
+    held: dict[int, int] = {}  # id(packet) -> index in edges, until its arrival's row
+    for event in items:
         if previous is not None and event.time - previous >= BREAK_GAP:
             r = new_row(f"⋯ {format_gap(event.time - previous)} ⋯")
             for side in (0, 1):
@@ -98,12 +104,14 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
         previous = event.time
         r = new_row(format_ms(event.time - t0) if relative else f"{event.time:.6f}")
         ids = rows[r]
-        if isinstance(event, StateChange | Snapshot):
+        if isinstance(event, Badge):
             column = cols.side(event.endpoint)
             if column is not None:
-                state = event.state if isinstance(event, Snapshot) else event.new
-                source = Source.SNAPSHOT if isinstance(event, Snapshot) else event.source
+                # One box per state per moment; a claim drawn aside gets a mark, no lane colour.
+                state, source = event.state, event.source
                 mark = {Source.INFERRED: "?", Source.SNAPSHOT: "*"}.get(source, "")
+                if event.aside:
+                    mark += " ≠" if event.disagrees else " (listener)"
                 slot = ids["left" if column == 0 else "right"]
                 sampled = source in (Source.INFERRED, Source.SNAPSHOT)
                 style = "filled,dashed" if sampled else "filled"
@@ -111,7 +119,7 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
                     f"shape=box, style={_q(style + ',rounded')}, fillcolor={_q(STATE_FILL[state])},"
                     f" label={_q(state.value + mark)}, fontsize=9, height=0.2"
                 )
-                if not (isinstance(event, Snapshot) and "*" in event.peer):
+                if not event.aside:
                     states[column] = (state, source)
         elif isinstance(event, ApiCall):
             slot = ids["rapi" if cols.side(event.actor) == 1 else "lapi"]
@@ -130,7 +138,14 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
             label += "".join(f" ({a})" for a in event.annotations)
             src = ids["left" if rightward else "right"]
             # The arrow lands one row down, on a row made by the next event.
+            if arrives_later(event, items):
+                # Held by the wire: the arrow lands on its delivery's row, crossing.
+                held[id(event)] = len(edges)
             edges.append(_Edge(src, r + 1, rightward, event.dropped, label, FLAG_STROKE[kind]))
+        elif isinstance(event, Arrival):
+            index = held.pop(id(event.packet), None)
+            if index is not None:
+                edges[index] = replace(edges[index], target_row=r)
         for side in (0, 1):
             column_style[side].append(states[side])
     # The last packet may land below the last row.
@@ -149,8 +164,12 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
                 " constraint=false];"
             )
         else:
+            # A held segment spans rows: its label stays by the sender, dashed.
+            spans = edge.target_row > int(edge.source_node.lstrip("lr")) + 1
+            text = (f"taillabel={_q(edge.label)}, labelangle=0, labeldistance=12, style=dashed"
+                    if spans else f"label={_q(edge.label)}")
             extra.append(
-                f"  {edge.source_node} -> {dst} [label={_q(edge.label)}, color={color},"
+                f"  {edge.source_node} -> {dst} [{text}, color={color},"
                 f" fontcolor={color}, constraint=false];"
             )
     for r, ids in enumerate(rows):

@@ -75,3 +75,27 @@ def write_views(
         _write(svg, render_svg(timeline))
         written.append(svg)
     return written
+
+
+def ladder_options(func: Any) -> Any:
+    """The text ladder's options, shared by ``run``, ``sim`` and ``analyze --ladder``."""
+    func = click.option(
+        "--all-segments", is_flag=True,
+        help="Draw every segment of a bulk transfer (by default a run of like data "
+        "segments is one row: '… 712 data segments of 1448 bytes, ACKed every 2 …').",
+    )(func)
+    func = click.option(
+        "--explain-seq/--no-explain-seq", default=None,
+        help="Under each segment, the arithmetic of its numbers: which bytes it carries, "
+        "which it acknowledges ('ack 13 = 1 + 12'), a SYN or FIN taking one number "
+        "(on by default where the scenario teaches it, e.g. seq-ack-walkthrough).",
+    )(func)
+    return func
+
+
+def explain_seq_default(explain_seq: bool | None, scenario: Any) -> bool:
+    """``--explain-seq`` as given, else the scenario's ``[extra.ladder] explain_seq``."""
+    if explain_seq is not None:
+        return explain_seq
+    ladder = (getattr(scenario, "extra", None) or {}).get("ladder", {})
+    return bool(isinstance(ladder, dict) and ladder.get("explain_seq"))

@@ -19,6 +19,8 @@ text at all unless the timeline's own text does.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -179,7 +181,7 @@ def _decoded_tree(packet: Packet) -> tuple[_Node, ...] | None:
             _Node(f"Acknowledgment number: {tcp.ack}{rel[1]}"),
             _Node(f"Header length: {tcp.header_len} bytes ({tcp.data_offset})"),
             _Node(f"Flags: 0x{int(tcp.flags):03x} [{packet.flags}]", _flag_nodes(int(tcp.flags))),
-            _Node(f"Window: {tcp.window}"),
+            _Node(f"Window: {_window(packet)}"),
             _Node(f"Checksum: 0x{tcp.checksum:04x}"),
             _Node(f"Urgent pointer: {tcp.urgent}"),
             _Node(f"Options: {tcp.header_len - 20} bytes", options),
@@ -189,6 +191,13 @@ def _decoded_tree(packet: Packet) -> tuple[_Node, ...] | None:
     if payload:
         nodes.append(_Node(f"Data: {len(payload)} bytes", (_Node(_hexdump(payload)),)))
     return tuple(nodes)
+
+
+def _window(packet: Packet) -> str:
+    """Raw and scaled side by side, as every view shows a window (tcplab.fmt)."""
+    from tcplab.fmt import window_text
+
+    return window_text(packet.window, packet.win_shift, syn="S" in packet.flags)
 
 
 def _fields_tree(packet: Packet) -> tuple[_Node, ...]:
@@ -210,7 +219,7 @@ def _fields_tree(packet: Packet) -> tuple[_Node, ...]:
                 _Node(f"Sequence number: {packet.seq}{rel_seq}"),
                 _Node(f"Acknowledgment number: {packet.ack}{rel_ack}"),
                 _Node(f"Flags: [{packet.flags}]", _flag_nodes(bits)),
-                _Node(f"Window: {packet.window}"),
+                _Node(f"Window: {_window(packet)}"),
                 _Node(f"Options: {packet.options or 'none'}"),
                 _Node(f"Payload length: {packet.length}"),
             ),
@@ -258,7 +267,8 @@ def _packets_section(timeline: Timeline, t0: float) -> str:
         "<span>options · notes</span></div>"
     )
     rows = [head]
-    for index, packet in enumerate(timeline.packets()):
+    packets = [e for e in ordered_events(timeline) if isinstance(e, Packet)]  # win_shift set
+    for index, packet in enumerate(packets):
         seq = packet.rel_seq if packet.rel_seq is not None else packet.seq
         ack: int | str = ""
         if "." in packet.flags:
@@ -274,7 +284,7 @@ def _packets_section(timeline: Timeline, t0: float) -> str:
             f"<span>{index + 1}</span><span>{format_ms(packet.time - t0)}</span>"
             f"<span>{_e(packet.sender)} → {_e(packet.receiver)}</span>"
             f"<span>[{_e(packet.flags)}]</span><span>{seq}</span><span>{ack}</span>"
-            f"<span>{packet.length}</span><span>{packet.window}</span>"
+            f"<span>{packet.length}</span><span>{_e(_window(packet))}</span>"
             f"<span>{_e(' · '.join(notes))}</span></summary>"
             f'<div class="tree">{_tree_html(tree)}</div></details>'
         )
@@ -479,12 +489,40 @@ def state_diagram_svg(timeline: Timeline, *, layout: str = "two-column") -> str 
     return done.stdout.decode("utf-8", "replace")
 
 
+def content_security_policy(script: str) -> str:
+    """The report's CSP: nothing loads, nothing but its own inline script runs.
+
+    Every string in a report comes from a capture or a scenario (packet
+    comments, payload bytes, addresses) and is escaped as text; should one
+    ever slip through, the browser still runs only the script whose SHA-256
+    is named here (CSP Level 2 hash source) and fetches nothing
+    (``default-src 'none'``).  Styles stay inline ('unsafe-inline' for style
+    runs no code).
+    """
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    return (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+            "img-src data:; font-src data:; base-uri 'none'; form-action 'none'")  # fmt: skip
+
+
+def _ladder_section(timeline: Timeline, explain_seq: bool) -> str:
+    """The ladder, long runs of like segments collapsed; every segment one click away."""
+    short = render_svg(timeline, explain_seq=explain_seq)
+    out = f'<div class="ladder">{embed_svg(short)}</div>'
+    if 'class="run"' in short:
+        full = render_svg(timeline, explain_seq=explain_seq, collapse=False)
+        n = len(timeline.packets())
+        out += (f'<details class="ladder-all"><summary>Every segment ({n}), one row each'
+                f'</summary><div class="ladder">{embed_svg(full)}</div></details>')
+    return out
+
+
 def render_html(
     timeline: Timeline,
     *,
     scenario: Any = None,
     facts: Sequence[FactLike] | None = None,
     state_diagram_svg: str | None = None,
+    explain_seq: bool | None = None,
 ) -> str:
     """The report as one HTML document (UTF-8 text).
 
@@ -497,6 +535,9 @@ def render_html(
     events = ordered_events(timeline)
     t0 = start_time(events)
     title = (getattr(scenario, "title", "") or timeline.title or "TCP timeline")
+    if explain_seq is None:
+        ladder = (getattr(scenario, "extra", None) or {}).get("ladder", {})
+        explain_seq = bool(isinstance(ladder, dict) and ladder.get("explain_seq"))
     if facts is None and scenario is not None:
         from tcplab.scenario import check
 
@@ -517,9 +558,11 @@ def render_html(
         if state_diagram_svg else ""
     )
     scenario_id = getattr(scenario, "id", "")
+    script = _asset("report.js")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(script)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)} · tcplab</title>",
         f"<style>{_asset('report.css')}</style></head><body><main>",
@@ -540,7 +583,7 @@ def render_html(
         "open the packet below. Solid state labels come from the kernel (or the model), "
         "dashed and hatched ones are inferred from packets, dotted ones are sock_diag "
         "snapshots.</p>",
-        f'<div class="ladder">{embed_svg(render_svg(timeline))}</div>',
+        _ladder_section(timeline, explain_seq),
         '<h2 id="states">States</h2>',
         diagram,
         _state_paths(timeline),
@@ -558,7 +601,7 @@ def render_html(
         _glossary(timeline),
         "<footer>Made by tcplab. Self-contained: this file loads nothing from the network."
         "</footer>",
-        f"</main><script>{_asset('report.js')}</script></body></html>",
+        f"</main><script>{script}</script></body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
 

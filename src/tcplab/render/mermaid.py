@@ -17,16 +17,19 @@ import re
 
 from tcplab.render._common import (
     BREAK_GAP,
+    SOURCE_LEGEND,
+    SOURCE_MARK,
+    WIRE_ACTOR,
     api_text,
     columns,
     connection_tag,
     format_gap,
     packet_label,
     several_connections,
-    state_text,
     visible_events,
 )
-from tcplab.timeline import ApiCall, Note, Packet, Snapshot, StateChange, Timeline
+from tcplab.render.lanes import Badge, SnapshotDetail, lane_events
+from tcplab.timeline import ApiCall, Note, Packet, Timeline
 
 _ENTITY = {"#": "#35;", ";": "#59;", "<": "#lt;", "\n": " "}
 
@@ -56,7 +59,7 @@ def render_mermaid(timeline: Timeline, *, relative: bool = True) -> str:
     both = f"{ids[cols.left.name]},{ids[cols.right.name]}"
     tagged = several_connections(timeline)
     previous: float | None = None
-    for event in visible_events(timeline):
+    for event in lane_events(timeline, visible_events(timeline)):
         if previous is not None and event.time - previous >= BREAK_GAP:
             lines.append(f"    Note over {both}: ⋯ {format_gap(event.time - previous)} later ⋯")
         previous = event.time
@@ -70,12 +73,25 @@ def render_mermaid(timeline: Timeline, *, relative: bool = True) -> str:
             if extras:
                 label += f" ({', '.join(extras)})"
             lines.append(f"    {sender}{arrow}{receiver}: {_text(label)}")
-        elif isinstance(event, StateChange | Snapshot):
+        elif isinstance(event, Badge):
             who = ids.get(event.endpoint)
             if who is None:
                 continue
-            lines.append(f"    Note over {who}: {_text(state_text(event))}")
+            # One note per state per moment; a claim drawn aside says whose it is.
+            text = f"{event.state.value}{SOURCE_MARK[event.source]}"
+            if event.disagrees:
+                text = f"{SOURCE_LEGEND[event.source]} says {event.state.value}"
+            elif event.aside:
+                text = f"listener {event.state.value}"
+            lines.append(f"    Note over {who}: {_text(text)}")
+        elif isinstance(event, SnapshotDetail):
+            who = ids.get(event.endpoint)
+            if who is not None:
+                lines.append(f"    Note over {who}: {_text('ss: ' + event.detail)}")
         elif isinstance(event, ApiCall):
+            if event.actor == WIRE_ACTOR:
+                lines.append(f"    Note over {both}: {_text(api_text(event))}")
+                continue
             who = ids.get(event.actor)
             if who is None:
                 continue

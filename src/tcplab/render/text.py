@@ -25,7 +25,7 @@ a terminal (box drawing, ▶ ◀ ✗), so a row is exactly ``width`` long.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tcplab.render._common import (
     BREAK_GAP,
@@ -39,20 +39,17 @@ from tcplab.render._common import (
     api_result_text,
     api_text,
     arrives_later,
-    collapse_runs,
     columns,
     connection_tag,
     format_gap,
     format_ms,
     packet_label,
-    seq_explanations,
     several_connections,
-    split_arrivals,
     start_time,
-    visible_events,
 )
-from tcplab.render.lanes import Badge, SnapshotDetail, lane_events
-from tcplab.render.wrap import display_width, pad, wrap
+from tcplab.render.i18n import tr
+from tcplab.render.lanes import Badge, SnapshotDetail, ladder_items
+from tcplab.render.wrap import display_width, join_lines, pad, wrap
 from tcplab.states import State
 from tcplab.timeline import ApiCall, Note, Packet, Source, Timeline
 from tcplab.wire.ip import host_text
@@ -116,12 +113,18 @@ class _Layout:
     width: int
     middle: int
     time_cell: int = TIME_CELL
+    lang: str = "en"
 
     @classmethod
-    def for_width(cls, width: int, longest_time: int = TIME_CELL - 1) -> _Layout:
+    def for_width(cls, width: int, longest_time: int = TIME_CELL - 1,
+                  lang: str = "en") -> _Layout:  # fmt: skip
         width = max(width, MIN_WIDTH)
         time_cell = max(TIME_CELL, longest_time + 1)
-        return cls(width, width - time_cell - 2 * MARGIN_CELL - 4, time_cell)
+        return cls(width, width - time_cell - 2 * MARGIN_CELL - 4, time_cell, lang)
+
+    def t(self, text: str) -> str:
+        """``text`` in the ladder's language."""
+        return tr(text, self.lang)
 
 
 def _fit(text: str, size: int) -> str:
@@ -220,7 +223,7 @@ def _text_rows(layout: _Layout, text: str, side: int | None, style: str = "",
     lines = wrap(text, room)
     if lines[1:]:
         lines = [lines[0]] + [indent + line for line in
-                              wrap(" ".join(lines[1:]), room - len(indent))]  # fmt: skip
+                              wrap(join_lines(lines[1:]), room - len(indent))]  # fmt: skip
     rows: list[_Row] = []
     for i, line in enumerate(_block(lines)):
         rows.append(_row(layout, time if i == 0 else "", middle=_beside(layout, line, side, style)))
@@ -236,7 +239,7 @@ def _packet_rows(layout: _Layout, cols: Columns, packet: Packet, time: str, rela
     rows: list[_Row] = []
     notes: list[str] = []
     if part == "arrives":
-        label = f"{packet.label(relative).split(' len')[0]} arrives"
+        label = layout.t(f"{packet.label(relative).split(' len')[0]} arrives")
     # Leave at least four shaft characters so it still reads as an arrow.
     if display_width(label) + 6 > layout.middle:
         short = packet_label(packet, relative=relative, with_options=False, tag=tag)
@@ -255,13 +258,18 @@ def _packet_rows(layout: _Layout, cols: Columns, packet: Packet, time: str, rela
     rows.append(_row(layout, time, middle=middle))
     if part == "arrives":
         return rows
-    if packet.dropped:
+    said = any(a.startswith("the wire drops") for a in packet.annotations)
+    if packet.dropped and not said:
         notes.append("✗ dropped by the wire")
-    notes += [f"({a})" for a in packet.annotations]
+    notes += [f"✗ {a}" if said and a.startswith("the wire drops") else f"({a})"
+              for a in packet.annotations]
     if part == "leaves" and packet.delivered is not None and not packet.annotations:
         notes.append(f"(arrives {format_gap(packet.delivered - packet.time)} later)")
     if seq_note:
         notes.append(seq_note)
+    notes = [layout.t(note.strip("()")) if note.startswith("(") and note.endswith(")")
+             and layout.lang == "zh" and not note.startswith("(arrives")
+             else layout.t(note) for note in notes]
     if notes and display_width(" ".join(notes)) <= layout.middle - 2:
         rows.append(_row(layout, middle=_beside(layout, " ".join(notes), side, "dim")))
     else:
@@ -282,17 +290,17 @@ def _badge_rows(layout: _Layout, cols: Columns, badge: Badge, time: str) -> list
                           time=time)  # fmt: skip
     if badge.aside:
         if badge.disagrees:
-            said = SOURCE_LEGEND[badge.source]
+            said = layout.t(SOURCE_LEGEND[badge.source])
             text = f"{said} says {badge.state.value}"
             if badge.primary_state is not None:
                 text += f"; the lane shows {badge.primary_state.value}"
         else:
             text = f"listener {badge.state.value}"
-        return _text_rows(layout, text, side, "dim", time=time, indent="  ")
+        return _text_rows(layout, layout.t(text), side, "dim", time=time, indent="  ")
     detail = f"ss: {badge.detail}" if badge.detail else ""
     if badge.listener and detail:
         detail = f"ss listener: {badge.detail}"
-    middle = _beside(layout, detail, side, "dim") if detail else None
+    middle = _beside(layout, layout.t(detail), side, "dim") if detail else None
     if side == 0:
         return [_row(layout, time, left=piece, middle=middle)]
     return [_row(layout, time, right=piece, middle=middle)]
@@ -301,13 +309,14 @@ def _badge_rows(layout: _Layout, cols: Columns, badge: Badge, time: str) -> list
 def _detail_rows(layout: _Layout, cols: Columns, item: SnapshotDetail, time: str) -> list[_Row]:
     side = cols.side(item.endpoint)
     who = "ss listener" if item.listener else "ss"
-    return _text_rows(layout, f"{who}: {item.detail}", side, "dim", time=time, indent="  ")
+    return _text_rows(layout, layout.t(f"{who}: {item.detail}"), side, "dim", time=time,
+                      indent="  ")
 
 
 def _note_rows(layout: _Layout, cols: Columns, note: Note, time: str) -> list[_Row]:
     side = cols.side(note.endpoint)
     lines = _block([("» " if i == 0 else "  ") + line
-                    for i, line in enumerate(wrap(note.text, layout.middle - 4))])
+                    for i, line in enumerate(wrap(layout.t(note.text), layout.middle - 4))])
     rows: list[_Row] = []
     for i, line in enumerate(lines):
         middle = _beside(layout, line, side, "dim")
@@ -320,17 +329,30 @@ def _api_rows(layout: _Layout, cols: Columns, call: ApiCall, time: str) -> list[
     line under the call, on the same side, never cut."""
     style = "red" if call.failed else "bold"
     if call.actor == WIRE_ACTOR:
-        return _text_rows(layout, f"⚡ {api_text(call)}", None, "magenta", time=time)
+        return _text_rows(layout, f"⚡ {layout.t(api_text(call))}", None, "magenta", time=time)
     side = cols.side(call.actor)
-    head = api_call_text(call) if side is not None else f"{call.actor}: {api_call_text(call)}"
+    head = layout.t(api_call_text(call))
+    head = head if side is not None else f"{call.actor}: {head}"
     result = api_result_text(call)
     room = layout.middle - 2
     whole = f"{head} {result}".rstrip()
     if display_width(whole) <= room:
         return [_row(layout, time, middle=_beside(layout, whole, side, style))]
-    rows = _text_rows(layout, head, side, "bold", time=time, indent="  ")
+    # The call wrapped by words, the result on the lines under it, indented:
+    # one block against the caller's bar, nothing cut.
+    lines = wrap(head, room)
+    if lines[1:]:
+        lines = [lines[0]] + ["  " + line for line in wrap(join_lines(lines[1:]), room - 2)]
+    calls = len(lines)
+    lines = _block(lines)
     if result:
-        rows += _text_rows(layout, "  " + result, side, style, indent="    ")
+        # Indented under the call on the left; hugging the bar on the right.
+        lines += [("  " + line) if side != 1 else line for line in wrap(result, room - 2)]
+    rows: list[_Row] = []
+    for i, line in enumerate(lines):
+        piece_style = "bold" if i < calls else style
+        rows.append(_row(layout, time if i == 0 else "",
+                         middle=_beside(layout, line, side, piece_style)))  # fmt: skip
     return rows
 
 
@@ -366,27 +388,23 @@ def _address(address: str, port: int) -> str:
 
 
 def _ladder_rows(timeline: Timeline, width: int, relative: bool, explain_seq: bool,
-                 collapse: bool) -> list[_Row]:  # fmt: skip
+                 collapse: bool, lang: str = "en") -> list[_Row]:  # fmt: skip
     cols = columns(timeline)
-    base = visible_events(timeline)
-    items: list[Any] = split_arrivals(lane_events(timeline, base))
-    if collapse:
-        items = collapse_runs(items)
-    seq_notes = (seq_explanations([e for e in base if isinstance(e, Packet)])
-                 if explain_seq else {})
-    t0 = start_time(base) if relative else 0.0
+    ladder = ladder_items(timeline, collapse=collapse, explain_seq=explain_seq)
+    items, seq_notes = ladder.items, ladder.seq_notes
+    t0 = start_time(ladder.events) if relative else 0.0
 
     def stamp(time: float) -> str:
         return format_ms(time - t0) if relative else f"{time:.6f}"
 
     last = stamp(max((i.time for i in items), default=0.0)) if items else ""
-    layout = _Layout.for_width(width, len(last))
+    layout = _Layout.for_width(width, len(last), lang)
     rows = _header(layout, cols, timeline, relative)
     tagged = several_connections(timeline)
     previous: float | None = None
     for item in items:
         if previous is not None and item.time - previous >= BREAK_GAP:
-            gap = _fit(f" {format_gap(item.time - previous)} later ", layout.middle)
+            gap = _fit(layout.t(f" {format_gap(item.time - previous)} later "), layout.middle)
             middle = [_Piece(gap.center(layout.middle, "·"), "dim")]
             rows.append(_row(layout, middle=middle, bar=BREAK_BAR))
         previous = item.end if isinstance(item, RunSummary) else item.time
@@ -394,7 +412,7 @@ def _ladder_rows(timeline: Timeline, width: int, relative: bool, explain_seq: bo
         if isinstance(item, Packet):
             part = "leaves" if arrives_later(item, items) else "whole"
             rows += _packet_rows(layout, cols, item, time, relative, tagged, part,
-                                 seq_notes.get(id(item), ""))  # fmt: skip
+                                 layout.t(seq_notes.get(id(item), "")))  # fmt: skip
         elif isinstance(item, Arrival):
             rows += _packet_rows(layout, cols, item.packet, time, relative, tagged, "arrives")
         elif isinstance(item, Badge):
@@ -406,7 +424,7 @@ def _ladder_rows(timeline: Timeline, width: int, relative: bool, explain_seq: bo
         elif isinstance(item, Note):
             rows += _note_rows(layout, cols, item, time)
         elif isinstance(item, RunSummary):
-            rows += _text_rows(layout, item.text(), None, "dim", time=time)
+            rows += _text_rows(layout, layout.t(item.text()), None, "dim", time=time)
             rows.append(_row(layout, stamp(item.end), middle=_beside(layout, "", None)))
     sources = {i.source for i in items if isinstance(i, Badge)}
     legend = [
@@ -415,7 +433,7 @@ def _ladder_rows(timeline: Timeline, width: int, relative: bool, explain_seq: bo
         if s in sources
     ]
     if legend:
-        text = "states: " + "; ".join(legend)
+        text = layout.t("states: " + "; ".join(legend))
         rows += [[_Piece(line, "dim")] for line in wrap(text, layout.width)]
     return rows
 
@@ -441,7 +459,7 @@ def _ansi(row: _Row) -> str:
 
 def render_ladder(
     timeline: Timeline, *, width: int | None = None, relative: bool = True, color: bool = False,
-    explain_seq: bool = False, collapse: bool = True,
+    explain_seq: bool = False, collapse: bool = True, lang: str = "en",
 ) -> str:
     """The ladder as text, ``width`` columns (default 100, at least 60).
 
@@ -450,21 +468,23 @@ def render_ladder(
     32-bit numbers.  ``color`` adds ANSI escapes.  ``explain_seq``: under
     each segment, the arithmetic of its numbers (``ack 13 = 1 + 12``).
     ``collapse``: long runs of like data segments become one summary row.
+    ``lang``: ``zh`` says the notes, the wire's doings and the legend in
+    Chinese (``tcplab.render.i18n``); names, numbers and calls stay as they are.
     """
-    rows = _ladder_rows(timeline, width or DEFAULT_WIDTH, relative, explain_seq, collapse)
+    rows = _ladder_rows(timeline, width or DEFAULT_WIDTH, relative, explain_seq, collapse, lang)
     join = _ansi if color else _plain
     return "\n".join(join(row) for row in rows) + "\n"
 
 
 def render_ladder_rich(
     timeline: Timeline, *, width: int | None = None, relative: bool = True,
-    explain_seq: bool = False, collapse: bool = True,
+    explain_seq: bool = False, collapse: bool = True, lang: str = "en",
 ) -> Text:
     """The coloured ladder as a ``rich.text.Text`` for ``Console.print``."""
     from rich.text import Text
 
     return Text.from_ansi(render_ladder(timeline, width=width, relative=relative, color=True,
-                                        explain_seq=explain_seq, collapse=collapse))
+                                        explain_seq=explain_seq, collapse=collapse, lang=lang))
 
 
 __all__ = ["DEFAULT_WIDTH", "render_ladder", "render_ladder_rich"]

@@ -146,7 +146,11 @@ def fill_paragraphs(text: str, width: int) -> str:
     are kept; a list item's continuation lines are indented under its text.
     """
     blocks: list[str] = []
-    for block in re.split(r"\n\s*\n", text.strip()):
+    for block in re.split(r"\n\s*\n", text.strip("\n")):
+        if block.startswith("    ") or block.lstrip().startswith("$ "):
+            blocks.append(block)  # a command or a table: kept as written
+            continue
+        block = block.strip()
         items: list[tuple[str, list[str]]] = []
         for raw in block.splitlines():
             match = _ITEM.match(raw)

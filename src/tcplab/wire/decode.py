@@ -31,9 +31,10 @@ Rules worth knowing, each a deliberate choice:
   PPPoE length cut it shorter.
 * TCP inside tunnels is decoded (the rules are in ``tcplab.wire.tunnel``):
   IP in IP (IPv4 protocol / IPv6 next header 4 and 41), GRE (47, and in UDP
-  port 4754), and in UDP Teredo, GTP-U, VXLAN and Geneve, nested up to
-  ``MAX_TUNNELS`` deep (tshark finds TCP inside three nested IPv4 headers;
-  a deeper nest is ``NotTcp``, so garbage cannot make the walk unbounded).
+  port 4754; ERSPAN over GRE is named "erspan"), and in UDP Teredo, GTP-U,
+  VXLAN and Geneve, nested up to ``MAX_TUNNELS`` deep (tshark finds TCP
+  inside three nested IPv4 headers; a deeper nest is ``NotTcp``, so garbage
+  cannot make the walk unbounded).
   The addresses, TTL and lengths are the innermost IP packet's,
   ``ip_offset`` points at it, ``tunnel`` names the encapsulations outermost
   first ("ipip", "gre", "vxlan", "ipip/gre"), ``outer_src``/``outer_dst``
@@ -60,7 +61,15 @@ from tcplab.wire.flags import Flags
 from tcplab.wire.ip import IPV6_HEADER, IPV6_LEN, ipv4_fixed, walk_extensions
 from tcplab.wire.link import LinkType, locate_by_ethertype, locate_network
 from tcplab.wire.tcp import TCP_MIN_LEN, TcpHeader
-from tcplab.wire.tunnel import GreHeader, UdpHeader, find_tunnel, payload_ethertype
+from tcplab.wire.tunnel import (
+    ETHERTYPE_ERSPAN_II,
+    ETHERTYPE_ERSPAN_III,
+    GreHeader,
+    UdpHeader,
+    find_tunnel,
+    gre_payload,
+    payload_ethertype,
+)
 
 __all__ = ["NotTcp", "TcpPacket", "WireError", "decode_frame", "decode_ip"]
 
@@ -187,6 +196,17 @@ _NO_OUTER: Final[tuple[None, None, None, None, None]] = (None, None, None, None,
 _Opened = tuple[str, tuple[int, int] | None, int, int, int | None]
 
 
+def _gre_opened(
+    gre: GreHeader, frame: bytes, at: int, end: int, ports: tuple[int, int] | None
+) -> _Opened | str:
+    found = gre_payload(gre, frame, at, end)
+    if isinstance(found, str):
+        return f"GRE: {found}"
+    inner, ethertype = found
+    name = "erspan" if gre.protocol in (ETHERTYPE_ERSPAN_II, ETHERTYPE_ERSPAN_III) else "gre"
+    return (name, ports, inner, end, ethertype)
+
+
 def _open(frame: bytes, protocol: int, payload: int, end: int) -> _Opened | str:
     """The tunnel that IP protocol ``protocol`` at ``frame[payload:end]`` is,
     opened one level, or why it holds no tunnelled packet."""
@@ -198,7 +218,7 @@ def _open(frame: bytes, protocol: int, payload: int, end: int) -> _Opened | str:
             gre = GreHeader.parse(frame, payload, end)
         except WireError as exc:
             return f"GRE: {exc.message}"
-        return ("gre", None, payload + gre.header_len, end, gre.protocol)
+        return _gre_opened(gre, frame, payload + gre.header_len, end, None)
     try:
         udp = UdpHeader.parse(frame[:end], payload)
     except WireError:
@@ -209,6 +229,8 @@ def _open(frame: bytes, protocol: int, payload: int, end: int) -> _Opened | str:
     if isinstance(found, str):
         return found
     name, header, inner_offset = found
+    if isinstance(header, GreHeader):
+        return _gre_opened(header, frame, inner_offset, end, (udp.sport, udp.dport))
     if name == "gtp":
         # GTP-U's own length (TS 29.281 §5.1) may end the T-PDU earlier.
         (gtp_length,) = _LEN16.unpack_from(frame, payload + UdpHeader.SIZE + 2)

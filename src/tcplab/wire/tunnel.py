@@ -44,12 +44,15 @@ from tcplab.wire.error import WireError
 from tcplab.wire.link import ETHERTYPE_TEB
 
 __all__ = [
+    "ETHERTYPE_ERSPAN_II",
+    "ETHERTYPE_ERSPAN_III",
     "ETHERTYPE_TEB",
     "GENEVE_PORT",
     "GRE_IN_UDP_PORT",
     "GTP_U_PORT",
     "TEREDO_PORT",
     "VXLAN_PORT",
+    "ErspanHeader",
     "GeneveHeader",
     "GeneveOption",
     "GreHeader",
@@ -62,6 +65,7 @@ __all__ = [
     "UdpHeader",
     "VxlanHeader",
     "find_tunnel",
+    "gre_payload",
     "payload_ethertype",
 ]
 
@@ -557,6 +561,96 @@ class GeneveHeader:
             )
             + options
         )
+
+
+ETHERTYPE_ERSPAN_II: Final = 0x88BE  # ERSPAN type I/II over GRE (packet-cisco-erspan.c)
+ETHERTYPE_ERSPAN_III: Final = 0x22EB
+_ERSPAN_II: Final = struct.Struct("!HHI")  # ver|VLAN, COS|En|T|session, reserved|index
+_ERSPAN_III: Final = struct.Struct("!HHIHH")  # ver|VLAN, COS|BSO|T|session, timestamp, SGT, flags
+
+
+@dataclass(frozen=True, slots=True)
+class ErspanHeader:
+    """Cisco's ERSPAN header over GRE, as tshark 4.0 reads it
+    (``packet-cisco-erspan.c``; draft-foschiano-erspan): version 1 (type II,
+    8 bytes) or 2 (type III, 12 bytes, then an 8-byte platform sub-header
+    when the O bit is set).  ``session`` is the second 16-bit word whole;
+    ``index`` type II's last 32 bits; ``flags`` type III's last word (P, the
+    frame type, hardware ID, D, granularity, O)."""
+
+    version: int
+    vlan: int
+    session: int
+    index: int = 0
+    timestamp: int = 0
+    sgt: int = 0
+    flags: int = 0
+    subheader: bytes = b""
+
+    @property
+    def frame_type(self) -> int:
+        """0: an Ethernet frame follows; 2: IP (tshark dissects it as data)."""
+        return (self.flags >> 10) & 0x1F if self.version == 2 else 0
+
+    @property
+    def header_len(self) -> int:
+        return _ERSPAN_II.size if self.version == 1 else _ERSPAN_III.size + len(self.subheader)
+
+    @classmethod
+    def parse(cls, data: bytes, pos: int = 0, end: int | None = None) -> ErspanHeader:
+        end = len(data) if end is None else end
+        if end - pos < 2:
+            raise WireError("truncated ERSPAN header", pos)
+        version = data[pos] >> 4
+        if version == 1:
+            if end - pos < _ERSPAN_II.size:
+                raise WireError("truncated ERSPAN type II header", pos)
+            first, session, index = _ERSPAN_II.unpack_from(data, pos)
+            return cls(1, first & 0x0FFF, session, index)
+        if version == 2:
+            if end - pos < _ERSPAN_III.size:
+                raise WireError("truncated ERSPAN type III header", pos)
+            first, session, timestamp, sgt, flags = _ERSPAN_III.unpack_from(data, pos)
+            at = pos + _ERSPAN_III.size
+            subheader = b""
+            if flags & 0x0001:
+                if end - at < 8:
+                    raise WireError("truncated ERSPAN platform sub-header", at)
+                subheader = bytes(data[at : at + 8])
+            return cls(2, first & 0x0FFF, session, 0, timestamp, sgt, flags, subheader)
+        raise WireError(f"ERSPAN version {version}", pos)
+
+    def build(self) -> bytes:
+        first = self.version << 12 | self.vlan
+        if self.version == 1:
+            return _ERSPAN_II.pack(first, self.session, self.index)
+        return (
+            _ERSPAN_III.pack(first, self.session, self.timestamp, self.sgt, self.flags)
+            + self.subheader
+        )
+
+
+def gre_payload(gre: GreHeader, data: bytes, pos: int, end: int) -> tuple[int, int] | str:
+    """Where GRE's payload at ``data[pos:end]`` starts and its EtherType,
+    past an ERSPAN header when there is one, or why there is no packet.
+
+    tshark 4.0: protocol 0x88BE has an ERSPAN header only when GRE's
+    sequence number is present (otherwise it is type I: the mirrored
+    Ethernet frame at once); 0x22EB always has one."""
+    protocol = gre.protocol
+    if protocol == ETHERTYPE_ERSPAN_III or (
+        protocol == ETHERTYPE_ERSPAN_II and gre.flags & GRE_SEQUENCE
+    ):
+        try:
+            erspan = ErspanHeader.parse(data, pos, end)
+        except WireError as exc:
+            return exc.message
+        if erspan.frame_type != 0:
+            return f"ERSPAN frame type {erspan.frame_type}"
+        return pos + erspan.header_len, ETHERTYPE_TEB
+    if protocol == ETHERTYPE_ERSPAN_II:
+        return pos, ETHERTYPE_TEB
+    return pos, protocol
 
 
 TunnelHeader = GtpU | Teredo | VxlanHeader | GeneveHeader | GreHeader
