@@ -249,13 +249,13 @@ class ModelStack:
             self.fds[fd] = _Fd()
             self._finish(call, fd)
             return
-        entry = self.fds.get(int(cmd.get("fd", -1)))
-        if entry is None:
-            self._finish(call, -1, "EBADF")
-            return
         handler = getattr(self, "_op_" + op, None)
         if handler is None:
             self._problem(call, f"the model has no {op}()")
+            return
+        entry = self.fds.get(int(cmd.get("fd", -1)))
+        if entry is None:
+            self._finish(call, -1, "EBADF")
             return
         handler(call, entry)
 
