@@ -402,26 +402,17 @@ class Analyzer:
             if receiver in told or not seg.flags & (Flags.SYN | Flags.FIN):
                 continue
             told.add(receiver)
-            state = st.pair.state(receiver)
-            what = "FIN" if seg.flags & Flags.FIN else "SYN"
             conn.notes.append(
-                f"{receiver}: stays {state.value if state else 'unknown'} at the end of the "
-                f"capture: its packets never acknowledge the {seg.sender}'s {what} sent "
-                f"{seg.time - conn.start:.6f} s after the first packet, so its arrival is "
-                "not assumed"
+                _held_note(
+                    receiver,
+                    st.pair.state(receiver),
+                    seg.sender,
+                    bool(seg.flags & Flags.FIN),
+                    seg.time - conn.start,
+                )
             )
         for frame, syn, part in st.zeek_parts:
-            # Zeek keys connections by 5-tuple and ends one when a SYN comes
-            # with another ISN from either side (TCPSessionAdapter::IsReuse,
-            # weird SYN_seq_jump: a split handshake's second SYN), or when its
-            # timers expire; Wireshark keeps one stream.
-            why = "a SYN with another ISN is connection reuse to Zeek (IsReuse)" if syn else (
-                "Zeek's timers had ended the earlier one"
-            )
-            conn.notes.append(
-                f"Zeek logs this stream from frame {frame} on as another connection "
-                f"({part.conn_state()}, history {part.history or '-'}): {why}"
-            )
+            conn.notes.append(_zeek_part_note(frame, syn, part.conn_state(), part.history))
         conn.notes += _one_side_notes(conn)
 
     @staticmethod
@@ -549,23 +540,42 @@ def connection_of(t: tuple[Any, ...]) -> Connection:
         zeek_ids=tuple(zids),
     )
     for receiver, sender, fin, when in held:
-        state = conn.side(ROLES[receiver]).final_state
+        role = ROLES[receiver]
+        state = conn.side(role).final_state
         conn.notes.append(
-            f"{ROLES[receiver]}: stays {state.value if state else 'unknown'} at the end of the "
-            f"capture: its packets never acknowledge the {ROLES[sender]}'s "
-            f"{'FIN' if fin else 'SYN'} sent {when / 1e9 - conn.start:.6f} s after the first "
-            "packet, so its arrival is not assumed"
+            _held_note(role, state, ROLES[sender], bool(fin), when / 1e9 - conn.start)
         )
     for frame, syn, state, history in parts:
-        why = "a SYN with another ISN is connection reuse to Zeek (IsReuse)" if syn else (
-            "Zeek's timers had ended the earlier one"
-        )
-        conn.notes.append(
-            f"Zeek logs this stream from frame {frame} on as another connection "
-            f"({state}, history {history or '-'}): {why}"
-        )
+        conn.notes.append(_zeek_part_note(frame, bool(syn), str(state), str(history)))
     conn.notes += _one_side_notes(conn)
     return conn
+
+
+def _held_note(receiver: str, state: State | None, sender: str, fin: bool, after: float) -> str:
+    """The end of the capture did not deliver a SYN/FIN (infer.Pair.flush)."""
+    return (
+        f"{receiver}: stays {state.value if state else 'unknown'} at the end of the "
+        f"capture: its packets never acknowledge the {sender}'s {'FIN' if fin else 'SYN'} "
+        f"sent {after:.6f} s after the first packet, so its arrival is not assumed"
+    )
+
+
+def _zeek_part_note(frame: int, syn: bool, conn_state: str, history: str) -> str:
+    """Zeek logs part of a Wireshark stream as another connection.
+
+    Zeek keys connections by 5-tuple and ends one when a SYN comes with
+    another ISN from either side (TCPSessionAdapter::IsReuse, weird
+    SYN_seq_jump: a split handshake's second SYN), or when its timers
+    expire; Wireshark keeps one stream."""
+    why = (
+        "a SYN with another ISN is connection reuse to Zeek (IsReuse)"
+        if syn
+        else "Zeek's timers had ended the earlier one"
+    )
+    return (
+        f"Zeek logs this stream from frame {frame} on as another connection "
+        f"({conn_state}, history {history or '-'}): {why}"
+    )
 
 
 def _one_side_notes(conn: Connection) -> list[str]:
