@@ -358,6 +358,17 @@ WRAPPERS = {
 }
 
 
+def write_tunnel_capture(path: Path) -> None:
+    """One short connection per WRAPPERS entry, each packet in its tunnel."""
+    with path.open("wb") as f:
+        writer = PcapWriter(f, LINKTYPE_ETHERNET)
+        t = 1_700_000_000 * 10**9
+        for n, wrap in enumerate(WRAPPERS.values()):
+            for packet in connection(n):
+                t += 1_000_000
+                writer.write(t, ethernet(0x0800, wrap(packet)))
+
+
 def tunnel_chain(protocols: str) -> str:
     """tshark's frame.protocols as tcplab's tunnel names, outermost first."""
     names: list[str] = []
@@ -376,13 +387,7 @@ def tunnel_chain(protocols: str) -> str:
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_tunnel_capture_matches_tshark(tmp_path: Path) -> None:
     path = tmp_path / "tunnels.pcap"
-    with path.open("wb") as f:
-        writer = PcapWriter(f, LINKTYPE_ETHERNET)
-        t = 1_700_000_000 * 10**9
-        for n, wrap in enumerate(WRAPPERS.values()):
-            for packet in connection(n):
-                t += 1_000_000
-                writer.write(t, ethernet(0x0800, wrap(packet)))
+    write_tunnel_capture(path)
     fields = ["frame.number", "frame.protocols", "ip.src", "ip.dst", "udp.srcport",
               "udp.dstport", "tcp.srcport", "tcp.dstport", "tcp.seq", "tcp.ack", "tcp.len",
               "tcp.stream"]
@@ -416,13 +421,7 @@ def test_summary_counts_tunnelled_connections(tmp_path: Path) -> None:
     from tcplab.analyze.fast import summarize_file
 
     path = tmp_path / "tunnels.pcap"
-    with path.open("wb") as f:
-        writer = PcapWriter(f, LINKTYPE_ETHERNET)
-        t = 1_700_000_000 * 10**9
-        for n, wrap in enumerate(WRAPPERS.values()):
-            for packet in connection(n):
-                t += 1_000_000
-                writer.write(t, ethernet(0x0800, wrap(packet)))
+    write_tunnel_capture(path)
     full = analyze_file(path)
     summary, _ = summarize_file(path)
     assert len(full.connections) == len(summary) == len(WRAPPERS)
