@@ -116,6 +116,7 @@ _COLUMNS = (
     "ts_val",
     "ts_ecr",
     "dropped",
+    "partial_checksum",
 )
 
 
@@ -149,6 +150,7 @@ def segment_schema() -> pa.Schema:
         "ts_val": pa.uint32(),
         "ts_ecr": pa.uint32(),
         "dropped": pa.bool_(),
+        "partial_checksum": pa.bool_(),
     }
     return pa.schema([(name, types[name]) for name in _COLUMNS])
 
@@ -194,6 +196,7 @@ class SegmentColumns:
         c["ts_val"].append(opts.ts_val)
         c["ts_ecr"].append(opts.ts_ecr)
         c["dropped"].append(seg.dropped)
+        c["partial_checksum"].append(seg.partial_checksum)
 
     def table(self, rows: Sequence[int] | None = None) -> pa.Table:
         """The columns as an Arrow table (only ``rows`` when given)."""
@@ -247,13 +250,17 @@ def segments_of(table: pa.Table, index: Sequence[int]) -> list[Segment]:
         d["mss"], d["wscale"], d["sack_permitted"], d["sack"], d["ts_val"], d["ts_ecr"], strict=True
     )
     plain = zip(*(d[name] for name in _PLAIN), strict=True)
-    rows = zip(index, d["time_ns"], plain, options, d["dropped"], strict=True)
-    for frame, time_ns, fields, opt, dropped in rows:
+    rows = zip(
+        index, d["time_ns"], plain, options, d["dropped"], d["partial_checksum"], strict=True
+    )
+    for frame, time_ns, fields, opt, dropped, partial in rows:
         mss, wscale, sack_ok, sack, ts_val, ts_ecr = opt
         if mss is None and wscale is None and not sack_ok and not sack and ts_val is None:
             opts = NO_OPTIONS
         else:
             blocks = tuple(zip(sack[0::2], sack[1::2], strict=True))
             opts = TcpOptions(mss, wscale, sack_ok, blocks, ts_val, ts_ecr)
-        out.append(Segment._make((frame, time_ns / 1e9, time_ns, *fields, opts, b"", dropped)))
+        out.append(
+            Segment._make((frame, time_ns / 1e9, time_ns, *fields, opts, b"", dropped, partial))
+        )
     return out
