@@ -72,7 +72,8 @@ also needs the old socket to have had it (inet_csk_bind_conflict).
 `fastopen` profile field is Linux's `net.ipv4.tcp_fastopen` bits and
 `fastopen_key` its `net.ipv4.tcp_fastopen_key` (scenario sysctls set both).
 Modelled, following Linux (checked live with `tcplab run fast-open` and
-against packetdrill's tcp/fastopen scripts):
+tests/test_analyze_fastopen_live.py, and against what packetdrill's
+tcp/fastopen scripts expect: the model tests cite the script lines):
 
 * client: `sendto(MSG_FASTOPEN)` (`Connection.connect_fastopen`, the sim's
   `sendto` step with `flags = "MSG_FASTOPEN"`), blocking and non-blocking; with
@@ -84,7 +85,11 @@ against packetdrill's tcp/fastopen scripts):
   once; a retransmitted SYN is a plain SYN (no option, no data); the cache is
   per server address and keeps the cookie, its encoding and the server's MSS; a
   cookie request answered without a cookie makes the next one try the other
-  encoding; data on a SYN-ACK is accepted.
+  encoding; data on a SYN-ACK is accepted.  `setsockopt(TCP_FASTOPEN_CONNECT)`
+  (`Connection.set_fastopen_connect`, a scenario's setsockopt step): with a
+  cookie cached connect() returns at once without a SYN (its own table edge)
+  and the first send() sends the SYN with the cookie and the data; without one
+  connect() sends an ordinary SYN that asks for a cookie.
 * server: bit 2 with `setsockopt(TCP_FASTOPEN, qlen)` or bit 0x400 (every
   listener, queue = backlog); bit 0x200 takes SYN data without a cookie.  The
   cookie is SipHash-2-4 of the SYN's source and destination addresses under the
@@ -105,6 +110,7 @@ cookie is a request; `TFO_COOKIE` is `fastopen.cookie_for(key, remote, local)`),
 defaults.sh's `tcp_fastopen` and `tcp_fastopen_key` through `profile.SYSCTLS`,
 `setsockopt(TCP_FASTOPEN, n)` as `Listener.fastopen_qlen = n`,
 `sendto(MSG_FASTOPEN)` as `Connection.connect_fastopen(data, now, blocking=...)`,
+`setsockopt(TCP_FASTOPEN_CONNECT, 1)` as `Connection.set_fastopen_connect(True)`,
 and `TCPI_OPT_SYN_DATA` as `Connection.syn_data_acked`.  With those, the
 server scripts basic-rw, basic-cookie-not-reqd, basic-zero-payload and
 basic-non-tfo-listener go through the model line by line as Linux does
@@ -112,8 +118,7 @@ basic-non-tfo-listener go through the model line by line as Linux does
 tests/test_model_states.py).
 
 Not modelled (the packetdrill fastopen scripts that need them fail on the model
-for that reason): `TCP_FASTOPEN_CONNECT` (connect() deferred to the first
-write), `TCP_FASTOPEN_NO_COOKIE` and per-route no-cookie, `TCP_FASTOPEN_KEY`
+for that reason): `TCP_FASTOPEN_NO_COOKIE` and per-route no-cookie, `TCP_FASTOPEN_KEY`
 and backup keys, Linux's detection of paths that drop SYN data (recurring SYN
 losses or middlebox blackholes turn Fast Open off for a while), ICMP (frag
 needed on SYN data), SYN cookies and simultaneous Fast Open.
