@@ -1520,7 +1520,7 @@ static Stream *new_stream(Engine *e, Entry *x, int first_side) {
     for (int i = 0; i < 2; i++) {
         st->wf[i].window = -1;
         st->wf[i].win_scale = WS_UNKNOWN;
-        st->wf[i].is_first_ack = 1;
+        st->wf[i].is_first_ack = 0; /* packet-tcp.c: zero until this direction's SYN */
     }
     st->mru_syn = st->first_rtt = 0;
     if (!x->mine && x->streams) { free_stream(x->streams); x->streams = NULL; }
@@ -1644,7 +1644,9 @@ static int process_packet(Engine *e, Pkt *p) {
     fwd->segments++;
     i64 window = ws_window(p, fwd, rev);
     ws_analyze(st, p, fwd, rev, p->window, &wflags);
-    if (!(flags & F_SYN)) fwd->is_first_ack = 0;
+    /* is_first_ack: set by a SYN, cleared by a segment with ACK and without SYN (wireshark.py) */
+    if (flags & F_SYN) fwd->is_first_ack = 1;
+    else if (sa == F_ACK) fwd->is_first_ack = 0;
     /* iRTT: nstime_is_zero() tests, so a SYN stamped 0 starts no RTT */
     if (sa == F_SYN) st->mru_syn = p->t;
     else if (sa == F_ACK && st->mru_syn != 0 && st->first_rtt == 0) st->first_rtt = p->t - st->mru_syn;
