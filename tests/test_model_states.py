@@ -512,6 +512,14 @@ def test_syn_received_fastopen_child_closed_with_unread_data_resets() -> None:
     assert changes(child)[-1] == (State.SYN_RECEIVED, State.CLOSED, Trigger.CLOSE)
 
 
+def test_syn_received_fastopen_child_reset_when_its_listener_closes() -> None:
+    # packetdrill server/listener-closed-trigger-rst.pkt: "> R. 1:1(0) ack 11".
+    lst, child = fastopen_syn_received(b"x" * 10)
+    lst.close(0.1)
+    expect(child, [("R.", ISS + 1, PEER_ISS + 11, 0)])
+    assert changes(child)[-1] == (State.SYN_RECEIVED, State.CLOSED, Trigger.LISTENER_CLOSED)
+
+
 def test_syn_received_fastopen_child_reset_before_accept() -> None:
     # packetdrill server/reset-before-accept.pkt: accept() still returns it,
     # read() gives the SYN's data, then ECONNRESET.

@@ -94,8 +94,9 @@ against packetdrill's tcp/fastopen scripts):
   makes a child that takes the SYN's data, acknowledges it in the SYN-ACK, joins
   the accept queue at once, can be read and can send while in SYN-RECEIVED,
   retries its SYN-ACK once more than `synack_retries`, resets (no FIN) when
-  closed with the SYN's data unread, and, reset before accept(), still gives
-  its data and then ECONNRESET.
+  closed with the SYN's data unread or when its listener closes before
+  accept(), and, reset before accept(), still gives its data and then
+  ECONNRESET.
 * kinds 34 and 254 (magic 0xF989) both; option text as tcpdump prints it.
 
 What a packetdrill runner passes the model for the fastopen scripts: the
@@ -115,10 +116,7 @@ for that reason): `TCP_FASTOPEN_CONNECT` (connect() deferred to the first
 write), `TCP_FASTOPEN_NO_COOKIE` and per-route no-cookie, `TCP_FASTOPEN_KEY`
 and backup keys, Linux's detection of paths that drop SYN data (recurring SYN
 losses or middlebox blackholes turn Fast Open off for a while), ICMP (frag
-needed on SYN data), SYN cookies, simultaneous Fast Open, and a listener closed
-with a Fast Open child still in SYN-RECEIVED: Linux resets that child
-(tcp_disconnect), the model drops it silently like an ordinary half-open request
-(the table has one SYN-RECEIVED --abort()--> CLOSED edge, which sends nothing).
+needed on SYN data), SYN cookies and simultaneous Fast Open.
 """
 
 

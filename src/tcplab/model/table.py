@@ -52,6 +52,7 @@ class Trigger(Enum):
     CLOSE = "close()"
     SHUTDOWN_WR = "shutdown(SHUT_WR)"
     ABORT = "abort()"
+    LISTENER_CLOSED = "its listener's close()"
     # Arriving segments, flags normalised (RFC 9293 §3.10.7)
     RCV_SYN = "rcv SYN"
     RCV_SYN_FASTOPEN = "rcv SYN with a valid cookie"
@@ -135,6 +136,8 @@ GUARDS: dict[str, str] = {
                              " would generate for that address (or data, with the"
                              " cookie-not-required bit) (RFC 7413 §4.2.2; Linux"
                              " tcp_try_fastopen)",
+    "fastopen_child": "a Fast Open child: a full socket, in the accept queue since its SYN"
+                      " (RFC 7413 §4.2.2), not an embryonic request",
     "syn_data_unacked": "our SYN carried data and SEG.ACK covers the SYN but not all of the"
                         " data (RFC 7413 §4.2.2, the client receiving the SYN-ACK)",
 }
@@ -191,6 +194,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     T(_S.SYN_RECEIVED, Trigger.CLOSE, _S.CLOSED, _C.RST, True, "RFC 9293 §3.6 (SHLD-3)",
       guard="unread_data",
       note="a Fast Open child closed with the SYN's data unread: RST, no FIN (Linux tcp_close)"),
+    T(_S.SYN_RECEIVED, Trigger.LISTENER_CLOSED, _S.CLOSED, _C.RST, True,
+      "RFC 9293 §3.10.4; RFC 7413 §4.2.2", guard="fastopen_child",
+      note="the listener closed before accept(): a Fast Open child is reset, where a request"
+           " would be dropped silently (Linux inet_child_forget: tcp_disconnect)"),
     T(_S.SYN_RECEIVED, Trigger.RETRIES_EXHAUSTED, _S.CLOSED, None, False, "RFC 1122 §4.2.3.5",
       note="SYN-ACK retries exhausted"),
     T(_S.SYN_RECEIVED, Trigger.ABORT, _S.CLOSED, None, False, "RFC 9293 §3.10.4",

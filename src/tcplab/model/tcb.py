@@ -575,6 +575,16 @@ class Connection(_Machine):
             self.linger_zero = False
             self.close(now)
 
+    def listener_closed(self, now: float) -> None:
+        """The listener closed while this Fast Open child waited in its accept queue in
+        SYN-RECEIVED: a full socket, so it is reset (Linux inet_child_forget ->
+        tcp_disconnect), unlike a request, which is dropped silently."""
+        self.clock = now
+        self.orphaned = True
+        self._send_reset()
+        self._set_state(State.CLOSED, Trigger.LISTENER_CLOSED, now)
+        self._clear()
+
     def set_keepalive(self, on: bool, now: float) -> None:
         self.keepalive = on
         if on and self.state is State.ESTABLISHED:
@@ -1269,7 +1279,10 @@ class Listener(_Machine):
         # Linux inet_csk_listen_stop: unaccepted children are reset, half-open
         # requests dropped silently.
         for child in list(self.accept_queue):
-            child.abort(now)
+            if child.fastopen_child and child.state is State.SYN_RECEIVED:
+                child.listener_closed(now)
+            else:
+                child.abort(now)
         for child in list(self.half_open):
             child.abort(now)
         self.accept_queue.clear()
