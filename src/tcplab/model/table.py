@@ -49,6 +49,7 @@ class Trigger(Enum):
     LISTEN = "listen()"
     CONNECT = "connect()"
     CONNECT_FASTOPEN = "sendto(MSG_FASTOPEN)"
+    CONNECT_DEFERRED = "connect() with TCP_FASTOPEN_CONNECT"
     CLOSE = "close()"
     SHUTDOWN_WR = "shutdown(SHUT_WR)"
     ABORT = "abort()"
@@ -136,6 +137,8 @@ GUARDS: dict[str, str] = {
                              " would generate for that address (or data, with the"
                              " cookie-not-required bit) (RFC 7413 §4.2.2; Linux"
                              " tcp_try_fastopen)",
+    "cookie_cached": "the host has a Fast Open cookie for the server (or the client"
+                     " no-cookie bit 0x4 is set)",
     "fastopen_child": "a Fast Open child: a full socket, in the accept queue since its SYN"
                       " (RFC 7413 §4.2.2), not an embryonic request",
     "syn_data_unacked": "our SYN carried data and SEG.ACK covers the SYN but not all of the"
@@ -157,6 +160,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     T(_S.CLOSED, Trigger.CONNECT_FASTOPEN, _S.SYN_SENT, _C.SYN, False, "RFC 7413 §4.2.1, §4.2.2",
       note="Fast Open: the SYN carries the data and the cached cookie, or asks for a cookie"
            " with an empty option when none is cached (the data then follows the handshake)"),
+    T(_S.CLOSED, Trigger.CONNECT_DEFERRED, _S.SYN_SENT, None, False,
+      "RFC 7413 §4.2.2; Linux tcp_fastopen_defer_connect", guard="cookie_cached",
+      note="TCP_FASTOPEN_CONNECT with a cookie cached: connect() returns at once and sends"
+           " nothing; the first write() sends the SYN with the cookie and the data"),
     T(_S.LISTEN, Trigger.RCV_SYN_FASTOPEN, _S.SYN_RECEIVED, _C.SYN, True, "RFC 7413 §4.2.2",
       guard="fastopen_cookie_valid",
       note="the SYN-ACK acknowledges the SYN's data; the child is in the accept queue at once,"
