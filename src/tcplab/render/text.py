@@ -346,8 +346,8 @@ def _api_rows(layout: _Layout, cols: Columns, call: ApiCall, time: str) -> list[
     if result:
         # The result under the call, indented, on the caller's side; wrapped if long.
         if display_width(result) + 2 <= room:
-            rows.append(_row(layout, middle=_beside(layout, pad("  " + result, room), side,
-                                                    style)))  # fmt: skip
+            # Under the call, against the caller's bar (the right one for the server).
+            rows.append(_row(layout, middle=_beside(layout, "  " + result, side, style)))
         else:
             rows += _text_rows(layout, result, side, style, indent="  ")
     return rows
