@@ -241,6 +241,7 @@ typedef struct {
 
 typedef struct {
     i64 packets, payload_bytes;
+    i64 not_advanced; /* segments Wireshark calls retransmission, fast retransmission or out-of-order */
     int mss, wscale, sack_perm, timestamps;
     i64 sent_fin, sent_rst;
 } Side;
@@ -1371,9 +1372,9 @@ static PyObject *changes_tuple(const Change *v, int n) {
 }
 
 static PyObject *side_tuple(const Side *s, int final_state) {
-    return Py_BuildValue("(LLNNiiNNi)", (long long)s->packets, (long long)s->payload_bytes, opt_int(s->mss),
+    return Py_BuildValue("(LLNNiiNNiL)", (long long)s->packets, (long long)s->payload_bytes, opt_int(s->mss),
                          opt_int(s->wscale), s->sack_perm, s->timestamps, opt_time(s->sent_fin),
-                         opt_time(s->sent_rst), final_state);
+                         opt_time(s->sent_rst), final_state, (long long)s->not_advanced);
 }
 
 static PyObject *conn_tuple(Entry *x, Stream *st) {
@@ -1733,6 +1734,7 @@ static int process_packet(Engine *e, Pkt *p) {
     if ((flags & F_FIN) && side->sent_fin == NONE_T) side->sent_fin = p->t;
     if ((flags & F_RST) && side->sent_rst == NONE_T) side->sent_rst = p->t;
     for (int i = 0; i < WF_COUNT; i++) if (wflags & B(i)) st->anomalies[i]++;
+    if (wflags & (B(WF_RETRANSMISSION) | B(WF_FAST_RETRANSMISSION) | B(WF_OUT_OF_ORDER))) side->not_advanced++;
     if (p->checksum_ok == 0) st->anomalies[WF_COUNT]++;
     if (p->dropped) {
         if (st->ndropped == st->capdropped) {

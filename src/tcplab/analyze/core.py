@@ -94,6 +94,9 @@ class Side:
     sent_fin: float | None = None
     sent_rst: float | None = None
     final_state: State | None = None
+    # Segments Wireshark calls retransmission, fast retransmission or
+    # out-of-order (what the sequence numbers did not advance): the engine's.
+    not_advanced: int = 0
 
     @property
     def label(self) -> str:
@@ -486,7 +489,7 @@ _STATES: tuple[State | None, ...] = (*State, None)  # index -1: unknown
 
 
 def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
-    packets, payload, mss, wscale, sack, ts, fin, rst, final = raw
+    packets, payload, mss, wscale, sack, ts, fin, rst, final, not_advanced = raw
     return Side(
         address,
         port,
@@ -499,6 +502,7 @@ def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
         None if fin is None else fin / 1e9,
         None if rst is None else rst / 1e9,
         _STATES[final],
+        not_advanced,
     )
 
 

@@ -152,6 +152,37 @@ class JsonView:
         self.out.flush()
 
 
+@dataclass(slots=True)
+class SummaryJsonView(JsonView):
+    """``--summary --json``: one short object per connection (the columns the
+    old columnar summary had), from the same engine."""
+
+    def render(self, batch: engine.Batch) -> Keyed:
+        rows = []
+        for t in batch.connections:
+            c = connection_of(t)
+            if self.keep(c):
+                rows.append((c.number, json.dumps(summary_object(c)) + "\n"))
+        return rows
+
+
+def summary_object(c: Connection) -> dict[str, object]:
+    return {
+        "number": c.number,
+        "client": c.client.label,
+        "server": c.server.label,
+        "start": c.start,
+        "duration": c.duration,
+        "packets": [c.client.packets, c.server.packets],
+        "payload": [c.client.payload_bytes, c.server.payload_bytes],
+        "retransmissions": [c.client.not_advanced, c.server.not_advanced],
+        "syn_synack": c.rtt_syn_synack,
+        "synack_ack": c.rtt_synack_ack,
+        "closer": c.active_closer,
+        "ending": c.ending,
+    }
+
+
 # -- Zeek's conn.log --------------------------------------------------------------
 
 

@@ -204,15 +204,8 @@ def command(
     if len(files) == 1 and first != "-" and not Path(first).exists() and "://" not in first:
         raise InputError(f"{files[0]}: no such file")
     file = Path(files[0])
-    if summary:
-        if len(files) > 1 or file.is_dir():
-            raise InputError("--summary reads one file")
-        from tcplab.analyze.fast import print_summary
-
-        summary_report = print_summary(file, conn=conn, host=host, port=port, as_json=as_json)
-        if summary_report.nothing_readable:
-            raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
-        return
+    if summary and (len(files) > 1 or file.is_dir()):
+        raise InputError("--summary reads one file")
     views = any(v is not None for v in (report, mermaid, svg_out))
     single = len(files) == 1 and (first == "-" or not (file.is_dir() or "://" in first))
     if single and not views and ladder is None and parquet is None:
@@ -228,6 +221,7 @@ def command(
             all_rows,
             absolute_time,
             (conn, host, port, problems),
+            summary,
         )
         return
     keep_packets = per_packet or ladder is not None or views or parquet_packets
@@ -334,6 +328,7 @@ def _stream(
     all_rows: bool,
     absolute_time: bool,
     filters: tuple[int | None, str | None, int | None, bool],
+    summary: bool = False,
 ) -> None:
     """One capture through the engine, its output streamed as connections end
     (memory bounded by the connections open at once)."""
@@ -351,7 +346,9 @@ def _stream(
     out = sys.stdout
     view: views.View
     overview: views.Overview | None = None
-    if per_packet:
+    if summary and as_json:
+        view = views.SummaryJsonView(out, keep)
+    elif per_packet:
         view = views.PacketsView(out, keep, as_json, absolute_time)
     elif conn_log:
         view = views.ConnLogView(out, keep)
