@@ -336,6 +336,7 @@ typedef struct {
     size_t tsize, tcount;
     Entry *lh[2], *lt[2]; /* LRU lists by last packet: [0] open, [1] closed (FIN both ways or RST) */
     Changes pkt_changes;
+    int pkt_shift;
     i64 streams_count, zseq, now;
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
@@ -1592,12 +1593,12 @@ static PyObject *packet_tuple(Engine *e, Entry *x, Stream *st, const Pkt *p, int
     PyObject *rack;
     if (has_rel_ack) rack = PyLong_FromUnsignedLong(rel_ack);
     else { rack = Py_None; Py_INCREF(rack); }
-    return Py_BuildValue("(LNLiiNiNikkikNkLkLLiiNNi)", (long long)p->index, tobj(p->t), (long long)st->number, role,
+    return Py_BuildValue("(LNLiiNiNikkikNkLkLLiiNNiii)", (long long)p->index, tobj(p->t), (long long)st->number, role,
                          p->ver, addr_bytes(p->ver, p->src), p->sport, addr_bytes(p->ver, p->dst), p->dport,
                          (unsigned long)p->seq, (unsigned long)p->ack, p->flags, (unsigned long)rel_seq, rack,
                          (unsigned long)nxt, (long long)p->length, (unsigned long)wflags, (long long)dup, (long long)window,
                          st->obs[0].state, st->obs[1].state, changes_tuple(e->pkt_changes.v, e->pkt_changes.n), opts,
-                         p->dropped);
+                         p->dropped, p->window, e->pkt_shift);
     (void)x;
 }
 
@@ -1662,6 +1663,8 @@ static int process_packet(Engine *e, Pkt *p) {
     WFlow *fwd = &st->wf[src_side], *rev = &st->wf[dst_side];
     fwd->segments++;
     i64 window = ws_window(p, fwd, rev);
+    /* the shift the window field was scaled by: -1 unknown (no SYN seen), 0 none */
+    e->pkt_shift = (flags & F_SYN) ? 0 : fwd->win_scale >= 0 ? fwd->win_scale : fwd->win_scale == WS_NONE ? 0 : -1;
     ws_analyze(st, p, fwd, rev, p->window, &wflags);
     /* is_first_ack: set by a SYN, cleared by a segment with ACK and without SYN (wireshark.py) */
     if (flags & F_SYN) fwd->is_first_ack = 1;

@@ -73,6 +73,8 @@ class PacketRecord:
     options: str = ""
     raw: bytes = b""
     dropped_by_wire: bool = False  # a tcplab wire dropped it: the receiver never got it
+    raw_window: int | None = None  # the window field as sent (``window`` is scaled)
+    window_shift: int | None = None  # the scale applied; None: unknown (no SYN seen)
 
     @property
     def flag_text(self) -> str:
@@ -616,6 +618,7 @@ def packet_of(t: tuple[Any, ...]) -> PacketRecord:
     (
         index, t_ns, stream, role, _ver, src, sport, dst, dport, seq, ack, flags, rel_seq,
         rel_ack, nxt, length, wflags, dup, window, cstate, sstate, changes, opts, dropped,
+        raw_window, shift,
     ) = t
     return PacketRecord(
         index,
@@ -642,6 +645,8 @@ def packet_of(t: tuple[Any, ...]) -> PacketRecord:
         options_text(opts),
         b"",
         bool(dropped),
+        raw_window,
+        None if shift < 0 else shift,
     )
 
 

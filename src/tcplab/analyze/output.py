@@ -158,10 +158,19 @@ def packet_line(p: PacketRecord, conn: Connection | None = None, base: float = 0
     dropped = "  dropped_by_wire" if p.dropped_by_wire else ""
     return (
         f"{p.index:>6} {p.time - base:.6f} conn {p.stream:<4} client {arrow} server "
-        f"[{p.flag_text}] seq {p.rel_seq}{ack} len {p.length} nxt {p.nxtseq} win {p.window}"
+        f"[{p.flag_text}] seq {p.rel_seq}{ack} len {p.length} nxt {p.nxtseq} win {_window(p)}"
         f"{analysis}{dropped}"
         f"  client={_state(p.client_state)} server={_state(p.server_state)}"
     )
+
+
+def _window(p: PacketRecord) -> str:
+    """Raw and scaled side by side (``raw×factor=scaled``, tcplab.fmt.window_text)."""
+    if p.raw_window is None:
+        return str(p.window)
+    from tcplab.fmt import window_text
+
+    return window_text(p.raw_window, p.window_shift, syn=bool(p.flags & 0x02))
 
 
 def packet_object(p: PacketRecord, base: float = 0.0) -> dict[str, object]:
@@ -181,6 +190,8 @@ def packet_object(p: PacketRecord, base: float = 0.0) -> dict[str, object]:
         "len": p.length,
         "nxtseq": p.nxtseq,
         "window": p.window,
+        "window_raw": p.raw_window,
+        "window_shift": p.window_shift,
         "analysis": sorted(p.analysis),
         "dupack_num": p.dupack_num,
         "dropped_by_wire": p.dropped_by_wire,

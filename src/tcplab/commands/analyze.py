@@ -57,6 +57,7 @@ def _run(
     ignore_checksums: bool,
     keep_packets: bool,
     strict_checksums: bool = False,
+    keep_stream: int = -1,
 ) -> tuple[Analysis, CaptureSet]:
     """Analyse ``paths``: one file (or ``-``) straight through the engine's
     reader; several files, a directory or a URL as one capture merged by time
@@ -72,7 +73,12 @@ def _run(
         size = Path(path).stat().st_size if path != "-" else 0
         if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
             analysis = analyze_file(
-                path, ports, ignore_checksums, keep_packets, strict_checksums=strict_checksums
+                path,
+                ports,
+                ignore_checksums,
+                keep_packets,
+                strict_checksums=strict_checksums,
+                keep_stream=keep_stream,
             )
         else:
             from rich.progress import Progress
@@ -86,6 +92,7 @@ def _run(
                     keep_packets,
                     progress=lambda n: bar.advance(task, n),
                     strict_checksums=strict_checksums,
+                    keep_stream=keep_stream,
                 )
         if analysis.report.frames == 0 and analysis.report.problems:
             raise InputError(analysis.report.problems[0])
@@ -225,7 +232,11 @@ def command(
         )
         return
     keep_packets = per_packet or ladder is not None or views or parquet_packets
-    analysis, capture = _run(files, bare, ignore_checksums, keep_packets, strict_checksums)
+    # --ladder N / --report with --conn N keep only that connection's packets.
+    one = ladder if ladder is not None else conn if views and not parquet_packets else None
+    analysis, capture = _run(
+        files, bare, ignore_checksums, keep_packets, strict_checksums, -1 if one is None else one
+    )
     for problem in analysis.report.problems:
         click.echo(f"tcplab: {problem}", err=True)
     if analysis.report.nothing_readable:
