@@ -1815,7 +1815,7 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
     int ver;
     switch (linktype) {
     case 1: {
-        if (n < 14) return -1;
+        if (n < 14) return 0; /* locate_network: "truncated Ethernet header", not TCP */
         u16 et = rd16(f + 12);
         pos = 14;
         while (et == 0x8100 || et == 0x88A8 || et == 0x9100) {
@@ -1830,7 +1830,7 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
         break;
     }
     case 101: case 12: case 14:
-        if (n < 1) return -1;
+        if (n < 1) return 0; /* "empty raw IP frame" */
         ver = f[0] >> 4;
         if (ver != 4 && ver != 6) return -1;
         pos = 0;
@@ -1838,7 +1838,7 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
     case 228: ver = 4; pos = 0; break;
     case 229: ver = 6; pos = 0; break;
     case 113: case 276: {
-        if (n < (linktype == 113 ? 16u : 20u)) return -1;
+        if (n < (linktype == 113 ? 16u : 20u)) return 0; /* truncated cooked header */
         u16 proto = linktype == 113 ? rd16(f + 14) : rd16(f);
         pos = linktype == 113 ? 16 : 20;
         if (proto == 0x0800) ver = 4;
@@ -1847,7 +1847,7 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
         break;
     }
     case 0: case 108: {
-        if (n < 4) return -1;
+        if (n < 4) return 0; /* "truncated loopback header" */
         u32 fam = rd32o(f, 1);
         if (fam & 0xFFFF0000u) fam = rd32(f);
         if (fam == 2) ver = 4;

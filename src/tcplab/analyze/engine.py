@@ -49,6 +49,7 @@ from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture import TcpRecords, open_capture
 from tcplab.capture.pcapng import DROPPED_BY_WIRE
 from tcplab.capture.reader import Record
+from tcplab.capture.source import ChunkSource, ProblemSink
 from tcplab.errors import InputError
 from tcplab.model.table import TRANSITIONS, Trigger, TriggerKind, edges_from
 from tcplab.states import State
@@ -356,18 +357,22 @@ def shard_of(src: bytes, sport: int, dst: bytes, dport: int, shards: int) -> int
 # -- input ----------------------------------------------------------------------
 
 
-def _open(source: str | Path) -> BinaryIO:
+def _open(source: str | Path, sink: ProblemSink) -> tuple[BinaryIO, ChunkSource]:
+    """A stream Python feeds the engine from (standard input, .gz), through
+    tcplab.capture's ChunkSource: its gzip guards (truncation, corruption, a
+    decompression bomb) end the stream with one problem line."""
     if str(source) == "-":
-        stream: BinaryIO = sys.stdin.buffer
+        raw: BinaryIO = sys.stdin.buffer
     else:
         try:
-            stream = open(source, "rb")  # noqa: SIM115 - closed by the caller
+            raw = open(source, "rb")  # noqa: SIM115 - closed by the caller
         except OSError as exc:
             raise InputError(f"{source}: {exc.strerror or exc}") from exc
-    head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     if head == b"\x1f\x8b":
-        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
-    return stream
+        stream = cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+        return raw, ChunkSource(stream, sink, stepwise=True, compressed=raw.tell)
+    return raw, ChunkSource(raw, sink)
 
 
 class _Fallback:
@@ -544,9 +549,11 @@ def run(
         finally:
             os.close(fd)
     else:
-        with _open(source) as stream:
+        sink = ProblemSink()
+        raw, stream = _open(source, sink)
+        with raw:
             while handed is None:
-                chunk = stream.read(CHUNK)
+                chunk = stream._read_more(CHUNK)
                 final = not chunk
                 result = engine.feed(chunk, final)
                 while result is not None:
@@ -560,6 +567,11 @@ def run(
                 yield Batch(*engine.take(), engine.stats()["first_time"])
                 if final:
                     break
+        extra += [problem.line(name) for problem in sink.problems]
+        if sink.problems and handed:
+            # The stream itself ended early (gzip) after a capture header: nothing
+            # to read on.  (At offset 0, tcplab.capture says what the file is.)
+            handed = None
     if handed is not None:
         if name == "-":
             stats = engine.stats()
