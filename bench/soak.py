@@ -33,11 +33,12 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tcplab.lab.host import RunWatch
 
 STATE_ROOT = Path("/run/tcplab")
 TCPLAB = [sys.executable, "-m", "tcplab"]
@@ -49,31 +50,6 @@ class Tally:
     flakes: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
     runs: int = 0
-
-
-class RunIds:
-    """The run ids of processes this script started, from their state files."""
-
-    def __init__(self) -> None:
-        self.pids: set[int] = set()
-        self.ids: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            for path in STATE_ROOT.glob("*/state.json"):
-                try:
-                    if json.loads(path.read_text())["lab_pid"] in self.pids:
-                        self.ids.add(path.parent.name)
-                except (OSError, ValueError, KeyError):
-                    continue
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def leftovers(run_id: str) -> list[str]:
@@ -94,7 +70,7 @@ def leftovers(run_id: str) -> list[str]:
     return left
 
 
-def start(argv: list[str], watch: RunIds) -> subprocess.Popen[str]:
+def start(argv: list[str], watch: RunWatch) -> subprocess.Popen[str]:
     proc = subprocess.Popen([*TCPLAB, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=_default_sigint)  # fmt: skip
     watch.pids.add(proc.pid)
@@ -106,8 +82,9 @@ def _default_sigint() -> None:
 
 
 def scenarios() -> list[str]:
-    out = subprocess.run([*TCPLAB, "run", "--list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in out.splitlines()[1:] if line[:1].strip()]
+    from tcplab.scenario import builtin_ids
+
+    return builtin_ids()
 
 
 # -- phase 1 ---------------------------------------------------------------------------------
@@ -118,7 +95,7 @@ def burner(cores: int, nice: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(cores)]
 
 
-def phase_all(rounds: int, nice: int, watch: RunIds, tally: Tally) -> None:
+def phase_all(rounds: int, nice: int, watch: RunWatch, tally: Tally) -> None:
     cores = os.cpu_count() or 2
     burners = burner(cores, nice)
     try:
@@ -153,7 +130,7 @@ def phase_all(rounds: int, nice: int, watch: RunIds, tally: Tally) -> None:
 # -- phase 2 ---------------------------------------------------------------------------------
 
 
-def phase_kills(kills: int, names: list[str], rng: random.Random, watch: RunIds,
+def phase_kills(kills: int, names: list[str], rng: random.Random, watch: RunWatch,
                 tally: Tally) -> None:  # fmt: skip
     signals = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
     for n in range(kills):
@@ -187,7 +164,7 @@ def phase_kills(kills: int, names: list[str], rng: random.Random, watch: RunIds,
 # -- phase 3 ---------------------------------------------------------------------------------
 
 
-def phase_concurrent(count: int, names: list[str], rng: random.Random, watch: RunIds,
+def phase_concurrent(count: int, names: list[str], rng: random.Random, watch: RunWatch,
                      tally: Tally) -> None:  # fmt: skip
     quick = [n for n in names if n not in ("keepalive-dead-peer", "backlog-full")] or names
     chosen = rng.sample(quick, min(count, len(quick)))
@@ -221,7 +198,7 @@ def main() -> int:
         return 77
     rng = random.Random(args.seed)
     names = scenarios()
-    watch = RunIds()
+    watch = RunWatch()
     phases: dict[str, Tally] = {}
     began = time.monotonic()
     try:
