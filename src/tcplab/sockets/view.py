@@ -19,7 +19,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -597,9 +597,11 @@ def _tcp_info_text(raw: bytes) -> str:
     )
 
 
-def _rows_text(rows: Sequence[Row], js: Any) -> str:
+def _rows_text(rows: Sequence[Row], js: Any, write: Callable[[str], object]) -> None:
+    """The rows as JSON objects, separated by ", ", handed to ``write`` in batches."""
     out: list[str] = []
     append = out.append
+    first = True
     listen = State.LISTEN
     inet6 = socket.AF_INET6
     for row in rows:
@@ -628,19 +630,31 @@ def _rows_text(rows: Sequence[Row], js: Any) -> str:
         if s.tcp_info is not None:
             text += f', "tcp_info": {_tcp_info_text(s.tcp_info)}'
         append(text + "}")
-    return ", ".join(out)
+        if len(out) >= 1000:
+            write(("" if first else ", ") + ", ".join(out))
+            out.clear()
+            first = False
+    if out:
+        write(("" if first else ", ") + ", ".join(out))
 
 
-def groups_json_text(groups: Sequence[ProcessGroup]) -> str:
-    """``json.dumps(groups_json(groups), ensure_ascii=False)``, written directly."""
+def groups_json_text(groups: Sequence[ProcessGroup],
+                     write: Callable[[str], object] | None = None) -> str:  # fmt: skip
+    """``json.dumps(groups_json(groups), ensure_ascii=False)``, written directly:
+    returned, or handed to ``write`` piece by piece (then "" is returned)."""
     import json
 
-    js = _js_cache()
     parts: list[str] = []
-    for g in groups:
+    sink = write if write is not None else parts.append
+    js = _js_cache()
+    sink("[")
+    for i, g in enumerate(groups):
         head = json.dumps({**process_json(g), **groups_json_head(g)}, ensure_ascii=False)
-        parts.append(f'{head[:-1]}, "sockets": [{_rows_text(g.rows, js)}]}}')
-    return f"[{', '.join(parts)}]"
+        sink(f'{", " if i else ""}{head[:-1]}, "sockets": [')
+        _rows_text(g.rows, js, sink)
+        sink("]}")
+    sink("]")
+    return "".join(parts)
 
 
 def groups_json_head(group: ProcessGroup) -> dict[str, Any]:
