@@ -17,6 +17,9 @@ have ip        || need+=(iproute2)
 have ss        || need+=(iproute2)
 have nft       || need+=(nftables)
 have chromium  || need+=(chromium)
+have gcc       || need+=(gcc)  # the analysis engine is a C extension (setup.py)
+python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+               || need+=(python3-dev)
 # A CJK font, so the reports' Chinese renders (in a headless browser too).
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 if [ "${#need[@]}" -gt 0 ]; then
@@ -34,7 +37,9 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.tcplab-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# Rebuilt also when the engine's C source changed (pip builds it in place).
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ src/tcplab/analyze/_engine.c -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"

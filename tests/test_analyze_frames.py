@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from tcplab.analyze import analyze_file, infer_states, state_path, timeline_for
 from tcplab.analyze.frames import dropped_by_wire
 from tcplab.capture import PcapWriter
+from tcplab.capture.pcapng import DROPPED_BY_WIRE
 from tcplab.cli import cli
-from tcplab.lab import DROPPED_BY_WIRE
 from tcplab.lab.output import write_pcapng
 from tcplab.states import State
 from tcplab.timeline import ApiCall, Packet, Timeline

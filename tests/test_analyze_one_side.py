@@ -27,7 +27,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACK, FIN, SYN, capturing, compare_with_tshark, free_port, ipv4_tcp
+from conftest import (
+    ACK,
+    FIN,
+    SYN,
+    ZEEK_TRACES,
+    capturing,
+    compare_with_tshark,
+    free_port,
+    ipv4_tcp,
+)
 from tcplab.analyze import analyze_file
 from tcplab.analyze.core import Analysis, PacketRecord
 from tcplab.capture.writer import PcapWriter
@@ -39,6 +48,7 @@ needs_tools = pytest.mark.skipif(
     reason="tshark and tcpdump needed",
 )
 
+TRACES = ZEEK_TRACES
 CLOSED_SIDE = {State.CLOSED, State.LISTEN, State.SYN_SENT}
 AFTER_FIN = {State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.TIME_WAIT,
              State.LAST_ACK, State.CLOSED}
@@ -47,27 +57,29 @@ AFTER_FIN = {State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.TIME_WAIT,
 def contradictions(analysis: Analysis) -> list[str]:
     """Packets whose sender's inferred state its own packet contradicts."""
     problems: list[str] = []
-    sent_fin: set[str] = set()
-    synack_ack: dict[str, int] = {}
+    sent_fin: set[tuple[int, str]] = set()  # (stream, role)
+    synack_ack: dict[tuple[int, str], int] = {}
     for p in analysis.packets:
+        who = (p.stream, p.sender)
         state = p.client_state if p.sender == "client" else p.server_state
         syn, fin, rst = p.flags & SYN, p.flags & FIN, p.flags & 0x04
         if syn and p.flags & ACK:
-            synack_ack[p.sender] = p.ack
+            synack_ack[who] = p.ack
         if fin:
-            sent_fin.add(p.sender)
+            sent_fin.add(who)
         if rst or syn:
             continue
-        if p.flags & ACK and state in CLOSED_SIDE:
+        # It acknowledges the peer's SYN (relative ack > 0; an ACK of 0 does not).
+        if p.flags & ACK and p.rel_ack and state in CLOSED_SIDE:
             problems.append(f"frame {p.index}: {p.sender} sends ACK in {state}")
-        beyond = (p.ack - synack_ack.get(p.sender, p.ack)) % 2**32  # RFC 1982 distance
+        beyond = (p.ack - synack_ack.get(who, p.ack)) % 2**32  # RFC 1982 distance
         if state is State.SYN_RECEIVED and 0 < beyond < 2**31:
             problems.append(f"frame {p.index}: {p.sender} acks data in SYN-RECEIVED")
-        if p.sender in sent_fin and state not in AFTER_FIN:
+        if who in sent_fin and state not in AFTER_FIN:
             problems.append(f"frame {p.index}: {p.sender} sent FIN, still {state}")
     for conn in analysis.connections:
         for role, side in (("client", conn.client), ("server", conn.server)):
-            if role in sent_fin and side.final_state not in AFTER_FIN:
+            if (conn.number, role) in sent_fin and side.final_state not in AFTER_FIN:
                 problems.append(f"{role} sent FIN, ends {side.final_state}")
     return problems
 
@@ -210,3 +222,38 @@ def test_end_of_capture_does_not_deliver_what_was_never_acknowledged(tmp_path: P
     assert not conn.trailing_changes
     assert any("client: stays FIN-WAIT-1" in n and "never acknowledge" in n
                for n in conn.notes), conn.notes
+
+
+# Reference traces whose packets no RFC 9293 state sends, with why the
+# inference leaves them as they are: (trace, the contradiction).
+ODD_STACKS = {
+    # A bare FIN (no ACK) from SYN-SENT: CLOSE in SYN-SENT deletes the TCB
+    # (RFC 9293 §3.10.4); the FIN changes nothing, the endpoint stays SYN-SENT.
+    ("tcp/fin_retransmission.pcap", "frame 2: client sent FIN, still SYN-SENT"),
+    ("tcp/syn-then-stuff-then-rst.pcap", "frame 3: client sent FIN, still SYN-SENT"),
+    ("tcp/syn-then-stuff-then-rst.pcap", "client sent FIN, ends SYN-SENT"),
+    # Data with ACK 16 s after the same endpoint's own RST (a raw-socket
+    # scanner): no state sends data after an abort.
+    ("modbus/modbus-and-non-modbus-p502.pcap", "frame 65: client sends ACK in CLOSED"),
+}
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="Zeek traces not present")
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(TRACES)) for p in TRACES.rglob("*.pcap*"))
+                         if TRACES.is_dir() else [])
+def test_reference_traces_have_no_contradicted_state(name: str) -> None:
+    found = {(name, problem) for problem in contradictions(analyze_file(TRACES / name))}
+    assert found <= ODD_STACKS, sorted(found - ODD_STACKS)
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="Zeek traces not present")
+def test_a_reset_the_endpoint_did_not_take_is_undone() -> None:
+    # rst-inject-rae.pcap: a RST (frame 7) the client goes on sending after
+    # (frame 8, 150 bytes): it never took effect on the client (RFC 5961 §3.2).
+    analysis = analyze_file(TRACES / "tcp/rst-inject-rae.pcap")
+    by_frame = {p.index: p for p in analysis.packets}
+    assert by_frame[7].client_state is State.CLOSED
+    assert by_frame[8].client_state is State.ESTABLISHED
+    (change,) = [c for w, c, _ in by_frame[8].changes if w == "client"]
+    assert change.rfc == "RFC 5961 §3.2" and "did not take effect" in (change.ambiguous or "")
+    assert by_frame[9].client_state is State.CLOSED  # the next RST closes it

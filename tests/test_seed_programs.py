@@ -96,3 +96,18 @@ def test_a_server_that_exits_before_listening_fails_the_run(tmp_path: Path) -> N
     assert result.code != 0
     assert "exited with status 4 before it listened" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_node_half_open_on_loopback(tmp_path: Path) -> None:
+    # The seed's half-open example: a dual-stack (::) server, a client that connects
+    # to TCPLAB_SERVER_ADDR; on lo both ends must still be told apart.
+    from tcplab import scenario as scenarios
+    from tcplab.lab.runner import Lab
+
+    result = Lab(tmp_path, loopback=True).run(scenarios.load("node-half-open"))
+    failed = [f"{f.fact}: {f.detail}" for f in result.facts if not f.held]
+    assert not failed, failed
+    tl = result.timeline
+    assert {p.sender for p in tl.packets()} == {"client", "server"}
+    assert State.TIME_WAIT in tl.state_path("client")
+    assert State.LAST_ACK in tl.state_path("server")

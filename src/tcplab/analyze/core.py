@@ -18,17 +18,19 @@ received, and the outputs mark it ``dropped_by_wire``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, read_segments
+from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment
 from tcplab.analyze.infer import InferredLike, Pair, make_observer
-from tcplab.analyze.wireshark import PROBLEM_FLAGS, StreamTracker
+from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS, StreamTracker
 from tcplab.analyze.zeek import (
     DEFAULT_LIKELY_SERVER_PORTS,
     ZeekConnection,
     ZeekTracker,
+    ZeekView,
 )
 from tcplab.states import State
 from tcplab.wire.flags import Flags
@@ -119,6 +121,11 @@ class Connection:
     trailing_changes: list[tuple[str, InferredLike, float]] = field(default_factory=list)
     # Frame numbers of the packets a tcplab lab's wire dropped.
     dropped_by_wire: list[int] = field(default_factory=list)
+    # From the engine: the Zeek verdict as text, and the first frames of
+    # the Zeek connections this connection's packets belong to.
+    zeek_state: str = ""
+    zeek_hist: str = ""
+    zeek_ids: tuple[int, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -188,11 +195,11 @@ class Connection:
 
     @property
     def zeek_conn_state(self) -> str:
-        return self.zeek.conn_state() if self.zeek else ""
+        return self.zeek.conn_state() if self.zeek else self.zeek_state
 
     @property
     def zeek_history(self) -> str:
-        return self.zeek.history if self.zeek else ""
+        return self.zeek.history if self.zeek else self.zeek_hist
 
     def to_dict(self) -> dict[str, object]:
         def side(s: Side) -> dict[str, object]:
@@ -232,7 +239,7 @@ class Connection:
 class Analysis:
     connections: list[Connection]
     packets: list[PacketRecord]
-    zeek: list[ZeekConnection]
+    zeek: Sequence[ZeekView]
     report: ReadReport
 
 
@@ -415,13 +422,7 @@ class Analyzer:
                 f"Zeek logs this stream from frame {frame} on as another connection "
                 f"({part.conn_state()}, history {part.history or '-'}): {why}"
             )
-        for role, side in ((CLIENT, conn.client), (SERVER, conn.server)):
-            if side.packets == 0:
-                peer = SERVER if role == CLIENT else CLIENT
-                conn.notes.append(
-                    f"only the {peer}'s packets are in the capture: both states are "
-                    f"inferred from one side (the {role}'s from what the {peer} sent it)"
-                )
+        conn.notes += _one_side_notes(conn)
 
     @staticmethod
     def _note(conn: Connection, changes: list[tuple[str, InferredLike, float]]) -> None:
@@ -467,16 +468,158 @@ def analyze_file(
     ignore_checksums: bool = False,
     keep_packets: bool = True,
     progress: Callable[[int], None] | None = None,
+    strict_checksums: bool = False,
+    keep_stream: int = -1,
 ) -> Analysis:
-    """Analyse a pcap/pcapng file.  Capture problems end up in ``report``."""
-    report = ReadReport()
-    return analyze_segments(
-        read_segments(path, report),
-        report,
+    """Analyse a pcap/pcapng file (``.gz``, ``-`` for standard input) with the
+    engine (``tcplab.analyze.engine``).  Capture problems end up in ``report``."""
+    from tcplab.analyze import engine
+
+    options = engine.Options(
         likely_server_ports,
         ignore_checksums,
+        strict_checksums,
         keep_packets,
-        progress,
+        keep_stream,
+    )
+    got = engine.collect(path, options, progress=progress)
+    connections = sorted((connection_of(t) for t in got.connections), key=lambda c: c.number)
+    zeek = sorted(
+        (engine.zeek_record(t) for t in got.zeek), key=lambda z: (z.start, z.first_frame)
+    )
+    packets = [packet_of(t) for t in got.packets]
+    return Analysis(connections, packets, zeek, got.report)
+
+
+def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
+    from tcplab.analyze.engine import STATES
+
+    packets, payload, mss, wscale, sack, ts, fin, rst, final = raw
+    return Side(
+        address,
+        port,
+        packets,
+        payload,
+        mss,
+        wscale,
+        bool(sack),
+        bool(ts),
+        None if fin is None else fin / 1e9,
+        None if rst is None else rst / 1e9,
+        STATES[final] if final >= 0 else None,
+    )
+
+
+_FIRST_NOTES = (
+    "",
+    "first SYN not captured: the SYN-ACK's receiver is the client",
+    "first SYN not captured: client/server roles follow Zeek's heuristic",
+)
+_ANOMALY_NAMES = (*FLAG_NAMES, "bad_checksum")
+
+
+def connection_of(t: tuple[Any, ...]) -> Connection:
+    """A ``Connection`` from the engine's record (``_engine.c`` conn_tuple)."""
+    from tcplab.analyze.engine import ROLES, TEXTS, address, changes_of
+
+    (
+        number, _ver, ca, cp, sa, sp, roles_known, first_note, start, end, syn, synack, hs_ack,
+        client, server, anomalies, zstate, zhist, zids, notes, trailing, dropped, _first, held,
+        parts,
+    ) = t
+    conn = Connection(
+        number=number,
+        client=_side(address(ca), cp, client),
+        server=_side(address(sa), sp, server),
+        start=start / 1e9,
+        end=end / 1e9,
+        roles_known=bool(roles_known),
+        syn_time=None if syn is None else syn / 1e9,
+        synack_time=None if synack is None else synack / 1e9,
+        handshake_ack_time=None if hs_ack is None else hs_ack / 1e9,
+        anomalies=Counter(
+            {name: n for name, n in zip(_ANOMALY_NAMES, anomalies, strict=True) if n}
+        ),
+        notes=([_FIRST_NOTES[first_note]] if first_note else [])
+        + [f"{ROLES[who]}: {TEXTS[text]}" for who, text in notes],
+        trailing_changes=list(changes_of(trailing)),
+        dropped_by_wire=list(dropped),
+        zeek_state=str(zstate),
+        zeek_hist=str(zhist),
+        zeek_ids=tuple(zids),
+    )
+    for receiver, sender, fin, when in held:
+        state = conn.side(ROLES[receiver]).final_state
+        conn.notes.append(
+            f"{ROLES[receiver]}: stays {state.value if state else 'unknown'} at the end of the "
+            f"capture: its packets never acknowledge the {ROLES[sender]}'s "
+            f"{'FIN' if fin else 'SYN'} sent {when / 1e9 - conn.start:.6f} s after the first "
+            "packet, so its arrival is not assumed"
+        )
+    for frame, syn, state, history in parts:
+        why = "a SYN with another ISN is connection reuse to Zeek (IsReuse)" if syn else (
+            "Zeek's timers had ended the earlier one"
+        )
+        conn.notes.append(
+            f"Zeek logs this stream from frame {frame} on as another connection "
+            f"({state}, history {history or '-'}): {why}"
+        )
+    conn.notes += _one_side_notes(conn)
+    return conn
+
+
+def _one_side_notes(conn: Connection) -> list[str]:
+    notes = []
+    for role, side in ((CLIENT, conn.client), (SERVER, conn.server)):
+        if side.packets == 0:
+            peer = SERVER if role == CLIENT else CLIENT
+            notes.append(
+                f"only the {peer}'s packets are in the capture: both states are "
+                f"inferred from one side (the {role}'s from what the {peer} sent it)"
+            )
+    return notes
+
+
+def packet_of(t: tuple[Any, ...]) -> PacketRecord:
+    """A ``PacketRecord`` from the engine's per-packet record (``_engine.c`` packet_tuple)."""
+    from tcplab.analyze.engine import (
+        ROLES,
+        STATES,
+        address,
+        analysis_flags,
+        changes_of,
+        options_text,
+    )
+
+    (
+        index, t_ns, stream, role, _ver, src, sport, dst, dport, seq, ack, flags, rel_seq,
+        rel_ack, nxt, length, wflags, dup, window, cstate, sstate, changes, opts, dropped,
+    ) = t
+    return PacketRecord(
+        index,
+        t_ns / 1e9,
+        stream,
+        ROLES[role],
+        address(src),
+        sport,
+        address(dst),
+        dport,
+        flags,
+        seq,
+        ack,
+        rel_seq,
+        rel_ack,
+        nxt,
+        length,
+        window,
+        analysis_flags(wflags),
+        dup,
+        STATES[cstate] if cstate >= 0 else None,
+        STATES[sstate] if sstate >= 0 else None,
+        changes_of(changes),
+        options_text(opts),
+        b"",
+        bool(dropped),
     )
 
 

@@ -14,7 +14,7 @@ trackers consume, with the two views of length they need side by side:
   ``TcpPacket.length``, tshark's ``tcp.len``).
 
 A tcplab lab capture also holds the packets its wire dropped, each with a
-packet comment line starting ``tcplab.lab.DROPPED_BY_WIRE`` (written by
+packet comment line starting ``tcplab.capture.pcapng.DROPPED_BY_WIRE`` (written by
 ``tcplab.lab.output``); such a segment is ``dropped``: sent, never received.
 Comments are pcapng ``opt_comment`` options (draft-ietf-opsawg-pcapng §3.5)
 of Enhanced Packet Blocks (§4.3): a classic pcap has none.
@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tcplab.capture import Record, TcpRecords, open_capture
-from tcplab.lab import DROPPED_BY_WIRE
+from tcplab.capture.pcapng import DROPPED_BY_WIRE
+from tcplab.wire.checksum import offload_partial_sum
 from tcplab.wire.decode import NotTcp, TcpPacket
 from tcplab.wire.options import Mss, Sack, SackPermitted, TcpOption, Timestamps, WindowScale
 
@@ -97,6 +98,9 @@ class Segment(NamedTuple):
     options: TcpOptions = NO_OPTIONS
     raw: bytes = b""  # the IP datagram as captured
     dropped: bool = False  # a tcplab wire dropped it: its receiver never got it
+    # The TCP checksum field holds only the pseudo-header sum (CHECKSUM_PARTIAL:
+    # a capture on the sending host, Linux loopback, RawCap): not verifiable.
+    partial_checksum: bool = False
 
     @property
     def syn(self) -> bool:
@@ -206,7 +210,15 @@ def segment_of(
         options_of(tcp.options),
         frame[packet.ip_offset : captured_end],
         dropped,
+        packet.checksum_ok is False and partial_checksum(packet),
     )
+
+
+def partial_checksum(packet: TcpPacket) -> bool:
+    """Whether the TCP checksum field holds the folded pseudo-header sum the
+    sender's NIC would have finished (``tcplab.wire.checksum.offload_partial_sum``)."""
+    length = packet.datagram_len - (packet.tcp_offset - packet.ip_offset)
+    return packet.tcp.checksum == offload_partial_sum(packet.src, packet.dst, length)
 
 
 def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterator[Segment]:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from tcplab.analyze.core import Connection, PacketRecord
-from tcplab.analyze.zeek import ZeekConnection
+from tcplab.analyze.zeek import ZeekView
 from tcplab.clock import calendar
 
 CONN_FIELDS = (
@@ -67,7 +67,7 @@ CONN_TYPES = (
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def zeek_uid(conn: ZeekConnection) -> str:
+def zeek_uid(conn: ZeekView) -> str:
     """A Zeek-looking uid ("C" + base62), stable for the same connection."""
     key = f"{conn.orig.addr}|{conn.orig.port}|{conn.resp.addr}|{conn.resp.port}|{conn.start:.6f}"
     n = int.from_bytes(hashlib.sha256(key.encode()).digest()[:12], "big")
@@ -83,7 +83,7 @@ def _stamp(t: float) -> str:
     return calendar(t, "%Y-%m-%d-%H-%M-%S") or f"{t:.6f}"
 
 
-def conn_log(conns: Sequence[ZeekConnection]) -> str:
+def conn_log(conns: Sequence[ZeekView]) -> str:
     """Zeek's conn.log (TSV) for these connections, in start order."""
     first = min((c.start for c in conns), default=0.0)
     last = max((c.last_time for c in conns), default=0.0)

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
 from tcplab.analyze.frames import Segment
 
@@ -194,6 +195,42 @@ class _Reassembly:
         return gaps
 
 
+class ZeekSideView(Protocol):
+    @property
+    def addr(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def pkts(self) -> int: ...
+    @property
+    def ip_bytes(self) -> int: ...
+
+
+class ZeekView(Protocol):
+    """What conn.log shows of a Zeek connection: this module's
+    ``ZeekConnection`` and the engine's ``ZeekRecord`` both fit."""
+
+    @property
+    def start(self) -> float: ...
+    @property
+    def last_time(self) -> float: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def history(self) -> str: ...
+    @property
+    def missed_bytes(self) -> int: ...
+    @property
+    def first_frame(self) -> int: ...
+    @property
+    def orig(self) -> ZeekSideView: ...
+    @property
+    def resp(self) -> ZeekSideView: ...
+    def conn_state(self) -> str: ...
+    def orig_bytes(self) -> int: ...
+    def resp_bytes(self) -> int: ...
+
+
 @dataclass(slots=True)
 class ZeekEndpoint:
     is_orig: bool
@@ -344,6 +381,10 @@ class ZeekConnection:
         self.add_history("^")
 
     # -- results ---------------------------------------------------------
+    @property
+    def first_frame(self) -> int:
+        return self.segments[0] if self.segments else 0
+
     @property
     def duration(self) -> float:
         return self.last_time - self.start

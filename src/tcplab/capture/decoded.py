@@ -33,7 +33,7 @@ class TcpRecords:
 
     def __init__(
         self,
-        reader: CaptureReader,
+        reader: CaptureReader | None,
         *,
         verify_checksum: bool = True,
         strict_checksum: bool = False,
@@ -62,31 +62,46 @@ class TcpRecords:
         self._fragment_offsets: dict[int, int] = {}
 
     def __iter__(self) -> Iterator[tuple[Record, TcpPacket]]:
-        verify, strict = self.verify_checksum, self.strict_checksum
-        problems = self.decode_problems
+        if self.reader is None:
+            raise TypeError("no reader: feed records to decode()")
         for record in self.reader:
-            self.frames += 1
-            try:
-                packet = decode_frame(
-                    record.linktype, record.data, verify_checksum=verify, strict_checksum=strict
-                )
-                if isinstance(packet, NotTcp) and "fragment" in packet.reason:
-                    reassembled = self._reassemble(record, packet)
-                    if reassembled is None:
-                        continue
-                    record, packet = reassembled
-            except WireError as exc:
-                self.undecodable += 1
-                if len(problems) < MAX_KEPT_PROBLEMS:
-                    problems.append(self.problem(record, exc))
-                continue
-            if isinstance(packet, NotTcp):
-                self.not_tcp += 1
-                if self.on_not_tcp is not None:
-                    self.on_not_tcp(record, packet)
-                continue
-            self.tcp += 1
-            yield record, packet
+            got = self.decode(record)
+            if got is not None:
+                yield got
+        self.end()
+
+    def decode(self, record: Record) -> tuple[Record, TcpPacket] | None:
+        """One record: its TCP packet (a reassembled datagram's on its last
+        fragment), or None when it holds none.  The analysis engine calls this
+        for the frames its fast decoder leaves to ``tcplab.wire``."""
+        self.frames += 1
+        try:
+            packet = decode_frame(
+                record.linktype,
+                record.data,
+                verify_checksum=self.verify_checksum,
+                strict_checksum=self.strict_checksum,
+            )
+            if isinstance(packet, NotTcp) and "fragment" in packet.reason:
+                reassembled = self._reassemble(record, packet)
+                if reassembled is None:
+                    return None
+                record, packet = reassembled
+        except WireError as exc:
+            self.undecodable += 1
+            if len(self.decode_problems) < MAX_KEPT_PROBLEMS:
+                self.decode_problems.append(self.problem(record, exc))
+            return None
+        if isinstance(packet, NotTcp):
+            self.not_tcp += 1
+            if self.on_not_tcp is not None:
+                self.on_not_tcp(record, packet)
+            return None
+        self.tcp += 1
+        return record, packet
+
+    def end(self) -> None:
+        """End of input: datagrams still incomplete become problems."""
         self._report(self.reassembler.finish())
 
     def _reassemble(
@@ -142,7 +157,7 @@ class TcpRecords:
     def dropped(self) -> int:
         """Problems found but not kept (to bound memory), reader's and decoder's."""
         return (
-            self.reader.problems_dropped
+            (self.reader.problems_dropped if self.reader is not None else 0)
             + self.undecodable
             + self.incomplete
             - len(self.decode_problems)
@@ -151,9 +166,10 @@ class TcpRecords:
     @property
     def skipped(self) -> int:
         """Records not yielded as packets for being malformed (not for not being TCP)."""
-        return self.reader.skipped + self.undecodable
+        return (self.reader.skipped if self.reader is not None else 0) + self.undecodable
 
     @property
     def problems(self) -> list[CaptureProblem]:
         """The reader's and the decoder's problems, in file order."""
-        return sorted([*self.reader.problems, *self.decode_problems], key=lambda p: p.offset)
+        read = self.reader.problems if self.reader is not None else []
+        return sorted([*read, *self.decode_problems], key=lambda p: p.offset)

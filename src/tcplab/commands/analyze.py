@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from tcplab.render.export import report_options
 
 if TYPE_CHECKING:  # the fast summary must not pay for importing the detailed engine
     from tcplab.analyze.core import Analysis, Connection
-    from tcplab.analyze.zeek import ZeekConnection
+    from tcplab.analyze.zeek import ZeekView
     from tcplab.scale.captureset import CaptureSet
 
 
@@ -44,22 +45,58 @@ def _selected(
     return out
 
 
-def _zeek_selected(zconns: list[ZeekConnection], chosen: list[Connection]) -> list[ZeekConnection]:
-    ids = {id(c.zeek) for c in chosen if c.zeek is not None}
-    frames = {n for c in chosen if c.zeek is not None for n in c.zeek.segments}
-    return [z for z in zconns if id(z) in ids or frames.intersection(z.segments)]
+def _zeek_selected(zconns: Sequence[ZeekView], chosen: list[Connection]) -> list[ZeekView]:
+    """The Zeek connections the chosen connections' packets belong to."""
+    ids = {i for c in chosen for i in c.zeek_ids}
+    return [z for z in zconns if z.first_frame in ids]
 
 
 def _run(
-    paths: tuple[str, ...], bare: bool, ignore_checksums: bool, keep_packets: bool
+    paths: tuple[str, ...],
+    bare: bool,
+    ignore_checksums: bool,
+    keep_packets: bool,
+    strict_checksums: bool = False,
 ) -> tuple[Analysis, CaptureSet]:
-    """The files of ``paths`` analysed as one capture (tcplab.scale.captureset)."""
+    """Analyse ``paths``: one file (or ``-``) straight through the engine's
+    reader; several files, a directory or a URL as one capture merged by time
+    (tcplab.scale.captureset)."""
     from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+    from tcplab.scale.captureset import CaptureSet, is_url
+
+    ports = frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS
+    if len(paths) == 1 and not is_url(paths[0]) and not Path(paths[0]).is_dir():
+        from tcplab.analyze.core import analyze_file
+
+        path = paths[0]
+        size = Path(path).stat().st_size if path != "-" else 0
+        if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
+            analysis = analyze_file(
+                path, ports, ignore_checksums, keep_packets, strict_checksums=strict_checksums
+            )
+        else:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task(f"analysing {Path(path).name}", total=size)
+                analysis = analyze_file(
+                    path,
+                    ports,
+                    ignore_checksums,
+                    keep_packets,
+                    progress=lambda n: bar.advance(task, n),
+                    strict_checksums=strict_checksums,
+                )
+        if analysis.report.frames == 0 and analysis.report.problems:
+            raise InputError(analysis.report.problems[0])
+        return analysis, CaptureSet((path,))
     from tcplab.scale.engine import EngineOptions
     from tcplab.scale.local import analyze_set
 
-    ports = frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS
     return analyze_set(paths, EngineOptions(ports, ignore_checksums, keep_packets))
+
+
+PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar helps
 
 
 @click.command(name="analyze")
@@ -138,7 +175,8 @@ def command(
 
         run_cli(files, dask, parquet, parquet_packets, conn_log, as_json, bare, ignore_checksums)
         return
-    if len(files) == 1 and not Path(files[0]).exists() and "://" not in files[0]:
+    first = files[0]
+    if len(files) == 1 and first != "-" and not Path(first).exists() and "://" not in first:
         raise InputError(f"{files[0]}: no such file")
     file = Path(files[0])
     if summary:

@@ -240,7 +240,9 @@ def _show(result: RunResult, sc: scenarios.Scenario | None, width: int | None,
     from tcplab.lab.runner import without_inferred
     from tcplab.render.text import render_ladder_rich
 
-    console = Console(file=sys.stdout)
+    # --width is the width of everything printed, also into a pipe (rich's default 80
+    # would re-wrap a wider ladder).
+    console = Console(file=sys.stdout, width=width)
     shown = result.timeline if inferred else without_inferred(result.timeline)
     console.print(render_ladder_rich(shown, width=width or console.width,
                                      explain_seq=looks.explain_seq, collapse=looks.collapse,
@@ -258,12 +260,12 @@ def _show(result: RunResult, sc: scenarios.Scenario | None, width: int | None,
             return tr(text, looks.lang)
 
         table = Table(t("fact"), t("held"), t("detail"), title=t("expected facts"), box=None)
+        longest = max(len(f.fact) for f in result.facts)
         for fact in result.facts:
             mark = f"[green]{t('yes')}[/]" if fact.held else f"[red]{t('NO')}[/]"
             detail = t(fact.detail)
             if not looks.full_facts:
-                detail = _fact_line(detail, max((width or console.width) - len(fact.fact) - 12,
-                                                30))  # fmt: skip
+                detail = _fact_line(detail, max((width or console.width) - longest - 14, 30))
             table.add_row(fact.fact, mark, escape(detail))
         console.print(table)
     files = [p for p in (result.pcapng_path, result.json_path) if p]

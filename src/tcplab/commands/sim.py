@@ -12,7 +12,12 @@ from tcplab import scenario as scenarios
 from tcplab.errors import InputError
 from tcplab.fmt import locale_lang
 from tcplab.model.sim import Variant, run_scenario, sim_can_play, variants_of, verdict
-from tcplab.render.export import report_options, write_views
+from tcplab.render.export import (
+    explain_seq_default,
+    ladder_options,
+    report_options,
+    write_views,
+)
 from tcplab.render.text import render_ladder
 from tcplab.states import State
 from tcplab.timeline import Event, Note, Snapshot, Timeline
@@ -46,9 +51,13 @@ def _write_json(timelines: list[Timeline], target: str) -> None:
 @click.option("--variant", help="Play only the variant with this name.")
 @click.option("--width", type=int, help="Ladder width in columns (default 100).")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios the model can play.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
+              help="The ladder's notes in this language (default: zh for zh_* locales).")
+@ladder_options
 @report_options
 def command(scenario: str | None, profile: str, json_out: str | None, seed: int,
-            variant: str | None, width: int | None, list_only: bool,
+            variant: str | None, width: int | None, list_only: bool, lang: str | None,
+            explain_seq: bool | None, all_segments: bool,
             report: str | None, mermaid: str | None, svg_out: str | None) -> None:
     """Run SCENARIO on two model endpoints over a simulated network.
 
@@ -98,7 +107,10 @@ def command(scenario: str | None, profile: str, json_out: str | None, seed: int,
             if v.name:
                 click.echo(f"=== {v.name} ===")
             shown = model_view(timeline)
-            click.echo(render_ladder(shown, width=width, color=sys.stdout.isatty()), nl=False)
+            click.echo(render_ladder(shown, width=width, color=sys.stdout.isatty(),
+                                     explain_seq=explain_seq_default(explain_seq, sc),
+                                     collapse=not all_segments, lang=lang or locale_lang()),
+                       nl=False)  # fmt: skip
             label = f"{v.name}: " if v.name else ""
             click.echo(f"verdict: {label}{verdict(timeline)}")
             if v.verdict:

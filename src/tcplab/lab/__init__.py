@@ -21,9 +21,6 @@ from typing import Any
 
 __all__ = ["DROPPED_BY_WIRE", "Lab", "RunResult"]
 
-# Starts the pcapng comment line of a packet the fault program dropped (``output``
-# writes it, ``tcplab.analyze.frames`` reads it); here, so reading it imports nothing.
-DROPPED_BY_WIRE = "DROPPED by the wire"
 
 
 def __getattr__(name: str) -> Any:
@@ -32,4 +29,9 @@ def __getattr__(name: str) -> Any:
         from tcplab.lab import runner
 
         return getattr(runner, name)
+    if name == "DROPPED_BY_WIRE":
+        # The marker belongs to the capture format (tcplab.capture.pcapng).
+        from tcplab.capture.pcapng import DROPPED_BY_WIRE
+
+        return DROPPED_BY_WIRE
     raise AttributeError(name)

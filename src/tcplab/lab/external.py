@@ -310,8 +310,8 @@ def reach_server(run: _Run, address: str, port: int) -> None:
       accept 127/8 (``route_localnet``, a per-interface sysctl inside the
       lab's namespaces).  The wire then carries client -> 127.0.0.1.
     * with ``--loopback``: both programs share one 127.0.0.1; its local
-      route gets the client's lab address as preferred source, so the
-      client's end is 127.89.X.1 and the two ends can be told apart.
+      route (and 127/8's) gets the client's lab address as preferred source,
+      so the client's end is 127.89.X.1 and the two ends can be told apart.
 
     Either way 127.0.0.1 becomes an alias of the server (``_Run.add_alias``).
     A server listening on a lab address or on 0.0.0.0 needs nothing more.
@@ -321,11 +321,13 @@ def reach_server(run: _Run, address: str, port: int) -> None:
     targets = ["127.0.0.1"]
     if address.startswith("127.") and address not in targets:
         targets.append(address)
-    if ":" in address:
-        return  # IPv6 programs use TCPLAB_SERVER_ADDR (::1 is not mapped)
+    if ":" in address and address != "::":
+        return  # a server on one IPv6 address is reached at it (::1 is not mapped)
     client_ns = Path(run.ns["client"]).name
     if run.loopback:
-        for target in targets:
+        # The whole of 127/8 too: a client connecting to TCPLAB_SERVER_ADDR (127.89.X.2)
+        # would otherwise get 127.0.0.1, the server's alias, as its source.
+        for target in [*targets, "127.0.0.0/8"]:
             host.ip("-n", client_ns, "route", "replace", "local", target, "dev", "lo", "table",
                     "local", "proto", "kernel", "scope", "host", "src", run.addr["client"])
     else:
@@ -340,7 +342,7 @@ def reach_server(run: _Run, address: str, port: int) -> None:
         host.ip("-n", client_ns, "rule", "del", "pref", "0")
     for target in targets:
         run.add_alias(target, port)
-    if address not in ("0.0.0.0", run.addr["server"]) and not address.startswith("127."):
+    if address not in ("0.0.0.0", "::", run.addr["server"]) and not address.startswith("127."):
         run.notes.append(Note(time.monotonic(), f"the server listens on {address}, which the "
                               "lab does not route", "server"))  # fmt: skip
 

@@ -214,10 +214,13 @@ class FaultProgram(Generic[Token]):
         label = state.rule.note or f"the scenario's fault {state.index}"
         n = len(state.held)
         others = f", let go with {n - 1} more" if n > 1 else ""
-        out = [
-            Release(tok, now, note=f"the wire held it {(now - t) * 1000:.1f} ms: {label}{others}")
-            for t, tok in state.held
-        ]
+
+        def note(held: float) -> str:
+            if held < 5e-4 and n > 1:  # the packet that completed the hold
+                return f"the wire let it go at once with the {n - 1} it held: {label}"
+            return f"the wire held it {held * 1000:.1f} ms: {label}{others}"
+
+        out = [Release(tok, now, note=note(now - t)) for t, tok in state.held]
         state.held.clear()
         state.spent = True
         return out

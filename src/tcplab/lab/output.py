@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tcplab.capture import PcapngWriter
+from tcplab.capture.pcapng import DROPPED_BY_WIRE
 from tcplab.errors import InputError
-from tcplab.lab import DROPPED_BY_WIRE
 from tcplab.scenario_schema import NAME
 from tcplab.timeline import ApiCall, Packet, Timeline
 

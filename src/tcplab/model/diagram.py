@@ -67,6 +67,8 @@ _ABNORMAL_TRIGGERS = frozenset({
     Trigger.TIMEOUT_FIN_WAIT_2, Trigger.RCV_DATA_AFTER_CLOSE,
 })  # fmt: skip
 _ABNORMAL_GUARDS = frozenset({"unread_data", "accept_queue_full", "syn_is_newer"})
+# Extensions to the classic picture (RFC 7413 Fast Open): listed, not drawn.
+_EXTENSION_RFCS = ("RFC 7413",)
 
 
 def is_normal(edge: Transition) -> bool:
@@ -74,9 +76,10 @@ def is_normal(edge: Transition) -> bool:
 
 
 def is_abnormal(edge: Transition) -> bool:
-    """An edge the two-column picture lists in its legend (``--all-edges`` draws it)."""
+    """An edge the two-column picture lists in its legend (``--all-edges`` draws it):
+    the abnormal endings, the counterfactuals and the extensions (Fast Open)."""
     return (edge.trigger in _ABNORMAL_TRIGGERS or edge.guard in _ABNORMAL_GUARDS
-            or edge.counterfactual)  # fmt: skip
+            or edge.counterfactual or any(r in edge.rfc for r in _EXTENSION_RFCS))  # fmt: skip
 
 
 def _node_id(state: State) -> str:
@@ -120,6 +123,8 @@ def _segment_fits(trigger: Trigger, packet: Packet) -> bool:
 
 
 def _api_fits(trigger: Trigger, call: ApiCall) -> bool:
+    if call.call == "sendto" and "MSG_FASTOPEN" in " ".join(call.args):
+        return trigger.name == "CONNECT_FASTOPEN"
     if call.call == "shutdown":
         how = " ".join(call.args)
         return trigger is Trigger.SHUTDOWN_WR and ("SHUT_WR" in how or "SHUT_RDWR" in how)

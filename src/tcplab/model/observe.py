@@ -43,6 +43,8 @@ from tcplab.wire.flags import Control, Flags
 from tcplab.wire.seq import Seq
 
 _ACK = int(Flags.ACK)
+# States in which sending a FIN is a change (RFC 9293 §3.10.4 CLOSE).
+_BEFORE_CLOSE = frozenset({State.ESTABLISHED, State.SYN_RECEIVED, State.CLOSE_WAIT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class Observer:
         self.snd_max: Seq | None = None  # the highest sequence number we sent, plus one
         # What our SYN-ACK acknowledged (the peer's SYN, and its data with TFO).
         self.synack_ack: Seq | None = None
+        # The state a received RST closed, until this endpoint shows it took it.
+        self.before_reset: State | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -161,6 +165,8 @@ class Observer:
             return out
         if control is Control.RST:
             return self._sent_reset()
+        if self.state is State.CLOSED and self.before_reset is not None and bits & _ACK:
+            out.append(self._reset_not_taken(self.before_reset))
         if bits & _ACK and ack is not None:
             out.extend(self._own_ack_shows(Seq(ack)))
         if self.pending_syn is not None and bits & _ACK:
@@ -168,7 +174,8 @@ class Observer:
             out.extend(self._answered_syn("the SYN-ACK answering the SYN was not seen"))
         if control is Control.FIN:
             end = Seq(seq) + length + 1
-            if self.our_fin_end is not None and end == self.our_fin_end:
+            if (self.our_fin_end is not None and end == self.our_fin_end
+                    and self.state not in _BEFORE_CLOSE):
                 return out  # a retransmitted FIN changes nothing
             self.our_fin_end = end
             out.extend(self._midstream())
@@ -291,7 +298,20 @@ class Observer:
             ack != self.iss + 1
         ):
             return []  # §3.10.7.3: a RST that does not ACK our SYN is ignored
+        self.before_reset = state
         return [self._take(Trigger.RCV_RST, State.CLOSED)]
+
+    def _reset_not_taken(self, restored: State) -> Inferred:
+        """The endpoint sends on (ACK set, no SYN or RST) after a RST it was
+        taken to accept: the RST never took effect.  RFC 5961 §3.2 answers an
+        in-window RST that is not exactly RCV.NXT with a challenge ACK, and a
+        RST forged or lost on the way never arrives.  Not a table edge (no
+        edge leaves CLOSED that way): the inference that closed it is undone,
+        as a refused SYN's assumed LISTEN is corrected."""
+        old, self.state, self.before_reset = self.state, restored, None
+        return Inferred(old, restored, "sent after the RST", "RFC 5961 §3.2",
+                        "the RST it was sent did not take effect: it goes on sending "
+                        "(a challenge ACK, or a RST that never arrived)")
 
     def _received_syn(self, seq: Seq, ack: Seq | None, length: int,
                       now: float) -> list[Inferred]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tcplab.errors import InputError
+from tcplab.fmt import value_text
 from tcplab.model import profile as profiles
 from tcplab.model.host import Host
 from tcplab.model.net import Link, Network, SplitMix64
@@ -742,7 +743,7 @@ def verdict(timeline: Timeline) -> str:
         path = timeline.state_path(name)
         if path:
             finals.append(f"{name} ends {path[-1]}")
-    reads = [f"{c.actor} read {c.result}" for c in timeline.api_calls()
+    reads = [f"{c.actor} read {value_text(c.result)}" for c in timeline.api_calls()
              if c.call == "recv" and c.result not in (None, "b''")]
     parts = [
         ("RST: " + ", ".join(resets)) if resets else "no RST",

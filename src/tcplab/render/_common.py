@@ -8,6 +8,7 @@ are long enough to deserve a break in the time axis.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -110,6 +111,9 @@ def columns(timeline: Timeline) -> Columns:
     return Columns(infos[0], infos[1])
 
 
+_API_CAUSE = re.compile(r"^(connect|close|listen|shutdown|abort|sendto)\(")
+
+
 def _draw_rank(event: Event) -> int:
     """Tie-break for events at one instant.
 
@@ -123,7 +127,9 @@ def _draw_rank(event: Event) -> int:
     if isinstance(event, Packet):
         return 1
     if isinstance(event, StateChange):
-        return 2
+        # A change a call made (connect() -> SYN-SENT) comes before the segment
+        # it sends; one a segment made comes after it.
+        return 0 if _API_CAUSE.match(event.cause) else 2
     if isinstance(event, Snapshot):
         return 4
     return 5
@@ -294,7 +300,10 @@ def api_call_text(call: ApiCall) -> str:
     if call.call == "sleep":
         return f"sleeps {', '.join(a.split('=', 1)[-1] for a in rest)} s"
     if call.call == "wait":
-        return f"{sock}waits for ss to show {', '.join(rest)}"
+        values = dict(a.split("=", 1) for a in rest if "=" in a)
+        state = values.get("state", "").strip("'\"")
+        return f"{sock}waits until ss shows {state}" if state else \
+            f"{sock}waits until the socket is gone"
     return f"{call.call}({', '.join(call.args)})"
 
 
@@ -302,7 +311,7 @@ def api_result_text(call: ApiCall) -> str:
     """What the call returned: ``= 12``, ``-> EADDRINUSE``; empty when nothing to say."""
     if call.errno:
         return f"-> {call.errno}"
-    if call.call in ("sleep", "abort") or call.actor == WIRE_ACTOR:
+    if call.call in ("sleep", "abort", "wait") or call.actor == WIRE_ACTOR:
         return ""
     if call.result is not None:
         return f"= {value_text(call.result)}"

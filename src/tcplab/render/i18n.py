@@ -31,6 +31,7 @@ _ZH: tuple[tuple[re.Pattern[str], _Sub], ...] = tuple(
          "（存活 tcp_fin_timeout 秒）"),
         (r"^expected (\S+), got (\S+)$", r"预期 \1，实际 \2"),
         # what the wire did
+        (r"^✗ (the wire drops .+)$", lambda m: "✗ " + tr(m[1], "zh")),
         (r"^the wire drops everything to and from (?:the )?(\w+)(?: and the (\w+))?$",
          lambda m: f"线路丢弃发往和来自 {m[1]}{' 和 ' + m[2] if m[2] else ''} 的一切"),
         (r"^the wire drops everything from the (\w+) \((.+)\)$", r"线路丢弃来自 \1 的一切（\2）"),
@@ -48,7 +49,10 @@ _ZH: tuple[tuple[re.Pattern[str], _Sub], ...] = tuple(
         (r"^ (.+) later $", r" \1 后 "),
         # calls that are not socket calls
         (r"^sleeps (\S+) s$", r"等待 \1 秒"),
-        (r"^(\w+: )?waits for ss to show (.+)$", r"\1等待 ss 显示 \2"),
+        (r"^(\w+: )?waits until ss shows (.+)$", r"\1等待 ss 显示 \2"),
+        (r"^(\w+: )?waits until the socket is gone$", r"\1等待 socket 消失"),
+        (r"^the wire let it go at once with the (\d+) it held: (.+)$",
+         r"线路随即把它与扣留的 \1 个一起放行：\2"),
         (r"^kill\(SIGKILL\): the process dies, the kernel closes its sockets$",
          "kill(SIGKILL)：进程终止，内核关闭它的 socket"),
         (r"^(\w+: )?fork\(\); close\(\) in child$", r"\1fork()；子进程中 close()"),

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from tcplab.fmt import window_text
 from tcplab.render._common import (
     BREAK_GAP,
     SOURCE_LEGEND,
@@ -184,7 +185,7 @@ def packet_tooltip(packet: Packet) -> str:
         f"seq {packet.seq}" + _relative(packet.rel_seq),
         f"ack {packet.ack}" + _relative(packet.rel_ack),
         f"len {packet.length}",
-        f"win {packet.window}",
+        f"win {window_text(packet.window, packet.win_shift, syn='S' in packet.flags)}",
     ]
     if packet.options:
         lines.append(f"options {packet.options}")
@@ -322,7 +323,9 @@ def _draw_packet(
             f' fill="{stroke}">&lt;{_esc(options)}&gt;</text>'
         )
         below = y1 + 18
-    notes = (["dropped by the wire"] if packet.dropped else []) + list(packet.annotations)
+    said = any(a.startswith("the wire drops") for a in packet.annotations)
+    notes = (["dropped by the wire"] if packet.dropped and not said else [])
+    notes += list(packet.annotations)
     anchor_x = x0 + (30 if rightward else -30)
     anchor = "start" if rightward else "end"
     for css, text in [("ann", line) for line in wrap(", ".join(notes), 64)] if notes else []:

@@ -262,9 +262,11 @@ def _packet_rows(layout: _Layout, cols: Columns, packet: Packet, time: str, rela
     rows.append(_row(layout, time, middle=middle))
     if part == "arrives":
         return rows
-    if packet.dropped:
+    said = any(a.startswith("the wire drops") for a in packet.annotations)
+    if packet.dropped and not said:
         notes.append("✗ dropped by the wire")
-    notes += [f"({a})" for a in packet.annotations]
+    notes += [f"✗ {a}" if said and a.startswith("the wire drops") else f"({a})"
+              for a in packet.annotations]
     if part == "leaves" and packet.delivered is not None and not packet.annotations:
         notes.append(f"(arrives {format_gap(packet.delivered - packet.time)} later)")
     if seq_note:
@@ -342,7 +344,12 @@ def _api_rows(layout: _Layout, cols: Columns, call: ApiCall, time: str) -> list[
         return [_row(layout, time, middle=_beside(layout, whole, side, style))]
     rows = _text_rows(layout, head, side, "bold", time=time, indent="  ")
     if result:
-        rows += _text_rows(layout, "  " + result, side, style, indent="    ")
+        # The result under the call, indented, on the caller's side; wrapped if long.
+        if display_width(result) + 2 <= room:
+            rows.append(_row(layout, middle=_beside(layout, pad("  " + result, room), side,
+                                                    style)))  # fmt: skip
+        else:
+            rows += _text_rows(layout, result, side, style, indent="  ")
     return rows
 
 

@@ -110,7 +110,13 @@ def _keyed(
     opened at all is one line in ``unreadable`` and no segments."""
     latest = -(1 << 63)
     try:
-        for seg in read_segments(path, report):
+        if is_url(path):
+            from tcplab.scale.ranges import url_segments
+
+            segments = url_segments(file_id, path, report)
+        else:
+            segments = read_segments(path, report)
+        for seg in segments:
             latest = max(latest, seg.time_ns)
             if file_id:
                 seg = seg._replace(index=encode_frame(file_id, seg.index))

@@ -32,6 +32,7 @@ import heapq
 import logging
 import operator
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,13 +41,22 @@ from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.errors import InputError
 from tcplab.scale.captureset import OrderKey, encode_frame, resolve
-from tcplab.scale.engine import Batch, EngineOptions, analyze_ordered, segments_of
-from tcplab.scale.ranges import FileLayout, RangeMeta, RangeSpec, global_problem, layout, read_range
+from tcplab.scale.engine import Batch, EngineOptions, analyze_ordered, iter_segments
+from tcplab.scale.ranges import (
+    WHOLE_FILE,
+    FileLayout,
+    RangeMeta,
+    RangeSpec,
+    global_problem,
+    layout,
+    read_range,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-RANGE_BYTES = 64 << 20  # bytes per read task
+RANGE_BYTES = 64 << 20  # bytes of capture per read task
+PARTITION_BYTES = 256 << 20  # bytes of capture per flow-hash partition (about)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +78,11 @@ class Result:
     problems: list[str] = field(default_factory=list)
     connections: int = 0
     partitions: int = 0
-    dashboard: str | None = None
+    packets: int = 0
+    read_seconds: float = 0.0  # stage 1, summed over tasks
+    shuffle_bytes: int = 0  # Arrow bytes stage 1 hands to stage 2
+    partition_seconds: list[float] = field(default_factory=list)  # stage 2, per partition
+    worker_peak_rss: int = 0  # the largest worker's peak RSS after stage 2
 
 
 # -- stage 2 and 3 (run on the workers) ---------------------------------------------------
@@ -79,14 +93,16 @@ def analyse_partition(
     frame_base: dict[tuple[int, int], int],
     carry_latest: dict[tuple[int, int], int],
     options: EngineOptions,
-) -> Batch:
+) -> Partition:
     """Stage 2: one flow-hash partition, ordered by key, through the engine."""
     import numpy as np
     import pyarrow as pa
 
+    started = time.perf_counter()
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return analyze_ordered(iter(()), options, track_keys=True)
+        batch = analyze_ordered(iter(()), options, track_keys=True)
+        return Partition(batch, 0, time.perf_counter() - started, _peak_rss())
     table = pa.concat_tables(tables)
     files = table.column("file").to_numpy().astype(np.int64)
     ranges = table.column("range").to_numpy().astype(np.int64)
@@ -100,16 +116,33 @@ def analyse_partition(
     table = table.take(pa.array(order))
     files, frames, keys = files[order], frames[order], keys[order]
     index = [encode_frame(int(f), int(n)) for f, n in zip(files, frames, strict=True)]
-    segments = segments_of(table, index)
+    segments = iter_segments(table, index)
     items = (
         ((int(k), int(f), int(n)), seg)
         for k, f, n, seg in zip(keys, files, frames, segments, strict=True)
     )
-    return analyze_ordered(items, options, track_keys=True)
+    batch = analyze_ordered(items, options, track_keys=True)
+    return Partition(batch, table.num_rows, time.perf_counter() - started, _peak_rss())
 
 
-def batch_keys(batch: Batch) -> list[OrderKey]:
-    return batch.conn_keys
+@dataclass(slots=True)
+class Partition:
+    """Stage 2's output: the engine's batch, and what it cost."""
+
+    batch: Batch
+    packets: int
+    seconds: float
+    peak_rss: int  # bytes, of the worker process so far
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def partition_figures(part: Partition) -> tuple[list[OrderKey], int, float, int]:
+    return part.batch.conn_keys, part.packets, part.seconds, part.peak_rss
 
 
 @dataclass(slots=True)
@@ -123,7 +156,7 @@ class Written:
 
 
 def write_partition(
-    batch: Batch,
+    part_out: Partition,
     numbers: list[int],
     part: int,
     parquet: str | None,
@@ -135,6 +168,7 @@ def write_partition(
     """Stage 3: connection numbers in, Parquet part and text rows out."""
     from tcplab.analyze.output import conn_log, json_lines
 
+    batch = part_out.batch
     analysis = batch.analysis
     conns = analysis.connections
     by_stream = {c.number: n for c, n in zip(conns, numbers, strict=True)}
@@ -174,7 +208,7 @@ def plan_ranges(lays: Sequence[FileLayout], range_bytes: int) -> list[tuple[File
     out: list[tuple[FileLayout, RangeSpec]] = []
     for lay in lays:
         if lay.kind == "gzip":
-            out.append((lay, RangeSpec(lay.file_id, 0, 0, 1 << 62, exact=True)))
+            out.append((lay, RangeSpec(lay.file_id, 0, 0, WHOLE_FILE, exact=True)))
             continue
         starts = list(range(lay.data_start, max(lay.size, lay.data_start + 1), range_bytes))
         for i, start in enumerate(starts):
@@ -244,7 +278,6 @@ def run(
     problems: list[str] = []
     capture = resolve(inputs, problems)
     workers = max(1, len(client.scheduler_info().get("workers", {})))
-    parts = partitions or max(2 * workers, 2)
     # Layouts: read on the workers too (the files must be where the workers are).
     lay_futures = [client.submit(_layout, f, i, pure=False) for i, f in enumerate(capture.files)]
     lays: list[FileLayout] = []
@@ -258,6 +291,9 @@ def run(
         raise InputError(problems[0])
     specs = plan_ranges(lays, range_bytes)
     total = sum(lay.size for lay in lays)
+    # Enough partitions to keep every worker busy, and small enough that one
+    # partition's columns fit a worker comfortably (docs/scale.md).
+    parts = partitions or max(2 * workers, -(-total // PARTITION_BYTES))
     futures: dict[tuple[int, int], Any] = {}
     meta_of: dict[Any, Any] = {}
     for lay, spec in specs:
@@ -316,7 +352,8 @@ def run(
         batches.append(
             client.submit(analyse_partition, pieces, frame_base, carry_latest, options, pure=False)
         )
-    keys_per_part = client.gather([client.submit(batch_keys, b, pure=False) for b in batches])
+    figures = client.gather([client.submit(partition_figures, b, pure=False) for b in batches])
+    keys_per_part = [f[0] for f in figures]
     # Connection numbers: the rank of each connection's first packet over all partitions.
     ranked = sorted((k, p, i) for p, ks in enumerate(keys_per_part) for i, k in enumerate(ks))
     numbers: list[list[int]] = [[0] * len(ks) for ks in keys_per_part]
@@ -346,6 +383,11 @@ def run(
     ]
     written: list[Written] = client.gather(written_futures)
     result = Result(problems=report.problems, connections=len(ranked), partitions=parts)
+    result.read_seconds = sum(m.seconds for m in accepted)
+    result.shuffle_bytes = sum(m.arrow_bytes for m in accepted)
+    result.packets = sum(f[1] for f in figures)
+    result.partition_seconds = [f[2] for f in figures]
+    result.worker_peak_rss = max((f[3] for f in figures), default=0)
     if want_json:
         result.json = "".join(line for _n, line in heapq.merge(*(w.json for w in written)))
     if want_log:

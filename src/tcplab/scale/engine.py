@@ -6,17 +6,17 @@ engine goes through ``analyze_ordered``, and everything that ships
 segments between processes goes through ``SEGMENT_SCHEMA`` (the per-packet
 columns the engine needs), so a change of engine is a change of this file.
 
-Today the engine is ``tcplab.analyze.core.Analyzer``: one instance per
-batch, fed segment by segment, ``finish()`` at the end.
+The engine is ``tcplab.analyze.engine.Engine`` (the C engine): one instance
+per batch, fed segment by segment, ``finish()`` at the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tcplab.analyze.core import Analysis, Analyzer
+from tcplab.analyze.core import Analysis
 from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.scale.captureset import OrderKey
@@ -53,23 +53,37 @@ def analyze_ordered(
     report: ReadReport | None = None,
     track_keys: bool = False,
 ) -> Batch:
-    """Run the engine over segments already in order-key order."""
-    analyzer = Analyzer(options.likely_server_ports, options.ignore_checksums, options.keep_packets)
-    observe = analyzer.observe
-    state = analyzer.state
-    if not track_keys:
-        for _key, seg in items:
-            observe(seg)
-        return Batch(analyzer.finish(report if report is not None else ReadReport()))
-    conn_keys: list[OrderKey] = []
+    """Run the engine (``tcplab.analyze.engine``) over segments already in order-key order."""
+    from tcplab.analyze import engine
+    from tcplab.analyze.core import connection_of, packet_of
+    from tcplab.analyze.engine import FIRST_FRAME
+
+    run = engine.Engine(
+        engine.Options(
+            options.likely_server_ports,
+            options.ignore_checksums,
+            keep_packets=options.keep_packets,
+            evict=False,
+        )
+    )
     by_frame: dict[int, OrderKey] = {}
     for key, seg in items:
-        observe(seg)
-        by_frame[seg.index] = key
-        if len(state) > len(conn_keys):  # the engine numbers new streams 0, 1, 2, ...
-            conn_keys.append(key)
-    analysis = analyzer.finish(report if report is not None else ReadReport())
-    zeek_keys = [by_frame[z.segments[0]] for z in analysis.zeek]
+        run.feed_segment(seg)
+        if track_keys:
+            by_frame[seg.index] = key
+    conns, zeek, packets = run.finish()
+    conns.sort(key=lambda t: t[0])
+    zrecords = sorted((engine.zeek_record(z) for z in zeek), key=lambda z: (z.start, z.first_frame))
+    analysis = Analysis(
+        [connection_of(t) for t in conns],
+        [packet_of(t) for t in packets],
+        zrecords,
+        report if report is not None else ReadReport(),
+    )
+    if not track_keys:
+        return Batch(analysis)
+    conn_keys = [by_frame[t[FIRST_FRAME]] for t in conns]
+    zeek_keys = [by_frame[z.first_frame] for z in zrecords]
     return Batch(analysis, conn_keys, zeek_keys)
 
 
@@ -197,6 +211,13 @@ class SegmentColumns:
                 values = [values[i] for i in rows]
             arrays.append(pa.array(values, schema.field(name).type))
         return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def iter_segments(table: pa.Table, index: Sequence[int], rows: int = 65536) -> Iterator[Segment]:
+    """Segments back from their columns, ``rows`` at a time (the Arrow table is
+    compact; the Python objects exist only a slice at a time)."""
+    for start in range(0, table.num_rows, rows):
+        yield from segments_of(table.slice(start, rows), index[start : start + rows])
 
 
 def segments_of(table: pa.Table, index: Sequence[int]) -> list[Segment]:

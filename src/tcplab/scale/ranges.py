@@ -33,14 +33,16 @@ A ``.gz`` file cannot be entered in the middle: it is one range.
 
 from __future__ import annotations
 
+import io
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from tcplab.analyze.frames import dropped_by_wire, segment_of
+from tcplab.analyze.frames import ReadReport, Segment, dropped_by_wire, segment_of
 from tcplab.capture import TcpRecords, pcap, pcapng
 from tcplab.capture.reader import GZIP_MAGIC, CaptureReader, Record
 from tcplab.capture.source import ChunkSource, ProblemSink
@@ -52,6 +54,7 @@ from tcplab.wire.decode import NotTcp
 if TYPE_CHECKING:
     import pyarrow as pa
 
+WHOLE_FILE = 1 << 62  # the end of a range that is the whole file (gzip: decompressed offsets)
 CHAIN = 8  # records (blocks) after a candidate that must check out too
 MAX_GAP_NS = 86_400 * 10**9  # consecutive records of a chain: at most a day apart
 MAX_SPAN_NS = 366 * 86_400 * 10**9  # a record: within a year of the file's first
@@ -104,7 +107,7 @@ class FileLayout:
     path: str
     file_id: int
     size: int
-    kind: str  # "pcap" | "pcapng" | "gzip"
+    kind: str  # "pcap" | "pcapng" | "gzip" (and anything else read whole, from the start)
     data_start: int  # offset of the first record (pcap: 24) or block (pcapng: 0)
     pcap_header: bytes = b""  # pcap: the 24-byte global header
     carry: bytes = b""  # pcapng: the head's SHB and IDBs, verbatim
@@ -137,8 +140,12 @@ def layout(path: str, file_id: int) -> FileLayout:
         )
     order = pcapng.sniff(head)
     if order is None:
-        # Not a format we can cut: let the ordinary reader say what is wrong.
-        return FileLayout(path, file_id, size, "gzip", 0)
+        if not head:
+            raise InputError(f"{path}: offset 0: empty file; not a pcap or pcapng file")
+        if head[:4] == pcapng.SHB_TYPE_BYTES:
+            # A damaged section header: the ordinary reader words it.
+            return FileLayout(path, file_id, size, "gzip", 0)
+        raise InputError(f"{path}: offset 0: not a pcap or pcapng file (magic 0x{head[:4].hex()})")
     pos, interfaces = 0, 0
     u32x2 = struct.Struct(order + "II").unpack_from
     while pos + 12 <= len(head):
@@ -271,6 +278,8 @@ class RangeMeta:
     not_tcp: int = 0
     bytes: int = 0
     packets: list[int] = field(default_factory=list)  # rows per partition
+    seconds: float = 0.0  # time the read took
+    arrow_bytes: int = 0  # size of the partition tables handed on
 
 
 class _Prefixed:
@@ -308,6 +317,14 @@ class _RangeReader(CaptureReader):
         self.stop: int | None = None
         self.lost = False
         carry = b""
+        if lay.kind == "gzip":
+            # One range, read from the start by the ordinary reader (gzip included).
+            if not hasattr(f, "peek"):
+                f = io.BufferedReader(f)  # type: ignore[type-var]
+                self._file = f
+            self._source = self._start()
+            self.carried_sections = self.carried_interfaces = 0
+            return
         if lay.kind == "pcap":
             self.global_header = pcap.GlobalHeader.parse(lay.pcap_header)
             self._pcap_linktype = self.global_header.linktype
@@ -349,6 +366,16 @@ def read_range(
     lay: FileLayout, spec: RangeSpec, partitions: int
 ) -> tuple[RangeMeta, list[pa.Table]]:
     """Read one range: its metadata and its segments' columns per flow-hash partition."""
+    started = time.perf_counter()
+    meta, tables = _read_range(lay, spec, partitions)
+    meta.arrow_bytes = sum(t.nbytes for t in tables)
+    meta.seconds = time.perf_counter() - started
+    return meta, tables
+
+
+def _read_range(
+    lay: FileLayout, spec: RangeSpec, partitions: int
+) -> tuple[RangeMeta, list[pa.Table]]:
     with open_binary(lay.path) as f:
         first: int | None = spec.start
         if not spec.exact:
@@ -414,3 +441,19 @@ def global_problem(name: str, offset: int, message: str, frame_base: int) -> str
     if m is not None and frame_base:
         message = f"frame {int(m.group(1)) + frame_base}: " + message[m.end() :]
     return f"{name}: offset {offset}: {message}"
+
+
+def url_segments(file_id: int, path: str, report: ReadReport) -> Iterator[Segment]:
+    """A whole file behind an fsspec URL, for the single-process run (the
+    local reader takes paths only): one range, its problems into ``report``."""
+    from tcplab.scale.engine import iter_segments
+
+    lay = layout(path, file_id)
+    spec = RangeSpec(file_id, 0, lay.data_start, WHOLE_FILE, exact=True)
+    meta, (table,) = read_range(lay, spec, 1)
+    report.frames += meta.records
+    report.tcp += meta.tcp
+    report.not_tcp += meta.not_tcp
+    for offset, message in meta.problems:
+        report.problem(global_problem(path, offset, message, 0))
+    yield from iter_segments(table, table.column("frame").to_pylist())

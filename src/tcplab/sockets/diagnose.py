@@ -171,30 +171,25 @@ def _age_ms(snapshot: Snapshot, first_seen: FirstSeen, s: SockInfo) -> int | Non
     return max(ages) if ages else None
 
 
-def format_age_zh(ms: int | None) -> str:
-    if ms is None:
-        return "时长未知"
-    if ms < 1000:
-        return f"已 {ms} 毫秒"
-    seconds = ms // 1000
-    if seconds < 120:
-        return f"已 {seconds} 秒"
-    if seconds < 7200:
-        return f"已 {seconds // 60} 分钟"
-    return f"已 {seconds // 3600} 小时"
+# (unknown, "{n} ms", "{n} s", "{n} min", "{n} h") in each language.
+_AGE_WORDS = {
+    "en": ("for an unknown time", "for {} ms", "for {} s", "for {} min", "for {} h"),
+    "zh": ("时长未知", "已 {} 毫秒", "已 {} 秒", "已 {} 分钟", "已 {} 小时"),
+}
 
 
-def format_age(ms: int | None) -> str:
+def format_age(ms: int | None, lang: str = "en") -> str:
+    unknown, in_ms, in_s, in_min, in_h = _AGE_WORDS[lang]
     if ms is None:
-        return "for an unknown time"
+        return unknown
     if ms < 1000:
-        return f"for {ms} ms"
+        return in_ms.format(ms)
     seconds = ms // 1000
     if seconds < 120:
-        return f"for {seconds} s"
+        return in_s.format(seconds)
     if seconds < 7200:
-        return f"for {seconds // 60} min"
-    return f"for {seconds // 3600} h"
+        return in_min.format(seconds // 60)
+    return in_h.format(seconds // 3600)
 
 
 def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
@@ -229,7 +224,7 @@ def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -
                 sockets=tuple(_pair(r.sock) for r in rows[:_SHOWN]),
                 summary_zh=(
                     f"{proc.comm}（pid {pid}）持有 {len(rows)} 个 CLOSE-WAIT 套接字，最老的"
-                    f"{format_age_zh(oldest)}：对端已关闭，应用一直没有调用 close()"
+                    f"{format_age(oldest, 'zh')}：对端已关闭，应用一直没有调用 close()"
                 ),
             )
         )

@@ -1,0 +1,229 @@
+"""Benchmark: one capture as one file and as a ring of 8, single process and on Dask.
+
+A synthetic capture (tcplab.analyze.synth, default 4 M packets) is written
+once and cut with ``editcap -c`` into a ring of 8 files.  Then, in one run,
+side by side:
+
+  single        tcplab analyze --conn-log ONE             (one process)
+  single ring   tcplab analyze --conn-log RING/           (one process, merged)
+  jobs 2        tcplab analyze --jobs 2 --conn-log ONE    (when the option exists)
+  dask local:1  the ring on a LocalCluster of 1 worker    (in this process)
+  dask local:2  the ring on a LocalCluster of 2 workers
+
+Commands run as separate processes (wall time, peak RSS from wait4); the
+Dask runs go through ``tcplab.scale.cluster.run`` in this process, so the
+stage figures (read and analyse task seconds, shuffle bytes, each worker's
+peak RSS) can be printed; cluster start-up is timed apart.  Every run's
+conn.log must equal the single-process one.
+
+Targets (issue 12): 2 workers >= 1.7x one worker; per-worker throughput
+within 20% of the single-process engine; memory per worker bounded.
+At the end: a projection for 1 TB over 32 workers from the measured
+per-packet costs and shuffle volume (docs/scale.md states the assumptions).
+
+Run: ``.venv/bin/python bench/scale_bench.py [--packets 4000000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+@dataclass
+class Row:
+    name: str
+    seconds: float
+    packets: int
+    workers: int
+    rss: int  # bytes: the process's, or the largest worker's
+    note: str = ""
+
+
+def run_cmd(args: list[str], out: Path) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS bytes, exit code) of one command, stdout to ``out``."""
+    start = time.perf_counter()
+    with open(out, "wb") as f:
+        proc = subprocess.Popen(args, stdout=f, stderr=subprocess.DEVNULL, cwd=ROOT)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - start, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)
+
+
+def has_jobs() -> bool:
+    text = subprocess.run(
+        [PY, "-m", "tcplab", "analyze", "--help"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    return "--jobs" in text
+
+
+def dask_run(workers: int, ring: Path, want: str) -> tuple[Row, float, object]:
+    from tcplab.scale.cluster import ClusterSpec, connect, run
+    from tcplab.scale.engine import EngineOptions
+
+    started = time.perf_counter()
+    with connect(ClusterSpec(workers, None)) as client:
+        startup = time.perf_counter() - started
+        t0 = time.perf_counter()
+        result = run(client, [str(ring)], EngineOptions(), want_log=True)
+        seconds = time.perf_counter() - t0
+    note = "conn.log equal" if result.conn_log == want else "conn.log DIFFERS"
+    row = Row(
+        f"dask local:{workers}", seconds, result.packets, workers, result.worker_peak_rss, note
+    )
+    return row, startup, result
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--packets", type=int, default=4_000_000)
+    parser.add_argument("--keep", type=Path, help="keep the captures in this directory")
+    args = parser.parse_args()
+    if shutil.which("editcap") is None:
+        print("editcap (Wireshark) is needed to cut the ring", file=sys.stderr)
+        return 1
+    from tcplab.analyze.synth import write_capture
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="tcplab-scale-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        one, ring = work / "one.pcap", work / "ring"
+        t0 = time.perf_counter()
+        written = write_capture(one, args.packets, max(args.packets // 20, 1), seed=11)
+        if ring.exists():
+            shutil.rmtree(ring)
+        ring.mkdir()
+        per = -(-written["packets"] // 8)
+        subprocess.run(
+            ["editcap", "-F", "pcap", "-c", str(per), str(one), str(ring / "ring.pcap")],
+            check=True,
+        )
+        size = one.stat().st_size
+        packets = written["packets"]
+        print(
+            f"capture: {packets:,} packets, {written['connections']:,} connections, "
+            f"{mb(size)}; ring of {len(list(ring.iterdir()))} files "
+            f"(made in {time.perf_counter() - t0:.1f} s)\n",
+            flush=True,
+        )
+        rows: list[Row] = []
+        tcplab = [PY, "-m", "tcplab", "analyze", "--conn-log"]
+        secs, rss, rc = run_cmd([*tcplab, str(one)], work / "single.log")
+        want = (work / "single.log").read_text()
+        rows.append(Row("single", secs, packets, 1, rss, f"exit {rc}"))
+        print(f"single: {secs:.1f} s", flush=True)
+        secs, rss, rc = run_cmd([*tcplab, str(ring)], work / "ring.log")
+        same = (work / "ring.log").read_text() == want
+        rows.append(
+            Row(
+                "single ring",
+                secs,
+                packets,
+                1,
+                rss,
+                "conn.log equal" if same else "conn.log DIFFERS",
+            )
+        )
+        print(f"single ring: {secs:.1f} s", flush=True)
+        if has_jobs():
+            secs, rss, rc = run_cmd(
+                [PY, "-m", "tcplab", "analyze", "--jobs", "2", "--conn-log", str(one)],
+                work / "jobs.log",
+            )
+            same = (work / "jobs.log").read_text() == want
+            rows.append(
+                Row(
+                    "jobs 2",
+                    secs,
+                    packets,
+                    2,
+                    rss,
+                    "conn.log equal" if same else "conn.log DIFFERS",
+                )
+            )
+        else:
+            rows.append(
+                Row("jobs 2", float("nan"), packets, 2, 0, "n/a: --jobs is not in this tree")
+            )
+        results = {}
+        for workers in (1, 2):
+            row, startup, result = dask_run(workers, ring, want)
+            row.note += f"; cluster start {startup:.1f} s"
+            rows.append(row)
+            results[workers] = result
+            print(f"{row.name}: {row.seconds:.1f} s", flush=True)
+
+        print(f"\n{'run':<14}{'wall s':>9}{'pkts/s':>11}{'per worker':>12}{'peak RSS':>11}  note")
+        for r in rows:
+            rate = r.packets / r.seconds if r.seconds == r.seconds and r.seconds else 0
+            print(
+                f"{r.name:<14}{r.seconds:>9.1f}{rate:>11,.0f}{rate / r.workers:>12,.0f}"
+                f"{mb(r.rss):>11}  {r.note}"
+            )
+        single = rows[0]
+        d1 = next(r for r in rows if r.name == "dask local:1")
+        d2 = next(r for r in rows if r.name == "dask local:2")
+        speedup = d1.seconds / d2.seconds
+        per_worker = (packets / d2.seconds / 2) / (packets / single.seconds)
+        print("\ntargets:")
+        print(
+            f"  2 workers vs 1 worker: {speedup:.2f}x (target >= 1.7x) "
+            f"{'met' if speedup >= 1.7 else 'NOT met'}"
+        )
+        print(
+            f"  per-worker throughput (local:2) vs single process: {per_worker:.0%} "
+            f"(target >= 80%) {'met' if per_worker >= 0.8 else 'NOT met'}"
+        )
+        r2 = results[2]
+        print(
+            f"  largest worker peak RSS: {mb(d2.rss)} over {r2.partitions} partitions "
+            f"of ~{mb(size / r2.partitions)} of capture each"
+        )
+
+        # Projection: 1 TB over 32 workers, from this run's per-unit costs.
+        read_per_byte = r2.read_seconds / size
+        analyse_per_packet = sum(r2.partition_seconds) / packets
+        shuffle_per_byte = r2.shuffle_bytes / size
+        tb = 1e12
+        tb_packets = tb / (size / packets)
+        cpu = read_per_byte * tb + analyse_per_packet * tb_packets
+        print("\nmeasured per-unit costs (dask local:2):")
+        print(
+            f"  read+decode+partition: {read_per_byte * 1e9:.1f} s per GB of capture "
+            f"({r2.read_seconds:.1f} s task time)"
+        )
+        print(
+            f"  analyse: {analyse_per_packet * 1e6:.1f} us per packet "
+            f"({sum(r2.partition_seconds):.1f} s task time over {r2.partitions} partitions)"
+        )
+        print(
+            f"  shuffle: {shuffle_per_byte:.2f} bytes of Arrow per byte of capture "
+            f"({mb(r2.shuffle_bytes)})"
+        )
+        print("projection, 1 TB over 32 workers (perfect balance, storage and network keep up):")
+        print(
+            f"  {tb_packets / 1e9:.2f} G packets, {cpu / 3600:,.0f} CPU hours, "
+            f"{cpu / 32 / 3600:,.1f} h wall, shuffle {shuffle_per_byte * tb / 1e12:.2f} TB "
+            f"({shuffle_per_byte * tb / 32 / 1e9:,.0f} GB per worker)"
+        )
+        return 0
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2369 @@
+/* tcplab's analysis engine: one streaming pass, per-flow state in C structs.
+ *
+ * Theory of operation (docs/engine.md).  Python feeds the capture's bytes
+ * (file, .gz or stdin) in chunks; the reader here splits them into pcap or
+ * pcapng records and the fast decoder takes the common frames (Ethernet,
+ * VLAN/QinQ, Linux cooked v1/v2, raw IP, BSD loopback; IPv4 without
+ * fragments, IPv6 without extension headers; TCP with well-formed options).
+ * Every other frame goes back to Python (``feed`` returns it), where
+ * ``tcplab.wire`` decodes it (tunnels, fragments, MPLS, PPPoE, malformed
+ * headers) and hands the decoded segment back through ``packet``: one
+ * engine, whatever the decoder.
+ *
+ * Per segment, in the order of the Python reference (analyze/core.py):
+ *   1. Wireshark's stream numbers and relative numbers (tcplab/flows.py,
+ *      packet-tcp.c's rules) and its tcp.analysis flags (analyze/wireshark.py,
+ *      tcp_analyze_sequence_number in Wireshark 4.0.17's order);
+ *   2. Zeek's endpoint machine, history and conn.log counters
+ *      (analyze/zeek.py: TCPSessionAdapter.cc, TCP_Endpoint.cc,
+ *      TCP_Reassembler.cc, conn/main.zeek's conn_state);
+ *   3. both endpoints' inferred RFC 9293 states (model/observe.py's Observer
+ *      and analyze/infer.py's Pair), moving only along the edges of
+ *      tcplab.model.table.TRANSITIONS, which Python hands over at start-up
+ *      (``Engine.table``) so the engine and the model run one table.
+ * The Python modules are the readable reference; tests/test_engine.py runs
+ * both on every trace and requires equal output.
+ *
+ * Time is integer nanoseconds throughout.  Connections leave the engine
+ * (``take``) when their 5-tuple has been idle for the TIME-WAIT period after
+ * a FIN/RST ending, or for Zeek's tcp_inactivity_timeout otherwise, and at
+ * ``finish``; memory is bounded by the connections open at once.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int64_t i64;
+typedef uint64_t u64;
+typedef uint32_t u32;
+typedef uint16_t u16;
+typedef uint8_t u8;
+
+#define NONE_T INT64_MIN
+#define MASK64 0xFFFFFFFFFFFFFFFFULL
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+static inline int32_t s32(u32 a, u32 b) { return (int32_t)(a - b); }          /* _s32 / seq_delta */
+static inline int gt_seq(u32 a, u32 b) { return s32(a, b) > 0; }
+static inline int lt_seq(u32 a, u32 b) { return s32(a, b) < 0; }
+static inline int le_seq(u32 a, u32 b) { return s32(a, b) <= 0; }
+/* tcplab.wire.seq.Seq.diff: in (-2**31, 2**31] (the half-way point counts as ahead) */
+static inline i64 seq_diff(u32 a, u32 b) {
+    u32 d = a - b;
+    return d > 0x80000000u ? (i64)d - ((i64)1 << 32) : (i64)d;
+}
+static inline u16 rd16(const u8 *p) { return (u16)(p[0] << 8 | p[1]); }
+static inline u32 rd32(const u8 *p) { return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | p[3]; }
+static inline u16 rd16o(const u8 *p, int le) { return le ? (u16)(p[0] | p[1] << 8) : rd16(p); }
+static inline u32 rd32o(const u8 *p, int le) {
+    return le ? ((u32)p[0] | (u32)p[1] << 8 | (u32)p[2] << 16 | (u32)p[3] << 24) : rd32(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* the decoded segment                                                 */
+
+#define F_FIN 0x01
+#define F_SYN 0x02
+#define F_RST 0x04
+#define F_ACK 0x10
+
+typedef struct {
+    i64 index, t;
+    int ver;
+    u8 src[16], dst[16];
+    u16 sport, dport;
+    u32 seq, ack;
+    int flags, window;
+    i64 length, wire_length, captured, ip_len;
+    int checksum_ok; /* -1 unknown, 0 bad, 1 good */
+    int ip_checksum_ok;
+    int mss, wscale, sack_perm, has_ts; /* -1: absent */
+    u32 ts_val, ts_ecr;
+    int nsack;
+    u32 sack[8];
+    int has_options;
+    int dropped;
+} Pkt;
+
+/* ------------------------------------------------------------------ */
+/* Wireshark (analyze/wireshark.py)                                     */
+
+enum {
+    WF_ZERO_WINDOW_PROBE, WF_ZERO_WINDOW, WF_LOST_SEGMENT, WF_KEEP_ALIVE, WF_WINDOW_UPDATE,
+    WF_WINDOW_FULL, WF_KEEP_ALIVE_ACK, WF_ZERO_WINDOW_PROBE_ACK, WF_DUPLICATE_ACK,
+    WF_ACK_LOST_SEGMENT, WF_SPURIOUS_RETRANSMISSION, WF_FAST_RETRANSMISSION, WF_OUT_OF_ORDER,
+    WF_RETRANSMISSION, WF_REUSED_PORTS, WF_COUNT
+};
+#define B(x) (1u << (x))
+#define WS_UNKNOWN (-1)
+#define WS_NONE (-2)
+
+typedef struct {
+    u32 nextseq;
+    i64 nextseq_time;
+    u32 maxseqtobeacked;
+    u32 lastack;
+    i64 lastack_time;
+    i64 dupacknum;
+    i64 window; /* -1: nothing seen */
+    int win_scale;
+    u32 lastsegmentflags;
+    int is_first_ack;
+    i64 segments;
+} WFlow;
+
+/* ------------------------------------------------------------------ */
+/* Zeek (analyze/zeek.py)                                               */
+
+enum { Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET };
+#define TOO_LARGE_SEQ_DELTA 1048576
+#define NS 1000000000LL
+#define TCP_ATTEMPT_DELAY (5 * NS)
+#define TCP_CLOSE_DELAY (5 * NS)
+#define TCP_INACTIVITY_TIMEOUT (300 * NS)
+#define TIME_WAIT_NS (60 * NS) /* Linux TCP_TIMEWAIT_LEN: 2MSL */
+
+#define HIST_SYN_PKT 0x1
+#define HIST_FIN_PKT 0x2
+#define HIST_RST_PKT 0x4
+#define HIST_FIN_RST_PKT 0x8
+#define HIST_DATA_PKT 0x10
+#define HIST_ACK_PKT 0x20
+#define HIST_MULTI_FLAG_PKT 0x40
+
+typedef struct { u64 seq, upper; } Block;
+
+typedef struct {
+    int state, prev_state;
+    u32 start_seq, last_seq, ack_seq;
+    u64 seq_wraps, ack_wraps;
+    i64 window;
+    int window_scale;
+    u32 window_seq, window_ack_seq;
+    i64 fin_cnt, rst_cnt;
+    u64 fin_seq;
+    int did_close;
+    u64 hist_last_syn, hist_last_fin, hist_last_rst;
+    u32 cnt[4], thr[4]; /* scaled history letters C W T G */
+    u64 last_reassem, trim;
+    Block *blocks;
+    int nblocks, capblocks;
+    i64 pkts, ip_bytes;
+} ZEnd;
+
+typedef struct ZConn {
+    i64 seq; /* order of creation: the uid */
+    i64 start, last_time, last_packet;
+    ZEnd ep[2]; /* by side of the 5-tuple */
+    int orig; /* side of the originator */
+    char *history;
+    int hlen, hcap;
+    u32 hist_seen;
+    int is_partial, first_packet_seen, is_active;
+    u64 missed_bytes;
+    i64 attempt_deadline, delete_at; /* NONE_T: unset */
+    int finished, emitted;
+    struct ZConn *next; /* the entry's list */
+} ZConn;
+
+/* ------------------------------------------------------------------ */
+/* State inference (model/observe.py Observer, analyze/infer.py Pair)  */
+
+enum { ST_NONE = -1, ST_CLOSED, ST_LISTEN, ST_SYN_SENT, ST_SYN_RECEIVED, ST_ESTABLISHED,
+       ST_FIN_WAIT_1, ST_FIN_WAIT_2, ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, ST_TIME_WAIT,
+       ST_COUNT };
+enum { TR_LISTEN, TR_CONNECT, TR_CLOSE, TR_SHUTDOWN_WR, TR_ABORT, TR_RCV_SYN, TR_RCV_SYN_ACK,
+       TR_RCV_ACK_OF_SYN, TR_RCV_ACK_OF_FIN, TR_RCV_FIN, TR_RCV_RST, TR_RCV_DATA_AFTER_CLOSE,
+       TR_CONNECT_FASTOPEN, TR_RCV_SYN_FASTOPEN, TR_RCV_SYN_ACK_DATA_UNACKED, TR_COUNT = 32 }; /* the model's other triggers follow (engine.py numbers them) */
+/* Fixed texts; tcplab/analyze/engine.py's TEXTS lists them in this order. */
+enum { X_NONE, X_SYN_ARRIVED, X_RFC_3_10_7_2, X_LISTEN_ASSUMED, X_DATA_BOTH, X_MIDSTREAM,
+       X_SYNACK_UNSEEN_SYN, X_SYNACK_NOT_SEEN, X_SENT_RST, X_RFC_3_10_7_1, X_NOBODY,
+       X_NOBODY_LISTEN, X_RST_UNKNOWN, X_SENT_FIN, X_EARLIER, X_CLOSE_OR_SHUT, X_OUR_SYN,
+       X_ONE_SIDE_SYNACK, X_ONE_SIDE_DATA, X_TFO_CONNECT, X_SENT_AFTER_RST, X_RFC_5961_3_2,
+       X_RST_NOT_TAKEN, X_FIXED_COUNT };
+
+/* The model's table, as Python gave it (Engine.table). */
+static int g_trigger_text[TR_COUNT];
+static int g_edge_rfc[ST_COUNT][TR_COUNT][ST_COUNT]; /* text index + 1; 0: no such edge */
+static int g_none_rfc[TR_COUNT][ST_COUNT];          /* old None: first edge's rfc + 1 */
+static int g_rst_trigger[ST_COUNT];                 /* -1: no RST on own initiative */
+static int g_rst_text[ST_COUNT];
+static int g_table_loaded = 0;
+
+typedef struct {
+    int8_t who, old, neu;
+    int cause, rfc, amb;
+    i64 at; /* when it took effect, if before the segment that showed it (NONE_T: not) */
+    i64 t;  /* when it took effect */
+} Change;
+
+typedef struct {
+    Change *v;
+    int n, cap;
+} Changes;
+
+typedef struct {
+    int state;
+    u32 iss, our_fin_end, peer_fin_end;
+    int has_iss, has_our_fin, has_peer_fin;
+    int sent_data, received_data;
+    i64 pending_syn; /* NONE_T: none */
+    u32 synack_ack;  /* what our SYN-ACK acknowledged */
+    int has_synack_ack;
+    u32 irs, snd_max; /* the peer's ISN; the highest sequence number we sent, plus one */
+    int has_irs, has_snd_max;
+    i64 pending_syn_len, syn_data; /* data on the pending SYN, on our own SYN (TCP Fast Open) */
+    int before_reset; /* the state a received RST closed, until we show we took it (ST_NONE) */
+} Obs;
+
+typedef struct {
+    int sender;
+    u32 seq, ack;
+    int flags;
+    i64 length, time;
+} Infl;
+
+typedef struct {
+    Infl *v;
+    int n, cap;
+} Queue;
+
+#define MAX_IN_FLIGHT 64
+
+/* ------------------------------------------------------------------ */
+/* Connections (analyze/core.py)                                        */
+
+typedef struct {
+    i64 packets, payload_bytes;
+    int mss, wscale, sack_perm, timestamps;
+    i64 sent_fin, sent_rst;
+} Side;
+
+typedef struct { int8_t who; int text; } Note;
+
+typedef struct Stream {
+    i64 number;
+    i64 first_frame;
+    int first_side;       /* flows.py: source side of the stream's first packet */
+    u32 base[2];
+    int has_base[2];      /* by direction (0: first_side sends) */
+    WFlow wf[2];          /* by side */
+    i64 mru_syn, first_rtt;
+    /* the connection */
+    int client_side, self_conn;
+    Side sides[2];        /* by role: 0 client, 1 server */
+    i64 start, end;
+    int roles_known;
+    int first_note;       /* 0 none, 1 SYN-ACK first, 2 Zeek heuristic */
+    i64 syn_time, synack_time, hs_ack_time;
+    i64 anomalies[WF_COUNT + 1];
+    ZConn *zeek;
+    i64 zseqs[4];
+    int nzseqs;
+    /* Zeek connections after the first one this stream's packets went to */
+    struct { i64 frame; int syn; ZConn *z; } *parts;
+    int nparts, capparts;
+    Note *notes;
+    int nnotes, capnotes;
+    Changes trailing;
+    i64 *dropped;
+    int ndropped, capdropped;
+    Obs obs[2];
+    Queue inflight[2];
+    i64 last_time[2];
+    int has_sent[2];
+    int held[2];          /* after the flush: the first SYN/FIN not delivered to each role (-1) */
+    Infl held_seg[2];
+    int final_state[2];
+    struct Stream *next;  /* the entry's incarnations, newest first */
+} Stream;
+
+typedef struct Entry {
+    int ver;
+    u8 a[16], b[16];
+    u16 pa, pb;
+    u64 hash;
+    Stream *cur;
+    Stream *streams;
+    ZConn *zactive;
+    ZConn *zconns;
+    i64 last_time;
+    int closed_bits; /* 1, 2: FIN from side 0, 1; 4: RST */
+    int list;        /* which LRU list */
+    int mine;   /* in this shard */
+    struct Entry *hnext;
+    struct Entry *lprev, *lnext; /* LRU by last packet time */
+} Entry;
+
+/* ------------------------------------------------------------------ */
+/* the engine object                                                   */
+
+typedef struct {
+    PyObject_HEAD
+    /* configuration */
+    u8 server_ports[8192];
+    int ignore_checksums, strict_checksums, keep_packets, shard, nshards;
+    i64 keep_stream; /* -1: every stream's packets */
+    char marker[64];
+    int marker_len;
+    int evict; /* stream connections out when idle */
+    /* reader */
+    u8 *buf;
+    size_t blen, bcap, bpos;
+    i64 consumed;    /* file offset of buf[0] */
+    int format;      /* 0 unknown, 1 pcap, 2 pcapng, 3 handed over to Python */
+    int le, nano;
+    u32 linktype, snaplen;
+    struct { u32 linktype, snaplen; i64 mul, div, off; int ok; } ifaces[64];
+    int nifaces;
+    i64 frame_index;
+    i64 stop_offset;     /* where the fast reader stopped (-1 none) */
+    /* counters */
+    i64 frames, tcp, not_tcp;
+    /* flow table */
+    Entry **table;
+    size_t tsize, tcount;
+    Entry *lh[2], *lt[2]; /* LRU lists by last packet: [0] open, [1] closed (FIN both ways or RST) */
+    Changes pkt_changes;
+    i64 streams_count, zseq, now;
+    /* output */
+    PyObject *out_conns, *out_zeek, *out_packets;
+    int error;
+} Engine;
+
+static PyObject *EngineError;
+
+/* ------------------------------------------------------------------ */
+/* small dynamic arrays                                                */
+
+static int changes_push(Changes *c, Change ch) {
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 4;
+        Change *v = realloc(c->v, sizeof(Change) * cap);
+        if (!v) return -1;
+        c->v = v; c->cap = cap;
+    }
+    c->v[c->n++] = ch;
+    return 0;
+}
+
+static int queue_push(Queue *q, Infl s) {
+    if (q->n == q->cap) {
+        int cap = q->cap ? q->cap * 2 : 4;
+        Infl *v = realloc(q->v, sizeof(Infl) * cap);
+        if (!v) return -1;
+        q->v = v; q->cap = cap;
+    }
+    q->v[q->n++] = s;
+    return 0;
+}
+
+static Infl queue_pop(Queue *q) {
+    Infl s = q->v[0];
+    memmove(q->v, q->v + 1, sizeof(Infl) * (q->n - 1));
+    q->n--;
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Observer                                                            */
+
+static Changes *g_out; /* where the changes of the packet being processed go */
+static int g_who;      /* role of the observer being driven */
+static int g_fail;
+
+static void emit(int old, int neu, int cause, int rfc, int amb, i64 at) {
+    Change ch = {(int8_t)g_who, (int8_t)old, (int8_t)neu, cause, rfc, amb, at, at};
+    if (changes_push(g_out, ch) < 0) g_fail = 1;
+}
+
+/* Observer._take */
+static void take(Obs *o, int trigger, int neu, int amb, i64 at) {
+    int old = o->state;
+    o->state = neu;
+    if (old == ST_NONE) {
+        emit(ST_NONE, neu, g_trigger_text[trigger], g_none_rfc[trigger][neu] - 1 < 0 ? 0 : g_none_rfc[trigger][neu] - 1, amb, at);
+        return;
+    }
+    int rfc = g_edge_rfc[old][trigger][neu];
+    if (!rfc) { g_fail = 2; return; } /* TransitionError: the table has no such edge */
+    emit(old, neu, g_trigger_text[trigger], rfc - 1, amb, at);
+}
+
+static void assume(Obs *o, int neu, int cause, int why) {
+    int old = o->state;
+    o->state = neu;
+    emit(old, neu, cause, X_NONE, why, NONE_T);
+}
+
+/* has_ack: the SYN-ACK (its ack) that answered: acknowledging the SYN's data
+   is Fast Open (RFC 7413 §4.2.2) */
+static void answered_syn(Obs *o, int amb, int has_ack, u32 ack) {
+    i64 at = o->pending_syn;
+    o->pending_syn = NONE_T;
+    int fastopen = o->pending_syn_len > 0 && has_ack && o->has_irs && ack == o->irs + 1 + (u32)o->pending_syn_len;
+    if (o->state == ST_NONE) {
+        o->state = ST_LISTEN;
+        emit(ST_NONE, ST_LISTEN, X_SYN_ARRIVED, X_RFC_3_10_7_2, X_LISTEN_ASSUMED, at);
+    }
+    take(o, fastopen ? TR_RCV_SYN_FASTOPEN : TR_RCV_SYN, ST_SYN_RECEIVED, amb, at);
+}
+
+static void midstream(Obs *o) {
+    if (o->state == ST_NONE && o->sent_data && o->received_data)
+        assume(o, ST_ESTABLISHED, X_DATA_BOTH, X_MIDSTREAM);
+}
+
+static void sent_reset(Obs *o) {
+    int state = o->state;
+    if (o->pending_syn != NONE_T) {
+        o->pending_syn = NONE_T;
+        o->state = ST_CLOSED;
+        emit(state, ST_CLOSED, X_SENT_RST, X_RFC_3_10_7_1,
+             state == ST_LISTEN ? X_NOBODY_LISTEN : X_NOBODY, NONE_T);
+        return;
+    }
+    if (state == ST_NONE) { assume(o, ST_CLOSED, X_SENT_RST, X_RST_UNKNOWN); return; }
+    if (g_rst_trigger[state] < 0) return;
+    take(o, g_rst_trigger[state], ST_CLOSED, g_rst_text[state], NONE_T);
+}
+
+static void sent_fin(Obs *o) {
+    int state = o->state;
+    if (state == ST_NONE) {
+        assume(o, o->has_peer_fin ? ST_LAST_ACK : ST_FIN_WAIT_1, X_SENT_FIN, X_EARLIER);
+        return;
+    }
+    if (state == ST_ESTABLISHED || state == ST_SYN_RECEIVED) {
+        take(o, TR_CLOSE, ST_FIN_WAIT_1, state == ST_ESTABLISHED ? X_CLOSE_OR_SHUT : X_NONE, NONE_T);
+        return;
+    }
+    if (state == ST_CLOSE_WAIT) take(o, TR_CLOSE, ST_LAST_ACK, X_CLOSE_OR_SHUT, NONE_T);
+}
+
+static int control_of(int flags) {
+    int c = flags & (F_SYN | F_FIN | F_RST);
+    if (c == 0) return 0;
+    if (c == F_SYN) return 1;
+    if (c == F_FIN) return 2;
+    if (c == F_RST) return 3;
+    return 4; /* invalid */
+}
+enum { C_NONE, C_SYN, C_FIN, C_RST, C_INVALID };
+
+/* Observer._own_ack_shows: what a segment this endpoint sends with ACK
+   (neither SYN nor RST) proves it received when the capture lacks the arrival. */
+static void own_ack_shows(Obs *o, u32 ack) {
+    if (o->state == ST_SYN_SENT) {
+        /* RFC 9293 §3.10.7.3: SYN-SENT sends an ACK only on the SYN-ACK that makes it ESTABLISHED */
+        if (!o->has_irs) { o->irs = ack - 1; o->has_irs = 1; }
+        take(o, TR_RCV_SYN_ACK, ST_ESTABLISHED, X_ONE_SIDE_SYNACK, NONE_T);
+        return;
+    }
+    /* RFC 9293 §3.10.7.4: acknowledging data beyond the SYN proves the handshake's ACK arrived */
+    if (o->state == ST_SYN_RECEIVED && o->has_synack_ack && seq_diff(ack, o->synack_ack) > 0)
+        take(o, TR_RCV_ACK_OF_SYN, ST_ESTABLISHED, X_ONE_SIDE_DATA, NONE_T);
+}
+
+static void obs_sent(Obs *o, u32 seq, u32 ack, int flags, i64 length) {
+    int control = control_of(flags);
+    if (control == C_INVALID) return;
+    if (length) o->sent_data = 1;
+    u32 end = seq + (u32)length + ((control == C_SYN || control == C_FIN) ? 1 : 0);
+    if (!o->has_snd_max || seq_diff(end, o->snd_max) > 0) { o->snd_max = end; o->has_snd_max = 1; }
+    if (control == C_SYN) {
+        if (flags & F_ACK) { o->synack_ack = ack; o->has_synack_ack = 1; }
+        if (!(flags & F_ACK)) {
+            if (o->state == ST_NONE || o->state == ST_CLOSED) {
+                /* RFC 7413 §4.2.2: data on the SYN is Fast Open */
+                if (length) take(o, TR_CONNECT_FASTOPEN, ST_SYN_SENT, X_TFO_CONNECT, NONE_T);
+                else take(o, TR_CONNECT, ST_SYN_SENT, X_NONE, NONE_T);
+                o->syn_data = length;
+            }
+            o->iss = seq; o->has_iss = 1;
+        } else {
+            o->iss = seq; o->has_iss = 1;
+            if (o->pending_syn != NONE_T) answered_syn(o, X_NONE, 1, ack);
+            else if (o->state == ST_NONE)
+                assume(o, ST_SYN_RECEIVED, g_trigger_text[TR_RCV_SYN], X_SYNACK_UNSEEN_SYN);
+            else if (o->state == ST_LISTEN)
+                take(o, TR_RCV_SYN, ST_SYN_RECEIVED, X_SYNACK_UNSEEN_SYN, NONE_T);
+        }
+        return;
+    }
+    if (control == C_RST) { sent_reset(o); return; }
+    if (o->state == ST_CLOSED && o->before_reset != ST_NONE && (flags & F_ACK)) {
+        /* Observer._reset_not_taken: sending on after a RST (RFC 5961 §3.2 challenge ACK,
+           or a RST that never arrived); not a table edge, the inference is undone */
+        int restored = o->before_reset;
+        o->before_reset = ST_NONE;
+        o->state = restored;
+        emit(ST_CLOSED, restored, X_SENT_AFTER_RST, X_RFC_5961_3_2, X_RST_NOT_TAKEN, NONE_T);
+    }
+    if (flags & F_ACK) own_ack_shows(o, ack);
+    if (o->pending_syn != NONE_T && (flags & F_ACK)) answered_syn(o, X_SYNACK_NOT_SEEN, 0, 0);
+    if (control == C_FIN) {
+        u32 end = seq + (u32)length + 1;
+        int before_close = o->state == ST_ESTABLISHED || o->state == ST_SYN_RECEIVED || o->state == ST_CLOSE_WAIT;
+        if (o->has_our_fin && end == o->our_fin_end && !before_close) return; /* a retransmitted FIN */
+        o->our_fin_end = end; o->has_our_fin = 1;
+        midstream(o);
+        sent_fin(o);
+        return;
+    }
+    if (o->state == ST_NONE) midstream(o);
+}
+
+static void received_reset(Obs *o, int has_ack, u32 ack) {
+    int state = o->state;
+    if (state == ST_NONE) { assume(o, ST_CLOSED, g_trigger_text[TR_RCV_RST], X_RST_UNKNOWN); return; }
+    if (state == ST_CLOSED || state == ST_LISTEN) return;
+    if (state == ST_SYN_SENT && has_ack && o->has_iss && ack != o->iss + 1) return;
+    o->before_reset = state;
+    take(o, TR_RCV_RST, ST_CLOSED, X_NONE, NONE_T);
+}
+
+static void received_syn(Obs *o, u32 seq, int has_ack, u32 ack, i64 length, i64 now) {
+    int state = o->state;
+    if (!has_ack) {
+        if (state == ST_NONE || state == ST_LISTEN) {
+            o->irs = seq; o->has_irs = 1;
+            o->pending_syn_len = length;
+            if (o->pending_syn == NONE_T) o->pending_syn = now;
+            return;
+        }
+        if (state == ST_SYN_SENT) {
+            o->irs = seq; o->has_irs = 1;
+            take(o, TR_RCV_SYN, ST_SYN_RECEIVED, X_NONE, NONE_T);
+        }
+        return;
+    }
+    o->irs = seq; o->has_irs = 1;
+    if (state == ST_NONE) { assume(o, ST_ESTABLISHED, g_trigger_text[TR_RCV_SYN_ACK], X_OUR_SYN); return; }
+    if (state == ST_SYN_SENT || state == ST_SYN_RECEIVED) {
+        /* RFC 9293 §3.10.7.3: ISS < SEG.ACK =< SND.NXT, past the SYN's data with Fast Open */
+        u32 lo = o->iss + 1, hi = o->iss + 1 + (u32)o->syn_data;
+        if (o->has_iss && !(seq_diff(lo, ack) <= 0 && seq_diff(ack, hi) <= 0)) return;
+        if (state == ST_SYN_SENT && o->has_iss && o->syn_data && ack != hi) {
+            take(o, TR_RCV_SYN_ACK_DATA_UNACKED, ST_ESTABLISHED, X_NONE, NONE_T); /* data sent again */
+            return;
+        }
+        take(o, TR_RCV_SYN_ACK, ST_ESTABLISHED, X_NONE, NONE_T);
+    }
+}
+
+static void received_ack(Obs *o, u32 ack) {
+    int state = o->state;
+    /* ISS < SEG.ACK =< SND.NXT (RFC 9293 §3.10.7.4): a Fast Open server may have sent data */
+    if (state == ST_SYN_RECEIVED &&
+        (!o->has_iss || !o->has_snd_max || (seq_diff(o->iss, ack) < 0 && seq_diff(ack, o->snd_max) <= 0))) {
+        take(o, TR_RCV_ACK_OF_SYN, ST_ESTABLISHED, X_NONE, NONE_T);
+        return;
+    }
+    if (!o->has_our_fin || seq_diff(ack, o->our_fin_end) < 0) return;
+    int nxt = state == ST_FIN_WAIT_1 ? ST_FIN_WAIT_2 : state == ST_CLOSING ? ST_TIME_WAIT
+            : state == ST_LAST_ACK ? ST_CLOSED : ST_NONE;
+    if (nxt == ST_NONE) return;
+    take(o, TR_RCV_ACK_OF_FIN, nxt, X_NONE, NONE_T);
+}
+
+static void received_fin(Obs *o) {
+    int state = o->state;
+    if (state == ST_NONE) {
+        assume(o, o->has_our_fin ? ST_CLOSING : ST_CLOSE_WAIT, g_trigger_text[TR_RCV_FIN], X_EARLIER);
+        return;
+    }
+    int nxt = state == ST_ESTABLISHED ? ST_CLOSE_WAIT : state == ST_FIN_WAIT_1 ? ST_CLOSING
+            : state == ST_FIN_WAIT_2 ? ST_TIME_WAIT : ST_NONE;
+    if (nxt == ST_NONE) return;
+    take(o, TR_RCV_FIN, nxt, X_NONE, NONE_T);
+}
+
+static void obs_received(Obs *o, u32 seq, u32 ack, int flags, i64 length, i64 now) {
+    int control = control_of(flags);
+    int has_ack = (flags & F_ACK) != 0;
+    if (control == C_INVALID) return;
+    if (length) o->received_data = 1;
+    if (control == C_RST) { received_reset(o, has_ack, ack); return; }
+    if (control == C_SYN) { received_syn(o, seq, has_ack, ack, length, now); return; }
+    if (has_ack) {
+        if (o->pending_syn != NONE_T) answered_syn(o, X_SYNACK_NOT_SEEN, 0, 0);
+        if (o->state == ST_SYN_RECEIVED || o->has_our_fin) received_ack(o, ack);
+    }
+    if (control == C_FIN) {
+        u32 end = seq + (u32)length + 1;
+        if (o->has_peer_fin && end == o->peer_fin_end) return;
+        o->peer_fin_end = end; o->has_peer_fin = 1;
+        midstream(o);
+        received_fin(o);
+        return;
+    }
+    if (o->state == ST_NONE) midstream(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pair                                                                */
+
+static void deliver(Stream *s, int name, Infl seg) {
+    i64 when = seg.time > s->last_time[name] ? seg.time : s->last_time[name];
+    int start = g_out->n;
+    g_who = name;
+    obs_received(&s->obs[name], seg.seq, seg.ack, seg.flags, seg.length, when);
+    for (int i = start; i < g_out->n; i++) {
+        Change *c = &g_out->v[i];
+        c->t = c->at == NONE_T ? when : c->at;
+        if (c->t > s->last_time[name]) s->last_time[name] = c->t;
+    }
+}
+
+/* _InFlight.proof: the acknowledgment that shows it arrived; for a SYN its own
+   sequence number + 1 (a server that does not take Fast Open data ACKs the SYN alone) */
+static inline u32 infl_proof(const Infl *x) {
+    if (x->flags & F_SYN) return x->seq + 1;
+    return x->seq + (u32)x->length + ((x->flags & F_FIN) ? 1 : 0);
+}
+
+static void pair_packet(Stream *s, int sender, int receiver, u32 seq, u32 ack, int flags,
+                        i64 length, i64 now, int delivered) {
+    Queue *queue = &s->inflight[sender];
+    if (flags & F_ACK) {
+        while (queue->n && seq_diff(ack, infl_proof(&queue->v[0])) >= 0) deliver(s, sender, queue_pop(queue));
+    } else if (flags & F_RST) {
+        while (queue->n) deliver(s, sender, queue_pop(queue));
+    }
+    int start = g_out->n;
+    int answered = 0;
+    s->has_sent[sender] = 1;
+    g_who = sender;
+    obs_sent(&s->obs[sender], seq, ack, flags, length);
+    for (int i = start; i < g_out->n; i++) {
+        Change *c = &g_out->v[i];
+        c->t = c->at == NONE_T ? now : c->at;
+        if (c->t > s->last_time[sender]) s->last_time[sender] = c->t;
+        if (c->cause == g_trigger_text[TR_RCV_SYN_ACK] || c->cause == g_trigger_text[TR_RCV_ACK_OF_SYN]) answered = 1;
+    }
+    if (answered) {
+        /* the sender's own ACK showed its handshake completed: the peer had its SYN */
+        Queue *pq = &s->inflight[receiver];
+        while (pq->n && (pq->v[0].flags & F_SYN) && pq->v[0].sender == sender) deliver(s, receiver, queue_pop(pq));
+    }
+    if (!delivered) return;
+    Queue *pending = &s->inflight[receiver];
+    Infl seg = {sender, seq, ack, flags, length, now};
+    if (!pending->n && !(flags & (F_SYN | F_FIN))) { deliver(s, receiver, seg); return; }
+    if (queue_push(pending, seg) < 0) { g_fail = 1; return; }
+    while (pending->n > MAX_IN_FLIGHT) deliver(s, receiver, queue_pop(pending));
+}
+
+/* End of capture (infer.py Pair.flush): deliver what is held, up to the first
+   SYN or FIN a receiver with packets of its own never acknowledged; that one
+   (the first held per receiver) is recorded for the end notes. */
+static void pair_flush(Stream *s) {
+    Queue *q0 = &s->inflight[0], *q1 = &s->inflight[1];
+    int n0 = q0->n, n1 = q1->n;
+    for (int r = 0; r < 2; r++) {
+        Queue *q = &s->inflight[r];
+        s->held[r] = -1;
+        if (!s->has_sent[r]) continue;
+        for (int k = 0; k < q->n; k++)
+            if (q->v[k].flags & (F_SYN | F_FIN)) {
+                s->held[r] = k;
+                s->held_seg[r] = q->v[k];
+                if (r == 0) n0 = k; else n1 = k;
+                break;
+            }
+    }
+    int i = 0, j = 0;
+    while (i < n0 || j < n1) {
+        int take0;
+        if (i >= n0) take0 = 0;
+        else if (j >= n1) take0 = 1;
+        else if (q0->v[i].time != q1->v[j].time) take0 = q0->v[i].time < q1->v[j].time;
+        else take0 = i <= j;
+        if (take0) deliver(s, 0, q0->v[i++]);
+        else deliver(s, 1, q1->v[j++]);
+    }
+    q0->n = q1->n = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Zeek                                                                */
+
+static void hist_add(ZConn *c, char code) {
+    if (c->hlen + 2 > c->hcap) {
+        int cap = c->hcap ? c->hcap * 2 : 16;
+        char *h = realloc(c->history, cap);
+        if (!h) { g_fail = 1; return; }
+        c->history = h; c->hcap = cap;
+    }
+    c->history[c->hlen++] = code;
+    c->history[c->hlen] = 0;
+}
+
+static inline int z_is_orig(ZConn *c, ZEnd *ep) { return ep == &c->ep[c->orig]; }
+static inline char z_code(ZConn *c, ZEnd *ep, char code) {
+    return z_is_orig(c, ep) ? code : (char)(code | 0x20);
+}
+
+static int check_history(ZConn *c, ZEnd *ep, u32 mask, char code) {
+    if (!z_is_orig(c, ep)) mask <<= 16;
+    if (c->hist_seen & mask) return 1;
+    c->hist_seen |= mask;
+    hist_add(c, z_code(c, ep, code));
+    return 0;
+}
+
+static void scaled(ZConn *c, ZEnd *ep, int which, char code) {
+    if (!ep->thr[which]) ep->thr[which] = 1;
+    u32 count = ep->cnt[which] + 1;
+    if (count == ep->thr[which]) {
+        hist_add(c, z_code(c, ep, code));
+        u64 neu = (u64)ep->thr[which] * 10;
+        if (neu <= 0xFFFFFFFFULL) ep->thr[which] = (u32)neu;
+    }
+    ep->cnt[which] = count;
+}
+enum { SC_C, SC_W, SC_T, SC_G };
+
+static void flip_roles(ZConn *c) {
+    c->orig ^= 1;
+    int fps = c->first_packet_seen;
+    c->first_packet_seen = ((fps & 1) ? 2 : 0) | ((fps & 2) ? 1 : 0);
+    c->is_partial = 0;
+    hist_add(c, '^');
+}
+
+static void set_state(ZEnd *ep, int neu) {
+    if (neu != ep->state) { ep->prev_state = ep->state; ep->state = neu; }
+}
+
+static void init_seqs(ZEnd *ep, u32 start, u32 last) {
+    ep->start_seq = start; ep->ack_seq = start; ep->last_seq = last;
+}
+
+static void update_last_seq(ZEnd *ep, u32 seq) {
+    if (seq < ep->last_seq) ep->seq_wraps++;
+    ep->last_seq = seq;
+}
+static void update_ack_seq(ZEnd *ep, u32 seq) {
+    if (seq < ep->ack_seq) ep->ack_wraps++;
+    ep->ack_seq = seq;
+}
+
+static u64 z_relative(ZEnd *ep, u32 cur, u32 last, u64 wraps, int *underflow) {
+    int32_t delta = s32(cur, last);
+    if (delta < 0) {
+        if (wraps && cur > last) wraps--;
+    } else if (delta > 0 && cur < last) wraps++;
+    *underflow = 0;
+    if (wraps == 0) {
+        int32_t d = s32(cur, ep->start_seq);
+        *underflow = d < 0;
+        return (u64)(i64)d;
+    }
+    return (wraps << 32) + (u64)cur - (u64)ep->start_seq;
+}
+
+static int no_data_acked(ZEnd *ep) {
+    u64 ack = (ep->ack_wraps << 32) + ep->ack_seq;
+    return ack == (u64)ep->start_seq || ack == (u64)ep->start_seq + 1;
+}
+
+static u64 z_size(ZEnd *ep, ZEnd *peer) {
+    if (ep->prev_state == Z_SYN_SENT && ep->state == Z_RESET && peer->state == Z_INACTIVE && !no_data_acked(ep))
+        return 0;
+    u64 last = (ep->seq_wraps << 32) + ep->last_seq;
+    u64 ack = (ep->ack_wraps << 32) + ep->ack_seq;
+    u64 size = (last > ack ? last : ack) - (u64)ep->start_seq;
+    if (size) size--;
+    if (ep->fin_cnt > 0 && size) size--;
+    return size;
+}
+
+static u64 rel_ack_seq(ZEnd *ep) { return (ep->ack_wraps << 32) + ep->ack_seq - (u64)ep->start_seq; }
+
+static int rstos0_history(const char *h) {
+    if (!h) return 0;
+    if (*h == '^') h++;
+    if (*h != 'S') return 0;
+    for (h++; *h; h++) {
+        if (*h == 'R') return 1;
+        if (strchr("HAFGIQ", *h)) return 0;
+    }
+    return 0;
+}
+
+static const char *conn_state(ZConn *c) {
+    ZEnd *o = &c->ep[c->orig], *r = &c->ep[c->orig ^ 1];
+    int os = o->state, rs = r->state;
+    int o_inactive = os == Z_INACTIVE || os == Z_PARTIAL;
+    int r_inactive = rs == Z_INACTIVE || rs == Z_PARTIAL;
+    if (rs == Z_RESET) {
+        if (os == Z_SYN_SENT || os == Z_SYN_ACK_SENT || (os == Z_RESET && z_size(o, r) == 0 && z_size(r, o) == 0))
+            return "REJ";
+        if (o_inactive) return "RSTRH";
+        return "RSTR";
+    }
+    if (os == Z_RESET) {
+        if (r_inactive) return rstos0_history(c->history) ? "RSTOS0" : "OTH";
+        return "RSTO";
+    }
+    if (os == Z_CLOSED && rs == Z_CLOSED) return "SF";
+    if (os == Z_CLOSED) return r_inactive ? "SH" : "S2";
+    if (rs == Z_CLOSED) return o_inactive ? "SHR" : "S3";
+    if (os == Z_SYN_SENT && rs == Z_INACTIVE) return "S0";
+    if (os == Z_ESTABLISHED && rs == Z_ESTABLISHED) return "S1";
+    return "OTH";
+}
+
+/* _Reassembly */
+static int blocks_insert_at(ZEnd *ep, int at, u64 seq, u64 upper) {
+    if (ep->nblocks == ep->capblocks) {
+        int cap = ep->capblocks ? ep->capblocks * 2 : 4;
+        Block *v = realloc(ep->blocks, sizeof(Block) * cap);
+        if (!v) return -1;
+        ep->blocks = v; ep->capblocks = cap;
+    }
+    memmove(ep->blocks + at + 1, ep->blocks + at, sizeof(Block) * (ep->nblocks - at));
+    ep->blocks[at].seq = seq; ep->blocks[at].upper = upper;
+    ep->nblocks++;
+    return 0;
+}
+
+static void blocks_pop0(ZEnd *ep) {
+    memmove(ep->blocks, ep->blocks + 1, sizeof(Block) * (ep->nblocks - 1));
+    ep->nblocks--;
+}
+
+static void r_insert(ZEnd *ep, u64 seq, u64 upper) {
+    /* merge every block that touches [seq, upper] */
+    int out = 0;
+    for (int i = 0; i < ep->nblocks; i++) {
+        Block b = ep->blocks[i];
+        if (b.upper < seq || b.seq > upper) ep->blocks[out++] = b;
+        else {
+            if (b.seq < seq) seq = b.seq;
+            if (b.upper > upper) upper = b.upper;
+        }
+    }
+    ep->nblocks = out;
+    int at = 0;
+    while (at < ep->nblocks && (ep->blocks[at].seq < seq || (ep->blocks[at].seq == seq && ep->blocks[at].upper < upper))) at++;
+    if (blocks_insert_at(ep, at, seq, upper) < 0) g_fail = 1;
+}
+
+static void r_absorb(ZEnd *ep) {
+    while (ep->nblocks && ep->blocks[0].seq <= ep->last_reassem) {
+        u64 up = ep->blocks[0].upper;
+        blocks_pop0(ep);
+        if (up > ep->last_reassem) ep->last_reassem = up;
+    }
+}
+
+static void r_data_sent(ZEnd *ep, u64 seq, u64 length, u64 acked) {
+    u64 upper = seq + length;
+    if (seq < acked) {
+        if (upper <= acked) return;
+        seq = acked;
+    }
+    if (upper <= ep->trim) return;
+    if (seq < ep->trim) seq = ep->trim;
+    if (seq <= ep->last_reassem) {
+        if (upper > ep->last_reassem) { ep->last_reassem = upper; r_absorb(ep); }
+        return;
+    }
+    r_insert(ep, seq, upper);
+}
+
+static int is_clean(ZEnd *ep) {
+    return ep->state == Z_ESTABLISHED || (ep->state == Z_CLOSED && ep->prev_state == Z_ESTABLISHED);
+}
+
+static void ack_received(ZConn *c, ZEnd *ep, u64 seq) {
+    if (ep->fin_cnt > 0 && seq >= ep->fin_seq) seq = ep->fin_seq - 1;
+    if (seq <= ep->trim) return;
+    if (seq > ep->last_reassem) {
+        if (seq <= 2 && c->is_partial) {
+            /* faked-up initial sequence numbers of a partial connection */
+        } else {
+            ZEnd *peer = ep == &c->ep[0] ? &c->ep[1] : &c->ep[0];
+            /* gaps_up_to(seq) */
+            while (ep->nblocks && ep->blocks[0].seq < seq) {
+                Block b = ep->blocks[0];
+                blocks_pop0(ep);
+                if (b.seq > ep->last_reassem) {
+                    u64 len = b.seq - ep->last_reassem;
+                    if (is_clean(ep) && is_clean(peer)) { scaled(c, ep, SC_G, 'G'); c->missed_bytes += len; }
+                }
+                if (b.upper > ep->last_reassem) ep->last_reassem = b.upper;
+            }
+            if (seq > ep->last_reassem) {
+                u64 len = seq - ep->last_reassem;
+                ep->last_reassem = seq;
+                if (is_clean(ep) && is_clean(peer)) { scaled(c, ep, SC_G, 'G'); c->missed_bytes += len; }
+            }
+        }
+    }
+    ep->trim = seq;
+    int out = 0;
+    for (int i = 0; i < ep->nblocks; i++) {
+        Block b = ep->blocks[i];
+        if (b.upper > seq) { if (b.seq < seq) b.seq = seq; ep->blocks[out++] = b; }
+    }
+    ep->nblocks = out;
+}
+
+static void connection_closed(ZConn *c, ZEnd *ep, ZEnd *peer, int gen_event) {
+    if (ep->did_close) return;
+    ep->did_close = 1;
+    int close_complete = ep->state == Z_RESET || peer->did_close || peer->state == Z_INACTIVE;
+    if (close_complete) {
+        if ((ep->prev_state != Z_INACTIVE || peer->state != Z_INACTIVE) && gen_event) c->is_active = 0;
+        c->attempt_deadline = NONE_T;
+        c->delete_at = c->last_time + TCP_CLOSE_DELAY;
+    }
+}
+
+static void z_inactive(ZConn *c, ZEnd *ep, ZEnd *peer, u32 base_seq, i64 length, int syn, int fin,
+                       int rst, int ack, int *do_close, int *gen_event) {
+    if (syn) {
+        if (z_is_orig(c, ep)) {
+            set_state(ep, ack ? Z_SYN_ACK_SENT : Z_SYN_SENT);
+            c->attempt_deadline = c->last_time + TCP_ATTEMPT_DELAY;
+        } else {
+            if (!ack && peer->state == Z_SYN_ACK_SENT && base_seq == ep->start_seq) {
+                c->is_partial = 0;
+                flip_roles(c);
+                set_state(peer, Z_ESTABLISHED);
+                c->first_packet_seen |= 1;
+            }
+            if (peer->state == Z_SYN_SENT) set_state(peer, Z_ESTABLISHED);
+            set_state(ep, Z_ESTABLISHED);
+        }
+    }
+    if (fin) { set_state(ep, Z_CLOSED); *do_close = *gen_event = 1; }
+    if (rst) {
+        set_state(ep, Z_RESET);
+        int is_reject;
+        if (z_is_orig(c, ep)) is_reject = peer->state == Z_ESTABLISHED;
+        else is_reject = peer->state == Z_SYN_SENT || peer->state == Z_SYN_ACK_SENT;
+        *do_close = 1;
+        *gen_event = !is_reject;
+    }
+    if (ep->state == Z_INACTIVE) {
+        if (!z_is_orig(c, ep) && length == 0 && c->ep[c->orig].state == Z_SYN_SENT) {
+        } else if (ack && peer->state == Z_ESTABLISHED) {
+            set_state(ep, Z_ESTABLISHED);
+            c->is_partial = 0;
+        } else set_state(ep, Z_PARTIAL);
+    }
+}
+
+
+static void set_partial_status(ZConn *c, int syn, int ack, int is_orig) {
+    if (is_orig) {
+        if (!(c->first_packet_seen & 1)) c->is_partial = !syn || ack;
+    } else if (!(c->first_packet_seen & 2) && !c->is_partial) c->is_partial = !syn;
+    c->first_packet_seen |= is_orig ? 1 : 2;
+}
+
+static void init_endpoint(ZEnd *ep, int syn, u32 first, u32 last) {
+    int st = ep->state;
+    if (st == Z_INACTIVE) {
+        if (syn) init_seqs(ep, first, last);
+        else init_seqs(ep, first - 1, first);
+    } else if (st == Z_SYN_SENT || st == Z_SYN_ACK_SENT) {
+        if (syn && first != ep->start_seq) init_seqs(ep, first, last);
+    } else if (st == Z_ESTABLISHED || st == Z_PARTIAL) {
+        if (syn) init_seqs(ep, first, last);
+    } else if (st == Z_RESET && syn && ep->prev_state == Z_INACTIVE) init_seqs(ep, first, last);
+}
+
+static void update_history(ZConn *c, ZEnd *ep, int syn, int fin, int rst, int ack, u64 rel_seq, i64 length) {
+    int bits = syn + fin + rst;
+    if (bits > 1) {
+        if (fin && rst) check_history(c, ep, HIST_FIN_RST_PKT, 'I');
+        else check_history(c, ep, HIST_MULTI_FLAG_PKT, 'Q');
+    } else if (bits == 1) {
+        if (syn) {
+            char code = ack ? 'H' : 'S';
+            if (check_history(c, ep, HIST_SYN_PKT, code) && rel_seq != ep->hist_last_syn) hist_add(c, z_code(c, ep, code));
+            ep->hist_last_syn = rel_seq;
+        }
+        if (fin) {
+            u64 end = rel_seq + (u64)length;
+            if (check_history(c, ep, HIST_FIN_PKT, 'F') && end != ep->hist_last_fin) hist_add(c, z_code(c, ep, 'F'));
+            ep->hist_last_fin = end;
+        }
+        if (rst) {
+            if (check_history(c, ep, HIST_RST_PKT, 'R') && rel_seq != ep->hist_last_rst) hist_add(c, z_code(c, ep, 'R'));
+            ep->hist_last_rst = rel_seq;
+        }
+    } else if (length || ack) {
+        if (c->hlen == 1 && c->history[0] == 'H') {
+            c->hlen = 0; c->history[0] = 0;
+            flip_roles(c);
+            c->hlen = 0; c->history[0] = 0;
+            hist_add(c, '^'); hist_add(c, 'h');
+        }
+        if (length) check_history(c, ep, HIST_DATA_PKT, 'D');
+        else check_history(c, ep, HIST_ACK_PKT, 'A');
+    }
+}
+
+static void update_window(ZConn *c, ZEnd *ep, ZEnd *peer, i64 window, u32 base_seq, u32 ack_seq, int syn, int fin, int rst) {
+    window <<= ep->window_scale;
+    if (window == 0 && !rst && peer->state != Z_CLOSED && ep->state != Z_RESET) scaled(c, ep, SC_W, 'W');
+    if (!syn && !fin && !rst && ep->state != Z_CLOSED && ep->state != Z_RESET &&
+        s32(base_seq, ep->window_seq) >= 0 && s32(ack_seq, ep->window_ack_seq) >= 0) {
+        ep->window = window; ep->window_ack_seq = ack_seq; ep->window_seq = base_seq;
+    }
+}
+
+static void init_window(ZEnd *ep, ZEnd *peer, int ack, int scale, u32 base_seq, u32 ack_seq) {
+    if (scale < 0) {
+        ep->window_scale = 0;
+        if (ack) peer->window_scale = 0;
+    } else {
+        ep->window_scale = scale < 14 ? scale : 14;
+        ep->window_seq = base_seq; ep->window_ack_seq = ack_seq;
+        peer->window_seq = ack_seq; peer->window_ack_seq = base_seq;
+    }
+}
+
+static void z_update_last_seq(ZConn *c, ZEnd *ep, u32 last_seq, int syn, int fin, int rst, i64 length) {
+    int32_t delta = s32(last_seq, ep->last_seq);
+    if ((syn || rst) && (delta > TOO_LARGE_SEQ_DELTA || delta < -TOO_LARGE_SEQ_DELTA)) {
+    } else if (fin && ep->last_seq == ep->start_seq + 1) update_last_seq(ep, last_seq);
+    else if (ep->state == Z_RESET) {
+    } else if (delta > 0) update_last_seq(ep, last_seq);
+    else if (length > 0) scaled(c, ep, SC_T, 'T');
+}
+
+static void z_state_machine(ZConn *c, ZEnd *ep, ZEnd *peer, u32 base_seq, i64 length, int syn, int fin,
+                            int rst, int ack, int *do_close, int *gen_event) {
+    int st = ep->state;
+    *do_close = *gen_event = 0;
+    if (st == Z_INACTIVE) z_inactive(c, ep, peer, base_seq, length, syn, fin, rst, ack, do_close, gen_event);
+    else if (st == Z_SYN_SENT || st == Z_SYN_ACK_SENT) {
+        if (fin) { set_state(ep, Z_CLOSED); *do_close = *gen_event = 1; }
+        if (rst) { set_state(ep, Z_RESET); c->is_active = 0; *do_close = 1; }
+    } else if (st == Z_ESTABLISHED || st == Z_PARTIAL) {
+        if (syn && st == Z_PARTIAL && peer->state == Z_INACTIVE && !ack) set_state(ep, Z_SYN_SENT);
+        if (fin && !rst) {
+            set_state(ep, Z_CLOSED);
+            if (peer->state == Z_RESET && peer->prev_state == Z_CLOSED) set_state(peer, Z_CLOSED);
+            *do_close = *gen_event = 1;
+        }
+        if (rst) {
+            set_state(ep, Z_RESET);
+            *do_close = 1;
+            if (peer->state != Z_RESET || peer->prev_state != Z_ESTABLISHED) c->is_active = 0;
+        }
+    } else if (st == Z_CLOSED && rst && peer->state != Z_CLOSED) {
+        set_state(ep, Z_RESET);
+        if (!ep->did_close) *do_close = 1;
+    }
+}
+
+static void zeek_process(Engine *e, ZConn *c, const Pkt *p, int src_side, int self_conn) {
+    ZEnd *endpoint = self_conn ? &c->ep[c->orig] : &c->ep[src_side];
+    ZEnd *peer = endpoint == &c->ep[0] ? &c->ep[1] : &c->ep[0];
+    if (!e->ignore_checksums && p->checksum_ok == 0) { scaled(c, endpoint, SC_C, 'C'); return; }
+    endpoint->pkts++;
+    endpoint->ip_bytes += p->ip_len;
+    int syn = (p->flags & F_SYN) != 0, fin = (p->flags & F_FIN) != 0, rst = (p->flags & F_RST) != 0,
+        ack = (p->flags & F_ACK) != 0;
+    i64 length = p->length;
+    set_partial_status(c, syn, ack, z_is_orig(c, endpoint));
+    i64 seg_len = length + syn + fin - (rst ? length : 0);
+    u32 base_seq = p->seq, ack_seq = p->ack;
+    u32 seq_one_past = base_seq + (u32)seg_len;
+    init_endpoint(endpoint, syn, base_seq, seq_one_past);
+    int seq_underflow;
+    u64 rel_seq = z_relative(endpoint, base_seq, endpoint->last_seq, endpoint->seq_wraps, &seq_underflow);
+    update_history(c, endpoint, syn, fin, rst, ack, rel_seq, length);
+    update_window(c, endpoint, peer, p->window, base_seq, ack_seq, syn, fin, rst);
+    if (!c->ep[0].did_close || !c->ep[1].did_close) c->last_time = p->t;
+    if (syn) init_window(endpoint, peer, ack, p->wscale, base_seq, ack_seq);
+    if (fin) { endpoint->fin_cnt++; endpoint->fin_seq = rel_seq + (u64)seg_len; }
+    if (rst) endpoint->rst_cnt++;
+    u64 rel_ack = 0;
+    if (ack) {
+        if (peer->state == Z_INACTIVE) {
+            rel_ack = 1;
+            init_seqs(peer, ack_seq - 1, ack_seq - 1);
+        } else {
+            int under;
+            rel_ack = z_relative(peer, ack_seq, peer->ack_seq, peer->ack_wraps, &under);
+            if (under) rel_ack = 0;
+            else if (!rst) {
+                int32_t d = s32(ack_seq, peer->ack_seq);
+                if (!(ack_seq == 0 && d > TOO_LARGE_SEQ_DELTA) && d > 0) update_ack_seq(peer, ack_seq);
+            }
+        }
+    }
+    z_update_last_seq(c, endpoint, seq_one_past, syn, fin, rst, length);
+    int do_close, gen_event;
+    z_state_machine(c, endpoint, peer, base_seq, length, syn, fin, rst, ack, &do_close, &gen_event);
+    if (ack) {
+        if (!(peer->fin_cnt > 0 && peer->fin_seq == 0 && rel_ack >= peer->fin_seq)) ack_received(c, peer, rel_ack);
+    }
+    u64 rel_data_seq = syn ? rel_seq + 1 : rel_seq;
+    if (length > 0 && !rst && !seq_underflow && p->captured >= length)
+        r_data_sent(endpoint, rel_data_seq, (u64)length, rel_ack_seq(endpoint));
+    if (do_close) connection_closed(c, endpoint, peer, gen_event);
+}
+
+static void zend_init(ZEnd *ep) {
+    memset(ep, 0, sizeof(*ep));
+    ep->last_reassem = 1; ep->trim = 1;
+    for (int i = 0; i < 4; i++) ep->thr[i] = 1;
+}
+
+static int want_connection(Engine *e, const Pkt *p) {
+    int syn = (p->flags & F_SYN) != 0, ack = (p->flags & F_ACK) != 0;
+    int first_is_not_a_syn = !syn || ack;
+    if (first_is_not_a_syn && e->server_ports[p->sport >> 3] & (1 << (p->sport & 7))) {
+        if (e->server_ports[p->dport >> 3] & (1 << (p->dport & 7))) return !syn && p->sport < p->dport;
+        return 1;
+    }
+    return 0;
+}
+
+static int z_expired(ZConn *c, i64 now) {
+    if (c->delete_at != NONE_T && now >= c->delete_at) return 1;
+    ZEnd *o = &c->ep[c->orig], *r = &c->ep[c->orig ^ 1];
+    if (c->attempt_deadline != NONE_T && now >= c->attempt_deadline && c->is_active &&
+        (o->state == Z_SYN_SENT || o->state == Z_SYN_ACK_SENT) && r->state == Z_INACTIVE)
+        return 1;
+    /* a packet arriving exactly at last activity + timeout finds it gone (1 us slack) */
+    return now - c->last_packet >= TCP_INACTIVITY_TIMEOUT - 1000;
+}
+
+static int z_is_reuse(ZConn *c, const Pkt *p) {
+    int syn = (p->flags & F_SYN) != 0, ack = (p->flags & F_ACK) != 0;
+    if (!syn) return 0;
+    ZEnd *o = &c->ep[c->orig], *r = &c->ep[c->orig ^ 1];
+    ZEnd *conn_orig = o;
+    if (ack) {
+        if (o->state != Z_INACTIVE) return 0;
+        conn_orig = r;
+    }
+    if (c->is_active && c->delete_at == NONE_T) {
+        if (p->seq == conn_orig->start_seq) return 0;
+        if (!ack && conn_orig->state == Z_SYN_ACK_SENT && r->state == Z_INACTIVE && p->seq == r->start_seq) return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Wireshark's analysis                                                */
+
+static int ws_shift(WFlow *f) {
+    if (f->is_first_ack || f->win_scale == WS_NONE) return 0;
+    return f->win_scale > 0 ? f->win_scale : 0;
+}
+
+static i64 ws_window(const Pkt *p, WFlow *fwd, WFlow *rev) {
+    if (p->flags & F_SYN) {
+        int scale = p->wscale;
+        if (p->flags & F_ACK) {
+            if (scale < 0 || rev->win_scale == WS_NONE) { fwd->win_scale = WS_NONE; rev->win_scale = WS_NONE; }
+            else fwd->win_scale = scale;
+        } else fwd->win_scale = scale < 0 ? WS_NONE : scale;
+        return p->window;
+    }
+    if (fwd->win_scale >= 0) return (i64)p->window << fwd->win_scale;
+    return p->window;
+}
+
+static void ws_retransmission(Stream *s, const Pkt *p, WFlow *fwd, WFlow *rev, u32 *flags) {
+    u32 seq = p->seq, seglen = (u32)p->wire_length;
+    int tf = p->flags;
+    int not_advanced = fwd->nextseq && lt_seq(seq, fwd->nextseq);
+    if (seglen > 1 && fwd->nextseq - 1 == seq) not_advanced = 0;
+    if (seglen > 0 && rev->lastack && le_seq(seq + seglen, rev->lastack)) {
+        *flags |= B(WF_SPURIOUS_RETRANSMISSION) | B(WF_RETRANSMISSION);
+        return;
+    }
+    /* gaps as guint64 nanoseconds: a negative gap is huge; dupacknum is a guint32 (-1 passes >= 2) */
+    if (not_advanced && (u32)rev->dupacknum >= 2 && rev->lastack == seq &&
+        (u64)(p->t - rev->lastack_time) < 20000000ULL) {
+        *flags |= B(WF_FAST_RETRANSMISSION) | B(WF_RETRANSMISSION);
+        return;
+    }
+    u64 threshold = s->first_rtt ? (u64)s->first_rtt : 3000000ULL;
+    if (not_advanced && (u64)(p->t - fwd->nextseq_time) < threshold &&
+        fwd->nextseq != seq + seglen + ((tf & (F_SYN | F_FIN)) ? 1 : 0)) {
+        *flags |= B(WF_OUT_OF_ORDER);
+        return;
+    }
+    if (not_advanced) *flags |= B(WF_RETRANSMISSION);
+}
+
+static void ws_analyze(Stream *s, const Pkt *p, WFlow *fwd, WFlow *rev, i64 window, u32 *flags) {
+    u32 seq = p->seq, ack = p->ack, seglen = (u32)p->wire_length;
+    i64 slen = p->wire_length;
+    int tf = p->flags;
+    i64 now = p->t;
+    int no_ctl = !(tf & (F_SYN | F_FIN | F_RST));
+    int skip_fwd = 0;
+    if (slen == 1 && seq == fwd->nextseq && rev->window == 0) { *flags |= B(WF_ZERO_WINDOW_PROBE); skip_fwd = 1; }
+    if (!skip_fwd) {
+        if (window == 0 && no_ctl) *flags |= B(WF_ZERO_WINDOW);
+        if (fwd->nextseq && gt_seq(seq, fwd->nextseq) && !(tf & F_RST)) *flags |= B(WF_LOST_SEGMENT);
+        if ((slen == 0 || slen == 1) && seq == fwd->nextseq - 1 && no_ctl) *flags |= B(WF_KEEP_ALIVE);
+        int same = seq == fwd->nextseq && ack == fwd->lastack && no_ctl && slen == 0;
+        if (same && window && window != fwd->window) *flags |= B(WF_WINDOW_UPDATE);
+        if (slen > 0 && rev->win_scale != WS_UNKNOWN &&
+            (u32)(seq + seglen) == (u32)((i64)rev->lastack + rev->window * ((i64)1 << ws_shift(rev))) && no_ctl)
+            *flags |= B(WF_WINDOW_FULL);
+        if (same && window && window == fwd->window && (rev->lastsegmentflags & B(WF_KEEP_ALIVE))) {
+            *flags |= B(WF_KEEP_ALIVE_ACK);
+        } else if (same && window == 0 && window == fwd->window && (rev->lastsegmentflags & B(WF_ZERO_WINDOW_PROBE))) {
+            *flags |= B(WF_ZERO_WINDOW_PROBE_ACK);
+        } else if (same && window && window == fwd->window) {
+            fwd->dupacknum = fwd->dupacknum == -1 ? 1 : fwd->dupacknum + 1;
+            *flags |= B(WF_DUPLICATE_ACK);
+        }
+    }
+    if (ack != fwd->lastack) fwd->dupacknum = 0;
+    /* ACKED LOST PACKET, once per hole (packet-tcp.c 4.0.17): the -1 dupacknum marker */
+    if (rev->maxseqtobeacked && gt_seq(ack, rev->maxseqtobeacked) && (tf & F_ACK)) {
+        if (lt_seq(rev->maxseqtobeacked, rev->nextseq)) {
+            rev->maxseqtobeacked = rev->nextseq;
+            *flags |= B(WF_ACK_LOST_SEGMENT);
+        } else {
+            if (rev->dupacknum == 0) *flags |= B(WF_ACK_LOST_SEGMENT);
+            rev->dupacknum = -1;
+        }
+    }
+    if ((slen > 0 || (tf & (F_SYN | F_FIN))) && !(*flags & B(WF_KEEP_ALIVE)))
+        ws_retransmission(s, p, fwd, rev, flags);
+    u32 nextseq = seq + seglen + ((tf & (F_SYN | F_FIN)) ? 1 : 0);
+    int zwp = (*flags & B(WF_ZERO_WINDOW_PROBE)) != 0;
+    if ((gt_seq(nextseq, fwd->nextseq) || !fwd->nextseq) && !zwp) { fwd->nextseq = nextseq; fwd->nextseq_time = now; }
+    if ((seq == fwd->maxseqtobeacked || !fwd->maxseqtobeacked) && !zwp) fwd->maxseqtobeacked = fwd->nextseq;
+    fwd->window = window;
+    fwd->lastack = ack;
+    fwd->lastack_time = now;
+    fwd->lastsegmentflags = *flags;
+}
+
+/* ------------------------------------------------------------------ */
+/* flow table                                                          */
+
+static u64 hash_key(int ver, const u8 *a, u16 pa, const u8 *b, u16 pb) {
+    int n = ver == 4 ? 4 : 16;
+    u64 h = 1469598103934665603ULL ^ (u64)ver;
+    for (int i = 0; i < n; i++) { h ^= a[i]; h *= 1099511628211ULL; }
+    h ^= pa; h *= 1099511628211ULL;
+    for (int i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ULL; }
+    h ^= pb; h *= 1099511628211ULL;
+    h ^= h >> 29;
+    return h;
+}
+
+/* the unordered 5-tuple's canonical order: side 0 is the smaller endpoint */
+static int endpoint_cmp(int ver, const u8 *a, u16 pa, const u8 *b, u16 pb) {
+    int c = memcmp(a, b, ver == 4 ? 4 : 16);
+    if (c) return c;
+    return (int)pa - (int)pb;
+}
+
+/* The shard of a 5-tuple: every process of --jobs N agrees (documented in docs/engine.md). */
+static u64 flow_hash(const Pkt *p) {
+    if (endpoint_cmp(p->ver, p->src, p->sport, p->dst, p->dport) <= 0)
+        return hash_key(p->ver, p->src, p->sport, p->dst, p->dport);
+    return hash_key(p->ver, p->dst, p->dport, p->src, p->sport);
+}
+
+static int table_grow(Engine *e) {
+    size_t nsize = e->tsize ? e->tsize * 2 : 4096;
+    Entry **nt = calloc(nsize, sizeof(Entry *));
+    if (!nt) return -1;
+    for (size_t i = 0; i < e->tsize; i++) {
+        Entry *x = e->table[i];
+        while (x) {
+            Entry *nx = x->hnext;
+            size_t j = x->hash & (nsize - 1);
+            x->hnext = nt[j]; nt[j] = x;
+            x = nx;
+        }
+    }
+    free(e->table);
+    e->table = nt; e->tsize = nsize;
+    return 0;
+}
+
+static void lru_unlink(Engine *e, Entry *x) {
+    int l = x->list;
+    if (x->lprev) x->lprev->lnext = x->lnext; else e->lh[l] = x->lnext;
+    if (x->lnext) x->lnext->lprev = x->lprev; else e->lt[l] = x->lprev;
+    x->lprev = x->lnext = NULL;
+}
+
+static void lru_append(Engine *e, Entry *x, int l) {
+    x->list = l;
+    x->lnext = NULL;
+    x->lprev = e->lt[l];
+    if (e->lt[l]) e->lt[l]->lnext = x; else e->lh[l] = x;
+    e->lt[l] = x;
+}
+
+static void table_remove(Engine *e, Entry *x) {
+    Entry **pp = &e->table[x->hash & (e->tsize - 1)];
+    while (*pp && *pp != x) pp = &(*pp)->hnext;
+    if (*pp) *pp = x->hnext;
+    e->tcount--;
+}
+
+/* ------------------------------------------------------------------ */
+/* records out                                                         */
+
+static PyObject *opt_time(i64 t) { if (t == NONE_T) Py_RETURN_NONE; return PyLong_FromLongLong(t); }
+static PyObject *opt_int(int v) { if (v < 0) Py_RETURN_NONE; return PyLong_FromLong(v); }
+
+static PyObject *addr_bytes(int ver, const u8 *a) {
+    return PyBytes_FromStringAndSize((const char *)a, ver == 4 ? 4 : 16);
+}
+
+static PyObject *changes_tuple(const Change *v, int n) {
+    PyObject *t = PyTuple_New(n);
+    if (!t) return NULL;
+    for (int i = 0; i < n; i++) {
+        const Change *c = &v[i];
+        PyObject *x = Py_BuildValue("(iiiiiiNL)", c->who, c->old, c->neu, c->cause, c->rfc, c->amb, opt_time(c->at),
+                                    (long long)c->t);
+        if (!x) { Py_DECREF(t); return NULL; }
+        PyTuple_SET_ITEM(t, i, x);
+    }
+    return t;
+}
+
+static PyObject *side_tuple(const Side *s, int final_state) {
+    return Py_BuildValue("(LLNNiiNNi)", (long long)s->packets, (long long)s->payload_bytes, opt_int(s->mss),
+                         opt_int(s->wscale), s->sack_perm, s->timestamps, opt_time(s->sent_fin),
+                         opt_time(s->sent_rst), final_state);
+}
+
+static PyObject *conn_tuple(Entry *x, Stream *st) {
+    int cs = st->client_side, ss = st->self_conn ? cs : cs ^ 1;
+    const u8 *ca = cs ? x->b : x->a, *sa = ss ? x->b : x->a;
+    u16 cp = cs ? x->pb : x->pa, sp = ss ? x->pb : x->pa;
+    PyObject *anom = PyTuple_New(WF_COUNT + 1);
+    if (!anom) return NULL;
+    for (int i = 0; i <= WF_COUNT; i++) PyTuple_SET_ITEM(anom, i, PyLong_FromLongLong(st->anomalies[i]));
+    PyObject *notes = PyTuple_New(st->nnotes);
+    for (int i = 0; i < st->nnotes; i++) PyTuple_SET_ITEM(notes, i, Py_BuildValue("(ii)", st->notes[i].who, st->notes[i].text));
+    PyObject *dropped = PyTuple_New(st->ndropped);
+    for (int i = 0; i < st->ndropped; i++) PyTuple_SET_ITEM(dropped, i, PyLong_FromLongLong(st->dropped[i]));
+    PyObject *zseqs = PyTuple_New(st->nzseqs);
+    for (int i = 0; i < st->nzseqs; i++) PyTuple_SET_ITEM(zseqs, i, PyLong_FromLongLong(st->zseqs[i]));
+    PyObject *zstate, *zhist;
+    if (st->zeek) {
+        zstate = PyUnicode_FromString(conn_state(st->zeek));
+        zhist = PyUnicode_FromStringAndSize(st->zeek->history ? st->zeek->history : "", st->zeek->hlen);
+    } else {
+        zstate = PyUnicode_FromString("");
+        zhist = PyUnicode_FromString("");
+    }
+    PyObject *held = PyTuple_New(0);
+    for (int r = 0; r < 2; r++) {
+        if (st->held[r] < 0) continue;
+        PyObject *h = Py_BuildValue("(iiiL)", r, st->held_seg[r].sender, (st->held_seg[r].flags & F_FIN) ? 1 : 0,
+                                    (long long)st->held_seg[r].time);
+        if (!h || _PyTuple_Resize(&held, PyTuple_GET_SIZE(held) + 1) < 0) return NULL;
+        PyTuple_SET_ITEM(held, PyTuple_GET_SIZE(held) - 1, h);
+    }
+    PyObject *parts = PyTuple_New(st->nparts);
+    for (int i = 0; i < st->nparts; i++) {
+        ZConn *z = st->parts[i].z;
+        PyTuple_SET_ITEM(parts, i, Py_BuildValue("(LisN)", (long long)st->parts[i].frame, st->parts[i].syn, conn_state(z),
+                                                 PyUnicode_FromStringAndSize(z->history ? z->history : "", z->hlen)));
+    }
+    return Py_BuildValue("(LiNiNiiiLLNNNNNNNNNNNNLNN)", (long long)st->number, x->ver, addr_bytes(x->ver, ca), cp,
+                         addr_bytes(x->ver, sa), sp, st->roles_known, st->first_note, (long long)st->start,
+                         (long long)st->end, opt_time(st->syn_time), opt_time(st->synack_time),
+                         opt_time(st->hs_ack_time), side_tuple(&st->sides[0], st->final_state[0]),
+                         side_tuple(&st->sides[1], st->final_state[1]), anom, zstate, zhist, zseqs, notes,
+                         changes_tuple(st->trailing.v, st->trailing.n), dropped, (long long)st->first_frame,
+                         held, parts);
+}
+
+static PyObject *zeek_tuple(Entry *x, ZConn *c) {
+    ZEnd *o = &c->ep[c->orig], *r = &c->ep[c->orig ^ 1];
+    int os = c->orig, rs = c->orig ^ 1;
+    if (memcmp(x->a, x->b, 16) == 0 && x->pa == x->pb) rs = os;
+    return Py_BuildValue("(LLLiNiNisNKKKLLLL)", (long long)c->seq, (long long)c->start, (long long)c->last_time, x->ver,
+                         addr_bytes(x->ver, os ? x->b : x->a), os ? x->pb : x->pa,
+                         addr_bytes(x->ver, rs ? x->b : x->a), rs ? x->pb : x->pa, conn_state(c),
+                         PyUnicode_FromStringAndSize(c->history ? c->history : "", c->hlen),
+                         (unsigned long long)c->missed_bytes, (unsigned long long)z_size(o, r),
+                         (unsigned long long)z_size(r, o), (long long)o->pkts, (long long)o->ip_bytes,
+                         (long long)r->pkts, (long long)r->ip_bytes);
+}
+
+static void add_note(Stream *st, const Changes *ch, int from) {
+    for (int i = from; i < ch->n; i++) {
+        const Change *c = &ch->v[i];
+        if (!c->amb) continue;
+        int seen = 0;
+        for (int j = 0; j < st->nnotes; j++)
+            if (st->notes[j].who == c->who && st->notes[j].text == c->amb) { seen = 1; break; }
+        if (seen) continue;
+        if (st->nnotes == st->capnotes) {
+            int cap = st->capnotes ? st->capnotes * 2 : 4;
+            Note *v = realloc(st->notes, sizeof(Note) * cap);
+            if (!v) { g_fail = 1; return; }
+            st->notes = v; st->capnotes = cap;
+        }
+        st->notes[st->nnotes].who = c->who;
+        st->notes[st->nnotes].text = c->amb;
+        st->nnotes++;
+    }
+}
+
+static void free_stream(Stream *st) {
+    free(st->notes); free(st->trailing.v); free(st->dropped); free(st->parts);
+    free(st->inflight[0].v); free(st->inflight[1].v);
+    free(st);
+}
+
+static void free_zconn(ZConn *c) {
+    free(c->history); free(c->ep[0].blocks); free(c->ep[1].blocks);
+    free(c);
+}
+
+/* An entry ends: its connections' records go out, its memory is freed. */
+static int emit_entry(Engine *e, Entry *x) {
+    int rc = 0;
+    if (x->mine) {
+        /* oldest incarnation first */
+        Stream *order[64];
+        int n = 0;
+        Stream *st;
+        for (st = x->streams; st; st = st->next) n++;
+        Stream **all = n <= 64 ? order : malloc(sizeof(Stream *) * n);
+        if (!all) return -1;
+        int i = n;
+        for (st = x->streams; st; st = st->next) all[--i] = st;
+        for (i = 0; i < n; i++) {
+            st = all[i];
+            g_out = &st->trailing;
+            int from = st->trailing.n;
+            pair_flush(st);
+            add_note(st, &st->trailing, from);
+            st->final_state[0] = st->obs[0].state;
+            st->final_state[1] = st->obs[1].state;
+            PyObject *t = conn_tuple(x, st);
+            if (!t || PyList_Append(e->out_conns, t) < 0) rc = -1;
+            Py_XDECREF(t);
+        }
+        if (all != order) free(all);
+        ZConn *zs[64];
+        n = 0;
+        ZConn *z;
+        for (z = x->zconns; z; z = z->next) n++;
+        ZConn **zall = n <= 64 ? zs : malloc(sizeof(ZConn *) * n);
+        if (!zall) return -1;
+        i = n;
+        for (z = x->zconns; z; z = z->next) zall[--i] = z;
+        for (i = 0; i < n; i++) {
+            PyObject *t = zeek_tuple(x, zall[i]);
+            if (!t || PyList_Append(e->out_zeek, t) < 0) rc = -1;
+            Py_XDECREF(t);
+        }
+        if (zall != zs) free(zall);
+    }
+    Stream *st = x->streams;
+    while (st) { Stream *nx = st->next; free_stream(st); st = nx; }
+    ZConn *z = x->zconns;
+    while (z) { ZConn *nx = z->next; free_zconn(z); z = nx; }
+    free(x);
+    return rc;
+}
+
+static int evict(Engine *e, i64 now) {
+    for (int l = 1; l >= 0; l--) {
+        i64 idle = l ? TIME_WAIT_NS : TCP_INACTIVITY_TIMEOUT;
+        while (e->lh[l] && now - e->lh[l]->last_time > idle) {
+            Entry *x = e->lh[l];
+            lru_unlink(e, x);
+            table_remove(e, x);
+            if (emit_entry(e, x) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* one segment through everything                                      */
+
+static Stream *new_stream(Engine *e, Entry *x, int first_side) {
+    Stream *st = calloc(1, sizeof(Stream));
+    if (!st) return NULL;
+    st->number = e->streams_count++;
+    st->first_side = first_side;
+    for (int i = 0; i < 2; i++) {
+        st->wf[i].window = -1;
+        st->wf[i].win_scale = WS_UNKNOWN;
+        st->wf[i].is_first_ack = 1;
+    }
+    st->mru_syn = st->first_rtt = 0;
+    if (!x->mine && x->streams) { free_stream(x->streams); x->streams = NULL; }
+    st->next = x->streams;
+    x->streams = st;
+    x->cur = st;
+    return st;
+}
+
+static void start_conn(Stream *st, const Pkt *p, ZConn *zc, int src_side, int self_conn) {
+    int syn = (p->flags & F_SYN) != 0, ack = (p->flags & F_ACK) != 0;
+    int pure_syn = syn && !ack;
+    int client;
+    if (pure_syn) client = src_side;
+    else if (syn) client = self_conn ? src_side : src_side ^ 1;
+    else if (zc) client = zc->orig;
+    else client = src_side;
+    st->client_side = client;
+    st->self_conn = self_conn;
+    st->start = st->end = p->t;
+    st->roles_known = pure_syn;
+    st->first_note = pure_syn ? 0 : syn ? 1 : 2;
+    st->syn_time = st->synack_time = st->hs_ack_time = NONE_T;
+    for (int r = 0; r < 2; r++) {
+        Side *s = &st->sides[r];
+        s->mss = s->wscale = -1;
+        s->sent_fin = s->sent_rst = NONE_T;
+        Obs *o = &st->obs[r];
+        o->state = pure_syn ? (r == 0 ? ST_CLOSED : ST_LISTEN) : ST_NONE;
+        o->pending_syn = NONE_T;
+        o->before_reset = ST_NONE;
+        st->last_time[r] = INT64_MIN;
+        st->final_state[r] = o->state;
+    }
+}
+
+static PyObject *packet_tuple(Engine *e, Entry *x, Stream *st, const Pkt *p, int role, u32 rel_seq,
+                              int has_rel_ack, u32 rel_ack, u32 nxt, i64 window, u32 wflags, i64 dup) {
+    PyObject *opts;
+    if (p->has_options) {
+        PyObject *sack = PyTuple_New(p->nsack);
+        for (int i = 0; i < p->nsack; i++)
+            PyTuple_SET_ITEM(sack, i, Py_BuildValue("(kk)", (unsigned long)p->sack[2 * i], (unsigned long)p->sack[2 * i + 1]));
+        opts = Py_BuildValue("(NNiNNN)", opt_int(p->mss), opt_int(p->wscale), p->sack_perm,
+                             p->has_ts ? PyLong_FromUnsignedLong(p->ts_val) : (Py_INCREF(Py_None), Py_None),
+                             p->has_ts ? PyLong_FromUnsignedLong(p->ts_ecr) : (Py_INCREF(Py_None), Py_None), sack);
+    } else {
+        opts = Py_None;
+        Py_INCREF(opts);
+    }
+    PyObject *rack;
+    if (has_rel_ack) rack = PyLong_FromUnsignedLong(rel_ack);
+    else { rack = Py_None; Py_INCREF(rack); }
+    return Py_BuildValue("(LLLiiNiNikkikNkLkLLiiNNi)", (long long)p->index, (long long)p->t, (long long)st->number, role,
+                         p->ver, addr_bytes(p->ver, p->src), p->sport, addr_bytes(p->ver, p->dst), p->dport,
+                         (unsigned long)p->seq, (unsigned long)p->ack, p->flags, (unsigned long)rel_seq, rack,
+                         (unsigned long)nxt, (long long)p->length, (unsigned long)wflags, (long long)dup, (long long)window,
+                         st->obs[0].state, st->obs[1].state, changes_tuple(e->pkt_changes.v, e->pkt_changes.n), opts,
+                         p->dropped);
+    (void)x;
+}
+
+static int process_packet(Engine *e, Pkt *p) {
+    e->tcp++;
+    if (e->evict && evict(e, p->t) < 0) return -1;
+    int cmp = endpoint_cmp(p->ver, p->src, p->sport, p->dst, p->dport);
+    int src_side = cmp <= 0 ? 0 : 1, self_conn = cmp == 0;
+    const u8 *a = src_side ? p->dst : p->src, *b = src_side ? p->src : p->dst;
+    u16 pa = src_side ? p->dport : p->sport, pb = src_side ? p->sport : p->dport;
+    u64 h = hash_key(p->ver, a, pa, b, pb);
+    if (e->tcount * 2 >= e->tsize && table_grow(e) < 0) { PyErr_NoMemory(); return -1; }
+    Entry *x = e->table[h & (e->tsize - 1)];
+    int n = p->ver == 4 ? 4 : 16;
+    while (x && !(x->hash == h && x->ver == p->ver && x->pa == pa && x->pb == pb && !memcmp(x->a, a, n) && !memcmp(x->b, b, n)))
+        x = x->hnext;
+    if (!x) {
+        x = calloc(1, sizeof(Entry));
+        if (!x) { PyErr_NoMemory(); return -1; }
+        x->ver = p->ver;
+        memcpy(x->a, a, n); memcpy(x->b, b, n);
+        x->pa = pa; x->pb = pb; x->hash = h;
+        x->mine = e->nshards <= 1 || (int)(h % (u64)e->nshards) == e->shard;
+        size_t j = h & (e->tsize - 1);
+        x->hnext = e->table[j]; e->table[j] = x;
+        e->tcount++;
+        lru_append(e, x, 0);
+    } else {
+        lru_unlink(e, x);
+        lru_append(e, x, x->list);
+    }
+    x->last_time = p->t;
+    int flags = p->flags;
+    if (flags & F_RST) x->closed_bits |= 4;
+    if (flags & F_FIN) x->closed_bits |= src_side ? 2 : 1;
+    if (x->list == 0 && ((x->closed_bits & 3) == 3 || (x->closed_bits & 4))) {
+        lru_unlink(e, x);
+        lru_append(e, x, 1);
+    }
+    /* 1. Wireshark's stream and relative numbers (tcplab/flows.py) */
+    Stream *st = x->cur;
+    int created = 0;
+    if (!st) { if (!(st = new_stream(e, x, src_side))) { PyErr_NoMemory(); return -1; } created = 1; }
+    int d = src_side == st->first_side ? 0 : 1;
+    int reused = 0, sa = flags & (F_SYN | F_ACK);
+    if (sa == F_SYN && st->has_base[d] && p->seq != st->base[d]) {
+        if (!(st = new_stream(e, x, src_side))) { PyErr_NoMemory(); return -1; }
+        d = 0; reused = 1; created = 1;
+    } else if (sa == (F_SYN | F_ACK) && st->has_base[d] && p->seq != st->base[d]) {
+        st->base[d] = p->seq; reused = 1;
+    }
+    if (!st->has_base[d]) { st->base[d] = (flags & F_SYN) ? p->seq : p->seq - 1; st->has_base[d] = 1; }
+    if ((flags & F_ACK) && !st->has_base[d ^ 1]) { st->base[d ^ 1] = p->ack - 1; st->has_base[d ^ 1] = 1; }
+    if (!x->mine) return 0;
+    u32 rel_seq = p->seq - st->base[d];
+    int has_rel_ack = (flags & F_ACK) != 0;
+    u32 rel_ack = p->ack - st->base[d ^ 1];
+    /* Wireshark's analysis (analyze/wireshark.py) */
+    u32 wflags = reused ? B(WF_REUSED_PORTS) : 0;
+    int dst_side = self_conn ? src_side : src_side ^ 1;
+    WFlow *fwd = &st->wf[src_side], *rev = &st->wf[dst_side];
+    fwd->segments++;
+    i64 window = ws_window(p, fwd, rev);
+    ws_analyze(st, p, fwd, rev, p->window, &wflags);
+    if (!(flags & F_SYN)) fwd->is_first_ack = 0;
+    /* iRTT: nstime_is_zero() tests, so a SYN stamped 0 starts no RTT */
+    if (sa == F_SYN) st->mru_syn = p->t;
+    else if (sa == F_ACK && st->mru_syn != 0 && st->first_rtt == 0) st->first_rtt = p->t - st->mru_syn;
+    u32 nxt = rel_seq + (u32)p->wire_length + ((flags & (F_SYN | F_FIN)) ? 1 : 0);
+    i64 dup = (wflags & B(WF_DUPLICATE_ACK)) ? fwd->dupacknum : 0;
+    /* 2. Zeek (analyze/zeek.py) */
+    ZConn *zc = NULL;
+    if (e->ignore_checksums || p->ip_checksum_ok) {
+        zc = x->zactive;
+        if (zc && (z_expired(zc, p->t) || z_is_reuse(zc, p))) { zc->finished = 1; x->zactive = zc = NULL; }
+        if (!zc) {
+            zc = calloc(1, sizeof(ZConn));
+            if (!zc) { PyErr_NoMemory(); return -1; }
+            zc->seq = p->index;
+            zc->start = zc->last_time = zc->last_packet = p->t;
+            zend_init(&zc->ep[0]); zend_init(&zc->ep[1]);
+            zc->orig = src_side;
+            zc->is_active = 1;
+            zc->attempt_deadline = zc->delete_at = NONE_T;
+            if (want_connection(e, p)) flip_roles(zc);
+            zc->next = x->zconns; x->zconns = zc;
+            x->zactive = zc;
+        }
+        zc->last_packet = p->t;
+        zeek_process(e, zc, p, src_side, self_conn);
+    }
+    /* 3. the connection and its inferred states (analyze/core.py) */
+    if (created) { start_conn(st, p, zc, src_side, self_conn); st->first_frame = p->index; }
+    if (!st->zeek && zc) st->zeek = zc;
+    else if (zc && zc != st->zeek) {
+        int seen = 0;
+        for (int i = 0; i < st->nparts; i++) if (st->parts[i].z == zc) seen = 1;
+        if (!seen) {
+            if (st->nparts == st->capparts) {
+                int cap = st->capparts ? st->capparts * 2 : 2;
+                void *v = realloc(st->parts, sizeof(*st->parts) * cap);
+                if (!v) { PyErr_NoMemory(); return -1; }
+                st->parts = v; st->capparts = cap;
+            }
+            st->parts[st->nparts].frame = p->index;
+            st->parts[st->nparts].syn = (flags & F_SYN) != 0;
+            st->parts[st->nparts].z = zc;
+            st->nparts++;
+        }
+    }
+    if (zc) {
+        int seen = 0;
+        for (int i = 0; i < st->nzseqs; i++) if (st->zseqs[i] == zc->seq) seen = 1;
+        if (!seen && st->nzseqs < 4) st->zseqs[st->nzseqs++] = zc->seq;
+    }
+    int role = (self_conn || src_side != st->client_side) ? 1 : 0;
+    Side *side = &st->sides[role];
+    side->packets++;
+    side->payload_bytes += p->length;
+    st->end = p->t;
+    if (flags & F_SYN) {
+        if (p->mss >= 0) side->mss = p->mss;
+        side->wscale = p->wscale;
+        side->sack_perm = p->sack_perm;
+        side->timestamps = p->has_ts;
+        if (!(flags & F_ACK) && st->syn_time == NONE_T) st->syn_time = p->t;
+        else if ((flags & F_ACK) && st->synack_time == NONE_T) st->synack_time = p->t;
+    } else if ((flags & F_ACK) && role == 0 && st->synack_time != NONE_T && st->hs_ack_time == NONE_T) {
+        st->hs_ack_time = p->t;
+    }
+    if ((flags & F_FIN) && side->sent_fin == NONE_T) side->sent_fin = p->t;
+    if ((flags & F_RST) && side->sent_rst == NONE_T) side->sent_rst = p->t;
+    for (int i = 0; i < WF_COUNT; i++) if (wflags & B(i)) st->anomalies[i]++;
+    if (p->checksum_ok == 0) st->anomalies[WF_COUNT]++;
+    if (p->dropped) {
+        if (st->ndropped == st->capdropped) {
+            int cap = st->capdropped ? st->capdropped * 2 : 4;
+            i64 *v = realloc(st->dropped, sizeof(i64) * cap);
+            if (!v) { PyErr_NoMemory(); return -1; }
+            st->dropped = v; st->capdropped = cap;
+        }
+        st->dropped[st->ndropped++] = p->index;
+    }
+    e->pkt_changes.n = 0;
+    g_out = &e->pkt_changes;
+    g_fail = 0;
+    pair_packet(st, role, role ^ 1, p->seq, p->ack, flags, p->length, p->t, !p->dropped);
+    add_note(st, &e->pkt_changes, 0);
+    if (g_fail) {
+        if (g_fail == 2) PyErr_Format(EngineError, "frame %lld: a state change the model's table does not have", (long long)p->index);
+        else PyErr_NoMemory();
+        return -1;
+    }
+    st->final_state[0] = st->obs[0].state;
+    st->final_state[1] = st->obs[1].state;
+    if (e->keep_packets && (e->keep_stream < 0 || e->keep_stream == st->number)) {
+        PyObject *t = packet_tuple(e, x, st, p, role, rel_seq, has_rel_ack, rel_ack, nxt, window, wflags, dup);
+        if (!t) return -1;
+        int rc = PyList_Append(e->out_packets, t);
+        Py_DECREF(t);
+        if (rc < 0) return -1;
+    }
+    (void)dup;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the fast decoder: 1 TCP, 0 not TCP, -1 for tcplab.wire (Python)      */
+
+static u32 sum16(const u8 *d, size_t n, u32 acc) {
+    u64 s = acc;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s += (u32)(d[i] << 8 | d[i + 1]) + (u32)(d[i + 2] << 8 | d[i + 3]) + (u32)(d[i + 4] << 8 | d[i + 5]) +
+             (u32)(d[i + 6] << 8 | d[i + 7]);
+    }
+    for (; i + 1 < n; i += 2) s += (u32)(d[i] << 8 | d[i + 1]);
+    if (i < n) s += (u32)(d[i] << 8);
+    while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
+    return (u32)s;
+}
+
+static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
+    size_t pos;
+    int ver;
+    switch (linktype) {
+    case 1: {
+        if (n < 14) return -1;
+        u16 et = rd16(f + 12);
+        pos = 14;
+        while (et == 0x8100 || et == 0x88A8 || et == 0x9100) {
+            if (pos + 4 > n) return -1;
+            et = rd16(f + pos + 2);
+            pos += 4;
+        }
+        if (et == 0x0800) ver = 4;
+        else if (et == 0x86DD) ver = 6;
+        else if (et == 0x8847 || et == 0x8848 || et == 0x8864) return -1;
+        else return 0;
+        break;
+    }
+    case 101: case 12: case 14:
+        if (n < 1) return -1;
+        ver = f[0] >> 4;
+        if (ver != 4 && ver != 6) return -1;
+        pos = 0;
+        break;
+    case 228: ver = 4; pos = 0; break;
+    case 229: ver = 6; pos = 0; break;
+    case 113: case 276: {
+        if (n < (linktype == 113 ? 16u : 20u)) return -1;
+        u16 proto = linktype == 113 ? rd16(f + 14) : rd16(f);
+        pos = linktype == 113 ? 16 : 20;
+        if (proto == 0x0800) ver = 4;
+        else if (proto == 0x86DD) ver = 6;
+        else return -1;
+        break;
+    }
+    case 0: case 108: {
+        if (n < 4) return -1;
+        u32 fam = rd32o(f, 1);
+        if (fam & 0xFFFF0000u) fam = rd32(f);
+        if (fam == 2) ver = 4;
+        else if (fam == 24 || fam == 28 || fam == 30) ver = 6;
+        else return -1;
+        pos = 4;
+        break;
+    }
+    default:
+        return -1;
+    }
+    size_t ihl, ip_len, tcp;
+    const u8 *ip = f + pos;
+    if (ver == 4) {
+        if (n < pos + 20 || (ip[0] >> 4) != 4) return -1;
+        ihl = (size_t)(ip[0] & 15) * 4;
+        if (ihl < 20 || pos + ihl > n) return -1;
+        u16 total = rd16(ip + 2);
+        if (rd16(ip + 6) & 0x3FFF) return -1; /* a fragment: the reassembler's */
+        int proto = ip[9];
+        if (proto != 6) {
+            if (proto == 4 || proto == 41 || proto == 47 || proto == 17) return -1; /* tunnels */
+            return 0;
+        }
+        ip_len = total ? total : n - pos;
+        memset(p->src, 0, 16); memset(p->dst, 0, 16);
+        memcpy(p->src, ip + 12, 4); memcpy(p->dst, ip + 16, 4);
+        p->ip_checksum_ok = sum16(ip, ihl, 0) == 0xFFFF;
+    } else {
+        if (n < pos + 40 || (ip[0] >> 4) != 6) return -1;
+        u16 plen = rd16(ip + 4);
+        if (ip[6] != 6) return -1; /* extension headers, tunnels, not TCP: tcplab.wire */
+        ihl = 40;
+        ip_len = plen ? 40 + (size_t)plen : n - pos;
+        memcpy(p->src, ip + 8, 16); memcpy(p->dst, ip + 24, 16);
+        p->ip_checksum_ok = 1;
+    }
+    tcp = pos + ihl;
+    if (ip_len < ihl + 20) return -1;
+    size_t segment_len = ip_len - ihl;
+    size_t captured_end = n < pos + ip_len ? n : pos + ip_len;
+    if (captured_end < tcp + 20) return -1;
+    size_t seg_captured = captured_end - tcp;
+    const u8 *t = f + tcp;
+    size_t hl = (size_t)(t[12] >> 4) * 4;
+    if (hl < 20 || hl > segment_len || hl > seg_captured) return -1;
+    p->ver = ver;
+    p->sport = rd16(t);
+    p->dport = rd16(t + 2);
+    p->seq = rd32(t + 4);
+    p->ack = rd32(t + 8);
+    p->flags = rd16(t + 12) & 0x1FF;
+    p->window = rd16(t + 14);
+    /* options (RFC 9293 §3.1, RFC 7323, RFC 2018); anything unusual goes to tcplab.wire */
+    p->mss = p->wscale = -1;
+    p->sack_perm = p->has_ts = 0;
+    p->nsack = 0;
+    p->has_options = 0;
+    size_t o = 20;
+    while (o < hl) {
+        u8 kind = t[o];
+        if (kind == 1) { o++; continue; }
+        if (kind == 0) break;
+        if (o + 1 >= hl) return -1;
+        u8 len = t[o + 1];
+        if (len < 2 || o + len > hl) return -1;
+        const u8 *body = t + o + 2;
+        size_t size = len - 2;
+        if (kind == 2 && size == 2) p->mss = rd16(body);
+        else if (kind == 3 && size == 1) p->wscale = body[0];
+        else if (kind == 4 && size == 0) p->sack_perm = 1;
+        else if (kind == 8 && size == 8) { p->has_ts = 1; p->ts_val = rd32(body); p->ts_ecr = rd32(body + 4); }
+        else if (kind == 5 && size && size % 8 == 0) {
+            for (size_t k = 0; k < size; k += 8) {
+                if (p->nsack >= 4) return -1;
+                p->sack[2 * p->nsack] = rd32(body + k);
+                p->sack[2 * p->nsack + 1] = rd32(body + k + 4);
+                p->nsack++;
+            }
+        } else if (kind == 34 || kind == 254) return -1; /* TCP Fast Open: tcplab.wire */
+        o += len;
+    }
+    p->has_options = p->mss >= 0 || p->wscale >= 0 || p->sack_perm || p->has_ts || p->nsack;
+    i64 length = (i64)ip_len - (i64)ihl - (i64)hl;
+    p->length = length < 0 ? 0 : length;
+    p->wire_length = p->length;
+    i64 cap = (i64)captured_end - (i64)(tcp + hl);
+    p->captured = cap < 0 ? 0 : (cap < p->length ? cap : p->length);
+    p->ip_len = (i64)ip_len;
+    p->checksum_ok = -1;
+    if (seg_captured == segment_len) {
+        u32 pseudo;
+        if (ver == 4) {
+            pseudo = sum16(p->src, 4, 0);
+            pseudo = sum16(p->dst, 4, pseudo);
+            pseudo += 6 + (u32)segment_len;
+        } else {
+            pseudo = sum16(p->src, 16, 0);
+            pseudo = sum16(p->dst, 16, pseudo);
+            pseudo += (u32)(segment_len >> 16) + (u32)(segment_len & 0xFFFF) + 6;
+        }
+        while (pseudo >> 16) pseudo = (pseudo & 0xFFFF) + (pseudo >> 16);
+        u32 total = sum16(t, segment_len, pseudo);
+        if (total == 0xFFFF) p->checksum_ok = 1;
+        else {
+            p->checksum_ok = 0;
+            /* CHECKSUM_PARTIAL: the field holds the pseudo-header sum the NIC
+               would have finished (Linux loopback, RawCap): not verifiable. */
+            if (!e->strict_checksums && rd16(t + 16) == pseudo) p->checksum_ok = -1;
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* the reader: pcap and pcapng records from the bytes Python feeds      */
+
+#define MAX_CAPLEN (256u * 1024 * 1024)
+/* tcplab.capture.pcap.KEEP_DATA: a larger record is tcplab.capture's (it keeps
+   the head and streams the rest past), never buffered here */
+#define KEEP_DATA (256u * 1024)
+
+/* A frame the fast decoder leaves to tcplab.wire: (index, time_ns, linktype, data offset, data, dropped) */
+static PyObject *fallback(i64 index, i64 t, u32 linktype, i64 data_offset, const u8 *data, size_t n, int dropped) {
+    return Py_BuildValue("(LLILy#i)", (long long)index, (long long)t, linktype, (long long)data_offset,
+                         (const char *)data, (Py_ssize_t)n, dropped);
+}
+
+/* Is the comment option of a pcapng packet block tcplab's "dropped by the wire"? */
+static int marked_dropped(Engine *e, const u8 *opt, size_t n) {
+    if (!e->marker_len) return 0;
+    size_t o = 0;
+    while (o + 4 <= n) {
+        u16 code = rd16o(opt + o, e->le), len = rd16o(opt + o + 2, e->le);
+        if (code == 0) break;
+        if (o + 4 + len > n) return 0;
+        if (code == 1) {
+            const u8 *c = opt + o + 4;
+            size_t i = 0;
+            while (i < len) {
+                size_t j = i;
+                while (j < len && c[j] != '\n') j++;
+                if (j - i >= (size_t)e->marker_len && !memcmp(c + i, e->marker, e->marker_len)) return 1;
+                i = j + 1;
+            }
+        }
+        o += 4 + (((size_t)len + 3) & ~(size_t)3);
+    }
+    return 0;
+}
+
+/* One frame: decoded here and analysed, or handed back.  Returns a new
+   reference to the hand-back tuple, Py_None (done), or NULL (error). */
+static PyObject *frame(Engine *e, i64 t, u32 linktype, const u8 *data, size_t n, i64 data_offset, int dropped) {
+    e->frames++;
+    Pkt p;
+    int r = fast_decode(e, linktype, data, n, &p);
+    if (r < 0) return fallback(e->frame_index, t, linktype, data_offset, data, n, dropped);
+    if (r == 0) { e->not_tcp++; Py_RETURN_NONE; }
+    p.index = e->frame_index;
+    p.t = t;
+    p.dropped = dropped;
+    if (process_packet(e, &p) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Takeover: the fast reader stops at a structure it does not handle and
+   tcplab.capture reads on from that offset (with its own problem reports). */
+static PyObject *takeover(Engine *e, i64 offset) {
+    e->format = 3;
+    e->stop_offset = offset;
+    return Py_BuildValue("(sL)", "takeover", (long long)offset);
+}
+
+static PyObject *run(Engine *e, int final) {
+    for (;;) {
+        u8 *b = e->buf + e->bpos;
+        size_t avail = e->blen - e->bpos;
+        i64 off = e->consumed + (i64)e->bpos;
+        if (e->format == 3) { e->bpos = e->blen; Py_RETURN_NONE; }
+        if (e->format == 0) {
+            if (avail < 24) {
+                if (final) return takeover(e, 0);
+                Py_RETURN_NONE;
+            }
+            u32 magic = rd32o(b, 1);
+            if (magic == 0xa1b2c3d4u || magic == 0xa1b23c4du) { e->le = 1; e->nano = magic == 0xa1b23c4du; }
+            else if (magic == 0xd4c3b2a1u || magic == 0x4d3cb2a1u) { e->le = 0; e->nano = magic == 0x4d3cb2a1u; }
+            else if (rd32(b) == 0x0A0D0D0Au) { e->format = 2; continue; }
+            else return takeover(e, 0);
+            u32 network = rd32o(b + 20, e->le);
+            if (network & 0xFFFF0000u) return takeover(e, 0);
+            e->linktype = network;
+            e->snaplen = rd32o(b + 16, e->le);
+            e->format = 1;
+            e->bpos += 24;
+            continue;
+        }
+        if (e->format == 1) {
+            if (avail < 16) {
+                if (final) { if (avail) return takeover(e, off); Py_RETURN_NONE; }
+                Py_RETURN_NONE;
+            }
+            u32 caplen = rd32o(b + 8, e->le);
+            if (caplen > KEEP_DATA) return takeover(e, off);
+            if (avail < 16 + (size_t)caplen) {
+                if (final) return takeover(e, off);
+                Py_RETURN_NONE;
+            }
+            i64 t = (i64)rd32o(b, e->le) * NS + (i64)rd32o(b + 4, e->le) * (e->nano ? 1 : 1000);
+            e->frame_index++;
+            e->bpos += 16 + caplen;
+            PyObject *r = frame(e, t, e->linktype, b + 16, caplen, off + 16, 0);
+            if (r != Py_None) return r;
+            Py_DECREF(r);
+            continue;
+        }
+        /* pcapng (draft-ietf-opsawg-pcapng) */
+        if (avail < 12) {
+            if (final) { if (avail) return takeover(e, off); Py_RETURN_NONE; }
+            Py_RETURN_NONE;
+        }
+        u32 type = rd32o(b, e->le);
+        if (rd32(b) == 0x0A0D0D0Au) {
+            u32 bom = rd32(b + 8);
+            if (bom == 0x1A2B3C4Du) e->le = 0;
+            else if (bom == 0x4D3C2B1Au) e->le = 1;
+            else return takeover(e, off);
+            type = 0x0A0D0D0Au;
+        }
+        u32 total = rd32o(b + 4, e->le);
+        if (total < 12 || total > KEEP_DATA + 4096 || total % 4) return takeover(e, off);
+        if (avail < total) {
+            if (final) return takeover(e, off);
+            Py_RETURN_NONE;
+        }
+        if (rd32o(b + total - 4, e->le) != total) return takeover(e, off);
+        if (type == 0x0A0D0D0Au) {
+            if (total < 28 || rd16o(b + 12, e->le) != 1) return takeover(e, off);
+            e->nifaces = 0;
+        } else if (type == 1) {
+            if (total < 20 || e->nifaces >= 64) return takeover(e, off);
+            int k = e->nifaces;
+            e->ifaces[k].linktype = rd16o(b + 8, e->le);
+            e->ifaces[k].snaplen = rd32o(b + 12, e->le);
+            int tsbase = 10, tsexp = 6;
+            i64 tsoff = 0;
+            size_t o = 16, end = total - 4;
+            while (o + 4 <= end) {
+                u16 code = rd16o(b + o, e->le), len = rd16o(b + o + 2, e->le);
+                if (code == 0) break;
+                if (o + 4 + len > end) return takeover(e, off);
+                if (code == 9 && len == 1) {
+                    u8 raw = b[o + 4];
+                    if (raw & 0x80) { tsbase = 2; tsexp = raw & 0x7F; } else { tsbase = 10; tsexp = raw; }
+                } else if (code == 14 && len == 8) {
+                    u64 v = e->le ? ((u64)rd32o(b + o + 8, 1) << 32 | rd32o(b + o + 4, 1))
+                                  : ((u64)rd32(b + o + 4) << 32 | rd32(b + o + 8));
+                    tsoff = (i64)v;
+                } else if (code == 9 || code == 14) return takeover(e, off);
+                o += 4 + (((size_t)len + 3) & ~(size_t)3);
+            }
+            if (tsbase == 10) {
+                if (tsexp > 18) return takeover(e, off);
+                i64 p10 = 1;
+                for (int i = 0; i < (tsexp <= 9 ? 9 - tsexp : tsexp - 9); i++) p10 *= 10;
+                e->ifaces[k].mul = tsexp <= 9 ? p10 : 1;
+                e->ifaces[k].div = tsexp <= 9 ? 1 : p10;
+            } else {
+                if (tsexp > 62) return takeover(e, off);
+                e->ifaces[k].mul = NS;
+                e->ifaces[k].div = (i64)1 << tsexp;
+            }
+            e->ifaces[k].off = tsoff * NS;
+            e->ifaces[k].ok = 1;
+            e->nifaces++;
+        } else if (type == 6) {
+            if (total < 32) return takeover(e, off);
+            u32 iface = rd32o(b + 8, e->le);
+            u32 caplen = rd32o(b + 20, e->le);
+            if (iface >= (u32)e->nifaces || 28 + (u64)caplen > total - 4) return takeover(e, off);
+            u64 ts = (u64)rd32o(b + 12, e->le) << 32 | rd32o(b + 16, e->le);
+            __int128 tt = (__int128)ts * e->ifaces[iface].mul / e->ifaces[iface].div + e->ifaces[iface].off;
+            size_t opt = 28 + (((size_t)caplen + 3) & ~(size_t)3);
+            int dropped = opt < total - 4 ? marked_dropped(e, b + opt, total - 4 - opt) : 0;
+            e->frame_index++;
+            e->bpos += total;
+            PyObject *r = frame(e, (i64)tt, e->ifaces[iface].linktype, b + 28, caplen, off + 28, dropped);
+            if (r != Py_None) return r;
+            Py_DECREF(r);
+            continue;
+        } else if (type == 2 || type == 3) {
+            return takeover(e, off); /* obsolete and simple packet blocks: tcplab.capture */
+        } else if (type == 0x00000BADu || type == 0x40000BADu || type == 9) {
+            e->frame_index++;
+        }
+        e->bpos += total;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Python type                                                         */
+
+static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
+    static char *names[] = {"server_ports", "ignore_checksums", "strict_checksums", "keep_packets",
+                            "keep_stream", "shard", "shards", "marker", "evict", NULL};
+    Py_buffer ports = {0}, marker = {0};
+    long long keep_stream = -1;
+    int shard = 0, shards = 1, evict_ = 1;
+    e->ignore_checksums = e->strict_checksums = e->keep_packets = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|y*pppLiiy*p", names, &ports, &e->ignore_checksums,
+                                     &e->strict_checksums, &e->keep_packets, &keep_stream, &shard, &shards,
+                                     &marker, &evict_))
+        return -1;
+    if (!g_table_loaded) {
+        PyErr_SetString(EngineError, "load_table() first: the engine runs the model's transition table");
+        goto fail;
+    }
+    memset(e->server_ports, 0, sizeof(e->server_ports));
+    if (ports.buf) memcpy(e->server_ports, ports.buf, ports.len < 8192 ? ports.len : 8192);
+    e->marker_len = 0;
+    if (marker.buf && marker.len > 0 && marker.len < 64) {
+        memcpy(e->marker, marker.buf, marker.len);
+        e->marker_len = (int)marker.len;
+    }
+    e->keep_stream = keep_stream;
+    e->shard = shard;
+    e->nshards = shards;
+    e->evict = evict_;
+    e->stop_offset = -1;
+    e->out_conns = PyList_New(0);
+    e->out_zeek = PyList_New(0);
+    e->out_packets = PyList_New(0);
+    if (ports.buf) PyBuffer_Release(&ports);
+    if (marker.buf) PyBuffer_Release(&marker);
+    if (!e->out_conns || !e->out_zeek || !e->out_packets) return -1;
+    if (table_grow(e) < 0) { PyErr_NoMemory(); return -1; }
+    return 0;
+fail:
+    if (ports.buf) PyBuffer_Release(&ports);
+    if (marker.buf) PyBuffer_Release(&marker);
+    return -1;
+}
+
+static void Engine_dealloc(Engine *e) {
+    for (size_t i = 0; i < e->tsize; i++) {
+        Entry *x = e->table[i];
+        while (x) {
+            Entry *nx = x->hnext;
+            x->mine = 0;
+            emit_entry(e, x);
+            x = nx;
+        }
+    }
+    free(e->table);
+    free(e->buf);
+    free(e->pkt_changes.v);
+    Py_XDECREF(e->out_conns);
+    Py_XDECREF(e->out_zeek);
+    Py_XDECREF(e->out_packets);
+    Py_TYPE(e)->tp_free((PyObject *)e);
+}
+
+static PyObject *Engine_feed(Engine *e, PyObject *args) {
+    Py_buffer chunk;
+    int final = 0;
+    if (!PyArg_ParseTuple(args, "y*|p", &chunk, &final)) return NULL;
+    if (chunk.len) {
+        if (e->bpos && e->bpos * 2 >= e->blen) {
+            memmove(e->buf, e->buf + e->bpos, e->blen - e->bpos);
+            e->consumed += (i64)e->bpos;
+            e->blen -= e->bpos;
+            e->bpos = 0;
+        }
+        if (e->blen + chunk.len > e->bcap) {
+            size_t cap = e->bcap ? e->bcap : 1 << 20;
+            while (cap < e->blen + chunk.len) cap *= 2;
+            u8 *nb = realloc(e->buf, cap);
+            if (!nb) { PyBuffer_Release(&chunk); return PyErr_NoMemory(); }
+            e->buf = nb; e->bcap = cap;
+        }
+        memcpy(e->buf + e->blen, chunk.buf, chunk.len);
+        e->blen += chunk.len;
+    }
+    PyBuffer_Release(&chunk);
+    return run(e, final);
+}
+
+static int parse_pkt(PyObject *args, Pkt *p) {
+    Py_buffer src, dst;
+    unsigned long seq, ack;
+    PyObject *opts;
+    long long index, t, length, wire_length, captured, ip_len;
+    int sport, dport, flags, window;
+    memset(p, 0, sizeof(*p));
+    if (!PyArg_ParseTuple(args, "LLiy*y*iikkiiLLLLiiOi", &index, &t, &p->ver, &src, &dst, &sport, &dport, &seq,
+                          &ack, &flags, &window, &length, &wire_length, &captured, &ip_len, &p->checksum_ok,
+                          &p->ip_checksum_ok, &opts, &p->dropped))
+        return -1;
+    memcpy(p->src, src.buf, src.len <= 16 ? src.len : 16);
+    memcpy(p->dst, dst.buf, dst.len <= 16 ? dst.len : 16);
+    PyBuffer_Release(&src); PyBuffer_Release(&dst);
+    p->index = index; p->t = t; p->sport = (u16)sport; p->dport = (u16)dport;
+    p->seq = (u32)seq; p->ack = (u32)ack; p->flags = flags; p->window = window;
+    p->length = length; p->wire_length = wire_length; p->captured = captured; p->ip_len = ip_len;
+    p->mss = p->wscale = -1;
+    if (opts != Py_None) {
+        PyObject *mss, *ws, *tv, *te, *sack;
+        int sp;
+        if (!PyArg_ParseTuple(opts, "OOpOOO", &mss, &ws, &sp, &tv, &te, &sack)) return -1;
+        p->mss = mss == Py_None ? -1 : (int)PyLong_AsLong(mss);
+        p->wscale = ws == Py_None ? -1 : (int)PyLong_AsLong(ws);
+        p->sack_perm = sp;
+        if (tv != Py_None) { p->has_ts = 1; p->ts_val = (u32)PyLong_AsUnsignedLong(tv); p->ts_ecr = (u32)PyLong_AsUnsignedLong(te); }
+        Py_ssize_t ns = PyTuple_Size(sack);
+        for (Py_ssize_t i = 0; i < ns && i < 4; i++) {
+            PyObject *blk = PyTuple_GetItem(sack, i);
+            p->sack[2 * i] = (u32)PyLong_AsUnsignedLong(PyTuple_GetItem(blk, 0));
+            p->sack[2 * i + 1] = (u32)PyLong_AsUnsignedLong(PyTuple_GetItem(blk, 1));
+            p->nsack++;
+        }
+        if (PyErr_Occurred()) return -1;
+        p->has_options = 1;
+    }
+    return 0;
+}
+
+/* A segment tcplab.wire decoded (a frame the fast decoder handed back). */
+static PyObject *Engine_packet(Engine *e, PyObject *args) {
+    Pkt p;
+    if (parse_pkt(args, &p) < 0) return NULL;
+    if (process_packet(e, &p) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Count a frame tcplab.wire decoded as not TCP, or one handed over. */
+static PyObject *Engine_count(Engine *e, PyObject *args) {
+    long long frames, not_tcp, index;
+    if (!PyArg_ParseTuple(args, "LLL", &frames, &not_tcp, &index)) return NULL;
+    e->frames += frames;
+    e->not_tcp += not_tcp;
+    if (index > e->frame_index) e->frame_index = index;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_take(Engine *e, PyObject *noargs) {
+    PyObject *r = Py_BuildValue("(OOO)", e->out_conns, e->out_zeek, e->out_packets);
+    if (!r) return NULL;
+    Py_DECREF(e->out_conns); Py_DECREF(e->out_zeek); Py_DECREF(e->out_packets);
+    e->out_conns = PyList_New(0);
+    e->out_zeek = PyList_New(0);
+    e->out_packets = PyList_New(0);
+    return r;
+}
+
+/* End of input: every connection still open goes out. */
+static PyObject *Engine_finish(Engine *e, PyObject *noargs) {
+    for (int l = 1; l >= 0; l--) {
+        while (e->lh[l]) {
+            Entry *x = e->lh[l];
+            lru_unlink(e, x);
+            table_remove(e, x);
+            if (emit_entry(e, x) < 0) return NULL;
+        }
+    }
+    return Engine_take(e, NULL);
+}
+
+static PyObject *Engine_stats(Engine *e, PyObject *noargs) {
+    return Py_BuildValue("{sLsLsLsLsLsn}", "frames", (long long)e->frames, "tcp", (long long)e->tcp, "not_tcp",
+                         (long long)e->not_tcp, "frame_index", (long long)e->frame_index, "streams",
+                         (long long)e->streams_count, "open", (Py_ssize_t)e->tcount);
+}
+
+static PyObject *Engine_hash(PyObject *self, PyObject *args) {
+    Pkt p;
+    Py_buffer src, dst;
+    int sport, dport;
+    memset(&p, 0, sizeof(p));
+    if (!PyArg_ParseTuple(args, "iy*iy*i", &p.ver, &src, &sport, &dst, &dport)) return NULL;
+    memcpy(p.src, src.buf, src.len <= 16 ? src.len : 16);
+    memcpy(p.dst, dst.buf, dst.len <= 16 ? dst.len : 16);
+    PyBuffer_Release(&src); PyBuffer_Release(&dst);
+    p.sport = (u16)sport; p.dport = (u16)dport;
+    return PyLong_FromUnsignedLongLong(flow_hash(&p));
+}
+
+/* load_table(trigger_text, edges, none_rfc, rst): the model's table (tcplab.model.table). */
+static PyObject *load_table(PyObject *self, PyObject *args) {
+    PyObject *trig, *edges, *none, *rst;
+    if (!PyArg_ParseTuple(args, "OOOO", &trig, &edges, &none, &rst)) return NULL;
+    memset(g_edge_rfc, 0, sizeof(g_edge_rfc));
+    memset(g_none_rfc, 0, sizeof(g_none_rfc));
+    for (int i = 0; i < TR_COUNT; i++) g_trigger_text[i] = (int)PyLong_AsLong(PyList_GetItem(trig, i));
+    for (Py_ssize_t i = 0; i < PyList_Size(edges); i++) {
+        int s, t, n, r;
+        if (!PyArg_ParseTuple(PyList_GetItem(edges, i), "iiii", &s, &t, &n, &r)) return NULL;
+        if (s < 0 || s >= ST_COUNT || t < 0 || t >= TR_COUNT || n < 0 || n >= ST_COUNT) {
+            PyErr_SetString(EngineError, "table entry out of range");
+            return NULL;
+        }
+        if (!g_edge_rfc[s][t][n]) g_edge_rfc[s][t][n] = r + 1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_Size(none); i++) {
+        int t, n, r;
+        if (!PyArg_ParseTuple(PyList_GetItem(none, i), "iii", &t, &n, &r)) return NULL;
+        g_none_rfc[t][n] = r + 1;
+    }
+    for (int s = 0; s < ST_COUNT; s++) {
+        int t, r;
+        if (!PyArg_ParseTuple(PyList_GetItem(rst, s), "ii", &t, &r)) return NULL;
+        g_rst_trigger[s] = t;
+        g_rst_text[s] = r;
+    }
+    if (PyErr_Occurred()) return NULL;
+    g_table_loaded = 1;
+    Py_RETURN_NONE;
+}
+
+/* table(): the edges the engine runs on, for the test that they are the model's. */
+static PyObject *dump_table(PyObject *self, PyObject *noargs) {
+    PyObject *edges = PyList_New(0);
+    for (int s = 0; s < ST_COUNT; s++)
+        for (int t = 0; t < TR_COUNT; t++)
+            for (int n = 0; n < ST_COUNT; n++)
+                if (g_edge_rfc[s][t][n]) {
+                    PyObject *x = Py_BuildValue("(iiii)", s, t, n, g_edge_rfc[s][t][n] - 1);
+                    PyList_Append(edges, x);
+                    Py_DECREF(x);
+                }
+    PyObject *rst = PyList_New(ST_COUNT);
+    for (int s = 0; s < ST_COUNT; s++) PyList_SET_ITEM(rst, s, Py_BuildValue("(ii)", g_rst_trigger[s], g_rst_text[s]));
+    return Py_BuildValue("(NN)", edges, rst);
+}
+
+static PyMethodDef Engine_methods[] = {
+    {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
+    {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},
+    {"count", (PyCFunction)Engine_count, METH_VARARGS, "count(frames, not_tcp, frame_index)"},
+    {"take", (PyCFunction)Engine_take, METH_NOARGS, "take() -> (connections, zeek connections, packets) finished so far"},
+    {"finish", (PyCFunction)Engine_finish, METH_NOARGS, "finish() -> take() after ending every connection"},
+    {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "counters"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tcplab.analyze._engine.Engine",
+    .tp_basicsize = sizeof(Engine),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The analysis engine (see tcplab/analyze/engine.py)",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Engine_init,
+    .tp_dealloc = (destructor)Engine_dealloc,
+    .tp_methods = Engine_methods,
+};
+
+static PyMethodDef module_methods[] = {
+    {"load_table", load_table, METH_VARARGS, "load the model's transition table"},
+    {"table", dump_table, METH_NOARGS, "the table the engine runs on"},
+    {"flow_hash", Engine_hash, METH_VARARGS, "flow_hash(ver, src, sport, dst, dport): the shard hash"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_engine", "tcplab's analysis engine", -1, module_methods};
+
+PyMODINIT_FUNC PyInit__engine(void) {
+    if (PyType_Ready(&EngineType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    EngineError = PyErr_NewException("tcplab.analyze._engine.EngineError", NULL, NULL);
+    Py_INCREF(&EngineType);
+    PyModule_AddObject(m, "Engine", (PyObject *)&EngineType);
+    PyModule_AddObject(m, "EngineError", EngineError);
+    PyModule_AddIntConstant(m, "FIXED_TEXTS", X_FIXED_COUNT);
+    return m;
+}

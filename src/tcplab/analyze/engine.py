@@ -1,0 +1,564 @@
+"""The analysis engine's Python side: input, the batch interface, records out.
+
+Theory of operation (docs/engine.md).  The engine (``_engine.c``) does the
+whole analysis in one pass: Wireshark's streams, relative numbers and
+tcp.analysis flags, Zeek's conn_state/history/counters, both endpoints'
+inferred states.  This module
+
+* loads the model's transition table into it (``load_model_table``: the
+  engine moves only along ``tcplab.model.table.TRANSITIONS``);
+* feeds it a capture's bytes (file, ``.gz``, or ``-`` for standard input) in
+  chunks, and decodes with ``tcplab.wire`` the frames its fast decoder hands
+  back (tunnels, fragments, MPLS, PPPoE, odd headers), so every frame the
+  Python decoder reads is analysed by the same engine;
+* hands over to ``tcplab.capture`` where the file's structure is unusual
+  (the fast reader stops, the Python reader goes on from that offset and
+  reports problems as it always does);
+* turns the engine's tuples into ``Connection`` / ``PacketRecord`` /
+  ``ZeekRecord`` objects for the views.
+
+The batch interface, ``run(source, options, shard=(k, n))``, yields
+``Batch``es as connections end: what ``--jobs N`` runs in each process and
+what a distributed scheduler can run per flow-hash partition.  A connection
+never straddles two shards: ``shard_of`` is a hash of the unordered 5-tuple.
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, BinaryIO, Final, cast
+
+try:
+    from tcplab.analyze import _engine
+except ImportError as exc:  # pragma: no cover - a checkout whose engine was never built
+    raise ImportError(
+        "tcplab's analysis engine (src/tcplab/analyze/_engine.c) is not built: "
+        "run `make setup` or `pip install -e .`"
+    ) from exc
+from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, segment_of
+from tcplab.analyze.wireshark import FLAG_NAMES
+from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+from tcplab.capture import TcpRecords, open_capture
+from tcplab.capture.pcapng import DROPPED_BY_WIRE
+from tcplab.capture.reader import Record
+from tcplab.errors import InputError
+from tcplab.model.table import TRANSITIONS, Trigger, TriggerKind, edges_from
+from tcplab.states import State
+from tcplab.wire.flags import Control
+
+CHUNK: Final = 1 << 22  # bytes per read: 4 MiB
+
+# The texts of the engine's fixed text codes, in _engine.c's X_* order; the
+# wording is model/observe.py's (tests/test_engine.py checks the engine's
+# changes against that observer's on every trace).
+TEXTS: list[str] = [
+    "",
+    "a SYN arrived",
+    "RFC 9293 §3.10.7.2",
+    "LISTEN assumed: the first packet seen is a SYN to this port",
+    "data both ways",
+    "capture started midstream: the handshake was not seen",
+    "the SYN this SYN-ACK answers was not seen",
+    "the SYN-ACK answering the SYN was not seen",
+    "sent RST",
+    "RFC 9293 §3.10.7.1",
+    "the SYN reached a port nobody listens on: no connection existed",
+    "the SYN reached a port nobody listens on: no connection existed"
+    " (the LISTEN assumed before the capture was wrong)",
+    "the state before the RST is unknown",
+    "sent FIN",
+    "earlier states not seen",
+    "close() or shutdown(SHUT_WR): the wire cannot tell",
+    "our SYN was not seen",
+    "inferred from one side: this endpoint's own ACK shows the SYN-ACK arrived;"
+    " the capture does not have it",
+    "inferred from one side: this endpoint acknowledges data sent after the handshake;"
+    " the capture does not have its ACK",
+    "sendto(MSG_FASTOPEN) or TCP_FASTOPEN_CONNECT: the wire cannot tell",
+    "sent after the RST",
+    "RFC 5961 §3.2",
+    "the RST it was sent did not take effect: it goes on sending"
+    " (a challenge ACK, or a RST that never arrived)",
+]
+STATES: Final = tuple(State)
+# The triggers _engine.c names (TR_*), in its order.
+_ENGINE_TRIGGERS: Final = (
+    Trigger.LISTEN,
+    Trigger.CONNECT,
+    Trigger.CLOSE,
+    Trigger.SHUTDOWN_WR,
+    Trigger.ABORT,
+    Trigger.RCV_SYN,
+    Trigger.RCV_SYN_ACK,
+    Trigger.RCV_ACK_OF_SYN,
+    Trigger.RCV_ACK_OF_FIN,
+    Trigger.RCV_FIN,
+    Trigger.RCV_RST,
+    Trigger.RCV_DATA_AFTER_CLOSE,
+    Trigger.CONNECT_FASTOPEN,
+    Trigger.RCV_SYN_FASTOPEN,
+    Trigger.RCV_SYN_ACK_DATA_UNACKED,
+)
+# The engine's numbering of every trigger: its own first, the model's others after.
+TRIGGERS: Final = _ENGINE_TRIGGERS + tuple(t for t in Trigger if t not in _ENGINE_TRIGGERS)
+MAXTRIGGERS: Final = 32  # _engine.c's TR_COUNT
+
+
+def _text(text: str) -> int:
+    try:
+        return TEXTS.index(text)
+    except ValueError:
+        TEXTS.append(text)
+        return len(TEXTS) - 1
+
+
+def model_table() -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int]]]:
+    """The engine's tables, generated from ``tcplab.model.table``: every edge
+    as (state, trigger, next state, RFC text code), and per state the edge a
+    sent RST takes (trigger, text code of the ambiguity; -1 for none), as
+    ``Observer._sent_reset`` picks it."""
+    if len(TRIGGERS) > MAXTRIGGERS:
+        raise RuntimeError(f"{len(TRIGGERS)} triggers: _engine.c holds {MAXTRIGGERS}")
+    edges = [
+        (STATES.index(e.state), TRIGGERS.index(e.trigger), STATES.index(e.next), _text(e.rfc))
+        for e in TRANSITIONS
+    ]
+    rst: list[tuple[int, int]] = []
+    for state in STATES:
+        candidates = [
+            e
+            for e in edges_from(state)
+            if e.sends is Control.RST
+            and (
+                e.trigger.kind is not TriggerKind.SEGMENT
+                or e.trigger is Trigger.RCV_DATA_AFTER_CLOSE
+            )
+        ]
+        if not candidates:
+            rst.append((-1, 0))
+            continue
+        why = 0
+        if len(candidates) > 1:
+            why = _text(
+                "sent RST: "
+                + " or ".join(
+                    e.trigger.value + (f" [{e.guard}]" if e.guard else "") for e in candidates
+                )
+            )
+        rst.append((TRIGGERS.index(candidates[0].trigger), why))
+    return edges, rst
+
+
+def load_model_table() -> None:
+    edges, rst = model_table()
+    first: dict[tuple[int, int], int] = {}
+    for _state, trigger, new, rfc in edges:
+        first.setdefault((trigger, new), rfc)
+    _engine.load_table(
+        [_text(t.value) for t in TRIGGERS] + [0] * (MAXTRIGGERS - len(TRIGGERS)),
+        edges,
+        [(t, n, r) for (t, n), r in first.items()],
+        rst,
+    )
+
+
+load_model_table()
+
+
+# -- records -------------------------------------------------------------------
+
+
+@lru_cache(maxsize=65536)
+def address(raw: bytes) -> str:
+    """Textual address, as tcplab.wire and tshark print it."""
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One inferred state change (``tcplab.analyze.infer.InferredLike``)."""
+
+    old: State | None
+    new: State
+    cause: str
+    rfc: str
+    ambiguous: str | None
+    at: float | None
+
+
+ROLES: Final = ("client", "server")
+FIRST_FRAME: Final = 22  # where a connection record (_engine.c conn_tuple) holds its first frame
+
+
+def _state(code: int) -> State | None:
+    return STATES[code] if code >= 0 else None
+
+
+def changes_of(
+    raw: Iterable[tuple[int, int, int, int, int, int, int | None, int]],
+) -> tuple[tuple[str, Change, float], ...]:
+    out = []
+    for who, old, new, cause, rfc, amb, at, when in raw:
+        state = _state(new)
+        if state is None:
+            raise RuntimeError("the engine reported a change to no state")
+        change = Change(
+            _state(old),
+            state,
+            TEXTS[cause],
+            TEXTS[rfc],
+            TEXTS[amb] or None,
+            None if at is None else at / 1e9,
+        )
+        out.append((ROLES[who], change, when / 1e9))
+    return tuple(out)
+
+
+def analysis_flags(mask: int) -> frozenset[str]:
+    return _FLAG_SETS[mask] if mask < len(_FLAG_SETS) else _flag_set(mask)
+
+
+def _flag_set(mask: int) -> frozenset[str]:
+    return frozenset(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
+
+
+_FLAG_SETS: Final = tuple(_flag_set(m) for m in range(1 << 12))
+
+
+@dataclass(slots=True)
+class ZeekSide:
+    addr: str
+    port: int
+    pkts: int
+    ip_bytes: int
+
+
+@dataclass(slots=True)
+class ZeekRecord:
+    """One Zeek connection as conn.log shows it (``tcplab.analyze.output.conn_log``)."""
+
+    first_frame: int
+    start: float
+    last_time: float
+    orig: ZeekSide
+    resp: ZeekSide
+    state: str
+    history: str
+    missed_bytes: int
+    orig_size: int
+    resp_size: int
+
+    @property
+    def duration(self) -> float:
+        return self.last_time - self.start
+
+    def conn_state(self) -> str:
+        return self.state
+
+    def orig_bytes(self) -> int:
+        return self.orig_size
+
+    def resp_bytes(self) -> int:
+        return self.resp_size
+
+
+def zeek_record(t: tuple[Any, ...]) -> ZeekRecord:
+    (seq, start, last, _ver, oa, op, ra, rp, state, hist, missed, ob, rb, opk, oib, rpk, rib) = t
+    return ZeekRecord(
+        seq,
+        start / 1e9,
+        last / 1e9,
+        ZeekSide(address(oa), op, opk, oib),
+        ZeekSide(address(ra), rp, rpk, rib),
+        str(state),
+        str(hist),
+        missed,
+        ob,
+        rb,
+    )
+
+
+@dataclass(slots=True)
+class Batch:
+    """What the engine finished since the last batch (tuples, see _engine.c)."""
+
+    connections: list[tuple[Any, ...]]
+    zeek: list[tuple[Any, ...]]
+    packets: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the analysis depends on (the same in every shard of a run)."""
+
+    likely_server_ports: frozenset[int] = DEFAULT_LIKELY_SERVER_PORTS
+    ignore_checksums: bool = False  # zeek -C
+    strict_checksums: bool = False  # a partial (offloaded) checksum is bad, as Zeek says
+    keep_packets: bool = False
+    keep_stream: int = -1  # with keep_packets: only this connection's packets (-1: all)
+    evict: bool = True  # connections out as they end (False: all at the end)
+
+    def ports(self) -> bytes:
+        bits = bytearray(8192)
+        for port in self.likely_server_ports:
+            bits[port >> 3] |= 1 << (port & 7)
+        return bytes(bits)
+
+
+class Engine:
+    """The batch interface: segments of a set of flows in (in capture order),
+    connection records out.  ``feed_segment`` takes ``tcplab.analyze.frames``
+    segments (what any reader or a distributed shuffle produces); ``take``
+    returns what ended since the last call, ``finish`` the rest.  Records are
+    the engine's tuples: ``tcplab.analyze.core.connection_of`` /
+    ``packet_of`` and ``zeek_record`` turn them into objects."""
+
+    def __init__(self, options: Options = Options(), shard: tuple[int, int] = (0, 1)) -> None:
+        self.options = options
+        self.engine = _engine.Engine(
+            options.ports(),
+            options.ignore_checksums,
+            options.strict_checksums,
+            options.keep_packets,
+            options.keep_stream,
+            shard[0],
+            shard[1],
+            DROPPED_BY_WIRE.encode(),
+            options.evict,
+        )
+
+    def feed_segment(self, seg: Segment) -> None:
+        feed_segment(self.engine, seg, self.options.strict_checksums)
+
+    def take(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        return self.engine.take()
+
+    def finish(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        return self.engine.finish()
+
+
+def shard_of(src: bytes, sport: int, dst: bytes, dport: int, shards: int) -> int:
+    """Which of ``shards`` processes analyses this 5-tuple (either direction)."""
+    version = 4 if len(src) == 4 else 6
+    return int(_engine.flow_hash(version, src, sport, dst, dport) % shards)
+
+
+# -- input ----------------------------------------------------------------------
+
+
+def _open(source: str | Path) -> BinaryIO:
+    if str(source) == "-":
+        stream: BinaryIO = sys.stdin.buffer
+    else:
+        try:
+            stream = open(source, "rb")  # noqa: SIM115 - closed by the caller
+        except OSError as exc:
+            raise InputError(f"{source}: {exc.strerror or exc}") from exc
+    head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+    if head == b"\x1f\x8b":
+        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
+    return stream
+
+
+class _Fallback:
+    """The frames the fast decoder hands back, decoded by ``tcplab.wire``."""
+
+    def __init__(self, engine: _engine.Engine, name: str, options: Options) -> None:
+        self.engine = engine
+        self.name = name
+        self.options = options
+        self.report = ReadReport()
+        self.records = TcpRecords(None, strict_checksum=True, on_not_tcp=self._fragment)
+
+    def _fragment(self, record: Record, not_tcp: object) -> None:
+        reason = getattr(not_tcp, "reason", "")
+        if "fragment" in reason:
+            self.report.problem(
+                f"{self.name}: offset {record.data_offset}: frame {record.index}: {reason} skipped"
+            )
+
+    def frame(self, record: Record, counted: bool) -> None:
+        not_tcp = self.records.not_tcp + self.records.undecodable
+        got = self.records.decode(record)
+        if got is None:
+            added = self.records.not_tcp + self.records.undecodable - not_tcp
+            self.engine.count(0 if counted else 1, added, record.index)
+            return
+        if not counted:
+            self.engine.count(1, 0, record.index)
+        record, packet = got
+        seg = segment_of(record.index, record.time_ns, record.data, packet, False)
+        feed_segment(
+            self.engine,
+            seg._replace(dropped=_dropped(record.comment)),
+            self.options.strict_checksums,
+        )
+
+    def finish(self, extra: list[str]) -> ReadReport:
+        self.records.end()
+        for problem in self.records.problems:
+            self.report.problem(problem.line(self.name))
+        for line in extra:
+            self.report.problem(line)
+        return self.report
+
+
+def feed_segment(engine: _engine.Engine, seg: Segment, strict_checksums: bool) -> None:
+    """One decoded segment into the engine (the batch interface's packet input)."""
+    checksum_ok = seg.checksum_ok
+    if checksum_ok is False and seg.partial_checksum and not strict_checksums:
+        checksum_ok = None  # not verifiable, not bad
+    o = seg.options
+    opts = (
+        None
+        if o is NO_OPTIONS
+        else (o.mss, o.wscale, o.sack_permitted, o.ts_val, o.ts_ecr, o.sack_blocks[:4])
+    )
+    src, dst = _packed(seg.src), _packed(seg.dst)
+    engine.packet(
+        seg.index,
+        seg.time_ns,
+        4 if len(src) == 4 else 6,
+        src,
+        dst,
+        seg.sport,
+        seg.dport,
+        seg.seq,
+        seg.ack,
+        seg.flags,
+        seg.window,
+        seg.length,
+        seg.wire_length,
+        seg.captured,
+        seg.ip_len,
+        -1 if checksum_ok is None else int(checksum_ok),
+        int(seg.ip_checksum_ok),
+        opts,
+        int(seg.dropped),
+    )
+
+
+@lru_cache(maxsize=65536)
+def _packed(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+
+
+def _dropped(comment: str | None) -> bool:
+    if not comment:
+        return False
+    return any(line.startswith(DROPPED_BY_WIRE) for line in comment.splitlines())
+
+
+def run(
+    source: str | Path,
+    options: Options = Options(),
+    shard: tuple[int, int] = (0, 1),
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Batch | ReadReport]:
+    """Analyse ``source``: ``Batch``es as connections end, then the ``ReadReport``.
+
+    ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n
+    (every shard still reads the whole file: stream numbers are global)."""
+    engine = Engine(options, shard).engine
+    name = str(source)
+    slow = _Fallback(engine, name, options)
+    advance = progress
+    extra: list[str] = []
+    handed: int | None = None
+    with _open(source) as stream:
+        final = False
+        while handed is None:
+            chunk = stream.read(CHUNK)
+            final = not chunk
+            result = engine.feed(chunk, final)
+            while result is not None:
+                if result[0] == "takeover":
+                    handed = int(result[1])
+                    break
+                index, time_ns, linktype, data_offset, data, dropped = result
+                record = Record(
+                    index, time_ns, linktype, data, len(data), 0, None, data_offset, data_offset
+                )
+                slow.frame(record._replace(comment=DROPPED_BY_WIRE if dropped else None), True)
+                result = engine.feed(b"", final)
+            if advance is not None and chunk:
+                advance(len(chunk))
+            yield Batch(*engine.take())
+            if final:
+                break
+    if handed is not None:
+        if name == "-":
+            stats = engine.stats()
+            extra.append(
+                f"{name}: offset {handed}: capture structure the stream reader does not"
+                f" handle after frame {stats['frame_index']}; stopping here"
+            )
+        else:
+            yield from _take_over(engine, slow, source, handed)
+    batch = engine.finish()
+    yield Batch(*batch)
+    report = slow.finish(extra)
+    stats = engine.stats()
+    report.frames = int(stats["frames"])
+    report.tcp = int(stats["tcp"])
+    report.not_tcp = int(stats["not_tcp"])
+    yield report
+
+
+def _take_over(
+    engine: _engine.Engine, slow: _Fallback, source: str | Path, offset: int
+) -> Iterator[Batch]:
+    """tcplab.capture reads on from ``offset`` (problems reported its way)."""
+    with open_capture(source) as reader:
+        n = 0
+        for record in reader:
+            if record.offset < offset:
+                continue
+            slow.frame(record, False)
+            n += 1
+            if n % 65536 == 0:
+                yield Batch(*engine.take())
+        slow.records.reader = reader
+        for problem in reader.problems:
+            slow.report.problem(problem.line(str(source)))
+        if reader.problems_dropped:
+            slow.report.problem(f"{source}: {reader.problems_dropped} more problems not listed")
+        slow.records.reader = None
+
+
+@dataclass(slots=True)
+class Collected:
+    connections: list[tuple[Any, ...]] = field(default_factory=list)
+    zeek: list[tuple[Any, ...]] = field(default_factory=list)
+    packets: list[tuple[Any, ...]] = field(default_factory=list)
+    report: ReadReport = field(default_factory=ReadReport)
+
+
+def collect(
+    source: str | Path,
+    options: Options = Options(),
+    shard: tuple[int, int] = (0, 1),
+    progress: Callable[[int], None] | None = None,
+) -> Collected:
+    out = Collected()
+    for item in run(source, options, shard, progress):
+        if isinstance(item, ReadReport):
+            out.report = item
+        else:
+            out.connections += item.connections
+            out.zeek += item.zeek
+            out.packets += item.packets
+    return out
+
+
+def options_text(raw: tuple[Any, ...] | None) -> str:
+    if raw is None:
+        return ""
+    mss, ws, sp, tv, te, sack = raw
+    return TcpOptions(mss, ws, bool(sp), tuple(sack), tv, te).describe()
