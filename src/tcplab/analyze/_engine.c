@@ -2032,14 +2032,6 @@ static PyObject *run(Engine *e, int final) {
         if (rd32o(b + total - 4, e->le) != total) return takeover(e, off);
         if (type == 0x0A0D0D0Au) {
             if (total < 28 || rd16o(b + 12, e->le) != 1) return takeover(e, off);
-            /* Options that run past the block: tcplab.capture stops there and says
-               so; the engine must not read on where the Python reader would not. */
-            for (size_t o = 24, end = total - 4; o + 4 <= end;) {
-                u16 code = rd16o(b + o, e->le), len = rd16o(b + o + 2, e->le);
-                if (code == 0) break;
-                if (o + 4 + len > end) return takeover(e, off);
-                o += 4 + (((size_t)len + 3) & ~(size_t)3);
-            }
             e->nifaces = 0;
         } else if (type == 1) {
             if (total < 20 || e->nifaces >= 64) return takeover(e, off);
@@ -2084,9 +2076,6 @@ static PyObject *run(Engine *e, int final) {
             if (iface >= (u32)e->nifaces || 28 + (u64)caplen > total - 4) return takeover(e, off);
             u64 ts = (u64)rd32o(b + 12, e->le) << 32 | rd32o(b + 16, e->le);
             __int128 tt = (__int128)ts * e->ifaces[iface].mul / e->ifaces[iface].div + e->ifaces[iface].off;
-            /* A time that does not fit the i64 clock (if_tsresol 0x80...): tcplab.capture
-               reads on from here and says so once (tcplab.clock). */
-            if (tt < (__int128)INT64_MIN || tt > (__int128)INT64_MAX) return takeover(e, off);
             size_t opt = 28 + (((size_t)caplen + 3) & ~(size_t)3);
             int dropped = opt < total - 4 ? marked_dropped(e, b + opt, total - 4 - opt) : 0;
             e->frame_index++;

@@ -47,7 +47,6 @@ from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture import TcpRecords, open_capture
 from tcplab.capture.pcapng import DROPPED_BY_WIRE
 from tcplab.capture.reader import Record
-from tcplab.clock import DATE_MAX_NS, DATE_MIN_NS, wrapped_ns
 from tcplab.errors import InputError
 from tcplab.model.table import TRANSITIONS, Trigger, TriggerKind, edges_from
 from tcplab.states import State
@@ -367,34 +366,6 @@ def _open(source: str | Path) -> BinaryIO:
     return stream
 
 
-class _Chunks:
-    """``read(n)`` over a capture stream that never raises for bad gzip data.
-
-    A ``.gz`` goes through ``tcplab.capture``'s ChunkSource, as every other
-    reader's does: a truncated or corrupt stream ends the data (every byte
-    before the damage is kept) and a decompression bomb is stopped; each is
-    one problem line at its offset, never an exception (an EOFError here once
-    reached click as "interrupted by SIGINT")."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        from tcplab.capture.source import ChunkSource, ProblemSink
-
-        self.sink = ProblemSink()
-        self._stream = stream
-        raw = getattr(stream, "fileobj", None)
-        if isinstance(stream, gzip.GzipFile) and raw is not None:
-            self._source: Any = ChunkSource(stream, self.sink, stepwise=True,
-                                            compressed=raw.tell)  # fmt: skip
-        else:
-            self._source = None
-
-    def read(self, n: int) -> bytes:
-        if self._source is None:
-            return self._stream.read(n)
-        data: bytes = self._source.read(n)
-        return data
-
-
 class _Fallback:
     """The frames the fast decoder hands back, decoded by ``tcplab.wire``."""
 
@@ -422,10 +393,7 @@ class _Fallback:
         if not counted:
             self.engine.count(1, 0, record.index)
         record, packet = got
-        time_ns = record.time_ns
-        if not DATE_MIN_NS <= time_ns <= DATE_MAX_NS:
-            time_ns = wrapped_ns(time_ns)  # (the reader warned: tcplab.clock)
-        seg = segment_of(record.index, time_ns, record.data, packet, False)
+        seg = segment_of(record.index, record.time_ns, record.data, packet, False)
         feed_segment(
             self.engine,
             seg._replace(dropped=_dropped(record.comment)),
@@ -504,10 +472,9 @@ def run(
     extra: list[str] = []
     handed: int | None = None
     with _open(source) as stream:
-        chunks = _Chunks(stream)
         final = False
         while handed is None:
-            chunk = chunks.read(CHUNK)
+            chunk = stream.read(CHUNK)
             final = not chunk
             result = engine.feed(chunk, final)
             while result is not None:
@@ -537,16 +504,10 @@ def run(
     batch = engine.finish()
     yield Batch(*batch)
     report = slow.finish(extra)
-    if chunks.sink.problems:
-        # A takeover's reader meets the same gzip damage again; this reader's
-        # line (exact offset, said once) is the one kept.
-        gz = [problem.line(name) for problem in chunks.sink.problems]
-        report.problems[:] = [p for p in report.problems if "gzip data" not in p] + gz
     stats = engine.stats()
     report.frames = int(stats["frames"])
     report.tcp = int(stats["tcp"])
     report.not_tcp = int(stats["not_tcp"])
-    report.undecodable = slow.records.undecodable  # (the exit rule: nothing readable -> 1)
     yield report
 
 
