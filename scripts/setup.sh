@@ -15,6 +15,7 @@ have strace    || need+=(strace)
 have node      || need+=(nodejs)
 have ip        || need+=(iproute2)
 have ss        || need+=(iproute2)
+have ethtool   || need+=(ethtool)   # tcplab drill: scripts that turn off TSO on tun0
 have nft       || need+=(nftables)
 have chromium  || need+=(chromium)
 have gcc       || need+=(gcc)  # the analysis engine is a C extension (setup.py)

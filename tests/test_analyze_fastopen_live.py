@@ -110,17 +110,22 @@ def test_fast_open_capture_states_match_the_kernel(namespace: str, tmp_path: Pat
     finally:
         tracer.close()
     kernel = json.loads((tmp_path / "kernel.json").read_text())
-    first, second = kernel["clients"]
+    first, second, third = kernel["clients"]
     # The first sendto() had no cookie: all its data went after the handshake;
-    # the second one's 11 bytes rode on the SYN.
-    assert kernel["sent"] == [10, 11] and kernel["read"] == ["GET /first", "GET /second"]
-    assert sorted(row[0] for row in kernel["ss"] if row[0] != "LISTEN") == ["TIME-WAIT"] * 2
+    # the second one's 11 bytes rode on the SYN, and so did the third's 12
+    # (TCP_FASTOPEN_CONNECT: connect(), then write()).
+    assert kernel["sent"] == [10, 11, 12]
+    assert kernel["read"] == ["GET /first", "GET /second", "GET /connect"]
+    assert sorted(row[0] for row in kernel["ss"] if row[0] != "LISTEN") == ["TIME-WAIT"] * 3
     traced = kernel_paths(tracer)
 
     capture = tmp_path / "capture.pcap"
     analysis = analyze_file(capture, ignore_checksums=True)  # loopback: offloaded checksums
-    assert [c.client.port for c in analysis.connections] == [first, second]
-    assert [p.length for p in analysis.packets if p.flag_text == "S"] == [0, 11]
+    assert [c.client.port for c in analysis.connections] == [first, second, third]
+    syns = [p for p in analysis.packets if p.flag_text == "S"]
+    assert [p.length for p in syns] == [0, 11, 12]
+    # connect() with TCP_FASTOPEN_CONNECT returned before any SYN left.
+    assert syns[2].time > kernel["connected"]
     for conn in analysis.connections:
         changes = inferred_changes(analysis, conn)
         client, server = state_path(changes, "client"), state_path(changes, "server")

@@ -53,10 +53,14 @@ def flags_by_frame(path: Path) -> dict[int, frozenset[str]]:
 
 
 def matches_tshark(path: Path) -> dict[int, frozenset[str]]:
+    """tshark's verdicts, frame by frame, from the reference rules; the
+    engine (what ``tcplab analyze`` runs) must say the same."""
     compared, problems = compare(path, path.name)
     assert not problems, problems
     assert compared > 0
-    return flags_by_frame(path)
+    reference = flags_by_frame(path)
+    assert {p.index: p.analysis for p in analyze_file(path).packets} == reference
+    return reference
 
 
 def syn_then_data_out_of_order(t0: int, first: int = 1 * US) -> list[Packet]:
@@ -184,3 +188,46 @@ def verdicts(path: Path) -> list[object]:
     conns = [(c.client.final_state, c.server.final_state, c.zeek_conn_state, c.zeek_history,
               c.ending) for c in analysis.connections]
     return [packets, conns]
+
+
+WS7 = bytes.fromhex("01030307")  # NOP, window scale 7 (RFC 7323 §2.2)
+
+
+def scaled_handshake() -> list[bytes]:
+    return [
+        ipv4_tcp(C[0], S[0], C[1], S[1], 1000, 0, SYN, options=WS7),
+        ipv4_tcp(S[0], C[0], S[1], C[1], 5000, 1001, SYN | ACK, window=300, options=WS7),
+        ipv4_tcp(C[0], S[0], C[1], S[1], 1001, 5001, ACK, window=100),
+    ]
+
+
+def test_window_full_uses_the_unscaled_syn_window_until_an_ack(tmp_path: Path) -> None:
+    # packet-tcp.c: a direction's SYN sets is_first_ack, its first segment
+    # with ACK and without SYN clears it; while set, window_full takes the
+    # window unscaled.  Frame 4 fills the SYN-ACK's 300 bytes; after the
+    # server's ACK (window 4 << 7 = 512) frame 6 fills that.
+    packets = [
+        *scaled_handshake(),
+        ipv4_tcp(C[0], S[0], C[1], S[1], 1001, 5001, ACK, b"x" * 300, window=100),
+        ipv4_tcp(S[0], C[0], S[1], C[1], 5001, 1301, ACK, window=4),
+        ipv4_tcp(C[0], S[0], C[1], S[1], 1301, 5001, ACK, b"x" * 512, window=100),
+    ]
+    timed = [(EPOCH + i * MS, p) for i, p in enumerate(packets)]
+    path = write(tmp_path / "window-full.pcap", timed)
+    flags = matches_tshark(path)
+    assert flags[4] == flags[6] == {"window_full"}
+
+
+def test_a_segment_without_ack_keeps_the_window_unscaled(tmp_path: Path) -> None:
+    # The server's bare PSH (no ACK bit) does not clear is_first_ack: its
+    # window 3 stays unscaled, so 3 bytes from its ACK field fill it.
+    packets = [
+        *scaled_handshake(),
+        ipv4_tcp(S[0], C[0], S[1], C[1], 5001, 1001, 0x08, b"x" * 10, window=3),
+        ipv4_tcp(C[0], S[0], C[1], S[1], 1001, 5011, ACK, b"x" * 3, window=100),
+        ipv4_tcp(C[0], S[0], C[1], S[1], 1004, 5011, ACK, b"x" * 381, window=100),
+    ]
+    timed = [(EPOCH + i * MS, p) for i, p in enumerate(packets)]
+    path = write(tmp_path / "no-ack-bit.pcap", timed)
+    flags = matches_tshark(path)
+    assert (flags[5], flags[6]) == ({"window_full"}, frozenset())

@@ -94,6 +94,11 @@ def section(sid: str) -> str:
     vs = extra.get("catalog", {}).get("linux_vs_seeds", "")
     if vs:
         out += ["### Linux and the seed notes", "", _paragraphs(vs), ""]
+    claim = extra.get("claim", {})
+    if claim:
+        out += ["### The notes' claim, checked live", "", f"The notes say: {claim['en']}.", "",
+                f"Verdict on this kernel (when the facts below hold): {claim['verdict_en']}.",
+                ""]  # fmt: skip
     out += ["### Facts checked on the kernel", "", "```toml", _expect_text(sid), "```", ""]
     limits = extra.get("inference", {}).get("limit", [])
     out += ["### Inference limits (the analyzer from the pcapng alone)", ""]

@@ -282,7 +282,7 @@ def test_wire_steps_blackhole_then_heal(tmp_path: Path) -> None:
     wire_calls = result.timeline.api_calls("wire")
     assert [c.call for c in wire_calls] == ["blackhole", "heal"]
     dropped = [p for p in result.timeline.packets() if p.dropped]
-    assert dropped and all("blackholed" in p.annotations[0] for p in dropped)
+    assert dropped and all("the wire drops everything" in p.annotations[0] for p in dropped)
 
 
 IPV6 = """

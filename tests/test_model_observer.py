@@ -392,3 +392,33 @@ def test_capture_pair_delivers_a_syn_whose_data_was_not_taken() -> None:
     server = [(change.old, change.new, change.ambiguous) for name, change, _t in out
               if name == "server"]
     assert server == [(State.LISTEN, State.SYN_RECEIVED, None)]
+
+
+def test_reset_from_syn_received_with_ack_is_the_childs_own() -> None:
+    # A Fast Open child closed with its SYN data unread resets ("R.", Linux tcp_close);
+    # a bare "R" from SYN-RECEIVED answers a bad ACK and the request stays.
+    answer: list[Line] = [FAST_OPEN[0], FAST_OPEN[1], ("s>c", "R", C + 99, None, 0)]
+    obs, _ = watch("server", answer, initial=State.LISTEN)
+    assert obs.state is State.SYN_RECEIVED
+    closed: list[Line] = [FAST_OPEN[0], FAST_OPEN[1], ("s>c", "R.", S + 1, C + 12, 0)]
+    obs, inferred = watch("server", closed, initial=State.LISTEN)
+    assert obs.state is State.CLOSED and obs.edges[-1].guard == "unread_data"
+    # ... or its listener closed before accept(): the wire cannot tell.
+    assert inferred[-1].ambiguous is not None and "listener" in inferred[-1].ambiguous
+
+
+def test_fast_open_resets_in_a_capture() -> None:
+    # tests/data/analyze/fastopen-resets.pcap (built with conftest.ipv4_tcp):
+    # A: a bare RST from SYN-RECEIVED answers the client's bad ACK, the child stays;
+    # B: the child closed with its SYN data unread resets with ACK;
+    # C: a SYN with data to a closed port: "R." acknowledges the SYN and the data.
+    from pathlib import Path
+
+    from tcplab.analyze import analyze_file
+
+    path = Path(__file__).parent / "data" / "analyze" / "fastopen-resets.pcap"
+    conns = analyze_file(path).connections
+    finals = [(c.client.final_state, c.server.final_state) for c in conns]
+    assert finals[0][1] is State.ESTABLISHED
+    assert finals[1][1] is State.CLOSED
+    assert finals[2][0] is State.CLOSED

@@ -248,6 +248,33 @@ def test_closed_sendto_fastopen_with_a_cached_cookie_puts_data_on_the_syn() -> N
     assert conn.snd_nxt == Seq(ISS + 1 + 1000) and len(conn.send_queue) == 1000
 
 
+def test_closed_tcp_fastopen_connect_defers_the_syn_to_the_first_write() -> None:
+    # packetdrill client/blocking-connect-bypass.pkt: connect() = 0 and nothing on the
+    # wire; write(1000) sends "S 0:1000(1000) <...,FO cookie>".
+    conn = fastopen_client()
+    conn.set_fastopen_connect(True)
+    conn.connect(0.0)
+    expect(conn, [])
+    assert changes(conn) == [(State.CLOSED, State.SYN_SENT, Trigger.CONNECT_DEFERRED)]
+    assert conn.send(b"x" * 1000, 0.01) == 1000
+    (syn,) = conn.segments_to_send()
+    assert (syn.flags, len(syn.payload), syn.options.fastopen) == (F.SYN, 1000, b"12345678")
+
+
+def test_closed_tcp_fastopen_connect_without_a_cookie_asks_for_one() -> None:
+    conn = fastopen_client(cookie=None)
+    conn.set_fastopen_connect(True)
+    conn.connect(0.0)
+    (syn,) = conn.segments_to_send()
+    assert (syn.payload, syn.options.fastopen) == (b"", b"")
+    assert changes(conn) == [(State.CLOSED, State.SYN_SENT, Trigger.CONNECT)]
+    # The SYN-ACK's cookie is learnt; connect() returned, so the ACK goes alone.
+    deliver(conn, seg(F.SYN | F.ACK, PEER_ISS, ISS + 1,
+                      options=Options(mss=1460, fastopen=b"abcd1234")), 0.01)
+    expect(conn, [(".", ISS + 1, PEER_ISS + 1, 0)])
+    assert conn.fastopen_cache[REMOTE[0]].cookie == b"abcd1234"
+
+
 def test_closed_sendto_fastopen_needs_the_client_bit() -> None:
     conn = fastopen_client()
     conn.profile = replace(TFO, fastopen=2)  # server bit only
@@ -501,6 +528,23 @@ def test_syn_received_fastopen_child_sends_before_the_handshake_completes() -> N
     # The client's ACK covers the SYN-ACK and the reply; the child is not queued twice.
     child.receive(seg(F.ACK, PEER_ISS + 6, ISS + 6), 0.003)
     assert child.state is State.ESTABLISHED and lst.accept() is None
+
+
+def test_syn_received_fastopen_child_closed_with_unread_data_resets() -> None:
+    # packetdrill server/unread-data-closed-trigger-rst.pkt: "> R. 1:1(0) ack 11", no FIN.
+    lst, child = fastopen_syn_received(b"x" * 10)
+    assert lst.accept() is child
+    child.close(0.1)
+    expect(child, [("R.", ISS + 1, PEER_ISS + 11, 0)])
+    assert changes(child)[-1] == (State.SYN_RECEIVED, State.CLOSED, Trigger.CLOSE)
+
+
+def test_syn_received_fastopen_child_reset_when_its_listener_closes() -> None:
+    # packetdrill server/listener-closed-trigger-rst.pkt: "> R. 1:1(0) ack 11".
+    lst, child = fastopen_syn_received(b"x" * 10)
+    lst.close(0.1)
+    expect(child, [("R.", ISS + 1, PEER_ISS + 11, 0)])
+    assert changes(child)[-1] == (State.SYN_RECEIVED, State.CLOSED, Trigger.LISTENER_CLOSED)
 
 
 def test_syn_received_fastopen_child_reset_before_accept() -> None:

@@ -192,3 +192,19 @@ def test_zh_ladder_notes_and_fact_lines() -> None:
     assert tr("something no pattern knows", "zh") == "something no pattern knows"
     text = render_ladder(samples.handshake_close(), lang="zh")
     assert "状态：NAME = 内核 tracepoint" in text
+
+
+def test_explain_is_wrapped_to_the_terminal_by_words_and_cjk_width() -> None:
+    from click.testing import CliRunner
+
+    from tcplab.cli import cli
+
+    for lang in ("en", "zh"):
+        result = CliRunner(env={"COLUMNS": "60"}).invoke(cli, ["explain", "time-wait",
+                                                              "--lang", lang])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert all(display_width(line) <= 60 for line in lines), lang
+        # No name is split at a line end (FIN-WAIT-⏎2, TCP_TIMEWAIT_⏎LEN).
+        assert not [line for line in lines if re.search(r"[A-Za-z0-9_]-$|_$", line)], lang
+        assert "FIN-WAIT-2" in result.output and "TCP_TIMEWAIT_LEN" in result.output

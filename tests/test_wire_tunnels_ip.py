@@ -6,6 +6,7 @@ its TCP analysis (``test_analyze_tshark.compare``)."""
 from __future__ import annotations
 
 import shutil
+import socket
 import struct
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import packets_json, tshark_fields
+from tcplab.analyze import analyze_file
 from tcplab.capture.writer import PcapWriter
 from tcplab.wire import NotTcp, TcpPacket, WireError, decode_frame
 from tcplab.wire.checksum import internet_checksum, tcp_checksum
@@ -31,10 +33,18 @@ from tcplab.wire.tunnel import (
     VxlanHeader,
 )
 from test_analyze_tshark import compare
-from test_wire_tunnel import inner_tcp_v4, inner_tcp_v6, ipv4, ipv6, udp
+from test_wire_tunnel import inner_tcp_v4, inner_tcp_v6, ipv6, udp
 
 LINKTYPE_ETHERNET, LINKTYPE_RAW = 1, 101
 MAC = bytes.fromhex("020000000001") + bytes.fromhex("020000000002")
+
+
+def ipv4(src: str, dst: str, protocol: int, payload: bytes) -> bytes:
+    """An IPv4 header with a valid checksum (Zeek drops a packet any of
+    whose IP headers fails it) before ``payload``."""
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, protocol, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+    return header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:] + payload
 
 
 def ethernet(ethertype: int, payload: bytes) -> bytes:
@@ -358,6 +368,17 @@ WRAPPERS = {
 }
 
 
+def write_tunnel_capture(path: Path) -> None:
+    """One short connection per WRAPPERS entry, each packet in its tunnel."""
+    with path.open("wb") as f:
+        writer = PcapWriter(f, LINKTYPE_ETHERNET)
+        t = 1_700_000_000 * 10**9
+        for n, wrap in enumerate(WRAPPERS.values()):
+            for packet in connection(n):
+                t += 1_000_000
+                writer.write(t, ethernet(0x0800, wrap(packet)))
+
+
 def tunnel_chain(protocols: str) -> str:
     """tshark's frame.protocols as tcplab's tunnel names, outermost first."""
     names: list[str] = []
@@ -376,13 +397,7 @@ def tunnel_chain(protocols: str) -> str:
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_tunnel_capture_matches_tshark(tmp_path: Path) -> None:
     path = tmp_path / "tunnels.pcap"
-    with path.open("wb") as f:
-        writer = PcapWriter(f, LINKTYPE_ETHERNET)
-        t = 1_700_000_000 * 10**9
-        for n, wrap in enumerate(WRAPPERS.values()):
-            for packet in connection(n):
-                t += 1_000_000
-                writer.write(t, ethernet(0x0800, wrap(packet)))
+    write_tunnel_capture(path)
     fields = ["frame.number", "frame.protocols", "ip.src", "ip.dst", "udp.srcport",
               "udp.dstport", "tcp.srcport", "tcp.dstport", "tcp.seq", "tcp.ack", "tcp.len",
               "tcp.stream"]
@@ -408,23 +423,35 @@ def test_tunnel_capture_matches_tshark(tmp_path: Path) -> None:
     assert seen == set(WRAPPERS)
     compared, problems = compare(path, path.name)
     assert not problems and compared == len(rows), problems
+    # Zeek keys the inner connections too: SYN, SYN-ACK, ACK, data, ACK,
+    # the client's FIN -> S2 (orig closed, resp established), history ShADaF.
+    zeek = [(z.conn_state(), z.history) for z in analyze_file(path).zeek]
+    assert zeek == [("S2", "ShADaF")] * len(WRAPPERS)
+
+
+def test_a_bad_outer_ipv4_checksum_drops_the_packet_as_zeek_does() -> None:
+    frame = bytearray(ipv4("192.0.2.1", "192.0.2.2", 4, ipv4("10.0.0.1", "10.0.0.2", 6,
+                                                              inner_tcp_v4()[20:])))
+    good = decode_frame(LINKTYPE_RAW, bytes(frame), strict_checksum=True)
+    assert isinstance(good, TcpPacket) and good.ip_checksum_ok is True
+    frame[10] ^= 0xFF  # the outer header's checksum
+    bad = decode_frame(LINKTYPE_RAW, bytes(frame), strict_checksum=True)
+    assert isinstance(bad, TcpPacket) and bad.ip_checksum_ok is False
+    lenient = decode_frame(LINKTYPE_RAW, bytes(frame))
+    assert isinstance(lenient, TcpPacket) and lenient.ip_checksum_ok is None
 
 
 def test_summary_counts_tunnelled_connections(tmp_path: Path) -> None:
     """``--summary`` reads the same tunnels as the full analysis."""
-    from tcplab.analyze import analyze_file
-    from tcplab.analyze.fast import summarize_file
+    import json
+
+    from conftest import run_tcplab
 
     path = tmp_path / "tunnels.pcap"
-    with path.open("wb") as f:
-        writer = PcapWriter(f, LINKTYPE_ETHERNET)
-        t = 1_700_000_000 * 10**9
-        for n, wrap in enumerate(WRAPPERS.values()):
-            for packet in connection(n):
-                t += 1_000_000
-                writer.write(t, ethernet(0x0800, wrap(packet)))
+    write_tunnel_capture(path)
     full = analyze_file(path)
-    summary, _ = summarize_file(path)
+    result = run_tcplab("analyze", "--summary", "--json", str(path))
+    summary = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(full.connections) == len(summary) == len(WRAPPERS)
-    assert sorted(c.packets for c in summary) == sorted(
+    assert sorted(tuple(c["packets"]) for c in summary) == sorted(
         (c.client.packets, c.server.packets) for c in full.connections)

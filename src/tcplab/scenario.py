@@ -74,7 +74,8 @@ CALLS: dict[str, dict[str, str]] = {
     "setsockopt": {
         "option": "SO_REUSEADDR | SO_LINGER | SO_KEEPALIVE | TCP_KEEPIDLE | TCP_KEEPINTVL"
         " | TCP_KEEPCNT | TCP_NODELAY | TCP_CORK | SO_RCVBUF | SO_SNDBUF | TCP_FASTOPEN (a"
-        " listener's Fast Open queue length)",
+        " listener's Fast Open queue length) | TCP_FASTOPEN_CONNECT (connect() and the first"
+        " send() do what sendto(MSG_FASTOPEN) does)",
         "value": "int, or [onoff, seconds] for SO_LINGER",
     },
     "bind": {"port": "int (default: the scenario's server port for the server, 0 = ephemeral)"},

@@ -254,7 +254,7 @@ class Anything(Spec):
 ENDPOINT = Enum(("client", "server"))
 SOCKOPTS = ("SO_REUSEADDR", "SO_LINGER", "SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL",
             "TCP_KEEPCNT", "TCP_NODELAY", "SO_RCVBUF", "SO_SNDBUF",
-            "TCP_CORK", "TCP_FASTOPEN")  # fmt: skip
+            "TCP_CORK", "TCP_FASTOPEN", "TCP_FASTOPEN_CONNECT")  # fmt: skip
 SOCKOPT_VALUE = OneOf((Int(0, 1 << 30), ListOf(Int(0, 1 << 30), exact=2)))
 
 # call -> its arguments (the same calls as tcplab.scenario.CALLS documents).

@@ -113,7 +113,10 @@ class Flow:
     window: int = -1  # -1: nothing seen yet (Wireshark initialises it to 0xFFFFFFFF)
     win_scale: int = WS_UNKNOWN
     lastsegmentflags: frozenset[str] = frozenset()
-    is_first_ack: bool = True  # the last window seen is a SYN's, never scaled
+    # packet-tcp.c's is_first_ack: set by this direction's SYN, cleared by its
+    # first segment with ACK and without SYN (zero before any SYN): while set,
+    # window_full takes the window unscaled (a SYN's window never is, issue 14690).
+    is_first_ack: bool = False
     segments: int = 0  # packets sent in this direction
 
 
@@ -183,7 +186,9 @@ class StreamTracker:
         scaled_window = self._window(seg, fwd, rev)
         # The analysis compares the raw 16-bit window; only window_full scales.
         self._analyze(conv, seg, fwd, rev, seg.window, flags)
-        if not seg.flags & SYN:
+        if seg.flags & SYN:
+            fwd.is_first_ack = True
+        elif syn_ack == ACK:
             fwd.is_first_ack = False
         # iRTT (tcp.analysis.initial_rtt), after the sequence analysis as in
         # dissect_tcp: a pure SYN records ts_mru_syn; the first segment with ACK

@@ -45,6 +45,8 @@ def _reason(verdict: dict[str, Any]) -> str:
         return ""
     if kind in ("unsupported", "parse"):
         return kind
+    if kind == "family":
+        return "IPv4-only"
     if kind == "timing":
         return "timing (under load?)"
     return "model" if verdict["stack"] == "model" else "kernel"

@@ -231,6 +231,26 @@ def _fact_line(detail: str, width: int) -> str:
     return wrap(line, max(width - 18, 10))[0] + " … (--facts full)"
 
 
+def claim_lines(sc: scenarios.Scenario, ok: bool, lang: str) -> list[str]:
+    """A scenario that checks a claim of the seed notes (``[extra.claim]``) says
+    the claim and the verdict this run gives: the scenario's verdict when every
+    fact held on this kernel, else that the run did not decide it."""
+    claim = sc.extra.get("claim")
+    if not isinstance(claim, dict):
+        return []
+    zh = lang == "zh"
+    said = str(claim.get("zh" if zh else "en") or claim.get("en", ""))
+    if ok:
+        verdict = str(claim.get("verdict_zh" if zh else "verdict_en")
+                      or claim.get("verdict_en", ""))  # fmt: skip
+    else:
+        verdict = ("未能判定：本次运行中有事实不成立（见上表）" if zh
+                   else "not decided: some facts did not hold in this run (see above)")
+    if zh:
+        return [f"笔记中的说法：{said}", f"本机内核上的结论：{verdict}"]
+    return [f"The notes say: {said}", f"Verdict on this kernel: {verdict}"]
+
+
 def _show(result: RunResult, sc: scenarios.Scenario | None, width: int | None,
           lang: str | None, inferred: bool, looks: _Looks = _Looks()) -> None:  # fmt: skip
     from rich.console import Console
@@ -268,6 +288,9 @@ def _show(result: RunResult, sc: scenarios.Scenario | None, width: int | None,
                 detail = _fact_line(detail, max((width or console.width) - longest - 14, 30))
             table.add_row(fact.fact, mark, escape(detail))
         console.print(table)
+    if sc is not None:
+        for line in claim_lines(sc, result.ok, lang or looks.lang or "en"):
+            console.print(line, markup=False, highlight=False)
     files = [p for p in (result.pcapng_path, result.json_path) if p]
     files += result.extra_paths
     if files:

@@ -433,6 +433,9 @@ def _msg(spec: SyscallSpec, env: Env) -> Prepared:
         "flags": integer(a[2]),
     }
     prep = Prepared(cmd)
+    if spec.name == "sendmsg" and "msg_name" in f:
+        # packetdrill's msghdr_new: msg_name(...)=... is the live remote address.
+        cmd["addr"] = [env.family, env.remote_ip, env.connect_port]
     if spec.name == "sendmsg" and "msg_control" in f:
         control = f["msg_control"]
         if not (isinstance(control, ListExpr) and not control.items):

@@ -60,6 +60,7 @@ from tcplab.wire.flags import Flags
 
 NONBLOCKING_CALL_LIMIT_US = 10_000_000  # a call written non-blocking that never returns
 IDLE_WAIT_US = 1_000_000  # packetdrill's await_idle_thread
+CODE_GRACE_US = 20_000
 SNIFF_SLACK_US = 2_000_000  # packetdrill: expected time + 2 s
 ANY_TIME_LIMIT_US = 60_000_000  # "*": packetdrill waits forever; we do not
 
@@ -161,6 +162,7 @@ class Engine:
         self.last_event: Event | None = None
         self.pending: _Pending | None = None
         self.codes: list[tuple[Event, dict[str, int] | None]] = []
+        self.current: Event | None = None
         self.outcome = Outcome(script)
 
     # -- helpers ---------------------------------------------------------------------
@@ -258,7 +260,7 @@ class Engine:
 
     def run(self) -> Outcome:
         events = self.script.events
-        if events[0].time_usecs != 0 or events[0].time_type is not TimeType.ABSOLUTE:
+        if events[0].time_usecs != 0:
             self.outcome.failure = Failure(
                 "runtime", events[0].line, "first event should be at time 0"
             )
@@ -266,6 +268,8 @@ class Engine:
         self.live_start = self.stack.now_us()
         try:
             for event in events:
+                self.current = event
+                self.poll_pending()
                 self.adjust(event)
                 action = event.action
                 if isinstance(action, PacketSpec):
@@ -288,6 +292,12 @@ class Engine:
             self.outcome.failure = Failure("unsupported", exc.line, exc.message)
         except DrillError as exc:
             self.outcome.failure = Failure("runtime", exc.line, exc.message)
+        except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+            # A bug here or a stack that cannot do what the line asks: one line, no traceback.
+            line = self.current.line if self.current is not None else 0
+            self.outcome.failure = Failure(
+                "runtime", line, f"runtime error: {type(exc).__name__}: {exc}"
+            )
         return self.outcome
 
     # -- packets ---------------------------------------------------------------------
@@ -308,11 +318,13 @@ class Engine:
         sut = self.sut
         if sut is None or sut.state == "listening":
             sut = self._new_passive()
+            sut.remote_isn = spec.seq
         flags_ack = spec.has_ack_flag
         if sut.state == "synack_sent" and flags_ack:
             sut.state = "synack_acked"
         elif sut.state == "syn_sent" and "S" in spec.flags and flags_ack:
             sut.state = "syn_acked"
+            sut.remote_isn = spec.seq
         if sut.state in ("new", "connecting") or not sut.local[1]:
             raise self.fail(
                 "packet",
@@ -337,6 +349,10 @@ class Engine:
             and (pkt.dst, tcp.dport) == sut.remote
         ):
             return True
+        # Deliberately stricter than packetdrill: a SYN from a socket that was under
+        # test before (Linux 6.18 may still retransmit one) is not this socket's SYN.
+        if any(c is not sut and c.local == (pkt.src, tcp.sport) for c in self.conns):
+            return False
         if (
             sut.state == "syn_sent"
             and tcp.flags & Flags.SYN
@@ -470,11 +486,17 @@ class Engine:
 
     # -- system calls ----------------------------------------------------------------
 
-    def await_idle(self, final: bool = False) -> None:
+    def poll_pending(self) -> None:
+        """A background call that has returned is finished at once (its fd mapped, its
+        result checked), as packetdrill's syscall thread does when the call returns."""
+        if self.pending is not None and self.stack.call_status(self.pending.handle) == "done":
+            self.await_idle()
+
+    def await_idle(self, final: bool = False, limit_us: int = IDLE_WAIT_US) -> None:
         pending = self.pending
         if pending is None:
             return
-        result = self.stack.wait_call(pending.handle, self.stack.now_us() + IDLE_WAIT_US)
+        result = self.stack.wait_call(pending.handle, self.stack.now_us() + limit_us)
         if result is None:
             if final:
                 raise self.fail(
@@ -535,33 +557,29 @@ class Engine:
         self.finish_call(event, spec, prep, result)
 
     def before_call(self, spec: SyscallSpec, prep: calls.Prepared) -> None:
-        """Script-side socket bookkeeping before the call (packetdrill's run_syscall_*)."""
-        if spec.name in ("connect", "sendto") and spec.args:
-            conn = self._conn_of(spec.args[0])
-            addr = prep.cmd.get("addr")
-            if conn is None:
-                return
-            if addr is not None and addr[0] == 0:  # AF_UNSPEC: disconnect
-                conn.state = "new"
-            elif conn.state == "new" and (
-                spec.name == "connect" or prep.cmd.get("flags", 0) & calls.SYMBOLS["MSG_FASTOPEN"]
-            ):
-                conn.state = "connecting"
-                conn.local = ("", 0)
-                conn.remote = (self.stack.remote_ip, self.env.connect_port)
-                self.sut = conn
-            elif conn.state == "new" and spec.name == "sendto" and not self._has_fastopen_connect():
-                pass
-
-    def _has_fastopen_connect(self) -> bool:
-        return False
+        """Script-side socket bookkeeping before the call (packetdrill's run_syscall_connect:
+        connect(), and sendto()/sendmsg() with MSG_FASTOPEN, start a connection)."""
+        if spec.name not in ("connect", "sendto", "sendmsg") or not spec.args:
+            return
+        conn = self._conn_of(spec.args[0])
+        if conn is None:
+            return
+        addr = prep.cmd.get("addr")
+        fastopen = prep.cmd.get("flags", 0) & calls.SYMBOLS["MSG_FASTOPEN"]
+        if addr is not None and addr[0] == 0:  # AF_UNSPEC: disconnect
+            conn.state = "new"
+        elif conn.state == "new" and (spec.name == "connect" or fastopen):
+            conn.state = "connecting"
+            conn.local = ("", 0)
+            conn.remote = (self.stack.remote_ip, self.env.connect_port)
+            self.sut = conn
 
     def _conn_of(self, fd_expr: Any) -> Conn | None:
         try:
             script_fd = calls.integer(fd_expr)
         except calls.CallError:
             return None
-        for conn in self.conns:
+        for conn in reversed(self.conns):  # the newest holder of a reused fd number
             if conn.script_fd == script_fd:
                 return conn
         return None
@@ -612,13 +630,14 @@ class Engine:
             if listener is not None:
                 listener.state = "listening"
         elif name == "close" and result.ret == 0:
-            script_fd = calls.integer(spec.args[0])
-            self.env.fds.pop(script_fd, None)
+            closed = self._conn_of(spec.args[0])
+            if closed is not None:
+                closed.script_fd = -1
+            self.env.fds.pop(calls.integer(spec.args[0]), None)
 
     # -- commands and code -----------------------------------------------------------
 
     def command(self, event: Event, spec: CommandSpec) -> None:
-        self.await_idle()
         self.wait_for_event(event, "command")
         start = self.now()
         status, output = self.stack.command(spec.command)
@@ -642,14 +661,18 @@ class Engine:
             )
 
     def code(self, event: Event, spec: CodeSpec) -> None:
-        self.await_idle()
         self.wait_for_event(event, "data collection for code")
+        # A blocking call that has just returned (accept) may give the socket under
+        # test its fd: let its reply cross the actor's pipe (packetdrill has no pipe).
+        self.await_idle(limit_us=CODE_GRACE_US)
         info: dict[str, int] | None = None
         sut = self.sut
         if sut is not None and sut.live_fd >= 0:
             handle = self.stack.start_call({"op": "tcp_info", "fd": sut.live_fd})
             result = self.stack.wait_call(handle, self.stack.now_us() + NONBLOCKING_CALL_LIMIT_US)
-            if result is not None and result.ret == 0:
+            if result is not None and result.ret == 0 and "info" in result.out:
+                info = dict(result.out["info"])  # the model's own fields
+            elif result is not None and result.ret == 0:
                 info = parse_tcp_info(bytes.fromhex(result.out.get("raw", "")))
         at = self.now()
         self.outcome.records.append(Record(event.line, "code", event.source, at, at))

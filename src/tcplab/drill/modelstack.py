@@ -21,6 +21,7 @@ silent pass.
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 from dataclasses import dataclass, replace
@@ -39,12 +40,18 @@ from tcplab.states import State
 from tcplab.timeline import Source, StateChange
 from tcplab.wire.flags import Flags
 from tcplab.wire.ip import IPv4Header, IPv6Header
-from tcplab.wire.options import NOP, SACK_PERMITTED, Mss, Sack, Timestamps, WindowScale
+from tcplab.wire.options import NOP, SACK_PERMITTED, Mss, TfoCookie, Timestamps, WindowScale
 from tcplab.wire.options import TcpOption as WireOption
 from tcplab.wire.seq import Seq
 from tcplab.wire.tcp import TcpHeader
 
-ERRNO = {name: code for code, name in __import__("errno").errorcode.items()}
+# include/net/tcp_states.h
+LINUX_STATE = {
+    State.ESTABLISHED: 1, State.SYN_SENT: 2, State.SYN_RECEIVED: 3, State.FIN_WAIT_1: 4,
+    State.FIN_WAIT_2: 5, State.TIME_WAIT: 6, State.CLOSED: 7, State.CLOSE_WAIT: 8,
+    State.LAST_ACK: 9, State.LISTEN: 10, State.CLOSING: 11,
+}  # fmt: skip
+_DEFAULTS_LINE = re.compile(r"\S*common/defaults\.sh")
 _SYSCTL = re.compile(r"(net\.ipv4\.[a-z_0-9]+)=(\S+)")
 _PROC = re.compile(r"/proc/sys/(net/ipv4/[a-z_0-9]+)=(\S+)")
 # sysctls the model has a switch for beyond profile.SYSCTLS
@@ -63,6 +70,7 @@ class _Fd:
     conn: Connection | None = None
     listener: Listener | None = None
     linger_zero: bool = False
+    fastopen_qlen: int = 0  # setsockopt(TCP_FASTOPEN) before listen()
 
 
 @dataclass
@@ -158,10 +166,11 @@ class ModelStack:
 
     def command(self, text: str) -> tuple[int, str]:
         """Apply the sysctls the model knows; everything else is Linux configuration."""
-        body = text
         defaults = find_defaults(self.script_dir)
-        if defaults is not None and re.search(r"common/defaults\.sh", text):
-            body += "\n" + defaults.read_text()
+        # defaults.sh's settings count where the line runs it (a later line may override).
+        body = _DEFAULTS_LINE.sub(
+            lambda _m: defaults.read_text() if defaults is not None else "", text
+        )
         settings = dict(_SYSCTL.findall(body))
         settings.update({k.replace("/", "."): v for k, v in _PROC.findall(body)})
         prof = self.host.profile.with_sysctls(settings)
@@ -211,7 +220,7 @@ class ModelStack:
                 self._attempt(call)
 
     def _finish(self, call: _Call, ret: int, err: str | int = 0, **out: Any) -> None:
-        code = ERRNO.get(err, 0) if isinstance(err, str) else err
+        code = int(getattr(errno, err, 0)) if isinstance(err, str) else err
         call.result = CallResult(ret, code, out, round(call.started * 1e6), self.now_us())
 
     def _problem(self, call: _Call, text: str) -> None:
@@ -240,13 +249,13 @@ class ModelStack:
             self.fds[fd] = _Fd()
             self._finish(call, fd)
             return
-        entry = self.fds.get(int(cmd.get("fd", -1)))
-        if entry is None:
-            self._finish(call, -1, "EBADF")
-            return
         handler = getattr(self, "_op_" + op, None)
         if handler is None:
             self._problem(call, f"the model has no {op}()")
+            return
+        entry = self.fds.get(int(cmd.get("fd", -1)))
+        if entry is None:
+            self._finish(call, -1, "EBADF")
             return
         handler(call, entry)
 
@@ -268,6 +277,8 @@ class ModelStack:
         if not entry.port:
             entry.port = self.host.ephemeral_port()
         entry.listener = self.host.listen(entry.port, int(call.cmd["backlog"]), self.t)
+        if entry.fastopen_qlen:
+            entry.listener.fastopen_qlen = entry.fastopen_qlen
         self._finish(call, 0)
 
     def _op_accept(self, call: _Call, entry: _Fd) -> None:
@@ -279,7 +290,8 @@ class ModelStack:
             self._block_or(call, entry)
             return
         fd = self._new_fd()
-        self.fds[fd] = _Fd(port=entry.port, conn=conn)
+        conn.reuseaddr = entry.reuseaddr  # a child inherits sk_reuse from its listener
+        self.fds[fd] = _Fd(port=entry.port, conn=conn, reuseaddr=entry.reuseaddr)
         self._finish(call, fd)
 
     def _op_connect(self, call: _Call, entry: _Fd) -> None:
@@ -328,7 +340,7 @@ class ModelStack:
 
     def _op_sendto(self, call: _Call, entry: _Fd) -> None:
         if call.cmd.get("flags", 0) & SYMBOLS["MSG_FASTOPEN"]:
-            self._problem(call, "the model has no sendto(MSG_FASTOPEN) (TCP Fast Open)")
+            self._fastopen(call, entry, int(call.cmd["len"]), bool(call.cmd.get("null")))
             return
         self._send(call, entry, int(call.cmd["len"]), bool(call.cmd.get("null")))
 
@@ -337,7 +349,48 @@ class ModelStack:
         if flags & (SYMBOLS["MSG_MORE"] | SYMBOLS["MSG_ZEROCOPY"]):
             self._problem(call, "the model has no MSG_MORE/MSG_ZEROCOPY (corking)")
             return
+        if flags & SYMBOLS["MSG_FASTOPEN"]:
+            self._fastopen(call, entry, sum(call.cmd["iov"]), False)
+            return
         self._send(call, entry, sum(call.cmd["iov"]), False)
+
+    def _fastopen(self, call: _Call, entry: _Fd, length: int, null: bool) -> None:
+        """sendto/sendmsg(MSG_FASTOPEN): a new socket connects with data on the SYN
+        (Connection.connect_fastopen); a blocking call returns once the handshake is
+        done, a non-blocking one at once (the SYN's data, or EINPROGRESS)."""
+        conn = entry.conn
+        if conn is not None and call.blocked:
+            if conn.state.synchronized and conn.state is not State.CLOSED:
+                self._finish(call, length)
+            elif conn.error is not None:
+                err, conn.error = conn.error, None
+                self._finish(call, -1, err)
+            return
+        if conn is not None:  # MSG_FASTOPEN after the handshake is an ordinary send
+            self._send(call, entry, length, null)
+            return
+        if null and length:
+            self._finish(call, -1, "EFAULT")
+            return
+        addr = call.cmd["addr"]
+        if not addr[0]:
+            self._finish(call, -1, "EOPNOTSUPP")  # tcp_sendmsg_fastopen: AF_UNSPEC
+            return
+        port = entry.port or self.host.ephemeral_port()
+        conn = self.host.new_connection(port, (str(addr[1]), int(addr[2])), self.t)
+        try:
+            carried = conn.connect_fastopen(bytes(length), self.t, blocking=not entry.nonblocking)
+        except SocketError:
+            self.host.connections.remove(conn)  # the socket stays unconnected (EOPNOTSUPP)
+            raise
+        entry.conn = conn
+        self._flush()
+        if not entry.nonblocking:
+            call.blocked = True
+        elif carried:
+            self._finish(call, carried)
+        else:
+            self._finish(call, -1, "EINPROGRESS")
 
     def _send(self, call: _Call, entry: _Fd, length: int, null: bool) -> None:
         conn = self._conn(call, entry)
@@ -406,6 +459,12 @@ class ModelStack:
         elif (level, name) == (SYMBOLS["SOL_SOCKET"], SYMBOLS["SO_KEEPALIVE"]):
             if entry.conn is not None:
                 entry.conn.set_keepalive(bool(value), self.t)
+        elif (level, name) == (SYMBOLS["SOL_TCP"], SYMBOLS["TCP_NODELAY"]) and value == 1:
+            pass  # the model has no Nagle algorithm: it always behaves as TCP_NODELAY
+        elif (level, name) == (SYMBOLS["SOL_TCP"], SYMBOLS["TCP_FASTOPEN"]):
+            entry.fastopen_qlen = int(value)
+            if entry.listener is not None:
+                entry.listener.fastopen_qlen = int(value)
         else:
             self._problem(call, f"the model has no setsockopt level {level} option {name}")
             return
@@ -416,7 +475,7 @@ class ModelStack:
         if (level, name) == (SYMBOLS["SOL_SOCKET"], SYMBOLS["SO_ERROR"]):
             err = 0
             if entry.conn is not None and entry.conn.error is not None:
-                err, entry.conn.error = ERRNO.get(entry.conn.error, 0), None
+                err, entry.conn.error = int(getattr(errno, entry.conn.error, 0)), None
             self._finish(call, 0, 0, value=err, optlen=4)
             return
         self._problem(call, f"the model has no getsockopt level {level} option {name}")
@@ -430,6 +489,35 @@ class ModelStack:
             self._finish(call, 0)
         else:
             self._problem(call, f"the model has no fcntl command {cmd}")
+
+    def _op_tcp_info(self, call: _Call, entry: _Fd) -> None:
+        """The tcp_info fields the model has (the rest are absent, so a script that
+        asserts on them fails with a NameError: congestion control, delivery counts...)."""
+        conn = entry.conn
+        if conn is None:
+            self._problem(call, "the model has no tcp_info for a listener")
+            return
+        options = (
+            (1 if conn.ts_ok else 0)
+            | (4 if conn.snd_wscale or conn.rcv_wscale else 0)
+            | (32 if getattr(conn, "syn_data_acked", False) else 0)
+        )
+        mss = min(conn.peer_mss, conn.profile.mss) - (12 if conn.ts_ok else 0)
+        last = conn.last_data_at
+        info = {
+            "tcpi_state": LINUX_STATE.get(conn.state, 7),
+            "tcpi_options": options,
+            "tcpi_snd_mss": mss,
+            "tcpi_advmss": conn.profile.mss,
+            "tcpi_unacked": len(conn.rtx),
+            "tcpi_retransmits": conn.retransmits,
+            "tcpi_probes": conn.probes_sent,
+            "tcpi_rto": round(conn.rto * 1e6),
+            "tcpi_last_data_recv": round((self.t - last) * 1000) if last is not None else 0,
+        }
+        if conn.srtt is not None:
+            info["tcpi_rtt"] = round(conn.srtt * 1e6)
+        self._finish(call, 0, 0, info=info)
 
     def _op_ioctl(self, call: _Call, entry: _Fd) -> None:
         if call.cmd["request"] == SYMBOLS["SIOCINQ"] and entry.conn is not None:
@@ -458,6 +546,11 @@ def _options(seg: Segment) -> tuple[WireOption, ...]:
         out += [NOP, NOP, SACK_PERMITTED]
     if opts.wscale is not None:
         out += [NOP, WindowScale(opts.wscale)]
+    if opts.fastopen is not None:
+        # tcp_options_write: the cookie, then NOPs to the next 32-bit boundary.
+        out.append(TfoCookie(opts.fastopen, experimental=opts.fastopen_exp))
+        size = (4 if opts.fastopen_exp else 2) + len(opts.fastopen)
+        out += [NOP] * (-size % 4)
     return tuple(out)
 
 
@@ -479,6 +572,8 @@ def model_segment(raw: bytes) -> Segment | None:
     mss = wscale = None
     sack_ok = False
     ts: tuple[int, int] | None = None
+    cookie: bytes | None = None
+    experimental = False
     for opt in tcp.options:
         if isinstance(opt, Mss):
             mss = opt.value
@@ -488,8 +583,9 @@ def model_segment(raw: bytes) -> Segment | None:
             sack_ok = True
         elif isinstance(opt, Timestamps):
             ts = (opt.val, opt.ecr)
-        elif isinstance(opt, Sack):
-            continue
+        elif isinstance(opt, TfoCookie):
+            cookie, experimental = opt.cookie, opt.experimental
     ack = Seq(tcp.ack) if tcp.flags & Flags.ACK else None
     return Segment(pkt.src, tcp.sport, pkt.dst, tcp.dport, Seq(tcp.seq), ack, tcp.flags,
-                   tcp.window, Options(mss, wscale, sack_ok, ts), pkt.payload)  # fmt: skip
+                   tcp.window, Options(mss, wscale, sack_ok, ts, cookie, experimental),
+                   pkt.payload)  # fmt: skip

@@ -137,10 +137,18 @@ class Conn:
     ts_map: dict[int, int] = field(default_factory=dict)  # script TS val -> live
     first_ts: tuple[int, int] | None = None  # (script, live) of the first outbound TS val
 
-    @property
-    def local_offset(self) -> int:
-        """live - script for our own sequence numbers."""
-        return (self.live_local_isn - self.script_local_isn) % U32
+    remote_isn: int = 0  # the peer's ISN: the script's SYN or SYN-ACK seq, live = script
+
+    def local_offset(self, is_syn: bool) -> int:
+        """script -> live for our own sequence numbers (packetdrill's socket.h): a SYN's
+        numbers map ISN to ISN, every other packet's count from the live ISN."""
+        if is_syn:
+            return (self.live_local_isn - self.script_local_isn) % U32
+        return self.live_local_isn
+
+    def remote_offset(self, is_syn: bool) -> int:
+        """script -> live for the peer's numbers: relative to its ISN except on a SYN."""
+        return 0 if is_syn else self.remote_isn
 
 
 @dataclass
@@ -176,7 +184,9 @@ def _wire_option(opt: TcpOptionSpec, ack_offset: int) -> WireOption:
 def build_inbound(spec: PacketSpec, conn: Conn, config: Config) -> bytes:
     """The IP datagram for a ``<`` line, mapped onto the live connection."""
     flags = spec_flags(spec.flags)
-    ack_offset = conn.local_offset
+    is_syn = bool(flags & Flags.SYN)
+    ack_offset = conn.local_offset(is_syn)
+    seq = (spec.seq + conn.remote_offset(is_syn)) % U32
     ack = 0
     if spec.ack is not None:
         ack = (spec.ack + ack_offset) % U32 if flags & Flags.ACK else spec.ack
@@ -189,7 +199,7 @@ def build_inbound(spec: PacketSpec, conn: Conn, config: Config) -> bytes:
     tcp = TcpHeader.create(
         conn.remote[1],
         conn.local[1],
-        spec.seq,
+        seq,
         ack,
         flags,
         spec.window or 0,
@@ -304,8 +314,16 @@ def map_outbound(live: LivePacket, conn: Conn, spec: PacketSpec) -> Actual:
     """Live -> script space; learns the TS val mapping as packetdrill's
     ``map_outbound_live_packet`` does."""
     tcp = live.tcp
-    seq = (tcp.seq - conn.local_offset) % U32
-    options = tcp.options
+    is_syn = bool(tcp.flags & Flags.SYN)
+    seq = (tcp.seq - conn.local_offset(is_syn)) % U32
+    remote = conn.remote_offset(is_syn)
+    ack = (tcp.ack - remote) % U32 if tcp.flags & Flags.ACK else tcp.ack
+    options = tuple(
+        Sack(tuple(((a - remote) % U32, (b - remote) % U32) for a, b in o.blocks))
+        if isinstance(o, Sack)
+        else o
+        for o in tcp.options
+    )
     script_ts = next((o for o in spec.options or () if o.kind == "TS"), None)
     live_ts = next((o for o in options if isinstance(o, Timestamps)), None)
     if script_ts is not None and live_ts is not None:
@@ -317,7 +335,7 @@ def map_outbound(live: LivePacket, conn: Conn, spec: PacketSpec) -> Actual:
         options = tuple(
             Timestamps(mapped, o.ecr) if isinstance(o, Timestamps) else o for o in options
         )
-    return Actual(tcp.flags, seq, tcp.ack, tcp.window, len(live.payload), options, tcp.urgent)
+    return Actual(tcp.flags, seq, ack, tcp.window, len(live.payload), options, tcp.urgent)
 
 
 def verify_outbound(

@@ -132,6 +132,10 @@ def run_script(
     except DrillError as exc:
         out = Outcome(Script(path), Failure("parse", exc.line, exc.message))
         return DrillRun(path, family, model, out)
+    why = ipv4_only(script)
+    if family == socket.AF_INET6 and why:
+        message = f"IPv4-only script ({why}) run over IPv6"
+        return DrillRun(path, family, model, Outcome(script, Failure("family", 1, message)))
     addresses = _addresses(script, family)
     bind_port = 1024 + secrets.randbelow(30000)
     connect_port = bind_port + 1
@@ -195,6 +199,16 @@ def _play(engine: Engine, script: Script) -> Outcome:
     finally:
         with suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, tid, old)
+
+
+def ipv4_only(script: Script) -> str:
+    """``--local_ip=...`` when the header pins an IPv4 address (the corpus's Fast Open
+    server scripts, whose literal cookies are computed over IPv4 addresses), else ""."""
+    for name in ("local_ip", "remote_ip"):
+        value = script.options.get(name, "")
+        if value and ":" not in value:
+            return f"--{name}={value}"
+    return ""
 
 
 def _addresses(script: Script, family: int) -> tuple[str, str] | None:

@@ -52,14 +52,10 @@ class Explanation:
     def render(self, width: int | None = None) -> str:
         """Plain text for a terminal: title, text, references, related topics.
 
-        ``width``: re-wrap the text to that many columns, by words and by
+        ``width``: re-wrap everything to that many columns, by words and by
         display width (a CJK character is two), never inside a name.
         """
         text = self.text
-        if width:
-            from tcplab.render.wrap import fill_paragraphs
-
-            text = fill_paragraphs(text, width)
         lines = [self.title, "", text]
         if self.refs:
             label = "参考：" if self.lang == "zh" else "References: "
@@ -67,6 +63,11 @@ class Explanation:
         if self.see:
             label = "另见：" if self.lang == "zh" else "See also: "
             lines.append(label + ", ".join(self.see))
+        if width:
+            from tcplab.render.wrap import fill_paragraphs, wrap
+
+            lines = ["\n".join(wrap(line, width)) if i != 2 else fill_paragraphs(line, width)
+                     for i, line in enumerate(lines)]  # fmt: skip
         return "\n".join(lines) + "\n"
 
 

@@ -50,6 +50,8 @@ SOCKOPTS: dict[str, tuple[int, int]] = {
     "TCP_KEEPCNT": (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
     # A listener's Fast Open queue length (RFC 7413; Linux fastopenq.max_qlen).
     "TCP_FASTOPEN": (socket.IPPROTO_TCP, 23),
+    # connect() + write() as sendto(MSG_FASTOPEN) (Linux TCP_FASTOPEN_CONNECT).
+    "TCP_FASTOPEN_CONNECT": (socket.IPPROTO_TCP, 30),
 }
 MSG_FASTOPEN = 0x20000000  # include/linux/socket.h: connect and send in one call
 SHUT = {"SHUT_RD": socket.SHUT_RD, "SHUT_WR": socket.SHUT_WR, "SHUT_RDWR": socket.SHUT_RDWR}

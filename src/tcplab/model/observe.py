@@ -164,7 +164,7 @@ class Observer:
                                           "the SYN this SYN-ACK answers was not seen"))
             return out
         if control is Control.RST:
-            return self._sent_reset()
+            return self._sent_reset(bits)
         if self.state is State.CLOSED and self.before_reset is not None and bits & _ACK:
             out.append(self._reset_not_taken(self.before_reset))
         if bits & _ACK and ack is not None:
@@ -206,7 +206,7 @@ class Observer:
                                "sent after the handshake; the capture does not have its ACK")]
         return []
 
-    def _sent_reset(self) -> list[Inferred]:
+    def _sent_reset(self, bits: int) -> list[Inferred]:
         state = self.state
         if self.pending_syn is not None:
             # A SYN answered with RST, not SYN-ACK: nobody listened on that port
@@ -228,6 +228,10 @@ class Observer:
             and (e.trigger.kind is not TriggerKind.SEGMENT
                  or e.trigger is Trigger.RCV_DATA_AFTER_CLOSE)
         ]
+        if state is State.SYN_RECEIVED and not bits & _ACK:
+            # <SEQ=SEG.ACK><CTL=RST> answers a bad ACK and the request stays (RFC 9293
+            # §3.10.7.4); a child's own reset carries ACK (Linux tcp_send_active_reset).
+            candidates = []
         if not candidates:
             return []  # a RST answering a bad segment (SYN-SENT, SYN-RECEIVED): no change
         first = candidates[0]
@@ -295,9 +299,11 @@ class Observer:
         if state in (State.CLOSED, State.LISTEN):
             return []  # RFC 9293 §3.10.7.1/§3.10.7.2: ignored
         if state is State.SYN_SENT and ack is not None and self.iss is not None and (
-            ack != self.iss + 1
+            not self.iss + 1 <= ack <= self.iss + 1 + self.syn_data
         ):
-            return []  # §3.10.7.3: a RST that does not ACK our SYN is ignored
+            # §3.10.7.3: a RST whose ACK is not acceptable (ISS < SEG.ACK =< SND.NXT,
+            # past the SYN's data with Fast Open) is ignored.
+            return []
         self.before_reset = state
         return [self._take(Trigger.RCV_RST, State.CLOSED)]
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from tcplab.errors import InputError
 from tcplab.fmt import value_text
+from tcplab.model import fastopen
 from tcplab.model import profile as profiles
 from tcplab.model.host import Host
 from tcplab.model.net import Link, Network, SplitMix64
@@ -118,6 +119,7 @@ class _Socket:
     keepalive: bool = False
     keepalive_opts: dict[str, float] = field(default_factory=dict)
     fastopen_qlen: int = 0  # setsockopt(TCP_FASTOPEN)
+    fastopen_connect: bool = False  # setsockopt(TCP_FASTOPEN_CONNECT)
     conn: Connection | None = None
     listener: Listener | None = None
     closed: bool = False
@@ -558,7 +560,14 @@ class Simulation:
                 data = bytes(ord("a") + i % 26 for i in range(int(args["size"])))
             if call == "sendto" and str(args.get("flags", "")) == "MSG_FASTOPEN":
                 return self._connect(sock, step, fastopen=data)
-            return now_done(str(self._conn(sock).send(data, self.now)))
+            conn = self._conn(sock)
+            deferred = conn.deferred_connect
+            sent = str(conn.send(data, self.now))
+            if deferred:
+                # The first write after TCP_FASTOPEN_CONNECT's connect() sent the SYN;
+                # a blocking write returns once connected (seen live).
+                return lambda: (conn.state is not State.SYN_SENT, sent, None)
+            return now_done(sent)
         if call == "recv":
             return self._recv(sock, args)
         if call == "shutdown":
@@ -587,6 +596,10 @@ class Simulation:
             sock.keepalive_opts[option] = float(value)
         elif option == "TCP_FASTOPEN":
             sock.fastopen_qlen = int(value)
+        elif option == "TCP_FASTOPEN_CONNECT":
+            if not self.hosts[sock.actor].profile.fastopen & fastopen.CLIENT_ENABLE:
+                raise SocketError("EOPNOTSUPP", "net.ipv4.tcp_fastopen has no client bit (1)")
+            sock.fastopen_connect = bool(value)
         # TCP_NODELAY, SO_RCVBUF, SO_SNDBUF: accepted, not modelled.
         self._apply_options(sock)
 
@@ -637,7 +650,11 @@ class Simulation:
         self.timeline.endpoints[index] = EndpointInfo(sock.actor, conn.local[0], port, sock.actor)
         nonblocking = bool(step.args.get("nonblocking"))
         if fastopen is None:
+            if sock.fastopen_connect:
+                conn.set_fastopen_connect(True)
             conn.connect(self.now)
+            if conn.deferred_connect:
+                return lambda: (True, "0", None)  # the SYN waits for the first write
         else:
             on_syn = conn.connect_fastopen(fastopen, self.now, blocking=not nonblocking)
             if nonblocking and on_syn:

@@ -49,9 +49,11 @@ class Trigger(Enum):
     LISTEN = "listen()"
     CONNECT = "connect()"
     CONNECT_FASTOPEN = "sendto(MSG_FASTOPEN)"
+    CONNECT_DEFERRED = "connect() with TCP_FASTOPEN_CONNECT"
     CLOSE = "close()"
     SHUTDOWN_WR = "shutdown(SHUT_WR)"
     ABORT = "abort()"
+    LISTENER_CLOSED = "its listener's close()"
     # Arriving segments, flags normalised (RFC 9293 §3.10.7)
     RCV_SYN = "rcv SYN"
     RCV_SYN_FASTOPEN = "rcv SYN with a valid cookie"
@@ -135,6 +137,10 @@ GUARDS: dict[str, str] = {
                              " would generate for that address (or data, with the"
                              " cookie-not-required bit) (RFC 7413 §4.2.2; Linux"
                              " tcp_try_fastopen)",
+    "cookie_cached": "the host has a Fast Open cookie for the server (or the client"
+                     " no-cookie bit 0x4 is set)",
+    "fastopen_child": "a Fast Open child: a full socket, in the accept queue since its SYN"
+                      " (RFC 7413 §4.2.2), not an embryonic request",
     "syn_data_unacked": "our SYN carried data and SEG.ACK covers the SYN but not all of the"
                         " data (RFC 7413 §4.2.2, the client receiving the SYN-ACK)",
 }
@@ -154,6 +160,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     T(_S.CLOSED, Trigger.CONNECT_FASTOPEN, _S.SYN_SENT, _C.SYN, False, "RFC 7413 §4.2.1, §4.2.2",
       note="Fast Open: the SYN carries the data and the cached cookie, or asks for a cookie"
            " with an empty option when none is cached (the data then follows the handshake)"),
+    T(_S.CLOSED, Trigger.CONNECT_DEFERRED, _S.SYN_SENT, None, False,
+      "RFC 7413 §4.2.2; Linux tcp_fastopen_defer_connect", guard="cookie_cached",
+      note="TCP_FASTOPEN_CONNECT with a cookie cached: connect() returns at once and sends"
+           " nothing; the first write() sends the SYN with the cookie and the data"),
     T(_S.LISTEN, Trigger.RCV_SYN_FASTOPEN, _S.SYN_RECEIVED, _C.SYN, True, "RFC 7413 §4.2.2",
       guard="fastopen_cookie_valid",
       note="the SYN-ACK acknowledges the SYN's data; the child is in the accept queue at once,"
@@ -188,6 +198,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     T(_S.SYN_RECEIVED, Trigger.RCV_RST, _S.CLOSED, None, False, "RFC 9293 §3.10.7.4",
       guard="rst_in_sequence", note="the half-open connection is removed; a listener stays"),
     T(_S.SYN_RECEIVED, Trigger.CLOSE, _S.FIN_WAIT_1, _C.FIN, True, "RFC 9293 §3.10.4"),
+    T(_S.SYN_RECEIVED, Trigger.CLOSE, _S.CLOSED, _C.RST, True, "RFC 9293 §3.6 (SHLD-3)",
+      guard="unread_data",
+      note="a Fast Open child closed with the SYN's data unread: RST, no FIN (Linux tcp_close)"),
+    T(_S.SYN_RECEIVED, Trigger.LISTENER_CLOSED, _S.CLOSED, _C.RST, True,
+      "RFC 9293 §3.10.4; RFC 7413 §4.2.2", guard="fastopen_child",
+      note="the listener closed before accept(): a Fast Open child is reset, where a request"
+           " would be dropped silently (Linux inet_child_forget: tcp_disconnect)"),
     T(_S.SYN_RECEIVED, Trigger.RETRIES_EXHAUSTED, _S.CLOSED, None, False, "RFC 1122 §4.2.3.5",
       note="SYN-ACK retries exhausted"),
     T(_S.SYN_RECEIVED, Trigger.ABORT, _S.CLOSED, None, False, "RFC 9293 §3.10.4",

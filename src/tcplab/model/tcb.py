@@ -231,6 +231,8 @@ class Connection(_Machine):
         # The SYN's data was taken in the handshake, either side (Linux syn_data_acked,
         # what tcp_info reports as TCPI_OPT_SYN_DATA).
         self.syn_data_acked = False
+        self.fastopen_connect = False  # setsockopt(TCP_FASTOPEN_CONNECT)
+        self.deferred_connect = False  # connect() returned; the SYN waits for a write
 
     # -- helpers ---------------------------------------------------------------
 
@@ -362,11 +364,33 @@ class Connection(_Machine):
         self.clock = now
         if self.state is not State.CLOSED:
             raise SocketError("EISCONN", f"connect() in {self.state}")
+        entry = self.fastopen_cache.get(self.remote[0], tfo.CacheEntry())
+        if self.fastopen_connect and (entry.cookie
+                                      or self.profile.fastopen & tfo.CLIENT_NO_COOKIE):
+            # TCP_FASTOPEN_CONNECT with a cookie: connect() returns at once and the
+            # SYN waits for the first write (Linux tcp_fastopen_defer_connect).
+            self._set_state(State.SYN_SENT, Trigger.CONNECT_DEFERRED, now)
+            self.deferred_connect = True
+            return
         self._set_state(State.SYN_SENT, Trigger.CONNECT, now)
         item = _InFlight(self.iss, Control.SYN, b"", now)
         self.syn_options = self._syn_options()
-        self._transmit(item, options=self.syn_options, ack=False)
+        options = self.syn_options
+        if self.fastopen_connect:
+            # ... without one, an ordinary SYN that asks for a cookie (RFC 7413 §4.2.1).
+            options = replace(options, fastopen=b"", fastopen_exp=entry.experimental)
+            self.syn_fastopen = True
+        self._transmit(item, options=options, ack=False)
         self._queue_sent(item, now)
+
+    def set_fastopen_connect(self, on: bool) -> None:
+        """setsockopt(TCP_FASTOPEN_CONNECT): connect() then write() do what
+        sendto(MSG_FASTOPEN) does (Linux do_tcp_setsockopt)."""
+        if not self.profile.fastopen & tfo.CLIENT_ENABLE:
+            raise SocketError("EOPNOTSUPP", "net.ipv4.tcp_fastopen has no client bit (1)")
+        if self.state is not State.CLOSED:
+            raise SocketError("EINVAL", f"TCP_FASTOPEN_CONNECT in {self.state}")
+        self.fastopen_connect = on
 
     def connect_fastopen(self, data: bytes, now: float, *, blocking: bool = True) -> int:
         """sendto(MSG_FASTOPEN) on a new socket: connect, with data on the SYN if it can.
@@ -386,6 +410,10 @@ class Connection(_Machine):
         if self.state is not State.CLOSED:
             raise SocketError("EISCONN", f"sendto(MSG_FASTOPEN) in {self.state}")
         self._set_state(State.SYN_SENT, Trigger.CONNECT_FASTOPEN, now)
+        return self._syn_with_data(data, now, blocking)
+
+    def _syn_with_data(self, data: bytes, now: float, blocking: bool) -> int:
+        """The Fast Open SYN: the cookie and data, or a cookie request (see above)."""
         # A retransmitted SYN is a plain one: no cookie, no data (Linux frees the
         # Fast Open request once the first SYN is out; packetdrill syn-data-timeout).
         self.syn_options = self._syn_options()
@@ -467,6 +495,11 @@ class Connection(_Machine):
             raise SocketError("EPIPE", f"send() in {self.state}")
         if self.state is State.LISTEN:
             raise SocketError("ENOTCONN")
+        if self.deferred_connect:
+            # The first write after a deferred connect() sends the Fast Open SYN.
+            self.deferred_connect = False
+            self._syn_with_data(data, now, blocking=True)
+            return len(data)
         self.send_queue += data
         self._push(now)
         return len(data)
@@ -540,7 +573,8 @@ class Connection(_Machine):
             self._clear()
             return
         if (
-            self.state in (State.ESTABLISHED, State.CLOSE_WAIT)
+            # SYN-RECEIVED holds data only in a Fast Open child (RFC 7413 §4.2.2).
+            self.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED)
             and self.rcv_queue
             and self.profile.rst_on_close_with_unread
         ):
@@ -573,6 +607,16 @@ class Connection(_Machine):
         else:
             self.linger_zero = False
             self.close(now)
+
+    def listener_closed(self, now: float) -> None:
+        """The listener closed while this Fast Open child waited in its accept queue in
+        SYN-RECEIVED: a full socket, so it is reset (Linux inet_child_forget ->
+        tcp_disconnect), unlike a request, which is dropped silently."""
+        self.clock = now
+        self.orphaned = True
+        self._send_reset()
+        self._set_state(State.CLOSED, Trigger.LISTENER_CLOSED, now)
+        self._clear()
 
     def set_keepalive(self, on: bool, now: float) -> None:
         self.keepalive = on
@@ -1268,7 +1312,10 @@ class Listener(_Machine):
         # Linux inet_csk_listen_stop: unaccepted children are reset, half-open
         # requests dropped silently.
         for child in list(self.accept_queue):
-            child.abort(now)
+            if child.fastopen_child and child.state is State.SYN_RECEIVED:
+                child.listener_closed(now)
+            else:
+                child.abort(now)
         for child in list(self.half_open):
             child.abort(now)
         self.accept_queue.clear()

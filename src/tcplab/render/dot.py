@@ -16,17 +16,20 @@ between the columns.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tcplab.render._common import (
     BREAK_GAP,
+    Arrival,
     api_text,
+    arrives_later,
     columns,
     connection_tag,
     format_gap,
     format_ms,
     packet_label,
     several_connections,
+    split_arrivals,
     start_time,
     visible_events,
 )
@@ -91,7 +94,9 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
     edges: list[_Edge] = []
     tagged = several_connections(timeline)
     previous: float | None = None
-    for event in lane_events(timeline, events):
+    items = split_arrivals(lane_events(timeline, events))
+    held: dict[int, int] = {}  # id(packet) -> index in edges, until its arrival's row
+    for event in items:
         if previous is not None and event.time - previous >= BREAK_GAP:
             r = new_row(f"⋯ {format_gap(event.time - previous)} ⋯")
             for side in (0, 1):
@@ -133,7 +138,14 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
             label += "".join(f" ({a})" for a in event.annotations)
             src = ids["left" if rightward else "right"]
             # The arrow lands one row down, on a row made by the next event.
+            if arrives_later(event, items):
+                # Held by the wire: the arrow lands on its delivery's row, crossing.
+                held[id(event)] = len(edges)
             edges.append(_Edge(src, r + 1, rightward, event.dropped, label, FLAG_STROKE[kind]))
+        elif isinstance(event, Arrival):
+            index = held.pop(id(event.packet), None)
+            if index is not None:
+                edges[index] = replace(edges[index], target_row=r)
         for side in (0, 1):
             column_style[side].append(states[side])
     # The last packet may land below the last row.
@@ -152,8 +164,12 @@ def render_dot(timeline: Timeline, *, relative: bool = True) -> str:
                 " constraint=false];"
             )
         else:
+            # A held segment spans rows: its label stays by the sender, dashed.
+            spans = edge.target_row > int(edge.source_node.lstrip("lr")) + 1
+            text = (f"taillabel={_q(edge.label)}, labelangle=0, labeldistance=12, style=dashed"
+                    if spans else f"label={_q(edge.label)}")
             extra.append(
-                f"  {edge.source_node} -> {dst} [label={_q(edge.label)}, color={color},"
+                f"  {edge.source_node} -> {dst} [{text}, color={color},"
                 f" fontcolor={color}, constraint=false];"
             )
     for r, ids in enumerate(rows):

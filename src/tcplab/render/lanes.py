@@ -38,9 +38,17 @@ tests/test_render_lanes.py are checked on the same list.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from tcplab.render._common import (
+    collapse_runs,
+    seq_explanations,
+    snapshot_detail,
+    split_arrivals,
+    visible_events,
+)
 from tcplab.states import State
-from tcplab.timeline import Event, Snapshot, Source, StateChange, Timeline
+from tcplab.timeline import Event, Packet, Snapshot, Source, StateChange, Timeline
 
 # A claim within this many seconds of a visit of its state confirms it.  The
 # widest honest gap is a packet the wire held (the analyzer dates the state
@@ -133,18 +141,6 @@ def is_listener(event: StateChange | Snapshot) -> bool:
     if isinstance(event, Snapshot):
         return "*" in event.peer
     return event.cause.startswith("listener")
-
-
-def snapshot_detail(snap: Snapshot) -> str:
-    """What ``ss -tano`` would add to the state: queues and the running timer."""
-    parts: list[str] = []
-    if snap.rqueue:
-        parts.append(f"Recv-Q {snap.rqueue}")
-    if snap.wqueue:
-        parts.append(f"Send-Q {snap.wqueue}")
-    if snap.timer:
-        parts.append(f"timer {snap.timer} {snap.timer_ms / 1000:.1f}s")
-    return ", ".join(parts)
 
 
 @dataclass(slots=True)
@@ -282,6 +278,27 @@ def lane_events(timeline: Timeline, events: list[Event]) -> list[LaneEvent]:
     return [item[3] for item in out]
 
 
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """What every ladder renderer draws, in order: the visible events, then the
+    items (badges for states, arrivals for held segments, summaries for bulk
+    runs) and the seq arithmetic per segment (by ``id``) when asked."""
+
+    events: list[Event]
+    items: list[Any]
+    seq_notes: dict[int, str]
+
+
+def ladder_items(timeline: Timeline, *, collapse: bool = True,
+                 explain_seq: bool = False) -> Ladder:  # fmt: skip
+    events = visible_events(timeline)
+    items: list[Any] = split_arrivals(lane_events(timeline, events))
+    if collapse:
+        items = collapse_runs(items)
+    packets = [e for e in events if isinstance(e, Packet)]
+    return Ladder(events, items, seq_explanations(packets) if explain_seq else {})
+
+
 def drawn_path(items: list[LaneEvent], endpoint: str) -> list[Badge]:
     """The badges that move ``endpoint``'s lane, in drawing order (nothing drawn aside)."""
     return [i for i in items if isinstance(i, Badge) and i.endpoint == endpoint
@@ -292,11 +309,12 @@ __all__ = [
     "AGREE_WINDOW",
     "SOURCE_LETTER",
     "Badge",
+    "Ladder",
     "LaneEvent",
     "SnapshotDetail",
     "drawn_path",
     "is_listener",
+    "ladder_items",
     "lane_badges",
     "lane_events",
-    "snapshot_detail",
 ]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from tcplab.fmt import window_text
@@ -44,20 +43,16 @@ from tcplab.render._common import (
     RunSummary,
     api_text,
     arrives_later,
-    collapse_runs,
     columns,
     connection_tag,
     format_gap,
     format_ms,
     key_options,
     packet_label,
-    seq_explanations,
     several_connections,
-    split_arrivals,
     start_time,
-    visible_events,
 )
-from tcplab.render.lanes import SOURCE_LETTER, Badge, SnapshotDetail, lane_events
+from tcplab.render.lanes import SOURCE_LETTER, Badge, SnapshotDetail, ladder_items
 from tcplab.render.wrap import wrap
 from tcplab.states import State
 from tcplab.timeline import ApiCall, Note, Packet, Source, Timeline
@@ -647,12 +642,8 @@ def render_svg(timeline: Timeline, *, relative: bool = True, explain_seq: bool =
     arrow.  ``collapse``: long runs of like data segments as one row.
     """
     cols = columns(timeline)
-    events = visible_events(timeline)
-    items: list[Any] = split_arrivals(lane_events(timeline, events))
-    if collapse:
-        items = collapse_runs(items)
-    seq_notes = (seq_explanations([e for e in events if isinstance(e, Packet)])
-                 if explain_seq else {})
+    ladder = ladder_items(timeline, collapse=collapse, explain_seq=explain_seq)
+    events, items, seq_notes = ladder.events, ladder.items, ladder.seq_notes
     canvas = _Canvas(cols, y=TOP + (6 if timeline.title else 0))
     t0 = start_time(events) if relative else 0.0
     previous: float | None = None

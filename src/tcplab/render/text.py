@@ -25,7 +25,7 @@ a terminal (box drawing, ▶ ◀ ✗), so a row is exactly ``width`` long.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tcplab.render._common import (
     BREAK_GAP,
@@ -39,20 +39,16 @@ from tcplab.render._common import (
     api_result_text,
     api_text,
     arrives_later,
-    collapse_runs,
     columns,
     connection_tag,
     format_gap,
     format_ms,
     packet_label,
-    seq_explanations,
     several_connections,
-    split_arrivals,
     start_time,
-    visible_events,
 )
 from tcplab.render.i18n import tr
-from tcplab.render.lanes import Badge, SnapshotDetail, lane_events
+from tcplab.render.lanes import Badge, SnapshotDetail, ladder_items
 from tcplab.render.wrap import display_width, join_lines, pad, wrap
 from tcplab.states import State
 from tcplab.timeline import ApiCall, Note, Packet, Source, Timeline
@@ -342,14 +338,21 @@ def _api_rows(layout: _Layout, cols: Columns, call: ApiCall, time: str) -> list[
     whole = f"{head} {result}".rstrip()
     if display_width(whole) <= room:
         return [_row(layout, time, middle=_beside(layout, whole, side, style))]
-    rows = _text_rows(layout, head, side, "bold", time=time, indent="  ")
+    # The call wrapped by words, the result on the lines under it, indented:
+    # one block against the caller's bar, nothing cut.
+    lines = wrap(head, room)
+    if lines[1:]:
+        lines = [lines[0]] + ["  " + line for line in wrap(join_lines(lines[1:]), room - 2)]
+    calls = len(lines)
+    lines = _block(lines)
     if result:
-        # The result under the call, indented, on the caller's side; wrapped if long.
-        if display_width(result) + 2 <= room:
-            rows.append(_row(layout, middle=_beside(layout, pad("  " + result, room), side,
-                                                    style)))  # fmt: skip
-        else:
-            rows += _text_rows(layout, result, side, style, indent="  ")
+        # Indented under the call on the left; hugging the bar on the right.
+        lines += [("  " + line) if side != 1 else line for line in wrap(result, room - 2)]
+    rows: list[_Row] = []
+    for i, line in enumerate(lines):
+        piece_style = "bold" if i < calls else style
+        rows.append(_row(layout, time if i == 0 else "",
+                         middle=_beside(layout, line, side, piece_style)))  # fmt: skip
     return rows
 
 
@@ -387,13 +390,9 @@ def _address(address: str, port: int) -> str:
 def _ladder_rows(timeline: Timeline, width: int, relative: bool, explain_seq: bool,
                  collapse: bool, lang: str = "en") -> list[_Row]:  # fmt: skip
     cols = columns(timeline)
-    base = visible_events(timeline)
-    items: list[Any] = split_arrivals(lane_events(timeline, base))
-    if collapse:
-        items = collapse_runs(items)
-    seq_notes = (seq_explanations([e for e in base if isinstance(e, Packet)])
-                 if explain_seq else {})
-    t0 = start_time(base) if relative else 0.0
+    ladder = ladder_items(timeline, collapse=collapse, explain_seq=explain_seq)
+    items, seq_notes = ladder.items, ladder.seq_notes
+    t0 = start_time(ladder.events) if relative else 0.0
 
     def stamp(time: float) -> str:
         return format_ms(time - t0) if relative else f"{time:.6f}"

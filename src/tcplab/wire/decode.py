@@ -26,7 +26,8 @@ Rules worth knowing, each a deliberate choice:
   sender, not damage on the wire.  ``strict_checksum=True`` gives their
   verdict instead (only a sum that verifies is good), for tools that must
   reproduce Zeek (or tshark with checksum validation); it also fills in
-  ``ip_checksum_ok``, the IPv4 header checksum verdict (RFC 791 §3.1), and
+  ``ip_checksum_ok``, the IPv4 header checksum verdict (RFC 791 §3.1; False
+  also when an enclosing tunnel's IPv4 header fails: Zeek drops those), and
   sums the segment as the IP header delimits it, as Zeek does, where a
   PPPoE length cut it shorter.
 * TCP inside tunnels is decoded (the rules are in ``tcplab.wire.tunnel``):
@@ -254,6 +255,7 @@ def decode_frame(
     version, ip_offset, link_end = located
     outer: _Outer | None = None
     tunnels: list[str] = []
+    outer_ip_bad = False  # an enclosing IPv4 header's checksum fails (strict only)
     while True:
         if version == 4:
             ip_header_len, _, total_length, _, flags_frag, ttl, protocol, _, src_raw, dst_raw = (
@@ -270,6 +272,10 @@ def decode_frame(
                     if strict_checksum
                     else None
                 )
+            elif strict_checksum and ones_complement_sum(frame[ip_offset:tcp_offset]) != 0xFFFF:
+                # Zeek checks every IP layer's header (bad_IP_checksum drops
+                # the packet), a tunnel's outer ones too.
+                outer_ip_bad = True
         else:
             if len(frame) - ip_offset < IPV6_LEN:
                 raise WireError(
@@ -320,6 +326,8 @@ def decode_frame(
             return NotTcp(f"{name}: {located}")
         version, ip_offset, cut = located
         link_end = inner_end if cut is None else min(cut, inner_end)
+    if outer_ip_bad:
+        ip_checksum_ok = False
     datagram_len = ip_len
     if link_end is not None and ip_offset + ip_len > link_end:
         # The link layer's length wins over a longer IP length (Wireshark

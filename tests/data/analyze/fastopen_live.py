@@ -3,7 +3,9 @@
 Run inside a network namespace the test created, whose tcp_fastopen sysctl
 the test set to 3 (``ip netns exec NS python fastopen_live.py OUTDIR PORT``).
 The first connection's sendto(MSG_FASTOPEN) asks for a cookie (RFC 7413
-§4.2.1); the second one's SYN carries the cookie and the data (§4.2.2).
+§4.2.1); the second one's SYN carries the cookie and the data (§4.2.2); the
+third uses TCP_FASTOPEN_CONNECT: connect() sends nothing, the write sends the
+SYN with the cookie and the data.
 Writes OUTDIR/capture.pcap (tcpdump on lo) and OUTDIR/kernel.json: the
 client ports, what each call returned, and ``ss -tanH`` rows at the end.
 """
@@ -20,6 +22,7 @@ import time
 
 MSG_FASTOPEN = 0x20000000
 TCP_FASTOPEN = 23
+TCP_FASTOPEN_CONNECT = 30
 
 
 def ss(port: int) -> list[tuple[str, str, str]]:
@@ -51,9 +54,17 @@ def main(out: str, port: int) -> None:
     listener.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 5)
     listener.listen(5)
     record: dict[str, object] = {"clients": [], "sent": [], "read": []}
-    for text in (b"GET /first", b"GET /second"):
+    for text in (b"GET /first", b"GET /second", b"GET /connect"):
         client = socket.socket()
-        record["sent"].append(client.sendto(text, MSG_FASTOPEN, ("127.0.0.1", port)))  # type: ignore[attr-defined]
+        if text == b"GET /connect":
+            # TCP_FASTOPEN_CONNECT: connect() returns at once, the SYN waits for the write.
+            client.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+            client.connect(("127.0.0.1", port))
+            record["connected"] = time.time()
+            time.sleep(0.05)
+            record["sent"].append(client.send(text))  # type: ignore[attr-defined]
+        else:
+            record["sent"].append(client.sendto(text, MSG_FASTOPEN, ("127.0.0.1", port)))  # type: ignore[attr-defined]
         record["clients"].append(client.getsockname()[1])  # type: ignore[attr-defined]
         server, _ = listener.accept()
         record["read"].append(server.recv(100).decode())  # type: ignore[attr-defined]
