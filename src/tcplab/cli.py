@@ -133,6 +133,11 @@ def _fail(exc: BaseException) -> int:
         for line in str(exc).splitlines() or [""]:
             click.echo(f"tcplab: {line}", err=True)
         return exc.exit_code
+    if isinstance(exc, click.exceptions.Abort):
+        # click turns an EOFError into Abort: input that ended where it should not.
+        cause = exc.__context__
+        click.echo(f"tcplab: input ended unexpectedly ({cause or 'end of file'})", err=True)
+        return 1
     if isinstance(exc, BrokenPipeError):
         # `tcplab packets big.pcap | head`: the reader went away; not an error.
         sys.stderr.close()
