@@ -20,7 +20,7 @@ _EXPORTS = {
     "Connection": "tcplab.analyze.core",
     "PacketRecord": "tcplab.analyze.core",
     "analyze_file": "tcplab.analyze.core",
-    "infer_states": "tcplab.analyze.ladder",
+    "infer_states": "tcplab.model.timeline_infer",
     "state_path": "tcplab.analyze.ladder",
     "timeline_for": "tcplab.analyze.ladder",
 }
