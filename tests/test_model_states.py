@@ -301,6 +301,14 @@ def test_listen_syn_spawns_child_in_syn_received() -> None:
     assert lst.state is State.LISTEN and lst.half_open == [child]
 
 
+def test_listen_syn_ack_echoes_the_syns_timestamp() -> None:
+    # RFC 7323 §4.3: TSecr of the SYN-ACK is the SYN's TSval.
+    lst, children = listener()
+    lst.receive(seg(F.SYN, PEER_ISS, options=Options(mss=1460, ts=(777, 0))), 0.001)
+    (synack,) = children[0].segments_to_send()
+    assert synack.options.ts is not None and synack.options.ts[1] == 777
+
+
 def test_listen_two_way_handshake_counterfactual() -> None:
     lst, children = listener(replace(LINUX, two_way_handshake=True))
     lst.receive(seg(F.SYN, PEER_ISS), 0.0)

@@ -766,6 +766,9 @@ class Connection(_Machine):
         self.snd_wl1 = seg.seq
         if opts.ts is not None and self.profile.timestamps:
             self.ts_ok = True
+            # RFC 7323 §4.3: the SYN-ACK echoes the SYN's TSval (a listener's child
+            # takes the SYN here, not through receive()).
+            self.ts_recent = opts.ts[0]
 
     def receive(self, seg: Segment, now: float) -> None:
         self.clock = now
