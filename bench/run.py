@@ -19,6 +19,7 @@ BENCHMARKS = {
     "analyze": ["analyze_bench.py"],  # tcplab analyze vs tshark, tcptrace, dpkt, cat
     "sockets": ["sockets_bench.py"],  # sock_diag snapshot vs ss -tan / -tanp
     "catalog": ["catalog_bench.py"],  # the live scenario catalog, time per scenario
+    "scale": ["scale_bench.py"],  # one file vs a ring of 8: single, --jobs 2, Dask local:1/2
 }
 
 

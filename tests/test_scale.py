@@ -581,3 +581,15 @@ def test_chain_check() -> None:
     section = [meta(0, 24, 103, changed=True), meta(1, 103, 201)]
     got = check_chain(section, again)
     assert reread == [RangeSpec(0, 0, 24, 200, True)] and len(got) == 1
+
+
+def test_segment_columns_carry_every_segment_field() -> None:
+    """A field added to the engine's Segment must travel between processes too."""
+    from tcplab.analyze.frames import Segment
+    from tcplab.scale.engine import segment_schema
+
+    columns = set(segment_schema().names)
+    derived = {"index": "frame", "time": "time_ns", "raw": None, "options": "mss"}
+    for name in Segment._fields:
+        column = derived.get(name, name)
+        assert column is None or column in columns, name

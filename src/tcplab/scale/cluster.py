@@ -31,6 +31,7 @@ from __future__ import annotations
 import heapq
 import logging
 import operator
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -79,10 +80,11 @@ class Result:
     connections: int = 0
     partitions: int = 0
     packets: int = 0
-    read_seconds: float = 0.0  # stage 1, summed over tasks
+    read_seconds: float = 0.0  # stage 1, CPU seconds summed over tasks
     shuffle_bytes: int = 0  # Arrow bytes stage 1 hands to stage 2
-    partition_seconds: list[float] = field(default_factory=list)  # stage 2, per partition
+    partition_seconds: list[float] = field(default_factory=list)  # stage 2 CPU s, per partition
     worker_peak_rss: int = 0  # the largest worker's peak RSS after stage 2
+    worker_cpu: dict[int, float] = field(default_factory=dict)  # worker pid -> CPU seconds
 
 
 # -- stage 2 and 3 (run on the workers) ---------------------------------------------------
@@ -98,11 +100,11 @@ def analyse_partition(
     import numpy as np
     import pyarrow as pa
 
-    started = time.perf_counter()
+    started = time.process_time()
     tables = [t for t in tables if t.num_rows]
     if not tables:
         batch = analyze_ordered(iter(()), options, track_keys=True)
-        return Partition(batch, 0, time.perf_counter() - started, _peak_rss())
+        return Partition(batch, 0, time.process_time() - started, peak_rss(), os.getpid())
     table = pa.concat_tables(tables)
     files = table.column("file").to_numpy().astype(np.int64)
     ranges = table.column("range").to_numpy().astype(np.int64)
@@ -122,7 +124,7 @@ def analyse_partition(
         for k, f, n, seg in zip(keys, files, frames, segments, strict=True)
     )
     batch = analyze_ordered(items, options, track_keys=True)
-    return Partition(batch, table.num_rows, time.perf_counter() - started, _peak_rss())
+    return Partition(batch, table.num_rows, time.process_time() - started, peak_rss(), os.getpid())
 
 
 @dataclass(slots=True)
@@ -131,18 +133,28 @@ class Partition:
 
     batch: Batch
     packets: int
-    seconds: float
+    seconds: float  # CPU seconds
     peak_rss: int  # bytes, of the worker process so far
+    worker: int  # its pid
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
+    """This process's peak RSS (VmHWM: of this program, unlike ru_maxrss, which
+    keeps the high-water mark of the process it was forked from across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def partition_figures(part: Partition) -> tuple[list[OrderKey], int, float, int]:
-    return part.batch.conn_keys, part.packets, part.seconds, part.peak_rss
+def partition_figures(part: Partition) -> tuple[list[OrderKey], int, float, int, int]:
+    return part.batch.conn_keys, part.packets, part.seconds, part.peak_rss, part.worker
 
 
 @dataclass(slots=True)
@@ -388,6 +400,10 @@ def run(
     result.packets = sum(f[1] for f in figures)
     result.partition_seconds = [f[2] for f in figures]
     result.worker_peak_rss = max((f[3] for f in figures), default=0)
+    for meta in accepted:
+        result.worker_cpu[meta.worker] = result.worker_cpu.get(meta.worker, 0.0) + meta.seconds
+    for f in figures:
+        result.worker_cpu[f[4]] = result.worker_cpu.get(f[4], 0.0) + f[2]
     if want_json:
         result.json = "".join(line for _n, line in heapq.merge(*(w.json for w in written)))
     if want_log:
@@ -466,7 +482,7 @@ class connect:
                     processes=True,
                     host="127.0.0.1",
                     dashboard_address="127.0.0.1:0",
-                    silence_logs=logging.ERROR,
+                    silence_logs=logging.CRITICAL,
                 )
                 self.client = new_client(self.cluster)
             else:

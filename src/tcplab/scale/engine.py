@@ -116,6 +116,7 @@ _COLUMNS = (
     "ts_val",
     "ts_ecr",
     "dropped",
+    "partial_checksum",
 )
 
 
@@ -149,6 +150,7 @@ def segment_schema() -> pa.Schema:
         "ts_val": pa.uint32(),
         "ts_ecr": pa.uint32(),
         "dropped": pa.bool_(),
+        "partial_checksum": pa.bool_(),
     }
     return pa.schema([(name, types[name]) for name in _COLUMNS])
 
@@ -194,6 +196,7 @@ class SegmentColumns:
         c["ts_val"].append(opts.ts_val)
         c["ts_ecr"].append(opts.ts_ecr)
         c["dropped"].append(seg.dropped)
+        c["partial_checksum"].append(seg.partial_checksum)
 
     def table(self, rows: Sequence[int] | None = None) -> pa.Table:
         """The columns as an Arrow table (only ``rows`` when given)."""
@@ -220,6 +223,25 @@ def iter_segments(table: pa.Table, index: Sequence[int], rows: int = 65536) -> I
         yield from segments_of(table.slice(start, rows), index[start : start + rows])
 
 
+# The Segment fields that travel as they are, in Segment's order.
+_PLAIN = (
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "seq",
+    "ack",
+    "flags",
+    "window",
+    "length",
+    "wire_length",
+    "captured",
+    "ip_len",
+    "checksum_ok",
+    "ip_checksum_ok",
+)
+
+
 def segments_of(table: pa.Table, index: Sequence[int]) -> list[Segment]:
     """Segments back from their columns; ``index`` is each row's engine frame index."""
     d = table.to_pydict()
@@ -227,47 +249,11 @@ def segments_of(table: pa.Table, index: Sequence[int]) -> list[Segment]:
     options = zip(
         d["mss"], d["wscale"], d["sack_permitted"], d["sack"], d["ts_val"], d["ts_ecr"], strict=True
     )
+    plain = zip(*(d[name] for name in _PLAIN), strict=True)
     rows = zip(
-        index,
-        d["time_ns"],
-        d["src"],
-        d["dst"],
-        d["sport"],
-        d["dport"],
-        d["seq"],
-        d["ack"],
-        d["flags"],
-        d["window"],
-        d["length"],
-        d["wire_length"],
-        d["captured"],
-        d["ip_len"],
-        d["checksum_ok"],
-        d["ip_checksum_ok"],
-        options,
-        d["dropped"],
-        strict=True,
+        index, d["time_ns"], plain, options, d["dropped"], d["partial_checksum"], strict=True
     )
-    for (
-        frame,
-        time_ns,
-        src,
-        dst,
-        sport,
-        dport,
-        seq,
-        ack,
-        flags,
-        window,
-        length,
-        wire_length,
-        captured,
-        ip_len,
-        checksum_ok,
-        ip_checksum_ok,
-        opt,
-        dropped,
-    ) in rows:
+    for frame, time_ns, fields, opt, dropped, partial in rows:
         mss, wscale, sack_ok, sack, ts_val, ts_ecr = opt
         if mss is None and wscale is None and not sack_ok and not sack and ts_val is None:
             opts = NO_OPTIONS
@@ -275,27 +261,6 @@ def segments_of(table: pa.Table, index: Sequence[int]) -> list[Segment]:
             blocks = tuple(zip(sack[0::2], sack[1::2], strict=True))
             opts = TcpOptions(mss, wscale, sack_ok, blocks, ts_val, ts_ecr)
         out.append(
-            Segment(
-                frame,
-                time_ns / 1e9,
-                time_ns,
-                src,
-                dst,
-                sport,
-                dport,
-                seq,
-                ack,
-                flags,
-                window,
-                length,
-                wire_length,
-                captured,
-                ip_len,
-                checksum_ok,
-                ip_checksum_ok,
-                opts,
-                b"",
-                dropped,
-            )
+            Segment._make((frame, time_ns / 1e9, time_ns, *fields, opts, b"", dropped, partial))
         )
     return out

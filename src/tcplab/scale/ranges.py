@@ -34,6 +34,7 @@ A ``.gz`` file cannot be entered in the middle: it is one range.
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import time
@@ -95,8 +96,6 @@ def file_size(path: str) -> int:
 
         fs, _, paths = fsspec.get_fs_token_paths(path)
         return int(fs.size(paths[0]))
-    import os
-
     return os.path.getsize(path)
 
 
@@ -278,7 +277,8 @@ class RangeMeta:
     not_tcp: int = 0
     bytes: int = 0
     packets: list[int] = field(default_factory=list)  # rows per partition
-    seconds: float = 0.0  # time the read took
+    seconds: float = 0.0  # CPU seconds the read took (contention does not count)
+    worker: int = 0  # pid of the process that read it
     arrow_bytes: int = 0  # size of the partition tables handed on
 
 
@@ -366,10 +366,11 @@ def read_range(
     lay: FileLayout, spec: RangeSpec, partitions: int
 ) -> tuple[RangeMeta, list[pa.Table]]:
     """Read one range: its metadata and its segments' columns per flow-hash partition."""
-    started = time.perf_counter()
+    started = time.process_time()
     meta, tables = _read_range(lay, spec, partitions)
     meta.arrow_bytes = sum(t.nbytes for t in tables)
-    meta.seconds = time.perf_counter() - started
+    meta.seconds = time.process_time() - started
+    meta.worker = os.getpid()
     return meta, tables
 
 
