@@ -21,6 +21,7 @@ silent pass.
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 from dataclasses import dataclass, replace
@@ -50,7 +51,6 @@ LINUX_STATE = {
     State.FIN_WAIT_2: 5, State.TIME_WAIT: 6, State.CLOSED: 7, State.CLOSE_WAIT: 8,
     State.LAST_ACK: 9, State.LISTEN: 10, State.CLOSING: 11,
 }  # fmt: skip
-ERRNO = {name: code for code, name in __import__("errno").errorcode.items()}
 _DEFAULTS_LINE = re.compile(r"\S*common/defaults\.sh")
 _SYSCTL = re.compile(r"(net\.ipv4\.[a-z_0-9]+)=(\S+)")
 _PROC = re.compile(r"/proc/sys/(net/ipv4/[a-z_0-9]+)=(\S+)")
@@ -220,7 +220,7 @@ class ModelStack:
                 self._attempt(call)
 
     def _finish(self, call: _Call, ret: int, err: str | int = 0, **out: Any) -> None:
-        code = ERRNO.get(err, 0) if isinstance(err, str) else err
+        code = int(getattr(errno, err, 0)) if isinstance(err, str) else err
         call.result = CallResult(ret, code, out, round(call.started * 1e6), self.now_us())
 
     def _problem(self, call: _Call, text: str) -> None:
@@ -378,8 +378,12 @@ class ModelStack:
             return
         port = entry.port or self.host.ephemeral_port()
         conn = self.host.new_connection(port, (str(addr[1]), int(addr[2])), self.t)
+        try:
+            carried = conn.connect_fastopen(bytes(length), self.t, blocking=not entry.nonblocking)
+        except SocketError:
+            self.host.connections.remove(conn)  # the socket stays unconnected (EOPNOTSUPP)
+            raise
         entry.conn = conn
-        carried = conn.connect_fastopen(bytes(length), self.t, blocking=not entry.nonblocking)
         self._flush()
         if not entry.nonblocking:
             call.blocked = True
@@ -471,7 +475,7 @@ class ModelStack:
         if (level, name) == (SYMBOLS["SOL_SOCKET"], SYMBOLS["SO_ERROR"]):
             err = 0
             if entry.conn is not None and entry.conn.error is not None:
-                err, entry.conn.error = ERRNO.get(entry.conn.error, 0), None
+                err, entry.conn.error = int(getattr(errno, entry.conn.error, 0)), None
             self._finish(call, 0, 0, value=err, optlen=4)
             return
         self._problem(call, f"the model has no getsockopt level {level} option {name}")
