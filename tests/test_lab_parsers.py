@@ -8,7 +8,7 @@ import pytest
 
 from tcplab.lab.external import StraceParser
 from tcplab.lab.timeline_build import Observation, kernel_events
-from tcplab.lab.tracer import parse_line
+from tcplab.lab.tracer import TraceEvent, parse_line
 from tcplab.states import State
 from tcplab.timeline import Note, Source, StateChange
 
@@ -169,3 +169,33 @@ def test_pcapng_puts_each_call_on_the_next_packet(tmp_path: Path) -> None:
     assert records[2].comment == (
         "(after this packet) server: close() = 0\nDROPPED by the wire: the client's last ACK"
     )
+
+
+def test_a_set_state_to_the_same_state_is_no_change() -> None:
+    # close() after shutdown(SHUT_WR) in LAST-ACK: tcp_close_state() sets LAST_ACK
+    # again and the tracepoint fires (seen live with the seed's node-half-open).
+    line = SET_STATE.replace("oldstate=TCP_FIN_WAIT2 newstate=TCP_CLOSE",
+                             "oldstate=TCP_LAST_ACK newstate=TCP_LAST_ACK")  # fmt: skip
+    event = parse_line(line)
+    assert event is not None and event.fields["newstate"] == "TCP_LAST_ACK"
+    hosts = {"10.89.7.1": "client", "10.89.7.2": "server"}
+    assert kernel_events([event], hosts, []) == []
+
+
+def test_an_alias_counts_only_on_its_port_and_with_a_run_peer() -> None:
+    # 127.0.0.1 is the server's alias for a program that listens there (lab.external):
+    # the host's own 127.0.0.1 traffic is not the run's.
+    hosts = {"10.89.7.1": "client", "10.89.7.2": "server", "127.0.0.1": "server"}
+    aliases = {"127.0.0.1": 42181}
+
+    def event(sport: int, daddr: str) -> TraceEvent:
+        found = parse_line(SET_STATE.replace("sport=40000 dport=8080", f"sport={sport} dport=5")
+                           .replace("saddr=10.89.7.1 daddr=10.89.7.2",
+                                    f"saddr=127.0.0.1 daddr={daddr}"))  # fmt: skip
+        assert found is not None
+        return found
+
+    ours = kernel_events([event(42181, "10.89.7.1")], hosts, [], aliases)
+    assert [c.endpoint for c in ours if isinstance(c, StateChange)] == ["server"]
+    assert kernel_events([event(42181, "127.0.0.1")], hosts, [], aliases) == []
+    assert kernel_events([event(8080, "10.89.7.1")], hosts, [], aliases) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcplab.analyze.fast import summarize_file
+from tcplab.analyze import analyze_file
 from tcplab.capture import TcpRecords, open_capture
 from tcplab.capture.writer import PcapWriter
 from tcplab.wire.checksum import ones_complement_sum
@@ -235,10 +235,13 @@ def test_tcp_records_yields_the_datagram_on_the_last_fragment(tmp_path: Path) ->
     assert "end of capture" in problem.message
 
 
-def test_fast_summary_reassembles_too(tmp_path: Path) -> None:
+def test_the_engine_reassembles_too(tmp_path: Path) -> None:
+    """The engine hands fragments to tcplab.wire's reassembler and analyses the datagram."""
     datagram = tcp_datagram(4, b"y" * 200, ident=0x99)
     path = write(tmp_path / "frag.pcap", split_ipv4(datagram, [64, 128]))
-    conns, report = summarize_file(path)
+    analysis = analyze_file(path)
+    report = analysis.report
     assert report.tcp == 1 and report.not_tcp == 2 and report.problems == []
-    [conn] = conns
-    assert sum(conn.packets) == 1 and sum(conn.payload) == 200
+    [conn] = analysis.connections
+    assert conn.client.packets + conn.server.packets == 1
+    assert conn.client.payload_bytes + conn.server.payload_bytes == 200

@@ -443,12 +443,15 @@ def test_a_bad_outer_ipv4_checksum_drops_the_packet_as_zeek_does() -> None:
 
 def test_summary_counts_tunnelled_connections(tmp_path: Path) -> None:
     """``--summary`` reads the same tunnels as the full analysis."""
-    from tcplab.analyze.fast import summarize_file
+    import json
+
+    from conftest import run_tcplab
 
     path = tmp_path / "tunnels.pcap"
     write_tunnel_capture(path)
     full = analyze_file(path)
-    summary, _ = summarize_file(path)
+    result = run_tcplab("analyze", "--summary", "--json", str(path))
+    summary = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(full.connections) == len(summary) == len(WRAPPERS)
-    assert sorted(c.packets for c in summary) == sorted(
+    assert sorted(tuple(c["packets"]) for c in summary) == sorted(
         (c.client.packets, c.server.packets) for c in full.connections)

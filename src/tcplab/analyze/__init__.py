@@ -1,11 +1,10 @@
 """``tcplab analyze``: connections, per-endpoint states and anomalies from a capture.
 
-Public API (loaded lazily, so the fast summary does not pay for the rest):
+Public API (loaded lazily):
 
 - ``analyze_file(path, ...) -> Analysis`` — the detailed per-packet analysis
   (Wireshark's tcp.stream / relative numbers / tcp.analysis flags, Zeek's
   conn_state / history / conn.log counters, inferred RFC 9293 states).
-- ``summarize_file(path, ...)`` — the fast columnar connection summary.
 - ``timeline_for(packets, connection) -> Timeline`` and
   ``infer_states(timeline) -> list[StateChange]`` for the renderers and the lab.
 """
@@ -21,8 +20,7 @@ _EXPORTS = {
     "Connection": "tcplab.analyze.core",
     "PacketRecord": "tcplab.analyze.core",
     "analyze_file": "tcplab.analyze.core",
-    "summarize_file": "tcplab.analyze.fast",
-    "infer_states": "tcplab.analyze.ladder",
+    "infer_states": "tcplab.model.timeline_infer",
     "state_path": "tcplab.analyze.ladder",
     "timeline_for": "tcplab.analyze.ladder",
 }

@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 typedef int64_t i64;
 typedef uint64_t u64;
@@ -239,6 +241,7 @@ typedef struct {
 
 typedef struct {
     i64 packets, payload_bytes;
+    i64 not_advanced; /* segments Wireshark calls retransmission, fast retransmission or out-of-order */
     int mss, wscale, sack_perm, timestamps;
     i64 sent_fin, sent_rst;
 } Side;
@@ -321,9 +324,13 @@ typedef struct {
     struct { u32 linktype, snaplen; i64 mul, div, off; int ok; } ifaces[64];
     int nifaces;
     i64 frame_index;
+    i64 bytes_read;
     i64 stop_offset;     /* where the fast reader stopped (-1 none) */
     /* counters */
     i64 frames, tcp, not_tcp;
+    i64 first_t; /* the first TCP packet's time (every shard sees it) */
+    PyObject *base; /* the time base (NULL: none; see tobj) */
+    __int128 base_ns;
     /* flow table */
     Entry **table;
     size_t tsize, tcount;
@@ -1333,7 +1340,18 @@ static void table_remove(Engine *e, Entry *x) {
 /* ------------------------------------------------------------------ */
 /* records out                                                         */
 
-static PyObject *opt_time(i64 t) { if (t == NONE_T) Py_RETURN_NONE; return PyLong_FromLongLong(t); }
+/* Times leave the engine absolute: a capture whose clock is beyond what 64-bit
+   nanoseconds hold (an if_tsresol of 2**-0 read as nanoseconds...) runs
+   relative to g_base, the engine's time base (NULL: none), added back here. */
+static PyObject *g_base = NULL;
+static PyObject *tobj(i64 t) {
+    PyObject *v = PyLong_FromLongLong(t);
+    if (!v || !g_base) return v;
+    PyObject *r = PyNumber_Add(v, g_base);
+    Py_DECREF(v);
+    return r;
+}
+static PyObject *opt_time(i64 t) { if (t == NONE_T) Py_RETURN_NONE; return tobj(t); }
 static PyObject *opt_int(int v) { if (v < 0) Py_RETURN_NONE; return PyLong_FromLong(v); }
 
 static PyObject *addr_bytes(int ver, const u8 *a) {
@@ -1345,8 +1363,8 @@ static PyObject *changes_tuple(const Change *v, int n) {
     if (!t) return NULL;
     for (int i = 0; i < n; i++) {
         const Change *c = &v[i];
-        PyObject *x = Py_BuildValue("(iiiiiiNL)", c->who, c->old, c->neu, c->cause, c->rfc, c->amb, opt_time(c->at),
-                                    (long long)c->t);
+        PyObject *x = Py_BuildValue("(iiiiiiNN)", c->who, c->old, c->neu, c->cause, c->rfc, c->amb, opt_time(c->at),
+                                    tobj(c->t));
         if (!x) { Py_DECREF(t); return NULL; }
         PyTuple_SET_ITEM(t, i, x);
     }
@@ -1354,9 +1372,9 @@ static PyObject *changes_tuple(const Change *v, int n) {
 }
 
 static PyObject *side_tuple(const Side *s, int final_state) {
-    return Py_BuildValue("(LLNNiiNNi)", (long long)s->packets, (long long)s->payload_bytes, opt_int(s->mss),
+    return Py_BuildValue("(LLNNiiNNiL)", (long long)s->packets, (long long)s->payload_bytes, opt_int(s->mss),
                          opt_int(s->wscale), s->sack_perm, s->timestamps, opt_time(s->sent_fin),
-                         opt_time(s->sent_rst), final_state);
+                         opt_time(s->sent_rst), final_state, (long long)s->not_advanced);
 }
 
 static PyObject *conn_tuple(Entry *x, Stream *st) {
@@ -1383,8 +1401,8 @@ static PyObject *conn_tuple(Entry *x, Stream *st) {
     PyObject *held = PyTuple_New(0);
     for (int r = 0; r < 2; r++) {
         if (st->held[r] < 0) continue;
-        PyObject *h = Py_BuildValue("(iiiL)", r, st->held_seg[r].sender, (st->held_seg[r].flags & F_FIN) ? 1 : 0,
-                                    (long long)st->held_seg[r].time);
+        PyObject *h = Py_BuildValue("(iiiN)", r, st->held_seg[r].sender, (st->held_seg[r].flags & F_FIN) ? 1 : 0,
+                                    tobj(st->held_seg[r].time));
         if (!h || _PyTuple_Resize(&held, PyTuple_GET_SIZE(held) + 1) < 0) return NULL;
         PyTuple_SET_ITEM(held, PyTuple_GET_SIZE(held) - 1, h);
     }
@@ -1394,9 +1412,9 @@ static PyObject *conn_tuple(Entry *x, Stream *st) {
         PyTuple_SET_ITEM(parts, i, Py_BuildValue("(LisN)", (long long)st->parts[i].frame, st->parts[i].syn, conn_state(z),
                                                  PyUnicode_FromStringAndSize(z->history ? z->history : "", z->hlen)));
     }
-    return Py_BuildValue("(LiNiNiiiLLNNNNNNNNNNNNLNN)", (long long)st->number, x->ver, addr_bytes(x->ver, ca), cp,
-                         addr_bytes(x->ver, sa), sp, st->roles_known, st->first_note, (long long)st->start,
-                         (long long)st->end, opt_time(st->syn_time), opt_time(st->synack_time),
+    return Py_BuildValue("(LiNiNiiiNNNNNNNNNNNNNNLNN)", (long long)st->number, x->ver, addr_bytes(x->ver, ca), cp,
+                         addr_bytes(x->ver, sa), sp, st->roles_known, st->first_note, tobj(st->start),
+                         tobj(st->end), opt_time(st->syn_time), opt_time(st->synack_time),
                          opt_time(st->hs_ack_time), side_tuple(&st->sides[0], st->final_state[0]),
                          side_tuple(&st->sides[1], st->final_state[1]), anom, zstate, zhist, zseqs, notes,
                          changes_tuple(st->trailing.v, st->trailing.n), dropped, (long long)st->first_frame,
@@ -1407,7 +1425,7 @@ static PyObject *zeek_tuple(Entry *x, ZConn *c) {
     ZEnd *o = &c->ep[c->orig], *r = &c->ep[c->orig ^ 1];
     int os = c->orig, rs = c->orig ^ 1;
     if (memcmp(x->a, x->b, 16) == 0 && x->pa == x->pb) rs = os;
-    return Py_BuildValue("(LLLiNiNisNKKKLLLL)", (long long)c->seq, (long long)c->start, (long long)c->last_time, x->ver,
+    return Py_BuildValue("(LNNiNiNisNKKKLLLL)", (long long)c->seq, tobj(c->start), tobj(c->last_time), x->ver,
                          addr_bytes(x->ver, os ? x->b : x->a), os ? x->pb : x->pa,
                          addr_bytes(x->ver, rs ? x->b : x->a), rs ? x->pb : x->pa, conn_state(c),
                          PyUnicode_FromStringAndSize(c->history ? c->history : "", c->hlen),
@@ -1574,7 +1592,7 @@ static PyObject *packet_tuple(Engine *e, Entry *x, Stream *st, const Pkt *p, int
     PyObject *rack;
     if (has_rel_ack) rack = PyLong_FromUnsignedLong(rel_ack);
     else { rack = Py_None; Py_INCREF(rack); }
-    return Py_BuildValue("(LLLiiNiNikkikNkLkLLiiNNi)", (long long)p->index, (long long)p->t, (long long)st->number, role,
+    return Py_BuildValue("(LNLiiNiNikkikNkLkLLiiNNi)", (long long)p->index, tobj(p->t), (long long)st->number, role,
                          p->ver, addr_bytes(p->ver, p->src), p->sport, addr_bytes(p->ver, p->dst), p->dport,
                          (unsigned long)p->seq, (unsigned long)p->ack, p->flags, (unsigned long)rel_seq, rack,
                          (unsigned long)nxt, (long long)p->length, (unsigned long)wflags, (long long)dup, (long long)window,
@@ -1584,6 +1602,7 @@ static PyObject *packet_tuple(Engine *e, Entry *x, Stream *st, const Pkt *p, int
 }
 
 static int process_packet(Engine *e, Pkt *p) {
+    if (!e->tcp) e->first_t = p->t;
     e->tcp++;
     if (e->evict && evict(e, p->t) < 0) return -1;
     int cmp = endpoint_cmp(p->ver, p->src, p->sport, p->dst, p->dport);
@@ -1715,6 +1734,7 @@ static int process_packet(Engine *e, Pkt *p) {
     if ((flags & F_FIN) && side->sent_fin == NONE_T) side->sent_fin = p->t;
     if ((flags & F_RST) && side->sent_rst == NONE_T) side->sent_rst = p->t;
     for (int i = 0; i < WF_COUNT; i++) if (wflags & B(i)) st->anomalies[i]++;
+    if (wflags & (B(WF_RETRANSMISSION) | B(WF_FAST_RETRANSMISSION) | B(WF_OUT_OF_ORDER))) side->not_advanced++;
     if (p->checksum_ok == 0) st->anomalies[WF_COUNT]++;
     if (p->dropped) {
         if (st->ndropped == st->capdropped) {
@@ -1762,6 +1782,29 @@ static u32 sum16(const u8 *d, size_t n, u32 acc) {
     if (i < n) s += (u32)(d[i] << 8);
     while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
     return (u32)s;
+}
+
+/* The ones' complement sum of d (RFC 1071), big-endian words, folded to 16
+   bits: summed 32 bits at a time in the host's order and swapped at the end
+   (RFC 1071 §2(B): the sum is independent of byte order). */
+static u32 sum_data(const u8 *d, size_t n) {
+    u64 s = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        u32 a, b, c, x;
+        memcpy(&a, d + i, 4); memcpy(&b, d + i + 4, 4); memcpy(&c, d + i + 8, 4); memcpy(&x, d + i + 12, 4);
+        s += (u64)a + b + c + x;
+    }
+    for (; i + 4 <= n; i += 4) { u32 a; memcpy(&a, d + i, 4); s += a; }
+    u16 tail = 0;
+    if (i + 2 <= n) { memcpy(&tail, d + i, 2); s += tail; i += 2; }
+    if (i < n) { u8 last[2] = {d[i], 0}; memcpy(&tail, last, 2); s += tail; }
+    while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
+    u16 r = (u16)s;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    r = (u16)(r >> 8 | r << 8);
+#endif
+    return r;
 }
 
 static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
@@ -1904,7 +1947,8 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
             pseudo += (u32)(segment_len >> 16) + (u32)(segment_len & 0xFFFF) + 6;
         }
         while (pseudo >> 16) pseudo = (pseudo & 0xFFFF) + (pseudo >> 16);
-        u32 total = sum16(t, segment_len, pseudo);
+        u32 total = pseudo + sum_data(t, segment_len);
+        while (total >> 16) total = (total & 0xFFFF) + (total >> 16);
         if (total == 0xFFFF) p->checksum_ok = 1;
         else {
             p->checksum_ok = 0;
@@ -1926,7 +1970,7 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
 
 /* A frame the fast decoder leaves to tcplab.wire: (index, time_ns, linktype, data offset, data, dropped) */
 static PyObject *fallback(i64 index, i64 t, u32 linktype, i64 data_offset, const u8 *data, size_t n, int dropped) {
-    return Py_BuildValue("(LLILy#i)", (long long)index, (long long)t, linktype, (long long)data_offset,
+    return Py_BuildValue("(LNILy#i)", (long long)index, tobj(t), linktype, (long long)data_offset,
                          (const char *)data, (Py_ssize_t)n, dropped);
 }
 
@@ -2085,6 +2129,8 @@ static PyObject *run(Engine *e, int final) {
             if (iface >= (u32)e->nifaces || 28 + (u64)caplen > total - 4) return takeover(e, off);
             u64 ts = (u64)rd32o(b + 12, e->le) << 32 | rd32o(b + 16, e->le);
             __int128 tt = (__int128)ts * e->ifaces[iface].mul / e->ifaces[iface].div + e->ifaces[iface].off;
+            if (!e->base && (tt > ((__int128)1 << 62) || tt < -((__int128)1 << 62))) return takeover(e, off);
+            if (e->base) tt -= e->base_ns;
             size_t opt = 28 + (((size_t)caplen + 3) & ~(size_t)3);
             int dropped = opt < total - 4 ? marked_dropped(e, b + opt, total - 4 - opt) : 0;
             e->frame_index++;
@@ -2162,10 +2208,13 @@ static void Engine_dealloc(Engine *e) {
     Py_XDECREF(e->out_conns);
     Py_XDECREF(e->out_zeek);
     Py_XDECREF(e->out_packets);
+    Py_XDECREF(e->base);
+    if (g_base == e->base) g_base = NULL;
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
 static PyObject *Engine_feed(Engine *e, PyObject *args) {
+    g_base = e->base;
     Py_buffer chunk;
     int final = 0;
     if (!PyArg_ParseTuple(args, "y*|p", &chunk, &final)) return NULL;
@@ -2188,6 +2237,51 @@ static PyObject *Engine_feed(Engine *e, PyObject *args) {
     }
     PyBuffer_Release(&chunk);
     return run(e, final);
+}
+
+/* feed_fd(fd): read one chunk of the capture straight from a file descriptor
+   (no copy through Python) and analyse it.  Returns what feed() returns, with
+   None meaning "call again" and ("eof",) at the end of the file. */
+static PyObject *Engine_feed_fd(Engine *e, PyObject *args) {
+    g_base = e->base;
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    PyObject *r = run(e, 0); /* what the last chunk still holds (after a hand-back) */
+    if (r != Py_None) return r;
+    Py_DECREF(r);
+    if (e->format == 3) return Py_BuildValue("(s)", "eof");
+    if (e->bpos && e->bpos * 2 >= e->blen) {
+        memmove(e->buf, e->buf + e->bpos, e->blen - e->bpos);
+        e->consumed += (i64)e->bpos;
+        e->blen -= e->bpos;
+        e->bpos = 0;
+    }
+    size_t want = 1 << 22;
+    if (e->blen + want > e->bcap) {
+        size_t cap = e->bcap ? e->bcap : 1 << 23;
+        while (cap < e->blen + want) cap *= 2;
+        u8 *nb = realloc(e->buf, cap);
+        if (!nb) return PyErr_NoMemory();
+        e->buf = nb; e->bcap = cap;
+    }
+    ssize_t got;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        got = read(fd, e->buf + e->blen, want);
+        Py_END_ALLOW_THREADS
+        if (got >= 0) break;
+        if (errno != EINTR) return PyErr_SetFromErrno(PyExc_OSError);
+        if (PyErr_CheckSignals() < 0) return NULL;
+    }
+    if (got == 0) {
+        r = run(e, 1);
+        if (r != Py_None) return r;
+        Py_DECREF(r);
+        return Py_BuildValue("(s)", "eof");
+    }
+    e->blen += (size_t)got;
+    e->bytes_read += got;
+    return run(e, 0);
 }
 
 static int parse_pkt(PyObject *args, Pkt *p) {
@@ -2231,6 +2325,7 @@ static int parse_pkt(PyObject *args, Pkt *p) {
 
 /* A segment tcplab.wire decoded (a frame the fast decoder handed back). */
 static PyObject *Engine_packet(Engine *e, PyObject *args) {
+    g_base = e->base;
     Pkt p;
     if (parse_pkt(args, &p) < 0) return NULL;
     if (process_packet(e, &p) < 0) return NULL;
@@ -2248,6 +2343,7 @@ static PyObject *Engine_count(Engine *e, PyObject *args) {
 }
 
 static PyObject *Engine_take(Engine *e, PyObject *noargs) {
+    g_base = e->base;
     PyObject *r = Py_BuildValue("(OOO)", e->out_conns, e->out_zeek, e->out_packets);
     if (!r) return NULL;
     Py_DECREF(e->out_conns); Py_DECREF(e->out_zeek); Py_DECREF(e->out_packets);
@@ -2259,6 +2355,7 @@ static PyObject *Engine_take(Engine *e, PyObject *noargs) {
 
 /* End of input: every connection still open goes out. */
 static PyObject *Engine_finish(Engine *e, PyObject *noargs) {
+    g_base = e->base;
     for (int l = 1; l >= 0; l--) {
         while (e->lh[l]) {
             Entry *x = e->lh[l];
@@ -2270,10 +2367,23 @@ static PyObject *Engine_finish(Engine *e, PyObject *noargs) {
     return Engine_take(e, NULL);
 }
 
+/* set_time_base(ns): a clock beyond 64-bit nanoseconds; times in are then
+   relative to it (the caller subtracts), times out absolute again. */
+static PyObject *Engine_set_time_base(Engine *e, PyObject *arg) {
+    if (e->tcp) { PyErr_SetString(EngineError, "the time base is set before the first packet"); return NULL; }
+    Py_XDECREF(e->base);
+    Py_INCREF(arg);
+    e->base = arg;
+    e->base_ns = 0; /* the reader then hands every frame to Python (takeover) */
+    Py_RETURN_NONE;
+}
+
 static PyObject *Engine_stats(Engine *e, PyObject *noargs) {
-    return Py_BuildValue("{sLsLsLsLsLsn}", "frames", (long long)e->frames, "tcp", (long long)e->tcp, "not_tcp",
+    g_base = e->base;
+    return Py_BuildValue("{sNsLsLsLsLsLsnsL}", "first_time", tobj(e->first_t), "frames", (long long)e->frames, "tcp", (long long)e->tcp, "not_tcp",
                          (long long)e->not_tcp, "frame_index", (long long)e->frame_index, "streams",
-                         (long long)e->streams_count, "open", (Py_ssize_t)e->tcount);
+                         (long long)e->streams_count, "open", (Py_ssize_t)e->tcount, "bytes_read",
+                         (long long)e->bytes_read);
 }
 
 static PyObject *Engine_hash(PyObject *self, PyObject *args) {
@@ -2339,11 +2449,13 @@ static PyObject *dump_table(PyObject *self, PyObject *noargs) {
 
 static PyMethodDef Engine_methods[] = {
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
+    {"feed_fd", (PyCFunction)Engine_feed_fd, METH_VARARGS, "feed_fd(fd): read the capture from fd; as feed()"},
     {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},
     {"count", (PyCFunction)Engine_count, METH_VARARGS, "count(frames, not_tcp, frame_index)"},
     {"take", (PyCFunction)Engine_take, METH_NOARGS, "take() -> (connections, zeek connections, packets) finished so far"},
     {"finish", (PyCFunction)Engine_finish, METH_NOARGS, "finish() -> take() after ending every connection"},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "counters"},
+    {"set_time_base", (PyCFunction)Engine_set_time_base, METH_O, "set_time_base(ns): times relative to it"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject EngineType = {

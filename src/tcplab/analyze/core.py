@@ -94,6 +94,9 @@ class Side:
     sent_fin: float | None = None
     sent_rst: float | None = None
     final_state: State | None = None
+    # Segments Wireshark calls retransmission, fast retransmission or
+    # out-of-order (what the sequence numbers did not advance): the engine's.
+    not_advanced: int = 0
 
     @property
     def label(self) -> str:
@@ -482,10 +485,11 @@ def analyze_file(
     return Analysis(connections, packets, zeek, got.report)
 
 
-def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
-    from tcplab.analyze.engine import STATES
+_STATES: tuple[State | None, ...] = (*State, None)  # index -1: unknown
 
-    packets, payload, mss, wscale, sack, ts, fin, rst, final = raw
+
+def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
+    packets, payload, mss, wscale, sack, ts, fin, rst, final, not_advanced = raw
     return Side(
         address,
         port,
@@ -497,7 +501,8 @@ def _side(address: str, port: int, raw: tuple[Any, ...]) -> Side:
         bool(ts),
         None if fin is None else fin / 1e9,
         None if rst is None else rst / 1e9,
-        STATES[final] if final >= 0 else None,
+        _STATES[final],
+        not_advanced,
     )
 
 
@@ -511,43 +516,50 @@ _ANOMALY_NAMES = (*FLAG_NAMES, "bad_checksum")
 
 def connection_of(t: tuple[Any, ...]) -> Connection:
     """A ``Connection`` from the engine's record (``_engine.c`` conn_tuple)."""
-    from tcplab.analyze.engine import ROLES, TEXTS, address, changes_of
+    from tcplab.analyze import engine
 
     (
         number, _ver, ca, cp, sa, sp, roles_known, first_note, start, end, syn, synack, hs_ack,
         client, server, anomalies, zstate, zhist, zids, notes, trailing, dropped, _first, held,
         parts,
     ) = t
+    address, roles = engine.address, engine.ROLES
+    counts: Counter[str] = Counter()
+    for name, n in zip(_ANOMALY_NAMES, anomalies, strict=True):
+        if n:
+            counts[name] = n
+    texts = engine.TEXTS
     conn = Connection(
-        number=number,
-        client=_side(address(ca), cp, client),
-        server=_side(address(sa), sp, server),
-        start=start / 1e9,
-        end=end / 1e9,
-        roles_known=bool(roles_known),
-        syn_time=None if syn is None else syn / 1e9,
-        synack_time=None if synack is None else synack / 1e9,
-        handshake_ack_time=None if hs_ack is None else hs_ack / 1e9,
-        anomalies=Counter(
-            {name: n for name, n in zip(_ANOMALY_NAMES, anomalies, strict=True) if n}
-        ),
-        notes=([_FIRST_NOTES[first_note]] if first_note else [])
-        + [f"{ROLES[who]}: {TEXTS[text]}" for who, text in notes],
-        trailing_changes=list(changes_of(trailing)),
-        dropped_by_wire=list(dropped),
-        zeek_state=str(zstate),
-        zeek_hist=str(zhist),
-        zeek_ids=tuple(zids),
+        number,
+        _side(address(ca), cp, client),
+        _side(address(sa), sp, server),
+        start / 1e9,
+        end / 1e9,
+        bool(roles_known),
+        None if syn is None else syn / 1e9,
+        None if synack is None else synack / 1e9,
+        None if hs_ack is None else hs_ack / 1e9,
+        counts,
+        None,
+        [_FIRST_NOTES[first_note]] if first_note else [],
+        list(engine.changes_of(trailing)) if trailing else [],
+        list(dropped),
+        zstate,
+        zhist,
+        zids,
     )
+    if notes:
+        conn.notes += [f"{roles[who]}: {texts[text]}" for who, text in notes]
     for receiver, sender, fin, when in held:
-        role = ROLES[receiver]
+        role = roles[receiver]
         state = conn.side(role).final_state
         conn.notes.append(
-            _held_note(role, state, ROLES[sender], bool(fin), when / 1e9 - conn.start)
+            _held_note(role, state, roles[sender], bool(fin), when / 1e9 - conn.start)
         )
-    for frame, syn, state, history in parts:
-        conn.notes.append(_zeek_part_note(frame, bool(syn), str(state), str(history)))
-    conn.notes += _one_side_notes(conn)
+    for frame, syn_part, state_text, history in parts:
+        conn.notes.append(_zeek_part_note(frame, bool(syn_part), str(state_text), str(history)))
+    if not conn.client.packets or not conn.server.packets:
+        conn.notes += _one_side_notes(conn)
     return conn
 
 

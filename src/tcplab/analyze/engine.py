@@ -26,7 +26,9 @@ never straddles two shards: ``shard_of`` is a hash of the unordered 5-tuple.
 from __future__ import annotations
 
 import gzip
+import os
 import socket
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ from tcplab.states import State
 from tcplab.wire.flags import Control
 
 CHUNK: Final = 1 << 22  # bytes per read: 4 MiB
+TIME_LIMIT: Final = 1 << 62  # ns the engine holds either side of its time base
 
 # The texts of the engine's fixed text codes, in _engine.c's X_* order; the
 # wording is model/observe.py's (tests/test_engine.py checks the engine's
@@ -291,6 +294,7 @@ class Batch:
     connections: list[tuple[Any, ...]]
     zeek: list[tuple[Any, ...]]
     packets: list[tuple[Any, ...]]
+    first_time: int = 0  # ns: the capture's first TCP packet (relative times start there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +379,7 @@ class _Fallback:
         self.options = options
         self.report = ReadReport()
         self.records = TcpRecords(None, strict_checksum=True, on_not_tcp=self._fragment)
+        self.base = 0  # the engine's time base (a clock beyond 64-bit nanoseconds)
 
     def _fragment(self, record: Record, not_tcp: object) -> None:
         reason = getattr(not_tcp, "reason", "")
@@ -393,7 +398,18 @@ class _Fallback:
         if not counted:
             self.engine.count(1, 0, record.index)
         record, packet = got
-        seg = segment_of(record.index, record.time_ns, record.data, packet, False)
+        time_ns = record.time_ns
+        if (
+            not -TIME_LIMIT <= time_ns - self.base <= TIME_LIMIT
+            and self.engine.stats()["tcp"] == 0
+            and not self.base
+        ):
+            # A clock no 64-bit nanosecond count holds (if_tsresol 2**-0...): the
+            # engine runs relative to it; its records are absolute again.
+            self.base = time_ns - (1 << 40)
+            self.engine.set_time_base(self.base)
+        relative = max(-TIME_LIMIT, min(TIME_LIMIT, time_ns - self.base))
+        seg = segment_of(record.index, relative, record.data, packet, False)
         feed_segment(
             self.engine,
             seg._replace(dropped=_dropped(record.comment)),
@@ -449,6 +465,43 @@ def _packed(text: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
+def _record(handed: tuple[Any, ...]) -> Record:
+    """A frame the fast decoder handed back, as tcplab.capture's record."""
+    index, time_ns, linktype, data_offset, data, dropped = handed
+    return Record(
+        index,
+        time_ns,
+        linktype,
+        data,
+        len(data),
+        0,
+        DROPPED_BY_WIRE if dropped else None,
+        data_offset,
+        data_offset,
+    )
+
+
+def _plain_file(source: str | Path) -> int | None:
+    """A file descriptor for the engine to read itself: a regular file that is
+    not gzip-compressed (None otherwise: Python feeds the bytes)."""
+    if str(source) == "-":
+        return None
+    try:
+        fd = os.open(source, os.O_RDONLY)
+    except OSError as exc:
+        raise InputError(f"{source}: {exc.strerror or exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.pread(fd, 2, 0) == b"\x1f\x8b":
+            os.close(fd)
+            return None
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _dropped(comment: str | None) -> bool:
     if not comment:
         return False
@@ -468,30 +521,45 @@ def run(
     engine = Engine(options, shard).engine
     name = str(source)
     slow = _Fallback(engine, name, options)
-    advance = progress
     extra: list[str] = []
     handed: int | None = None
-    with _open(source) as stream:
-        final = False
-        while handed is None:
-            chunk = stream.read(CHUNK)
-            final = not chunk
-            result = engine.feed(chunk, final)
-            while result is not None:
-                if result[0] == "takeover":
+    fd = _plain_file(source)
+    if fd is not None:
+        try:
+            before = 0
+            while handed is None:
+                result = engine.feed_fd(fd)
+                while result is not None and result[0] not in ("eof", "takeover"):
+                    slow.frame(_record(result), True)
+                    result = engine.feed(b"")
+                if result is not None and result[0] == "takeover":
                     handed = int(result[1])
+                if progress is not None:
+                    done = int(engine.stats()["bytes_read"])
+                    progress(done - before)
+                    before = done
+                yield Batch(*engine.take(), engine.stats()["first_time"])
+                if result is not None and result[0] == "eof":
                     break
-                index, time_ns, linktype, data_offset, data, dropped = result
-                record = Record(
-                    index, time_ns, linktype, data, len(data), 0, None, data_offset, data_offset
-                )
-                slow.frame(record._replace(comment=DROPPED_BY_WIRE if dropped else None), True)
-                result = engine.feed(b"", final)
-            if advance is not None and chunk:
-                advance(len(chunk))
-            yield Batch(*engine.take())
-            if final:
-                break
+        finally:
+            os.close(fd)
+    else:
+        with _open(source) as stream:
+            while handed is None:
+                chunk = stream.read(CHUNK)
+                final = not chunk
+                result = engine.feed(chunk, final)
+                while result is not None:
+                    if result[0] == "takeover":
+                        handed = int(result[1])
+                        break
+                    slow.frame(_record(result), True)
+                    result = engine.feed(b"", final)
+                if progress is not None and chunk:
+                    progress(len(chunk))
+                yield Batch(*engine.take(), engine.stats()["first_time"])
+                if final:
+                    break
     if handed is not None:
         if name == "-":
             stats = engine.stats()
@@ -502,12 +570,13 @@ def run(
         else:
             yield from _take_over(engine, slow, source, handed)
     batch = engine.finish()
-    yield Batch(*batch)
+    yield Batch(*batch, engine.stats()["first_time"])
     report = slow.finish(extra)
     stats = engine.stats()
     report.frames = int(stats["frames"])
     report.tcp = int(stats["tcp"])
     report.not_tcp = int(stats["not_tcp"])
+    report.undecodable = slow.records.undecodable
     yield report
 
 
@@ -523,7 +592,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield Batch(*engine.take())
+                yield Batch(*engine.take(), engine.stats()["first_time"])
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))

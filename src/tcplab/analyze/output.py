@@ -83,10 +83,8 @@ def _stamp(t: float) -> str:
     return calendar(t, "%Y-%m-%d-%H-%M-%S") or f"{t:.6f}"
 
 
-def conn_log(conns: Sequence[ZeekView]) -> str:
-    """Zeek's conn.log (TSV) for these connections, in start order."""
-    first = min((c.start for c in conns), default=0.0)
-    last = max((c.last_time for c in conns), default=0.0)
+def conn_log_header(first: float) -> str:
+    """conn.log's header lines; ``first``: when the log opens (the first packet)."""
     lines = [
         "#separator \\x09",
         "#set_separator\t,",
@@ -97,43 +95,58 @@ def conn_log(conns: Sequence[ZeekView]) -> str:
         "#fields\t" + "\t".join(CONN_FIELDS),
         "#types\t" + "\t".join(CONN_TYPES),
     ]
-    for c in sorted(conns, key=lambda c: c.start):
-        timed = c.duration > 0
-        row = [
-            f"{c.start:.6f}",
-            zeek_uid(c),
-            c.orig.addr,
-            str(c.orig.port),
-            c.resp.addr,
-            str(c.resp.port),
-            "tcp",
-            "-",
-            f"{c.duration:.6f}" if timed else "-",
-            str(c.orig_bytes()) if timed else "-",
-            str(c.resp_bytes()) if timed else "-",
-            c.conn_state(),
-            "-",
-            "-",
-            str(c.missed_bytes),
-            c.history or "-",
-            str(c.orig.pkts),
-            str(c.orig.ip_bytes),
-            str(c.resp.pkts),
-            str(c.resp.ip_bytes),
-            "-",
-        ]
-        lines.append("\t".join(row))
-    lines.append(f"#close\t{_stamp(last)}")
     return "\n".join(lines) + "\n"
+
+
+def conn_log_row(c: ZeekView) -> str:
+    """One connection's conn.log line (with its newline)."""
+    timed = c.duration > 0
+    row = [
+        f"{c.start:.6f}",
+        zeek_uid(c),
+        c.orig.addr,
+        str(c.orig.port),
+        c.resp.addr,
+        str(c.resp.port),
+        "tcp",
+        "-",
+        f"{c.duration:.6f}" if timed else "-",
+        str(c.orig_bytes()) if timed else "-",
+        str(c.resp_bytes()) if timed else "-",
+        c.conn_state(),
+        "-",
+        "-",
+        str(c.missed_bytes),
+        c.history or "-",
+        str(c.orig.pkts),
+        str(c.orig.ip_bytes),
+        str(c.resp.pkts),
+        str(c.resp.ip_bytes),
+        "-",
+    ]
+    return "\t".join(row) + "\n"
+
+
+def conn_log_footer(last: float) -> str:
+    return f"#close\t{_stamp(last)}\n"
+
+
+def conn_log(conns: Sequence[ZeekView]) -> str:
+    """Zeek's conn.log (TSV) for these connections, in start order."""
+    first = min((c.start for c in conns), default=0.0)
+    last = max((c.last_time for c in conns), default=0.0)
+    rows = "".join(conn_log_row(c) for c in sorted(conns, key=lambda c: c.start))
+    return conn_log_header(first) + rows + conn_log_footer(last)
 
 
 def _state(s: object) -> str:
     return str(s) if s is not None else "unknown"
 
 
-def packet_line(p: PacketRecord, conn: Connection) -> str:
-    """One packet: frame, time, connection, direction, flags, relative numbers,
-    analysis flags, and both endpoints' inferred states after it."""
+def packet_line(p: PacketRecord, conn: Connection | None = None, base: float = 0.0) -> str:
+    """One packet: frame, time (minus ``base``: the first packet's time for
+    relative times), connection, direction, flags, relative numbers, analysis
+    flags, and both endpoints' inferred states after it."""
     arrow = "->" if p.sender == "client" else "<-"
     ack = f" ack {p.rel_ack}" if p.rel_ack is not None else ""
     flags = ",".join(sorted(p.analysis))
@@ -144,11 +157,36 @@ def packet_line(p: PacketRecord, conn: Connection) -> str:
     # pcapng comment says so, and only the states reflect it.
     dropped = "  dropped_by_wire" if p.dropped_by_wire else ""
     return (
-        f"{p.index:>6} {p.time:.6f} conn {p.stream:<4} client {arrow} server "
+        f"{p.index:>6} {p.time - base:.6f} conn {p.stream:<4} client {arrow} server "
         f"[{p.flag_text}] seq {p.rel_seq}{ack} len {p.length} nxt {p.nxtseq} win {p.window}"
         f"{analysis}{dropped}"
         f"  client={_state(p.client_state)} server={_state(p.server_state)}"
     )
+
+
+def packet_object(p: PacketRecord, base: float = 0.0) -> dict[str, object]:
+    """One packet as JSON: the fields ``packet_line`` shows, by name."""
+    return {
+        "frame": p.index,
+        "time": round(p.time - base, 9),
+        "connection": p.stream,
+        "sender": p.sender,
+        "src": p.src,
+        "sport": p.sport,
+        "dst": p.dst,
+        "dport": p.dport,
+        "flags": p.flag_text,
+        "seq": p.rel_seq,
+        "ack": p.rel_ack,
+        "len": p.length,
+        "nxtseq": p.nxtseq,
+        "window": p.window,
+        "analysis": sorted(p.analysis),
+        "dupack_num": p.dupack_num,
+        "dropped_by_wire": p.dropped_by_wire,
+        "client_state": _state(p.client_state),
+        "server_state": _state(p.server_state),
+    }
 
 
 def json_lines(conns: Iterable[Connection]) -> str:

@@ -132,6 +132,19 @@ PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar
     is_flag=True,
     help="Like zeek -C: analyse packets with bad checksums normally.",
 )
+@click.option(
+    "--strict-checksums",
+    is_flag=True,
+    help="Zeek's default exactly: a partial (offloaded) TCP checksum is bad too.",
+)
+@click.option("--all", "all_rows", is_flag=True, help="Every connection's row, not one page.")
+@click.option(
+    "--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Processes (flows sharded by hash)."
+)
+@click.option(
+    "--absolute-time", is_flag=True, help="--packets: times since the epoch, not the first packet."
+)
+@click.option("--width", type=click.IntRange(40, 400), help="--ladder: width in columns.")
 @click.option("--parquet", "parquet", metavar="DIR", help="Write the connections table as Parquet.")
 @click.option("--parquet-packets", is_flag=True, help="With --parquet: also the packets table.")
 @click.option(
@@ -156,6 +169,11 @@ def command(
     report: str | None = None,
     mermaid: str | None = None,
     svg_out: str | None = None,
+    strict_checksums: bool = False,
+    all_rows: bool = False,
+    jobs: int = 1,
+    absolute_time: bool = False,
+    width: int | None = None,
     parquet: str | None = None,
     parquet_packets: bool = False,
     dask: str | None = None,
@@ -165,7 +183,14 @@ def command(
     Several files, or a directory, are one capture merged by time
     (docs/scale.md)."""
     # --summary --json: the summary as JSON lines.
-    modes = [as_json and not summary, per_packet, conn_log, ladder is not None, summary]
+    # --packets --json: the packets as JSON lines.
+    modes = [
+        as_json and not summary and not per_packet,
+        per_packet,
+        conn_log,
+        ladder is not None,
+        summary,
+    ]
     if sum(bool(m) for m in modes) > 1:
         raise InputError("choose one of --json, --packets, --conn-log, --ladder, --summary")
     if parquet_packets and parquet is None:
@@ -179,18 +204,28 @@ def command(
     if len(files) == 1 and first != "-" and not Path(first).exists() and "://" not in first:
         raise InputError(f"{files[0]}: no such file")
     file = Path(files[0])
-    if summary:
-        if len(files) > 1 or file.is_dir():
-            raise InputError("--summary reads one file")
-        from tcplab.analyze.fast import print_summary
-
-        summary_report = print_summary(file, conn=conn, host=host, port=port, as_json=as_json)
-        if summary_report.nothing_readable:
-            raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
-        return
+    if summary and (len(files) > 1 or file.is_dir()):
+        raise InputError("--summary reads one file")
     views = any(v is not None for v in (report, mermaid, svg_out))
+    single = len(files) == 1 and (first == "-" or not (file.is_dir() or "://" in first))
+    if single and not views and ladder is None and parquet is None:
+        _stream(
+            first,
+            bare,
+            ignore_checksums,
+            strict_checksums,
+            jobs,
+            as_json,
+            per_packet,
+            conn_log,
+            all_rows,
+            absolute_time,
+            (conn, host, port, problems),
+            summary,
+        )
+        return
     keep_packets = per_packet or ladder is not None or views or parquet_packets
-    analysis, capture = _run(files, bare, ignore_checksums, keep_packets)
+    analysis, capture = _run(files, bare, ignore_checksums, keep_packets, strict_checksums)
     for problem in analysis.report.problems:
         click.echo(f"tcplab: {problem}", err=True)
     if analysis.report.nothing_readable:
@@ -209,7 +244,7 @@ def command(
         conn = ladder
     chosen = _selected(analysis.connections, conn, host, port, problems)
     if ladder is not None:
-        _print_ladder(analysis, chosen, ladder)
+        _print_ladder(analysis, chosen, ladder, width)
     elif conn_log:
         from tcplab.analyze.output import conn_log as render_conn_log
 
@@ -281,7 +316,75 @@ def _write_views(
         click.echo(f"wrote {path}", err=True)
 
 
-def _print_ladder(analysis: Analysis, chosen: list[Connection], number: int) -> None:
+def _stream(
+    path: str,
+    bare: bool,
+    ignore_checksums: bool,
+    strict_checksums: bool,
+    jobs: int,
+    as_json: bool,
+    per_packet: bool,
+    conn_log: bool,
+    all_rows: bool,
+    absolute_time: bool,
+    filters: tuple[int | None, str | None, int | None, bool],
+    summary: bool = False,
+) -> None:
+    """One capture through the engine, its output streamed as connections end
+    (memory bounded by the connections open at once)."""
+    from tcplab.analyze import engine, views
+    from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+
+    keep = views.Filter(*filters)
+    options = engine.Options(
+        frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS,
+        ignore_checksums,
+        strict_checksums,
+        keep_packets=per_packet,
+        keep_stream=keep.conn if per_packet and keep.conn is not None else -1,
+    )
+    out = sys.stdout
+    view: views.View
+    overview: views.Overview | None = None
+    if summary and as_json:
+        view = views.SummaryJsonView(out, keep)
+    elif per_packet:
+        view = views.PacketsView(out, keep, as_json, absolute_time)
+    elif conn_log:
+        view = views.ConnLogView(out, keep)
+    elif as_json:
+        view = views.JsonView(out, keep)
+    else:
+        view = overview = views.Overview(None if all_rows else views.PAGE, keep)
+    size = Path(path).stat().st_size if path != "-" else 0
+    if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
+        read = views.run_view(path, options, view, jobs)
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"analysing {Path(path).name}", total=size)
+            read = views.run_view(
+                path, options, view, jobs, progress=lambda n: bar.advance(task, n)
+            )
+    for problem in read.problems:
+        click.echo(f"tcplab: {problem}", err=True)
+    if read.nothing_readable:
+        raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
+    if overview is not None:
+        name = "standard input" if path == "-" else Path(path).name
+        out.write(overview.text(name, read))
+        bad = overview.anomalies["bad_checksum"]
+        if bad and not ignore_checksums:
+            out.write(
+                f"{bad} packets have bad TCP checksums; like zeek without -C they only count "
+                "as C/c: rerun with -C to analyse them\n"
+            )
+
+
+def _print_ladder(
+    analysis: Analysis, chosen: list[Connection], number: int, width: int | None = None
+) -> None:
     if not chosen:
         raise InputError(f"no connection {number} (there are {len(analysis.connections)})")
     from tcplab.analyze.ladder import timeline_for
@@ -299,4 +402,4 @@ def _print_ladder(analysis: Analysis, chosen: list[Connection], number: int) -> 
             )
         return
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    click.echo(render_ladder(timeline, color=color), nl=False)
+    click.echo(render_ladder(timeline, color=color, width=width), nl=False)

@@ -694,7 +694,7 @@ def _to_stderr(text: str) -> None:
 def _inferred(timeline: Timeline) -> list[StateChange]:
     """The analyzer's states from the packets alone (Source.INFERRED), when it exists."""
     try:
-        from tcplab.analyze.ladder import infer_states
+        from tcplab.model.timeline_infer import infer_states
     except ImportError:
         return []
     return infer_states(timeline)

@@ -139,7 +139,10 @@ def kernel_events(
                 continue
             old = _state(ev.fields.get("oldstate", ""))
             new = _state(ev.fields.get("newstate", ""))
-            if old is None or new is None:
+            if old is None or new is None or old is new:
+                # old is new: tcp_set_state() fires the tracepoint even when the state
+                # stays (close() after shutdown(SHUT_WR) in LAST-ACK: tcp_close_state
+                # maps LAST_ACK to LAST_ACK).  Not a change.
                 continue
             cause = "kernel"
             if remote[1] == 0:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from tcplab.render._common import columns, format_gap, format_ms, ordered_events, start_time
 from tcplab.render.mermaid import render_mermaid
 from tcplab.render.svg import STATE_FILL, render_svg
+from tcplab.render.wrap import join_lines
 from tcplab.states import State
 from tcplab.timeline import Note, Packet, StateChange, Timeline
 
@@ -368,21 +369,6 @@ def _state_paths(timeline: Timeline) -> str:
     return "".join(out)
 
 
-def _is_cjk(ch: str) -> bool:
-    return "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" or "\u3000" <= ch <= "\u303f"
-
-
-def _join_lines(lines: list[str]) -> str:
-    """Rewrap hard-wrapped text: a space between words, none between CJK characters."""
-    out = ""
-    for line in lines:
-        line = line.strip()
-        if out and line and not (_is_cjk(out[-1]) and _is_cjk(line[0])):
-            out += " "
-        out += line
-    return out
-
-
 _ITEM = re.compile(r"^\s*(?:[-*]|\d+\.)\s+")
 
 
@@ -400,10 +386,10 @@ def text_to_html(text: str) -> str:
             else:
                 lead.append(line)
         if lead:
-            out.append(f"<p>{_e(_join_lines(lead))}</p>")
+            out.append(f"<p>{_e(join_lines(lead))}</p>")
         if items:
             tag = "ol" if re.match(r"^\s*\d", block.splitlines()[len(lead)]) else "ul"
-            lis = "".join(f"<li>{_e(_join_lines(item))}</li>" for item in items)
+            lis = "".join(f"<li>{_e(join_lines(item))}</li>" for item in items)
             out.append(f"<{tag}>{lis}</{tag}>")
     return "".join(out)
 

@@ -1,0 +1,501 @@
+"""Views of the engine's output, streamed: the terminal overview, JSON lines,
+conn.log, per-packet lines (text or JSON), and the ``--jobs N`` runner.
+
+Theory of operation: a view has two halves.  ``render(batch)`` turns one
+``engine.Batch`` into a payload (text lines keyed for ordering, or a partial
+aggregate) and runs where the engine runs; ``take(payload)`` writes or
+merges it and runs in the process that owns stdout.  With ``--jobs N`` each
+of N processes runs the engine on its shard of the flows (the unordered
+5-tuple's hash) and renders its batches; every shard reads the same chunks of
+the same file, so batch j of every shard covers the same stretch of the
+capture, and merging the j-th payloads by connection number (frame number
+for packets) gives the output of one process exactly.
+
+Memory is bounded by the batch: nothing is kept across batches except the
+overview's counters, its worst-connections heap and its first page of rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import multiprocessing
+import os
+import pickle
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+from tcplab.analyze import engine
+from tcplab.analyze.core import Connection, connection_of, packet_of
+from tcplab.analyze.frames import ReadReport
+from tcplab.analyze.output import (
+    conn_log_footer,
+    conn_log_header,
+    conn_log_row,
+    packet_line,
+    packet_object,
+)
+from tcplab.analyze.wireshark import PROBLEM_FLAGS
+from tcplab.errors import InputError
+
+Keyed = list[tuple[Any, str]]  # (ordering key, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """--conn / --host / --port / --problems."""
+
+    conn: int | None = None
+    host: str | None = None
+    port: int | None = None
+    problems: bool = False
+
+    @property
+    def active(self) -> bool:
+        return (
+            self.conn is not None
+            or self.host is not None
+            or self.port is not None
+            or (self.problems)
+        )
+
+    def __call__(self, c: Connection) -> bool:
+        if self.conn is not None and c.number != self.conn:
+            return False
+        if self.host is not None and self.host not in (c.client.address, c.server.address):
+            return False
+        if self.port is not None and self.port not in (c.client.port, c.server.port):
+            return False
+        return not self.problems or c.has_problems
+
+
+class Spool:
+    """Rows out in key order with bounded memory: sorted runs of at most
+    ``limit`` bytes spill to temporary files and are merged at the end."""
+
+    def __init__(self, limit: int = 32 << 20) -> None:
+        self.limit = limit
+        self.rows: list[tuple[Any, str]] = []
+        self.size = 0
+        self.runs: list[IO[bytes]] = []
+
+    def add(self, rows: Keyed) -> None:
+        self.rows += rows
+        self.size += sum(len(text) for _, text in rows)
+        if self.size > self.limit:
+            self._spill()
+
+    def _spill(self) -> None:
+        run = tempfile.TemporaryFile()  # noqa: SIM115 - closed once merged (_read)
+        self.rows.sort(key=lambda r: r[0])
+        pickler = pickle.Pickler(run, protocol=pickle.HIGHEST_PROTOCOL)
+        for i in range(0, len(self.rows), 4096):
+            pickler.dump(self.rows[i : i + 4096])
+        run.seek(0)
+        self.runs.append(run)
+        self.rows, self.size = [], 0
+
+    @staticmethod
+    def _read(run: IO[bytes]) -> Iterator[tuple[Any, str]]:
+        unpickler = pickle.Unpickler(run)
+        while True:
+            try:
+                yield from unpickler.load()
+            except EOFError:
+                run.close()
+                return
+
+    def drain(self) -> Iterator[str]:
+        self.rows.sort(key=lambda r: r[0])
+        if not self.runs:
+            yield from (text for _, text in self.rows)
+            return
+        runs = [self._read(run) for run in self.runs]
+        yield from (text for _, text in heapq.merge(*runs, self.rows, key=lambda r: r[0]))
+
+
+class View(Protocol):
+    def render(self, batch: engine.Batch) -> Any: ...
+    def take(self, payload: Any) -> None: ...
+    def finish(self, report: ReadReport) -> None: ...
+
+
+# -- connections as JSON lines ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class JsonView:
+    """Connections in number order (as a one-file and a capture-set run give them)."""
+
+    out: IO[str]
+    keep: Filter = field(default_factory=Filter)
+    spool: Spool = field(default_factory=Spool)
+
+    def render(self, batch: engine.Batch) -> Keyed:
+        rows = []
+        for t in batch.connections:
+            c = connection_of(t)
+            if self.keep(c):
+                rows.append((c.number, json.dumps(c.to_dict()) + "\n"))
+        return rows
+
+    def take(self, payload: Keyed) -> None:
+        self.spool.add(payload)
+
+    def finish(self, report: ReadReport) -> None:
+        self.out.writelines(self.spool.drain())
+        self.out.flush()
+
+
+@dataclass(slots=True)
+class SummaryJsonView(JsonView):
+    """``--summary --json``: one short object per connection (the columns the
+    old columnar summary had), from the same engine."""
+
+    def render(self, batch: engine.Batch) -> Keyed:
+        rows = []
+        for t in batch.connections:
+            c = connection_of(t)
+            if self.keep(c):
+                rows.append((c.number, json.dumps(summary_object(c)) + "\n"))
+        return rows
+
+
+def summary_object(c: Connection) -> dict[str, object]:
+    return {
+        "number": c.number,
+        "client": c.client.label,
+        "server": c.server.label,
+        "start": c.start,
+        "duration": c.duration,
+        "packets": [c.client.packets, c.server.packets],
+        "payload": [c.client.payload_bytes, c.server.payload_bytes],
+        "retransmissions": [c.client.not_advanced, c.server.not_advanced],
+        "syn_synack": c.rtt_syn_synack,
+        "synack_ack": c.rtt_synack_ack,
+        "closer": c.active_closer,
+        "ending": c.ending,
+    }
+
+
+# -- Zeek's conn.log --------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ConnLogView:
+    """conn.log in start order (as the capture-set runs write it); ``#open``
+    is the first connection's start, ``#close`` the last packet's time."""
+
+    out: IO[str]
+    keep: Filter = field(default_factory=Filter)
+    spool: Spool = field(default_factory=Spool)
+    first: float | None = None
+    last: float = 0.0
+
+    def render(self, batch: engine.Batch) -> tuple[Keyed, float, float]:
+        records = [engine.zeek_record(z) for z in batch.zeek]
+        if self.keep.active:
+            ids = {
+                i for t in batch.connections if self.keep(c := connection_of(t)) for i in c.zeek_ids
+            }
+            records = [z for z in records if z.first_frame in ids]
+        first = min((z.start for z in records), default=0.0)
+        last = max((z.last_time for z in records), default=0.0)
+        rows = sorted(records, key=lambda z: (z.start, z.first_frame))
+        return [((z.start, z.first_frame), conn_log_row(z)) for z in rows], first, last
+
+    def take(self, payload: tuple[Keyed, float, float]) -> None:
+        rows, first, last = payload
+        if not rows:
+            return
+        self.spool.add(rows)
+        self.first = first if self.first is None else min(self.first, first)
+        self.last = max(self.last, last)
+
+    def finish(self, report: ReadReport) -> None:
+        self.out.write(conn_log_header(self.first or 0.0))
+        self.out.writelines(self.spool.drain())
+        self.out.write(conn_log_footer(self.last))
+        self.out.flush()
+
+
+# -- per-packet lines -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PacketsView:
+    """One line (or JSON object) per packet, as the engine analyses it; times
+    relative to the capture's first packet unless ``absolute``."""
+
+    out: IO[str]
+    keep: Filter = field(default_factory=Filter)
+    as_json: bool = False
+    absolute: bool = False
+    base: float | None = None
+
+    def render(self, batch: engine.Batch) -> Keyed:
+        rows: Keyed = []
+        base = self.base
+        for t in batch.packets:
+            p = packet_of(t)
+            if self.keep.conn is not None and p.stream != self.keep.conn:
+                continue
+            if self.keep.host is not None and self.keep.host not in (p.src, p.dst):
+                continue
+            if self.keep.port is not None and self.keep.port not in (p.sport, p.dport):
+                continue
+            if base is None:
+                base = 0.0 if self.absolute else batch.first_time / 1e9
+                self.base = base
+            if self.as_json:
+                rows.append((p.index, json.dumps(packet_object(p, base)) + "\n"))
+            else:
+                rows.append((p.index, packet_line(p, None, base) + "\n"))
+        return rows
+
+    def take(self, payload: Keyed) -> None:
+        self.out.writelines(text for _, text in sorted(payload))
+
+    def finish(self, report: ReadReport) -> None:
+        self.out.flush()
+
+
+# -- the terminal overview ------------------------------------------------------------
+
+PAGE = 20
+WORST = 5
+
+
+@dataclass(slots=True)
+class Overview:
+    """What a big capture needs first: counts by ending and conn_state,
+    anomalies by kind, the worst connections, then one page of rows."""
+
+    page: int | None = PAGE  # None: every row (--all)
+    keep: Filter = field(default_factory=Filter)
+    connections: int = 0
+    shown: int = 0
+    packets: int = 0
+    endings: Counter[str] = field(default_factory=Counter)
+    states: Counter[str] = field(default_factory=Counter)
+    anomalies: Counter[str] = field(default_factory=Counter)
+    worst: list[tuple[int, int, str]] = field(default_factory=list)  # (score, -number, row)
+    rows: list[tuple[int, str]] = field(default_factory=list)  # heap of (-number, row)
+
+    def render(self, batch: engine.Batch) -> Overview:
+        part = Overview(self.page, self.keep)
+        for t in batch.connections:
+            part.add(connection_of(t))
+        return part
+
+    def add(self, c: Connection) -> None:
+        self.connections += 1
+        if not self.keep(c):
+            return
+        self.shown += 1
+        self.packets += c.client.packets + c.server.packets
+        ending = c.ending
+        self.endings[ending.split(" (")[0]] += 1
+        self.states[c.zeek_conn_state or "-"] += 1
+        self.anomalies.update(c.anomalies)
+        score = sum(n for name, n in c.anomalies.items() if name in PROBLEM_FLAGS)
+        row = connection_row(c)
+        if score:
+            item = (score, -c.number, row)
+            if len(self.worst) < WORST:
+                heapq.heappush(self.worst, item)
+            else:
+                heapq.heappushpop(self.worst, item)
+        if self.page is None or len(self.rows) < self.page:
+            heapq.heappush(self.rows, (-c.number, row))
+        elif -c.number > self.rows[0][0]:
+            heapq.heappushpop(self.rows, (-c.number, row))
+
+    def take(self, part: Overview) -> None:
+        self.connections += part.connections
+        self.shown += part.shown
+        self.packets += part.packets
+        self.endings.update(part.endings)
+        self.states.update(part.states)
+        self.anomalies.update(part.anomalies)
+        for item in part.worst:
+            if len(self.worst) < WORST:
+                heapq.heappush(self.worst, item)
+            else:
+                heapq.heappushpop(self.worst, item)
+        for number, row in part.rows:
+            if self.page is None or len(self.rows) < self.page:
+                heapq.heappush(self.rows, (number, row))
+            elif number > self.rows[0][0]:
+                heapq.heappushpop(self.rows, (number, row))
+
+    def text(self, name: str, report: ReadReport) -> str:
+        out = [
+            f"{name}: {self.connections:,} TCP connections, {report.tcp:,} TCP packets "
+            f"in {report.frames:,} frames"
+        ]
+        if self.keep.active:
+            out[0] += f" ({self.shown:,} match the filters)"
+        if not self.shown:
+            if report.tcp == 0:
+                out.append(f"no TCP packets in {report.frames} frames")
+            return "\n".join(out) + "\n"
+        out.append("")
+        left = [f"{'ended':<32}{'conns':>8}"] + [
+            f"{k:<32}{v:>8,}" for k, v in self.endings.most_common()
+        ]
+        right = [f"{'zeek conn_state':<16}{'conns':>8}"] + [
+            f"{k:<16}{v:>8,}" for k, v in self.states.most_common()
+        ]
+        for i in range(max(len(left), len(right))):
+            a = left[i] if i < len(left) else ""
+            b = right[i] if i < len(right) else ""
+            out.append(f"  {a:<42}{b}".rstrip())
+        if self.anomalies:
+            out.append("")
+            out.append(f"  {'anomaly (packets)':<32}{'count':>8}")
+            out += [f"  {k:<32}{v:>8,}" for k, v in self.anomalies.most_common()]
+        if self.worst:
+            out.append("")
+            out.append("worst connections (most problem flags):")
+            for _score, _n, row in sorted(self.worst, reverse=True):
+                out.append(row)
+        rows = sorted(self.rows, reverse=True)
+        out.append("")
+        if self.page is not None and self.shown > len(rows):
+            out.append(f"first {len(rows)} of {self.shown:,} connections (--all for every row):")
+        else:
+            out.append(f"{self.shown:,} connections:")
+        out += [row for _, row in rows]
+        return "\n".join(out) + "\n"
+
+    def finish(self, report: ReadReport) -> None:
+        return None
+
+
+def connection_row(c: Connection) -> str:
+    """A connection in two lines that fit 80 columns (IPv4)."""
+    closer = f" ({c.active_closer} first)" if c.active_closer and "both" in c.ending else ""
+    zeek = f"{c.zeek_conn_state} {c.zeek_history}".strip()
+    head = f"{c.number:>6}  {c.client.label} -> {c.server.label}"
+    anomalies = ", ".join(f"{k} {v}" for k, v in sorted(c.anomalies.items()))
+    rtt = ""
+    if c.rtt_syn_synack is not None:
+        rtt = f"  rtt {c.rtt_syn_synack * 1000:.3f} ms"
+    states = f"{_state(c.client.final_state)}/{_state(c.server.final_state)}"
+    line1 = f"{head}  {c.ending}{closer}"
+    line2 = (
+        f"{'':8}{c.duration:.3f} s  {c.client.packets}/{c.server.packets} pkts"
+        f"{rtt}  {states}  {zeek}"
+    )
+    lines = [line1, line2]
+    if anomalies:
+        lines.append(f"{'':8}{anomalies}")
+    return "\n".join(lines)
+
+
+def _state(s: object) -> str:
+    return str(s) if s is not None else "unknown"
+
+
+# -- running a view, in one process or N ------------------------------------------------
+
+
+def run_view(
+    source: str,
+    options: engine.Options,
+    view: View,
+    jobs: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> ReadReport:
+    """Run the engine over ``source`` and ``view`` over its output."""
+    for payload in _payloads(source, options, view, jobs, progress):
+        if isinstance(payload, ReadReport):
+            view.finish(payload)
+            return payload
+        view.take(payload)
+    raise RuntimeError("the engine ended without a report")
+
+
+def _payloads(
+    source: str,
+    options: engine.Options,
+    view: View,
+    jobs: int,
+    progress: Callable[[int], None] | None,
+) -> Iterator[Any]:
+    if jobs <= 1 or source == "-":  # standard input can be read once only
+        for item in engine.run(source, options, progress=progress):
+            yield item if isinstance(item, ReadReport) else view.render(item)
+        return
+    ctx = multiprocessing.get_context("fork")
+    pipes = []
+    procs = []
+    for k in range(jobs):
+        receiver, sender = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_shard, args=(source, options, view, (k, jobs), sender), daemon=True
+        )
+        proc.start()
+        sender.close()
+        pipes.append(receiver)
+        procs.append(proc)
+    try:
+        while True:
+            parts = [pipe.recv() for pipe in pipes]
+            for part in parts:
+                if isinstance(part, BaseException):
+                    raise part
+            if isinstance(parts[0], ReadReport):
+                yield parts[0]
+                return
+            if progress is not None:
+                progress(engine.CHUNK)
+            yield _merge(parts)
+    finally:
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def _shard(
+    source: str, options: engine.Options, view: View, shard: tuple[int, int], pipe: Any
+) -> None:
+    """One of --jobs N: the engine on one shard of the flows, rendered."""
+    try:
+        for item in engine.run(source, options, shard):
+            pipe.send(item if isinstance(item, ReadReport) else view.render(item))
+    except BaseException as exc:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            pipe.send(exc if isinstance(exc, InputError | OSError) else RuntimeError(repr(exc)))
+    finally:
+        pipe.close()
+        os._exit(0)
+
+
+def _merge(parts: list[Any]) -> Any:
+    """The j-th payloads of every shard as one."""
+    first = parts[0]
+    if isinstance(first, Overview):
+        for part in parts[1:]:
+            first.take(part)
+        return first
+    if isinstance(first, tuple):  # conn.log: (rows, first, last)
+        rows = sorted((row for part in parts for row in part[0]), key=lambda r: r[0])
+        return (
+            rows,
+            min((p[1] for p in parts if p[0]), default=0.0),
+            max((p[2] for p in parts), default=0.0),
+        )
+    return sorted(row for part in parts for row in part)
+
+
+def stdout_text() -> IO[str]:
+    return sys.stdout
