@@ -370,6 +370,31 @@ def _open(source: str | Path) -> BinaryIO:
     return stream
 
 
+class _Chunks:
+    """``read(n)`` over a capture stream that never raises for bad gzip data.
+
+    A ``.gz`` goes through ``tcplab.capture``'s ChunkSource, as every other
+    reader's does: a truncated or corrupt stream ends the data (every byte
+    before the damage is kept) and a decompression bomb is stopped; each is
+    one problem line at its offset, never an exception (an EOFError here once
+    reached click, which calls it an abort)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        from tcplab.capture.source import ChunkSource, ProblemSink
+
+        self.sink = ProblemSink()
+        self._stream = stream
+        raw = getattr(stream, "fileobj", None)
+        self._source: ChunkSource | None = None
+        if isinstance(stream, gzip.GzipFile) and raw is not None:
+            self._source = ChunkSource(stream, self.sink, stepwise=True, compressed=raw.tell)
+
+    def read(self, n: int) -> bytes:
+        if self._source is None:
+            return self._stream.read(n)
+        return self._source.read(n)
+
+
 class _Fallback:
     """The frames the fast decoder hands back, decoded by ``tcplab.wire``."""
 
@@ -523,6 +548,7 @@ def run(
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
     handed: int | None = None
+    chunks: _Chunks | None = None  # (a .gz or a pipe: read by Python)
     fd = _plain_file(source)
     if fd is not None:
         try:
@@ -545,8 +571,9 @@ def run(
             os.close(fd)
     else:
         with _open(source) as stream:
+            chunks = _Chunks(stream)
             while handed is None:
-                chunk = stream.read(CHUNK)
+                chunk = chunks.read(CHUNK)
                 final = not chunk
                 result = engine.feed(chunk, final)
                 while result is not None:
@@ -572,6 +599,11 @@ def run(
     batch = engine.finish()
     yield Batch(*batch, engine.stats()["first_time"])
     report = slow.finish(extra)
+    if chunks is not None and chunks.sink.problems:
+        # A takeover's reader meets the same gzip damage again; this reader's
+        # line (exact offset, said once) is the one kept.
+        gz = [problem.line(name) for problem in chunks.sink.problems]
+        report.problems[:] = [p for p in report.problems if "gzip data" not in p] + gz
     stats = engine.stats()
     report.frames = int(stats["frames"])
     report.tcp = int(stats["tcp"])
