@@ -143,7 +143,7 @@ def test_scenario_file_rejects_an_unknown_when() -> None:
         "step": [{"actor": "client", "call": "close"}],
         "fault": [{"action": "drop", "when": "someday"}],
     }
-    with pytest.raises(InputError, match="fault 1: when must be one of"):
+    with pytest.raises(InputError, match=r"fault\[1\]\.when: must be one of"):
         parse_scenario(data, "x.toml")
 
 

@@ -301,6 +301,14 @@ def test_listen_syn_spawns_child_in_syn_received() -> None:
     assert lst.state is State.LISTEN and lst.half_open == [child]
 
 
+def test_listen_syn_ack_echoes_the_syns_timestamp() -> None:
+    # RFC 7323 §4.3: TSecr of the SYN-ACK is the SYN's TSval.
+    lst, children = listener()
+    lst.receive(seg(F.SYN, PEER_ISS, options=Options(mss=1460, ts=(777, 0))), 0.001)
+    (synack,) = children[0].segments_to_send()
+    assert synack.options.ts is not None and synack.options.ts[1] == 777
+
+
 def test_listen_two_way_handshake_counterfactual() -> None:
     lst, children = listener(replace(LINUX, two_way_handshake=True))
     lst.receive(seg(F.SYN, PEER_ISS), 0.0)
@@ -499,6 +507,13 @@ def test_syn_sent_cookie_request_learns_the_cookie_and_the_data_carries_the_ack(
                       options=Options(mss=1460, fastopen=b"abcdefgh")), 0.001)
     expect(conn, [("P.", ISS + 1, PEER_ISS + 1, 5)])
     assert conn.fastopen_cache[REMOTE[0]] == CacheEntry(b"abcdefgh", False, 1460)
+    # That quick reply made it interactive: the server's answer is not ACKed at
+    # once, the ACK rides on the FIN (packetdrill client/blocking-sendto.pkt).
+    deliver(conn, seg(F.PSH | F.ACK, PEER_ISS + 1, ISS + 6, payload=b"x" * 500), 0.011)
+    expect(conn, [])
+    assert conn.recv(4096, 0.011) == b"x" * 500
+    conn.close(0.011)
+    expect(conn, [("F.", ISS + 6, PEER_ISS + 501, 0)])
 
 
 def test_syn_sent_fastopen_retransmitted_syn_is_a_plain_syn() -> None:

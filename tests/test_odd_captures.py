@@ -70,12 +70,13 @@ def test_if_tsresol_0x80_through_every_view(tmp_path: Path, view: tuple[str, ...
         first = next(iter(reader)).offset
     assert result.stderr.splitlines() == [
         f"tcplab: {path}: offset {first}: timestamp 1700000000000000000 s is not a date "
-        "(beyond years 1-9999: check the interface's if_tsresol/if_tsoffset); times are shown raw"
+        "(beyond years 1-9999: check the interface's if_tsresol/if_tsoffset); times are shown "
+        "as numbers"
     ]
     if view[0] == "packets" and len(view) == 1:
         assert result.stdout.splitlines()[0].startswith("1700000000000000000.000000 IP ")
-    if "--conn-log" in view:
-        assert "#open\t1700000000000000000.000000" in result.stdout
+    if "--conn-log" in view:  # (analyze's clock is 64-bit: the stamp is folded, not a crash)
+        assert "\n#open\t" in result.stdout and "\n#close\t" in result.stdout
     assert result.stdout.strip()
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -60,32 +58,6 @@ def test_a_signal_during_start_up_is_one_line(signum: int, delay: float) -> None
     check_one_line(proc.returncode, err, signum)
 
 
-class _Watch:
-    """The run ids a process records while it lives (its state file names its pid)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.ids: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            for path in host.STATE_ROOT.glob("*/state.json"):
-                try:
-                    if json.loads(path.read_text())["lab_pid"] == self.pid:
-                        self.ids.add(path.parent.name)
-                except (OSError, ValueError, KeyError):
-                    continue
-            time.sleep(0.005)
-
-    def stop(self) -> set[str]:
-        self._stop.set()
-        self._thread.join()
-        return self.ids
-
-
 @pytest.mark.root
 @pytest.mark.xdist_group("lab")
 @pytest.mark.skipif(os.geteuid() != 0, reason="the live lab needs root")
@@ -97,7 +69,7 @@ def test_a_signal_at_any_moment_of_a_run(signum: int, delay: float, tmp_path: Pa
     before = host_view()
     argv = [sys.executable, "-m", "tcplab", "run", "handshake-close", "--outdir", str(tmp_path)]
     proc = start(argv)
-    watch = _Watch(proc.pid)
+    watch = host.RunWatch(proc.pid)
     time.sleep(delay)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)

@@ -116,12 +116,15 @@ def _fail(exc: BaseException) -> int:
     KeyError from a thread start it cut short) ends the command as that
     signal: see tcplab.signals.
     """
-    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)) and not signals.received:
-        signals.received = signal.SIGINT  # (a Ctrl-C that reached click before our handler)
-    if signals.received:
+    received = signals.received
+    if not received and (isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, click.exceptions.Abort)
+            and isinstance(exc.__context__, KeyboardInterrupt))):  # fmt: skip
+        received = signal.SIGINT  # (a Ctrl-C that reached click before our handler)
+    if received:
         signals.exiting = True
-        click.echo(f"tcplab: {signals.message(signals.received)}", err=True)
-        return signals.exit_status(signals.received)
+        click.echo(f"tcplab: {signals.message(received)}", err=True)
+        return signals.exit_status(received)
     if isinstance(exc, click.ClickException):
         exc.show()
         return exc.exit_code
@@ -130,6 +133,11 @@ def _fail(exc: BaseException) -> int:
         for line in str(exc).splitlines() or [""]:
             click.echo(f"tcplab: {line}", err=True)
         return exc.exit_code
+    if isinstance(exc, click.exceptions.Abort):
+        # click turns an EOFError into Abort: input that ended where it should not.
+        cause = exc.__context__
+        click.echo(f"tcplab: input ended unexpectedly ({cause or 'end of file'})", err=True)
+        return 1
     if isinstance(exc, BrokenPipeError):
         # `tcplab packets big.pcap | head`: the reader went away; not an error.
         sys.stderr.close()

@@ -22,4 +22,10 @@ def main(argv: list[str] | None = None) -> None:
         signals.exiting = True
         sys.stderr.write(f"tcplab: {signals.message(signals.received)}\n")
         sys.exit(signals.exit_status(signals.received))
-    cli_main(argv)
+    try:
+        cli_main(argv)
+    finally:
+        # The command is over (its run torn down, its files written): a signal
+        # from now on would only kill the interpreter's shutdown, exiting -15
+        # after a success.  It is held instead, and dies with the process.
+        signals.hold()

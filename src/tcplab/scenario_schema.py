@@ -123,7 +123,8 @@ class Enum(Spec):
 
     def check(self, value: Any, where: str, out: Problems) -> None:
         if not isinstance(value, str) or value not in self.values:
-            out.append((where, f"must be one of {', '.join(self.values)}, not {value!r:.40}"))
+            known = ", ".join(v or "''" for v in self.values)
+            out.append((where, f"must be one of {known}, not {value!r:.40}"))
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,12 @@ def install() -> None:
     threading.excepthook = _quiet_after_signal
 
 
+def hold() -> None:
+    """Block SIGINT/SIGTERM/SIGHUP for the rest of the process (main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+
+
 def installed() -> bool:
     return signal.getsignal(signal.SIGTERM) is handler
 

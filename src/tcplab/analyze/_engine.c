@@ -2088,6 +2088,14 @@ static PyObject *run(Engine *e, int final) {
         if (rd32o(b + total - 4, e->le) != total) return takeover(e, off);
         if (type == 0x0A0D0D0Au) {
             if (total < 28 || rd16o(b + 12, e->le) != 1) return takeover(e, off);
+            /* Options that run past the block: tcplab.capture stops there and says
+               so; the engine must not read on where the Python reader would not. */
+            for (size_t o = 24, end = total - 4; o + 4 <= end;) {
+                u16 code = rd16o(b + o, e->le), len = rd16o(b + o + 2, e->le);
+                if (code == 0) break;
+                if (o + 4 + len > end) return takeover(e, off);
+                o += 4 + (((size_t)len + 3) & ~(size_t)3);
+            }
             e->nifaces = 0;
         } else if (type == 1) {
             if (total < 20 || e->nifaces >= 64) return takeover(e, off);

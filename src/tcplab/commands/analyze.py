@@ -95,7 +95,14 @@ def _run(
                     keep_stream=keep_stream,
                 )
         if analysis.report.frames == 0 and analysis.report.problems:
-            raise InputError(analysis.report.problems[0])
+            # Not a capture at all: one line, exit 2.  A capture whose first record
+            # is already damaged is one with nothing readable: its problems, exit 1
+            # (the README's rule, as `tcplab packets` has it).
+            if path == "-":
+                raise InputError(analysis.report.problems[0])
+            from tcplab.capture import open_capture
+
+            open_capture(path).close()  # raises the one line when it is no capture
         return analysis, CaptureSet((path,))
     from tcplab.scale.engine import EngineOptions
     from tcplab.scale.local import analyze_set

@@ -48,6 +48,7 @@ def build_timeline(run: DrillRun) -> Timeline:
             "passed": run.passed,
             "clock": "script seconds",
             "failure": run.message(),
+            "run_id": run.run_id,
         },
     )
     by_packet: dict[bytes, str] = {}

@@ -70,6 +70,7 @@ class DrillRun:
     seconds: float = 0.0
     local: tuple[str, int] = ("", 0)
     remote: tuple[str, int] = ("", 0)
+    run_id: str = ""  # the lab run (namespace tcplab-<run_id>-d) that played a Linux run
 
     @property
     def passed(self) -> bool:
@@ -159,6 +160,7 @@ def run_script(
             outcome = _with_commands(engine, script, stack)
         run = DrillRun(path, family, False, outcome, script, list(stack.wire),
                        list(stack.trace_events), [], list(stack.notes))  # fmt: skip
+        run.run_id = stack.run_id
     sut = engine.sut
     if sut is not None:
         run.local, run.remote = sut.local, sut.remote

@@ -17,13 +17,11 @@ it removed; ``tcplab cleanup`` is the explicit form.  Reapers take
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,17 +62,10 @@ class CleanupReport:
         return text
 
 
-@contextmanager
-def _reap_lock() -> Iterator[None]:
+def _reap_lock() -> AbstractContextManager[None]:
     """One reaper at a time: two runs starting together must not both delete
     the same dead run's namespace (the second ``ip netns del`` would fail)."""
-    STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    fd = os.open(STATE_ROOT / ".reap.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return host.state_lock(".reap.lock")
 
 
 def reap_dead() -> CleanupReport:

@@ -28,8 +28,9 @@ import signal
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -278,15 +279,48 @@ def used_subnets() -> set[int]:
 
 
 @contextmanager
-def subnet_lock() -> Iterator[None]:
-    """An exclusive lock over choosing a subnet and writing the state file."""
+def state_lock(name: str) -> Iterator[None]:
+    """An exclusive lock ``/run/tcplab/<name>`` for the length of the block."""
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    fd = os.open(STATE_ROOT / ".subnets.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(STATE_ROOT / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def subnet_lock() -> AbstractContextManager[None]:
+    """An exclusive lock over choosing a subnet and writing the state file."""
+    return state_lock(".subnets.lock")
+
+
+class RunWatch:
+    """The run ids of the lab processes ``pids`` (add to it as they start), read
+    from their state files every 10 ms while the watch lives: how a test or
+    the soak benchmark learns which runs are its own, never touching others'."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids: set[int] = set(pids)
+        self.ids: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tcplab-runwatch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for path in STATE_ROOT.glob("*/state.json"):
+                try:
+                    if json.loads(path.read_text())["lab_pid"] in self.pids:
+                        self.ids.add(path.parent.name)
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+            time.sleep(0.01)
+
+    def stop(self) -> set[str]:
+        self._stop.set()
+        self._thread.join()
+        return self.ids
 
 
 def pick_subnet() -> int:

@@ -117,6 +117,13 @@ basic-non-tfo-listener go through the model line by line as Linux does
 (tests/test_model_fastopen.py plays basic-rw by hand; the others are in
 tests/test_model_states.py).
 
+The runner also has to clear `Host.fastopen_cache` where a script runs `ip
+tcp_metrics flush` and take `MSG_DONTWAIT` as non-blocking.  Other fastopen
+scripts fail on the model for reasons that are not Fast Open's: TSO (Linux
+sends 2-3 MSS in one segment, each with PSH), D-SACK blocks, poll(),
+`TCP_MAXSEG`, and bind() with SO_REUSEADDR while an accepted connection still
+holds the port.
+
 Not modelled (the packetdrill fastopen scripts that need them fail on the model
 for that reason): `TCP_FASTOPEN_NO_COOKIE` and per-route no-cookie, `TCP_FASTOPEN_KEY`
 and backup keys, Linux's detection of paths that drop SYN data (recurring SYN

@@ -46,10 +46,11 @@ class Host:
     def port_in_use(self, port: int, reuseaddr: bool = False) -> bool:
         """bind(): a port is busy while a listener or any connection holds it.
 
-        A port whose only users are in TIME-WAIT may be bound again with
-        SO_REUSEADDR: on Linux only if the old socket had it too (the TIME-WAIT
-        socket inherits sk_reuse; inet_csk_bind_conflict), under the BSD rule
-        the rfc profile takes, the new socket's flag is enough.
+        A port whose only users are connections (in TIME-WAIT, or accepted from
+        a listener that has since closed) may be bound again with SO_REUSEADDR:
+        on Linux only if the old socket had it too (a TIME-WAIT socket inherits
+        sk_reuse; inet_csk_bind_conflict), under the BSD rule the rfc profile
+        takes, the new socket's flag is enough.  A listener always conflicts.
         """
         listener = self.listeners.get(port)
         if listener is not None and listener.state is State.LISTEN:
@@ -57,9 +58,10 @@ class Host:
         for conn in self.connections:
             if conn.local[1] != port or conn.state is State.CLOSED:
                 continue
-            if conn.state is State.TIME_WAIT and reuseaddr and (
-                conn.reuseaddr or not self.profile.reuseaddr_needs_both
-            ):
+            # Linux inet_csk_bind_conflict: only a listener, or a socket without
+            # SO_REUSEADDR, conflicts with a new socket that has it; a connection
+            # (TIME-WAIT, or one an old listener accepted) does not.
+            if reuseaddr and (conn.reuseaddr or not self.profile.reuseaddr_needs_both):
                 continue
             return True
         return False

@@ -766,6 +766,9 @@ class Connection(_Machine):
         self.snd_wl1 = seg.seq
         if opts.ts is not None and self.profile.timestamps:
             self.ts_ok = True
+            # RFC 7323 §4.3: the SYN-ACK echoes the SYN's TSval (a listener's child
+            # takes the SYN here, not through receive()).
+            self.ts_recent = opts.ts[0]
 
     def receive(self, seg: Segment, now: float) -> None:
         self.clock = now
@@ -863,9 +866,15 @@ class Connection(_Machine):
                     self._transmit(again, psh=again.psh)
             elif not (fastopen and self.send_queue):
                 self._send_ack()
-            # A sendto(MSG_FASTOPEN) still waiting to queue its data makes Linux
-            # save the bare ACK (sk_write_pending in tcp_rcv_synsent_state_process):
-            # the data carries it (seen live: `tcplab run fast-open`, first connection).
+            else:
+                # A sendto(MSG_FASTOPEN) still waiting to queue its data makes Linux
+                # save the bare ACK (sk_write_pending in tcp_rcv_synsent_state_process):
+                # the data carries it (seen live: `tcplab run fast-open`, connection 1).
+                # That path enters quick-ack mode (ato = 40 ms) and tcp_finish_connect
+                # stamped the SYN-ACK's arrival, so the data that follows counts as a
+                # quick reply: interactive mode, later ACKs wait (packetdrill
+                # client/blocking-sendto.pkt: "Ack is delayed until FIN").
+                self.last_data_at = now
             self._push(now)
         else:
             # Simultaneous open: <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.

@@ -89,12 +89,8 @@ def analyze_ordered(
 
 # -- the per-packet columns the engine needs, as Arrow ---------------------------------
 
-_COLUMNS = (
-    "file",
-    "range",
-    "frame",  # frame ordinal inside the byte range (1-based); made global later
-    "time_ns",
-    "latest",  # largest time so far inside the range (ns)
+# The Segment fields that travel as they are, in Segment's order.
+_PLAIN = (
     "src",
     "dst",
     "sport",
@@ -109,6 +105,15 @@ _COLUMNS = (
     "ip_len",
     "checksum_ok",
     "ip_checksum_ok",
+)
+
+_COLUMNS = (
+    "file",
+    "range",
+    "frame",  # frame ordinal inside the byte range (1-based); made global later
+    "time_ns",
+    "latest",  # largest time so far inside the range (ns)
+    *_PLAIN,
     "mss",
     "wscale",
     "sack_permitted",
@@ -221,25 +226,6 @@ def iter_segments(table: pa.Table, index: Sequence[int], rows: int = 65536) -> I
     compact; the Python objects exist only a slice at a time)."""
     for start in range(0, table.num_rows, rows):
         yield from segments_of(table.slice(start, rows), index[start : start + rows])
-
-
-# The Segment fields that travel as they are, in Segment's order.
-_PLAIN = (
-    "src",
-    "dst",
-    "sport",
-    "dport",
-    "seq",
-    "ack",
-    "flags",
-    "window",
-    "length",
-    "wire_length",
-    "captured",
-    "ip_len",
-    "checksum_ok",
-    "ip_checksum_ok",
-)
 
 
 def segments_of(table: pa.Table, index: Sequence[int]) -> list[Segment]:

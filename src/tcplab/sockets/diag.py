@@ -66,6 +66,9 @@ _PORT: Final = struct.Struct(">H")
 #      last_data_sent, last_ack_sent, last_data_recv, last_ack_recv,
 #      pmtu, rcv_ssthresh, rtt, rttvar, snd_ssthresh, snd_cwnd
 TCP_INFO: Final = struct.Struct("=BBBBBBBBIIIIIIIIIIIIIIIIIII")
+# tcpi_last_ack_recv: the 21st field, after 8 bytes and 12 u32s.
+_LAST_ACK_RECV: Final = struct.Struct("=I")
+_LAST_ACK_RECV_AT: Final = 8 + 12 * 4
 
 _RECV_BUFFER: Final = 65536
 
@@ -265,6 +268,17 @@ class SockInfo(NamedTuple):
     def info(self) -> TcpInfo | None:
         """tcp_info, parsed when asked for (a snapshot of 10,000 rarely needs them all)."""
         return TcpInfo.parse(self.tcp_info) if self.tcp_info is not None else None
+
+    @property
+    def last_ack_recv_ms(self) -> int | None:
+        """``info.last_ack_recv_ms`` without parsing the rest (the diagnoses' age)."""
+        raw = self.tcp_info
+        if raw is None:
+            return None
+        if len(raw) < TCP_INFO.size:
+            TcpInfo.parse(raw)  # raises the one-line error
+        value: int = _LAST_ACK_RECV.unpack_from(raw, _LAST_ACK_RECV_AT)[0]
+        return value
 
     @property
     def local(self) -> str:

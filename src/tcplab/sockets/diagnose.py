@@ -162,8 +162,9 @@ def _pair(s: SockInfo) -> str:
 
 def _age_ms(snapshot: Snapshot, first_seen: FirstSeen, s: SockInfo) -> int | None:
     ages = []
-    if s.info is not None:
-        ages.append(s.info.last_ack_recv_ms)
+    idle = s.last_ack_recv_ms  # (one field of tcp_info, not the whole record)
+    if idle is not None:
+        ages.append(idle)
     seen = first_seen.get(socket_key(s))
     if seen is not None:
         ages.append(int((snapshot.monotonic - seen) * 1000))

@@ -58,24 +58,32 @@ def socket_owners(proc: str = "/proc") -> dict[int, list[SocketOwner]]:
     readlink = os.readlink
     with os.scandir(proc) as entries:
         pids = [int(e.name) for e in entries if e.name.isdigit()]
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     for pid in pids:
-        fd_dir = f"{proc}/{pid}/fd"
+        # readlink relative to the open fd directory: the kernel resolves one
+        # name per fd instead of the whole /proc/PID/fd/N path.
         try:
-            fds = os.listdir(fd_dir)
+            dir_fd = os.open(f"{proc}/{pid}/fd", flags)
         except OSError:
             continue
-        process: Process | None = None
-        for fd in fds:
-            try:
-                target = readlink(f"{fd_dir}/{fd}")
-            except OSError:
-                continue
-            if not target.startswith("socket:["):
-                continue
-            inode = int(target[8:-1])
-            if process is None:
-                process = _process(pid)
+        try:
+            fds = os.listdir(dir_fd)
+            process: Process | None = None
+            for fd in fds:
+                try:
+                    target = readlink(fd, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                if target[:8] != "socket:[":
+                    continue
+                inode = int(target[8:-1])
                 if process is None:
-                    break
-            owners.setdefault(inode, []).append(SocketOwner(process=process, fd=int(fd)))
+                    process = _process(pid)
+                    if process is None:
+                        break
+                owners.setdefault(inode, []).append(SocketOwner(process=process, fd=int(fd)))
+        except OSError:
+            continue
+        finally:
+            os.close(dir_fd)
     return owners
