@@ -304,17 +304,17 @@ class Overview:
         self.states[c.zeek_conn_state or "-"] += 1
         self.anomalies.update(c.anomalies)
         score = sum(n for name, n in c.anomalies.items() if name in PROBLEM_FLAGS)
-        row = connection_row(c)
-        if score:
-            item = (score, -c.number, row)
+        # Rows are text only for the connections that can still be shown.
+        if score and (len(self.worst) < WORST or (score, -c.number) > self.worst[0][:2]):
+            item = (score, -c.number, connection_row(c))
             if len(self.worst) < WORST:
                 heapq.heappush(self.worst, item)
             else:
                 heapq.heappushpop(self.worst, item)
         if self.page is None or len(self.rows) < self.page:
-            heapq.heappush(self.rows, (-c.number, row))
+            heapq.heappush(self.rows, (-c.number, connection_row(c)))
         elif -c.number > self.rows[0][0]:
-            heapq.heappushpop(self.rows, (-c.number, row))
+            heapq.heappushpop(self.rows, (-c.number, connection_row(c)))
 
     def take(self, part: Overview) -> None:
         self.connections += part.connections
