@@ -67,6 +67,29 @@ def run_tcplab(*args: str, timeout: float = 60) -> CliResult:
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+PEAK_RSS_CHILD = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    # The peak RSS survives fork and exec (ru_maxrss would report the pytest
+    # worker's); proc(5): writing 5 to clear_refs resets this process's VmHWM.
+    "Path('/proc/self/clear_refs').write_text('5')\n"
+    "from tcplab.cli import main\n"
+    "try:\n    main(sys.argv[1:])\n"
+    "finally:\n"
+    "    hwm = [ln for ln in Path('/proc/self/status').read_text().splitlines()\n"
+    "           if ln.startswith('VmHWM')][0]\n"
+    "    print(int(hwm.split()[1]), file=sys.stderr)\n"
+)
+
+
+def peak_rss_mb(*argv: str, timeout: float = 300) -> tuple[int, str, str, float]:
+    """``tcplab ARGV`` in a child: exit status, stdout, stderr, its own peak RSS in MB."""
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS_CHILD, *argv], capture_output=True,
+                          text=True, timeout=timeout, check=False, cwd=REPO)  # fmt: skip
+    *err, rss = done.stderr.splitlines()
+    return done.returncode, done.stdout, "\n".join(err), int(rss) / 1024
+
+
 # -- tshark as the reference -----------------------------------------------------
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")

@@ -9,13 +9,11 @@ Files are sparse, so the test writes little to disk.
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import SYN, ipv4_tcp
+from conftest import SYN, ipv4_tcp, peak_rss_mb
 from tcplab.capture import open_capture
 from tcplab.capture.pcap import KEEP_DATA
 
@@ -46,21 +44,6 @@ def huge_pcapng(path: Path, caplen: int) -> None:
         f.seek(len(shb) + len(idb) + total - 4)
         f.write(struct.pack("<I", total))
         f.write(_block(6, struct.pack("<IIIII", 0, 0, 2, len(SMALL), len(SMALL)) + SMALL))
-
-
-def peak_rss_mb(*argv: str) -> tuple[int, str, str, float]:
-    """Run ``tcplab ARGV`` in a child; its exit status, stdout, stderr, peak RSS in MB."""
-    code = (
-        "import resource, sys\n"
-        "from tcplab.cli import main\n"
-        "try:\n    main(sys.argv[1:])\n"
-        "finally:\n"
-        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                          timeout=300, check=False)  # fmt: skip
-    *err, rss = done.stderr.splitlines()
-    return done.returncode, done.stdout, "\n".join(err), int(rss) / 1024
 
 
 @pytest.mark.parametrize(("kind", "size"), [("pcap", 255 << 20), ("pcapng", 200 << 20)])

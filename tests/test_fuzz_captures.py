@@ -14,7 +14,6 @@ import gzip
 import importlib.util
 import random
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SYN, ipv4_tcp
+from conftest import SYN, ipv4_tcp, peak_rss_mb
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "fuzz.py"
 
@@ -72,16 +71,6 @@ def _member(data: bytes) -> bytes:
     return packer.compress(data) + packer.flush()
 
 
-def peak_rss(*argv: str) -> tuple[int, str, str, float]:
-    code = ("import resource, sys\nfrom tcplab.cli import main\ntry:\n    main(sys.argv[1:])\n"
-            "finally:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "file=sys.stderr)\n")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                          timeout=300, check=False)  # fmt: skip
-    *err, rss = done.stderr.splitlines()
-    return done.returncode, done.stdout, "\n".join(err), int(rss) / 1024
-
-
 def test_a_gzip_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     """4 MiB of gzip members that expand to 16 GiB: stopped with one line."""
     zeros = _member(bytes(64 << 20))
@@ -93,7 +82,7 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     assert path.stat().st_size < 20 << 20
     assert len(gzip.decompress(_member(bytes(1000)))) == 1000
     for view in (("packets",), ("analyze", "--json")):
-        code, out_text, err, peak = peak_rss(*view, str(path))
+        code, out_text, err, peak = peak_rss_mb(*view, str(path))
         assert "Traceback" not in err
         assert code in (0, 1), err
         bomb = [ln for ln in err.splitlines() if "decompression bomb" in ln]
@@ -116,7 +105,7 @@ def test_a_million_interfaces_cost_a_bounded_table(tmp_path: Path) -> None:
         out.write(block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
         out.write(idb * 1_000_000)
         out.write(b"".join(epb))
-    code, out_text, err, peak = peak_rss("packets", str(path))
+    code, out_text, err, peak = peak_rss_mb("packets", str(path))
     assert code == 0, err
     assert len(out_text.splitlines()) == 1
     lines = err.splitlines()
