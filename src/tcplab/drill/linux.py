@@ -134,15 +134,7 @@ class _Actor:
             raise LabError("the drill actor is gone") from None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with suppress(OSError):
-                if self.proc.stdin:
-                    self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()  # our own child, by pid
-                self.proc.wait(timeout=5)
+        host.stop_child(self.proc, grace=2)
 
 
 class LinuxStack:

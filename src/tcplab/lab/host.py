@@ -330,3 +330,18 @@ def pick_subnet() -> int:
         if candidate not in used:
             return candidate
     raise LabError("no free 10.89.X.0/24 subnet for this run (too many runs at once?)")
+
+
+def stop_child(proc: subprocess.Popen[str], grace: float) -> None:
+    """End an actor we started: close its pipe (it exits on EOF), then kill it,
+    by pid, if it is still there after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    with suppress(OSError):
+        if proc.stdin:
+            proc.stdin.close()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # our own child, by pid
+        proc.wait(timeout=5)

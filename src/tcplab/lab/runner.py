@@ -160,15 +160,7 @@ class _ActorProc:
             item.done.set()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with suppress(OSError):
-                if self.proc.stdin:
-                    self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()  # our own child, by pid
-                self.proc.wait(timeout=5)
+        host.stop_child(self.proc, grace=1)
 
 
 class _Snapshots:
