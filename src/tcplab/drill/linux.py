@@ -243,16 +243,8 @@ class LinuxStack:
 
     def _open_tracer(self) -> None:
         tracer = Tracer(self.run_id, self.state.dir / "tracefs", self.ports)
-
-        def record(kind: str, path: str) -> None:
-            if kind == "mount":
-                self.state.tracefs_mount = path
-            else:
-                self.state.tracefs_instance = path
-            self.state.save()
-
         try:
-            tracer.open(record)
+            tracer.open(self.state.record_tracefs)
         except (OSError, LabError) as exc:
             tracer.close()
             self.notes.append(f"no tracefs ({exc}): no kernel states")

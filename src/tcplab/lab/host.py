@@ -219,6 +219,14 @@ class RunState:
         tmp.write_text(json.dumps(self.__dict__ | {"pids": [list(p) for p in self.pids]}))
         tmp.replace(self.dir / "state.json")
 
+    def record_tracefs(self, kind: str, path: str) -> None:
+        """``Tracer.open``'s callback: note a mount or instance before it exists."""
+        if kind == "mount":
+            self.tracefs_mount = path
+        else:
+            self.tracefs_instance = path
+        self.save()
+
     def hold(self) -> int:
         """Take the run's liveness lock (``<dir>/lock``) for as long as the returned
         fd stays open.  The kernel drops it when the process dies, even by SIGKILL,

@@ -409,17 +409,9 @@ class _Run:
         self.snapshots = _Snapshots(distinct, self.hosts)
         if self.tracing:
             tracer = Tracer(self.run_id, self.state.dir / "tracefs", scenario_ports(self.scenario))
-
-            def record(kind: str, path: str) -> None:
-                if kind == "mount":
-                    self.state.tracefs_mount = path
-                else:
-                    self.state.tracefs_instance = path
-                self.state.save()
-
             self.tracer = tracer  # before open(): a signal mid-open still tears it down
             try:
-                tracer.open(record)
+                tracer.open(self.state.record_tracefs)
             except (OSError, LabError) as exc:
                 self.tracer = None
                 tracer.close()
