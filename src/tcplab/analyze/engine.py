@@ -567,10 +567,6 @@ def run(
                 yield Batch(*engine.take(), engine.stats()["first_time"])
                 if final:
                     break
-        if sink.problems and handed:
-            # The stream itself ended early (gzip) after a capture header: nothing
-            # to read on.  (At offset 0, tcplab.capture says what the file is.)
-            handed = None
     if handed is not None:
         if name == "-":
             stats = engine.stats()
