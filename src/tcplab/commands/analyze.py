@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -405,6 +406,8 @@ def _stream(
         view = views.JsonView(out, keep)
     else:
         view = overview = views.Overview(None if all_rows else views.PAGE, keep)
+        if not keep.active:  # the engine counts; records only for the rows shown
+            options = replace(options, overview=(-1 if all_rows else views.PAGE, views.WORST))
 
     def read_all(progress: Callable[[int], None] | None = None) -> ReadReport:
         if not capture_set:
@@ -415,7 +418,7 @@ def _stream(
         scale = EngineOptions(
             options.likely_server_ports, ignore_checksums, strict_checksums=strict_checksums
         )
-        return stream_set(capture_set, scale, view, progress)
+        return stream_set(capture_set, scale, view, progress, options)
 
     if capture_set:
         from tcplab.scale.captureset import is_url

@@ -26,18 +26,20 @@ def run_set(
     options: EngineOptions,
     missing: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
+    analysis: engine.Options | None = None,
 ) -> Iterator[engine.Batch | ReadReport]:
     """A capture set through the engine, as ``tcplab.analyze.engine.run``
     runs one file: ``Batch``es as connections end, then the ``ReadReport``.
     Every file goes through the engine's C reader; the rows are merged by
     time and fed to one engine (``tcplab.scale.columns``).  Files that cannot
-    be used are lines in the report; the rest is analysed."""
+    be used are lines in the report; the rest is analysed.  ``analysis``:
+    the analysing engine's own options (a view's), when not ``options``'s."""
     report = ReadReport()
     for line in missing:
         report.problem(line)
     unreadable: list[str] = []
     rows = merged_rows(capture, options, report, unreadable, progress)
-    yield from analysed(rows, options.engine())
+    yield from analysed(rows, analysis if analysis is not None else options.engine())
     if len(unreadable) == len(capture.files):
         raise InputError(unreadable[0])
     # One line per file that is not a capture, before the problems inside files.
@@ -73,12 +75,13 @@ def stream_set(
     options: EngineOptions,
     view: View,
     progress: Callable[[int], None] | None = None,
+    analysis: engine.Options | None = None,
 ) -> ReadReport:
     """A capture set through a streaming view (``tcplab.analyze.views``), as
     ``views.run_view`` runs one file: memory bounded by the open connections."""
     missing: list[str] = []
     capture = resolve(inputs, missing)
-    for item in run_set(capture, options, missing, progress):
+    for item in run_set(capture, options, missing, progress, analysis):
         if isinstance(item, ReadReport):
             view.finish(item)
             return item
