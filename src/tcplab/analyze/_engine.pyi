@@ -1,6 +1,6 @@
 """Type stub of the C engine (_engine.c); tcplab.analyze.engine is its Python side."""
 
-from typing import Any
+from typing import Any, Literal, overload
 
 FIXED_TEXTS: int
 
@@ -31,6 +31,22 @@ class Engine:
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]: ...
     def stats(self) -> dict[str, int]: ...
     def set_time_base(self, ns: int) -> None: ...
+    def packet_lines(
+        self,
+        as_json: bool,
+        absolute: bool,
+        host: bytes | None,
+        port: int,
+        flag_texts: list[str],
+        states: list[str],
+        analysis_names: list[str],
+        order: list[int],
+        dupack_bit: int,
+    ) -> None: ...
+    @overload
+    def take_lines(self) -> bytes: ...
+    @overload
+    def take_lines(self, with_frames: Literal[True]) -> tuple[bytes, bytes]: ...
 
 def load_table(
     trigger_text: list[int],

@@ -296,6 +296,24 @@ class Batch:
     zeek: list[tuple[Any, ...]]
     packets: list[tuple[Any, ...]]
     first_time: int = 0  # ns: the capture's first TCP packet (relative times start there)
+    # With Options.packet_lines: the packets' lines, formatted by the engine in
+    # frame order, and (in a shard) their frame numbers as native int64s.
+    lines: bytes | None = None
+    frames: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PacketLines:
+    """``--packets`` formatted by the engine: ``packet_line`` (or, ``as_json``,
+    ``packet_object``) of every packet kept, as ``views.PacketsView`` prints
+    them (tcplab.analyze.output is the reference, tests/test_engine_lines.py
+    the proof), with its filters: ``host`` (either address, as text) and
+    ``port`` (either port); the connection filter is ``Options.keep_stream``."""
+
+    as_json: bool = False
+    absolute: bool = False  # times since the epoch, not since the first packet
+    host: str | None = None
+    port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +326,7 @@ class Options:
     keep_packets: bool = False
     keep_stream: int = -1  # with keep_packets: only this connection's packets (-1: all)
     evict: bool = True  # connections out as they end (False: all at the end)
+    packet_lines: PacketLines | None = None  # with keep_packets: lines, not packet records
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
@@ -337,6 +356,8 @@ class Engine:
             DROPPED_BY_WIRE.encode(),
             options.evict,
         )
+        if options.packet_lines is not None:
+            _format_lines(self.engine, options.packet_lines)
 
     def feed_segment(self, seg: Segment) -> None:
         feed_segment(self.engine, seg, self.options.strict_checksums)
@@ -346,6 +367,36 @@ class Engine:
 
     def finish(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         return self.engine.finish()
+
+
+def _format_lines(engine: _engine.Engine, form: PacketLines) -> None:
+    """Have the engine format packet lines, with the names output.py prints."""
+    from tcplab.analyze.output import packet_line_names
+
+    host: bytes | None = None
+    if form.host is not None:
+        try:
+            host = _packed(form.host)
+        except OSError:
+            host = b""  # no address: no packet is from or to it
+        if host and address(host) != form.host:
+            host = b""  # the view compares text: "::0001" is no packet's address
+    port = -1 if form.port is None else form.port
+    if form.port is not None and not 0 <= form.port <= 0xFFFF:
+        host = b""  # no packet uses it
+    flags, states, names = packet_line_names(form.as_json)
+    order = sorted(range(len(FLAG_NAMES)), key=FLAG_NAMES.__getitem__)
+    engine.packet_lines(
+        form.as_json,
+        form.absolute,
+        host,
+        port,
+        flags,
+        states,
+        names,
+        order,
+        FLAG_NAMES.index("duplicate_ack"),
+    )
 
 
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, shards: int) -> int:
@@ -524,6 +575,19 @@ def run(
     ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n
     (every shard still reads the whole file: stream numbers are global)."""
     engine = Engine(options, shard).engine
+    lines = options.packet_lines is not None and options.keep_packets
+
+    Taken = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+    def batch(taken: Taken | None = None) -> Batch:
+        conns, zeek, packets = engine.take() if taken is None else taken
+        out = Batch(conns, zeek, packets, engine.stats()["first_time"])
+        if lines and shard[1] > 1:
+            out.lines, out.frames = engine.take_lines(True)
+        elif lines:
+            out.lines = engine.take_lines()
+        return out
+
     name = str(source)
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
@@ -544,7 +608,7 @@ def run(
                     done = int(engine.stats()["bytes_read"])
                     progress(done - before)
                     before = done
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield batch()
                 if result is not None and result[0] == "eof":
                     break
         finally:
@@ -564,7 +628,7 @@ def run(
                     result = engine.feed(b"", final)
                 if progress is not None and chunk:
                     progress(len(chunk))
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield batch()
                 if final:
                     break
         if sink.problems and handed:
@@ -579,9 +643,8 @@ def run(
                 f" handle after frame {stats['frame_index']}; stopping here"
             )
         else:
-            yield from _take_over(engine, slow, source, handed)
-    batch = engine.finish()
-    yield Batch(*batch, engine.stats()["first_time"])
+            yield from _take_over(engine, slow, source, handed, batch)
+    yield batch(engine.finish())
     report = slow.finish(extra)
     if sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
@@ -598,7 +661,11 @@ def run(
 
 
 def _take_over(
-    engine: _engine.Engine, slow: _Fallback, source: str | Path, offset: int
+    engine: _engine.Engine,
+    slow: _Fallback,
+    source: str | Path,
+    offset: int,
+    batch: Callable[[], Batch],
 ) -> Iterator[Batch]:
     """tcplab.capture reads on from ``offset`` (problems reported its way)."""
     with open_capture(source) as reader:
@@ -609,7 +676,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield batch()
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))
