@@ -631,10 +631,6 @@ def run(
                 yield batch()
                 if final:
                     break
-        if sink.problems and handed:
-            # The stream itself ended early (gzip) after a capture header: nothing
-            # to read on.  (At offset 0, tcplab.capture says what the file is.)
-            handed = None
     if handed is not None:
         if name == "-":
             stats = engine.stats()
@@ -665,9 +661,12 @@ def _take_over(
     slow: _Fallback,
     source: str | Path,
     offset: int,
-    batch: Callable[[], Batch],
+    batch: Callable[[], Batch] | None = None,
 ) -> Iterator[Batch]:
-    """tcplab.capture reads on from ``offset`` (problems reported its way)."""
+    """tcplab.capture reads on from ``offset`` (problems reported its way);
+    ``batch``: what the engine finished (run()'s, with the packet lines)."""
+    if batch is None:
+        batch = lambda: Batch(*engine.take(), engine.stats()["first_time"])  # noqa: E731
     with open_capture(source) as reader:
         n = 0
         for record in reader:
