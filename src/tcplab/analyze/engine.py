@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose engine was nev
         "run `make setup` or `pip install -e .`"
     ) from exc
 from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, segment_of
-from tcplab.analyze.wireshark import FLAG_NAMES
+from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture import TcpRecords, open_capture
 from tcplab.capture.pcapng import DROPPED_BY_WIRE
@@ -228,11 +228,23 @@ def analysis_flags(mask: int) -> frozenset[str]:
     return _FLAG_SETS[mask] if mask < len(_FLAG_SETS) else _flag_set(mask)
 
 
+def _batch(engine: _engine.Engine, records: tuple[Any, ...] | None = None) -> Batch:
+    """What ended since the last batch (``records``: finish()'s, else take()'s)."""
+    conns, zeek, packets = engine.take() if records is None else records
+    batch = Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally())
+    lines = engine.take_lines()
+    if lines is not None:
+        batch.lines, batch.frames = lines
+    return batch
+
+
 def _flag_set(mask: int) -> frozenset[str]:
     return frozenset(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
 
 
 _FLAG_SETS: Final = tuple(_flag_set(m) for m in range(1 << 12))
+# The flags that make a connection one of the overview's worst (its score).
+PROBLEM_MASK: Final = sum(1 << i for i, name in enumerate(FLAG_NAMES) if name in PROBLEM_FLAGS)
 
 
 @dataclass(slots=True)
@@ -296,10 +308,18 @@ class Batch:
     zeek: list[tuple[Any, ...]]
     packets: list[tuple[Any, ...]]
     first_time: int = 0  # ns: the capture's first TCP packet (relative times start there)
+    # With Options.overview: the engine's counts of the connections that ended
+    # (``Tally``); ``connections`` then holds only those the overview may show.
+    tally: Tally | None = None
     # With Options.packet_lines: the packets' lines, formatted by the engine in
-    # frame order, and (in a shard) their frame numbers as native int64s.
+    # frame order, and (in a shard of several) their frame numbers as native int64s.
     lines: bytes | None = None
     frames: bytes | None = None
+
+
+# _engine.c's tally(): (connections, packets, {ending: n}, {conn_state: n},
+# anomaly counts in FLAG_NAMES order then bad_checksum)
+Tally = tuple[int, int, dict[str, int], dict[str, int], tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +346,10 @@ class Options:
     keep_packets: bool = False
     keep_stream: int = -1  # with keep_packets: only this connection's packets (-1: all)
     evict: bool = True  # connections out as they end (False: all at the end)
+    # The overview's tally (views.Overview): (rows on its page, -1 for every
+    # row; worst connections shown).  The engine then counts each connection
+    # and gives a record only for one the overview may still show.
+    overview: tuple[int, int] | None = None
     packet_lines: PacketLines | None = None  # with keep_packets: lines, not packet records
 
     def ports(self) -> bytes:
@@ -356,6 +380,9 @@ class Engine:
             DROPPED_BY_WIRE.encode(),
             options.evict,
         )
+        if options.overview is not None:
+            page, worst = options.overview
+            self.engine.overview(page, worst, PROBLEM_MASK)
         if options.packet_lines is not None:
             _format_lines(self.engine, options.packet_lines)
 
@@ -575,19 +602,6 @@ def run(
     ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n
     (every shard still reads the whole file: stream numbers are global)."""
     engine = Engine(options, shard).engine
-    lines = options.packet_lines is not None and options.keep_packets
-
-    Taken = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
-
-    def batch(taken: Taken | None = None) -> Batch:
-        conns, zeek, packets = engine.take() if taken is None else taken
-        out = Batch(conns, zeek, packets, engine.stats()["first_time"])
-        if lines and shard[1] > 1:
-            out.lines, out.frames = engine.take_lines(True)
-        elif lines:
-            out.lines = engine.take_lines()
-        return out
-
     name = str(source)
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
@@ -608,7 +622,7 @@ def run(
                     done = int(engine.stats()["bytes_read"])
                     progress(done - before)
                     before = done
-                yield batch()
+                yield _batch(engine)
                 if result is not None and result[0] == "eof":
                     break
         finally:
@@ -628,7 +642,7 @@ def run(
                     result = engine.feed(b"", final)
                 if progress is not None and chunk:
                     progress(len(chunk))
-                yield batch()
+                yield _batch(engine)
                 if final:
                     break
     if handed is not None:
@@ -639,8 +653,8 @@ def run(
                 f" handle after frame {stats['frame_index']}; stopping here"
             )
         else:
-            yield from _take_over(engine, slow, source, handed, batch)
-    yield batch(engine.finish())
+            yield from _take_over(engine, slow, source, handed)
+    yield _batch(engine, engine.finish())
     report = slow.finish(extra)
     if sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
@@ -657,16 +671,9 @@ def run(
 
 
 def _take_over(
-    engine: _engine.Engine,
-    slow: _Fallback,
-    source: str | Path,
-    offset: int,
-    batch: Callable[[], Batch] | None = None,
+    engine: _engine.Engine, slow: _Fallback, source: str | Path, offset: int
 ) -> Iterator[Batch]:
-    """tcplab.capture reads on from ``offset`` (problems reported its way);
-    ``batch``: what the engine finished (run()'s, with the packet lines)."""
-    if batch is None:
-        batch = lambda: Batch(*engine.take(), engine.stats()["first_time"])  # noqa: E731
+    """tcplab.capture reads on from ``offset`` (problems reported its way)."""
     with open_capture(source) as reader:
         n = 0
         for record in reader:
@@ -675,7 +682,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield batch()
+                yield _batch(engine)
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))
