@@ -31,6 +31,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,6 +342,23 @@ typedef struct {
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
     int error;
+    /* The overview's tally (Engine.overview; views.Overview is its reference):
+       per connection only counters, and a record only for a connection the
+       overview may still show (among the worst, or on the first page). */
+    int tally;
+    int t_page, t_worst; /* rows on the page (-1: every row), worst connections */
+    u32 t_problem;       /* the tcp.analysis flags that count towards "worst" */
+    i64 t_conns, t_packets, t_endings[9], t_states[16], t_anom[WF_COUNT + 1];
+    i64 *t_pagenum;      /* the smallest connection numbers seen */
+    i64 (*t_best)[2];    /* the worst: (score, -number), the largest kept */
+    int t_npage, t_nbest;
+    /* decode-only (tcplab.scale.columns): packets collected as Pkt columns, not analysed */
+    int collect;
+    Pkt *cols;
+    size_t ncols, capcols;
+    i64 range_end;  /* a record (block) starting at or past it ends the range (-1: none) */
+    i64 head_end;   /* SHB/IDB blocks before it are the carried head */
+    i64 section_at; /* the first SHB/IDB past the head (-1: none) */
 } Engine;
 
 static PyObject *EngineError;
@@ -1466,6 +1484,86 @@ static void free_zconn(ZConn *c) {
     free(c);
 }
 
+/* ------------------------------------------------------------------ */
+/* the overview's tally (views.Overview.add is the reference)           */
+
+/* Connection.ending, cut at " (": analyze/core.py */
+static const char *ENDING_NAMES[9] = {"RST by client", "RST by server", "refused", "FIN both ways",
+                                      "half-closed by client", "half-closed by server",
+                                      "no answer to SYN", "half-open", "still open"};
+/* conn_state()'s values, "-" for a stream without a Zeek connection */
+static const char *STATE_NAMES[15] = {"-", "REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH",
+                                      "S2", "SHR", "S3", "S0", "S1", NULL};
+
+/* Times compare as Python compares them: seconds as doubles (t / 1e9). */
+static inline double secs(i64 t) { return (double)t / 1e9; }
+
+static int ending_code(const Stream *st) {
+    const Side *c = &st->sides[0], *s = &st->sides[1];
+    if (c->sent_rst != NONE_T || s->sent_rst != NONE_T) {
+        int client_first = s->sent_rst == NONE_T || (c->sent_rst != NONE_T && secs(c->sent_rst) <= secs(s->sent_rst));
+        if (!client_first && st->synack_time == NONE_T && st->syn_time != NONE_T) return 2;
+        return client_first ? 0 : 1;
+    }
+    if (c->sent_fin != NONE_T && s->sent_fin != NONE_T) return 3;
+    if (c->sent_fin != NONE_T || s->sent_fin != NONE_T) {
+        int client_first = s->sent_fin == NONE_T || (c->sent_fin != NONE_T && secs(c->sent_fin) <= secs(s->sent_fin));
+        return client_first ? 4 : 5;
+    }
+    if (st->syn_time != NONE_T && st->synack_time == NONE_T) return 6;
+    if (c->packets == 0 || s->packets == 0) return 7;
+    return 8;
+}
+
+static int state_code(const Stream *st) {
+    if (!st->zeek) return 0;
+    const char *name = conn_state(st->zeek);
+    for (int i = 1; STATE_NAMES[i]; i++)
+        if (!strcmp(name, STATE_NAMES[i])) return i;
+    return 5; /* not reached: conn_state() names one of the above */
+}
+
+/* Count the connection; 1 if the overview may still show it (its record goes out). */
+static int tally_add(Engine *e, const Stream *st) {
+    e->t_conns++;
+    e->t_packets += st->sides[0].packets + st->sides[1].packets;
+    e->t_endings[ending_code(st)]++;
+    e->t_states[state_code(st)]++;
+    i64 score = 0;
+    for (int i = 0; i <= WF_COUNT; i++) {
+        e->t_anom[i] += st->anomalies[i];
+        if (i < WF_COUNT && (e->t_problem & B(i))) score += st->anomalies[i];
+    }
+    int want = 0;
+    i64 n = st->number;
+    if (score && e->t_worst > 0) {
+        /* the worst: keep the t_worst largest (score, -number) */
+        if (e->t_nbest < e->t_worst) {
+            e->t_best[e->t_nbest][0] = score; e->t_best[e->t_nbest][1] = -n; e->t_nbest++;
+            want = 1;
+        } else {
+            int lo = 0;
+            for (int i = 1; i < e->t_nbest; i++)
+                if (e->t_best[i][0] < e->t_best[lo][0] || (e->t_best[i][0] == e->t_best[lo][0] && e->t_best[i][1] < e->t_best[lo][1]))
+                    lo = i;
+            if (score > e->t_best[lo][0] || (score == e->t_best[lo][0] && -n > e->t_best[lo][1])) {
+                e->t_best[lo][0] = score; e->t_best[lo][1] = -n;
+                want = 1;
+            }
+        }
+    }
+    if (e->t_page < 0) return 1;
+    /* the first page: keep the t_page smallest numbers */
+    if (e->t_npage < e->t_page) {
+        e->t_pagenum[e->t_npage++] = n;
+        return 1;
+    }
+    int hi = 0;
+    for (int i = 1; i < e->t_npage; i++) if (e->t_pagenum[i] > e->t_pagenum[hi]) hi = i;
+    if (e->t_npage && n < e->t_pagenum[hi]) { e->t_pagenum[hi] = n; return 1; }
+    return want;
+}
+
 /* An entry ends: its connections' records go out, its memory is freed. */
 static int emit_entry(Engine *e, Entry *x) {
     int rc = 0;
@@ -1479,8 +1577,10 @@ static int emit_entry(Engine *e, Entry *x) {
         if (!all) return -1;
         int i = n;
         for (st = x->streams; st; st = st->next) all[--i] = st;
+        int tally = e->tally && !e->base;
         for (i = 0; i < n; i++) {
             st = all[i];
+            if (tally && !tally_add(e, st)) continue;
             g_out = &st->trailing;
             int from = st->trailing.n;
             pair_flush(st);
@@ -1492,6 +1592,7 @@ static int emit_entry(Engine *e, Entry *x) {
             Py_XDECREF(t);
         }
         if (all != order) free(all);
+        if (tally) goto done;
         ZConn *zs[64];
         n = 0;
         ZConn *z;
@@ -1507,6 +1608,7 @@ static int emit_entry(Engine *e, Entry *x) {
         }
         if (zall != zs) free(zall);
     }
+done:;
     Stream *st = x->streams;
     while (st) { Stream *nx = st->next; free_stream(st); st = nx; }
     ZConn *z = x->zconns;
@@ -2003,6 +2105,29 @@ static int marked_dropped(Engine *e, const u8 *opt, size_t n) {
     return 0;
 }
 
+/* Decode-only: keep the decoded packet as a row of the columns (tcplab.scale.columns). */
+static PyObject *collect_pkt(Engine *e, const Pkt *p) {
+    if (e->ncols == e->capcols) {
+        size_t cap = e->capcols ? e->capcols * 2 : 4096;
+        Pkt *v = realloc(e->cols, sizeof(Pkt) * cap);
+        if (!v) return PyErr_NoMemory();
+        e->cols = v; e->capcols = cap;
+    }
+    Pkt *row = &e->cols[e->ncols++];
+    *row = *p;
+    if (!row->has_ts) row->ts_val = row->ts_ecr = 0;
+    for (int i = 2 * row->nsack; i < 8; i++) row->sack[i] = 0;
+    if (!e->tcp) e->first_t = p->t;
+    e->tcp++;
+    Py_RETURN_NONE;
+}
+
+/* A byte range's end (tcplab.scale.ranges): the record at ``off`` belongs to the next range. */
+static PyObject *range_stop(Engine *e, i64 off) {
+    e->format = 3;
+    return Py_BuildValue("(sL)", "stop", (long long)off);
+}
+
 /* One frame: decoded here and analysed, or handed back.  Returns a new
    reference to the hand-back tuple, Py_None (done), or NULL (error). */
 static PyObject *frame(Engine *e, i64 t, u32 linktype, const u8 *data, size_t n, i64 data_offset, int dropped) {
@@ -2014,6 +2139,7 @@ static PyObject *frame(Engine *e, i64 t, u32 linktype, const u8 *data, size_t n,
     p.index = e->frame_index;
     p.t = t;
     p.dropped = dropped;
+    if (e->collect) return collect_pkt(e, &p);
     if (process_packet(e, &p) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -2051,6 +2177,7 @@ static PyObject *run(Engine *e, int final) {
             continue;
         }
         if (e->format == 1) {
+            if (e->range_end >= 0 && off >= e->range_end && avail) return range_stop(e, off);
             if (avail < 16) {
                 if (final) { if (avail) return takeover(e, off); Py_RETURN_NONE; }
                 Py_RETURN_NONE;
@@ -2070,6 +2197,7 @@ static PyObject *run(Engine *e, int final) {
             continue;
         }
         /* pcapng (draft-ietf-opsawg-pcapng) */
+        if (e->range_end >= 0 && off >= e->range_end && avail) return range_stop(e, off);
         if (avail < 12) {
             if (final) { if (avail) return takeover(e, off); Py_RETURN_NONE; }
             Py_RETURN_NONE;
@@ -2089,6 +2217,8 @@ static PyObject *run(Engine *e, int final) {
             Py_RETURN_NONE;
         }
         if (rd32o(b + total - 4, e->le) != total) return takeover(e, off);
+        if ((type == 0x0A0D0D0Au || type == 1) && e->collect && off >= e->head_end && e->section_at < 0)
+            e->section_at = off;
         if (type == 0x0A0D0D0Au) {
             if (total < 28 || rd16o(b + 12, e->le) != 1) return takeover(e, off);
             /* Options that run past the block: tcplab.capture stops there and says
@@ -2192,6 +2322,7 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     e->nshards = shards;
     e->evict = evict_;
     e->stop_offset = -1;
+    e->range_end = e->section_at = -1;
     e->out_conns = PyList_New(0);
     e->out_zeek = PyList_New(0);
     e->out_packets = PyList_New(0);
@@ -2218,7 +2349,10 @@ static void Engine_dealloc(Engine *e) {
     }
     free(e->table);
     free(e->buf);
+    free(e->cols);
     free(e->pkt_changes.v);
+    free(e->t_pagenum);
+    free(e->t_best);
     Py_XDECREF(e->out_conns);
     Py_XDECREF(e->out_zeek);
     Py_XDECREF(e->out_packets);
@@ -2342,6 +2476,7 @@ static PyObject *Engine_packet(Engine *e, PyObject *args) {
     g_base = e->base;
     Pkt p;
     if (parse_pkt(args, &p) < 0) return NULL;
+    if (e->collect) return collect_pkt(e, &p);
     if (process_packet(e, &p) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -2379,6 +2514,54 @@ static PyObject *Engine_finish(Engine *e, PyObject *noargs) {
         }
     }
     return Engine_take(e, NULL);
+}
+
+/* overview(page, worst, problem_mask): count connections for the overview
+   instead of a record each (tally_add); page -1: every row. */
+static PyObject *Engine_overview(Engine *e, PyObject *args) {
+    int page, worst;
+    unsigned long mask;
+    if (!PyArg_ParseTuple(args, "iik", &page, &worst, &mask)) return NULL;
+    if (e->tcp) { PyErr_SetString(EngineError, "overview() comes before the first packet"); return NULL; }
+    free(e->t_pagenum); free(e->t_best);
+    e->t_pagenum = malloc(sizeof(i64) * (page > 0 ? page : 1));
+    e->t_best = malloc(sizeof(*e->t_best) * (worst > 0 ? worst : 1));
+    if (!e->t_pagenum || !e->t_best) return PyErr_NoMemory();
+    e->tally = 1;
+    e->t_page = page; e->t_worst = worst; e->t_problem = (u32)mask;
+    e->t_npage = e->t_nbest = 0;
+    Py_RETURN_NONE;
+}
+
+/* tally() -> (connections, packets, {ending: n}, {conn_state: n}, anomalies by flag
+   (FLAG_NAMES order, then bad_checksum)) counted since the last call; None
+   when the engine is not counting (no overview(), or a time base). */
+static PyObject *Engine_tally(Engine *e, PyObject *noargs) {
+    if (!e->tally || e->base) Py_RETURN_NONE;
+    PyObject *endings = PyDict_New(), *states = PyDict_New(), *anom = PyTuple_New(WF_COUNT + 1);
+    if (!endings || !states || !anom) goto fail;
+    for (int i = 0; i < 9; i++) {
+        if (!e->t_endings[i]) continue;
+        PyObject *v = PyLong_FromLongLong(e->t_endings[i]);
+        if (!v || PyDict_SetItemString(endings, ENDING_NAMES[i], v) < 0) { Py_XDECREF(v); goto fail; }
+        Py_DECREF(v);
+    }
+    for (int i = 0; STATE_NAMES[i]; i++) {
+        if (!e->t_states[i]) continue;
+        PyObject *v = PyLong_FromLongLong(e->t_states[i]);
+        if (!v || PyDict_SetItemString(states, STATE_NAMES[i], v) < 0) { Py_XDECREF(v); goto fail; }
+        Py_DECREF(v);
+    }
+    for (int i = 0; i <= WF_COUNT; i++) PyTuple_SET_ITEM(anom, i, PyLong_FromLongLong(e->t_anom[i]));
+    PyObject *r = Py_BuildValue("(LLNNN)", (long long)e->t_conns, (long long)e->t_packets, endings, states, anom);
+    e->t_conns = e->t_packets = 0;
+    memset(e->t_endings, 0, sizeof(e->t_endings));
+    memset(e->t_states, 0, sizeof(e->t_states));
+    memset(e->t_anom, 0, sizeof(e->t_anom));
+    return r;
+fail:
+    Py_XDECREF(endings); Py_XDECREF(states); Py_XDECREF(anom);
+    return NULL;
 }
 
 /* set_time_base(ns): a clock beyond 64-bit nanoseconds; times in are then
@@ -2461,7 +2644,96 @@ static PyObject *dump_table(PyObject *self, PyObject *noargs) {
     return Py_BuildValue("(NN)", edges, rst);
 }
 
+/* ------------------------------------------------------------------ */
+/* Columns (issue 12, tcplab.scale.columns): decode-only, and the batch feed */
+
+/* decode_only(range_end=-1, base_offset=0, head_end=0): from now on decoded packets
+   are collected as rows of Pkt (``columns()``) instead of analysed; frames the
+   fast decoder hands back come in through ``packet`` as before.  A byte range
+   (tcplab.scale.ranges) gives the file offset of the first byte it feeds
+   (``base_offset``: the carried head sits just before the range's first
+   record), where the range ends, and where its carried head ends. */
+static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
+    long long range_end = -1, base = 0, head_end = 0;
+    if (!PyArg_ParseTuple(args, "|LLL", &range_end, &base, &head_end)) return NULL;
+    if (e->tcp || e->blen) { PyErr_SetString(EngineError, "decode_only() before the first byte"); return NULL; }
+    e->collect = 1;
+    e->range_end = range_end;
+    e->consumed = base;
+    e->head_end = head_end;
+    e->section_at = -1;
+    Py_RETURN_NONE;
+}
+
+/* columns() -> (bytes of the rows collected since the last call, first SHB/IDB past the head or -1) */
+static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
+    PyObject *b = PyBytes_FromStringAndSize((const char *)e->cols, (Py_ssize_t)(e->ncols * sizeof(Pkt)));
+    if (!b) return NULL;
+    e->ncols = 0;
+    return Py_BuildValue("(NL)", b, (long long)e->section_at);
+}
+
+/* feed_columns(rows): the batch feed, rows of Pkt (as columns() returns them,
+   each row's index the frame number to report), in capture order. */
+static PyObject *Engine_feed_columns(Engine *e, PyObject *args) {
+    g_base = e->base;
+    Py_buffer rows;
+    if (!PyArg_ParseTuple(args, "y*", &rows)) return NULL;
+    if (e->collect || rows.len % (Py_ssize_t)sizeof(Pkt)) {
+        PyBuffer_Release(&rows);
+        PyErr_SetString(EngineError, "feed_columns: rows of the engine's packet layout, to an analysing engine");
+        return NULL;
+    }
+    size_t n = (size_t)rows.len / sizeof(Pkt);
+    const Pkt *v = rows.buf;
+    for (size_t i = 0; i < n; i++) {
+        Pkt p = v[i];
+        if (p.nsack < 0 || p.nsack > 4 || (p.ver != 4 && p.ver != 6)) {
+            PyBuffer_Release(&rows);
+            PyErr_Format(EngineError, "feed_columns: row %zu is not a decoded packet", i);
+            return NULL;
+        }
+        if (process_packet(e, &p) < 0) { PyBuffer_Release(&rows); return NULL; }
+    }
+    e->frames += (i64)n;
+    PyBuffer_Release(&rows);
+    Py_RETURN_NONE;
+}
+
+/* packet_layout() -> (row size, [(name, offset, numpy type code, count)]): Pkt as a NumPy dtype */
+static PyObject *packet_layout(PyObject *self, PyObject *noargs) {
+#define F(name, code, count) Py_BuildValue("(snsi)", #name, (Py_ssize_t)offsetof(Pkt, name), code, count)
+    PyObject *fields = Py_BuildValue(
+        "[NNNNNNNNNNNNNNNNNNNNNNNNNNN]", F(index, "i8", 1), F(t, "i8", 1), F(ver, "i4", 1), F(src, "u1", 16),
+        F(dst, "u1", 16), F(sport, "u2", 1), F(dport, "u2", 1), F(seq, "u4", 1), F(ack, "u4", 1),
+        F(flags, "i4", 1), F(window, "i4", 1), F(length, "i8", 1), F(wire_length, "i8", 1),
+        F(captured, "i8", 1), F(ip_len, "i8", 1), F(checksum_ok, "i4", 1), F(ip_checksum_ok, "i4", 1),
+        F(mss, "i4", 1), F(wscale, "i4", 1), F(sack_perm, "i4", 1), F(has_ts, "i4", 1), F(ts_val, "u4", 1),
+        F(ts_ecr, "u4", 1), F(nsack, "i4", 1), F(sack, "u4", 8), F(has_options, "i4", 1), F(dropped, "i4", 1));
+#undef F
+    if (!fields) return NULL;
+    return Py_BuildValue("(nN)", (Py_ssize_t)sizeof(Pkt), fields);
+}
+
+/* flow_hashes(rows) -> bytes of one u64 per row: the hash of its unordered
+   5-tuple (flow_hash, the hash --jobs shards by), for flow-hash partitions. */
+static PyObject *flow_hashes(PyObject *self, PyObject *args) {
+    Py_buffer rows;
+    if (!PyArg_ParseTuple(args, "y*", &rows)) return NULL;
+    size_t n = (size_t)rows.len / sizeof(Pkt);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(u64)));
+    if (!out) { PyBuffer_Release(&rows); return NULL; }
+    u64 *h = (u64 *)PyBytes_AS_STRING(out);
+    const Pkt *v = rows.buf;
+    for (size_t i = 0; i < n; i++) h[i] = flow_hash(&v[i]);
+    PyBuffer_Release(&rows);
+    return out;
+}
+
 static PyMethodDef Engine_methods[] = {
+    {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0): collect packets as columns"},
+    {"columns", (PyCFunction)Engine_columns, METH_NOARGS, "columns() -> (rows, section_at)"},
+    {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows): the batch feed"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
     {"feed_fd", (PyCFunction)Engine_feed_fd, METH_VARARGS, "feed_fd(fd): read the capture from fd; as feed()"},
     {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},
@@ -2470,6 +2742,8 @@ static PyMethodDef Engine_methods[] = {
     {"finish", (PyCFunction)Engine_finish, METH_NOARGS, "finish() -> take() after ending every connection"},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "counters"},
     {"set_time_base", (PyCFunction)Engine_set_time_base, METH_O, "set_time_base(ns): times relative to it"},
+    {"overview", (PyCFunction)Engine_overview, METH_VARARGS, "overview(page, worst, problem_mask): count for the overview"},
+    {"tally", (PyCFunction)Engine_tally, METH_NOARGS, "tally() -> the overview's counts since the last call, or None"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject EngineType = {
@@ -2487,6 +2761,8 @@ static PyMethodDef module_methods[] = {
     {"load_table", load_table, METH_VARARGS, "load the model's transition table"},
     {"table", dump_table, METH_NOARGS, "the table the engine runs on"},
     {"flow_hash", Engine_hash, METH_VARARGS, "flow_hash(ver, src, sport, dst, dport): the shard hash"},
+    {"packet_layout", packet_layout, METH_NOARGS, "packet_layout() -> (row size, fields)"},
+    {"flow_hashes", flow_hashes, METH_VARARGS, "flow_hashes(rows) -> u64 per row"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_engine", "tcplab's analysis engine", -1, module_methods};

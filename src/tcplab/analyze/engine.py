@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose engine was nev
         "run `make setup` or `pip install -e .`"
     ) from exc
 from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, segment_of
-from tcplab.analyze.wireshark import FLAG_NAMES
+from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture.marker import DROPPED_BY_WIRE
 from tcplab.capture.source import ChunkSource, ProblemSink
@@ -231,12 +231,20 @@ def analysis_flags(mask: int) -> frozenset[str]:
     return got if got is not None else _FLAG_SETS.setdefault(mask, _flag_set(mask))
 
 
+def _batch(engine: _engine.Engine, records: tuple[Any, ...] | None = None) -> Batch:
+    """What ended since the last batch (``records``: finish()'s, else take()'s)."""
+    conns, zeek, packets = engine.take() if records is None else records
+    return Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally())
+
+
 def _flag_set(mask: int) -> frozenset[str]:
     return frozenset(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
 
 
 # Built as met: all 4096 at import cost a tiny capture a fifth of its start-up.
 _FLAG_SETS: Final[dict[int, frozenset[str]]] = {}
+# The flags that make a connection one of the overview's worst (its score).
+PROBLEM_MASK: Final = sum(1 << i for i, name in enumerate(FLAG_NAMES) if name in PROBLEM_FLAGS)
 
 
 @dataclass(slots=True)
@@ -300,6 +308,14 @@ class Batch:
     zeek: list[tuple[Any, ...]]
     packets: list[tuple[Any, ...]]
     first_time: int = 0  # ns: the capture's first TCP packet (relative times start there)
+    # With Options.overview: the engine's counts of the connections that ended
+    # (``Tally``); ``connections`` then holds only those the overview may show.
+    tally: Tally | None = None
+
+
+# _engine.c's tally(): (connections, packets, {ending: n}, {conn_state: n},
+# anomaly counts in FLAG_NAMES order then bad_checksum)
+Tally = tuple[int, int, dict[str, int], dict[str, int], tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +328,10 @@ class Options:
     keep_packets: bool = False
     keep_stream: int = -1  # with keep_packets: only this connection's packets (-1: all)
     evict: bool = True  # connections out as they end (False: all at the end)
+    # The overview's tally (views.Overview): (rows on its page, -1 for every
+    # row; worst connections shown).  The engine then counts each connection
+    # and gives a record only for one the overview may still show.
+    overview: tuple[int, int] | None = None
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
@@ -341,6 +361,9 @@ class Engine:
             DROPPED_BY_WIRE.encode(),
             options.evict,
         )
+        if options.overview is not None:
+            page, worst = options.overview
+            self.engine.overview(page, worst, PROBLEM_MASK)
 
     def feed_segment(self, seg: Segment) -> None:
         feed_segment(self.engine, seg, self.options.strict_checksums)
@@ -564,7 +587,7 @@ def run(
                     done = int(engine.stats()["bytes_read"])
                     progress(done - before)
                     before = done
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield _batch(engine)
                 if result is not None and result[0] == "eof":
                     break
         finally:
@@ -584,7 +607,7 @@ def run(
                     result = engine.feed(b"", final)
                 if progress is not None and chunk:
                     progress(len(chunk))
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield _batch(engine)
                 if final:
                     break
     if handed is not None:
@@ -596,8 +619,7 @@ def run(
             )
         else:
             yield from _take_over(engine, slow, source, handed)
-    batch = engine.finish()
-    yield Batch(*batch, engine.stats()["first_time"])
+    yield _batch(engine, engine.finish())
     report = slow.finish(extra)
     if sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
@@ -627,7 +649,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield _batch(engine)
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))
