@@ -17,6 +17,7 @@ overview's counters, its worst-connections heap and its first page of rows.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import heapq
 import json
@@ -27,11 +28,11 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Protocol
 
 from tcplab.analyze import engine
-from tcplab.analyze.core import Connection, connection_of, packet_of
+from tcplab.analyze.core import ANOMALY_NAMES, Connection, connection_of, packet_of
 from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.output import (
     conn_log_footer,
@@ -230,7 +231,12 @@ class ConnLogView:
 @dataclass(slots=True)
 class PacketsView:
     """One line (or JSON object) per packet, as the engine analyses it; times
-    relative to the capture's first packet unless ``absolute``."""
+    relative to the capture's first packet unless ``absolute``.
+
+    When the engine runs with ``Options.packet_lines`` (``packet_options``),
+    it formats the lines itself and a batch carries them as bytes, written
+    out whole; otherwise (and as the reference, tests/test_engine_lines.py)
+    they are formatted here from the packet records."""
 
     out: IO[str]
     keep: Filter = field(default_factory=Filter)
@@ -238,7 +244,25 @@ class PacketsView:
     absolute: bool = False
     base: float | None = None
 
-    def render(self, batch: engine.Batch) -> Keyed:
+    def packet_options(self, options: engine.Options) -> engine.Options:
+        """``options`` with the engine formatting this view's lines."""
+        return replace(
+            options,
+            keep_packets=True,
+            keep_stream=-1 if self.keep.conn is None else self.keep.conn,
+            packet_lines=engine.PacketLines(
+                self.as_json, self.absolute, self.keep.host, self.keep.port
+            ),
+        )
+
+    def render(self, batch: engine.Batch) -> Keyed | bytes:
+        if batch.lines is not None:
+            if batch.frames is None:
+                return batch.lines
+            # a shard's lines, keyed by frame for the merge (views._merge)
+            frames = array.array("q", batch.frames)
+            text = batch.lines.decode().split("\n")[:-1]
+            return [(frame, line + "\n") for frame, line in zip(frames, text, strict=True)]
         rows: Keyed = []
         base = self.base
         for t in batch.packets:
@@ -258,11 +282,28 @@ class PacketsView:
                 rows.append((p.index, packet_line(p, None, base) + "\n"))
         return rows
 
-    def take(self, payload: Keyed) -> None:
-        self.out.writelines(text for _, text in sorted(payload))
+    def take(self, payload: Keyed | bytes) -> None:
+        if isinstance(payload, bytes):
+            write_bytes(self.out, payload)
+        else:
+            self.out.writelines(text for _, text in sorted(payload))
 
     def finish(self, report: ReadReport) -> None:
         self.out.flush()
+
+
+def write_bytes(out: IO[str], data: bytes) -> None:
+    """UTF-8 text, already encoded, to a text stream: straight to its buffer
+    when it has one that takes UTF-8."""
+    if not data:
+        return
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if buffer is not None and encoding == "utf8":
+        out.flush()
+        buffer.write(data)
+    else:
+        out.write(data.decode())
 
 
 # -- the terminal overview ------------------------------------------------------------
@@ -289,11 +330,27 @@ class Overview:
 
     def render(self, batch: engine.Batch) -> Overview:
         part = Overview(self.page, self.keep)
+        if batch.tally is None:
+            for t in batch.connections:
+                part.add(connection_of(t))
+            return part
+        # The engine counted every connection (Options.overview) and gave the
+        # records of those this view may still show: rows only for them.
+        if self.keep.active:
+            raise ValueError("the engine's tally counts every connection: no filters")
+        conns, packets, endings, states, anomalies = batch.tally
+        part.connections = part.shown = conns
+        part.packets = packets
+        part.endings.update(endings)
+        part.states.update(states)
+        part.anomalies.update({k: n for k, n in zip(ANOMALY_NAMES, anomalies, strict=True) if n})
         for t in batch.connections:
-            part.add(connection_of(t))
+            part.add_rows(connection_of(t))
         return part
 
     def add(self, c: Connection) -> None:
+        """The reference: one connection counted and, if it may be shown, rendered
+        (_engine.c's tally_add counts the same way; tests/test_views.py)."""
         self.connections += 1
         if not self.keep(c):
             return
@@ -303,6 +360,10 @@ class Overview:
         self.endings[ending.split(" (")[0]] += 1
         self.states[c.zeek_conn_state or "-"] += 1
         self.anomalies.update(c.anomalies)
+        self.add_rows(c)
+
+    def add_rows(self, c: Connection) -> None:
+        """``c`` among the worst and on the first page, if it is one of them."""
         score = sum(n for name, n in c.anomalies.items() if name in PROBLEM_FLAGS)
         # Rows are text only for the connections that can still be shown.
         if score and (len(self.worst) < WORST or (score, -c.number) > self.worst[0][:2]):
@@ -347,10 +408,10 @@ class Overview:
             return "\n".join(out) + "\n"
         out.append("")
         left = [f"{'ended':<32}{'conns':>8}"] + [
-            f"{k:<32}{v:>8,}" for k, v in self.endings.most_common()
+            f"{k:<32}{v:>8,}" for k, v in _most(self.endings)
         ]
         right = [f"{'zeek conn_state':<16}{'conns':>8}"] + [
-            f"{k:<16}{v:>8,}" for k, v in self.states.most_common()
+            f"{k:<16}{v:>8,}" for k, v in _most(self.states)
         ]
         for i in range(max(len(left), len(right))):
             a = left[i] if i < len(left) else ""
@@ -359,7 +420,7 @@ class Overview:
         if self.anomalies:
             out.append("")
             out.append(f"  {'anomaly (packets)':<32}{'count':>8}")
-            out += [f"  {k:<32}{v:>8,}" for k, v in self.anomalies.most_common()]
+            out += [f"  {k:<32}{v:>8,}" for k, v in _most(self.anomalies)]
         if self.worst:
             out.append("")
             out.append("worst connections (most problem flags):")
@@ -376,6 +437,12 @@ class Overview:
 
     def finish(self, report: ReadReport) -> None:
         return None
+
+
+def _most(counts: Counter[str]) -> list[tuple[str, int]]:
+    """Most first, ties by name: the same order whatever order the counts came
+    in (one process, --jobs N, the engine's tally)."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 ROW_WIDTH = 80  # every row line fits a terminal of 80 columns

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -391,13 +392,16 @@ def _stream(
     if summary and as_json:
         view = views.SummaryJsonView(out, keep)
     elif per_packet:
-        view = views.PacketsView(out, keep, as_json, absolute_time)
+        view = packets = views.PacketsView(out, keep, as_json, absolute_time)
+        options = packets.packet_options(options)  # lines formatted by the engine
     elif conn_log:
         view = views.ConnLogView(out, keep)
     elif as_json:
         view = views.JsonView(out, keep)
     else:
         view = overview = views.Overview(None if all_rows else views.PAGE, keep)
+        if not keep.active:  # the engine counts; records only for the rows shown
+            options = replace(options, overview=(-1 if all_rows else views.PAGE, views.WORST))
     size = Path(path).stat().st_size if path != "-" else 0
     if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
         read = views.run_view(path, options, view, jobs)
