@@ -234,7 +234,11 @@ def analysis_flags(mask: int) -> frozenset[str]:
 def _batch(engine: _engine.Engine, records: tuple[Any, ...] | None = None) -> Batch:
     """What ended since the last batch (``records``: finish()'s, else take()'s)."""
     conns, zeek, packets = engine.take() if records is None else records
-    return Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally())
+    batch = Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally())
+    lines = engine.take_lines()
+    if lines is not None:
+        batch.lines, batch.frames = lines
+    return batch
 
 
 def _flag_set(mask: int) -> frozenset[str]:
@@ -311,11 +315,29 @@ class Batch:
     # With Options.overview: the engine's counts of the connections that ended
     # (``Tally``); ``connections`` then holds only those the overview may show.
     tally: Tally | None = None
+    # With Options.packet_lines: the packets' lines, formatted by the engine in
+    # frame order, and (in a shard of several) their frame numbers as native int64s.
+    lines: bytes | None = None
+    frames: bytes | None = None
 
 
 # _engine.c's tally(): (connections, packets, {ending: n}, {conn_state: n},
 # anomaly counts in FLAG_NAMES order then bad_checksum)
 Tally = tuple[int, int, dict[str, int], dict[str, int], tuple[int, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class PacketLines:
+    """``--packets`` formatted by the engine: ``packet_line`` (or, ``as_json``,
+    ``packet_object``) of every packet kept, as ``views.PacketsView`` prints
+    them (tcplab.analyze.output is the reference, tests/test_engine_lines.py
+    the proof), with its filters: ``host`` (either address, as text) and
+    ``port`` (either port); the connection filter is ``Options.keep_stream``."""
+
+    as_json: bool = False
+    absolute: bool = False  # times since the epoch, not since the first packet
+    host: str | None = None
+    port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +354,7 @@ class Options:
     # row; worst connections shown).  The engine then counts each connection
     # and gives a record only for one the overview may still show.
     overview: tuple[int, int] | None = None
+    packet_lines: PacketLines | None = None  # with keep_packets: lines, not packet records
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
@@ -364,6 +387,8 @@ class Engine:
         if options.overview is not None:
             page, worst = options.overview
             self.engine.overview(page, worst, PROBLEM_MASK)
+        if options.packet_lines is not None:
+            _format_lines(self.engine, options.packet_lines)
 
     def feed_segment(self, seg: Segment) -> None:
         feed_segment(self.engine, seg, self.options.strict_checksums)
@@ -373,6 +398,36 @@ class Engine:
 
     def finish(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         return self.engine.finish()
+
+
+def _format_lines(engine: _engine.Engine, form: PacketLines) -> None:
+    """Have the engine format packet lines, with the names output.py prints."""
+    from tcplab.analyze.output import packet_line_names
+
+    host: bytes | None = None
+    if form.host is not None:
+        try:
+            host = _packed(form.host)
+        except OSError:
+            host = b""  # no address: no packet is from or to it
+        if host and address(host) != form.host:
+            host = b""  # the view compares text: "::0001" is no packet's address
+    port = -1 if form.port is None else form.port
+    if form.port is not None and not 0 <= form.port <= 0xFFFF:
+        host = b""  # no packet uses it
+    flags, states, names = packet_line_names(form.as_json)
+    order = sorted(range(len(FLAG_NAMES)), key=FLAG_NAMES.__getitem__)
+    engine.packet_lines(
+        form.as_json,
+        form.absolute,
+        host,
+        port,
+        flags,
+        states,
+        names,
+        order,
+        FLAG_NAMES.index("duplicate_ack"),
+    )
 
 
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, shards: int) -> int:

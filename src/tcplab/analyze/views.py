@@ -17,6 +17,7 @@ overview's counters, its worst-connections heap and its first page of rows.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import heapq
 import json
@@ -27,7 +28,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Protocol
 
 from tcplab.analyze import engine
@@ -230,7 +231,12 @@ class ConnLogView:
 @dataclass(slots=True)
 class PacketsView:
     """One line (or JSON object) per packet, as the engine analyses it; times
-    relative to the capture's first packet unless ``absolute``."""
+    relative to the capture's first packet unless ``absolute``.
+
+    When the engine runs with ``Options.packet_lines`` (``packet_options``),
+    it formats the lines itself and a batch carries them as bytes, written
+    out whole; otherwise (and as the reference, tests/test_engine_lines.py)
+    they are formatted here from the packet records."""
 
     out: IO[str]
     keep: Filter = field(default_factory=Filter)
@@ -238,7 +244,25 @@ class PacketsView:
     absolute: bool = False
     base: float | None = None
 
-    def render(self, batch: engine.Batch) -> Keyed:
+    def packet_options(self, options: engine.Options) -> engine.Options:
+        """``options`` with the engine formatting this view's lines."""
+        return replace(
+            options,
+            keep_packets=True,
+            keep_stream=-1 if self.keep.conn is None else self.keep.conn,
+            packet_lines=engine.PacketLines(
+                self.as_json, self.absolute, self.keep.host, self.keep.port
+            ),
+        )
+
+    def render(self, batch: engine.Batch) -> Keyed | bytes:
+        if batch.lines is not None:
+            if batch.frames is None:
+                return batch.lines
+            # a shard's lines, keyed by frame for the merge (views._merge)
+            frames = array.array("q", batch.frames)
+            text = batch.lines.decode().split("\n")[:-1]
+            return [(frame, line + "\n") for frame, line in zip(frames, text, strict=True)]
         rows: Keyed = []
         base = self.base
         for t in batch.packets:
@@ -258,11 +282,28 @@ class PacketsView:
                 rows.append((p.index, packet_line(p, None, base) + "\n"))
         return rows
 
-    def take(self, payload: Keyed) -> None:
-        self.out.writelines(text for _, text in sorted(payload))
+    def take(self, payload: Keyed | bytes) -> None:
+        if isinstance(payload, bytes):
+            write_bytes(self.out, payload)
+        else:
+            self.out.writelines(text for _, text in sorted(payload))
 
     def finish(self, report: ReadReport) -> None:
         self.out.flush()
+
+
+def write_bytes(out: IO[str], data: bytes) -> None:
+    """UTF-8 text, already encoded, to a text stream: straight to its buffer
+    when it has one that takes UTF-8."""
+    if not data:
+        return
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if buffer is not None and encoding == "utf8":
+        out.flush()
+        buffer.write(data)
+    else:
+        out.write(data.decode())
 
 
 # -- the terminal overview ------------------------------------------------------------
