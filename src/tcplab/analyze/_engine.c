@@ -36,6 +36,8 @@
 #include <string.h>
 #include <errno.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 typedef int64_t i64;
 typedef uint64_t u64;
@@ -297,7 +299,7 @@ typedef struct Entry {
     i64 last_time;
     int closed_bits; /* 1, 2: FIN from side 0, 1; 4: RST */
     int list;        /* which LRU list */
-    int mine;   /* in this shard */
+    int mine;        /* its records go out (0: freed without them, at dealloc) */
     struct Entry *hnext;
     struct Entry *lprev, *lnext; /* LRU by last packet time */
 } Entry;
@@ -317,6 +319,9 @@ typedef struct {
     /* reader */
     u8 *buf;
     size_t blen, bcap, bpos;
+    u8 *map;         /* feed_fd on a regular file: buf is this mapped window of it */
+    size_t maplen;
+    int nomap;       /* the file cannot be mapped: feed_fd reads it */
     i64 consumed;    /* file offset of buf[0] */
     int format;      /* 0 unknown, 1 pcap, 2 pcapng, 3 handed over to Python */
     int le, nano;
@@ -338,6 +343,8 @@ typedef struct {
     Changes pkt_changes;
     int pkt_shift;
     i64 streams_count, zseq, now;
+    /* --jobs N: the first frames of the streams started and ended since numbering() */
+    struct Frames { i64 *v; size_t n, cap; } started, ended;
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
     int error;
@@ -1466,9 +1473,23 @@ static void free_zconn(ZConn *c) {
     free(c);
 }
 
+static int frames_push(struct Frames *f, i64 frame) {
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 1024;
+        i64 *v = realloc(f->v, sizeof(i64) * cap);
+        if (!v) return -1;
+        f->v = v; f->cap = cap;
+    }
+    f->v[f->n++] = frame;
+    return 0;
+}
+
 /* An entry ends: its connections' records go out, its memory is freed. */
 static int emit_entry(Engine *e, Entry *x) {
     int rc = 0;
+    if (x->mine && e->nshards > 1) /* the merge forgets their numbers (numbering()) */
+        for (Stream *st = x->streams; st; st = st->next)
+            if (frames_push(&e->ended, st->number) < 0) return -1;
     if (x->mine) {
         /* oldest incarnation first */
         Stream *order[64];
@@ -1542,7 +1563,6 @@ static Stream *new_stream(Engine *e, Entry *x, int first_side) {
         st->wf[i].is_first_ack = 0; /* packet-tcp.c: zero until this direction's SYN */
     }
     st->mru_syn = st->first_rtt = 0;
-    if (!x->mine && x->streams) { free_stream(x->streams); x->streams = NULL; }
     st->next = x->streams;
     x->streams = st;
     x->cur = st;
@@ -1602,15 +1622,29 @@ static PyObject *packet_tuple(Engine *e, Entry *x, Stream *st, const Pkt *p, int
     (void)x;
 }
 
-static int process_packet(Engine *e, Pkt *p) {
-    if (!e->tcp) e->first_t = p->t;
+/* Every TCP packet, whichever shard's: counted, and the clock that ends idle
+   connections moves (so each shard evicts exactly when one process would). */
+static int tcp_seen(Engine *e, i64 t) {
+    if (!e->tcp) e->first_t = t;
     e->tcp++;
-    if (e->evict && evict(e, p->t) < 0) return -1;
+    return e->evict ? evict(e, t) : 0;
+}
+
+/* --jobs N: is this 5-tuple another shard's?  Such a packet gets no table
+   entry and no analysis; stream numbers are assigned in the merge, from the
+   streams' first frames (started()), so no shard needs the others' flows. */
+static inline int foreign(const Engine *e, u64 hash) {
+    return e->nshards > 1 && (int)(hash % (u64)e->nshards) != e->shard;
+}
+
+static int process_packet(Engine *e, Pkt *p) {
+    if (tcp_seen(e, p->t) < 0) return -1;
     int cmp = endpoint_cmp(p->ver, p->src, p->sport, p->dst, p->dport);
     int src_side = cmp <= 0 ? 0 : 1, self_conn = cmp == 0;
     const u8 *a = src_side ? p->dst : p->src, *b = src_side ? p->src : p->dst;
     u16 pa = src_side ? p->dport : p->sport, pb = src_side ? p->sport : p->dport;
     u64 h = hash_key(p->ver, a, pa, b, pb);
+    if (foreign(e, h)) return 0; /* a frame tcplab.wire decoded, of another shard's flow */
     if (e->tcount * 2 >= e->tsize && table_grow(e) < 0) { PyErr_NoMemory(); return -1; }
     Entry *x = e->table[h & (e->tsize - 1)];
     int n = p->ver == 4 ? 4 : 16;
@@ -1622,7 +1656,7 @@ static int process_packet(Engine *e, Pkt *p) {
         x->ver = p->ver;
         memcpy(x->a, a, n); memcpy(x->b, b, n);
         x->pa = pa; x->pb = pb; x->hash = h;
-        x->mine = e->nshards <= 1 || (int)(h % (u64)e->nshards) == e->shard;
+        x->mine = 1; /* another shard's flow never gets an entry (foreign) */
         size_t j = h & (e->tsize - 1);
         x->hnext = e->table[j]; e->table[j] = x;
         e->tcount++;
@@ -1653,7 +1687,6 @@ static int process_packet(Engine *e, Pkt *p) {
     }
     if (!st->has_base[d]) { st->base[d] = (flags & F_SYN) ? p->seq : p->seq - 1; st->has_base[d] = 1; }
     if ((flags & F_ACK) && !st->has_base[d ^ 1]) { st->base[d ^ 1] = p->ack - 1; st->has_base[d ^ 1] = 1; }
-    if (!x->mine) return 0;
     u32 rel_seq = p->seq - st->base[d];
     int has_rel_ack = (flags & F_ACK) != 0;
     u32 rel_ack = p->ack - st->base[d ^ 1];
@@ -1696,7 +1729,15 @@ static int process_packet(Engine *e, Pkt *p) {
         zeek_process(e, zc, p, src_side, self_conn);
     }
     /* 3. the connection and its inferred states (analyze/core.py) */
-    if (created) { start_conn(st, p, zc, src_side, self_conn); st->first_frame = p->index; }
+    if (created) {
+        start_conn(st, p, zc, src_side, self_conn);
+        st->first_frame = p->index;
+        if (e->nshards > 1) {
+            /* a shard's stream is known by its first frame until the merge numbers it */
+            st->number = p->index;
+            if (frames_push(&e->started, p->index) < 0) { PyErr_NoMemory(); return -1; }
+        }
+    }
     if (!st->zeek && zc) st->zeek = zc;
     else if (zc && zc != st->zeek) {
         int seen = 0;
@@ -1772,7 +1813,8 @@ static int process_packet(Engine *e, Pkt *p) {
 }
 
 /* ------------------------------------------------------------------ */
-/* the fast decoder: 1 TCP, 0 not TCP, -1 for tcplab.wire (Python)      */
+/* the fast decoder: 1 TCP, 0 not TCP, -1 for tcplab.wire (Python),      */
+/* 2 TCP of another shard's flow (--jobs N)                            */
 
 static u32 sum16(const u8 *d, size_t n, u32 acc) {
     u64 s = acc;
@@ -1933,6 +1975,8 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
         } else if (kind == 34 || kind == 254) return -1; /* TCP Fast Open: tcplab.wire */
         o += len;
     }
+    /* Past the last hand-back: another shard's packet is only counted (frame()). */
+    if (e->nshards > 1 && foreign(e, flow_hash(p))) return 2;
     p->has_options = p->mss >= 0 || p->wscale >= 0 || p->sack_perm || p->has_ts || p->nsack;
     i64 length = (i64)ip_len - (i64)ihl - (i64)hl;
     p->length = length < 0 ? 0 : length;
@@ -2011,6 +2055,10 @@ static PyObject *frame(Engine *e, i64 t, u32 linktype, const u8 *data, size_t n,
     int r = fast_decode(e, linktype, data, n, &p);
     if (r < 0) return fallback(e->frame_index, t, linktype, data_offset, data, n, dropped);
     if (r == 0) { e->not_tcp++; Py_RETURN_NONE; }
+    if (r == 2) {
+        if (tcp_seen(e, t) < 0) return NULL;
+        Py_RETURN_NONE;
+    }
     p.index = e->frame_index;
     p.t = t;
     p.dropped = dropped;
@@ -2217,8 +2265,11 @@ static void Engine_dealloc(Engine *e) {
         }
     }
     free(e->table);
-    free(e->buf);
+    if (e->map) munmap(e->map, e->maplen);
+    else free(e->buf);
     free(e->pkt_changes.v);
+    free(e->started.v);
+    free(e->ended.v);
     Py_XDECREF(e->out_conns);
     Py_XDECREF(e->out_zeek);
     Py_XDECREF(e->out_packets);
@@ -2232,6 +2283,11 @@ static PyObject *Engine_feed(Engine *e, PyObject *args) {
     Py_buffer chunk;
     int final = 0;
     if (!PyArg_ParseTuple(args, "y*|p", &chunk, &final)) return NULL;
+    if (chunk.len && e->map) {
+        PyBuffer_Release(&chunk);
+        PyErr_SetString(EngineError, "feed() of bytes after feed_fd()");
+        return NULL;
+    }
     if (chunk.len) {
         if (e->bpos && e->bpos * 2 >= e->blen) {
             memmove(e->buf, e->buf + e->bpos, e->blen - e->bpos);
@@ -2253,6 +2309,45 @@ static PyObject *Engine_feed(Engine *e, PyObject *args) {
     return run(e, final);
 }
 
+/* The next 4 MiB of a regular file, mapped instead of read: read() copies
+   every byte out of the page cache (0.2 s of system time per GB here, paid by
+   each process of --jobs N); a window mapped with MAP_POPULATE costs a
+   quarter of that.  The window starts at the page of the first byte not yet
+   taken (a record cut by the last window is whole in this one) and the one
+   before is unmapped, so the mapping adds a window to the resident size, not
+   the file.  The size is read again each time (a file still being written
+   is read as far as it goes, as read() would).  1: not mappable (read it). */
+static int map_window(Engine *e, int fd, size_t want, PyObject **out) {
+    struct stat sb;
+    if (e->nomap || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) return 1;
+    i64 pos = e->consumed + (i64)e->bpos, end = e->consumed + (i64)e->blen, size = (i64)sb.st_size;
+    if (!e->map && (e->buf || lseek(fd, 0, SEEK_CUR) != 0)) return 1; /* already reading */
+    if (end >= size) {
+        *out = run(e, 1);
+        if (*out != Py_None) return 0;
+        Py_DECREF(*out);
+        *out = Py_BuildValue("(s)", "eof");
+        return 0;
+    }
+    i64 start = pos & ~(i64)(sysconf(_SC_PAGESIZE) - 1);
+    i64 nend = end + (i64)want < size ? end + (i64)want : size;
+    u8 *m = mmap(NULL, (size_t)(nend - start), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)start);
+    if (m == MAP_FAILED) {
+        if (e->map) { *out = PyErr_SetFromErrno(PyExc_OSError); return 0; }
+        e->nomap = 1;
+        return 1;
+    }
+    if (e->map) munmap(e->map, e->maplen);
+    e->map = e->buf = m;
+    e->maplen = (size_t)(nend - start);
+    e->consumed = start;
+    e->bpos = (size_t)(pos - start);
+    e->blen = e->maplen;
+    e->bytes_read += nend - end;
+    *out = run(e, 0);
+    return 0;
+}
+
 /* feed_fd(fd): read one chunk of the capture straight from a file descriptor
    (no copy through Python) and analyse it.  Returns what feed() returns, with
    None meaning "call again" and ("eof",) at the end of the file. */
@@ -2264,6 +2359,7 @@ static PyObject *Engine_feed_fd(Engine *e, PyObject *args) {
     if (r != Py_None) return r;
     Py_DECREF(r);
     if (e->format == 3) return Py_BuildValue("(s)", "eof");
+    if (!map_window(e, fd, 1 << 22, &r)) return r;
     if (e->bpos && e->bpos * 2 >= e->blen) {
         memmove(e->buf, e->buf + e->bpos, e->blen - e->bpos);
         e->consumed += (i64)e->bpos;
@@ -2364,6 +2460,21 @@ static PyObject *Engine_take(Engine *e, PyObject *noargs) {
     e->out_conns = PyList_New(0);
     e->out_zeek = PyList_New(0);
     e->out_packets = PyList_New(0);
+    return r;
+}
+
+/* numbering() -> (started, ended): the first frames (native int64s) of the
+   streams this shard started (in frame order) and of those whose records went
+   out, since the last call.  With --jobs N a shard's records carry a stream's
+   first frame as its number; the merge numbers every shard's streams in
+   first-frame order, as one process numbers them, and forgets ended ones. */
+static PyObject *Engine_numbering(Engine *e, PyObject *noargs) {
+    const char *none = ""; /* y# makes None of NULL */
+    PyObject *r = Py_BuildValue("(y#y#)", e->started.v ? (const char *)e->started.v : none,
+                                (Py_ssize_t)(e->started.n * sizeof(i64)),
+                                e->ended.v ? (const char *)e->ended.v : none, (Py_ssize_t)(e->ended.n * sizeof(i64)));
+    e->started.n = e->ended.n = 0;
+    (void)noargs;
     return r;
 }
 
@@ -2469,6 +2580,7 @@ static PyMethodDef Engine_methods[] = {
     {"take", (PyCFunction)Engine_take, METH_NOARGS, "take() -> (connections, zeek connections, packets) finished so far"},
     {"finish", (PyCFunction)Engine_finish, METH_NOARGS, "finish() -> take() after ending every connection"},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "counters"},
+    {"numbering", (PyCFunction)Engine_numbering, METH_NOARGS, "numbering() -> (started, ended): first frames (int64) since the last call"},
     {"set_time_base", (PyCFunction)Engine_set_time_base, METH_O, "set_time_base(ns): times relative to it"},
     {NULL, NULL, 0, NULL}};
 

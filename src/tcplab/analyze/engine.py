@@ -296,6 +296,11 @@ class Batch:
     zeek: list[tuple[Any, ...]]
     packets: list[tuple[Any, ...]]
     first_time: int = 0  # ns: the capture's first TCP packet (relative times start there)
+    # With a shard (k, n > 1): records number streams by their first frame, and
+    # this is (started, ended): the first frames (int64s, array('q')) of the
+    # streams the shard started and ended since the last batch, for the merge
+    # to number them as one process does (views.Numbering).
+    numbering: tuple[bytes, bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,9 +526,17 @@ def run(
 ) -> Iterator[Batch | ReadReport]:
     """Analyse ``source``: ``Batch``es as connections end, then the ``ReadReport``.
 
-    ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n
-    (every shard still reads the whole file: stream numbers are global)."""
+    ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n.
+    Every shard reads the whole file but skips other shards' packets right
+    after their headers; its records name a stream by its first frame
+    (``Batch.numbering`` says which started and ended)."""
     engine = Engine(options, shard).engine
+    sharded = shard[1] > 1
+
+    def batch(records: tuple[list[Any], list[Any], list[Any]]) -> Batch:
+        numbering = engine.numbering() if sharded else None
+        return Batch(*records, engine.stats()["first_time"], numbering)
+
     name = str(source)
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
@@ -544,7 +557,7 @@ def run(
                     done = int(engine.stats()["bytes_read"])
                     progress(done - before)
                     before = done
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield batch(engine.take())
                 if result is not None and result[0] == "eof":
                     break
         finally:
@@ -564,7 +577,7 @@ def run(
                     result = engine.feed(b"", final)
                 if progress is not None and chunk:
                     progress(len(chunk))
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield batch(engine.take())
                 if final:
                     break
         if sink.problems and handed:
@@ -579,9 +592,8 @@ def run(
                 f" handle after frame {stats['frame_index']}; stopping here"
             )
         else:
-            yield from _take_over(engine, slow, source, handed)
-    batch = engine.finish()
-    yield Batch(*batch, engine.stats()["first_time"])
+            yield from map(batch, _take_over(engine, slow, source, handed))
+    yield batch(engine.finish())
     report = slow.finish(extra)
     if sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
@@ -599,7 +611,7 @@ def run(
 
 def _take_over(
     engine: _engine.Engine, slow: _Fallback, source: str | Path, offset: int
-) -> Iterator[Batch]:
+) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
     """tcplab.capture reads on from ``offset`` (problems reported its way)."""
     with open_capture(source) as reader:
         n = 0
@@ -609,7 +621,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield Batch(*engine.take(), engine.stats()["first_time"])
+                yield engine.take()
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))

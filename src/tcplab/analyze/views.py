@@ -6,10 +6,14 @@ Theory of operation: a view has two halves.  ``render(batch)`` turns one
 aggregate) and runs where the engine runs; ``take(payload)`` writes or
 merges it and runs in the process that owns stdout.  With ``--jobs N`` each
 of N processes runs the engine on its shard of the flows (the unordered
-5-tuple's hash) and renders its batches; every shard reads the same chunks of
-the same file, so batch j of every shard covers the same stretch of the
-capture, and merging the j-th payloads by connection number (frame number
-for packets) gives the output of one process exactly.
+5-tuple's hash): it skips the other shards' packets right after their
+headers and renders its own batches, naming each stream by its first frame.
+Every shard reads the same chunks of the same file, so batch j of every
+shard covers the same stretch of the capture; the merge (``Numbering``)
+numbers the streams the j-th batches started in first-frame order, as one
+process numbers them, puts those numbers into the few places the text shows
+one (``renumber``), and merges the payloads by number (frame number for
+packets): the output of one process exactly.
 
 Memory is bounded by the batch: nothing is kept across batches except the
 overview's counters, its worst-connections heap and its first page of rows.
@@ -25,6 +29,7 @@ import os
 import pickle
 import sys
 import tempfile
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -121,8 +126,51 @@ class Spool:
 
 class View(Protocol):
     def render(self, batch: engine.Batch) -> Any: ...
+    def renumber(self, payload: Any, numbers: Numbering) -> Any: ...
     def take(self, payload: Any) -> None: ...
     def finish(self, report: ReadReport) -> None: ...
+
+
+class Numbering:
+    """Stream numbers for ``--jobs N``: a shard names a stream by its first
+    frame; the merge numbers the streams every shard started in a batch in
+    first-frame order after those of the batches before (Wireshark's
+    tcp.stream: order of first appearance), and forgets a stream once its
+    records went out, so it holds only the open ones."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.open: dict[int, int] = {}
+
+    def start(self, started: list[bytes]) -> None:
+        runs = [array("q", raw) for raw in started if raw]
+        for first in heapq.merge(*runs) if len(runs) > 1 else runs[0] if runs else ():
+            self.open[first] = self.next
+            self.next += 1
+
+    def end(self, ended: list[bytes]) -> None:
+        for raw in ended:
+            for first in array("q", raw):
+                del self.open[first]
+
+    def __getitem__(self, first: int) -> int:
+        return self.open[first]
+
+
+def renumber(text: str, at: str, old: int, new: int, spec: str = "") -> str:
+    """``text`` with the stream number ``old`` that follows the first ``at``
+    (formatted with ``spec``, as the renderer wrote it) replaced by ``new``."""
+    i = text.index(at) + len(at) if at else 0
+    return text[:i] + format(new, spec) + text[i + len(format(old, spec)) :]
+
+
+def _renumber_rows(rows: Keyed, numbers: Numbering, at: str, spec: str = "") -> Keyed:
+    """Rows keyed by a stream's first frame, keyed and shown by its number."""
+    out = []
+    for first, text in rows:
+        n = numbers[first]
+        out.append((n, renumber(text, at, first, n, spec)))
+    return out
 
 
 # -- connections as JSON lines ------------------------------------------------------
@@ -144,6 +192,9 @@ class JsonView:
                 rows.append((c.number, json.dumps(c.to_dict()) + "\n"))
         return rows
 
+    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
+        return _renumber_rows(payload, numbers, '{"connection": ')
+
     def take(self, payload: Keyed) -> None:
         self.spool.add(payload)
 
@@ -164,6 +215,9 @@ class SummaryJsonView(JsonView):
             if self.keep(c):
                 rows.append((c.number, json.dumps(summary_object(c)) + "\n"))
         return rows
+
+    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
+        return _renumber_rows(payload, numbers, '{"number": ')
 
 
 def summary_object(c: Connection) -> dict[str, object]:
@@ -209,6 +263,11 @@ class ConnLogView:
         rows = sorted(records, key=lambda z: (z.start, z.first_frame))
         return [((z.start, z.first_frame), conn_log_row(z)) for z in rows], first, last
 
+    def renumber(
+        self, payload: tuple[Keyed, float, float], numbers: Numbering
+    ) -> tuple[Keyed, float, float]:
+        return payload  # conn.log shows no stream numbers (its rows name first frames)
+
     def take(self, payload: tuple[Keyed, float, float]) -> None:
         rows, first, last = payload
         if not rows:
@@ -252,11 +311,20 @@ class PacketsView:
             if base is None:
                 base = 0.0 if self.absolute else batch.first_time / 1e9
                 self.base = base
+            # keyed by frame; the stream for the merge's renumber
             if self.as_json:
-                rows.append((p.index, json.dumps(packet_object(p, base)) + "\n"))
+                rows.append(((p.index, p.stream), json.dumps(packet_object(p, base)) + "\n"))
             else:
-                rows.append((p.index, packet_line(p, None, base) + "\n"))
+                rows.append(((p.index, p.stream), packet_line(p, None, base) + "\n"))
         return rows
+
+    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
+        at, spec = ('"connection": ', "") if self.as_json else (" conn ", "<4")
+        out = []
+        for (index, first), text in payload:
+            n = numbers[first]
+            out.append(((index, n), renumber(text, at, first, n, spec)))
+        return out
 
     def take(self, payload: Keyed) -> None:
         self.out.writelines(text for _, text in sorted(payload))
@@ -315,6 +383,17 @@ class Overview:
             heapq.heappush(self.rows, (-c.number, connection_row(c)))
         elif -c.number > self.rows[0][0]:
             heapq.heappushpop(self.rows, (-c.number, connection_row(c)))
+
+    def renumber(self, part: Overview, numbers: Numbering) -> Overview:
+        """Rows start with the connection's number (``connection_row``)."""
+        rows = _renumber_rows([(-k, row) for k, row in part.rows], numbers, "", ROW_NUMBER)
+        part.rows = [(-n, row) for n, row in rows]
+        worst = []
+        for score, k, row in part.worst:
+            n = numbers[-k]
+            worst.append((score, -n, renumber(row, "", -k, n, ROW_NUMBER)))
+        part.worst = worst
+        return part
 
     def take(self, part: Overview) -> None:
         self.connections += part.connections
@@ -378,11 +457,14 @@ class Overview:
         return None
 
 
+ROW_NUMBER = ">6"  # how a row starts: its connection's number
+
+
 def connection_row(c: Connection) -> str:
     """A connection in two lines that fit 80 columns (IPv4)."""
     closer = f" ({c.active_closer} first)" if c.active_closer and "both" in c.ending else ""
     zeek = f"{c.zeek_conn_state} {c.zeek_history}".strip()
-    head = f"{c.number:>6}  {c.client.label} -> {c.server.label}"
+    head = f"{c.number:{ROW_NUMBER}}  {c.client.label} -> {c.server.label}"
     anomalies = ", ".join(f"{k} {v}" for k, v in sorted(c.anomalies.items()))
     rtt = ""
     if c.rtt_syn_synack is not None:
@@ -433,6 +515,8 @@ def _payloads(
         for item in engine.run(source, options, progress=progress):
             yield item if isinstance(item, ReadReport) else view.render(item)
         return
+    # fork: the shards start with what this process has imported, and the
+    # view and options as they are (nothing is pickled on the way in).
     ctx = multiprocessing.get_context("fork")
     pipes = []
     procs = []
@@ -445,6 +529,7 @@ def _payloads(
         sender.close()
         pipes.append(receiver)
         procs.append(proc)
+    numbers = Numbering()
     try:
         while True:
             parts = [pipe.recv() for pipe in pipes]
@@ -456,7 +541,9 @@ def _payloads(
                 return
             if progress is not None:
                 progress(engine.CHUNK)
-            yield _merge(parts)
+            numbers.start([started for started, _, _ in parts])
+            yield _merge([view.renumber(payload, numbers) for _, _, payload in parts])
+            numbers.end([ended for _, ended, _ in parts])
     finally:
         for proc in procs:
             proc.join(timeout=5)
@@ -468,10 +555,15 @@ def _payloads(
 def _shard(
     source: str, options: engine.Options, view: View, shard: tuple[int, int], pipe: Any
 ) -> None:
-    """One of --jobs N: the engine on one shard of the flows, rendered."""
+    """One of --jobs N: the engine on one shard of the flows, rendered; each
+    batch goes out as (started, ended, payload) (``engine.Batch.numbering``)."""
     try:
         for item in engine.run(source, options, shard):
-            pipe.send(item if isinstance(item, ReadReport) else view.render(item))
+            if isinstance(item, ReadReport):
+                pipe.send(item)
+            else:
+                started, ended = item.numbering or (b"", b"")
+                pipe.send((started, ended, view.render(item)))
     except BaseException as exc:
         with contextlib.suppress(BrokenPipeError, OSError):
             pipe.send(exc if isinstance(exc, InputError | OSError) else RuntimeError(repr(exc)))
@@ -481,7 +573,7 @@ def _shard(
 
 
 def _merge(parts: list[Any]) -> Any:
-    """The j-th payloads of every shard as one."""
+    """The j-th payloads of every shard (renumbered) as one."""
     first = parts[0]
     if isinstance(first, Overview):
         for part in parts[1:]:
