@@ -38,9 +38,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.tcplab-installed
-# Rebuilt also when the engine's C source changed (pip builds it in place).
+# Rebuilt also when a C source changed (pip builds the extensions in place).
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-   || [ src/tcplab/analyze/_engine.c -nt "$stamp" ]; then
+   || [ src/tcplab/analyze/_engine.c -nt "$stamp" ] \
+   || [ src/tcplab/sockets/_diag.c -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,6 +324,53 @@ def test_gzip_truncated_midway(tmp_path: Path) -> None:
     assert lines[-1].startswith(f"tcplab: {path}: read {printed} packets ({printed} TCP), skipped ")
     with open_capture(path) as reader:
         assert len(list(reader)) == printed
+
+
+def _gzip_cut_offsets(cut: bytes) -> tuple[int, int, int]:
+    """Where the truncated record starts, its caplen, and where the decompressed
+    data ends: computed from the bytes, not from tcplab."""
+    data = zlib.decompressobj(wbits=31).decompress(cut)
+    lengths = [len(f) for f in FRAMES * 40]
+    offset, n = 24, 0
+    while offset + G + lengths[n] <= len(data):
+        offset += G + lengths[n]
+        n += 1
+    return offset, lengths[n], len(data)
+
+
+GZ_VIEWS = [
+    ("packets",),
+    ("analyze",),
+    ("analyze", "--json"),
+    ("analyze", "--conn-log"),
+    ("analyze", "--packets"),
+    ("analyze", "--summary"),
+    ("analyze", "--summary", "--json"),
+    ("analyze", "--ladder", "0"),
+    ("analyze", "--report", "{tmp}/r.html"),
+]
+
+
+@pytest.mark.parametrize("view", GZ_VIEWS, ids=" ".join)
+def test_a_truncated_gz_names_its_offsets_in_every_view(tmp_path: Path, view: tuple[str]) -> None:
+    """The decompressed offset where the record was cut and where the gzip data
+    ends, the same in every command (they once said ``offset 0``)."""
+    cut = _gzip_cut()
+    record, caplen, end = _gzip_cut_offsets(cut)
+    assert 24 < record < end < END * 40
+    path = tmp_path / "cut.pcap.gz"
+    path.write_bytes(cut)
+    args = [a.format(tmp=tmp_path) for a in view]
+    result = run_tcplab(*args, str(path))
+    assert result.code == 0, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("wrote ")]
+    assert lines[:2] == [
+        f"tcplab: {path}: offset {record}: record truncated: caplen {caplen} but only "
+        f"{end - record - G} bytes left in the file",
+        f"tcplab: {path}: offset {end}: gzip data ends before its end-of-stream marker "
+        "(truncated .gz file)",
+    ]
+    assert result.stdout or view[-1].endswith("r.html")
 
 
 def test_not_a_capture_raises_input_error(tmp_path: Path) -> None:

@@ -183,19 +183,22 @@ def test_pcapng_writer_reader_roundtrip(order: str, packets: list) -> None:  # t
     writer.add_interface(101, name="tun0")
     for time_ns, data, comment in packets:
         writer.write(time_ns, data, comment=comment)
-    reader = _reader_of(buf.getvalue())
-    got = [(r.time_ns, r.data, r.comment) for r in reader]
+    got, problems, skipped = _read_all(buf.getvalue())
     assert got == [(t, d, c) for t, d, c in packets]
-    assert reader.problems == [] and reader.skipped == 0
+    assert problems == [] and skipped == 0
 
 
-def _reader_of(data: bytes, tmp: Path | None = None):  # type: ignore[no-untyped-def]
+def _read_all(data: bytes) -> tuple[list[tuple[int, bytes, str | None]], list[object], int]:
+    """The records of ``data`` read back from a file (hypothesis examples cannot
+    share pytest's per-test tmp_path; the directory goes when the read is done)."""
     import tempfile
 
-    directory = tmp or Path(tempfile.mkdtemp())
-    path = directory / "x.cap"
-    path.write_bytes(data)
-    return open_capture(path)
+    with tempfile.TemporaryDirectory(prefix="tcplab-test-") as directory:
+        path = Path(directory) / "x.cap"
+        path.write_bytes(data)
+        with open_capture(path) as reader:
+            got = [(r.time_ns, r.data, r.comment) for r in reader]
+            return got, list(reader.problems), reader.skipped
 
 
 # -- writers -> tcplab reader and tshark ---------------------------------------------

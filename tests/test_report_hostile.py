@@ -61,7 +61,43 @@ def hostile_timeline() -> Timeline:
     return Timeline(EVIL, "lab", base.endpoints, events, {"scenario": "x"})
 
 
-def open_in_chromium(page: Path, profile: Path) -> tuple[dict[str, Any], list[Any]]:
+PAGE_FACTS = """JSON.stringify({
+  pwned: typeof window.__pwned === 'undefined' ? null : window.__pwned,
+  scripts: document.scripts.length,
+  images: document.images.length,
+  handlers: Array.from(document.querySelectorAll('*')).filter(
+    el => Array.from(el.attributes).some(a => a.name.startsWith('on'))).length,
+  bold: document.querySelectorAll('b[onmouseover]').length,
+  text: document.body.innerText,
+  title: document.title,
+  opened: (function () {
+    var arrow = document.querySelector('.ladder g.packet[data-index="3"]');
+    if (!arrow) { return null; }
+    arrow.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+    return document.getElementById('pkt-3').open;
+  })(),
+  details: (function () {
+    document.querySelectorAll('details').forEach(function (d) { d.open = true; });
+    return document.body.innerText;
+  })()
+})"""
+
+# A standalone SVG document: no body, its text is in <text> and <title>.
+SVG_FACTS = """JSON.stringify({
+  pwned: typeof window.__pwned === 'undefined' ? null : window.__pwned,
+  root: document.documentElement.localName,
+  scripts: document.querySelectorAll('script').length,
+  foreign: document.querySelectorAll('foreignObject, image, img, iframe').length,
+  handlers: Array.from(document.querySelectorAll('*')).filter(
+    el => Array.from(el.attributes).some(a => a.name.startsWith('on'))).length,
+  titles: Array.from(document.querySelectorAll('title')).map(t => t.textContent),
+  text: document.documentElement.textContent
+})"""
+
+
+def open_in_chromium(
+    page: Path, profile: Path, expression: str = PAGE_FACTS
+) -> tuple[dict[str, Any], list[Any]]:
     browser = Chromium(profile)
     try:
         target = browser.call("Target.createTarget", url="about:blank")["targetId"]
@@ -72,23 +108,7 @@ def open_in_chromium(page: Path, profile: Path) -> tuple[dict[str, Any], list[An
         browser.wait_for("Page.loadEventFired")
         browser.drain(0.5)
         found = browser.call(
-            "Runtime.evaluate", session, returnByValue=True,
-            expression="""JSON.stringify({
-              pwned: typeof window.__pwned === 'undefined' ? null : window.__pwned,
-              scripts: document.scripts.length,
-              images: document.images.length,
-              handlers: Array.from(document.querySelectorAll('*')).filter(
-                el => Array.from(el.attributes).some(a => a.name.startsWith('on'))).length,
-              bold: document.querySelectorAll('b[onmouseover]').length,
-              text: document.body.innerText,
-              title: document.title,
-              opened: (function () {
-                var arrow = document.querySelector('.ladder g.packet[data-index="3"]');
-                if (!arrow) { return null; }
-                arrow.dispatchEvent(new MouseEvent('click', {bubbles: true}));
-                return document.getElementById('pkt-3').open;
-              })()
-            })""",
+            "Runtime.evaluate", session, returnByValue=True, expression=expression
         )
         browser.drain(0.3)
     finally:
@@ -188,17 +208,38 @@ def hostile_capture(path: Path) -> None:
 
 @needs_chromium
 def test_a_hostile_capture_through_analyze_report(tmp_path: Path) -> None:
+    """The full path: a pcapng whose packet comments and TCP payload are hostile,
+    through ``tcplab analyze --report --svg``, opened in Chromium."""
     capture = tmp_path / "hostile.pcapng"
     hostile_capture(capture)
-    report = tmp_path / "analyze.html"
+    report, svg = tmp_path / "analyze.html", tmp_path / "analyze.svg"
     done = subprocess.run([sys.executable, "-m", "tcplab", "analyze", str(capture), "--report",
-                           str(report)], capture_output=True, text=True, timeout=120,
-                          check=False)  # fmt: skip
+                           str(report), "--svg", str(svg)], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     html = report.read_text(encoding="utf-8")
     assert EVIL not in html and html.count("<script") == 1
     dom, events = open_in_chromium(report, tmp_path / "profile")
     urls, problems = requests_and_problems(events)
     assert dom["pwned"] is None and dom["scripts"] == 1 and dom["handlers"] == 0
+    assert dom["images"] == 0 and dom["bold"] == 0
     assert all(url.startswith("file:") for url in urls), urls
     assert not problems, problems
+    # Every packet's comment is on its row, as text...
+    for i in range(8):
+        assert f"comment: comment {i} {EVIL}" in dom["text"], i
+    # ...and in its detail tree, with the payload's bytes in the hex dump.
+    assert dom["details"].count("Packet comments") == 8
+    assert "<script>window._" in dom["details"]  # the hex dump's text column
+    assert "Data: " + str(len(EVIL.encode())) + " bytes" in dom["details"]
+
+    image = svg.read_text(encoding="utf-8")
+    assert EVIL not in image and "<script" not in image
+    dom, events = open_in_chromium(svg, tmp_path / "profile-svg", SVG_FACTS)
+    urls, problems = requests_and_problems(events)
+    assert dom["root"] == "svg" and dom["pwned"] is None
+    assert dom["scripts"] == 0 and dom["foreign"] == 0 and dom["handlers"] == 0
+    assert all(url.startswith("file:") for url in urls), urls
+    assert not problems, problems
+    tips = [t for t in dom["titles"] if "comment: comment" in t]
+    assert len(tips) == 8 and all(f"comment: comment {i} {EVIL}" in tips[i] for i in range(8))

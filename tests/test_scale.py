@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_tcplab
+from conftest import SHARED, run_tcplab
 from tcplab.analyze.synth import write_capture
 
 pytestmark = [
@@ -583,13 +583,33 @@ def test_chain_check() -> None:
     assert reread == [RangeSpec(0, 0, 24, 200, True)] and len(got) == 1
 
 
-def test_segment_columns_carry_every_segment_field() -> None:
-    """A field added to the engine's Segment must travel between processes too."""
-    from tcplab.analyze.frames import Segment
-    from tcplab.scale.engine import segment_schema
+def test_rows_of_the_c_decoder_equal_the_python_decoder() -> None:
+    """The decode-only engine (C reader and decoder, tcplab.wire for the rest)
+    gives the rows, counts and problem lines the Python reader and decoder
+    give, on every capture of the suite's data and the peer traces."""
+    import numpy as np
 
-    columns = set(segment_schema().names)
-    derived = {"index": "frame", "time": "time_ns", "raw": None, "options": "mss"}
-    for name in Segment._fields:
-        column = derived.get(name, name)
-        assert column is None or column in columns, name
+    from tcplab.analyze.frames import ReadReport, read_segments
+    from tcplab.scale.columns import ROW, empty_rows, file_rows, segment_rows
+    from tcplab.scale.engine import EngineOptions
+
+    here = Path(__file__).parent
+    files = sorted(here.glob("data/*.pcap*")) + sorted((SHARED / "peer-traces").rglob("*.pcap*"))
+    assert len(files) > 20
+    fields = [name for name in ROW.names if not name.startswith("_pad")]
+    packets = 0
+    for path in files:
+        fast, slow = ReadReport(), ReadReport()
+        got = np.concatenate([empty_rows(), *file_rows(0, str(path), EngineOptions(), fast)])
+        want = segment_rows(read_segments(path, slow), EngineOptions())
+        assert len(got) == len(want), path
+        for name in fields:
+            assert (got[name] == want[name]).all(), (path, name)
+        assert (fast.frames, fast.tcp, fast.not_tcp, fast.problems) == (
+            slow.frames,
+            slow.tcp,
+            slow.not_tcp,
+            slow.problems,
+        ), path
+        packets += len(got)
+    assert packets > 1000

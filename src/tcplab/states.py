@@ -24,6 +24,12 @@ class State(Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Members are singletons compared by identity, so they hash by identity
+    # too, in C: Enum's own __hash__ is a Python call (hash of the name, which
+    # is no more stable across runs), and a 20,000-socket table is counted,
+    # filtered and sorted by State (``tcplab sockets``, issue 15).
+    __hash__ = object.__hash__
+
     def __str__(self) -> str:
         return self.value
 

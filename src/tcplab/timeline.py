@@ -111,6 +111,9 @@ class Packet:
     win_shift: int | None = None
     # When the receiver got it, if the wire held or delayed it (None: at ``time``).
     delivered: float | None = None
+    # The capture's packet comment (pcapng opt_comment), text from the file:
+    # renderers show it escaped, never as markup.
+    comment: str | None = None
 
     @property
     def arrival(self) -> float:

@@ -31,6 +31,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,6 +349,13 @@ typedef struct {
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
     int error;
+    /* decode-only (tcplab.scale.columns): packets collected as Pkt columns, not analysed */
+    int collect;
+    Pkt *cols;
+    size_t ncols, capcols;
+    i64 range_end;  /* a record (block) starting at or past it ends the range (-1: none) */
+    i64 head_end;   /* SHB/IDB blocks before it are the carried head */
+    i64 section_at; /* the first SHB/IDB past the head (-1: none) */
 } Engine;
 
 static PyObject *EngineError;
@@ -2047,6 +2055,29 @@ static int marked_dropped(Engine *e, const u8 *opt, size_t n) {
     return 0;
 }
 
+/* Decode-only: keep the decoded packet as a row of the columns (tcplab.scale.columns). */
+static PyObject *collect_pkt(Engine *e, const Pkt *p) {
+    if (e->ncols == e->capcols) {
+        size_t cap = e->capcols ? e->capcols * 2 : 4096;
+        Pkt *v = realloc(e->cols, sizeof(Pkt) * cap);
+        if (!v) return PyErr_NoMemory();
+        e->cols = v; e->capcols = cap;
+    }
+    Pkt *row = &e->cols[e->ncols++];
+    *row = *p;
+    if (!row->has_ts) row->ts_val = row->ts_ecr = 0;
+    for (int i = 2 * row->nsack; i < 8; i++) row->sack[i] = 0;
+    if (!e->tcp) e->first_t = p->t;
+    e->tcp++;
+    Py_RETURN_NONE;
+}
+
+/* A byte range's end (tcplab.scale.ranges): the record at ``off`` belongs to the next range. */
+static PyObject *range_stop(Engine *e, i64 off) {
+    e->format = 3;
+    return Py_BuildValue("(sL)", "stop", (long long)off);
+}
+
 /* One frame: decoded here and analysed, or handed back.  Returns a new
    reference to the hand-back tuple, Py_None (done), or NULL (error). */
 static PyObject *frame(Engine *e, i64 t, u32 linktype, const u8 *data, size_t n, i64 data_offset, int dropped) {
@@ -2062,6 +2093,7 @@ static PyObject *frame(Engine *e, i64 t, u32 linktype, const u8 *data, size_t n,
     p.index = e->frame_index;
     p.t = t;
     p.dropped = dropped;
+    if (e->collect) return collect_pkt(e, &p);
     if (process_packet(e, &p) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -2099,6 +2131,7 @@ static PyObject *run(Engine *e, int final) {
             continue;
         }
         if (e->format == 1) {
+            if (e->range_end >= 0 && off >= e->range_end && avail) return range_stop(e, off);
             if (avail < 16) {
                 if (final) { if (avail) return takeover(e, off); Py_RETURN_NONE; }
                 Py_RETURN_NONE;
@@ -2118,6 +2151,7 @@ static PyObject *run(Engine *e, int final) {
             continue;
         }
         /* pcapng (draft-ietf-opsawg-pcapng) */
+        if (e->range_end >= 0 && off >= e->range_end && avail) return range_stop(e, off);
         if (avail < 12) {
             if (final) { if (avail) return takeover(e, off); Py_RETURN_NONE; }
             Py_RETURN_NONE;
@@ -2137,6 +2171,8 @@ static PyObject *run(Engine *e, int final) {
             Py_RETURN_NONE;
         }
         if (rd32o(b + total - 4, e->le) != total) return takeover(e, off);
+        if ((type == 0x0A0D0D0Au || type == 1) && e->collect && off >= e->head_end && e->section_at < 0)
+            e->section_at = off;
         if (type == 0x0A0D0D0Au) {
             if (total < 28 || rd16o(b + 12, e->le) != 1) return takeover(e, off);
             /* Options that run past the block: tcplab.capture stops there and says
@@ -2240,6 +2276,7 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     e->nshards = shards;
     e->evict = evict_;
     e->stop_offset = -1;
+    e->range_end = e->section_at = -1;
     e->out_conns = PyList_New(0);
     e->out_zeek = PyList_New(0);
     e->out_packets = PyList_New(0);
@@ -2267,6 +2304,7 @@ static void Engine_dealloc(Engine *e) {
     free(e->table);
     if (e->map) munmap(e->map, e->maplen);
     else free(e->buf);
+    free(e->cols);
     free(e->pkt_changes.v);
     free(e->started.v);
     free(e->ended.v);
@@ -2438,6 +2476,7 @@ static PyObject *Engine_packet(Engine *e, PyObject *args) {
     g_base = e->base;
     Pkt p;
     if (parse_pkt(args, &p) < 0) return NULL;
+    if (e->collect) return collect_pkt(e, &p);
     if (process_packet(e, &p) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -2572,7 +2611,96 @@ static PyObject *dump_table(PyObject *self, PyObject *noargs) {
     return Py_BuildValue("(NN)", edges, rst);
 }
 
+/* ------------------------------------------------------------------ */
+/* Columns (issue 12, tcplab.scale.columns): decode-only, and the batch feed */
+
+/* decode_only(range_end=-1, base_offset=0, head_end=0): from now on decoded packets
+   are collected as rows of Pkt (``columns()``) instead of analysed; frames the
+   fast decoder hands back come in through ``packet`` as before.  A byte range
+   (tcplab.scale.ranges) gives the file offset of the first byte it feeds
+   (``base_offset``: the carried head sits just before the range's first
+   record), where the range ends, and where its carried head ends. */
+static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
+    long long range_end = -1, base = 0, head_end = 0;
+    if (!PyArg_ParseTuple(args, "|LLL", &range_end, &base, &head_end)) return NULL;
+    if (e->tcp || e->blen) { PyErr_SetString(EngineError, "decode_only() before the first byte"); return NULL; }
+    e->collect = 1;
+    e->range_end = range_end;
+    e->consumed = base;
+    e->head_end = head_end;
+    e->section_at = -1;
+    Py_RETURN_NONE;
+}
+
+/* columns() -> (bytes of the rows collected since the last call, first SHB/IDB past the head or -1) */
+static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
+    PyObject *b = PyBytes_FromStringAndSize((const char *)e->cols, (Py_ssize_t)(e->ncols * sizeof(Pkt)));
+    if (!b) return NULL;
+    e->ncols = 0;
+    return Py_BuildValue("(NL)", b, (long long)e->section_at);
+}
+
+/* feed_columns(rows): the batch feed, rows of Pkt (as columns() returns them,
+   each row's index the frame number to report), in capture order. */
+static PyObject *Engine_feed_columns(Engine *e, PyObject *args) {
+    g_base = e->base;
+    Py_buffer rows;
+    if (!PyArg_ParseTuple(args, "y*", &rows)) return NULL;
+    if (e->collect || rows.len % (Py_ssize_t)sizeof(Pkt)) {
+        PyBuffer_Release(&rows);
+        PyErr_SetString(EngineError, "feed_columns: rows of the engine's packet layout, to an analysing engine");
+        return NULL;
+    }
+    size_t n = (size_t)rows.len / sizeof(Pkt);
+    const Pkt *v = rows.buf;
+    for (size_t i = 0; i < n; i++) {
+        Pkt p = v[i];
+        if (p.nsack < 0 || p.nsack > 4 || (p.ver != 4 && p.ver != 6)) {
+            PyBuffer_Release(&rows);
+            PyErr_Format(EngineError, "feed_columns: row %zu is not a decoded packet", i);
+            return NULL;
+        }
+        if (process_packet(e, &p) < 0) { PyBuffer_Release(&rows); return NULL; }
+    }
+    e->frames += (i64)n;
+    PyBuffer_Release(&rows);
+    Py_RETURN_NONE;
+}
+
+/* packet_layout() -> (row size, [(name, offset, numpy type code, count)]): Pkt as a NumPy dtype */
+static PyObject *packet_layout(PyObject *self, PyObject *noargs) {
+#define F(name, code, count) Py_BuildValue("(snsi)", #name, (Py_ssize_t)offsetof(Pkt, name), code, count)
+    PyObject *fields = Py_BuildValue(
+        "[NNNNNNNNNNNNNNNNNNNNNNNNNNN]", F(index, "i8", 1), F(t, "i8", 1), F(ver, "i4", 1), F(src, "u1", 16),
+        F(dst, "u1", 16), F(sport, "u2", 1), F(dport, "u2", 1), F(seq, "u4", 1), F(ack, "u4", 1),
+        F(flags, "i4", 1), F(window, "i4", 1), F(length, "i8", 1), F(wire_length, "i8", 1),
+        F(captured, "i8", 1), F(ip_len, "i8", 1), F(checksum_ok, "i4", 1), F(ip_checksum_ok, "i4", 1),
+        F(mss, "i4", 1), F(wscale, "i4", 1), F(sack_perm, "i4", 1), F(has_ts, "i4", 1), F(ts_val, "u4", 1),
+        F(ts_ecr, "u4", 1), F(nsack, "i4", 1), F(sack, "u4", 8), F(has_options, "i4", 1), F(dropped, "i4", 1));
+#undef F
+    if (!fields) return NULL;
+    return Py_BuildValue("(nN)", (Py_ssize_t)sizeof(Pkt), fields);
+}
+
+/* flow_hashes(rows) -> bytes of one u64 per row: the hash of its unordered
+   5-tuple (flow_hash, the hash --jobs shards by), for flow-hash partitions. */
+static PyObject *flow_hashes(PyObject *self, PyObject *args) {
+    Py_buffer rows;
+    if (!PyArg_ParseTuple(args, "y*", &rows)) return NULL;
+    size_t n = (size_t)rows.len / sizeof(Pkt);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(u64)));
+    if (!out) { PyBuffer_Release(&rows); return NULL; }
+    u64 *h = (u64 *)PyBytes_AS_STRING(out);
+    const Pkt *v = rows.buf;
+    for (size_t i = 0; i < n; i++) h[i] = flow_hash(&v[i]);
+    PyBuffer_Release(&rows);
+    return out;
+}
+
 static PyMethodDef Engine_methods[] = {
+    {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0): collect packets as columns"},
+    {"columns", (PyCFunction)Engine_columns, METH_NOARGS, "columns() -> (rows, section_at)"},
+    {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows): the batch feed"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
     {"feed_fd", (PyCFunction)Engine_feed_fd, METH_VARARGS, "feed_fd(fd): read the capture from fd; as feed()"},
     {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},
@@ -2599,6 +2727,8 @@ static PyMethodDef module_methods[] = {
     {"load_table", load_table, METH_VARARGS, "load the model's transition table"},
     {"table", dump_table, METH_NOARGS, "the table the engine runs on"},
     {"flow_hash", Engine_hash, METH_VARARGS, "flow_hash(ver, src, sport, dst, dport): the shard hash"},
+    {"packet_layout", packet_layout, METH_NOARGS, "packet_layout() -> (row size, fields)"},
+    {"flow_hashes", flow_hashes, METH_VARARGS, "flow_hashes(rows) -> u64 per row"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_engine", "tcplab's analysis engine", -1, module_methods};

@@ -580,10 +580,6 @@ def run(
                 yield batch(engine.take())
                 if final:
                     break
-        if sink.problems and handed:
-            # The stream itself ended early (gzip) after a capture header: nothing
-            # to read on.  (At offset 0, tcplab.capture says what the file is.)
-            handed = None
     if handed is not None:
         if name == "-":
             stats = engine.stats()

@@ -27,7 +27,7 @@ that is not a capture at all raises ``InputError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -255,3 +255,35 @@ def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterato
                 report.problem(problem.line(name))
             if reader.problems_dropped:
                 report.problem(f"{path}: {reader.problems_dropped} more problems not listed")
+
+
+def frame_details(
+    path: str | Path, frames: Collection[int]
+) -> dict[int, tuple[bytes, str | None]]:
+    """The IP datagram and the packet comment (pcapng ``opt_comment``, §3.5)
+    of each of ``frames`` (frame numbers), read again from ``path``.
+
+    The engine keeps neither (a view of one connection asks for them, the
+    analysis never does), so the report reads them back here, up to the last
+    frame asked for.  The first pass already said what was wrong with the
+    file: problems are not repeated."""
+    wanted = set(frames)
+    out: dict[int, tuple[bytes, str | None]] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    with open_capture(path) as reader:
+        records = TcpRecords(None, strict_checksum=True)
+        for record in reader:
+            if record.index > last:
+                break
+            if record.index not in wanted:
+                continue
+            # Only this frame is decoded: a datagram reassembled from fragments
+            # (its earlier fragments not asked for) keeps its comment, not its bytes.
+            got = records.decode(record)
+            raw = b""
+            if got is not None and got[0] is record:
+                raw = segment_of(record.index, record.time_ns, record.data, got[1]).raw
+            out[record.index] = (raw, record.comment)
+    return out

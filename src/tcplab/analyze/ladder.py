@@ -8,7 +8,7 @@ timeline someone else produced (the lab's) is ``tcplab.model.timeline_infer``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tcplab.analyze.core import CLIENT, SERVER, Connection, PacketRecord, ambiguity
 from tcplab.analyze.infer import InferredLike
@@ -17,8 +17,15 @@ from tcplab.states import State
 from tcplab.timeline import EndpointInfo, Note, Packet, Source, StateChange, Timeline
 
 
-def timeline_for(packets: Sequence[PacketRecord], connection: Connection) -> Timeline:
-    """One connection as a Timeline with inferred state changes (Source.INFERRED)."""
+def timeline_for(
+    packets: Sequence[PacketRecord],
+    connection: Connection,
+    details: Mapping[int, tuple[bytes, str | None]] | None = None,
+) -> Timeline:
+    """One connection as a Timeline with inferred state changes (Source.INFERRED).
+
+    ``details``: per frame number, the IP datagram and the packet comment
+    (``tcplab.analyze.frames.frame_details``), for the views that show them."""
     client, server = connection.client, connection.server
     timeline = Timeline(
         title=f"connection {connection.number}: {client.label} -> {server.label}",
@@ -42,6 +49,7 @@ def timeline_for(packets: Sequence[PacketRecord], connection: Connection) -> Tim
     for p in packets:
         receiver = SERVER if p.sender == CLIENT else CLIENT
         annotations = tuple(sorted(p.analysis))
+        raw, comment = details.get(p.index, (p.raw, None)) if details else (p.raw, None)
         timeline.add(
             Packet(
                 time=p.time,
@@ -61,7 +69,8 @@ def timeline_for(packets: Sequence[PacketRecord], connection: Connection) -> Tim
                 rel_ack=p.rel_ack,
                 dropped=p.dropped_by_wire,
                 annotations=annotations,
-                raw=p.raw,
+                raw=raw,
+                comment=comment,
             )
         )
         for who, change, when in p.changes:

@@ -457,28 +457,42 @@ class Overview:
         return None
 
 
-ROW_NUMBER = ">6"  # how a row starts: its connection's number
+ROW_WIDTH = 80  # every row line fits a terminal of 80 columns
+ROW_INDENT = " " * 8  # continuation lines start under the client address
 
 
 def connection_row(c: Connection) -> str:
-    """A connection in two lines that fit 80 columns (IPv4)."""
+    """A connection in lines that fit 80 columns, IPv4 or IPv6.
+
+    Addresses are written whole, as ``ss`` writes them (``[2001:db8::1]:443``,
+    RFC 3986 §3.2.2 brackets); a line breaks only between fields, so a long
+    IPv6 pair puts ``-> server`` on a line of its own, never a cut address."""
     closer = f" ({c.active_closer} first)" if c.active_closer and "both" in c.ending else ""
     zeek = f"{c.zeek_conn_state} {c.zeek_history}".strip()
-    head = f"{c.number:{ROW_NUMBER}}  {c.client.label} -> {c.server.label}"
-    anomalies = ", ".join(f"{k} {v}" for k, v in sorted(c.anomalies.items()))
-    rtt = ""
-    if c.rtt_syn_synack is not None:
-        rtt = f"  rtt {c.rtt_syn_synack * 1000:.3f} ms"
+    rtt = f"rtt {c.rtt_syn_synack * 1000:.3f} ms" if c.rtt_syn_synack is not None else ""
     states = f"{_state(c.client.final_state)}/{_state(c.server.final_state)}"
-    line1 = f"{head}  {c.ending}{closer}"
-    line2 = (
-        f"{'':8}{c.duration:.3f} s  {c.client.packets}/{c.server.packets} pkts"
-        f"{rtt}  {states}  {zeek}"
+    lines = _pack(
+        [f"{c.number:>6}  {c.client.label}", f"-> {c.server.label}", f" {c.ending}{closer}"], " "
     )
-    lines = [line1, line2]
+    counts = [f"{c.duration:.3f} s", f"{c.client.packets}/{c.server.packets} pkts", rtt]
+    lines += _pack([ROW_INDENT + counts[0], *(x for x in [*counts[1:], states, zeek] if x)], "  ")
+    anomalies = [f"{k} {v}" for k, v in sorted(c.anomalies.items())]
     if anomalies:
-        lines.append(f"{'':8}{anomalies}")
+        anomalies[:-1] = [a + "," for a in anomalies[:-1]]
+        lines += _pack([ROW_INDENT + anomalies[0], *anomalies[1:]], " ")
     return "\n".join(lines)
+
+
+def _pack(parts: list[str], sep: str) -> list[str]:
+    """``parts`` joined by ``sep`` into lines of at most ROW_WIDTH columns,
+    breaking only between parts; a continuation line starts at ROW_INDENT."""
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + len(sep) + len(part) <= ROW_WIDTH:
+            lines[-1] += sep + part
+        else:
+            lines.append(ROW_INDENT + part.lstrip())
+    return lines
 
 
 def _state(s: object) -> str:

@@ -67,6 +67,7 @@ class ChunkSource:
 
     __slots__ = (
         "_compressed",
+        "_end",
         "_eof",
         "_pending_error",
         "_problems",
@@ -98,6 +99,11 @@ class ChunkSource:
         self.buf = initial
         self.pos = 0
         self.offset = 0
+        # The stream offset just past the last byte read from it: where a
+        # damaged .gz ends.  Counted here, not from ``offset`` and ``buf``, because
+        # a caller may take chunks through _read_more itself (the analysis
+        # engine does) and ``ensure`` gathers several reads before ``buf`` is set.
+        self._end = len(initial)
 
     def _read_more(self, want: int) -> bytes:
         if self._eof:
@@ -110,7 +116,7 @@ class ChunkSource:
             # gzip: "Compressed file ended before the end-of-stream marker was reached"
             self._eof = True
             self._problems.add(
-                self.offset + len(self.buf) - self.pos,
+                self._end,
                 "gzip data ends before its end-of-stream marker (truncated .gz file)",
                 skipped=0,
             )
@@ -119,11 +125,12 @@ class ChunkSource:
             # gzip.BadGzipFile is an OSError; a corrupt deflate stream is zlib.error.
             self._eof = True
             self._problems.add(
-                self.offset + len(self.buf) - self.pos,
+                self._end,
                 f"gzip data is corrupt ({exc}); stopping here",
                 skipped=0,
             )
             return b""
+        self._end += len(data)
         if not data:
             self._eof = True
         elif self._compressed is not None:
@@ -131,7 +138,7 @@ class ChunkSource:
             if self._produced > BOMB_MIN and self._produced > BOMB_RATIO * self._compressed():
                 self._eof = True
                 self._problems.add(
-                    self.offset + len(self.buf) - self.pos,
+                    self._end,
                     f"gzip data expands more than {BOMB_RATIO}x ({self._produced} bytes from "
                     f"{self._compressed()}): a decompression bomb, not a capture; stopping here",
                     skipped=0,

@@ -23,7 +23,7 @@ from tcplab.errors import InputError
 from tcplab.render.export import report_options
 
 if TYPE_CHECKING:  # the fast summary must not pay for importing the detailed engine
-    from tcplab.analyze.core import Analysis, Connection
+    from tcplab.analyze.core import Analysis, Connection, PacketRecord
     from tcplab.analyze.zeek import ZeekView
     from tcplab.scale.captureset import CaptureSet
 
@@ -255,7 +255,8 @@ def command(
         if not (as_json or per_packet or conn_log or ladder is not None or views):
             return
     if views:
-        _write_views(analysis, ladder if ladder is not None else conn, report, mermaid, svg_out)
+        number = ladder if ladder is not None else conn
+        _write_views(analysis, capture, number, report, mermaid, svg_out)
         if ladder is None and not (as_json or per_packet or conn_log):
             return
     if ladder is not None:
@@ -310,6 +311,7 @@ def command(
 
 def _write_views(
     analysis: Analysis,
+    capture: CaptureSet,
     number: int | None,
     report: str | None,
     mermaid: str | None,
@@ -329,9 +331,31 @@ def _write_views(
     if not chosen:
         raise InputError(f"no connection {number} (there are {len(analysis.connections)})")
     packets = [p for p in analysis.packets if p.stream == number]
-    timeline = timeline_for(packets, chosen[0])
+    timeline = timeline_for(packets, chosen[0], _frame_details(capture, packets))
     for path in write_views(timeline, report=report, mermaid=mermaid, svg=svg_out):
         click.echo(f"wrote {path}", err=True)
+
+
+def _frame_details(
+    capture: CaptureSet, packets: Sequence[PacketRecord]
+) -> dict[int, tuple[bytes, str | None]]:
+    """The packets' IP datagrams and comments, read again from their files
+    (standard input cannot be read twice: its packets go without)."""
+    from tcplab.analyze.frames import frame_details
+    from tcplab.scale.captureset import decode_frame, encode_frame, is_url
+
+    by_file: dict[int, list[int]] = {}
+    for p in packets:
+        file_id, frame = decode_frame(p.index)
+        by_file.setdefault(file_id, []).append(frame)
+    out: dict[int, tuple[bytes, str | None]] = {}
+    for file_id, frames in by_file.items():
+        name = capture.files[file_id]
+        if name == "-" or is_url(name):
+            continue
+        for frame, got in frame_details(name, frames).items():
+            out[encode_frame(file_id, frame)] = got
+    return out
 
 
 def _stream(

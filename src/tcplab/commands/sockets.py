@@ -8,6 +8,7 @@ LISTEN, TIME-WAIT or SYN-RECV); diagnoses always look at the whole table.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -267,6 +268,9 @@ def command(
             raise click.UsageError("--watch and --json do not go together")
         _watch(netns, keep, limits, lang, interval, owners=not no_processes)
         return
+    # One snapshot, written out, and the process ends: the cyclic collector
+    # would only re-scan its 20,000 rows (acyclic tuples) again and again.
+    gc.disable()
     snap = take_snapshot(netns, owners=not no_processes)
     diagnoses = diagnose_filtered(snap, keep, None, limits)
     if as_json:

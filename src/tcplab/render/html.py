@@ -279,6 +279,12 @@ def _packets_section(timeline: Timeline, t0: float) -> str:
             notes.insert(0, "✗ dropped by the wire")
         notes += list(packet.annotations)
         tree = _decoded_tree(packet) or _fields_tree(packet)
+        if packet.comment:
+            # Wireshark's detail pane starts with the packet's comments; the
+            # row says it too.  Text from the capture: escaped like all text.
+            lines = packet.comment.splitlines() or [packet.comment]
+            notes.append("comment: " + " ⏎ ".join(lines))
+            tree = (_Node("Packet comments", tuple(_Node(ln) for ln in lines)), *tree)
         css = ' class="dropped"' if packet.dropped else ""
         rows.append(
             f'<details id="pkt-{index}" data-index="{index}"{css}><summary>'

@@ -187,6 +187,8 @@ def packet_tooltip(packet: Packet) -> str:
     if packet.dropped:
         lines.append("dropped by the wire")
     lines += list(packet.annotations)
+    if packet.comment:
+        lines += ["comment: " + line for line in packet.comment.splitlines()]
     return "\n".join(lines)
 
 

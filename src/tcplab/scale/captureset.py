@@ -20,17 +20,17 @@ files by name), and every packet gets
   still give exactly the single-process result.
 
 A file that is not a capture, or that breaks off, is reported as one line
-(``FILE: offset N: problem``) and the rest of the set is analysed.
+(``FILE: offset N: problem``) and the rest of the set is analysed.  The
+merge itself (every file through the engine's C reader, a k-way merge of
+their rows by key) is ``tcplab.scale.columns.merged_rows``.
 """
 
 from __future__ import annotations
 
-import heapq
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tcplab.analyze.frames import ReadReport, Segment, read_segments
 from tcplab.errors import InputError
 
 FRAME_BITS = 32
@@ -101,46 +101,6 @@ def resolve(inputs: Sequence[str], problems: list[str]) -> CaptureSet:
     if len(files) > 1 << 16:
         raise InputError(f"{len(files)} files: a capture set holds at most 65536")
     return CaptureSet(tuple(files))
-
-
-def _keyed(
-    file_id: int, path: str, report: ReadReport, unreadable: list[str]
-) -> Iterator[tuple[OrderKey, Segment]]:
-    """One file's segments with their order keys; a file that cannot be
-    opened at all is one line in ``unreadable`` and no segments."""
-    latest = -(1 << 63)
-    try:
-        if is_url(path):
-            from tcplab.scale.ranges import url_segments
-
-            segments = url_segments(file_id, path, report)
-        else:
-            segments = read_segments(path, report)
-        for seg in segments:
-            latest = max(latest, seg.time_ns)
-            if file_id:
-                seg = seg._replace(index=encode_frame(file_id, seg.index))
-            yield (latest, file_id, seg.index & FRAME_MASK), seg
-    except InputError as exc:
-        unreadable.append(str(exc))
-
-
-def merged_segments(
-    capture: CaptureSet,
-    report: ReadReport,
-    unreadable: list[str],
-    progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[OrderKey, Segment]]:
-    """Every TCP segment of the set in order-key order (see the module doc).
-    Files that are not captures at all go to ``unreadable``, one line each."""
-    streams = [_keyed(i, path, report, unreadable) for i, path in enumerate(capture.files)]
-    merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda ks: ks[0])
-    if progress is None:
-        yield from merged
-        return
-    for item in merged:
-        progress(len(item[1].raw) + 16)
-        yield item
 
 
 def total_bytes(capture: CaptureSet) -> int:

@@ -38,11 +38,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.errors import InputError
-from tcplab.scale.captureset import OrderKey, encode_frame, resolve
-from tcplab.scale.engine import Batch, EngineOptions, analyze_ordered, iter_segments
+from tcplab.scale.captureset import FRAME_BITS, FRAME_MASK, OrderKey, resolve
+from tcplab.scale.engine import Batch, EngineOptions, analyze_rows
 from tcplab.scale.ranges import (
     WHOLE_FILE,
     FileLayout,
@@ -54,7 +56,7 @@ from tcplab.scale.ranges import (
 )
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from numpy.typing import NDArray
 
 RANGE_BYTES = 64 << 20  # bytes of capture per read task
 PARTITION_BYTES = 256 << 20  # bytes of capture per flow-hash partition (about)
@@ -81,7 +83,7 @@ class Result:
     partitions: int = 0
     packets: int = 0
     read_seconds: float = 0.0  # stage 1, CPU seconds summed over tasks
-    shuffle_bytes: int = 0  # Arrow bytes stage 1 hands to stage 2
+    shuffle_bytes: int = 0  # bytes of rows stage 1 hands to stage 2
     partition_seconds: list[float] = field(default_factory=list)  # stage 2 CPU s, per partition
     worker_peak_rss: int = 0  # the largest worker's peak RSS after stage 2
     worker_cpu: dict[int, float] = field(default_factory=dict)  # worker pid -> CPU seconds
@@ -91,40 +93,48 @@ class Result:
 
 
 def analyse_partition(
-    tables: list[pa.Table],
+    pieces: list[tuple[int, int, NDArray[Any], NDArray[np.int64]]],
     frame_base: dict[tuple[int, int], int],
     carry_latest: dict[tuple[int, int], int],
     options: EngineOptions,
 ) -> Partition:
-    """Stage 2: one flow-hash partition, ordered by key, through the engine."""
-    import numpy as np
-    import pyarrow as pa
+    """Stage 2: one flow-hash partition, ordered by key, through the engine.
 
+    ``pieces`` are ``(file, range, rows, latest)`` of every range.  The rows
+    get their global frames and order keys with NumPy, are sorted by key and
+    go into the engine a batch at a time (``tcplab.scale.columns.analyse``);
+    connections leave the engine as they end, so its state is the
+    partition's open connections."""
     started = time.process_time()
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        batch = analyze_ordered(iter(()), options, track_keys=True)
+    rows_of: list[NDArray[Any]] = []
+    keys_of: list[NDArray[np.int64]] = []
+    files_of: list[NDArray[np.int64]] = []
+    for file_id, range_id, rows, latest in pieces:
+        if not len(rows):
+            continue
+        rows = rows.copy()
+        rows["index"] += frame_base[(file_id, range_id)] + (file_id << FRAME_BITS)
+        rows_of.append(rows)
+        keys_of.append(np.maximum(latest, carry_latest[(file_id, range_id)]))
+        files_of.append(np.full(len(rows), file_id, np.int64))
+    if not rows_of:
+        batch = analyze_rows((), options, key_of=lambda frames: [])
         return Partition(batch, 0, time.process_time() - started, peak_rss(), os.getpid())
-    table = pa.concat_tables(tables)
-    files = table.column("file").to_numpy().astype(np.int64)
-    ranges = table.column("range").to_numpy().astype(np.int64)
-    local = table.column("frame").to_numpy().astype(np.int64)
-    latest = table.column("latest").to_numpy()
-    base = np.array([frame_base[(int(f), int(r))] for f, r in zip(files, ranges, strict=True)])
-    carry = np.array([carry_latest[(int(f), int(r))] for f, r in zip(files, ranges, strict=True)])
-    frames = local + base if len(base) else local
-    keys = np.maximum(latest, carry) if len(carry) else latest
-    order = np.lexsort((frames, files, keys))
-    table = table.take(pa.array(order))
-    files, frames, keys = files[order], frames[order], keys[order]
-    index = [encode_frame(int(f), int(n)) for f, n in zip(files, frames, strict=True)]
-    segments = iter_segments(table, index)
-    items = (
-        ((int(k), int(f), int(n)), seg)
-        for k, f, n, seg in zip(keys, files, frames, segments, strict=True)
-    )
-    batch = analyze_ordered(items, options, track_keys=True)
-    return Partition(batch, table.num_rows, time.process_time() - started, peak_rss(), os.getpid())
+    rows = np.concatenate(rows_of)
+    keys = np.concatenate(keys_of)
+    files = np.concatenate(files_of)
+    del rows_of, keys_of, files_of
+    order = np.lexsort((rows["index"], files, keys))
+    rows, keys = rows[order], keys[order]
+    index = rows["index"].copy()
+    by_index = np.argsort(index)
+
+    def key_of(frames: list[int]) -> list[OrderKey]:
+        at = by_index[np.searchsorted(index, np.array(frames, np.int64), sorter=by_index)]
+        return [(int(keys[i]), int(index[i]) >> FRAME_BITS, int(index[i]) & FRAME_MASK) for i in at]
+
+    batch = analyze_rows((rows,), options, key_of=key_of)
+    return Partition(batch, len(rows), time.process_time() - started, peak_rss(), os.getpid())
 
 
 @dataclass(slots=True)
@@ -265,8 +275,10 @@ def check_chain(
     return accepted
 
 
-def _read_task(lay: FileLayout, spec: RangeSpec, partitions: int) -> tuple[RangeMeta, list[Any]]:
-    return read_range(lay, spec, partitions)
+def _read_task(
+    lay: FileLayout, spec: RangeSpec, partitions: int, options: EngineOptions
+) -> tuple[RangeMeta, list[Any]]:
+    return read_range(lay, spec, partitions, options)
 
 
 def run(
@@ -309,7 +321,7 @@ def run(
     futures: dict[tuple[int, int], Any] = {}
     meta_of: dict[Any, Any] = {}
     for lay, spec in specs:
-        fut = client.submit(_read_task, lay, spec, parts, pure=False)
+        fut = client.submit(_read_task, lay, spec, parts, options, pure=False)
         futures[(spec.file_id, spec.range_id)] = fut
         meta_of[fut] = client.submit(operator.itemgetter(0), fut, pure=False)
     metas: dict[tuple[int, int], RangeMeta] = {}
@@ -327,7 +339,7 @@ def run(
         file_metas = [metas[(lay.file_id, s.range_id)] for l2, s in specs if l2 is lay]
 
         def reread(spec: RangeSpec, lay: FileLayout = lay) -> RangeMeta:
-            fut = client.submit(_read_task, lay, spec, parts, pure=False)
+            fut = client.submit(_read_task, lay, spec, parts, options, pure=False)
             futures[(spec.file_id, spec.range_id)] = fut
             result: RangeMeta = client.submit(operator.itemgetter(0), fut, pure=False).result()
             return result
@@ -396,7 +408,7 @@ def run(
     written: list[Written] = client.gather(written_futures)
     result = Result(problems=report.problems, connections=len(ranked), partitions=parts)
     result.read_seconds = sum(m.seconds for m in accepted)
-    result.shuffle_bytes = sum(m.arrow_bytes for m in accepted)
+    result.shuffle_bytes = sum(m.shuffle_bytes for m in accepted)
     result.packets = sum(f[1] for f in figures)
     result.partition_seconds = [f[2] for f in figures]
     result.worker_peak_rss = max((f[3] for f in figures), default=0)
@@ -419,7 +431,9 @@ def _layout(path: str, file_id: int) -> FileLayout | str:
 
 
 def _piece(read: tuple[RangeMeta, list[Any]], p: int) -> Any:
-    return read[1][p]
+    meta, pieces = read
+    rows, latest = pieces[p]
+    return meta.spec.file_id, meta.spec.range_id, rows, latest
 
 
 def _merge_log(written: list[Written]) -> str:

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from tcplab.analyze.core import Analysis
 from tcplab.analyze.frames import ReadReport
 from tcplab.errors import InputError
-from tcplab.scale.captureset import CaptureSet, merged_segments, resolve, total_bytes
-from tcplab.scale.engine import EngineOptions, analyze_ordered
+from tcplab.scale.captureset import CaptureSet, resolve, total_bytes
+from tcplab.scale.columns import merged_rows
+from tcplab.scale.engine import EngineOptions, analyze_rows
 
 PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller sets finish before a bar helps
 
@@ -18,8 +19,10 @@ PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller sets finish before a bar 
 def analyze_set(
     inputs: Sequence[str], options: EngineOptions, show_progress: bool = True
 ) -> tuple[Analysis, CaptureSet]:
-    """Analyse the files of ``inputs`` as one capture.  Files that cannot be
-    used are lines in ``analysis.report.problems``; the rest is analysed."""
+    """Analyse the files of ``inputs`` as one capture: every file through the
+    engine's C reader, merged by time, through one engine
+    (``tcplab.scale.columns``).  Files that cannot be used are lines in
+    ``analysis.report.problems``; the rest is analysed."""
     missing: list[str] = []
     capture = resolve(inputs, missing)
     report = ReadReport()
@@ -28,17 +31,17 @@ def analyze_set(
     unreadable: list[str] = []
     size = total_bytes(capture)
     if not show_progress or size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
-        batch = analyze_ordered(merged_segments(capture, report, unreadable), options, report)
+        batch = analyze_rows(merged_rows(capture, options, report, unreadable), options, report)
     else:
         from rich.progress import Progress
 
         with Progress(transient=True) as progress:
             name = os.path.basename(capture.files[0]) if len(capture.files) == 1 else "capture set"
             task = progress.add_task(f"analysing {name}", total=size)
-            items = merged_segments(
-                capture, report, unreadable, lambda n: progress.advance(task, n)
+            rows = merged_rows(
+                capture, options, report, unreadable, lambda n: progress.advance(task, n)
             )
-            batch = analyze_ordered(items, options, report)
+            batch = analyze_rows(rows, options, report)
     if len(unreadable) == len(capture.files):
         raise InputError(unreadable[0])
     # One line per file that is not a capture, before the problems inside files.

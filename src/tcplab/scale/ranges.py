@@ -38,22 +38,33 @@ import os
 import re
 import struct
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from tcplab.analyze.frames import ReadReport, Segment, dropped_by_wire, segment_of
+import numpy as np
+
+from tcplab.analyze.frames import dropped_by_wire, segment_of
 from tcplab.capture import TcpRecords, pcap, pcapng
 from tcplab.capture.reader import GZIP_MAGIC, CaptureReader, Record
 from tcplab.capture.source import ChunkSource, ProblemSink
 from tcplab.errors import InputError
 from tcplab.scale.captureset import is_url
-from tcplab.scale.engine import SegmentColumns
+from tcplab.scale.columns import (
+    CHUNK,
+    Decode,
+    _Slow,
+    decoder,
+    empty_rows,
+    flow_hashes,
+    segment_rows,
+)
 from tcplab.wire.decode import NotTcp
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from numpy.typing import NDArray
+
+    from tcplab.scale.engine import EngineOptions
 
 WHOLE_FILE = 1 << 62  # the end of a range that is the whole file (gzip: decompressed offsets)
 CHAIN = 8  # records (blocks) after a candidate that must check out too
@@ -279,7 +290,8 @@ class RangeMeta:
     packets: list[int] = field(default_factory=list)  # rows per partition
     seconds: float = 0.0  # CPU seconds the read took (contention does not count)
     worker: int = 0  # pid of the process that read it
-    arrow_bytes: int = 0  # size of the partition tables handed on
+    shuffle_bytes: int = 0  # size of the partition rows handed on
+    undecodable: int = 0
 
 
 class _Prefixed:
@@ -363,28 +375,91 @@ _FRAME = re.compile(r"^frame (\d+): ")
 
 
 def read_range(
-    lay: FileLayout, spec: RangeSpec, partitions: int
-) -> tuple[RangeMeta, list[pa.Table]]:
-    """Read one range: its metadata and its segments' columns per flow-hash partition."""
+    lay: FileLayout, spec: RangeSpec, partitions: int, options: EngineOptions
+) -> tuple[RangeMeta, list[tuple[NDArray[Any], NDArray[np.int64]]]]:
+    """Read one range: its metadata and, per flow-hash partition, its rows
+    (``tcplab.scale.columns``) with each row's largest time so far in the range."""
     started = time.process_time()
-    meta, tables = _read_range(lay, spec, partitions)
-    meta.arrow_bytes = sum(t.nbytes for t in tables)
+    meta, rows, latest = decode_range(lay, spec, options)
+    part = (flow_hashes(rows) % np.uint64(partitions)).astype(np.int64)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    pieces = []
+    for p in range(partitions):
+        take = order[bounds[p] : bounds[p + 1]]
+        pieces.append((rows[take], latest[take]))
+    meta.packets = [len(r) for r, _ in pieces]
+    meta.shuffle_bytes = sum(r.nbytes + k.nbytes for r, k in pieces)
     meta.seconds = time.process_time() - started
     meta.worker = os.getpid()
-    return meta, tables
+    return meta, pieces
 
 
-def _read_range(
-    lay: FileLayout, spec: RangeSpec, partitions: int
-) -> tuple[RangeMeta, list[pa.Table]]:
+def decode_range(
+    lay: FileLayout, spec: RangeSpec, options: EngineOptions
+) -> tuple[RangeMeta, NDArray[Any], NDArray[np.int64]]:
+    """One range through the engine's C reader in decode-only mode: its
+    metadata, rows (frames numbered inside the range) and each row's largest
+    time so far.  A range whose structure the C reader hands over (a huge
+    record, a truncated tail, an odd block) is read by ``tcplab.capture``
+    instead, the whole range, as before."""
+    if lay.kind not in ("pcap", "pcapng"):
+        return _python_range(lay, spec, options)
     with open_binary(lay.path) as f:
         first: int | None = spec.start
         if not spec.exact:
             first = resync(lay, f, spec.start, spec.end)
-        cols = SegmentColumns(lay.file_id, spec.range_id)
         if first is None or first >= spec.end:
             meta = RangeMeta(spec, None, None, False, False, 0, -(1 << 63), [])
-            return meta, [cols.table([]) for _ in range(partitions)]
+            return meta, empty_rows(), np.zeros(0, np.int64)
+        if lay.kind == "pcap":
+            prefix, head_end = lay.pcap_header, first
+        elif first > lay.data_start:
+            prefix, head_end = lay.carry, first
+        else:
+            prefix, head_end = b"", len(lay.carry)
+        eng = decoder(options)
+        eng.decode_only(spec.end if spec.end < WHOLE_FILE else -1, first - len(prefix), head_end)
+        d = Decode(eng, _Slow(eng, lay.path))
+        f.seek(first)
+        got = [rows for rows in d.run(lambda: f.read(CHUNK), prefix) if len(rows)]
+    if d.end == "takeover":
+        return _python_range(lay, spec, options)
+    stop = d.offset if d.end == "stop" else None
+    stats = eng.stats()
+    end = stop if stop is not None else lay.size + 1
+    rows = np.concatenate(got) if got else empty_rows()
+    latest = np.maximum.accumulate(rows["t"]) if len(rows) else np.zeros(0, np.int64)
+    meta = RangeMeta(
+        spec,
+        first,
+        stop,
+        False,
+        d.section_at >= 0,
+        int(stats["frame_index"]),
+        d.latest,
+        [(o, m) for o, m in d.slow.problems() if first <= o < end],
+        int(stats["frames"]),
+        int(stats["tcp"]),
+        int(stats["not_tcp"]),
+        (stop if stop is not None else lay.size) - first,
+        undecodable=d.slow.records.undecodable,
+    )
+    return meta, rows, latest
+
+
+def _python_range(
+    lay: FileLayout, spec: RangeSpec, options: EngineOptions
+) -> tuple[RangeMeta, NDArray[Any], NDArray[np.int64]]:
+    """A range read by ``tcplab.capture`` and decoded by ``tcplab.wire``
+    (gzip, and what the C reader hands over): the same rows and metadata."""
+    with open_binary(lay.path) as f:
+        first: int | None = spec.start
+        if not spec.exact:
+            first = resync(lay, f, spec.start, spec.end)
+        if first is None or first >= spec.end:
+            meta = RangeMeta(spec, None, None, False, False, 0, -(1 << 63), [])
+            return meta, empty_rows(), np.zeros(0, np.int64)
         reader = _RangeReader(lay, f, first, spec.end)
         problems: list[tuple[int, str]] = []
 
@@ -395,21 +470,20 @@ def _read_range(
                 )
 
         records = TcpRecords(reader, strict_checksum=True, on_not_tcp=fragment)
-        parts: list[list[int]] = [[] for _ in range(partitions)]
-        for record, packet in records:
-            seg = segment_of(
+        segments = (
+            segment_of(
                 record.index,
                 record.time_ns,
                 record.data,
                 packet,
                 record.comment is not None and dropped_by_wire(record.comment),
             )
-            parts[flow_partition(seg.src, seg.sport, seg.dst, seg.dport, partitions)].append(
-                len(cols)
-            )
-            cols.add(record.index, seg)
+            for record, packet in records
+        )
+        rows = segment_rows(segments, options)
         stop = reader.stop if reader.stop is not None else lay.size + 1
         problems += [(p.offset, p.message) for p in records.problems if first <= p.offset < stop]
+        latest = np.maximum.accumulate(rows["t"]) if len(rows) else np.zeros(0, np.int64)
         meta = RangeMeta(
             spec,
             first,
@@ -417,23 +491,15 @@ def _read_range(
             reader.lost,
             lay.kind == "pcapng" and reader.section_changed(),
             reader.frames(),
-            cols.latest,
+            int(latest[-1]) if len(latest) else -(1 << 63),
             sorted(problems),
             records.frames,
             records.tcp,
             records.not_tcp + records.undecodable,
             (reader.stop if reader.stop is not None else lay.size) - first,
-            [len(p) for p in parts],
+            undecodable=records.undecodable,
         )
-        return meta, [cols.table(rows) for rows in parts]
-
-
-def flow_partition(src: str, sport: int, dst: str, dport: int, partitions: int) -> int:
-    """The partition of a flow: a hash of its unordered 5-tuple (TCP implied),
-    the same in every process (unlike ``hash()``, which is salted per process)."""
-    a, b = f"{src}|{sport}", f"{dst}|{dport}"
-    key = f"{a}|{b}" if a <= b else f"{b}|{a}"
-    return zlib.crc32(key.encode()) % partitions
+        return meta, rows, latest
 
 
 def global_problem(name: str, offset: int, message: str, frame_base: int) -> str:
@@ -442,19 +508,3 @@ def global_problem(name: str, offset: int, message: str, frame_base: int) -> str
     if m is not None and frame_base:
         message = f"frame {int(m.group(1)) + frame_base}: " + message[m.end() :]
     return f"{name}: offset {offset}: {message}"
-
-
-def url_segments(file_id: int, path: str, report: ReadReport) -> Iterator[Segment]:
-    """A whole file behind an fsspec URL, for the single-process run (the
-    local reader takes paths only): one range, its problems into ``report``."""
-    from tcplab.scale.engine import iter_segments
-
-    lay = layout(path, file_id)
-    spec = RangeSpec(file_id, 0, lay.data_start, WHOLE_FILE, exact=True)
-    meta, (table,) = read_range(lay, spec, 1)
-    report.frames += meta.records
-    report.tcp += meta.tcp
-    report.not_tcp += meta.not_tcp
-    for offset, message in meta.problems:
-        report.problem(global_problem(path, offset, message, 0))
-    yield from iter_segments(table, table.column("frame").to_pylist())

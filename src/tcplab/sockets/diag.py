@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
-import re
 import socket
 import struct
 from collections.abc import Iterator
@@ -31,8 +30,15 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from tcplab.errors import PrivilegeError, TcplabError
-from tcplab.netns import entered
 from tcplab.states import State
+
+try:
+    from tcplab.sockets import _diag
+except ImportError as exc:  # pragma: no cover - a checkout whose C module was never built
+    raise ImportError(
+        "tcplab's sock_diag parser (src/tcplab/sockets/_diag.c) is not built: "
+        "run `make setup` or `pip install -e .`"
+    ) from exc
 
 NETLINK_SOCK_DIAG: Final = 4
 SOCK_DIAG_BY_FAMILY: Final = 20
@@ -336,6 +342,8 @@ class SockInfo(NamedTuple):
 
 
 def _shift_offsets(message: str, delta: int) -> str:
+    import re
+
     return re.sub(r"offset (\d+)", lambda m: f"offset {int(m.group(1)) + delta}", message)
 
 
@@ -486,6 +494,8 @@ def parse_dump(data: bytes, seq: int | None = None) -> tuple[list[SockInfo], boo
             if attr_type == INET_DIAG_INFO:
                 info = data[attr + 4 : attr + attr_len]
             elif attr_type == INET_DIAG_SHUTDOWN:
+                if attr_len == 4:
+                    raise TcplabError(f"sock_diag: shutdown attribute at offset {attr} is empty")
                 shutdown = data[attr + 4]
             attr = (attr + attr_len + 3) & ~3
         append(make(
@@ -535,6 +545,8 @@ def entered_netns(netns: str | int) -> Iterator[None]:
     stay in ``netns`` after it ends.  The thread's own namespace, saved from
     /proc/thread-self/ns/net, is restored on every exit, also on exceptions.
     """
+    from tcplab.netns import entered  # (ctypes: only when a namespace is named)
+
     with entered(netns):
         yield
 
@@ -594,13 +606,18 @@ class SockDiag:
         self._midway = True
         self._sock.send(DiagRequest(family=family, states=states).build(seq))
         out: list[SockInfo] = []
-        recv = self._sock.recv
+        # One buffer for the whole dump, parsed in place by the C twin of
+        # parse_dump (_diag.c): no bytes object per chunk.
+        buffer = bytearray(_RECV_BUFFER)
+        view = memoryview(buffer)
+        recv_into = self._sock.recv_into
+        parse = _diag.parse_dump
         while True:
-            chunk = recv(_RECV_BUFFER)
-            if not chunk:
+            size = recv_into(buffer)
+            if not size:
                 raise TcplabError("sock_diag: the netlink socket closed mid-dump")
-            sockets, done = parse_dump(chunk, seq)
-            out.extend(sockets)
+            sockets, done = parse(view[:size], seq)
+            out += sockets
             if done:
                 self._midway = False
                 return out
@@ -618,3 +635,15 @@ def dump_tcp_in_netns(
     """The TCP sockets of another namespace (``ip netns`` name, path, or open fd)."""
     with SockDiag(netns) as diag:
         return diag.dump_tcp(states, family)
+
+
+# The C twin of parse_dump gets its types and tables from here, so the
+# layouts stay declared once (above).
+_diag.configure(
+    SockInfo,
+    tuple(STATE_OF_LINUX.get(n) for n in range(max(STATE_OF_LINUX) + 1)),
+    TIMER_NAMES,
+    TcplabError,
+    _raise_netlink_error,
+    State.LISTEN,
+)

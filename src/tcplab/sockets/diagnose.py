@@ -160,6 +160,16 @@ def _pair(s: SockInfo) -> str:
     return f"{s.local} -> {s.peer}"
 
 
+def _most_common_peers(socks: list[SockInfo], n: int) -> list[tuple[str, int]]:
+    """``Counter(s.peer for s in socks).most_common(n)``, counted by the peer's
+    fields (one text per distinct peer, not per socket: 10,000 TIME-WAIT
+    sockets have a handful).  The fields name the text one to one, in the
+    same first-seen order, so ties come out the same."""
+    counts = Counter((s.family, s.dst, s.dport) for s in socks)
+    return [(next(s for s in socks if (s.family, s.dst, s.dport) == key).peer, count)
+            for key, count in counts.most_common(n)]  # fmt: skip
+
+
 def _age_ms(snapshot: Snapshot, first_seen: FirstSeen, s: SockInfo) -> int | None:
     ages = []
     idle = s.last_ack_recv_ms  # (one field of tcp_info, not the whole record)
@@ -195,11 +205,14 @@ def format_age(ms: int | None, lang: str = "en") -> str:
 def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
     by_pid: dict[int, list[Row]] = defaultdict(list)
     procs: dict[int, Process] = {}
+    close_wait = State.CLOSE_WAIT
     for row in snapshot.rows:
+        if row.sock.state is not close_wait:
+            continue
         owner = _owner(row)
         # inode 0 in CLOSE-WAIT: a child still in the accept queue whose client gave up;
         # the application never saw it, so it is not the application's leak.
-        if row.sock.state is State.CLOSE_WAIT and owner is not None and row.queued_on is None:
+        if owner is not None and row.queued_on is None:
             age = _age_ms(snapshot, first_seen, row.sock)
             if age is None or age >= t.close_wait_ms:
                 by_pid[owner.pid].append(row)
@@ -232,12 +245,12 @@ def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -
 
 
 def many_time_wait(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
-    tw = [r.sock for r in snapshot.rows if r.sock.state is State.TIME_WAIT]
+    time_wait = State.TIME_WAIT
+    tw = [s for s in (r.sock for r in snapshot.rows) if s.state is time_wait]
     if len(tw) < t.time_wait:
         return []
     # Which services this host keeps connecting to and closing first.
-    peers = Counter(s.peer for s in tw).most_common(3)
-    top = ", ".join(f"{peer} ({n})" for peer, n in peers)
+    top = ", ".join(f"{peer} ({n})" for peer, n in _most_common_peers(tw, 3))
     return [
         Diagnosis(
             kind=Kind.MANY_TIME_WAIT,
@@ -254,9 +267,10 @@ def many_time_wait(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> 
 
 def syn_sent_stuck(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
     by_pid: dict[int | None, list[Row]] = defaultdict(list)
+    syn_sent = State.SYN_SENT
     for row in snapshot.rows:
         s = row.sock
-        if s.state is not State.SYN_SENT:
+        if s.state is not syn_sent:
             continue
         info = s.info
         if (info.retransmits if info is not None else s.retrans) >= t.syn_sent_retries:
@@ -292,12 +306,12 @@ def syn_sent_stuck(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> 
 
 def fin_wait_2_orphans(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
     # An orphan FIN-WAIT-2 is a timewait mini-socket: inode 0, timer "timewait".
-    orphans = [
-        r.sock for r in snapshot.rows if r.sock.state is State.FIN_WAIT_2 and r.sock.inode == 0
-    ]
+    fin_wait_2 = State.FIN_WAIT_2
+    orphans = [s for s in (r.sock for r in snapshot.rows)
+               if s.state is fin_wait_2 and s.inode == 0]  # fmt: skip
     if not orphans:
         return []
-    peers = Counter(s.peer for s in orphans).most_common(3)
+    peers = _most_common_peers(orphans, 3)
     left = min(s.timer_expires_ms for s in orphans)
     return [
         Diagnosis(
@@ -322,11 +336,12 @@ def fin_wait_2_orphans(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds)
 
 def accept_queue_full(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
     out = []
+    listen = State.LISTEN
     for row in snapshot.rows:
         s = row.sock
         # LISTEN: rqueue = accept-queue length, wqueue = backlog (inet_diag).  Linux
         # queues up to backlog + 1 (sk_acceptq_is_full: length > backlog).
-        if s.state is State.LISTEN and s.rqueue > 0 and s.rqueue >= s.wqueue:
+        if s.state is listen and s.rqueue > 0 and s.rqueue >= s.wqueue:
             owner = _owner(row)
             comm = owner.comm if owner else "kernel"
             pid = owner.pid if owner else None
@@ -397,9 +412,10 @@ def diagnose_filtered(
     an explicit ``--state`` keeps the diagnoses about those states.  The
     default listing (no TIME-WAIT rows) still reports a TIME-WAIT pile.
     """
-    rows = tuple(r for r in snapshot.rows if keep.in_scope(r))
-    scoped = Snapshot(rows, snapshot.wall_time, snapshot.monotonic, snapshot.netns)
-    found = diagnose(scoped, first_seen, thresholds)
+    if keep.scoped:
+        rows = tuple(r for r in snapshot.rows if keep.in_scope(r))
+        snapshot = Snapshot(rows, snapshot.wall_time, snapshot.monotonic, snapshot.netns)
+    found = diagnose(snapshot, first_seen, thresholds)
     if keep.explicit_states:
         found = [d for d in found if STATE_OF_KIND[d.kind] in keep.states]
     return found

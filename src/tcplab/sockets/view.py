@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from tcplab.errors import InputError
+from tcplab.sockets import _diag  # (configured by diag, imported first)
 from tcplab.sockets.diag import SockDiag, SockInfo, StateMask
 from tcplab.sockets.procs import Process, SocketOwner, socket_owners
 from tcplab.states import State
@@ -103,23 +104,31 @@ def take_snapshot(
 def attach_owners(
     sockets: Sequence[SockInfo], owner_map: dict[int, list[SocketOwner]]
 ) -> tuple[Row, ...]:
+    listen = State.LISTEN
     listeners: dict[int, list[SockInfo]] = {}
     for s in sockets:
-        if s.state is State.LISTEN:
+        if s.state is listen:
             listeners.setdefault(s.sport, []).append(s)
-    rows = []
+    # One Row per socket, 20,000 on a busy host: built by tuple.__new__ (what
+    # the NamedTuple's own __new__ calls) to spare a Python call each.
+    new, get = tuple.__new__, owner_map.get
+    queue_states = (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT)
+    rows: list[Row] = []
+    append = rows.append
     empty: tuple[SocketOwner, ...] = ()
     for s in sockets:
-        if s.inode:
-            rows.append(Row(s, tuple(owner_map.get(s.inode, empty))))
+        inode = s.inode
+        if inode:
+            owners = get(inode)
+            append(new(Row, (s, tuple(owners) if owners else empty, None)))
             continue
         queued_on = None
-        if s.state in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+        if s.state in queue_states:
             queued_on = _listener_for(s, listeners.get(s.sport, ()))
         if queued_on is not None:
-            rows.append(Row(s, tuple(owner_map.get(queued_on.inode, empty)), queued_on))
+            append(Row(s, tuple(owner_map.get(queued_on.inode, empty)), queued_on))
         else:
-            rows.append(Row(s, empty))
+            append(new(Row, (s, empty, None)))
     return tuple(rows)
 
 
@@ -149,6 +158,11 @@ class SocketFilter:
 
     def __call__(self, row: Row) -> bool:
         return row.sock.state in self.states and self.in_scope(row)
+
+    @property
+    def scoped(self) -> bool:
+        """Whether a port, host or pid filter is given (else ``in_scope`` is always true)."""
+        return bool(self.ports or self.hosts or self.pids)
 
     def in_scope(self, row: Row) -> bool:
         """The port, host and pid filters alone: which sockets the diagnoses look at."""
@@ -196,27 +210,44 @@ def group_by_process(snapshot: Snapshot, keep: SocketFilter) -> list[ProcessGrou
     """Groups with at least one row ``keep`` selects, by pid; the kernel's group last.
 
     A socket several processes hold (a listener shared after fork) is listed
-    under the lowest pid and counted there once.
+    under the lowest pid and counted there once.  (One turn per socket: the
+    filter's state test is inlined, its scope test run only when it has one.)
     """
     groups: dict[int, ProcessGroup] = {}
+    listen = State.LISTEN
+    kept_states = keep.states
+    scoped = keep.scoped
     for row in snapshot.rows:
-        owners = row.owners
-        owner = (None if not owners else owners[0].process if len(owners) == 1
-                 else min(owners, key=lambda o: o.process.pid).process)  # fmt: skip
-        key = owner.pid if owner is not None else KERNEL if row.sock.inode == 0 else UNKNOWN
+        sock, owners = row.sock, row.owners
+        if owners:
+            owner = owners[0].process if len(owners) == 1 else min(owners, key=_pid_of).process
+            key = owner.pid
+        else:
+            owner = None
+            key = UNKNOWN if sock.inode else KERNEL
         group = groups.get(key)
         if group is None:
             group = groups[key] = ProcessGroup(owner, key)
-        group.counts[row.sock.state] += 1
-        if row.sock.state is State.LISTEN:
-            group.listeners.append(row.sock)
-        if keep(row):
+        state = sock.state
+        group.counts[state] += 1
+        if state is listen:
+            group.listeners.append(sock)
+        if state in kept_states and (not scoped or keep.in_scope(row)):
             group.rows.append(row)
     shown = [g for g in groups.values() if g.rows]
     for g in shown:
-        g.rows.sort(key=lambda r: (_ORDER[r.sock.state], r.sock.sport, r.sock.dport))
+        g.rows.sort(key=_row_order)
     shown.sort(key=lambda g: (g.process is None, g.key if g.process else -g.key))
     return shown
+
+
+def _pid_of(owner: SocketOwner) -> int:
+    return owner.process.pid
+
+
+def _row_order(row: Row) -> tuple[int, int, int]:
+    s = row.sock
+    return (_ORDER[s.state], s.sport, s.dport)
 
 
 KERNEL = 0
@@ -517,8 +548,19 @@ def _tcp_info_text(raw: bytes) -> str:
     )
 
 
-def _rows_text(rows: Sequence[Row], js: Any, write: Callable[[str], object]) -> None:
-    """The rows as JSON objects, separated by ", ", handed to ``write`` in batches."""
+def _rows_text(rows: Sequence[Row], write: Callable[[str], object]) -> None:
+    """The rows as JSON objects, separated by ", ", handed to ``write`` in batches
+    of 1,000 (``_diag.rows_json``: ``rows_json_text_reference`` in C)."""
+    for start in range(0, len(rows), 1000):
+        if start:
+            write(", ")
+        write(_diag.rows_json(rows[start : start + 1000]))
+
+
+def rows_json_text_reference(rows: Sequence[Row], write: Callable[[str], object]) -> None:
+    """``_rows_text`` in Python, the reference its C twin is held to (a test):
+    each row is ``row_json``'s dict as ``json.dumps`` writes it."""
+    js = _js_cache()
     out: list[str] = []
     append = out.append
     first = True
@@ -566,12 +608,11 @@ def groups_json_text(groups: Sequence[ProcessGroup],
 
     parts: list[str] = []
     sink = write if write is not None else parts.append
-    js = _js_cache()
     sink("[")
     for i, g in enumerate(groups):
         head = json.dumps({**process_json(g), **groups_json_head(g)}, ensure_ascii=False)
         sink(f'{", " if i else ""}{head[:-1]}, "sockets": [')
-        _rows_text(g.rows, js, sink)
+        _rows_text(g.rows, sink)
         sink("]}")
     sink("]")
     return "".join(parts)

@@ -1,0 +1,338 @@
+"""Packets as columns: the engine's C decoder without the analysis, and back.
+
+Theory of operation (docs/scale.md).  The engine (``_engine.c``) reads and
+decodes a capture in C at about a million packets per CPU second; what the
+analysis needs of a packet is its ``Pkt`` struct.  Here the engine runs in
+*decode-only* mode (``Engine.decode_only``): its reader and fast decoder
+collect one ``Pkt`` row per TCP packet (``columns()``), the frames the fast
+decoder leaves to Python are decoded by ``tcplab.wire`` as in a normal run
+and enter the same rows (``packet``), and where the file's structure is
+unusual the Python reader takes over as in a normal run.  The rows are a
+NumPy structured array whose dtype is the C struct's layout (``ROW``, read
+from the extension itself, so the two cannot drift apart), and an analysing
+engine takes them back in one call per batch (``feed_columns``).
+
+Between the two a capture set is merged by time (``merged_rows``) and a
+distributed run partitions rows by the flow hash and ships them between
+processes (``tcplab.scale.cluster``), with NumPy doing the per-packet work
+(order keys, sorting, partitioning).  A row's ``index`` is its frame: inside
+one reader the reader's frame number, in a capture set ``file << 32 |
+frame`` (``tcplab.scale.captureset.encode_frame``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from tcplab.analyze import _engine, engine
+from tcplab.analyze.frames import ReadReport, Segment
+from tcplab.capture.reader import Record
+from tcplab.capture.source import ProblemSink
+from tcplab.errors import InputError
+from tcplab.scale.captureset import FRAME_BITS, CaptureSet, OrderKey, is_url
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from tcplab.scale.engine import EngineOptions
+
+
+def _row_dtype() -> np.dtype[Any]:
+    """The C struct's layout, every padding byte a named field (NumPy drops
+    unnamed padding when it concatenates)."""
+    size, fields = _engine.packet_layout()
+    names: list[str] = []
+    formats: list[Any] = []
+    offsets: list[int] = []
+    at = 0
+    for name, offset, code, n in [*fields, ("", size, "", 0)]:
+        if offset > at:
+            names.append(f"_pad{at}")
+            formats.append(("u1", offset - at))
+            offsets.append(at)
+        if not name:
+            break
+        names.append(name)
+        formats.append(code if n == 1 else (code, n))
+        offsets.append(offset)
+        at = offset + np.dtype(code).itemsize * n
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+
+
+ROW: Final = _row_dtype()  # one decoded packet: _engine.c's Pkt
+BATCH: Final = 65536  # rows per feed_columns call (records are taken between calls)
+CHUNK: Final = engine.CHUNK
+
+
+def rows_of(raw: bytes) -> NDArray[Any]:
+    """Rows from the bytes ``columns()`` returns (writable: the frame is renumbered)."""
+    return np.frombuffer(bytearray(raw), dtype=ROW)
+
+
+def empty_rows() -> NDArray[Any]:
+    return np.zeros(0, dtype=ROW)
+
+
+def flow_hashes(rows: NDArray[Any]) -> NDArray[np.uint64]:
+    """The engine's hash of each row's unordered 5-tuple (what ``--jobs`` shards by)."""
+    return np.frombuffer(_engine.flow_hashes(np.ascontiguousarray(rows)), dtype=np.uint64)
+
+
+def decoder(options: EngineOptions) -> Any:
+    """An engine in decode-only mode's configuration (decode_only() is still to be called)."""
+    return engine.Engine(
+        engine.Options(options.likely_server_ports, options.ignore_checksums, evict=False)
+    ).engine
+
+
+class _Slow(engine._Fallback):
+    """The frames the fast decoder hands back, decoded by ``tcplab.wire``
+    into the rows; fragment problems kept as ``(offset, message)``."""
+
+    def __init__(self, eng: Any, name: str) -> None:
+        super().__init__(eng, name, engine.Options())
+        self.fragments: list[tuple[int, str]] = []
+
+    def _fragment(self, record: Record, not_tcp: object) -> None:
+        reason = getattr(not_tcp, "reason", "")
+        if "fragment" in reason:
+            self.fragments.append((record.data_offset, f"frame {record.index}: {reason} skipped"))
+
+    def problems(self) -> list[tuple[int, str]]:
+        """Every problem the Python decoder found, in offset order."""
+        found = self.fragments + [(p.offset, p.message) for p in self.records.problems]
+        return sorted(found)
+
+
+@dataclass(slots=True)
+class Decode:
+    """One decode-only pass: rows out as they are decoded; how it ended."""
+
+    eng: Any
+    slow: _Slow
+    end: str = "eof"  # "eof" | "stop" (the range's end) | "takeover" (tcplab.capture's)
+    offset: int = -1  # where it stopped or handed over
+    section_at: int = -1  # pcapng: the first SHB/IDB past the carried head
+    latest: int = -(1 << 63)
+
+    def rows(self) -> NDArray[Any]:
+        raw, section_at = self.eng.columns()
+        if section_at >= 0 and self.section_at < 0:
+            self.section_at = int(section_at)
+        out = rows_of(raw)
+        if len(out):
+            self.latest = max(self.latest, int(out["t"].max()))
+        return out
+
+    def run(self, read: Callable[[], bytes], prefix: bytes = b"") -> Iterator[NDArray[Any]]:
+        """Feed ``prefix`` then what ``read`` returns until it returns nothing."""
+        eng, slow = self.eng, self.slow
+        chunk = prefix or read()
+        while True:
+            final = not chunk
+            result = eng.feed(chunk, final)
+            while result is not None:
+                if result[0] in ("takeover", "stop"):
+                    self.end, self.offset = str(result[0]), int(result[1])
+                    yield self.rows()
+                    return
+                slow.frame(engine._record(result), True)
+                result = eng.feed(b"", final)
+            yield self.rows()
+            if final:
+                return
+            chunk = read()
+
+
+# -- a capture set in one process ----------------------------------------------------
+
+
+def file_rows(
+    file_id: int,
+    path: str,
+    options: EngineOptions,
+    report: ReadReport,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[NDArray[Any]]:
+    """Every TCP packet of one file as rows (frame ``file << 32 | frame``), in
+    file order, through the C reader; problems into ``report`` as the
+    single-file run words them.  ``InputError`` when it is no capture at all."""
+    if is_url(path):
+        from tcplab.scale.ranges import WHOLE_FILE, RangeSpec, decode_range, layout
+
+        lay = layout(path, file_id)
+        meta, rows, _latest = decode_range(
+            lay, RangeSpec(file_id, 0, lay.data_start, WHOLE_FILE, exact=True), options
+        )
+        _count(report, meta.records, meta.tcp, meta.not_tcp, meta.undecodable)
+        for offset, message in meta.problems:
+            report.problem(f"{path}: offset {offset}: {message}")
+        yield _numbered(rows, file_id)
+        return
+    eng = decoder(options)
+    eng.decode_only()
+    d = Decode(eng, _Slow(eng, path))
+    sink = ProblemSink()
+    raw, stream = engine._open(path, sink)
+
+    def read() -> bytes:
+        chunk: bytes = stream._read_more(CHUNK)
+        if progress is not None:
+            progress(len(chunk))
+        return chunk
+
+    with raw:
+        for rows in d.run(read):
+            yield _numbered(rows, file_id)
+    if d.end == "takeover" and not sink.problems:
+        for _batch in engine._take_over(eng, d.slow, path, d.offset):
+            yield _numbered(d.rows(), file_id)
+        yield _numbered(d.rows(), file_id)
+    stats = eng.stats()
+    got = d.slow.finish([])
+    gz = [problem.line(path) for problem in sink.problems]
+    got.problems[:] = [p for p in got.problems if "gzip data" not in p and p not in gz] + gz
+    _count(report, int(stats["frames"]), int(stats["tcp"]), int(stats["not_tcp"]), 0)
+    report.undecodable += d.slow.records.undecodable
+    for line in got.problems:
+        report.problem(line)
+
+
+def _count(report: ReadReport, frames: int, tcp: int, not_tcp: int, undecodable: int) -> None:
+    report.frames += frames
+    report.tcp += tcp
+    report.not_tcp += not_tcp
+    report.undecodable += undecodable
+
+
+def _numbered(rows: NDArray[Any], file_id: int) -> NDArray[Any]:
+    if file_id and len(rows):
+        rows["index"] += file_id << FRAME_BITS
+    return rows
+
+
+@dataclass(slots=True)
+class _Run:
+    """One file's rows in the merge: a buffer and its order keys."""
+
+    file_id: int
+    chunks: Iterator[NDArray[Any]]
+    rows: NDArray[Any] = field(default_factory=empty_rows)
+    keys: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    latest: int = -(1 << 63)
+    done: bool = False
+
+    def fill(self) -> None:
+        while not len(self.rows) and not self.done:
+            rows = next(self.chunks, None)
+            if rows is None:
+                self.done = True
+                return
+            if len(rows):
+                keys = np.maximum.accumulate(np.maximum(rows["t"], self.latest))
+                self.latest = int(keys[-1])
+                self.rows, self.keys = rows, keys
+
+    def last(self) -> OrderKey:
+        return int(self.keys[-1]), self.file_id, int(self.rows["index"][-1])
+
+    def upto(self, bound: OrderKey | None) -> int:
+        """How many buffered rows have an order key <= ``bound`` (a prefix)."""
+        if bound is None:
+            return len(self.rows)
+        t, f, frame = bound
+        keys, frames = self.keys, self.rows["index"]
+        if self.file_id < f:
+            return int(np.count_nonzero(keys <= t))
+        if self.file_id > f:
+            return int(np.count_nonzero(keys < t))
+        return int(np.count_nonzero((keys < t) | ((keys == t) & (frames <= frame))))
+
+
+def merge(
+    streams: list[tuple[int, Iterator[NDArray[Any]]]],
+) -> Iterator[NDArray[Any]]:
+    """K-way merge of sorted runs of rows by order key ``(t, file, frame)``
+    (``tcplab.scale.captureset``), a buffer at a time: everything up to the
+    smallest last key of the runs still reading is in order."""
+    runs = [_Run(file_id, chunks) for file_id, chunks in streams]
+    while True:
+        for r in runs:
+            r.fill()
+        active = [r for r in runs if len(r.rows)]
+        if not active:
+            return
+        reading = [r.last() for r in active if not r.done]
+        bound = min(reading) if reading else None
+        parts, keys = [], []
+        for r in active:
+            n = r.upto(bound)
+            if n:
+                parts.append(r.rows[:n])
+                keys.append(r.keys[:n])
+                r.rows, r.keys = r.rows[n:], r.keys[n:]
+        if len(parts) == 1:
+            yield parts[0]
+            continue
+        rows = np.concatenate(parts)
+        order = np.lexsort((rows["index"], np.concatenate(keys)))
+        yield rows[order]
+
+
+def merged_rows(
+    capture: CaptureSet,
+    options: EngineOptions,
+    report: ReadReport,
+    unreadable: list[str],
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[NDArray[Any]]:
+    """Every TCP packet of the set as rows in order-key order.  A file that is
+    not a capture at all is one line in ``unreadable``."""
+
+    def guarded(file_id: int, path: str) -> Iterator[NDArray[Any]]:
+        try:
+            yield from file_rows(file_id, path, options, report, progress)
+        except InputError as exc:
+            unreadable.append(str(exc))
+
+    yield from merge([(i, guarded(i, path)) for i, path in enumerate(capture.files)])
+
+
+# -- rows through the analysis ------------------------------------------------------
+
+
+def analyse(
+    batches: Iterable[NDArray[Any]], options: EngineOptions
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Rows in capture order through one analysing engine (connections leave
+    it as they end, as in the single-file run): its records."""
+    run = engine.Engine(
+        engine.Options(
+            options.likely_server_ports, options.ignore_checksums, keep_packets=options.keep_packets
+        )
+    ).engine
+    conns: list[tuple[Any, ...]] = []
+    zeek: list[tuple[Any, ...]] = []
+    packets: list[tuple[Any, ...]] = []
+    for rows in batches:
+        for start in range(0, len(rows), BATCH):
+            run.feed_columns(np.ascontiguousarray(rows[start : start + BATCH]))
+            c, z, p = run.take()
+            conns += c
+            zeek += z
+            packets += p
+    c, z, p = run.finish()
+    return conns + c, zeek + z, packets + p
+
+
+def segment_rows(segments: Iterable[Segment], options: EngineOptions) -> NDArray[Any]:
+    """Rows of segments another decoder made (``tcplab.analyze.frames``)."""
+    eng = decoder(options)
+    eng.decode_only()
+    for seg in segments:
+        engine.feed_segment(eng, seg, False)
+    return rows_of(eng.columns()[0])
