@@ -349,6 +349,16 @@ typedef struct {
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
     int error;
+    /* The overview's tally (Engine.overview; views.Overview is its reference):
+       per connection only counters, and a record only for a connection the
+       overview may still show (among the worst, or on the first page). */
+    int tally;
+    int t_page, t_worst; /* rows on the page (-1: every row), worst connections */
+    u32 t_problem;       /* the tcp.analysis flags that count towards "worst" */
+    i64 t_conns, t_packets, t_endings[9], t_states[16], t_anom[WF_COUNT + 1];
+    i64 *t_pagenum;      /* the smallest connection numbers seen */
+    i64 (*t_best)[2];    /* the worst: (score, -number), the largest kept */
+    int t_npage, t_nbest;
     /* decode-only (tcplab.scale.columns): packets collected as Pkt columns, not analysed */
     int collect;
     Pkt *cols;
@@ -1492,6 +1502,86 @@ static int frames_push(struct Frames *f, i64 frame) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* the overview's tally (views.Overview.add is the reference)           */
+
+/* Connection.ending, cut at " (": analyze/core.py */
+static const char *ENDING_NAMES[9] = {"RST by client", "RST by server", "refused", "FIN both ways",
+                                      "half-closed by client", "half-closed by server",
+                                      "no answer to SYN", "half-open", "still open"};
+/* conn_state()'s values, "-" for a stream without a Zeek connection */
+static const char *STATE_NAMES[15] = {"-", "REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH",
+                                      "S2", "SHR", "S3", "S0", "S1", NULL};
+
+/* Times compare as Python compares them: seconds as doubles (t / 1e9). */
+static inline double secs(i64 t) { return (double)t / 1e9; }
+
+static int ending_code(const Stream *st) {
+    const Side *c = &st->sides[0], *s = &st->sides[1];
+    if (c->sent_rst != NONE_T || s->sent_rst != NONE_T) {
+        int client_first = s->sent_rst == NONE_T || (c->sent_rst != NONE_T && secs(c->sent_rst) <= secs(s->sent_rst));
+        if (!client_first && st->synack_time == NONE_T && st->syn_time != NONE_T) return 2;
+        return client_first ? 0 : 1;
+    }
+    if (c->sent_fin != NONE_T && s->sent_fin != NONE_T) return 3;
+    if (c->sent_fin != NONE_T || s->sent_fin != NONE_T) {
+        int client_first = s->sent_fin == NONE_T || (c->sent_fin != NONE_T && secs(c->sent_fin) <= secs(s->sent_fin));
+        return client_first ? 4 : 5;
+    }
+    if (st->syn_time != NONE_T && st->synack_time == NONE_T) return 6;
+    if (c->packets == 0 || s->packets == 0) return 7;
+    return 8;
+}
+
+static int state_code(const Stream *st) {
+    if (!st->zeek) return 0;
+    const char *name = conn_state(st->zeek);
+    for (int i = 1; STATE_NAMES[i]; i++)
+        if (!strcmp(name, STATE_NAMES[i])) return i;
+    return 5; /* not reached: conn_state() names one of the above */
+}
+
+/* Count the connection; 1 if the overview may still show it (its record goes out). */
+static int tally_add(Engine *e, const Stream *st) {
+    e->t_conns++;
+    e->t_packets += st->sides[0].packets + st->sides[1].packets;
+    e->t_endings[ending_code(st)]++;
+    e->t_states[state_code(st)]++;
+    i64 score = 0;
+    for (int i = 0; i <= WF_COUNT; i++) {
+        e->t_anom[i] += st->anomalies[i];
+        if (i < WF_COUNT && (e->t_problem & B(i))) score += st->anomalies[i];
+    }
+    int want = 0;
+    i64 n = st->number;
+    if (score && e->t_worst > 0) {
+        /* the worst: keep the t_worst largest (score, -number) */
+        if (e->t_nbest < e->t_worst) {
+            e->t_best[e->t_nbest][0] = score; e->t_best[e->t_nbest][1] = -n; e->t_nbest++;
+            want = 1;
+        } else {
+            int lo = 0;
+            for (int i = 1; i < e->t_nbest; i++)
+                if (e->t_best[i][0] < e->t_best[lo][0] || (e->t_best[i][0] == e->t_best[lo][0] && e->t_best[i][1] < e->t_best[lo][1]))
+                    lo = i;
+            if (score > e->t_best[lo][0] || (score == e->t_best[lo][0] && -n > e->t_best[lo][1])) {
+                e->t_best[lo][0] = score; e->t_best[lo][1] = -n;
+                want = 1;
+            }
+        }
+    }
+    if (e->t_page < 0) return 1;
+    /* the first page: keep the t_page smallest numbers */
+    if (e->t_npage < e->t_page) {
+        e->t_pagenum[e->t_npage++] = n;
+        return 1;
+    }
+    int hi = 0;
+    for (int i = 1; i < e->t_npage; i++) if (e->t_pagenum[i] > e->t_pagenum[hi]) hi = i;
+    if (e->t_npage && n < e->t_pagenum[hi]) { e->t_pagenum[hi] = n; return 1; }
+    return want;
+}
+
 /* An entry ends: its connections' records go out, its memory is freed. */
 static int emit_entry(Engine *e, Entry *x) {
     int rc = 0;
@@ -1508,8 +1598,10 @@ static int emit_entry(Engine *e, Entry *x) {
         if (!all) return -1;
         int i = n;
         for (st = x->streams; st; st = st->next) all[--i] = st;
+        int tally = e->tally && !e->base;
         for (i = 0; i < n; i++) {
             st = all[i];
+            if (tally && !tally_add(e, st)) continue;
             g_out = &st->trailing;
             int from = st->trailing.n;
             pair_flush(st);
@@ -1521,6 +1613,7 @@ static int emit_entry(Engine *e, Entry *x) {
             Py_XDECREF(t);
         }
         if (all != order) free(all);
+        if (tally) goto done;
         ZConn *zs[64];
         n = 0;
         ZConn *z;
@@ -1536,6 +1629,7 @@ static int emit_entry(Engine *e, Entry *x) {
         }
         if (zall != zs) free(zall);
     }
+done:;
     Stream *st = x->streams;
     while (st) { Stream *nx = st->next; free_stream(st); st = nx; }
     ZConn *z = x->zconns;
@@ -2308,6 +2402,8 @@ static void Engine_dealloc(Engine *e) {
     free(e->pkt_changes.v);
     free(e->started.v);
     free(e->ended.v);
+    free(e->t_pagenum);
+    free(e->t_best);
     Py_XDECREF(e->out_conns);
     Py_XDECREF(e->out_zeek);
     Py_XDECREF(e->out_packets);
@@ -2531,6 +2627,54 @@ static PyObject *Engine_finish(Engine *e, PyObject *noargs) {
     return Engine_take(e, NULL);
 }
 
+/* overview(page, worst, problem_mask): count connections for the overview
+   instead of a record each (tally_add); page -1: every row. */
+static PyObject *Engine_overview(Engine *e, PyObject *args) {
+    int page, worst;
+    unsigned long mask;
+    if (!PyArg_ParseTuple(args, "iik", &page, &worst, &mask)) return NULL;
+    if (e->tcp) { PyErr_SetString(EngineError, "overview() comes before the first packet"); return NULL; }
+    free(e->t_pagenum); free(e->t_best);
+    e->t_pagenum = malloc(sizeof(i64) * (page > 0 ? page : 1));
+    e->t_best = malloc(sizeof(*e->t_best) * (worst > 0 ? worst : 1));
+    if (!e->t_pagenum || !e->t_best) return PyErr_NoMemory();
+    e->tally = 1;
+    e->t_page = page; e->t_worst = worst; e->t_problem = (u32)mask;
+    e->t_npage = e->t_nbest = 0;
+    Py_RETURN_NONE;
+}
+
+/* tally() -> (connections, packets, {ending: n}, {conn_state: n}, anomalies by flag
+   (FLAG_NAMES order, then bad_checksum)) counted since the last call; None
+   when the engine is not counting (no overview(), or a time base). */
+static PyObject *Engine_tally(Engine *e, PyObject *noargs) {
+    if (!e->tally || e->base) Py_RETURN_NONE;
+    PyObject *endings = PyDict_New(), *states = PyDict_New(), *anom = PyTuple_New(WF_COUNT + 1);
+    if (!endings || !states || !anom) goto fail;
+    for (int i = 0; i < 9; i++) {
+        if (!e->t_endings[i]) continue;
+        PyObject *v = PyLong_FromLongLong(e->t_endings[i]);
+        if (!v || PyDict_SetItemString(endings, ENDING_NAMES[i], v) < 0) { Py_XDECREF(v); goto fail; }
+        Py_DECREF(v);
+    }
+    for (int i = 0; STATE_NAMES[i]; i++) {
+        if (!e->t_states[i]) continue;
+        PyObject *v = PyLong_FromLongLong(e->t_states[i]);
+        if (!v || PyDict_SetItemString(states, STATE_NAMES[i], v) < 0) { Py_XDECREF(v); goto fail; }
+        Py_DECREF(v);
+    }
+    for (int i = 0; i <= WF_COUNT; i++) PyTuple_SET_ITEM(anom, i, PyLong_FromLongLong(e->t_anom[i]));
+    PyObject *r = Py_BuildValue("(LLNNN)", (long long)e->t_conns, (long long)e->t_packets, endings, states, anom);
+    e->t_conns = e->t_packets = 0;
+    memset(e->t_endings, 0, sizeof(e->t_endings));
+    memset(e->t_states, 0, sizeof(e->t_states));
+    memset(e->t_anom, 0, sizeof(e->t_anom));
+    return r;
+fail:
+    Py_XDECREF(endings); Py_XDECREF(states); Py_XDECREF(anom);
+    return NULL;
+}
+
 /* set_time_base(ns): a clock beyond 64-bit nanoseconds; times in are then
    relative to it (the caller subtracts), times out absolute again. */
 static PyObject *Engine_set_time_base(Engine *e, PyObject *arg) {
@@ -2710,6 +2854,8 @@ static PyMethodDef Engine_methods[] = {
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "counters"},
     {"numbering", (PyCFunction)Engine_numbering, METH_NOARGS, "numbering() -> (started, ended): first frames (int64) since the last call"},
     {"set_time_base", (PyCFunction)Engine_set_time_base, METH_O, "set_time_base(ns): times relative to it"},
+    {"overview", (PyCFunction)Engine_overview, METH_VARARGS, "overview(page, worst, problem_mask): count for the overview"},
+    {"tally", (PyCFunction)Engine_tally, METH_NOARGS, "tally() -> the overview's counts since the last call, or None"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject EngineType = {

@@ -513,7 +513,7 @@ _FIRST_NOTES = (
     "first SYN not captured: the SYN-ACK's receiver is the client",
     "first SYN not captured: client/server roles follow Zeek's heuristic",
 )
-_ANOMALY_NAMES = (*FLAG_NAMES, "bad_checksum")
+ANOMALY_NAMES = (*FLAG_NAMES, "bad_checksum")
 
 
 def connection_of(t: tuple[Any, ...]) -> Connection:
@@ -527,7 +527,7 @@ def connection_of(t: tuple[Any, ...]) -> Connection:
     ) = t
     address, roles = engine.address, engine.ROLES
     counts: Counter[str] = Counter()
-    for name, n in zip(_ANOMALY_NAMES, anomalies, strict=True):
+    for name, n in zip(ANOMALY_NAMES, anomalies, strict=True):
         if n:
             counts[name] = n
     texts = engine.TEXTS

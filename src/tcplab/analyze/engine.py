@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - a checkout whose engine was nev
         "run `make setup` or `pip install -e .`"
     ) from exc
 from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, segment_of
-from tcplab.analyze.wireshark import FLAG_NAMES
+from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture import TcpRecords, open_capture
 from tcplab.capture.pcapng import DROPPED_BY_WIRE
@@ -228,11 +228,22 @@ def analysis_flags(mask: int) -> frozenset[str]:
     return _FLAG_SETS[mask] if mask < len(_FLAG_SETS) else _flag_set(mask)
 
 
+def _batch(
+    engine: _engine.Engine, records: tuple[Any, ...] | None = None, sharded: bool = False
+) -> Batch:
+    """What ended since the last batch (``records``: finish()'s, else take()'s)."""
+    conns, zeek, packets = engine.take() if records is None else records
+    numbering = engine.numbering() if sharded else None
+    return Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally(), numbering)
+
+
 def _flag_set(mask: int) -> frozenset[str]:
     return frozenset(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
 
 
 _FLAG_SETS: Final = tuple(_flag_set(m) for m in range(1 << 12))
+# The flags that make a connection one of the overview's worst (its score).
+PROBLEM_MASK: Final = sum(1 << i for i, name in enumerate(FLAG_NAMES) if name in PROBLEM_FLAGS)
 
 
 @dataclass(slots=True)
@@ -296,11 +307,19 @@ class Batch:
     zeek: list[tuple[Any, ...]]
     packets: list[tuple[Any, ...]]
     first_time: int = 0  # ns: the capture's first TCP packet (relative times start there)
+    # With Options.overview: the engine's counts of the connections that ended
+    # (``Tally``); ``connections`` then holds only those the overview may show.
+    tally: Tally | None = None
     # With a shard (k, n > 1): records number streams by their first frame, and
     # this is (started, ended): the first frames (int64s, array('q')) of the
     # streams the shard started and ended since the last batch, for the merge
     # to number them as one process does (views.Numbering).
     numbering: tuple[bytes, bytes] | None = None
+
+
+# _engine.c's tally(): (connections, packets, {ending: n}, {conn_state: n},
+# anomaly counts in FLAG_NAMES order then bad_checksum)
+Tally = tuple[int, int, dict[str, int], dict[str, int], tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +332,10 @@ class Options:
     keep_packets: bool = False
     keep_stream: int = -1  # with keep_packets: only this connection's packets (-1: all)
     evict: bool = True  # connections out as they end (False: all at the end)
+    # The overview's tally (views.Overview): (rows on its page, -1 for every
+    # row; worst connections shown).  The engine then counts each connection
+    # and gives a record only for one the overview may still show.
+    overview: tuple[int, int] | None = None
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
@@ -342,6 +365,9 @@ class Engine:
             DROPPED_BY_WIRE.encode(),
             options.evict,
         )
+        if options.overview is not None:
+            page, worst = options.overview
+            self.engine.overview(page, worst, PROBLEM_MASK)
 
     def feed_segment(self, seg: Segment) -> None:
         feed_segment(self.engine, seg, self.options.strict_checksums)
@@ -533,10 +559,6 @@ def run(
     engine = Engine(options, shard).engine
     sharded = shard[1] > 1
 
-    def batch(records: tuple[list[Any], list[Any], list[Any]]) -> Batch:
-        numbering = engine.numbering() if sharded else None
-        return Batch(*records, engine.stats()["first_time"], numbering)
-
     name = str(source)
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
@@ -557,7 +579,7 @@ def run(
                     done = int(engine.stats()["bytes_read"])
                     progress(done - before)
                     before = done
-                yield batch(engine.take())
+                yield _batch(engine, sharded=sharded)
                 if result is not None and result[0] == "eof":
                     break
         finally:
@@ -577,7 +599,7 @@ def run(
                     result = engine.feed(b"", final)
                 if progress is not None and chunk:
                     progress(len(chunk))
-                yield batch(engine.take())
+                yield _batch(engine, sharded=sharded)
                 if final:
                     break
     if handed is not None:
@@ -588,8 +610,8 @@ def run(
                 f" handle after frame {stats['frame_index']}; stopping here"
             )
         else:
-            yield from map(batch, _take_over(engine, slow, source, handed))
-    yield batch(engine.finish())
+            yield from _take_over(engine, slow, source, handed, sharded)
+    yield _batch(engine, engine.finish(), sharded)
     report = slow.finish(extra)
     if sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
@@ -606,8 +628,12 @@ def run(
 
 
 def _take_over(
-    engine: _engine.Engine, slow: _Fallback, source: str | Path, offset: int
-) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
+    engine: _engine.Engine,
+    slow: _Fallback,
+    source: str | Path,
+    offset: int,
+    sharded: bool = False,
+) -> Iterator[Batch]:
     """tcplab.capture reads on from ``offset`` (problems reported its way)."""
     with open_capture(source) as reader:
         n = 0
@@ -617,7 +643,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield engine.take()
+                yield _batch(engine, sharded=sharded)
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))

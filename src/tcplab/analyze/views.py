@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from tcplab.analyze import engine
-from tcplab.analyze.core import Connection, connection_of, packet_of
+from tcplab.analyze.core import ANOMALY_NAMES, Connection, connection_of, packet_of
 from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.output import (
     conn_log_footer,
@@ -352,16 +352,33 @@ class Overview:
     endings: Counter[str] = field(default_factory=Counter)
     states: Counter[str] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)
-    worst: list[tuple[int, int, str]] = field(default_factory=list)  # (score, -number, row)
-    rows: list[tuple[int, str]] = field(default_factory=list)  # heap of (-number, row)
+    worst: list[tuple[int, int, Row]] = field(default_factory=list)  # (score, -number, row)
+    rows: list[tuple[int, Row]] = field(default_factory=list)  # heap of (-number, row)
+    sharded: bool = False  # a part of --jobs N: numbers are first frames until the merge
 
     def render(self, batch: engine.Batch) -> Overview:
-        part = Overview(self.page, self.keep)
+        part = Overview(self.page, self.keep, sharded=batch.numbering is not None)
+        if batch.tally is None:
+            for t in batch.connections:
+                part.add(connection_of(t))
+            return part
+        # The engine counted every connection (Options.overview) and gave the
+        # records of those this view may still show: rows only for them.
+        if self.keep.active:
+            raise ValueError("the engine's tally counts every connection: no filters")
+        conns, packets, endings, states, anomalies = batch.tally
+        part.connections = part.shown = conns
+        part.packets = packets
+        part.endings.update(endings)
+        part.states.update(states)
+        part.anomalies.update({k: n for k, n in zip(ANOMALY_NAMES, anomalies, strict=True) if n})
         for t in batch.connections:
-            part.add(connection_of(t))
+            part.add_rows(connection_of(t))
         return part
 
     def add(self, c: Connection) -> None:
+        """The reference: one connection counted and, if it may be shown, rendered
+        (_engine.c's tally_add counts the same way; tests/test_views.py)."""
         self.connections += 1
         if not self.keep(c):
             return
@@ -371,28 +388,44 @@ class Overview:
         self.endings[ending.split(" (")[0]] += 1
         self.states[c.zeek_conn_state or "-"] += 1
         self.anomalies.update(c.anomalies)
+        self.add_rows(c)
+
+    def add_rows(self, c: Connection) -> None:
+        """``c`` among the worst and on the first page, if it is one of them."""
         score = sum(n for name, n in c.anomalies.items() if name in PROBLEM_FLAGS)
-        # Rows are text only for the connections that can still be shown.
+        # Only the connections that can still be shown are kept, as text only
+        # for --all (every row is shown): the others are rendered by text().
         if score and (len(self.worst) < WORST or (score, -c.number) > self.worst[0][:2]):
-            item = (score, -c.number, connection_row(c))
+            item: tuple[int, int, Row] = (score, -c.number, c)
             if len(self.worst) < WORST:
                 heapq.heappush(self.worst, item)
             else:
                 heapq.heappushpop(self.worst, item)
+        row = connection_row(c) if self.page is None and not self.sharded else c
         if self.page is None or len(self.rows) < self.page:
-            heapq.heappush(self.rows, (-c.number, connection_row(c)))
+            heapq.heappush(self.rows, (-c.number, row))
         elif -c.number > self.rows[0][0]:
-            heapq.heappushpop(self.rows, (-c.number, connection_row(c)))
+            heapq.heappushpop(self.rows, (-c.number, row))
 
     def renumber(self, part: Overview, numbers: Numbering) -> Overview:
-        """Rows start with the connection's number (``connection_row``)."""
-        rows = _renumber_rows([(-k, row) for k, row in part.rows], numbers, "", ROW_NUMBER)
-        part.rows = [(-n, row) for n, row in rows]
-        worst = []
-        for score, k, row in part.worst:
-            n = numbers[-k]
-            worst.append((score, -n, renumber(row, "", -k, n, ROW_NUMBER)))
-        part.worst = worst
+        """A shard's rows are connections (a row's layout depends on its
+        number's width): numbered here, rendered here for ``--all`` (each is
+        shown) and at the end otherwise (``text``)."""
+        done: set[int] = set()  # a connection can be a row and one of the worst
+
+        def numbered(c: Row) -> Connection:
+            assert isinstance(c, Connection)
+            if id(c) not in done:
+                c.number = numbers[c.number]
+                done.add(id(c))
+            return c
+
+        rows: list[tuple[int, Row]] = []
+        for _, row in part.rows:
+            c = numbered(row)
+            rows.append((-c.number, connection_row(c) if self.page is None else c))
+        part.rows = rows
+        part.worst = [(score, -(c := numbered(row)).number, c) for score, _, row in part.worst]
         return part
 
     def take(self, part: Overview) -> None:
@@ -425,11 +458,9 @@ class Overview:
                 out.append(f"no TCP packets in {report.frames} frames")
             return "\n".join(out) + "\n"
         out.append("")
-        left = [f"{'ended':<32}{'conns':>8}"] + [
-            f"{k:<32}{v:>8,}" for k, v in self.endings.most_common()
-        ]
+        left = [f"{'ended':<32}{'conns':>8}"] + [f"{k:<32}{v:>8,}" for k, v in _most(self.endings)]
         right = [f"{'zeek conn_state':<16}{'conns':>8}"] + [
-            f"{k:<16}{v:>8,}" for k, v in self.states.most_common()
+            f"{k:<16}{v:>8,}" for k, v in _most(self.states)
         ]
         for i in range(max(len(left), len(right))):
             a = left[i] if i < len(left) else ""
@@ -438,23 +469,36 @@ class Overview:
         if self.anomalies:
             out.append("")
             out.append(f"  {'anomaly (packets)':<32}{'count':>8}")
-            out += [f"  {k:<32}{v:>8,}" for k, v in self.anomalies.most_common()]
+            out += [f"  {k:<32}{v:>8,}" for k, v in _most(self.anomalies)]
         if self.worst:
             out.append("")
             out.append("worst connections (most problem flags):")
-            for _score, _n, row in sorted(self.worst, reverse=True):
-                out.append(row)
-        rows = sorted(self.rows, reverse=True)
+            for _score, _n, row in sorted(self.worst, key=lambda w: w[:2], reverse=True):
+                out.append(_text(row))
+        rows = sorted(self.rows, key=lambda r: r[0], reverse=True)
         out.append("")
         if self.page is not None and self.shown > len(rows):
             out.append(f"first {len(rows)} of {self.shown:,} connections (--all for every row):")
         else:
             out.append(f"{self.shown:,} connections:")
-        out += [row for _, row in rows]
+        out += [_text(row) for _, row in rows]
         return "\n".join(out) + "\n"
 
     def finish(self, report: ReadReport) -> None:
         return None
+
+
+Row = Connection | str  # the overview's row: rendered, or rendered when shown
+
+
+def _text(row: Row) -> str:
+    return row if isinstance(row, str) else connection_row(row)
+
+
+def _most(counts: Counter[str]) -> list[tuple[str, int]]:
+    """Most first, ties by name: the same order whatever order the counts came
+    in (one process, --jobs N, the engine's tally)."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 ROW_WIDTH = 80  # every row line fits a terminal of 80 columns

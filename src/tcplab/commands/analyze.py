@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -403,6 +404,8 @@ def _stream(
         view = views.JsonView(out, keep)
     else:
         view = overview = views.Overview(None if all_rows else views.PAGE, keep)
+        if not keep.active:  # the engine counts; records only for the rows shown
+            options = replace(options, overview=(-1 if all_rows else views.PAGE, views.WORST))
     size = Path(path).stat().st_size if path != "-" else 0
     if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
         read = views.run_view(path, options, view, jobs)
