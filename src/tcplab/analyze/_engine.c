@@ -39,6 +39,8 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <math.h>
+#include <arpa/inet.h>
 
 typedef int64_t i64;
 typedef uint64_t u64;
@@ -348,6 +350,7 @@ typedef struct {
     struct Frames { i64 *v; size_t n, cap; } started, ended;
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
+    struct Lines *lines; /* --packets lines formatted here (NULL: packet tuples) */
     int error;
     /* The overview's tally (Engine.overview; views.Overview is its reference):
        per connection only counters, and a record only for a connection the
@@ -1724,6 +1727,9 @@ static PyObject *packet_tuple(Engine *e, Entry *x, Stream *st, const Pkt *p, int
     (void)x;
 }
 
+static int lines_packet(Engine *e, Stream *st, const Pkt *p, int role, u32 rel_seq, int has_rel_ack,
+                        u32 rel_ack, u32 nxt, i64 window, u32 wflags, i64 dup);
+
 /* Every TCP packet, whichever shard's: counted, and the clock that ends idle
    connections moves (so each shard evicts exactly when one process would). */
 static int tcp_seen(Engine *e, i64 t) {
@@ -1903,7 +1909,9 @@ static int process_packet(Engine *e, Pkt *p) {
     }
     st->final_state[0] = st->obs[0].state;
     st->final_state[1] = st->obs[1].state;
-    if (e->keep_packets && (e->keep_stream < 0 || e->keep_stream == st->number)) {
+    if (e->keep_packets && (e->keep_stream < 0 || e->keep_stream == st->number) && e->lines) {
+        if (lines_packet(e, st, p, role, rel_seq, has_rel_ack, rel_ack, nxt, window, wflags, dup) < 0) return -1;
+    } else if (e->keep_packets && (e->keep_stream < 0 || e->keep_stream == st->number)) {
         PyObject *t = packet_tuple(e, x, st, p, role, rel_seq, has_rel_ack, rel_ack, nxt, window, wflags, dup);
         if (!t) return -1;
         int rc = PyList_Append(e->out_packets, t);
@@ -2341,6 +2349,441 @@ static PyObject *run(Engine *e, int final) {
 }
 
 /* ------------------------------------------------------------------ */
+/* --packets lines, formatted here                                      */
+
+/* ``tcplab analyze --packets`` (and ``--packets --json``) at the engine's
+   speed: each packet's line is written into a buffer as the packet is
+   analysed, and Python writes the buffer out per batch (``take_lines``): no
+   per-packet Python object.  The reference is analyze/output.py's
+   ``packet_line`` / ``packet_object`` as analyze/views.py's PacketsView calls
+   them; tests/test_engine_lines.py requires byte-identical output on every
+   trace.  Every name printed (tcpdump flag letters, states, analysis flags,
+   roles) comes from Python (``packet_lines``), so the wording has one source. */
+
+typedef struct { char *s; int n; } Str;
+#define LINE_ROOM 4096 /* bytes a line takes at most, but for put_pyfloat's and put_window's (they reserve) */
+
+typedef struct {
+    i64 index;
+    i64 stream; /* its stream's number (in a shard of several: first frame) */
+    size_t off, len;
+} LineAt;
+
+typedef struct Lines {
+    int json, absolute;
+    int host_ver; /* 0: every host; 4/6: only packets from or to host; -1: none match */
+    u8 host[16];
+    int port;     /* -1: every port */
+    /* names of at most 64 bytes: a line stays under LINE_ROOM bytes */
+    Str flag_text[4096]; /* tcpdump letters by flags & 0xFFF (json: as JSON strings) */
+    Str state[ST_COUNT + 1]; /* [0]: no state ("unknown"), then by state code */
+    Str analysis[WF_COUNT];  /* by bit; order[]: the bits in sorted-name order */
+    int order[WF_COUNT];
+    int dupack_bit;
+    char *buf;
+    size_t len, cap;
+    LineAt *at;
+    size_t nat, capat;
+    int unsorted;
+} Lines;
+
+static void lines_free(Lines *l) {
+    if (!l) return;
+    for (int i = 0; i < 4096; i++) free(l->flag_text[i].s);
+    for (int i = 0; i <= ST_COUNT; i++) free(l->state[i].s);
+    for (int i = 0; i < WF_COUNT; i++) free(l->analysis[i].s);
+    free(l->buf);
+    free(l->at);
+    free(l);
+}
+
+static int lines_reserve(Lines *l, size_t more) {
+    if (l->len + more <= l->cap) return 0;
+    size_t cap = l->cap ? l->cap : 1 << 20;
+    while (cap < l->len + more) cap *= 2;
+    char *b = realloc(l->buf, cap);
+    if (!b) return -1;
+    l->buf = b;
+    l->cap = cap;
+    return 0;
+}
+
+static inline char *put(char *o, const char *s, size_t n) { memcpy(o, s, n); return o + n; }
+#define PUTLIT(o, lit) put((o), (lit), sizeof(lit) - 1)
+static inline char *put_str(char *o, Str s) { return put(o, s.s, (size_t)s.n); }
+
+static inline int u64_digits(char *tmp, u64 v) { /* reversed into tmp; returns the count */
+    int n = 0;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    return n;
+}
+static inline char *put_u64(char *o, u64 v) {
+    char tmp[24];
+    int n = u64_digits(tmp, v);
+    while (n) *o++ = tmp[--n];
+    return o;
+}
+static inline char *put_i64(char *o, i64 v) {
+    if (v < 0) { *o++ = '-'; return put_u64(o, (u64)0 - (u64)v); }
+    return put_u64(o, (u64)v);
+}
+/* f"{v:>width}" and f"{v:<width}" */
+static inline char *put_i64_right(char *o, i64 v, int width) {
+    char tmp[24];
+    int neg = v < 0, n = u64_digits(tmp, neg ? (u64)0 - (u64)v : (u64)v);
+    for (int pad = width - n - neg; pad > 0; pad--) *o++ = ' ';
+    if (neg) *o++ = '-';
+    while (n) *o++ = tmp[--n];
+    return o;
+}
+static inline char *put_i64_left(char *o, i64 v, int width) {
+    char *start = o;
+    o = put_i64(o, v);
+    while (o - start < width) *o++ = ' ';
+    return o;
+}
+
+/* A Python float string (PyOS_double_to_string: Python's own formatting). */
+static char *put_pyfloat(Lines *l, char *o, double x, char code, int precision, int flags) {
+    char *s = PyOS_double_to_string(x, code, precision, flags, NULL);
+    if (!s) return NULL;
+    size_t n = strlen(s), at = (size_t)(o - l->buf);
+    if (lines_reserve(l, at - l->len + n + 1024) < 0) { PyMem_Free(s); PyErr_NoMemory(); return NULL; }
+    o = put(l->buf + at, s, n);
+    PyMem_Free(s);
+    return o;
+}
+
+/* f"{x:.6f}": the exact binary value of x rounded half-even to six places
+   (what Python's and glibc's formatting do), in integer arithmetic; numbers
+   beyond it go through Python's formatter. */
+static char *put_fixed6(Lines *l, char *o, double x) {
+    u64 bits;
+    memcpy(&bits, &x, sizeof(bits));
+    int neg = (int)(bits >> 63), exp = (int)(bits >> 52 & 0x7FF);
+    u64 mant = bits & ((1ULL << 52) - 1);
+    if (exp != 0x7FF) {
+        int k; /* |x| = mant / 2^k */
+        if (exp) { mant |= 1ULL << 52; k = 1075 - exp; }
+        else k = 1074; /* zero or subnormal */
+        if (k >= 128 || (k >= 0 && mant == 0)) { /* below 2^-74: rounds to zero */
+            if (neg) *o++ = '-';
+            return PUTLIT(o, "0.000000");
+        }
+        if (k > 0) {
+            unsigned __int128 v = (unsigned __int128)mant * 1000000u;
+            unsigned __int128 q = v >> k, rem = v & (((unsigned __int128)1 << k) - 1);
+            unsigned __int128 half = (unsigned __int128)1 << (k - 1);
+            if (rem > half || (rem == half && (q & 1))) q++;
+            if (q < ((unsigned __int128)1 << 63)) {
+                u64 n = (u64)q, ip = n / 1000000u, fp = n % 1000000u;
+                if (neg) *o++ = '-';
+                o = put_u64(o, ip);
+                *o++ = '.';
+                for (u64 d = 100000; d; d /= 10) { *o++ = (char)('0' + fp / d); fp %= d; }
+                return o;
+            }
+        }
+    }
+    return put_pyfloat(l, o, x, 'f', 6, 0);
+}
+
+/* A time as Python has it: ``t_ns / 1e9`` of the absolute (time-based) time. */
+static int lines_seconds(Engine *e, i64 t, double *out) {
+    if (!e->base) { *out = (double)t / 1e9; return 0; }
+    PyObject *v = tobj(t);
+    if (!v) return -1;
+    double d = PyLong_AsDouble(v);
+    Py_DECREF(v);
+    if (d == -1.0 && PyErr_Occurred()) return -1;
+    *out = d / 1e9;
+    return 0;
+}
+
+/* window_text(raw, shift, syn=...) (tcplab.fmt): raw, raw×?, raw×factor=scaled */
+static char *put_window(Lines *l, char *o, int raw, int shift, int syn) {
+    o = put_i64(o, raw);
+    if (syn || shift == 0 || raw == 0) return o;
+    o = PUTLIT(o, "\xc3\x97"); /* × */
+    if (shift < 0) { *o++ = '?'; return o; }
+    if (shift <= 47 && raw >= 0) {
+        o = put_u64(o, (u64)1 << shift);
+        *o++ = '=';
+        return put_u64(o, (u64)raw << shift);
+    }
+    /* a shift no 64-bit number holds (a wscale option above 14 is taken as given) */
+    PyObject *one = PyLong_FromLong(1), *r = PyLong_FromLong(raw), *s = PyLong_FromLong(shift);
+    PyObject *f = one && s ? PyNumber_Lshift(one, s) : NULL, *w = r && s ? PyNumber_Lshift(r, s) : NULL;
+    PyObject *ft = f ? PyObject_Str(f) : NULL, *wt = w ? PyObject_Str(w) : NULL;
+    const char *fs = ft ? PyUnicode_AsUTF8(ft) : NULL, *ws = wt ? PyUnicode_AsUTF8(wt) : NULL;
+    if (fs && ws) {
+        size_t at = (size_t)(o - l->buf), nf = strlen(fs), nw = strlen(ws);
+        if (lines_reserve(l, at - l->len + nf + nw + 1024) < 0) { PyErr_NoMemory(); o = NULL; }
+        else {
+            o = put(l->buf + at, fs, nf);
+            *o++ = '=';
+            o = put(o, ws, nw);
+        }
+    } else o = NULL;
+    Py_XDECREF(one); Py_XDECREF(r); Py_XDECREF(s); Py_XDECREF(f); Py_XDECREF(w); Py_XDECREF(ft); Py_XDECREF(wt);
+    return o;
+}
+
+static char *put_addr(char *o, int ver, const u8 *a) {
+    char text[INET6_ADDRSTRLEN];
+    if (!inet_ntop(ver == 4 ? AF_INET : AF_INET6, a, text, sizeof(text))) text[0] = 0;
+    return put(o, text, strlen(text));
+}
+
+static inline Str lines_state(Lines *l, int code) { return l->state[code >= 0 && code < ST_COUNT ? code + 1 : 0]; }
+
+/* One packet's line (process_packet calls this instead of building a tuple). */
+static int lines_packet(Engine *e, Stream *st, const Pkt *p, int role, u32 rel_seq, int has_rel_ack,
+                        u32 rel_ack, u32 nxt, i64 window, u32 wflags, i64 dup) {
+    Lines *l = e->lines;
+    if (l->host_ver) {
+        int n = p->ver == 4 ? 4 : 16;
+        if (l->host_ver != p->ver || (memcmp(l->host, p->src, n) && memcmp(l->host, p->dst, n))) return 0;
+    }
+    if (l->port >= 0 && p->sport != l->port && p->dport != l->port) return 0;
+    double t, base = 0.0;
+    if (lines_seconds(e, p->t, &t) < 0) return -1;
+    if (!l->absolute && lines_seconds(e, e->first_t, &base) < 0) return -1;
+    double rel = t - base;
+    if (lines_reserve(l, LINE_ROOM) < 0) { PyErr_NoMemory(); return -1; }
+    if (l->nat == l->capat) {
+        size_t cap = l->capat ? l->capat * 2 : 4096;
+        LineAt *v = realloc(l->at, cap * sizeof(LineAt));
+        if (!v) { PyErr_NoMemory(); return -1; }
+        l->at = v; l->capat = cap;
+    }
+    if (l->nat && l->at[l->nat - 1].index > p->index) l->unsorted = 1;
+    l->at[l->nat].index = p->index;
+    l->at[l->nat].stream = st->number;
+    l->at[l->nat].off = l->len;
+    l->nat++;
+    char *o = l->buf + l->len;
+    Str flags = l->flag_text[p->flags & 0xFFF];
+    int shift = e->pkt_shift;
+    if (!l->json) {
+        /* packet_line */
+        o = put_i64_right(o, p->index, 6);
+        *o++ = ' ';
+        if (!(o = put_fixed6(l, o, rel))) return -1;
+        o = PUTLIT(o, " conn ");
+        o = put_i64_left(o, st->number, 4);
+        o = role == 0 ? PUTLIT(o, " client -> server [") : PUTLIT(o, " client <- server [");
+        o = put_str(o, flags);
+        o = PUTLIT(o, "] seq ");
+        o = put_u64(o, rel_seq);
+        if (has_rel_ack) { o = PUTLIT(o, " ack "); o = put_u64(o, rel_ack); }
+        o = PUTLIT(o, " len ");
+        o = put_i64(o, p->length);
+        o = PUTLIT(o, " nxt ");
+        o = put_u64(o, nxt);
+        o = PUTLIT(o, " win ");
+        if (!(o = put_window(l, o, p->window, shift, p->flags & F_SYN))) return -1;
+        if (wflags & ((1u << WF_COUNT) - 1)) {
+            o = PUTLIT(o, "  [");
+            int first = 1;
+            for (int i = 0; i < WF_COUNT; i++) {
+                int bit = l->order[i];
+                if (!(wflags & B(bit))) continue;
+                if (!first) *o++ = ',';
+                first = 0;
+                o = put_str(o, l->analysis[bit]);
+                if (bit == l->dupack_bit) { *o++ = '#'; o = put_i64(o, dup); }
+            }
+            *o++ = ']';
+        }
+        if (p->dropped) o = PUTLIT(o, "  dropped_by_wire");
+        o = PUTLIT(o, "  client=");
+        o = put_str(o, lines_state(l, st->obs[0].state));
+        o = PUTLIT(o, " server=");
+        o = put_str(o, lines_state(l, st->obs[1].state));
+        *o++ = '\n';
+    } else {
+        /* json.dumps(packet_object(p, base)) */
+        o = PUTLIT(o, "{\"frame\": ");
+        o = put_i64(o, p->index);
+        o = PUTLIT(o, ", \"time\": ");
+        char *s = PyOS_double_to_string(rel, 'f', 9, 0, NULL); /* round(x, 9), as float.__round__ */
+        if (!s) return -1;
+        double r = PyOS_string_to_double(s, NULL, NULL);
+        PyMem_Free(s);
+        if (r == -1.0 && PyErr_Occurred()) return -1;
+        if (isfinite(r)) { if (!(o = put_pyfloat(l, o, r, 'r', 0, Py_DTSF_ADD_DOT_0))) return -1; }
+        else o = isnan(r) ? PUTLIT(o, "NaN") : r > 0 ? PUTLIT(o, "Infinity") : PUTLIT(o, "-Infinity");
+        o = PUTLIT(o, ", \"connection\": ");
+        o = put_i64(o, st->number);
+        o = role == 0 ? PUTLIT(o, ", \"sender\": \"client\", \"src\": \"") : PUTLIT(o, ", \"sender\": \"server\", \"src\": \"");
+        o = put_addr(o, p->ver, p->src);
+        o = PUTLIT(o, "\", \"sport\": ");
+        o = put_i64(o, p->sport);
+        o = PUTLIT(o, ", \"dst\": \"");
+        o = put_addr(o, p->ver, p->dst);
+        o = PUTLIT(o, "\", \"dport\": ");
+        o = put_i64(o, p->dport);
+        o = PUTLIT(o, ", \"flags\": ");
+        o = put_str(o, flags);
+        o = PUTLIT(o, ", \"seq\": ");
+        o = put_u64(o, rel_seq);
+        o = PUTLIT(o, ", \"ack\": ");
+        if (has_rel_ack) o = put_u64(o, rel_ack);
+        else o = PUTLIT(o, "null");
+        o = PUTLIT(o, ", \"len\": ");
+        o = put_i64(o, p->length);
+        o = PUTLIT(o, ", \"nxtseq\": ");
+        o = put_u64(o, nxt);
+        o = PUTLIT(o, ", \"window\": ");
+        o = put_i64(o, window);
+        o = PUTLIT(o, ", \"window_raw\": ");
+        o = put_i64(o, p->window);
+        o = PUTLIT(o, ", \"window_shift\": ");
+        if (shift < 0) o = PUTLIT(o, "null");
+        else o = put_i64(o, shift);
+        o = PUTLIT(o, ", \"analysis\": [");
+        int first = 1;
+        for (int i = 0; i < WF_COUNT; i++) {
+            int bit = l->order[i];
+            if (!(wflags & B(bit))) continue;
+            if (!first) o = PUTLIT(o, ", ");
+            first = 0;
+            o = put_str(o, l->analysis[bit]);
+        }
+        o = PUTLIT(o, "], \"dupack_num\": ");
+        o = put_i64(o, dup);
+        o = p->dropped ? PUTLIT(o, ", \"dropped_by_wire\": true, \"client_state\": ")
+                       : PUTLIT(o, ", \"dropped_by_wire\": false, \"client_state\": ");
+        o = put_str(o, lines_state(l, st->obs[0].state));
+        o = PUTLIT(o, ", \"server_state\": ");
+        o = put_str(o, lines_state(l, st->obs[1].state));
+        o = PUTLIT(o, "}\n");
+    }
+    l->at[l->nat - 1].len = (size_t)(o - l->buf) - l->len;
+    l->len = (size_t)(o - l->buf);
+    return 0;
+}
+
+static int str_of(PyObject *o, Str *out) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (!s) return -1;
+    if (n > 64) { PyErr_SetString(PyExc_ValueError, "a name longer than 64 bytes"); return -1; }
+    free(out->s);
+    out->s = malloc((size_t)n + 1);
+    if (!out->s) { PyErr_NoMemory(); return -1; }
+    memcpy(out->s, s, (size_t)n + 1);
+    out->n = (int)n;
+    return 0;
+}
+
+static int strs_of(PyObject *seq, Str *out, Py_ssize_t want, const char *what) {
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (!fast) return -1;
+    int rc = 0;
+    if (PySequence_Fast_GET_SIZE(fast) != want) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd names, the engine has %zd", what, PySequence_Fast_GET_SIZE(fast), want);
+        rc = -1;
+    }
+    for (Py_ssize_t i = 0; !rc && i < want; i++) rc = str_of(PySequence_Fast_GET_ITEM(fast, i), &out[i]);
+    Py_DECREF(fast);
+    return rc;
+}
+
+/* packet_lines(json, absolute, host, port, flag_texts, states, analysis_names, order, dupack_bit):
+   format --packets lines in the engine from now on (take_lines() returns them). */
+static PyObject *Engine_packet_lines(Engine *e, PyObject *args) {
+    int json, absolute, port, dupack_bit;
+    PyObject *host, *flags, *states, *names, *order;
+    if (!PyArg_ParseTuple(args, "ppOiOOOOi", &json, &absolute, &host, &port, &flags, &states, &names, &order,
+                          &dupack_bit))
+        return NULL;
+    if (e->tcp) { PyErr_SetString(EngineError, "packet_lines() is set before the first packet"); return NULL; }
+    Lines *l = calloc(1, sizeof(Lines));
+    if (!l) return PyErr_NoMemory();
+    l->json = json;
+    l->absolute = absolute;
+    l->port = port;
+    l->dupack_bit = dupack_bit;
+    if (host != Py_None) {
+        Py_buffer b;
+        if (PyObject_GetBuffer(host, &b, PyBUF_SIMPLE) < 0) goto fail;
+        if (b.len == 4 || b.len == 16) { l->host_ver = b.len == 4 ? 4 : 6; memcpy(l->host, b.buf, b.len); }
+        else l->host_ver = -1;
+        PyBuffer_Release(&b);
+    }
+    if (strs_of(flags, l->flag_text, 4096, "flag texts") < 0) goto fail;
+    if (strs_of(states, l->state, ST_COUNT + 1, "states") < 0) goto fail;
+    if (strs_of(names, l->analysis, WF_COUNT, "analysis flags") < 0) goto fail;
+    PyObject *fast = PySequence_Fast(order, "order");
+    if (!fast) goto fail;
+    if (PySequence_Fast_GET_SIZE(fast) != WF_COUNT) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_ValueError, "order: one position per analysis flag");
+        goto fail;
+    }
+    for (int i = 0; i < WF_COUNT; i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (v < 0 || v >= WF_COUNT) {
+            Py_DECREF(fast);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "order: a flag the engine does not have");
+            goto fail;
+        }
+        l->order[i] = (int)v;
+    }
+    Py_DECREF(fast);
+    lines_free(e->lines);
+    e->lines = l;
+    Py_RETURN_NONE;
+fail:
+    lines_free(l);
+    return NULL;
+}
+
+static const char *g_sorting; /* the buffer whose lines line_cmp orders */
+static int line_cmp(const void *a, const void *b) {
+    const LineAt *x = a, *y = b;
+    if (x->index != y->index) return x->index < y->index ? -1 : 1;
+    /* a tie: by text, as sorted() orders (frame, text) pairs (UTF-8 keeps code point order) */
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(g_sorting + x->off, g_sorting + y->off, n);
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* take_lines() -> None (no packet_lines()), or (bytes, frames): the lines
+   formatted since the last call, in frame order (as PacketsView sorts a
+   batch); in a shard of several, frames holds each line's frame number and
+   stream (its first frame) as native int64s (views numbers the streams and
+   merges the shards' lines by frame), else None. */
+static PyObject *Engine_take_lines(Engine *e, PyObject *noargs) {
+    Lines *l = e->lines;
+    if (!l) Py_RETURN_NONE;
+    int with_frames = e->nshards > 1;
+    if (l->unsorted) { /* a frame decoded late (reassembled fragments...): PacketsView sorts */
+        g_sorting = l->buf;
+        qsort(l->at, l->nat, sizeof(LineAt), line_cmp);
+    }
+    PyObject *text = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)l->len), *frames = NULL;
+    if (!text) return NULL;
+    char *o = PyBytes_AS_STRING(text);
+    if (!l->unsorted) memcpy(o, l->buf, l->len);
+    else for (size_t i = 0; i < l->nat; i++) o = put(o, l->buf + l->at[i].off, l->at[i].len);
+    if (with_frames) {
+        frames = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(l->nat * 2 * sizeof(i64)));
+        if (!frames) { Py_DECREF(text); return NULL; }
+        i64 *f = (i64 *)PyBytes_AS_STRING(frames);
+        for (size_t i = 0; i < l->nat; i++) { f[2 * i] = l->at[i].index; f[2 * i + 1] = l->at[i].stream; }
+    }
+    l->len = 0;
+    l->nat = 0;
+    l->unsorted = 0;
+    if (!with_frames) { frames = Py_None; Py_INCREF(frames); }
+    return Py_BuildValue("(NN)", text, frames);
+}
+
+/* ------------------------------------------------------------------ */
 /* Python type                                                         */
 
 static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
@@ -2407,6 +2850,7 @@ static void Engine_dealloc(Engine *e) {
     Py_XDECREF(e->out_conns);
     Py_XDECREF(e->out_zeek);
     Py_XDECREF(e->out_packets);
+    lines_free(e->lines);
     Py_XDECREF(e->base);
     if (g_base == e->base) g_base = NULL;
     Py_TYPE(e)->tp_free((PyObject *)e);
@@ -2854,6 +3298,8 @@ static PyMethodDef Engine_methods[] = {
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "counters"},
     {"numbering", (PyCFunction)Engine_numbering, METH_NOARGS, "numbering() -> (started, ended): first frames (int64) since the last call"},
     {"set_time_base", (PyCFunction)Engine_set_time_base, METH_O, "set_time_base(ns): times relative to it"},
+    {"packet_lines", (PyCFunction)Engine_packet_lines, METH_VARARGS, "packet_lines(...): format --packets lines here"},
+    {"take_lines", (PyCFunction)Engine_take_lines, METH_NOARGS, "take_lines() -> None, or (lines, frame numbers in a shard) since the last call"},
     {"overview", (PyCFunction)Engine_overview, METH_VARARGS, "overview(page, worst, problem_mask): count for the overview"},
     {"tally", (PyCFunction)Engine_tally, METH_NOARGS, "tally() -> the overview's counts since the last call, or None"},
     {NULL, NULL, 0, NULL}};

@@ -33,6 +33,19 @@ class Engine:
     def numbering(self) -> tuple[bytes, bytes]: ...
     def set_time_base(self, ns: int) -> None: ...
     def overview(self, page: int, worst: int, problem_mask: int) -> None: ...
+    def packet_lines(
+        self,
+        as_json: bool,
+        absolute: bool,
+        host: bytes | None,
+        port: int,
+        flag_texts: list[str],
+        states: list[str],
+        analysis_names: list[str],
+        order: list[int],
+        dupack_bit: int,
+    ) -> None: ...
+    def take_lines(self) -> tuple[bytes, bytes | None] | None: ...
     def tally(
         self,
     ) -> tuple[int, int, dict[str, int], dict[str, int], tuple[int, ...]] | None: ...

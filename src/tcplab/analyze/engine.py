@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, Final, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 try:
     from tcplab.analyze import _engine
@@ -46,14 +46,16 @@ except ImportError as exc:  # pragma: no cover - a checkout whose engine was nev
 from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, segment_of
 from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
-from tcplab.capture import TcpRecords, open_capture
-from tcplab.capture.pcapng import DROPPED_BY_WIRE
-from tcplab.capture.reader import Record
+from tcplab.capture.marker import DROPPED_BY_WIRE
 from tcplab.capture.source import ChunkSource, ProblemSink
 from tcplab.errors import InputError
 from tcplab.model.table import TRANSITIONS, Trigger, TriggerKind, edges_from
 from tcplab.states import State
 from tcplab.wire.flags import Control
+
+if TYPE_CHECKING:  # tcplab.capture's reader, for the frames the engine hands back
+    from tcplab.capture import TcpRecords
+    from tcplab.capture.reader import Record
 
 CHUNK: Final = 1 << 22  # bytes per read: 4 MiB
 TIME_LIMIT: Final = 1 << 62  # ns the engine holds either side of its time base
@@ -225,7 +227,8 @@ def changes_of(
 
 
 def analysis_flags(mask: int) -> frozenset[str]:
-    return _FLAG_SETS[mask] if mask < len(_FLAG_SETS) else _flag_set(mask)
+    got = _FLAG_SETS.get(mask)
+    return got if got is not None else _FLAG_SETS.setdefault(mask, _flag_set(mask))
 
 
 def _batch(
@@ -234,14 +237,19 @@ def _batch(
     """What ended since the last batch (``records``: finish()'s, else take()'s)."""
     conns, zeek, packets = engine.take() if records is None else records
     numbering = engine.numbering() if sharded else None
-    return Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally(), numbering)
+    batch = Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally(), numbering)
+    lines = engine.take_lines()
+    if lines is not None:
+        batch.lines, batch.frames = lines
+    return batch
 
 
 def _flag_set(mask: int) -> frozenset[str]:
     return frozenset(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
 
 
-_FLAG_SETS: Final = tuple(_flag_set(m) for m in range(1 << 12))
+# Built as met: all 4096 at import cost a tiny capture a fifth of its start-up.
+_FLAG_SETS: Final[dict[int, frozenset[str]]] = {}
 # The flags that make a connection one of the overview's worst (its score).
 PROBLEM_MASK: Final = sum(1 << i for i, name in enumerate(FLAG_NAMES) if name in PROBLEM_FLAGS)
 
@@ -315,11 +323,30 @@ class Batch:
     # streams the shard started and ended since the last batch, for the merge
     # to number them as one process does (views.Numbering).
     numbering: tuple[bytes, bytes] | None = None
+    # With Options.packet_lines: the packets' lines, formatted by the engine in
+    # frame order, and (in a shard of several) each line's frame and stream
+    # (its first frame) as pairs of native int64s.
+    lines: bytes | None = None
+    frames: bytes | None = None
 
 
 # _engine.c's tally(): (connections, packets, {ending: n}, {conn_state: n},
 # anomaly counts in FLAG_NAMES order then bad_checksum)
 Tally = tuple[int, int, dict[str, int], dict[str, int], tuple[int, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class PacketLines:
+    """``--packets`` formatted by the engine: ``packet_line`` (or, ``as_json``,
+    ``packet_object``) of every packet kept, as ``views.PacketsView`` prints
+    them (tcplab.analyze.output is the reference, tests/test_engine_lines.py
+    the proof), with its filters: ``host`` (either address, as text) and
+    ``port`` (either port); the connection filter is ``Options.keep_stream``."""
+
+    as_json: bool = False
+    absolute: bool = False  # times since the epoch, not since the first packet
+    host: str | None = None
+    port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +363,7 @@ class Options:
     # row; worst connections shown).  The engine then counts each connection
     # and gives a record only for one the overview may still show.
     overview: tuple[int, int] | None = None
+    packet_lines: PacketLines | None = None  # with keep_packets: lines, not packet records
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
@@ -368,6 +396,8 @@ class Engine:
         if options.overview is not None:
             page, worst = options.overview
             self.engine.overview(page, worst, PROBLEM_MASK)
+        if options.packet_lines is not None:
+            _format_lines(self.engine, options.packet_lines)
 
     def feed_segment(self, seg: Segment) -> None:
         feed_segment(self.engine, seg, self.options.strict_checksums)
@@ -377,6 +407,36 @@ class Engine:
 
     def finish(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         return self.engine.finish()
+
+
+def _format_lines(engine: _engine.Engine, form: PacketLines) -> None:
+    """Have the engine format packet lines, with the names output.py prints."""
+    from tcplab.analyze.output import packet_line_names
+
+    host: bytes | None = None
+    if form.host is not None:
+        try:
+            host = _packed(form.host)
+        except OSError:
+            host = b""  # no address: no packet is from or to it
+        if host and address(host) != form.host:
+            host = b""  # the view compares text: "::0001" is no packet's address
+    port = -1 if form.port is None else form.port
+    if form.port is not None and not 0 <= form.port <= 0xFFFF:
+        host = b""  # no packet uses it
+    flags, states, names = packet_line_names(form.as_json)
+    order = sorted(range(len(FLAG_NAMES)), key=FLAG_NAMES.__getitem__)
+    engine.packet_lines(
+        form.as_json,
+        form.absolute,
+        host,
+        port,
+        flags,
+        states,
+        names,
+        order,
+        FLAG_NAMES.index("duplicate_ack"),
+    )
 
 
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, shards: int) -> int:
@@ -414,8 +474,21 @@ class _Fallback:
         self.name = name
         self.options = options
         self.report = ReadReport()
-        self.records = TcpRecords(None, strict_checksum=True, on_not_tcp=self._fragment)
+        self._records: TcpRecords | None = None
         self.base = 0  # the engine's time base (a clock beyond 64-bit nanoseconds)
+
+    @property
+    def records(self) -> TcpRecords:
+        """tcplab.capture's decoder, loaded when the first frame needs it."""
+        if self._records is None:
+            from tcplab.capture import TcpRecords
+
+            self._records = TcpRecords(None, strict_checksum=True, on_not_tcp=self._fragment)
+        return self._records
+
+    @property
+    def undecodable(self) -> int:
+        return self._records.undecodable if self._records is not None else 0
 
     def _fragment(self, record: Record, not_tcp: object) -> None:
         reason = getattr(not_tcp, "reason", "")
@@ -453,9 +526,10 @@ class _Fallback:
         )
 
     def finish(self, extra: list[str]) -> ReadReport:
-        self.records.end()
-        for problem in self.records.problems:
-            self.report.problem(problem.line(self.name))
+        if self._records is not None:
+            self._records.end()
+            for problem in self._records.problems:
+                self.report.problem(problem.line(self.name))
         for line in extra:
             self.report.problem(line)
         return self.report
@@ -503,6 +577,8 @@ def _packed(text: str) -> bytes:
 
 def _record(handed: tuple[Any, ...]) -> Record:
     """A frame the fast decoder handed back, as tcplab.capture's record."""
+    from tcplab.capture.reader import Record
+
     index, time_ns, linktype, data_offset, data, dropped = handed
     return Record(
         index,
@@ -623,7 +699,7 @@ def run(
     report.frames = int(stats["frames"])
     report.tcp = int(stats["tcp"])
     report.not_tcp = int(stats["not_tcp"])
-    report.undecodable = slow.records.undecodable
+    report.undecodable = slow.undecodable
     yield report
 
 
@@ -635,6 +711,8 @@ def _take_over(
     sharded: bool = False,
 ) -> Iterator[Batch]:
     """tcplab.capture reads on from ``offset`` (problems reported its way)."""
+    from tcplab.capture import open_capture
+
     with open_capture(source) as reader:
         n = 0
         for record in reader:

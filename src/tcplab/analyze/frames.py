@@ -30,13 +30,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from tcplab.capture import Record, TcpRecords, open_capture
-from tcplab.capture.pcapng import DROPPED_BY_WIRE
-from tcplab.wire.checksum import offload_partial_sum
-from tcplab.wire.decode import NotTcp, TcpPacket
-from tcplab.wire.options import Mss, Sack, SackPermitted, TcpOption, Timestamps, WindowScale
+from tcplab.capture.marker import DROPPED_BY_WIRE
+
+if TYPE_CHECKING:
+    # Loaded where used: the analysis engine reads most captures itself and
+    # needs the Python reader and decoders only for what it hands back.
+    from tcplab.capture import Record
+    from tcplab.wire.decode import NotTcp, TcpPacket
+    from tcplab.wire.options import TcpOption
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,8 @@ def options_of(options: tuple[TcpOption, ...]) -> TcpOptions:
     a repeated kind wins, as in Zeek's build_syn_packet_val)."""
     if not options:
         return NO_OPTIONS
+    from tcplab.wire.options import Mss, Sack, SackPermitted, Timestamps, WindowScale
+
     mss = wscale = ts_val = ts_ecr = None
     sack_permitted = False
     sack: tuple[tuple[int, int], ...] = ()
@@ -217,6 +222,8 @@ def segment_of(
 def partial_checksum(packet: TcpPacket) -> bool:
     """Whether the TCP checksum field holds the folded pseudo-header sum the
     sender's NIC would have finished (``tcplab.wire.checksum.offload_partial_sum``)."""
+    from tcplab.wire.checksum import offload_partial_sum
+
     length = packet.datagram_len - (packet.tcp_offset - packet.ip_offset)
     return packet.tcp.checksum == offload_partial_sum(packet.src, packet.dst, length)
 
@@ -224,6 +231,8 @@ def partial_checksum(packet: TcpPacket) -> bool:
 def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterator[Segment]:
     """Every TCP segment of a capture, in file order; problems go to ``report``
     as one line each (file, offset, what) once the file is read."""
+    from tcplab.capture import TcpRecords, open_capture
+
     report = report if report is not None else ReadReport()
     name = str(path)
 
@@ -257,9 +266,7 @@ def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterato
                 report.problem(f"{path}: {reader.problems_dropped} more problems not listed")
 
 
-def frame_details(
-    path: str | Path, frames: Collection[int]
-) -> dict[int, tuple[bytes, str | None]]:
+def frame_details(path: str | Path, frames: Collection[int]) -> dict[int, tuple[bytes, str | None]]:
     """The IP datagram and the packet comment (pcapng ``opt_comment``, §3.5)
     of each of ``frames`` (frame numbers), read again from ``path``.
 
@@ -267,6 +274,8 @@ def frame_details(
     analysis never does), so the report reads them back here, up to the last
     frame asked for.  The first pass already said what was wrong with the
     file: problems are not repeated."""
+    from tcplab.capture import TcpRecords, open_capture
+
     wanted = set(frames)
     out: dict[int, tuple[bytes, str | None]] = {}
     if not wanted:

@@ -32,7 +32,7 @@ import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Protocol
 
 from tcplab.analyze import engine
@@ -289,7 +289,12 @@ class ConnLogView:
 @dataclass(slots=True)
 class PacketsView:
     """One line (or JSON object) per packet, as the engine analyses it; times
-    relative to the capture's first packet unless ``absolute``."""
+    relative to the capture's first packet unless ``absolute``.
+
+    When the engine runs with ``Options.packet_lines`` (``packet_options``),
+    it formats the lines itself and a batch carries them as bytes, written
+    out whole; otherwise (and as the reference, tests/test_engine_lines.py)
+    they are formatted here from the packet records."""
 
     out: IO[str]
     keep: Filter = field(default_factory=Filter)
@@ -297,7 +302,26 @@ class PacketsView:
     absolute: bool = False
     base: float | None = None
 
-    def render(self, batch: engine.Batch) -> Keyed:
+    def packet_options(self, options: engine.Options) -> engine.Options:
+        """``options`` with the engine formatting this view's lines."""
+        return replace(
+            options,
+            keep_packets=True,
+            keep_stream=-1 if self.keep.conn is None else self.keep.conn,
+            packet_lines=engine.PacketLines(
+                self.as_json, self.absolute, self.keep.host, self.keep.port
+            ),
+        )
+
+    def render(self, batch: engine.Batch) -> Keyed | bytes:
+        if batch.lines is not None:
+            if batch.frames is None:
+                return batch.lines
+            # a shard's lines, keyed by (frame, stream) for the merge (renumber, _merge)
+            pairs = array("q", batch.frames)
+            text = batch.lines.decode().split("\n")[:-1]
+            keys = zip(pairs[::2], pairs[1::2], strict=True)
+            return [(key, line + "\n") for key, line in zip(keys, text, strict=True)]
         rows: Keyed = []
         base = self.base
         for t in batch.packets:
@@ -326,11 +350,28 @@ class PacketsView:
             out.append(((index, n), renumber(text, at, first, n, spec)))
         return out
 
-    def take(self, payload: Keyed) -> None:
-        self.out.writelines(text for _, text in sorted(payload))
+    def take(self, payload: Keyed | bytes) -> None:
+        if isinstance(payload, bytes):
+            write_bytes(self.out, payload)
+        else:
+            self.out.writelines(text for _, text in sorted(payload))
 
     def finish(self, report: ReadReport) -> None:
         self.out.flush()
+
+
+def write_bytes(out: IO[str], data: bytes) -> None:
+    """UTF-8 text, already encoded, to a text stream: straight to its buffer
+    when it has one that takes UTF-8."""
+    if not data:
+        return
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if buffer is not None and encoding == "utf8":
+        out.flush()
+        buffer.write(data)
+    else:
+        out.write(data.decode())
 
 
 # -- the terminal overview ------------------------------------------------------------

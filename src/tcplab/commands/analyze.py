@@ -397,7 +397,8 @@ def _stream(
     if summary and as_json:
         view = views.SummaryJsonView(out, keep)
     elif per_packet:
-        view = views.PacketsView(out, keep, as_json, absolute_time)
+        view = packets = views.PacketsView(out, keep, as_json, absolute_time)
+        options = packets.packet_options(options)  # lines formatted by the engine
     elif conn_log:
         view = views.ConnLogView(out, keep)
     elif as_json:

@@ -1,65 +1,137 @@
 """Bytes to typed records and back, no I/O: link layers, IPv4/IPv6, TCP and
 its options, checksums, sequence numbers, and the tunnels (IP in IP, GRE,
 Teredo, GTP-U, VXLAN, Geneve) whose inner TCP the decoder opens.  ``decode_frame`` is the one call
-the capture layer makes per record."""
+the capture layer makes per record.
 
-from tcplab.wire.checksum import (
-    internet_checksum,
-    ones_complement_sum,
-    pseudo_header,
-    tcp_checksum,
-    verify_tcp_checksum,
-)
-from tcplab.wire.decode import NotTcp, TcpPacket, decode_frame, decode_ip
-from tcplab.wire.error import WireError
-from tcplab.wire.flags import Control, Flags
-from tcplab.wire.ip import ExtensionHeader, IPv4Header, IPv6Header
-from tcplab.wire.link import (
-    EthernetHeader,
-    LinkFrame,
-    LinkType,
-    MplsLabel,
-    NullHeader,
-    PppoeSession,
-    Sll2Header,
-    SllHeader,
-    VlanTag,
-    linktype_of,
-    locate_network,
-    parse_link,
-)
-from tcplab.wire.options import (
-    Eol,
-    Mss,
-    Nop,
-    Sack,
-    SackPermitted,
-    TcpOption,
-    TfoCookie,
-    Timestamps,
-    UnknownOption,
-    WindowScale,
-    build_options,
-    format_option,
-    format_options,
-    parse_options,
-)
-from tcplab.wire.seq import Seq, seq_max, seq_min
-from tcplab.wire.tcp import TcpHeader
-from tcplab.wire.tunnel import (
-    GeneveHeader,
-    GeneveOption,
-    GreHeader,
-    GreSre,
-    GtpExtension,
-    GtpU,
-    Teredo,
-    TeredoAuth,
-    TeredoOrigin,
-    UdpHeader,
-    VxlanHeader,
-    find_tunnel,
-)
+The names load with their module on first use (tcplab.lazy): the analysis
+engine decodes most frames itself and needs none of this for them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tcplab.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from tcplab.wire.checksum import (
+        internet_checksum,
+        ones_complement_sum,
+        pseudo_header,
+        tcp_checksum,
+        verify_tcp_checksum,
+    )
+    from tcplab.wire.decode import NotTcp, TcpPacket, decode_frame, decode_ip
+    from tcplab.wire.error import WireError
+    from tcplab.wire.flags import Control, Flags
+    from tcplab.wire.ip import ExtensionHeader, IPv4Header, IPv6Header
+    from tcplab.wire.link import (
+        EthernetHeader,
+        LinkFrame,
+        LinkType,
+        MplsLabel,
+        NullHeader,
+        PppoeSession,
+        Sll2Header,
+        SllHeader,
+        VlanTag,
+        linktype_of,
+        locate_network,
+        parse_link,
+    )
+    from tcplab.wire.options import (
+        Eol,
+        Mss,
+        Nop,
+        Sack,
+        SackPermitted,
+        TcpOption,
+        TfoCookie,
+        Timestamps,
+        UnknownOption,
+        WindowScale,
+        build_options,
+        format_option,
+        format_options,
+        parse_options,
+    )
+    from tcplab.wire.seq import Seq, seq_max, seq_min
+    from tcplab.wire.tcp import TcpHeader
+    from tcplab.wire.tunnel import (
+        GeneveHeader,
+        GeneveOption,
+        GreHeader,
+        GreSre,
+        GtpExtension,
+        GtpU,
+        Teredo,
+        TeredoAuth,
+        TeredoOrigin,
+        UdpHeader,
+        VxlanHeader,
+        find_tunnel,
+    )
+
+_WHERE = {
+    "Control": "flags",
+    "Eol": "options",
+    "EthernetHeader": "link",
+    "ExtensionHeader": "ip",
+    "Flags": "flags",
+    "GeneveHeader": "tunnel",
+    "GeneveOption": "tunnel",
+    "GreHeader": "tunnel",
+    "GreSre": "tunnel",
+    "GtpExtension": "tunnel",
+    "GtpU": "tunnel",
+    "IPv4Header": "ip",
+    "IPv6Header": "ip",
+    "LinkFrame": "link",
+    "LinkType": "link",
+    "MplsLabel": "link",
+    "Mss": "options",
+    "Nop": "options",
+    "NotTcp": "decode",
+    "NullHeader": "link",
+    "PppoeSession": "link",
+    "Sack": "options",
+    "SackPermitted": "options",
+    "Seq": "seq",
+    "Sll2Header": "link",
+    "SllHeader": "link",
+    "TcpHeader": "tcp",
+    "TcpOption": "options",
+    "TcpPacket": "decode",
+    "Teredo": "tunnel",
+    "TeredoAuth": "tunnel",
+    "TeredoOrigin": "tunnel",
+    "TfoCookie": "options",
+    "Timestamps": "options",
+    "UdpHeader": "tunnel",
+    "UnknownOption": "options",
+    "VlanTag": "link",
+    "VxlanHeader": "tunnel",
+    "WindowScale": "options",
+    "WireError": "error",
+    "build_options": "options",
+    "decode_frame": "decode",
+    "decode_ip": "decode",
+    "find_tunnel": "tunnel",
+    "format_option": "options",
+    "format_options": "options",
+    "internet_checksum": "checksum",
+    "linktype_of": "link",
+    "locate_network": "link",
+    "ones_complement_sum": "checksum",
+    "parse_link": "link",
+    "parse_options": "options",
+    "pseudo_header": "checksum",
+    "seq_max": "seq",
+    "seq_min": "seq",
+    "tcp_checksum": "checksum",
+    "verify_tcp_checksum": "checksum",
+}
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 __all__ = [
     "Control",
