@@ -21,11 +21,24 @@ die in the teardown die quietly (``quiet_threads``).
 
 from __future__ import annotations
 
-import signal
-import threading
-from types import FrameType
+# Only the C module behind ``signal`` at import: ``signal`` loads ``enum`` and
+# ``threading`` is bigger still, together about 17 ms of start-up (more on a
+# loaded machine) in which a Ctrl-C used to end in a traceback from enum.py.
+# With ``_signal`` the handlers are in place at tcplab's first line; what is
+# left is the interpreter's own start-up (site), where a signal kills the
+# process the way it kills any program (the shell reports 128 + N).
+import sys
 
-HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+TYPE_CHECKING = False  # typing itself costs 17 ms: mypy reads this name as typing's
+if TYPE_CHECKING:
+    import signal as _signal  # the same functions and constants, typed
+    import threading
+    from collections.abc import Callable
+    from types import FrameType
+else:
+    import _signal
+
+HANDLED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 
 received = 0  # the first signal that asked us to stop (0: none)
 exiting = False  # the CLI is already printing its last line: ignore repeats
@@ -37,7 +50,7 @@ class Interrupted(BaseException):
     """SIGTERM or SIGHUP asked the process to stop (SIGINT raises KeyboardInterrupt)."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        super().__init__(f"interrupted by {_name(signum)}")
         self.signum = signum
 
 
@@ -47,7 +60,8 @@ def handler(signum: int, _frame: FrameType | None) -> None:
         return
     if not received:
         received = signum
-    if signum == signal.SIGINT:
+    _quiet_threads()
+    if signum == _signal.SIGINT:
         raise KeyboardInterrupt
     raise Interrupted(signum)
 
@@ -58,25 +72,46 @@ def install() -> None:
     A signal the parent set to be ignored stays ignored (a background job of a
     non-interactive shell starts with SIGINT ignored, as Python itself respects).
     """
-    if threading.current_thread() is not threading.main_thread():
-        return
     for sig in HANDLED:
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, handler)
-    threading.excepthook = _quiet_after_signal
+        try:
+            if _signal.getsignal(sig) is not _signal.SIG_IGN:
+                _signal.signal(sig, handler)
+        except ValueError:  # not the main thread: signals are the main thread's
+            return
+
+
+def _quiet_threads() -> None:
+    """From the first signal on, threads that die in the teardown die quietly.
+    Set here rather than in ``install``: importing threading there would open
+    the start-up window again (and a thread that dies before any signal is news)."""
+    global _default_excepthook
+    if "threading" not in sys.modules:
+        return
+    import threading  # loaded already: a dictionary look-up
+
+    try:
+        if threading.excepthook is not _quiet_after_signal:
+            _default_excepthook = threading.excepthook
+            threading.excepthook = _quiet_after_signal
+    except AttributeError:  # the signal came while threading loads: no thread of ours yet
+        return
 
 
 def hold() -> None:
     """Block SIGINT/SIGTERM/SIGHUP for the rest of the process (main thread only)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    if "threading" in sys.modules:  # else only the main thread exists
+        import threading  # loaded already: a dictionary look-up
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, HANDLED)
 
 
 def installed() -> bool:
-    return signal.getsignal(signal.SIGTERM) is handler
+    return _signal.getsignal(_signal.SIGTERM) is handler
 
 
-_default_excepthook = threading.excepthook
+_default_excepthook: Callable[[threading.ExceptHookArgs], object] | None = None
 
 
 def _quiet_after_signal(args: threading.ExceptHookArgs) -> None:
@@ -84,7 +119,8 @@ def _quiet_after_signal(args: threading.ExceptHookArgs) -> None:
     whose namespace is already gone) is part of the teardown, not news."""
     if received:
         return
-    _default_excepthook(args)
+    if _default_excepthook is not None:
+        _default_excepthook(args)
 
 
 def exit_status(signum: int) -> int:
@@ -92,6 +128,12 @@ def exit_status(signum: int) -> int:
     return 128 + signum
 
 
+def _name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
 def message(signum: int) -> str:
-    text = f"interrupted by {signal.Signals(signum).name}"
+    text = f"interrupted by {_name(signum)}"
     return f"{text}; {after}" if after else text
