@@ -21,24 +21,11 @@ die in the teardown die quietly (``quiet_threads``).
 
 from __future__ import annotations
 
-# Only the C module behind ``signal`` at import: ``signal`` loads ``enum`` and
-# ``threading`` is bigger still, together about 17 ms of start-up (more on a
-# loaded machine) in which a Ctrl-C used to end in a traceback from enum.py.
-# With ``_signal`` the handlers are in place at tcplab's first line; what is
-# left is the interpreter's own start-up (site), where a signal kills the
-# process the way it kills any program (the shell reports 128 + N).
-import sys
+import signal
+import threading
+from types import FrameType
 
-TYPE_CHECKING = False  # typing itself costs 17 ms: mypy reads this name as typing's
-if TYPE_CHECKING:
-    import signal as _signal  # the same functions and constants, typed
-    import threading
-    from collections.abc import Callable
-    from types import FrameType
-else:
-    import _signal
-
-HANDLED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 received = 0  # the first signal that asked us to stop (0: none)
 exiting = False  # the CLI is already printing its last line: ignore repeats
@@ -50,7 +37,7 @@ class Interrupted(BaseException):
     """SIGTERM or SIGHUP asked the process to stop (SIGINT raises KeyboardInterrupt)."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {_name(signum)}")
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
 
 
@@ -60,8 +47,7 @@ def handler(signum: int, _frame: FrameType | None) -> None:
         return
     if not received:
         received = signum
-    _quiet_threads()
-    if signum == _signal.SIGINT:
+    if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Interrupted(signum)
 
@@ -72,46 +58,40 @@ def install() -> None:
     A signal the parent set to be ignored stays ignored (a background job of a
     non-interactive shell starts with SIGINT ignored, as Python itself respects).
     """
+    if threading.current_thread() is not threading.main_thread():
+        return
     for sig in HANDLED:
-        try:
-            if _signal.getsignal(sig) is not _signal.SIG_IGN:
-                _signal.signal(sig, handler)
-        except ValueError:  # not the main thread: signals are the main thread's
-            return
-
-
-def _quiet_threads() -> None:
-    """From the first signal on, threads that die in the teardown die quietly.
-    Set here rather than in ``install``: importing threading there would open
-    the start-up window again (and a thread that dies before any signal is news)."""
-    global _default_excepthook
-    if "threading" not in sys.modules:
-        return
-    import threading  # loaded already: a dictionary look-up
-
-    try:
-        if threading.excepthook is not _quiet_after_signal:
-            _default_excepthook = threading.excepthook
-            threading.excepthook = _quiet_after_signal
-    except AttributeError:  # the signal came while threading loads: no thread of ours yet
-        return
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+    threading.excepthook = _quiet_after_signal
 
 
 def hold() -> None:
     """Block SIGINT/SIGTERM/SIGHUP for the rest of the process (main thread only)."""
-    if "threading" in sys.modules:  # else only the main thread exists
-        import threading  # loaded already: a dictionary look-up
-
-        if threading.current_thread() is not threading.main_thread():
-            return
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, HANDLED)
+    if threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
 
 
 def installed() -> bool:
-    return _signal.getsignal(_signal.SIGTERM) is handler
+    return signal.getsignal(signal.SIGTERM) is handler
 
 
-_default_excepthook: Callable[[threading.ExceptHookArgs], object] | None = None
+def installed_in(pid: int) -> bool:
+    """Whether process ``pid``'s tcplab handlers are in place: it catches SIGTERM
+    (``SigCgt`` in proc(5); Python alone does not) from ``tcplab.entry``'s first
+    line on.  Before that the signal meets the interpreter's own start-up, out
+    of tcplab's reach.  A process already gone counts as ready."""
+    from pathlib import Path  # (this module loads before the handlers: keep it light)
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    caught = next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+_default_excepthook = threading.excepthook
 
 
 def _quiet_after_signal(args: threading.ExceptHookArgs) -> None:
@@ -119,8 +99,7 @@ def _quiet_after_signal(args: threading.ExceptHookArgs) -> None:
     whose namespace is already gone) is part of the teardown, not news."""
     if received:
         return
-    if _default_excepthook is not None:
-        _default_excepthook(args)
+    _default_excepthook(args)
 
 
 def exit_status(signum: int) -> int:
@@ -128,12 +107,6 @@ def exit_status(signum: int) -> int:
     return 128 + signum
 
 
-def _name(signum: int) -> str:
-    import signal
-
-    return signal.Signals(signum).name
-
-
 def message(signum: int) -> str:
-    text = f"interrupted by {_name(signum)}"
+    text = f"interrupted by {signal.Signals(signum).name}"
     return f"{text}; {after}" if after else text
