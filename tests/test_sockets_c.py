@@ -290,3 +290,57 @@ def test_info_layout_matches_the_struct() -> None:
     text = _agree([Row(row.sock._replace(tcp_info=info.build()), ())])
     assert ('"rto_us": 5, "rtt_us": 17, "rttvar_us": 18, "snd_mss": 7, "rcv_mss": 8, '
             '"snd_cwnd": 20, "unacked": 9, "retransmits": 2') in text  # fmt: skip
+
+
+# ------------------------------------------------------------------ the plain path
+
+
+PLAIN = [["sockets"], ["sockets", "--json", "-a"], ["sockets", "-l", "--no-processes"],
+         ["sockets", "--all", "--listening", "--json", "--json"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", PLAIN)
+def test_plain_flags_run_what_click_runs(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcplab.commands.sockets as click_command
+    import tcplab.sockets.command as plain_command
+    from tcplab import cli, entry
+
+    calls: list[tuple[object, ...]] = []
+
+    def record(*args: object, **kwargs: object) -> None:
+        calls.append((args, sorted(kwargs.items())))
+
+    monkeypatch.setattr(plain_command, "run", record)
+    monkeypatch.setattr(click_command, "run", record)
+    assert entry.plain_sockets_flags(argv) is not None
+    entry._plain_sockets(entry.plain_sockets_flags(argv) or {})
+    cli.main(argv)
+    plain, by_click = calls
+    # click passes every option; the plain path leaves the defaults to run().
+    defaults = {"netns": None, "as_json": False, "watch": False, "interval": 1.0,
+                "owners": True, "limit": 0, "lang": None}  # fmt: skip
+    assert plain[0] == by_click[0]
+    assert {**defaults, **dict(plain[1])} == dict(by_click[1])
+
+
+@pytest.mark.parametrize("argv", [["sockets", "-al"], ["sockets", "--json", "--port", "80"],
+                                  ["sockets", "--help"], ["socket"], [], ["sockets", "-x"]])
+def test_anything_else_goes_through_click(argv: list[str]) -> None:
+    from tcplab import entry
+
+    assert entry.plain_sockets_flags(argv) is None
+
+
+@root
+def test_plain_path_imports_no_click_rich_or_dataclasses() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from tcplab.entry import main; main(['sockets', '--json', '-a']); "
+            "heavy = {'click', 'rich', 'dataclasses', 'inspect', 'numpy', 'tcplab.analyze', "
+            "'tcplab.fmt', 'tcplab.netns', 'ctypes', 'shutil'} & set(sys.modules); "
+            "sys.stderr.write(repr(sorted(heavy)))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    assert done.stderr == "[]"
+    assert done.stdout.startswith('{"netns": null, "time": ')

@@ -362,6 +362,7 @@ typedef struct {
     i64 range_end;  /* a record (block) starting at or past it ends the range (-1: none) */
     i64 head_end;   /* SHB/IDB blocks before it are the carried head */
     i64 section_at; /* the first SHB/IDB past the head (-1: none) */
+    i64 index_base; /* added to a collected row's frame (a capture set's file << 32) */
 } Engine;
 
 static PyObject *EngineError;
@@ -2123,6 +2124,7 @@ static PyObject *collect_pkt(Engine *e, const Pkt *p) {
     }
     Pkt *row = &e->cols[e->ncols++];
     *row = *p;
+    row->index += e->index_base;
     if (!row->has_ts) row->ts_val = row->ts_ecr = 0;
     for (int i = 2 * row->nsack; i < 8; i++) row->sack[i] = 0;
     if (!e->tcp) e->first_t = p->t;
@@ -3117,15 +3119,17 @@ static PyObject *dump_table(PyObject *self, PyObject *noargs) {
 /* ------------------------------------------------------------------ */
 /* Columns (issue 12, tcplab.scale.columns): decode-only, and the batch feed */
 
-/* decode_only(range_end=-1, base_offset=0, head_end=0): from now on decoded packets
+/* decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0): from now on decoded packets
    are collected as rows of Pkt (``columns()``) instead of analysed; frames the
    fast decoder hands back come in through ``packet`` as before.  A byte range
    (tcplab.scale.ranges) gives the file offset of the first byte it feeds
    (``base_offset``: the carried head sits just before the range's first
-   record), where the range ends, and where its carried head ends. */
+   record), where the range ends, and where its carried head ends; a capture
+   set numbers its files' frames from ``index_base``. */
 static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
-    long long range_end = -1, base = 0, head_end = 0;
-    if (!PyArg_ParseTuple(args, "|LLL", &range_end, &base, &head_end)) return NULL;
+    long long range_end = -1, base = 0, head_end = 0, index_base = 0;
+    if (!PyArg_ParseTuple(args, "|LLLL", &range_end, &base, &head_end, &index_base)) return NULL;
+    e->index_base = index_base;
     if (e->tcp || e->blen) { PyErr_SetString(EngineError, "decode_only() before the first byte"); return NULL; }
     e->collect = 1;
     e->range_end = range_end;
@@ -3201,7 +3205,7 @@ static PyObject *flow_hashes(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef Engine_methods[] = {
-    {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0): collect packets as columns"},
+    {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0): collect packets as columns"},
     {"columns", (PyCFunction)Engine_columns, METH_NOARGS, "columns() -> (rows, section_at)"},
     {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows): the batch feed"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},

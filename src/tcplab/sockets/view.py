@@ -20,7 +20,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from tcplab.errors import InputError
@@ -72,8 +71,7 @@ class Row(NamedTuple):
     queued_on: SockInfo | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """The table at one moment: wall-clock and monotonic time of the read."""
 
     rows: tuple[Row, ...]
@@ -146,8 +144,7 @@ def _listener_for(child: SockInfo, candidates: Iterable[SockInfo]) -> SockInfo |
     return best
 
 
-@dataclass(frozen=True, slots=True)
-class SocketFilter:
+class SocketFilter(NamedTuple):
     states: frozenset[State] = DEFAULT_STATES
     ports: frozenset[int] = frozenset()
     hosts: frozenset[str] = frozenset()
@@ -188,22 +185,29 @@ def normalise_host(text: str) -> str:
     return _bare(socket.inet_ntop(family, packed))
 
 
-@dataclass
 class ProcessGroup:
     """Everything one process holds.
 
     ``process`` None and ``key`` KERNEL: sockets no file refers to (inode 0).
     ``process`` None and ``key`` UNKNOWN: sockets with an inode but no owner
     we can see (a process in another PID namespace, or not ours to read).
+    (A plain class: the sockets path does not import dataclasses, see
+    tcplab.sockets.command.)
     """
 
-    process: Process | None
-    key: int
-    counts: Counter[State] = field(default_factory=Counter)
-    rows: list[Row] = field(default_factory=list)
-    # Every listener of the process, filtered out of ``rows`` or not: the
-    # header always says which ports it serves and how full their queues are.
-    listeners: list[SockInfo] = field(default_factory=list)
+    __slots__ = ("counts", "key", "listeners", "process", "rows")
+
+    def __init__(self, process: Process | None, key: int) -> None:
+        self.process = process
+        self.key = key
+        self.counts: Counter[State] = Counter()
+        self.rows: list[Row] = []
+        # Every listener of the process, filtered out of ``rows`` or not: the
+        # header always says which ports it serves and how full their queues are.
+        self.listeners: list[SockInfo] = []
+
+    def __repr__(self) -> str:
+        return f"ProcessGroup(pid {self.key}, {len(self.rows)} rows, {dict(self.counts)})"
 
 
 def group_by_process(snapshot: Snapshot, keep: SocketFilter) -> list[ProcessGroup]:
