@@ -231,10 +231,13 @@ def analysis_flags(mask: int) -> frozenset[str]:
     return got if got is not None else _FLAG_SETS.setdefault(mask, _flag_set(mask))
 
 
-def _batch(engine: _engine.Engine, records: tuple[Any, ...] | None = None) -> Batch:
+def _batch(
+    engine: _engine.Engine, records: tuple[Any, ...] | None = None, sharded: bool = False
+) -> Batch:
     """What ended since the last batch (``records``: finish()'s, else take()'s)."""
     conns, zeek, packets = engine.take() if records is None else records
-    batch = Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally())
+    numbering = engine.numbering() if sharded else None
+    batch = Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally(), numbering)
     lines = engine.take_lines()
     if lines is not None:
         batch.lines, batch.frames = lines
@@ -315,8 +318,14 @@ class Batch:
     # With Options.overview: the engine's counts of the connections that ended
     # (``Tally``); ``connections`` then holds only those the overview may show.
     tally: Tally | None = None
+    # With a shard (k, n > 1): records number streams by their first frame, and
+    # this is (started, ended): the first frames (int64s, array('q')) of the
+    # streams the shard started and ended since the last batch, for the merge
+    # to number them as one process does (views.Numbering).
+    numbering: tuple[bytes, bytes] | None = None
     # With Options.packet_lines: the packets' lines, formatted by the engine in
-    # frame order, and (in a shard of several) their frame numbers as native int64s.
+    # frame order, and (in a shard of several) each line's frame and stream
+    # (its first frame) as pairs of native int64s.
     lines: bytes | None = None
     frames: bytes | None = None
 
@@ -619,9 +628,13 @@ def run(
 ) -> Iterator[Batch | ReadReport]:
     """Analyse ``source``: ``Batch``es as connections end, then the ``ReadReport``.
 
-    ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n
-    (every shard still reads the whole file: stream numbers are global)."""
+    ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n.
+    Every shard reads the whole file but skips other shards' packets right
+    after their headers; its records name a stream by its first frame
+    (``Batch.numbering`` says which started and ended)."""
     engine = Engine(options, shard).engine
+    sharded = shard[1] > 1
+
     name = str(source)
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
@@ -642,7 +655,7 @@ def run(
                     done = int(engine.stats()["bytes_read"])
                     progress(done - before)
                     before = done
-                yield _batch(engine)
+                yield _batch(engine, sharded=sharded)
                 if result is not None and result[0] == "eof":
                     break
         finally:
@@ -662,7 +675,7 @@ def run(
                     result = engine.feed(b"", final)
                 if progress is not None and chunk:
                     progress(len(chunk))
-                yield _batch(engine)
+                yield _batch(engine, sharded=sharded)
                 if final:
                     break
     if handed is not None:
@@ -673,8 +686,8 @@ def run(
                 f" handle after frame {stats['frame_index']}; stopping here"
             )
         else:
-            yield from _take_over(engine, slow, source, handed)
-    yield _batch(engine, engine.finish())
+            yield from _take_over(engine, slow, source, handed, sharded)
+    yield _batch(engine, engine.finish(), sharded)
     report = slow.finish(extra)
     if sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
@@ -691,7 +704,11 @@ def run(
 
 
 def _take_over(
-    engine: _engine.Engine, slow: _Fallback, source: str | Path, offset: int
+    engine: _engine.Engine,
+    slow: _Fallback,
+    source: str | Path,
+    offset: int,
+    sharded: bool = False,
 ) -> Iterator[Batch]:
     """tcplab.capture reads on from ``offset`` (problems reported its way)."""
     from tcplab.capture import open_capture
@@ -704,7 +721,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield _batch(engine)
+                yield _batch(engine, sharded=sharded)
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))

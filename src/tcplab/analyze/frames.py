@@ -266,9 +266,7 @@ def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterato
                 report.problem(f"{path}: {reader.problems_dropped} more problems not listed")
 
 
-def frame_details(
-    path: str | Path, frames: Collection[int]
-) -> dict[int, tuple[bytes, str | None]]:
+def frame_details(path: str | Path, frames: Collection[int]) -> dict[int, tuple[bytes, str | None]]:
     """The IP datagram and the packet comment (pcapng ``opt_comment``, §3.5)
     of each of ``frames`` (frame numbers), read again from ``path``.
 

@@ -386,6 +386,11 @@ def _stream(
     from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 
     keep = views.Filter(*filters)
+    if keep.conn is not None:
+        # --conn N names a stream by its number, which a shard of --jobs N
+        # learns only in the merge: one process (the engine keeps only that
+        # stream's packets).
+        jobs = 1
     options = engine.Options(
         frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS,
         ignore_checksums,
