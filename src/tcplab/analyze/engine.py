@@ -25,7 +25,6 @@ never straddles two shards: ``shard_of`` is a hash of the unordered 5-tuple.
 
 from __future__ import annotations
 
-import gzip
 import os
 import socket
 import stat
@@ -34,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, Final, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 try:
     from tcplab.analyze import _engine
@@ -46,14 +45,18 @@ except ImportError as exc:  # pragma: no cover - a checkout whose engine was nev
 from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, segment_of
 from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
-from tcplab.capture import TcpRecords, open_capture
-from tcplab.capture.pcapng import DROPPED_BY_WIRE
-from tcplab.capture.reader import Record
-from tcplab.capture.source import ChunkSource, ProblemSink
 from tcplab.errors import InputError
 from tcplab.model.table import TRANSITIONS, Trigger, TriggerKind, edges_from
 from tcplab.states import State
 from tcplab.wire.flags import Control
+
+# tcplab.capture and tcplab.wire load only when Python reads or decodes a
+# frame (.gz, standard input, a frame the fast decoder hands back, a
+# takeover): a plain capture's start-up does not pay for them.
+if TYPE_CHECKING:
+    from tcplab.capture.decoded import TcpRecords
+    from tcplab.capture.reader import Record
+    from tcplab.capture.source import ChunkSource, ProblemSink
 
 CHUNK: Final = 1 << 22  # bytes per read: 4 MiB
 TIME_LIMIT: Final = 1 << 62  # ns the engine holds either side of its time base
@@ -225,7 +228,7 @@ def changes_of(
 
 
 def analysis_flags(mask: int) -> frozenset[str]:
-    return _FLAG_SETS[mask] if mask < len(_FLAG_SETS) else _flag_set(mask)
+    return _flag_set(mask)
 
 
 def _batch(engine: _engine.Engine, records: tuple[Any, ...] | None = None) -> Batch:
@@ -234,11 +237,11 @@ def _batch(engine: _engine.Engine, records: tuple[Any, ...] | None = None) -> Ba
     return Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally())
 
 
+@lru_cache(maxsize=4096)
 def _flag_set(mask: int) -> frozenset[str]:
     return frozenset(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
 
 
-_FLAG_SETS: Final = tuple(_flag_set(m) for m in range(1 << 12))
 # The flags that make a connection one of the overview's worst (its score).
 PROBLEM_MASK: Final = sum(1 << i for i, name in enumerate(FLAG_NAMES) if name in PROBLEM_FLAGS)
 
@@ -346,6 +349,8 @@ class Engine:
 
     def __init__(self, options: Options = Options(), shard: tuple[int, int] = (0, 1)) -> None:
         self.options = options
+        from tcplab.capture.marker import DROPPED_BY_WIRE
+
         self.engine = _engine.Engine(
             options.ports(),
             options.ignore_checksums,
@@ -384,6 +389,10 @@ def _open(source: str | Path, sink: ProblemSink) -> tuple[BinaryIO, ChunkSource]
     """A stream Python feeds the engine from (standard input, .gz), through
     tcplab.capture's ChunkSource: its gzip guards (truncation, corruption, a
     decompression bomb) end the stream with one problem line."""
+    import gzip
+
+    from tcplab.capture.source import ChunkSource
+
     if str(source) == "-":
         raw: BinaryIO = sys.stdin.buffer
     else:
@@ -406,8 +415,20 @@ class _Fallback:
         self.name = name
         self.options = options
         self.report = ReadReport()
-        self.records = TcpRecords(None, strict_checksum=True, on_not_tcp=self._fragment)
+        self._records: TcpRecords | None = None  # made for the first frame handed back
         self.base = 0  # the engine's time base (a clock beyond 64-bit nanoseconds)
+
+    @property
+    def records(self) -> TcpRecords:
+        if self._records is None:
+            from tcplab.capture.decoded import TcpRecords
+
+            self._records = TcpRecords(None, strict_checksum=True, on_not_tcp=self._fragment)
+        return self._records
+
+    @property
+    def undecodable(self) -> int:
+        return 0 if self._records is None else self._records.undecodable
 
     def _fragment(self, record: Record, not_tcp: object) -> None:
         reason = getattr(not_tcp, "reason", "")
@@ -445,9 +466,10 @@ class _Fallback:
         )
 
     def finish(self, extra: list[str]) -> ReadReport:
-        self.records.end()
-        for problem in self.records.problems:
-            self.report.problem(problem.line(self.name))
+        if self._records is not None:
+            self._records.end()
+            for problem in self._records.problems:
+                self.report.problem(problem.line(self.name))
         for line in extra:
             self.report.problem(line)
         return self.report
@@ -495,6 +517,9 @@ def _packed(text: str) -> bytes:
 
 def _record(handed: tuple[Any, ...]) -> Record:
     """A frame the fast decoder handed back, as tcplab.capture's record."""
+    from tcplab.capture.marker import DROPPED_BY_WIRE
+    from tcplab.capture.reader import Record
+
     index, time_ns, linktype, data_offset, data, dropped = handed
     return Record(
         index,
@@ -533,6 +558,8 @@ def _plain_file(source: str | Path) -> int | None:
 def _dropped(comment: str | None) -> bool:
     if not comment:
         return False
+    from tcplab.capture.marker import DROPPED_BY_WIRE
+
     return any(line.startswith(DROPPED_BY_WIRE) for line in comment.splitlines())
 
 
@@ -551,7 +578,7 @@ def run(
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
     handed: int | None = None
-    sink = ProblemSink()  # the gzip guards' problems (a .gz or a pipe: read by Python)
+    sink: ProblemSink | None = None  # the gzip guards' problems (a .gz or a pipe)
     fd = _plain_file(source)
     if fd is not None:
         try:
@@ -573,6 +600,9 @@ def run(
         finally:
             os.close(fd)
     else:
+        from tcplab.capture.source import ProblemSink
+
+        sink = ProblemSink()
         raw, stream = _open(source, sink)
         with raw:
             while handed is None:
@@ -601,7 +631,7 @@ def run(
             yield from _take_over(engine, slow, source, handed)
     yield _batch(engine, engine.finish())
     report = slow.finish(extra)
-    if sink.problems:
+    if sink is not None and sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
         # line (exact offset, said once) is the one kept.
         gz = [problem.line(name) for problem in sink.problems]
@@ -611,7 +641,7 @@ def run(
     report.frames = int(stats["frames"])
     report.tcp = int(stats["tcp"])
     report.not_tcp = int(stats["not_tcp"])
-    report.undecodable = slow.records.undecodable
+    report.undecodable = slow.undecodable
     yield report
 
 
@@ -619,6 +649,8 @@ def _take_over(
     engine: _engine.Engine, slow: _Fallback, source: str | Path, offset: int
 ) -> Iterator[Batch]:
     """tcplab.capture reads on from ``offset`` (problems reported its way)."""
+    from tcplab.capture import open_capture
+
     with open_capture(source) as reader:
         n = 0
         for record in reader:

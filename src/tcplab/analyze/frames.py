@@ -30,13 +30,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from tcplab.capture import Record, TcpRecords, open_capture
-from tcplab.capture.pcapng import DROPPED_BY_WIRE
-from tcplab.wire.checksum import offload_partial_sum
-from tcplab.wire.decode import NotTcp, TcpPacket
-from tcplab.wire.options import Mss, Sack, SackPermitted, TcpOption, Timestamps, WindowScale
+# The decoder and the capture reader load when a frame needs them: the
+# engine decodes the common frames itself, and a command's start-up pays
+# only for what it runs.
+if TYPE_CHECKING:
+    from tcplab.capture import Record
+    from tcplab.wire.decode import NotTcp, TcpPacket
+    from tcplab.wire.options import TcpOption
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,8 @@ def options_of(options: tuple[TcpOption, ...]) -> TcpOptions:
     a repeated kind wins, as in Zeek's build_syn_packet_val)."""
     if not options:
         return NO_OPTIONS
+    from tcplab.wire.options import Mss, Sack, SackPermitted, Timestamps, WindowScale
+
     mss = wscale = ts_val = ts_ecr = None
     sack_permitted = False
     sack: tuple[tuple[int, int], ...] = ()
@@ -172,6 +176,8 @@ def dropped_by_wire(comment: str | None) -> bool:
     comment may also carry socket-API calls, one per line."""
     if not comment:
         return False
+    from tcplab.capture.marker import DROPPED_BY_WIRE
+
     return any(line.startswith(DROPPED_BY_WIRE) for line in comment.splitlines())
 
 
@@ -217,6 +223,8 @@ def segment_of(
 def partial_checksum(packet: TcpPacket) -> bool:
     """Whether the TCP checksum field holds the folded pseudo-header sum the
     sender's NIC would have finished (``tcplab.wire.checksum.offload_partial_sum``)."""
+    from tcplab.wire.checksum import offload_partial_sum
+
     length = packet.datagram_len - (packet.tcp_offset - packet.ip_offset)
     return packet.tcp.checksum == offload_partial_sum(packet.src, packet.dst, length)
 
@@ -224,6 +232,8 @@ def partial_checksum(packet: TcpPacket) -> bool:
 def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterator[Segment]:
     """Every TCP segment of a capture, in file order; problems go to ``report``
     as one line each (file, offset, what) once the file is read."""
+    from tcplab.capture import TcpRecords, open_capture
+
     report = report if report is not None else ReadReport()
     name = str(path)
 
@@ -267,6 +277,8 @@ def frame_details(
     analysis never does), so the report reads them back here, up to the last
     frame asked for.  The first pass already said what was wrong with the
     file: problems are not repeated."""
+    from tcplab.capture import TcpRecords, open_capture
+
     wanted = set(frames)
     out: dict[int, tuple[bytes, str | None]] = {}
     if not wanted:

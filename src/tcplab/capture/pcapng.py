@@ -26,14 +26,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
+from tcplab.capture.marker import DROPPED_BY_WIRE as DROPPED_BY_WIRE  # its home before marker.py
 from tcplab.capture.pcap import KEEP_DATA, MAX_CAPLEN, RawRecord
 from tcplab.capture.source import ChunkSource, ProblemSink
 from tcplab.clock import DATE_MAX_NS, DATE_MIN_NS, out_of_range_text
 
 BYTE_ORDER_MAGIC: Final = 0x1A2B3C4D
-# Starts the opt_comment line of a packet a tcplab lab's wire dropped: written
-# by ``tcplab.lab.output``, read by the analyzer (``tcplab.analyze``).
-DROPPED_BY_WIRE: Final = "DROPPED by the wire"
 SHB_TYPE: Final = 0x0A0D0D0A
 SHB_TYPE_BYTES: Final = b"\x0a\x0d\x0d\x0a"  # a palindrome: same in both byte orders
 MAX_BLOCK_LEN: Final = MAX_CAPLEN

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tcplab.errors import InputError
-from tcplab.timeline import Timeline
+
+if TYPE_CHECKING:
+    from tcplab.timeline import Timeline
 
 
 def report_options(func: Any) -> Any:
