@@ -18,7 +18,15 @@ from conftest import run_tcplab
 from tcplab.analyze.synth import write_capture
 
 HELPER = Path(__file__).parent / "data" / "analyze" / "loopback_tcpdump.py"
-MODES = [(), ("--json",), ("--conn-log",), ("--packets",), ("--packets", "--json")]
+MODES = [
+    (),
+    ("--all",),
+    ("--json",),
+    ("--summary", "--json"),
+    ("--conn-log",),
+    ("--packets",),
+    ("--packets", "--json"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -102,11 +102,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv: Any = cli.main(args=argv, prog_name="tcplab", standalone_mode=False)
     except BaseException as exc:
-        if isinstance(exc, SystemExit) and not signals.received:
-            raise
-        sys.exit(_fail(exc))
+        end_with(exc)
     if isinstance(rv, int) and rv != 0:
         sys.exit(rv)
+
+
+def end_with(exc: BaseException) -> NoReturn:
+    """Whatever ended a command, as its one line and exit status (also for
+    ``tcplab.entry``'s click-free ``sockets``)."""
+    if isinstance(exc, SystemExit) and not signals.received:
+        raise exc
+    sys.exit(_fail(exc))
 
 
 def _fail(exc: BaseException) -> int:

@@ -1,20 +1,87 @@
 """The ``tcplab`` executable: signal handlers first, then everything else.
 
-Nothing but the standard library's ``signal`` is imported before the
-handlers are in place, so a Ctrl-C in the first moments (while click, rich
-and NumPy load) ends in one line and exit 130, never a traceback.
+The first lines install, through ``_signal`` (the C module under ``signal``:
+it imports nothing and builds no enums), a handler that only remembers a
+SIGINT, SIGTERM or SIGHUP.  ``signals.install()`` then puts the real handler
+in place, and a remembered signal is acted on as if it came that moment.  So
+a Ctrl-C or a SIGTERM while click, rich and NumPy load, or while ``signal``
+itself builds its enums, ends in one line and exit 128+N, never a traceback.
+Only the interpreter's own start-up, before this file runs, is out of reach:
+there the signal meets Python's defaults (``/proc/PID/status`` shows SIGTERM
+caught once this file has run; the tests and bench/soak.py look there).
 """
 
 from __future__ import annotations
 
-import sys
+import _signal  # type: ignore[import-not-found]  # no stub: the C half of signal
 
-from tcplab import signals
+_early: list[int] = []  # a signal that came before the real handlers
+
+
+def _remember(signum: int, _frame: object) -> None:
+    if not _early:
+        _early.append(signum)
+
+
+for _sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+    if _signal.getsignal(_sig) != _signal.SIG_IGN:  # an ignored signal stays ignored
+        _signal.signal(_sig, _remember)
+
+import sys  # noqa: E402 - after the handlers, on purpose
+
+from tcplab import signals  # noqa: E402
+
+# `tcplab sockets` with these flags and nothing else runs without click: its
+# import was a sixth of `tcplab sockets --json -a` on a 20,000-socket table,
+# which is held to 1.5x `ss -tanp` (issue 15).  Anything else (a value, a
+# combined `-al`, --help, a typo) goes through click as before.
+SOCKETS_FLAGS: dict[str, str] = {
+    "-a": "all_",
+    "--all": "all_",
+    "-l": "listening",
+    "--listening": "listening",
+    "--json": "as_json",
+    "--no-processes": "no_processes",
+}
+
+
+def plain_sockets_flags(argv: list[str]) -> dict[str, bool] | None:
+    """``{"all_": True, ...}`` for ``sockets`` and plain flags only, else None."""
+    if not argv or argv[0] != "sockets":
+        return None
+    flags = {name: False for name in SOCKETS_FLAGS.values()}
+    for arg in argv[1:]:
+        if arg not in SOCKETS_FLAGS:
+            return None
+        flags[SOCKETS_FLAGS[arg]] = True
+    return flags
+
+
+def _plain_sockets(flags: dict[str, bool]) -> None:
+    try:
+        from tcplab.sockets.command import run, socket_filter
+        from tcplab.sockets.diagnose import Thresholds
+
+        keep = socket_filter(flags["all_"], flags["listening"], (), (), (), ())
+        run(keep, Thresholds(), as_json=flags["as_json"], owners=not flags["no_processes"])
+    except BaseException as exc:
+        from tcplab.cli import end_with
+
+        end_with(exc)
 
 
 def main(argv: list[str] | None = None) -> None:
     signals.install()
+    flags = plain_sockets_flags(sys.argv[1:] if argv is None else argv)
+    if flags is not None:
+        try:
+            _plain_sockets(flags)
+        finally:
+            signals.hold()
+        return
     try:
+        if _early:
+            signals.handler(_early[0], None)  # raises, as had it come now
         from tcplab.cli import main as cli_main
     except BaseException:
         if not signals.received:

@@ -325,8 +325,10 @@ class Analyzer:
         conn = st.conn
         if conn.zeek is None and zconn is not None:
             conn.zeek = zconn
-        elif zconn is not None and zconn is not conn.zeek and all(
-            part is not zconn for _, _, part in st.zeek_parts
+        elif (
+            zconn is not None
+            and zconn is not conn.zeek
+            and all(part is not zconn for _, _, part in st.zeek_parts)
         ):
             st.zeek_parts.append((seg.index, seg.syn, zconn))
         role = st.addr_role.get((seg.src, seg.sport), CLIENT)
@@ -484,9 +486,7 @@ def analyze_file(
     )
     got = engine.collect(path, options, progress=progress)
     connections = sorted((connection_of(t) for t in got.connections), key=lambda c: c.number)
-    zeek = sorted(
-        (engine.zeek_record(t) for t in got.zeek), key=lambda z: (z.start, z.first_frame)
-    )
+    zeek = sorted((engine.zeek_record(t) for t in got.zeek), key=lambda z: (z.start, z.first_frame))
     packets = [packet_of(t) for t in got.packets]
     return Analysis(connections, packets, zeek, got.report)
 
@@ -525,8 +525,30 @@ def connection_of(t: tuple[Any, ...]) -> Connection:
     from tcplab.analyze import engine
 
     (
-        number, _ver, ca, cp, sa, sp, roles_known, first_note, start, end, syn, synack, hs_ack,
-        client, server, anomalies, zstate, zhist, zids, notes, trailing, dropped, _first, held,
+        number,
+        _ver,
+        ca,
+        cp,
+        sa,
+        sp,
+        roles_known,
+        first_note,
+        start,
+        end,
+        syn,
+        synack,
+        hs_ack,
+        client,
+        server,
+        anomalies,
+        zstate,
+        zhist,
+        zids,
+        notes,
+        trailing,
+        dropped,
+        _first,
+        held,
         parts,
     ) = t
     address, roles = engine.address, engine.ROLES
@@ -620,9 +642,32 @@ def packet_of(t: tuple[Any, ...]) -> PacketRecord:
     )
 
     (
-        index, t_ns, stream, role, _ver, src, sport, dst, dport, seq, ack, flags, rel_seq,
-        rel_ack, nxt, length, wflags, dup, window, cstate, sstate, changes, opts, dropped,
-        raw_window, shift,
+        index,
+        t_ns,
+        stream,
+        role,
+        _ver,
+        src,
+        sport,
+        dst,
+        dport,
+        seq,
+        ack,
+        flags,
+        rel_seq,
+        rel_ack,
+        nxt,
+        length,
+        wflags,
+        dup,
+        window,
+        cstate,
+        sstate,
+        changes,
+        opts,
+        dropped,
+        raw_window,
+        shift,
     ) = t
     return PacketRecord(
         index,

@@ -25,6 +25,7 @@ never straddles two shards: ``shard_of`` is a hash of the unordered 5-tuple.
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import stat
@@ -45,18 +46,16 @@ except ImportError as exc:  # pragma: no cover - a checkout whose engine was nev
 from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, segment_of
 from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
+from tcplab.capture.marker import DROPPED_BY_WIRE
+from tcplab.capture.source import ChunkSource, ProblemSink
 from tcplab.errors import InputError
 from tcplab.model.table import TRANSITIONS, Trigger, TriggerKind, edges_from
 from tcplab.states import State
 from tcplab.wire.flags import Control
 
-# tcplab.capture and tcplab.wire load only when Python reads or decodes a
-# frame (.gz, standard input, a frame the fast decoder hands back, a
-# takeover): a plain capture's start-up does not pay for them.
-if TYPE_CHECKING:
-    from tcplab.capture.decoded import TcpRecords
+if TYPE_CHECKING:  # tcplab.capture's reader, for the frames the engine hands back
+    from tcplab.capture import TcpRecords
     from tcplab.capture.reader import Record
-    from tcplab.capture.source import ChunkSource, ProblemSink
 
 CHUNK: Final = 1 << 22  # bytes per read: 4 MiB
 TIME_LIMIT: Final = 1 << 62  # ns the engine holds either side of its time base
@@ -228,20 +227,29 @@ def changes_of(
 
 
 def analysis_flags(mask: int) -> frozenset[str]:
-    return _flag_set(mask)
+    got = _FLAG_SETS.get(mask)
+    return got if got is not None else _FLAG_SETS.setdefault(mask, _flag_set(mask))
 
 
-def _batch(engine: _engine.Engine, records: tuple[Any, ...] | None = None) -> Batch:
+def _batch(
+    engine: _engine.Engine, records: tuple[Any, ...] | None = None, sharded: bool = False
+) -> Batch:
     """What ended since the last batch (``records``: finish()'s, else take()'s)."""
     conns, zeek, packets = engine.take() if records is None else records
-    return Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally())
+    numbering = engine.numbering() if sharded else None
+    batch = Batch(conns, zeek, packets, engine.stats()["first_time"], engine.tally(), numbering)
+    lines = engine.take_lines()
+    if lines is not None:
+        batch.lines, batch.frames = lines
+    return batch
 
 
-@lru_cache(maxsize=4096)
 def _flag_set(mask: int) -> frozenset[str]:
     return frozenset(name for i, name in enumerate(FLAG_NAMES) if mask >> i & 1)
 
 
+# Built as met: all 4096 at import cost a tiny capture a fifth of its start-up.
+_FLAG_SETS: Final[dict[int, frozenset[str]]] = {}
 # The flags that make a connection one of the overview's worst (its score).
 PROBLEM_MASK: Final = sum(1 << i for i, name in enumerate(FLAG_NAMES) if name in PROBLEM_FLAGS)
 
@@ -310,11 +318,35 @@ class Batch:
     # With Options.overview: the engine's counts of the connections that ended
     # (``Tally``); ``connections`` then holds only those the overview may show.
     tally: Tally | None = None
+    # With a shard (k, n > 1): records number streams by their first frame, and
+    # this is (started, ended): the first frames (int64s, array('q')) of the
+    # streams the shard started and ended since the last batch, for the merge
+    # to number them as one process does (views.Numbering).
+    numbering: tuple[bytes, bytes] | None = None
+    # With Options.packet_lines: the packets' lines, formatted by the engine in
+    # frame order, and (in a shard of several) each line's frame and stream
+    # (its first frame) as pairs of native int64s.
+    lines: bytes | None = None
+    frames: bytes | None = None
 
 
 # _engine.c's tally(): (connections, packets, {ending: n}, {conn_state: n},
 # anomaly counts in FLAG_NAMES order then bad_checksum)
 Tally = tuple[int, int, dict[str, int], dict[str, int], tuple[int, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class PacketLines:
+    """``--packets`` formatted by the engine: ``packet_line`` (or, ``as_json``,
+    ``packet_object``) of every packet kept, as ``views.PacketsView`` prints
+    them (tcplab.analyze.output is the reference, tests/test_engine_lines.py
+    the proof), with its filters: ``host`` (either address, as text) and
+    ``port`` (either port); the connection filter is ``Options.keep_stream``."""
+
+    as_json: bool = False
+    absolute: bool = False  # times since the epoch, not since the first packet
+    host: str | None = None
+    port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +363,7 @@ class Options:
     # row; worst connections shown).  The engine then counts each connection
     # and gives a record only for one the overview may still show.
     overview: tuple[int, int] | None = None
+    packet_lines: PacketLines | None = None  # with keep_packets: lines, not packet records
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
@@ -349,8 +382,6 @@ class Engine:
 
     def __init__(self, options: Options = Options(), shard: tuple[int, int] = (0, 1)) -> None:
         self.options = options
-        from tcplab.capture.marker import DROPPED_BY_WIRE
-
         self.engine = _engine.Engine(
             options.ports(),
             options.ignore_checksums,
@@ -365,6 +396,8 @@ class Engine:
         if options.overview is not None:
             page, worst = options.overview
             self.engine.overview(page, worst, PROBLEM_MASK)
+        if options.packet_lines is not None:
+            _format_lines(self.engine, options.packet_lines)
 
     def feed_segment(self, seg: Segment) -> None:
         feed_segment(self.engine, seg, self.options.strict_checksums)
@@ -374,6 +407,36 @@ class Engine:
 
     def finish(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         return self.engine.finish()
+
+
+def _format_lines(engine: _engine.Engine, form: PacketLines) -> None:
+    """Have the engine format packet lines, with the names output.py prints."""
+    from tcplab.analyze.output import packet_line_names
+
+    host: bytes | None = None
+    if form.host is not None:
+        try:
+            host = _packed(form.host)
+        except OSError:
+            host = b""  # no address: no packet is from or to it
+        if host and address(host) != form.host:
+            host = b""  # the view compares text: "::0001" is no packet's address
+    port = -1 if form.port is None else form.port
+    if form.port is not None and not 0 <= form.port <= 0xFFFF:
+        host = b""  # no packet uses it
+    flags, states, names = packet_line_names(form.as_json)
+    order = sorted(range(len(FLAG_NAMES)), key=FLAG_NAMES.__getitem__)
+    engine.packet_lines(
+        form.as_json,
+        form.absolute,
+        host,
+        port,
+        flags,
+        states,
+        names,
+        order,
+        FLAG_NAMES.index("duplicate_ack"),
+    )
 
 
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, shards: int) -> int:
@@ -389,10 +452,6 @@ def _open(source: str | Path, sink: ProblemSink) -> tuple[BinaryIO, ChunkSource]
     """A stream Python feeds the engine from (standard input, .gz), through
     tcplab.capture's ChunkSource: its gzip guards (truncation, corruption, a
     decompression bomb) end the stream with one problem line."""
-    import gzip
-
-    from tcplab.capture.source import ChunkSource
-
     if str(source) == "-":
         raw: BinaryIO = sys.stdin.buffer
     else:
@@ -415,20 +474,21 @@ class _Fallback:
         self.name = name
         self.options = options
         self.report = ReadReport()
-        self._records: TcpRecords | None = None  # made for the first frame handed back
+        self._records: TcpRecords | None = None
         self.base = 0  # the engine's time base (a clock beyond 64-bit nanoseconds)
 
     @property
     def records(self) -> TcpRecords:
+        """tcplab.capture's decoder, loaded when the first frame needs it."""
         if self._records is None:
-            from tcplab.capture.decoded import TcpRecords
+            from tcplab.capture import TcpRecords
 
             self._records = TcpRecords(None, strict_checksum=True, on_not_tcp=self._fragment)
         return self._records
 
     @property
     def undecodable(self) -> int:
-        return 0 if self._records is None else self._records.undecodable
+        return self._records.undecodable if self._records is not None else 0
 
     def _fragment(self, record: Record, not_tcp: object) -> None:
         reason = getattr(not_tcp, "reason", "")
@@ -517,7 +577,6 @@ def _packed(text: str) -> bytes:
 
 def _record(handed: tuple[Any, ...]) -> Record:
     """A frame the fast decoder handed back, as tcplab.capture's record."""
-    from tcplab.capture.marker import DROPPED_BY_WIRE
     from tcplab.capture.reader import Record
 
     index, time_ns, linktype, data_offset, data, dropped = handed
@@ -558,8 +617,6 @@ def _plain_file(source: str | Path) -> int | None:
 def _dropped(comment: str | None) -> bool:
     if not comment:
         return False
-    from tcplab.capture.marker import DROPPED_BY_WIRE
-
     return any(line.startswith(DROPPED_BY_WIRE) for line in comment.splitlines())
 
 
@@ -571,14 +628,18 @@ def run(
 ) -> Iterator[Batch | ReadReport]:
     """Analyse ``source``: ``Batch``es as connections end, then the ``ReadReport``.
 
-    ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n
-    (every shard still reads the whole file: stream numbers are global)."""
+    ``shard=(k, n)``: only the connections whose 5-tuple hashes to k of n.
+    Every shard reads the whole file but skips other shards' packets right
+    after their headers; its records name a stream by its first frame
+    (``Batch.numbering`` says which started and ended)."""
     engine = Engine(options, shard).engine
+    sharded = shard[1] > 1
+
     name = str(source)
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
     handed: int | None = None
-    sink: ProblemSink | None = None  # the gzip guards' problems (a .gz or a pipe)
+    sink = ProblemSink()  # the gzip guards' problems (a .gz or a pipe: read by Python)
     fd = _plain_file(source)
     if fd is not None:
         try:
@@ -594,15 +655,12 @@ def run(
                     done = int(engine.stats()["bytes_read"])
                     progress(done - before)
                     before = done
-                yield _batch(engine)
+                yield _batch(engine, sharded=sharded)
                 if result is not None and result[0] == "eof":
                     break
         finally:
             os.close(fd)
     else:
-        from tcplab.capture.source import ProblemSink
-
-        sink = ProblemSink()
         raw, stream = _open(source, sink)
         with raw:
             while handed is None:
@@ -617,7 +675,7 @@ def run(
                     result = engine.feed(b"", final)
                 if progress is not None and chunk:
                     progress(len(chunk))
-                yield _batch(engine)
+                yield _batch(engine, sharded=sharded)
                 if final:
                     break
     if handed is not None:
@@ -628,10 +686,10 @@ def run(
                 f" handle after frame {stats['frame_index']}; stopping here"
             )
         else:
-            yield from _take_over(engine, slow, source, handed)
-    yield _batch(engine, engine.finish())
+            yield from _take_over(engine, slow, source, handed, sharded)
+    yield _batch(engine, engine.finish(), sharded)
     report = slow.finish(extra)
-    if sink is not None and sink.problems:
+    if sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
         # line (exact offset, said once) is the one kept.
         gz = [problem.line(name) for problem in sink.problems]
@@ -646,7 +704,11 @@ def run(
 
 
 def _take_over(
-    engine: _engine.Engine, slow: _Fallback, source: str | Path, offset: int
+    engine: _engine.Engine,
+    slow: _Fallback,
+    source: str | Path,
+    offset: int,
+    sharded: bool = False,
 ) -> Iterator[Batch]:
     """tcplab.capture reads on from ``offset`` (problems reported its way)."""
     from tcplab.capture import open_capture
@@ -659,7 +721,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield _batch(engine)
+                yield _batch(engine, sharded=sharded)
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))

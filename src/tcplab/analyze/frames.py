@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-# The decoder and the capture reader load when a frame needs them: the
-# engine decodes the common frames itself, and a command's start-up pays
-# only for what it runs.
+from tcplab.capture.marker import DROPPED_BY_WIRE
+
 if TYPE_CHECKING:
+    # Loaded where used: the analysis engine reads most captures itself and
+    # needs the Python reader and decoders only for what it hands back.
     from tcplab.capture import Record
     from tcplab.wire.decode import NotTcp, TcpPacket
     from tcplab.wire.options import TcpOption
@@ -176,8 +177,6 @@ def dropped_by_wire(comment: str | None) -> bool:
     comment may also carry socket-API calls, one per line."""
     if not comment:
         return False
-    from tcplab.capture.marker import DROPPED_BY_WIRE
-
     return any(line.startswith(DROPPED_BY_WIRE) for line in comment.splitlines())
 
 
@@ -267,9 +266,7 @@ def read_segments(path: str | Path, report: ReadReport | None = None) -> Iterato
                 report.problem(f"{path}: {reader.problems_dropped} more problems not listed")
 
 
-def frame_details(
-    path: str | Path, frames: Collection[int]
-) -> dict[int, tuple[bytes, str | None]]:
+def frame_details(path: str | Path, frames: Collection[int]) -> dict[int, tuple[bytes, str | None]]:
     """The IP datagram and the packet comment (pcapng ``opt_comment``, §3.5)
     of each of ``frames`` (frame numbers), read again from ``path``.
 

@@ -200,6 +200,29 @@ def packet_object(p: PacketRecord, base: float = 0.0) -> dict[str, object]:
     }
 
 
+def packet_line_names(as_json: bool) -> tuple[list[str], list[str], list[str]]:
+    """The names ``packet_line`` (``packet_object`` when ``as_json``: as JSON
+    strings) prints, for the engine's own formatter (_engine.c ``packet_lines``):
+    tcpdump's flag letters for every 12-bit flags value, the states (no state
+    first, then ``tcplab.states.State`` in order), the analysis flags by bit."""
+    from tcplab.analyze.wireshark import FLAG_NAMES
+    from tcplab.states import State
+    from tcplab.wire.flags import Flags
+
+    flags = [Flags(v).tcpdump() for v in range(1 << 12)]
+    states = [_state(None)] + [_state(s) for s in State]
+    names = list(FLAG_NAMES)
+    if any("duplicate_ack" in n for n in names if n != "duplicate_ack"):
+        raise RuntimeError("packet_line numbers duplicate_ack only (engine: dupack_bit)")
+    if as_json:
+        return (
+            [json.dumps(x) for x in flags],
+            [json.dumps(x) for x in states],
+            [json.dumps(x) for x in names],
+        )
+    return flags, states, names
+
+
 def json_lines(conns: Iterable[Connection]) -> str:
     return "".join(json.dumps(c.to_dict(), sort_keys=False) + "\n" for c in conns)
 

@@ -6,10 +6,14 @@ Theory of operation: a view has two halves.  ``render(batch)`` turns one
 aggregate) and runs where the engine runs; ``take(payload)`` writes or
 merges it and runs in the process that owns stdout.  With ``--jobs N`` each
 of N processes runs the engine on its shard of the flows (the unordered
-5-tuple's hash) and renders its batches; every shard reads the same chunks of
-the same file, so batch j of every shard covers the same stretch of the
-capture, and merging the j-th payloads by connection number (frame number
-for packets) gives the output of one process exactly.
+5-tuple's hash): it skips the other shards' packets right after their
+headers and renders its own batches, naming each stream by its first frame.
+Every shard reads the same chunks of the same file, so batch j of every
+shard covers the same stretch of the capture; the merge (``Numbering``)
+numbers the streams the j-th batches started in first-frame order, as one
+process numbers them, puts those numbers into the few places the text shows
+one (``renumber``), and merges the payloads by number (frame number for
+packets): the output of one process exactly.
 
 Memory is bounded by the batch: nothing is kept across batches except the
 overview's counters, its worst-connections heap and its first page of rows.
@@ -25,9 +29,10 @@ import os
 import pickle
 import sys
 import tempfile
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Protocol
 
 from tcplab.analyze import engine
@@ -121,8 +126,51 @@ class Spool:
 
 class View(Protocol):
     def render(self, batch: engine.Batch) -> Any: ...
+    def renumber(self, payload: Any, numbers: Numbering) -> Any: ...
     def take(self, payload: Any) -> None: ...
     def finish(self, report: ReadReport) -> None: ...
+
+
+class Numbering:
+    """Stream numbers for ``--jobs N``: a shard names a stream by its first
+    frame; the merge numbers the streams every shard started in a batch in
+    first-frame order after those of the batches before (Wireshark's
+    tcp.stream: order of first appearance), and forgets a stream once its
+    records went out, so it holds only the open ones."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.open: dict[int, int] = {}
+
+    def start(self, started: list[bytes]) -> None:
+        runs = [array("q", raw) for raw in started if raw]
+        for first in heapq.merge(*runs) if len(runs) > 1 else runs[0] if runs else ():
+            self.open[first] = self.next
+            self.next += 1
+
+    def end(self, ended: list[bytes]) -> None:
+        for raw in ended:
+            for first in array("q", raw):
+                del self.open[first]
+
+    def __getitem__(self, first: int) -> int:
+        return self.open[first]
+
+
+def renumber(text: str, at: str, old: int, new: int, spec: str = "") -> str:
+    """``text`` with the stream number ``old`` that follows the first ``at``
+    (formatted with ``spec``, as the renderer wrote it) replaced by ``new``."""
+    i = text.index(at) + len(at) if at else 0
+    return text[:i] + format(new, spec) + text[i + len(format(old, spec)) :]
+
+
+def _renumber_rows(rows: Keyed, numbers: Numbering, at: str, spec: str = "") -> Keyed:
+    """Rows keyed by a stream's first frame, keyed and shown by its number."""
+    out = []
+    for first, text in rows:
+        n = numbers[first]
+        out.append((n, renumber(text, at, first, n, spec)))
+    return out
 
 
 # -- connections as JSON lines ------------------------------------------------------
@@ -144,6 +192,9 @@ class JsonView:
                 rows.append((c.number, json.dumps(c.to_dict()) + "\n"))
         return rows
 
+    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
+        return _renumber_rows(payload, numbers, '{"connection": ')
+
     def take(self, payload: Keyed) -> None:
         self.spool.add(payload)
 
@@ -164,6 +215,9 @@ class SummaryJsonView(JsonView):
             if self.keep(c):
                 rows.append((c.number, json.dumps(summary_object(c)) + "\n"))
         return rows
+
+    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
+        return _renumber_rows(payload, numbers, '{"number": ')
 
 
 def summary_object(c: Connection) -> dict[str, object]:
@@ -209,6 +263,11 @@ class ConnLogView:
         rows = sorted(records, key=lambda z: (z.start, z.first_frame))
         return [((z.start, z.first_frame), conn_log_row(z)) for z in rows], first, last
 
+    def renumber(
+        self, payload: tuple[Keyed, float, float], numbers: Numbering
+    ) -> tuple[Keyed, float, float]:
+        return payload  # conn.log shows no stream numbers (its rows name first frames)
+
     def take(self, payload: tuple[Keyed, float, float]) -> None:
         rows, first, last = payload
         if not rows:
@@ -230,7 +289,12 @@ class ConnLogView:
 @dataclass(slots=True)
 class PacketsView:
     """One line (or JSON object) per packet, as the engine analyses it; times
-    relative to the capture's first packet unless ``absolute``."""
+    relative to the capture's first packet unless ``absolute``.
+
+    When the engine runs with ``Options.packet_lines`` (``packet_options``),
+    it formats the lines itself and a batch carries them as bytes, written
+    out whole; otherwise (and as the reference, tests/test_engine_lines.py)
+    they are formatted here from the packet records."""
 
     out: IO[str]
     keep: Filter = field(default_factory=Filter)
@@ -238,7 +302,26 @@ class PacketsView:
     absolute: bool = False
     base: float | None = None
 
-    def render(self, batch: engine.Batch) -> Keyed:
+    def packet_options(self, options: engine.Options) -> engine.Options:
+        """``options`` with the engine formatting this view's lines."""
+        return replace(
+            options,
+            keep_packets=True,
+            keep_stream=-1 if self.keep.conn is None else self.keep.conn,
+            packet_lines=engine.PacketLines(
+                self.as_json, self.absolute, self.keep.host, self.keep.port
+            ),
+        )
+
+    def render(self, batch: engine.Batch) -> Keyed | bytes:
+        if batch.lines is not None:
+            if batch.frames is None:
+                return batch.lines
+            # a shard's lines, keyed by (frame, stream) for the merge (renumber, _merge)
+            pairs = array("q", batch.frames)
+            text = batch.lines.decode().split("\n")[:-1]
+            keys = zip(pairs[::2], pairs[1::2], strict=True)
+            return [(key, line + "\n") for key, line in zip(keys, text, strict=True)]
         rows: Keyed = []
         base = self.base
         for t in batch.packets:
@@ -252,17 +335,43 @@ class PacketsView:
             if base is None:
                 base = 0.0 if self.absolute else batch.first_time / 1e9
                 self.base = base
+            # keyed by frame; the stream for the merge's renumber
             if self.as_json:
-                rows.append((p.index, json.dumps(packet_object(p, base)) + "\n"))
+                rows.append(((p.index, p.stream), json.dumps(packet_object(p, base)) + "\n"))
             else:
-                rows.append((p.index, packet_line(p, None, base) + "\n"))
+                rows.append(((p.index, p.stream), packet_line(p, None, base) + "\n"))
         return rows
 
-    def take(self, payload: Keyed) -> None:
-        self.out.writelines(text for _, text in sorted(payload))
+    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
+        at, spec = ('"connection": ', "") if self.as_json else (" conn ", "<4")
+        out = []
+        for (index, first), text in payload:
+            n = numbers[first]
+            out.append(((index, n), renumber(text, at, first, n, spec)))
+        return out
+
+    def take(self, payload: Keyed | bytes) -> None:
+        if isinstance(payload, bytes):
+            write_bytes(self.out, payload)
+        else:
+            self.out.writelines(text for _, text in sorted(payload))
 
     def finish(self, report: ReadReport) -> None:
         self.out.flush()
+
+
+def write_bytes(out: IO[str], data: bytes) -> None:
+    """UTF-8 text, already encoded, to a text stream: straight to its buffer
+    when it has one that takes UTF-8."""
+    if not data:
+        return
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if buffer is not None and encoding == "utf8":
+        out.flush()
+        buffer.write(data)
+    else:
+        out.write(data.decode())
 
 
 # -- the terminal overview ------------------------------------------------------------
@@ -284,11 +393,12 @@ class Overview:
     endings: Counter[str] = field(default_factory=Counter)
     states: Counter[str] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)
-    worst: list[tuple[int, int, str]] = field(default_factory=list)  # (score, -number, row)
-    rows: list[tuple[int, str]] = field(default_factory=list)  # heap of (-number, row)
+    worst: list[tuple[int, int, Row]] = field(default_factory=list)  # (score, -number, row)
+    rows: list[tuple[int, Row]] = field(default_factory=list)  # heap of (-number, row)
+    sharded: bool = False  # a part of --jobs N: numbers are first frames until the merge
 
     def render(self, batch: engine.Batch) -> Overview:
-        part = Overview(self.page, self.keep)
+        part = Overview(self.page, self.keep, sharded=batch.numbering is not None)
         if batch.tally is None:
             for t in batch.connections:
                 part.add(connection_of(t))
@@ -324,17 +434,40 @@ class Overview:
     def add_rows(self, c: Connection) -> None:
         """``c`` among the worst and on the first page, if it is one of them."""
         score = sum(n for name, n in c.anomalies.items() if name in PROBLEM_FLAGS)
-        # Rows are text only for the connections that can still be shown.
+        # Only the connections that can still be shown are kept, as text only
+        # for --all (every row is shown): the others are rendered by text().
         if score and (len(self.worst) < WORST or (score, -c.number) > self.worst[0][:2]):
-            item = (score, -c.number, connection_row(c))
+            item: tuple[int, int, Row] = (score, -c.number, c)
             if len(self.worst) < WORST:
                 heapq.heappush(self.worst, item)
             else:
                 heapq.heappushpop(self.worst, item)
+        row = connection_row(c) if self.page is None and not self.sharded else c
         if self.page is None or len(self.rows) < self.page:
-            heapq.heappush(self.rows, (-c.number, connection_row(c)))
+            heapq.heappush(self.rows, (-c.number, row))
         elif -c.number > self.rows[0][0]:
-            heapq.heappushpop(self.rows, (-c.number, connection_row(c)))
+            heapq.heappushpop(self.rows, (-c.number, row))
+
+    def renumber(self, part: Overview, numbers: Numbering) -> Overview:
+        """A shard's rows are connections (a row's layout depends on its
+        number's width): numbered here, rendered here for ``--all`` (each is
+        shown) and at the end otherwise (``text``)."""
+        done: set[int] = set()  # a connection can be a row and one of the worst
+
+        def numbered(c: Row) -> Connection:
+            assert isinstance(c, Connection)
+            if id(c) not in done:
+                c.number = numbers[c.number]
+                done.add(id(c))
+            return c
+
+        rows: list[tuple[int, Row]] = []
+        for _, row in part.rows:
+            c = numbered(row)
+            rows.append((-c.number, connection_row(c) if self.page is None else c))
+        part.rows = rows
+        part.worst = [(score, -(c := numbered(row)).number, c) for score, _, row in part.worst]
+        return part
 
     def take(self, part: Overview) -> None:
         self.connections += part.connections
@@ -366,9 +499,7 @@ class Overview:
                 out.append(f"no TCP packets in {report.frames} frames")
             return "\n".join(out) + "\n"
         out.append("")
-        left = [f"{'ended':<32}{'conns':>8}"] + [
-            f"{k:<32}{v:>8,}" for k, v in _most(self.endings)
-        ]
+        left = [f"{'ended':<32}{'conns':>8}"] + [f"{k:<32}{v:>8,}" for k, v in _most(self.endings)]
         right = [f"{'zeek conn_state':<16}{'conns':>8}"] + [
             f"{k:<16}{v:>8,}" for k, v in _most(self.states)
         ]
@@ -383,19 +514,26 @@ class Overview:
         if self.worst:
             out.append("")
             out.append("worst connections (most problem flags):")
-            for _score, _n, row in sorted(self.worst, reverse=True):
-                out.append(row)
-        rows = sorted(self.rows, reverse=True)
+            for _score, _n, row in sorted(self.worst, key=lambda w: w[:2], reverse=True):
+                out.append(_text(row))
+        rows = sorted(self.rows, key=lambda r: r[0], reverse=True)
         out.append("")
         if self.page is not None and self.shown > len(rows):
             out.append(f"first {len(rows)} of {self.shown:,} connections (--all for every row):")
         else:
             out.append(f"{self.shown:,} connections:")
-        out += [row for _, row in rows]
+        out += [_text(row) for _, row in rows]
         return "\n".join(out) + "\n"
 
     def finish(self, report: ReadReport) -> None:
         return None
+
+
+Row = Connection | str  # the overview's row: rendered, or rendered when shown
+
+
+def _text(row: Row) -> str:
+    return row if isinstance(row, str) else connection_row(row)
 
 
 def _most(counts: Counter[str]) -> list[tuple[str, int]]:
@@ -476,6 +614,8 @@ def _payloads(
         for item in engine.run(source, options, progress=progress):
             yield item if isinstance(item, ReadReport) else view.render(item)
         return
+    # fork: the shards start with what this process has imported, and the
+    # view and options as they are (nothing is pickled on the way in).
     ctx = multiprocessing.get_context("fork")
     pipes = []
     procs = []
@@ -488,6 +628,7 @@ def _payloads(
         sender.close()
         pipes.append(receiver)
         procs.append(proc)
+    numbers = Numbering()
     try:
         while True:
             parts = [pipe.recv() for pipe in pipes]
@@ -499,7 +640,9 @@ def _payloads(
                 return
             if progress is not None:
                 progress(engine.CHUNK)
-            yield _merge(parts)
+            numbers.start([started for started, _, _ in parts])
+            yield _merge([view.renumber(payload, numbers) for _, _, payload in parts])
+            numbers.end([ended for _, ended, _ in parts])
     finally:
         for proc in procs:
             proc.join(timeout=5)
@@ -511,10 +654,15 @@ def _payloads(
 def _shard(
     source: str, options: engine.Options, view: View, shard: tuple[int, int], pipe: Any
 ) -> None:
-    """One of --jobs N: the engine on one shard of the flows, rendered."""
+    """One of --jobs N: the engine on one shard of the flows, rendered; each
+    batch goes out as (started, ended, payload) (``engine.Batch.numbering``)."""
     try:
         for item in engine.run(source, options, shard):
-            pipe.send(item if isinstance(item, ReadReport) else view.render(item))
+            if isinstance(item, ReadReport):
+                pipe.send(item)
+            else:
+                started, ended = item.numbering or (b"", b"")
+                pipe.send((started, ended, view.render(item)))
     except BaseException as exc:
         with contextlib.suppress(BrokenPipeError, OSError):
             pipe.send(exc if isinstance(exc, InputError | OSError) else RuntimeError(repr(exc)))
@@ -524,7 +672,7 @@ def _shard(
 
 
 def _merge(parts: list[Any]) -> Any:
-    """The j-th payloads of every shard as one."""
+    """The j-th payloads of every shard (renumbered) as one."""
     first = parts[0]
     if isinstance(first, Overview):
         for part in parts[1:]:

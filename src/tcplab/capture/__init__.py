@@ -3,12 +3,17 @@
 ``open_capture(path)`` reads any of them (format by magic number);
 ``PcapWriter`` / ``PcapngWriter`` write them.  See ``reader.py`` for how
 problems inside a file are reported instead of raised.
+
+The names below load on first use (tcplab.lazy): ``tcplab analyze``'s engine reads
+most files itself and needs ``tcplab.wire``'s decoders, which ``TcpRecords``
+pulls in, only for the frames it hands back.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tcplab.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from tcplab.capture.decoded import TcpRecords
@@ -16,18 +21,18 @@ if TYPE_CHECKING:
     from tcplab.capture.source import CaptureProblem
     from tcplab.capture.writer import PcapngWriter, PcapWriter
 
-# Names are loaded from their module on first use (PEP 562): importing one
-# submodule, or the package for one name, does not load all of them.
 _WHERE = {
-    "CaptureProblem": "tcplab.capture.source",
-    "CaptureReader": "tcplab.capture.reader",
-    "PcapWriter": "tcplab.capture.writer",
-    "PcapngWriter": "tcplab.capture.writer",
-    "Record": "tcplab.capture.reader",
-    "TcpRecords": "tcplab.capture.decoded",
-    "iter_raw": "tcplab.capture.reader",
-    "open_capture": "tcplab.capture.reader",
+    "CaptureProblem": "source",
+    "CaptureReader": "reader",
+    "PcapWriter": "writer",
+    "PcapngWriter": "writer",
+    "Record": "reader",
+    "TcpRecords": "decoded",
+    "iter_raw": "reader",
+    "open_capture": "reader",
 }
+
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 __all__ = [
     "CaptureProblem",
@@ -39,12 +44,3 @@ __all__ = [
     "iter_raw",
     "open_capture",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value

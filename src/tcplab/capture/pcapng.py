@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
-from tcplab.capture.marker import DROPPED_BY_WIRE as DROPPED_BY_WIRE  # its home before marker.py
+from tcplab.capture.marker import DROPPED_BY_WIRE as DROPPED_BY_WIRE
 from tcplab.capture.pcap import KEEP_DATA, MAX_CAPLEN, RawRecord
 from tcplab.capture.source import ChunkSource, ProblemSink
 from tcplab.clock import DATE_MAX_NS, DATE_MIN_NS, out_of_range_text

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from tcplab.render.export import report_options
 
 if TYPE_CHECKING:  # the fast summary must not pay for importing the detailed engine
     from tcplab.analyze.core import Analysis, Connection, PacketRecord
+    from tcplab.analyze.frames import ReadReport
     from tcplab.analyze.zeek import ZeekView
     from tcplab.scale.captureset import CaptureSet
 
@@ -223,7 +224,10 @@ def command(
         raise InputError("--summary reads one file")
     views = any(v is not None for v in (report, mermaid, svg_out))
     single = len(files) == 1 and (first == "-" or not (file.is_dir() or "://" in first))
-    if single and not views and ladder is None and parquet is None:
+    # One file, or a capture set for the views that need no per-packet frames
+    # (a set's frames are file:frame labels), streamed through the engine.
+    streamed = single or not (per_packet or summary)
+    if streamed and not views and ladder is None and parquet is None:
         _stream(
             first,
             bare,
@@ -237,6 +241,7 @@ def command(
             absolute_time,
             (conn, host, port, problems),
             summary,
+            () if single else files,
         )
         return
     keep_packets = per_packet or ladder is not None or views or parquet_packets
@@ -372,13 +377,20 @@ def _stream(
     absolute_time: bool,
     filters: tuple[int | None, str | None, int | None, bool],
     summary: bool = False,
+    capture_set: tuple[str, ...] = (),
 ) -> None:
     """One capture through the engine, its output streamed as connections end
-    (memory bounded by the connections open at once)."""
+    (memory bounded by the connections open at once).  ``capture_set``: the
+    files (directories, URLs) of a set, merged by time (tcplab.scale)."""
     from tcplab.analyze import engine, views
     from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 
     keep = views.Filter(*filters)
+    if keep.conn is not None:
+        # --conn N names a stream by its number, which a shard of --jobs N
+        # learns only in the merge: one process (the engine keeps only that
+        # stream's packets).
+        jobs = 1
     options = engine.Options(
         frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS,
         ignore_checksums,
@@ -392,7 +404,8 @@ def _stream(
     if summary and as_json:
         view = views.SummaryJsonView(out, keep)
     elif per_packet:
-        view = views.PacketsView(out, keep, as_json, absolute_time)
+        view = packets = views.PacketsView(out, keep, as_json, absolute_time)
+        options = packets.packet_options(options)  # lines formatted by the engine
     elif conn_log:
         view = views.ConnLogView(out, keep)
     elif as_json:
@@ -401,23 +414,41 @@ def _stream(
         view = overview = views.Overview(None if all_rows else views.PAGE, keep)
         if not keep.active:  # the engine counts; records only for the rows shown
             options = replace(options, overview=(-1 if all_rows else views.PAGE, views.WORST))
-    size = Path(path).stat().st_size if path != "-" else 0
+
+    def read_all(progress: Callable[[int], None] | None = None) -> ReadReport:
+        if not capture_set:
+            return views.run_view(path, options, view, jobs, progress=progress)
+        from tcplab.scale.engine import EngineOptions
+        from tcplab.scale.local import stream_set
+
+        scale = EngineOptions(
+            options.likely_server_ports, ignore_checksums, strict_checksums=strict_checksums
+        )
+        return stream_set(capture_set, scale, view, progress, options)
+
+    if capture_set:
+        from tcplab.scale.captureset import is_url
+
+        local = [f for f in capture_set if not is_url(f)]
+        size = sum(f.stat().st_size for d in map(Path, local) for f in _files_of(d))
+    else:
+        size = Path(path).stat().st_size if path != "-" else 0
     if size < PROGRESS_THRESHOLD or not sys.stderr.isatty():
-        read = views.run_view(path, options, view, jobs)
+        read = read_all()
     else:
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task(f"analysing {Path(path).name}", total=size)
-            read = views.run_view(
-                path, options, view, jobs, progress=lambda n: bar.advance(task, n)
-            )
+            read = read_all(lambda n: bar.advance(task, n))
     for problem in read.problems:
         click.echo(f"tcplab: {problem}", err=True)
     if read.nothing_readable:
         raise SystemExit(1)  # the rule of every command (README): nothing readable -> 1
     if overview is not None:
         name = "standard input" if path == "-" else Path(path).name
+        if len(capture_set) > 1:
+            name = f"{len(capture_set)} files"
         out.write(overview.text(name, read))
         bad = overview.anomalies["bad_checksum"]
         if bad and not ignore_checksums:
@@ -425,6 +456,13 @@ def _stream(
                 f"{bad} packets have bad TCP checksums; like zeek without -C they only count "
                 "as C/c: rerun with -C to analyse them\n"
             )
+
+
+def _files_of(path: Path) -> list[Path]:
+    """A set's argument as files (a directory: its files), for the progress bar."""
+    if path.is_dir():
+        return [f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")]
+    return [path] if path.exists() else []
 
 
 def _print_ladder(

@@ -15,7 +15,7 @@ import click
 
 from tcplab.errors import InputError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `tcplab analyze` takes the options without loading the renderers
     from tcplab.timeline import Timeline
 
 

@@ -22,6 +22,7 @@ frame`` (``tcplab.scale.captureset.encode_frame``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -69,8 +70,8 @@ CHUNK: Final = engine.CHUNK
 
 
 def rows_of(raw: bytes) -> NDArray[Any]:
-    """Rows from the bytes ``columns()`` returns (writable: the frame is renumbered)."""
-    return np.frombuffer(bytearray(raw), dtype=ROW)
+    """Rows from the bytes ``columns()`` returns (read-only, no copy)."""
+    return np.frombuffer(raw, dtype=ROW)
 
 
 def empty_rows() -> NDArray[Any]:
@@ -83,18 +84,17 @@ def flow_hashes(rows: NDArray[Any]) -> NDArray[np.uint64]:
 
 
 def decoder(options: EngineOptions) -> Any:
-    """An engine in decode-only mode's configuration (decode_only() is still to be called)."""
-    return engine.Engine(
-        engine.Options(options.likely_server_ports, options.ignore_checksums, evict=False)
-    ).engine
+    """An engine for decode-only mode (decode_only() is still to be called):
+    what the decoder depends on is the checksum rule."""
+    return engine.Engine(options.engine(evict=False)).engine
 
 
 class _Slow(engine._Fallback):
     """The frames the fast decoder hands back, decoded by ``tcplab.wire``
     into the rows; fragment problems kept as ``(offset, message)``."""
 
-    def __init__(self, eng: Any, name: str) -> None:
-        super().__init__(eng, name, engine.Options())
+    def __init__(self, eng: Any, name: str, options: EngineOptions) -> None:
+        super().__init__(eng, name, options.engine(evict=False))
         self.fragments: list[tuple[int, str]] = []
 
     def _fragment(self, record: Record, not_tcp: object) -> None:
@@ -147,6 +147,22 @@ class Decode:
                 return
             chunk = read()
 
+    def run_fd(self, fd: int, prefix: bytes = b"") -> Iterator[NDArray[Any]]:
+        """Feed ``prefix``, then the engine reads ``fd`` itself (no copy through Python)."""
+        eng, slow = self.eng, self.slow
+        result = eng.feed(prefix) if prefix else None
+        while True:
+            if result is None:
+                result = eng.feed_fd(fd)
+            while result is not None and result[0] not in ("eof", "takeover", "stop"):
+                slow.frame(engine._record(result), True)
+                result = eng.feed(b"")
+            if result is not None and result[0] in ("takeover", "stop"):
+                self.end, self.offset = str(result[0]), int(result[1])
+            yield self.rows()
+            if result is not None:
+                return
+
 
 # -- a capture set in one process ----------------------------------------------------
 
@@ -171,27 +187,42 @@ def file_rows(
         _count(report, meta.records, meta.tcp, meta.not_tcp, meta.undecodable)
         for offset, message in meta.problems:
             report.problem(f"{path}: offset {offset}: {message}")
-        yield _numbered(rows, file_id)
+        if file_id and len(rows):
+            rows = rows.copy()
+            rows["index"] += file_id << FRAME_BITS
+        yield rows
         return
     eng = decoder(options)
-    eng.decode_only()
-    d = Decode(eng, _Slow(eng, path))
+    eng.decode_only(-1, 0, 0, file_id << FRAME_BITS)
+    d = Decode(eng, _Slow(eng, path, options))
     sink = ProblemSink()
-    raw, stream = engine._open(path, sink)
+    fd = engine._plain_file(path)
+    if fd is not None:
+        try:
+            done = 0
+            for rows in d.run_fd(fd):
+                if progress is not None:
+                    now = int(eng.stats()["bytes_read"])
+                    progress(now - done)
+                    done = now
+                yield rows
+        finally:
+            os.close(fd)
+    else:
+        raw, stream = engine._open(path, sink)
 
-    def read() -> bytes:
-        chunk: bytes = stream._read_more(CHUNK)
-        if progress is not None:
-            progress(len(chunk))
-        return chunk
+        def read() -> bytes:
+            chunk: bytes = stream._read_more(CHUNK)
+            if progress is not None:
+                progress(len(chunk))
+            return chunk
 
-    with raw:
-        for rows in d.run(read):
-            yield _numbered(rows, file_id)
+        with raw:
+            yield from d.run(read)
     if d.end == "takeover" and not sink.problems:
         for _batch in engine._take_over(eng, d.slow, path, d.offset):
-            yield _numbered(d.rows(), file_id)
-        yield _numbered(d.rows(), file_id)
+            yield d.rows()
+        yield d.rows()
     stats = eng.stats()
     got = d.slow.finish([])
     gz = [problem.line(path) for problem in sink.problems]
@@ -207,12 +238,6 @@ def _count(report: ReadReport, frames: int, tcp: int, not_tcp: int, undecodable:
     report.tcp += tcp
     report.not_tcp += not_tcp
     report.undecodable += undecodable
-
-
-def _numbered(rows: NDArray[Any], file_id: int) -> NDArray[Any]:
-    if file_id and len(rows):
-        rows["index"] += file_id << FRAME_BITS
-    return rows
 
 
 @dataclass(slots=True)
@@ -305,28 +330,15 @@ def merged_rows(
 # -- rows through the analysis ------------------------------------------------------
 
 
-def analyse(
-    batches: Iterable[NDArray[Any]], options: EngineOptions
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Rows in capture order through one analysing engine (connections leave
-    it as they end, as in the single-file run): its records."""
-    run = engine.Engine(
-        engine.Options(
-            options.likely_server_ports, options.ignore_checksums, keep_packets=options.keep_packets
-        )
-    ).engine
-    conns: list[tuple[Any, ...]] = []
-    zeek: list[tuple[Any, ...]] = []
-    packets: list[tuple[Any, ...]] = []
+def analysed(batches: Iterable[NDArray[Any]], options: engine.Options) -> Iterator[engine.Batch]:
+    """Rows in capture order through one analysing engine: its records as
+    connections end (the single-file run's eviction), then the rest."""
+    run = engine.Engine(options).engine
     for rows in batches:
         for start in range(0, len(rows), BATCH):
             run.feed_columns(np.ascontiguousarray(rows[start : start + BATCH]))
-            c, z, p = run.take()
-            conns += c
-            zeek += z
-            packets += p
-    c, z, p = run.finish()
-    return conns + c, zeek + z, packets + p
+            yield engine.Batch(*run.take(), run.stats()["first_time"])
+    yield engine.Batch(*run.finish(), run.stats()["first_time"])
 
 
 def segment_rows(segments: Iterable[Segment], options: EngineOptions) -> NDArray[Any]:
@@ -334,5 +346,5 @@ def segment_rows(segments: Iterable[Segment], options: EngineOptions) -> NDArray
     eng = decoder(options)
     eng.decode_only()
     for seg in segments:
-        engine.feed_segment(eng, seg, False)
+        engine.feed_segment(eng, seg, options.strict_checksums)
     return rows_of(eng.columns()[0])

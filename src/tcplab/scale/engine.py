@@ -22,12 +22,28 @@ from tcplab.scale.captureset import OrderKey
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from tcplab.analyze import engine
+    from tcplab.analyze.engine import Options
+
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
     likely_server_ports: frozenset[int] = DEFAULT_LIKELY_SERVER_PORTS
     ignore_checksums: bool = False
     keep_packets: bool = False
+    strict_checksums: bool = False
+
+    def engine(self, evict: bool = True) -> Options:
+        """The analysis engine's options (``tcplab.analyze.engine.Options``)."""
+        from tcplab.analyze.engine import Options
+
+        return Options(
+            self.likely_server_ports,
+            self.ignore_checksums,
+            self.strict_checksums,
+            self.keep_packets,
+            evict=evict,
+        )
 
 
 @dataclass(slots=True)
@@ -46,7 +62,7 @@ class Batch:
 
 
 def analyze_rows(
-    batches: Iterable[NDArray[Any]],
+    rows: Iterable[NDArray[Any]],
     options: EngineOptions,
     report: ReadReport | None = None,
     key_of: Callable[[list[int]], list[OrderKey]] | None = None,
@@ -54,12 +70,29 @@ def analyze_rows(
     """Run the engine over rows already in order-key order (``tcplab.scale.columns``).
 
     ``key_of`` maps frames (row indexes) to their order keys."""
+    from tcplab.scale.columns import analysed
+
+    return analysis_of(analysed(rows, options.engine()), report, key_of)
+
+
+def analysis_of(
+    batches: Iterable[engine.Batch],
+    report: ReadReport | None = None,
+    key_of: Callable[[list[int]], list[OrderKey]] | None = None,
+) -> Batch:
+    """The engine's records gathered into an ``Analysis`` (connections in
+    number order, Zeek's in start order)."""
     from tcplab.analyze import engine
     from tcplab.analyze.core import connection_of, packet_of
     from tcplab.analyze.engine import FIRST_FRAME
-    from tcplab.scale.columns import analyse
 
-    conns, zeek, packets = analyse(batches, options)
+    conns: list[tuple[Any, ...]] = []
+    zeek: list[tuple[Any, ...]] = []
+    packets: list[tuple[Any, ...]] = []
+    for batch in batches:
+        conns += batch.connections
+        zeek += batch.zeek
+        packets += batch.packets
     conns.sort(key=lambda t: t[0])
     zrecords = sorted((engine.zeek_record(z) for z in zeek), key=lambda z: (z.start, z.first_frame))
     analysis = Analysis(

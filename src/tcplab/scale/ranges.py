@@ -420,9 +420,14 @@ def decode_range(
             prefix, head_end = b"", len(lay.carry)
         eng = decoder(options)
         eng.decode_only(spec.end if spec.end < WHOLE_FILE else -1, first - len(prefix), head_end)
-        d = Decode(eng, _Slow(eng, lay.path))
-        f.seek(first)
-        got = [rows for rows in d.run(lambda: f.read(CHUNK), prefix) if len(rows)]
+        d = Decode(eng, _Slow(eng, lay.path, options))
+        if isinstance(f, io.BufferedReader):  # a local file: the engine reads it itself
+            os.lseek(f.fileno(), first, os.SEEK_SET)  # past what the buffer holds
+            chunks = d.run_fd(f.fileno(), prefix)
+        else:
+            f.seek(first)
+            chunks = d.run(lambda: f.read(CHUNK), prefix)
+        got = [rows for rows in chunks if len(rows)]
     if d.end == "takeover":
         return _python_range(lay, spec, options)
     stop = d.offset if d.end == "stop" else None

@@ -26,7 +26,6 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from tcplab.errors import PrivilegeError, TcplabError
@@ -358,8 +357,7 @@ def _endpoint(family: int, addr: str, port: int) -> str:
     return f"{addr}:{port if port else '*'}"
 
 
-@dataclass(frozen=True, slots=True)
-class DiagRequest:
+class DiagRequest(NamedTuple):
     """``inet_diag_req_v2`` asking for a dump of one family's TCP sockets."""
 
     family: int

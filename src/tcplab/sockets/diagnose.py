@@ -19,8 +19,7 @@ from __future__ import annotations
 import enum
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tcplab.sockets.diag import SockInfo
 from tcplab.sockets.procs import Process
@@ -103,20 +102,23 @@ EXPLANATIONS: dict[Kind, tuple[str, str]] = {
 DEFAULT_TIME_WAIT_THRESHOLD = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Thresholds:
+# Thresholds and Diagnosis are NamedTuples, not dataclasses: importing
+# dataclasses (and inspect with it) was a tenth of `tcplab sockets --json`
+# on a 20,000-socket table (issue 15).
+
+
+class Thresholds(NamedTuple):
     time_wait: int = DEFAULT_TIME_WAIT_THRESHOLD  # TIME-WAIT sockets before it is worth a word
     syn_sent_retries: int = 1  # SYN retransmissions without an answer
     close_wait_ms: int = 0  # CLOSE-WAIT age before it counts as a leak
 
 
-@dataclass(frozen=True, slots=True)
-class Diagnosis:
+class Diagnosis(NamedTuple):
     kind: Kind
     summary: str
     pid: int | None
     comm: str
-    count: int
+    count: int  # type: ignore[assignment]  # (a field named before: it hides tuple.count)
     age_ms: int | None
     sockets: tuple[str, ...]
     summary_zh: str = ""  # the headline in Chinese (--lang zh)
@@ -153,7 +155,10 @@ _SHOWN = 5  # sockets named in a diagnosis; the count says how many there are
 
 
 def _owner(row: Row) -> Process | None:
-    return min(row.owners, key=lambda o: o.process.pid).process if row.owners else None
+    owners = row.owners
+    if len(owners) == 1:
+        return owners[0].process
+    return min(owners, key=lambda o: o.process.pid).process if owners else None
 
 
 def _pair(s: SockInfo) -> str:
@@ -175,7 +180,7 @@ def _age_ms(snapshot: Snapshot, first_seen: FirstSeen, s: SockInfo) -> int | Non
     idle = s.last_ack_recv_ms  # (one field of tcp_info, not the whole record)
     if idle is not None:
         ages.append(idle)
-    seen = first_seen.get(socket_key(s))
+    seen = first_seen.get(socket_key(s)) if first_seen else None
     if seen is not None:
         ages.append(int((snapshot.monotonic - seen) * 1000))
     return max(ages) if ages else None
@@ -204,6 +209,7 @@ def format_age(ms: int | None, lang: str = "en") -> str:
 
 def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
     by_pid: dict[int, list[Row]] = defaultdict(list)
+    ages_of: dict[int, list[int]] = defaultdict(list)
     procs: dict[int, Process] = {}
     close_wait = State.CLOSE_WAIT
     for row in snapshot.rows:
@@ -217,9 +223,11 @@ def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -
             if age is None or age >= t.close_wait_ms:
                 by_pid[owner.pid].append(row)
                 procs[owner.pid] = owner
+                if age is not None:
+                    ages_of[owner.pid].append(age)
     out = []
     for pid, rows in sorted(by_pid.items()):
-        ages = [a for a in (_age_ms(snapshot, first_seen, r.sock) for r in rows) if a is not None]
+        ages = ages_of.get(pid)
         oldest = max(ages) if ages else None
         proc = procs[pid]
         out.append(

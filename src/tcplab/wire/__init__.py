@@ -1,12 +1,17 @@
 """Bytes to typed records and back, no I/O: link layers, IPv4/IPv6, TCP and
 its options, checksums, sequence numbers, and the tunnels (IP in IP, GRE,
 Teredo, GTP-U, VXLAN, Geneve) whose inner TCP the decoder opens.  ``decode_frame`` is the one call
-the capture layer makes per record."""
+the capture layer makes per record.
+
+The names load with their module on first use (tcplab.lazy): the analysis
+engine decodes most frames itself and needs none of this for them.
+"""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tcplab.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from tcplab.wire.checksum import (
@@ -67,67 +72,66 @@ if TYPE_CHECKING:
         find_tunnel,
     )
 
-# Names are loaded from their module on first use (PEP 562): importing one
-# submodule, or the package for one name, does not load all of them.
 _WHERE = {
-    "Control": "tcplab.wire.flags",
-    "Eol": "tcplab.wire.options",
-    "EthernetHeader": "tcplab.wire.link",
-    "ExtensionHeader": "tcplab.wire.ip",
-    "Flags": "tcplab.wire.flags",
-    "GeneveHeader": "tcplab.wire.tunnel",
-    "GeneveOption": "tcplab.wire.tunnel",
-    "GreHeader": "tcplab.wire.tunnel",
-    "GreSre": "tcplab.wire.tunnel",
-    "GtpExtension": "tcplab.wire.tunnel",
-    "GtpU": "tcplab.wire.tunnel",
-    "IPv4Header": "tcplab.wire.ip",
-    "IPv6Header": "tcplab.wire.ip",
-    "LinkFrame": "tcplab.wire.link",
-    "LinkType": "tcplab.wire.link",
-    "MplsLabel": "tcplab.wire.link",
-    "Mss": "tcplab.wire.options",
-    "Nop": "tcplab.wire.options",
-    "NotTcp": "tcplab.wire.decode",
-    "NullHeader": "tcplab.wire.link",
-    "PppoeSession": "tcplab.wire.link",
-    "Sack": "tcplab.wire.options",
-    "SackPermitted": "tcplab.wire.options",
-    "Seq": "tcplab.wire.seq",
-    "Sll2Header": "tcplab.wire.link",
-    "SllHeader": "tcplab.wire.link",
-    "TcpHeader": "tcplab.wire.tcp",
-    "TcpOption": "tcplab.wire.options",
-    "TcpPacket": "tcplab.wire.decode",
-    "Teredo": "tcplab.wire.tunnel",
-    "TeredoAuth": "tcplab.wire.tunnel",
-    "TeredoOrigin": "tcplab.wire.tunnel",
-    "TfoCookie": "tcplab.wire.options",
-    "Timestamps": "tcplab.wire.options",
-    "UdpHeader": "tcplab.wire.tunnel",
-    "UnknownOption": "tcplab.wire.options",
-    "VlanTag": "tcplab.wire.link",
-    "VxlanHeader": "tcplab.wire.tunnel",
-    "WindowScale": "tcplab.wire.options",
-    "WireError": "tcplab.wire.error",
-    "build_options": "tcplab.wire.options",
-    "decode_frame": "tcplab.wire.decode",
-    "decode_ip": "tcplab.wire.decode",
-    "find_tunnel": "tcplab.wire.tunnel",
-    "format_option": "tcplab.wire.options",
-    "format_options": "tcplab.wire.options",
-    "internet_checksum": "tcplab.wire.checksum",
-    "linktype_of": "tcplab.wire.link",
-    "locate_network": "tcplab.wire.link",
-    "ones_complement_sum": "tcplab.wire.checksum",
-    "parse_link": "tcplab.wire.link",
-    "parse_options": "tcplab.wire.options",
-    "pseudo_header": "tcplab.wire.checksum",
-    "seq_max": "tcplab.wire.seq",
-    "seq_min": "tcplab.wire.seq",
-    "tcp_checksum": "tcplab.wire.checksum",
-    "verify_tcp_checksum": "tcplab.wire.checksum",
+    "Control": "flags",
+    "Eol": "options",
+    "EthernetHeader": "link",
+    "ExtensionHeader": "ip",
+    "Flags": "flags",
+    "GeneveHeader": "tunnel",
+    "GeneveOption": "tunnel",
+    "GreHeader": "tunnel",
+    "GreSre": "tunnel",
+    "GtpExtension": "tunnel",
+    "GtpU": "tunnel",
+    "IPv4Header": "ip",
+    "IPv6Header": "ip",
+    "LinkFrame": "link",
+    "LinkType": "link",
+    "MplsLabel": "link",
+    "Mss": "options",
+    "Nop": "options",
+    "NotTcp": "decode",
+    "NullHeader": "link",
+    "PppoeSession": "link",
+    "Sack": "options",
+    "SackPermitted": "options",
+    "Seq": "seq",
+    "Sll2Header": "link",
+    "SllHeader": "link",
+    "TcpHeader": "tcp",
+    "TcpOption": "options",
+    "TcpPacket": "decode",
+    "Teredo": "tunnel",
+    "TeredoAuth": "tunnel",
+    "TeredoOrigin": "tunnel",
+    "TfoCookie": "options",
+    "Timestamps": "options",
+    "UdpHeader": "tunnel",
+    "UnknownOption": "options",
+    "VlanTag": "link",
+    "VxlanHeader": "tunnel",
+    "WindowScale": "options",
+    "WireError": "error",
+    "build_options": "options",
+    "decode_frame": "decode",
+    "decode_ip": "decode",
+    "find_tunnel": "tunnel",
+    "format_option": "options",
+    "format_options": "options",
+    "internet_checksum": "checksum",
+    "linktype_of": "link",
+    "locate_network": "link",
+    "ones_complement_sum": "checksum",
+    "parse_link": "link",
+    "parse_options": "options",
+    "pseudo_header": "checksum",
+    "seq_max": "seq",
+    "seq_min": "seq",
+    "tcp_checksum": "checksum",
+    "verify_tcp_checksum": "checksum",
 }
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 __all__ = [
     "Control",
@@ -188,12 +192,3 @@ __all__ = [
     "tcp_checksum",
     "verify_tcp_checksum",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
