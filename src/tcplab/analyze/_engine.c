@@ -2485,35 +2485,70 @@ static char *put_pyfloat(Lines *l, char *o, double x, char code, int precision, 
 /* f"{x:.6f}": the exact binary value of x rounded half-even to six places
    (what Python's and glibc's formatting do), in integer arithmetic; numbers
    beyond it go through Python's formatter. */
+static int scaled_round(double x, u64 scale, u64 *out);
+
 static char *put_fixed6(Lines *l, char *o, double x) {
-    u64 bits;
-    memcpy(&bits, &x, sizeof(bits));
-    int neg = (int)(bits >> 63), exp = (int)(bits >> 52 & 0x7FF);
-    u64 mant = bits & ((1ULL << 52) - 1);
-    if (exp != 0x7FF) {
-        int k; /* |x| = mant / 2^k */
-        if (exp) { mant |= 1ULL << 52; k = 1075 - exp; }
-        else k = 1074; /* zero or subnormal */
-        if (k >= 128 || (k >= 0 && mant == 0)) { /* below 2^-74: rounds to zero */
-            if (neg) *o++ = '-';
-            return PUTLIT(o, "0.000000");
-        }
-        if (k > 0) {
-            unsigned __int128 v = (unsigned __int128)mant * 1000000u;
-            unsigned __int128 q = v >> k, rem = v & (((unsigned __int128)1 << k) - 1);
-            unsigned __int128 half = (unsigned __int128)1 << (k - 1);
-            if (rem > half || (rem == half && (q & 1))) q++;
-            if (q < ((unsigned __int128)1 << 63)) {
-                u64 n = (u64)q, ip = n / 1000000u, fp = n % 1000000u;
-                if (neg) *o++ = '-';
-                o = put_u64(o, ip);
-                *o++ = '.';
-                for (u64 d = 100000; d; d /= 10) { *o++ = (char)('0' + fp / d); fp %= d; }
-                return o;
-            }
-        }
+    u64 n;
+    if (scaled_round(x, 1000000u, &n)) {
+        u64 ip = n / 1000000u, fp = n % 1000000u;
+        if (signbit(x)) *o++ = '-';
+        o = put_u64(o, ip);
+        *o++ = '.';
+        for (u64 d = 100000; d; d /= 10) { *o++ = (char)('0' + fp / d); fp %= d; }
+        return o;
     }
     return put_pyfloat(l, o, x, 'f', 6, 0);
+}
+
+/* |x| * 10^scale rounded half-even to an integer, exactly (x's binary value);
+   0 when it does not fit in 63 bits (or x is not finite). */
+static int scaled_round(double x, u64 scale, u64 *out) {
+    u64 bits;
+    memcpy(&bits, &x, sizeof(bits));
+    int exp = (int)(bits >> 52 & 0x7FF);
+    u64 mant = bits & ((1ULL << 52) - 1);
+    if (exp == 0x7FF) return 0;
+    int k; /* |x| = mant / 2^k */
+    if (exp) { mant |= 1ULL << 52; k = 1075 - exp; }
+    else k = 1074; /* zero or subnormal */
+    if (k >= 128 || (k >= 0 && mant == 0)) { *out = 0; return 1; } /* below 2^-74 */
+    if (k <= 0) return 0; /* 2^52 and beyond */
+    unsigned __int128 v = (unsigned __int128)mant * scale;
+    unsigned __int128 q = v >> k, rem = v & (((unsigned __int128)1 << k) - 1);
+    unsigned __int128 half = (unsigned __int128)1 << (k - 1);
+    if (rem > half || (rem == half && (q & 1))) q++;
+    if (q >= ((unsigned __int128)1 << 63)) return 0;
+    *out = (u64)q;
+    return 1;
+}
+
+/* json.dumps(round(x, 9)): float.__round__ rounds the exact value half-even
+   to nine places (D); float.__repr__ then prints the shortest digits that
+   read back as the double nearest D.  When D has at most 15 significant
+   digits those are D's own digits (DBL_DIG: two decimals of up to 15 digits
+   are never the same double), printed positionally for 1e-4 <= |D| < 1e16:
+   that is this fast path.  Other values go through Python's own functions. */
+static char *put_json_time(Lines *l, char *o, double x) {
+    u64 q;
+    if (scaled_round(x, 1000000000u, &q) && (q == 0 || (q >= 100000u && q < 1000000000000000ULL))) {
+        u64 ip = q / 1000000000u, fp = q % 1000000000u;
+        if (signbit(x)) *o++ = '-';
+        o = put_u64(o, ip);
+        *o++ = '.';
+        if (!fp) { *o++ = '0'; return o; }
+        char digits[9];
+        for (int i = 8; i >= 0; i--) { digits[i] = (char)('0' + fp % 10); fp /= 10; }
+        int n = 9;
+        while (digits[n - 1] == '0') n--;
+        return put(o, digits, (size_t)n);
+    }
+    char *s = PyOS_double_to_string(x, 'f', 9, 0, NULL); /* round(x, 9), as float.__round__ */
+    if (!s) return NULL;
+    double r = PyOS_string_to_double(s, NULL, NULL);
+    PyMem_Free(s);
+    if (r == -1.0 && PyErr_Occurred()) return NULL;
+    if (isfinite(r)) return put_pyfloat(l, o, r, 'r', 0, Py_DTSF_ADD_DOT_0);
+    return isnan(r) ? PUTLIT(o, "NaN") : r > 0 ? PUTLIT(o, "Infinity") : PUTLIT(o, "-Infinity");
 }
 
 /* A time as Python has it: ``t_ns / 1e9`` of the absolute (time-based) time. */
@@ -2635,13 +2670,7 @@ static int lines_packet(Engine *e, Stream *st, const Pkt *p, int role, u32 rel_s
         o = PUTLIT(o, "{\"frame\": ");
         o = put_i64(o, p->index);
         o = PUTLIT(o, ", \"time\": ");
-        char *s = PyOS_double_to_string(rel, 'f', 9, 0, NULL); /* round(x, 9), as float.__round__ */
-        if (!s) return -1;
-        double r = PyOS_string_to_double(s, NULL, NULL);
-        PyMem_Free(s);
-        if (r == -1.0 && PyErr_Occurred()) return -1;
-        if (isfinite(r)) { if (!(o = put_pyfloat(l, o, r, 'r', 0, Py_DTSF_ADD_DOT_0))) return -1; }
-        else o = isnan(r) ? PUTLIT(o, "NaN") : r > 0 ? PUTLIT(o, "Infinity") : PUTLIT(o, "-Infinity");
+        if (!(o = put_json_time(l, o, rel))) return -1;
         o = PUTLIT(o, ", \"connection\": ");
         o = put_i64(o, st->number);
         o = role == 0 ? PUTLIT(o, ", \"sender\": \"client\", \"src\": \"") : PUTLIT(o, ", \"sender\": \"server\", \"src\": \"");
