@@ -19,6 +19,7 @@ interleaved, the median of ``--repeat`` (3) rounds:
   tcplab            python -m tcplab analyze FILE > /dev/null   (full analysis)
   tcplab conn-log   ... --conn-log        tcplab json  ... --json
   tcplab packets    ... --packets         tcplab jobs 2 ... --jobs 2
+  tcplab pkts json  ... --packets --json
   tshark conv,tcp   tshark -q -z conv,tcp -r FILE
   tshark fields     tshark -T fields with tcp.stream/seq/ack and the
                     tcp.analysis flags (the peer of --packets)
@@ -355,6 +356,7 @@ def tools_for(path: Path, work: Path, full: bool) -> list[tuple[str, list[str]]]
             ("tcplab conn-log", [*tcplab, "--conn-log", str(path)]),
             ("tcplab json", [*tcplab, "--json", str(path)]),
             ("tcplab packets", [*tcplab, "--packets", str(path)]),
+            ("tcplab pkts json", [*tcplab, "--packets", "--json", str(path)]),
         ]
     tools.append(("tcplab jobs 2", [*tcplab, "--jobs", "2", str(path)]))
     if full:

@@ -11,7 +11,12 @@ Three phases, each counted in failures, flakes and leftovers:
    SIGINT after a random delay; the next run reaps what a SIGKILL left
    (``tcplab run`` reaps dead runs first).  A failure: a traceback, an exit
    status other than 0 (finished first), 128+signal or -9, more than one
-   line on stderr after SIGINT/SIGTERM, or a leftover once reaped.
+   line on stderr after SIGINT/SIGTERM, or a leftover once reaped.  A
+   SIGINT/SIGTERM sent before tcplab's handlers exist (``/proc/PID/status``
+   does not show SIGTERM caught: the interpreter is still starting, before
+   ``tcplab.entry``'s first line) meets Python's defaults, out of tcplab's
+   reach: it is counted apart ("before the handlers"), and its run must
+   still leave nothing behind.
 3. ``--concurrent`` runs at once of different scenarios; each must pass.
 
 Leftovers are counted per run this script started (its run ids are read from
@@ -39,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcplab.lab.host import RunWatch
+from tcplab.signals import installed_in
 
 STATE_ROOT = Path("/run/tcplab")
 TCPLAB = [sys.executable, "-m", "tcplab"]
@@ -49,6 +55,7 @@ class Tally:
     failures: list[str] = field(default_factory=list)
     flakes: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
+    early: list[str] = field(default_factory=list)  # signalled before tcplab's handlers
     runs: int = 0
 
 
@@ -137,13 +144,18 @@ def phase_kills(kills: int, names: list[str], rng: random.Random, watch: RunWatc
         name, signum, delay = rng.choice(names), rng.choice(signals), rng.uniform(0.0, 2.0)
         proc = start(["run", name, "--outdir", "/tmp/tcplab-soak"], watch)
         time.sleep(delay)
+        ready = installed_in(proc.pid)
         proc.send_signal(signum)  # our own child, by pid
         _, err = proc.communicate(timeout=120)
         tally.runs += 1
         code = proc.returncode
         what = f"kill {n + 1}: {name} {signal.Signals(signum).name} at {delay:.2f} s"
         lines = [ln for ln in err.splitlines() if ln.strip() and "reaped dead run" not in ln]
-        if "Traceback" in err:
+        if not ready and signum != signal.SIGKILL and code in (-signum, 1):
+            # Python's defaults: death by the signal, or KeyboardInterrupt (exit 1)
+            # raised in the interpreter's own start-up.
+            tally.early.append(f"{what}: exit {code}")
+        elif "Traceback" in err:
             tally.failures.append(f"{what}: traceback: {err[-300:]}")
         elif signum == signal.SIGKILL:
             if code not in (-9, 0, 1):
@@ -228,6 +240,11 @@ def main() -> int:
         print(f"{label:45} {t.runs:>6} {len(t.failures):>9} {len(t.flakes):>7} "
               f"{len(t.leftovers):>10}")  # fmt: skip
     print(f"{len(watch.ids)} lab runs seen, {time.monotonic() - began:.0f} s")
+    early = [item for t in phases.values() for item in t.early]
+    if early:
+        print(f"{len(early)} signals arrived before tcplab's handlers (the interpreter was "
+              "still starting; Python's defaults; leftovers still counted):")
+        print("".join(f"  {item}\n" for item in early), end="")
     for t in phases.values():
         for kind, items in (("failure", t.failures), ("flake", t.flakes),
                             ("leftover", t.leftovers)):  # fmt: skip

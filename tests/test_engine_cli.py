@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_tcplab
+from conftest import PEAK_RSS_CHILD, REPO, run_tcplab
 from tcplab.analyze.synth import write_capture
 
 HELPER = Path(__file__).parent / "data" / "analyze" / "loopback_tcpdump.py"
@@ -108,6 +108,20 @@ def test_memory_is_bounded_by_open_connections(tmp_path: Path) -> None:
     conns, rss_mb = map(int, out.stdout.split())
     assert conns >= 100_000
     assert rss_mb < 200, rss_mb
+    # --packets streams its lines (formatted in the engine) as it reads: one
+    # line per packet comes out, and memory stays as bounded.
+    with subprocess.Popen(
+        [sys.executable, "-c", PEAK_RSS_CHILD, "analyze", "--packets", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: child.stdout.read(1 << 20), b""))
+        err = child.stderr.read().decode()
+    assert child.returncode == 0, err
+    assert lines >= 1_900_000
+    assert int(err.splitlines()[-1]) / 1024 < 200, err
 
 
 @pytest.mark.root

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,28 @@ def test_ipv6_dropped_unknown_states_flags_and_windows(tmp_path: Path) -> None:
     assert assert_same_lines(path, False, False, keep).count(b"\n") == 6
     keep = views.Filter(host="2001:db8:0:0:1::2")  # the view compares text: not the address
     assert assert_same_lines(path, False, False, keep) == b""
+
+
+def test_times_every_way(tmp_path: Path) -> None:
+    """Times the formatters round (``.6f``, JSON's ``round(x, 9)``): deltas of
+    a nanosecond to days, out of order (negative), in the first 100 µs (JSON's
+    exponent form), on microsecond and nanosecond clocks."""
+    rng = random.Random(11)
+    base = 10**15 + 7  # 11.6 days after the epoch: nanoseconds survive in a double
+    stamps = [base, base + 1, base + 499, base + 500, base + 501, base + 99_999, base + 100_000]
+    for scale in (10**3, 10**6, 10**9, 10**12, 10**14):
+        stamps += [base + rng.randrange(-scale, scale) for _ in range(300)]
+    stamps += [base + rng.randrange(0, 10**15) // 1000 * 1000 + 500 for _ in range(300)]
+    stamps += [1_700_000_000_000_000_000 + rng.randrange(0, 10**12) for _ in range(300)]
+    path = tmp_path / "times.pcapng"
+    with path.open("wb") as stream:
+        writer = PcapngWriter(stream)
+        iface = writer.add_interface(RAW, "t", tsresol=9)
+        for i, stamp in enumerate(stamps):
+            frame = ipv4_tcp("10.3.0.1", "10.3.0.2", 1000 + i % 7, 80, i * 10, 0, SYN)
+            writer.write(stamp, frame, iface, None)
+    for as_json, absolute in FORMS:
+        text = assert_same_lines(path, as_json, absolute)
+        assert text.count(b"\n") == len(stamps)
+        if as_json and not absolute:
+            assert b'"time": 1e-09' in text and b'"time": -' in text

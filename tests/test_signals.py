@@ -13,25 +13,15 @@ import pytest
 
 from conftest import default_sigint
 from tcplab.lab import host
+from tcplab.signals import installed_in
 from test_lab_cleanup import host_view, lab_leftovers
-
-
-def handlers_installed(pid: int) -> bool:
-    """tcplab catches SIGTERM (Python alone does not): its handlers are in place.
-    Before that moment the signal meets Python's own start-up, out of tcplab's reach."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return True  # gone already
-    caught = int(next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1], 16)
-    return bool(caught & (1 << (signal.SIGTERM - 1)))
 
 
 def start(argv: list[str]) -> subprocess.Popen[str]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_sigint)  # fmt: skip
     deadline = time.monotonic() + 30
-    while not handlers_installed(proc.pid) and time.monotonic() < deadline:
+    while not installed_in(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.001)
     return proc
 
@@ -56,6 +46,39 @@ def test_a_signal_during_start_up_is_one_line(signum: int, delay: float) -> None
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     check_one_line(proc.returncode, err, signum)
+
+
+EARLY = (
+    "import os, sys\n"
+    "import tcplab.entry as entry\n"  # its first lines: the remembering handlers
+    "os.kill(os.getpid(), int(sys.argv[1]))\n"  # before signals.install()
+    "entry.main(['explain', 'TIME_WAIT'])\n"
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_before_the_real_handlers_is_one_line(signum: int) -> None:
+    """Between the executable's first line and signals.install() (``signal``
+    building its enums, the signals module loading): remembered, then one line.
+    The soak saw a KeyboardInterrupt traceback from enum.py and an exit of -15 there."""
+    argv = [sys.executable, "-c", EARLY, str(int(signum))]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                          preexec_fn=default_sigint, check=False)  # fmt: skip
+    assert done.returncode == 128 + signum, (done.returncode, done.stderr)
+    assert done.stderr == f"tcplab: interrupted by {signal.Signals(signum).name}\n"
+    assert done.stdout == ""
+
+
+def test_an_ignored_sigint_stays_ignored_from_the_first_line() -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored."""
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    argv = [sys.executable, "-c", EARLY, str(int(signal.SIGINT))]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                          preexec_fn=ignore_sigint, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "TIME-WAIT" in done.stdout
 
 
 @pytest.mark.root

@@ -29,7 +29,18 @@ from tcplab.sockets.diag import (
     parse_dump,
 )
 from tcplab.sockets.procs import Process, SocketOwner, socket_owners, socket_owners_reference
-from tcplab.sockets.view import Row, attach_owners, rows_json_text_reference
+from tcplab.sockets.view import (
+    STATE_GROUPS,
+    ProcessGroup,
+    Row,
+    Snapshot,
+    SocketFilter,
+    attach_owners,
+    attach_owners_reference,
+    group_by_process,
+    group_by_process_reference,
+    rows_json_text_reference,
+)
 from tcplab.states import State
 from test_sockets_diag import TIME_WAIT_MSG, _netlink, sock_infos
 from test_sockets_json_text import synthetic_rows
@@ -219,6 +230,111 @@ def test_owner_scan_equals_python_for_this_process() -> None:
         finally:
             client.close()
             conn.close()
+
+
+# ------------------------------------------------------------------ attach and group
+
+
+def _sock(state: State, src: str, sport: int, dst: str, dport: int, inode: int,
+          family: int = socket.AF_INET) -> SockInfo:  # fmt: skip
+    return SockInfo(state, 1, family, src, sport, dst, dport, 0, 0, "off", 0, 0, 0, inode,
+                    inode * 7 + sport, 0, None, None)  # fmt: skip
+
+
+def _table() -> tuple[list[SockInfo], dict[int, list[SocketOwner]]]:
+    """Every case of attach and group: shared, unknown and kernel sockets,
+    children queued on a specific and on a wildcard listener, a queued child
+    whose listener is gone, equal sort keys in dump order."""
+    web, app, old = (Process(300, "web", "web -d"), Process(20, "app", "app"),
+                     Process(20_000, "old", ""))  # fmt: skip
+    socks = [
+        _sock(State.LISTEN, "0.0.0.0", 80, "0.0.0.0", 0, 11),
+        _sock(State.LISTEN, "10.0.0.1", 443, "0.0.0.0", 0, 12),
+        _sock(State.LISTEN, "::", 8080, "::", 0, 13, socket.AF_INET6),
+        _sock(State.ESTABLISHED, "10.0.0.1", 80, "10.0.0.9", 5000, 21),
+        _sock(State.ESTABLISHED, "10.0.0.1", 80, "10.0.0.9", 4000, 22),
+        _sock(State.ESTABLISHED, "10.0.0.1", 80, "10.0.0.9", 4000, 23),  # equal key
+        _sock(State.ESTABLISHED, "10.0.0.1", 80, "10.0.0.8", 6000, 0),  # queued on :80
+        _sock(State.SYN_RECEIVED, "10.0.0.1", 443, "10.0.0.8", 6001, 0),  # queued on :443
+        _sock(State.CLOSE_WAIT, "::1", 8080, "::1", 6002, 0, socket.AF_INET6),  # queued, v6
+        _sock(State.ESTABLISHED, "10.0.0.1", 9999, "10.0.0.8", 6003, 0),  # no listener
+        _sock(State.TIME_WAIT, "10.0.0.1", 41000, "10.0.0.9", 80, 0),
+        _sock(State.TIME_WAIT, "10.0.0.1", 40000, "10.0.0.9", 80, 0),
+        _sock(State.FIN_WAIT_2, "10.0.0.1", 40001, "10.0.0.9", 80, 0),
+        _sock(State.CLOSE_WAIT, "10.0.0.1", 80, "10.0.0.7", 7000, 31),
+        _sock(State.ESTABLISHED, "10.0.0.1", 2222, "10.0.0.7", 7001, 99),  # owner unseen
+    ]
+    owners = {
+        11: [SocketOwner(web, 3), SocketOwner(app, 7), SocketOwner(old, 4)],  # shared: app
+        12: [SocketOwner(web, 5)],
+        13: [SocketOwner(old, 6)],
+        21: [SocketOwner(app, 8)],
+        22: [SocketOwner(web, 9)],
+        23: [SocketOwner(web, 10)],
+        31: [SocketOwner(web, 11), SocketOwner(web, 12)],
+    }
+    return socks, owners
+
+
+def _groups(groups: list[ProcessGroup]) -> list[tuple[object, ...]]:
+    return [(g.process, g.key, dict(g.counts), g.rows, g.listeners) for g in groups]
+
+
+def test_attach_equals_python() -> None:
+    socks, owners = _table()
+    rows = attach_owners(socks, owners)
+    assert rows == attach_owners_reference(socks, owners)
+    assert all(type(r) is Row and type(r.owners) is tuple for r in rows)
+    assert rows[6].queued_on is socks[0] and rows[7].queued_on is socks[1]
+    assert rows[8].queued_on is socks[2] and rows[9].queued_on is None
+    assert attach_owners([], {}) == ()
+
+
+FILTERS = [
+    SocketFilter(STATE_GROUPS["all"]),
+    SocketFilter(),
+    SocketFilter(STATE_GROUPS["listening"]),
+    SocketFilter(STATE_GROUPS["all"], ports=frozenset({80})),
+    SocketFilter(STATE_GROUPS["all"], pids=frozenset({300})),
+    SocketFilter(frozenset({State.TIME_WAIT}), explicit_states=True),
+]
+
+
+@pytest.mark.parametrize("keep", FILTERS)
+def test_group_equals_python(keep: SocketFilter) -> None:
+    socks, owners = _table()
+    snap = Snapshot(attach_owners(socks, owners), 0.0, 0.0, None)
+    got = _groups(group_by_process(snap, keep))
+    assert got == _groups(group_by_process_reference(snap, keep))
+    assert got  # every filter keeps something
+
+
+def test_group_sorts_in_python_when_a_port_is_not_16_bits() -> None:
+    socks, owners = _table()
+    socks[4] = socks[4]._replace(dport=70_000)  # no kernel gives this; a test may
+    snap = Snapshot(attach_owners(socks, owners), 0.0, 0.0, None)
+    keep = SocketFilter(STATE_GROUPS["all"])
+    assert _groups(group_by_process(snap, keep)) == _groups(group_by_process_reference(snap, keep))
+
+
+@root
+def test_attach_and_group_equal_python_on_this_hosts_table() -> None:
+    from tcplab.sockets.diag import dump_tcp
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        conn, _ = server.accept()
+        try:
+            socks, owners = dump_tcp(), socket_owners()
+        finally:
+            client.close()
+            conn.close()
+    rows = attach_owners(socks, owners)
+    assert rows == attach_owners_reference(socks, owners)
+    snap = Snapshot(rows, 0.0, 0.0, None)
+    for keep in FILTERS:
+        assert _groups(group_by_process(snap, keep)) == _groups(
+            group_by_process_reference(snap, keep))
 
 
 # ------------------------------------------------------------------ rows

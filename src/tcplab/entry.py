@@ -1,15 +1,35 @@
 """The ``tcplab`` executable: signal handlers first, then everything else.
 
-Nothing but the standard library's ``signal`` is imported before the
-handlers are in place, so a Ctrl-C in the first moments (while click, rich
-and NumPy load) ends in one line and exit 130, never a traceback.
+The first lines install, through ``_signal`` (the C module under ``signal``:
+it imports nothing and builds no enums), a handler that only remembers a
+SIGINT, SIGTERM or SIGHUP.  ``signals.install()`` then puts the real handler
+in place, and a remembered signal is acted on as if it came that moment.  So
+a Ctrl-C or a SIGTERM while click, rich and NumPy load, or while ``signal``
+itself builds its enums, ends in one line and exit 128+N, never a traceback.
+Only the interpreter's own start-up, before this file runs, is out of reach:
+there the signal meets Python's defaults (``/proc/PID/status`` shows SIGTERM
+caught once this file has run; the tests and bench/soak.py look there).
 """
 
 from __future__ import annotations
 
-import sys
+import _signal  # type: ignore[import-not-found]  # no stub: the C half of signal
 
-from tcplab import signals
+_early: list[int] = []  # a signal that came before the real handlers
+
+
+def _remember(signum: int, _frame: object) -> None:
+    if not _early:
+        _early.append(signum)
+
+
+for _sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+    if _signal.getsignal(_sig) != _signal.SIG_IGN:  # an ignored signal stays ignored
+        _signal.signal(_sig, _remember)
+
+import sys  # noqa: E402 - after the handlers, on purpose
+
+from tcplab import signals  # noqa: E402
 
 # `tcplab sockets` with these flags and nothing else runs without click: its
 # import was a sixth of `tcplab sockets --json -a` on a 20,000-socket table,
@@ -60,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
             signals.hold()
         return
     try:
+        if _early:
+            signals.handler(_early[0], None)  # raises, as had it come now
         from tcplab.cli import main as cli_main
     except BaseException:
         if not signals.received:

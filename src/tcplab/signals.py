@@ -76,6 +76,21 @@ def installed() -> bool:
     return signal.getsignal(signal.SIGTERM) is handler
 
 
+def installed_in(pid: int) -> bool:
+    """Whether process ``pid``'s tcplab handlers are in place: it catches SIGTERM
+    (``SigCgt`` in proc(5); Python alone does not) from ``tcplab.entry``'s first
+    line on.  Before that the signal meets the interpreter's own start-up, out
+    of tcplab's reach.  A process already gone counts as ready."""
+    from pathlib import Path  # (this module loads before the handlers: keep it light)
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    caught = next(ln for ln in status.splitlines() if ln.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
 _default_excepthook = threading.excepthook
 
 

@@ -1943,9 +1943,35 @@ static u32 sum16(const u8 *d, size_t n, u32 acc) {
 /* The ones' complement sum of d (RFC 1071), big-endian words, folded to 16
    bits: summed 32 bits at a time in the host's order and swapped at the end
    (RFC 1071 §2(B): the sum is independent of byte order). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+static int g_avx2; /* set at import: the CPU has AVX2 */
+/* The u32 words of d[0, *done) summed in the host's order, 32 bytes a step:
+   each 32-bit lane widened to 64 bits, so nothing carries out (a record is
+   at most KEEP_DATA bytes).  The capture streams by once: the loads ask for
+   the bytes 2 KiB ahead (about a third faster on a 1 GB capture). */
+__attribute__((target("avx2"))) static u64 sum_avx2(const u8 *d, size_t n, size_t *done) {
+    __m256i zero = _mm256_setzero_si256(), a0 = zero, a1 = zero;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(d + i + 2048), _MM_HINT_T0);
+        __m256i v = _mm256_loadu_si256((const __m256i *)(d + i));
+        a0 = _mm256_add_epi64(a0, _mm256_unpacklo_epi32(v, zero));
+        a1 = _mm256_add_epi64(a1, _mm256_unpackhi_epi32(v, zero));
+    }
+    u64 lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, _mm256_add_epi64(a0, a1));
+    *done = i;
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#endif
+
 static u32 sum_data(const u8 *d, size_t n) {
     u64 s = 0;
     size_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (g_avx2 && n >= 64) s = sum_avx2(d, n, &i);
+#endif
     for (; i + 16 <= n; i += 16) {
         u32 a, b, c, x;
         memcpy(&a, d + i, 4); memcpy(&b, d + i + 4, 4); memcpy(&c, d + i + 8, 4); memcpy(&x, d + i + 12, 4);
@@ -2469,35 +2495,70 @@ static char *put_pyfloat(Lines *l, char *o, double x, char code, int precision, 
 /* f"{x:.6f}": the exact binary value of x rounded half-even to six places
    (what Python's and glibc's formatting do), in integer arithmetic; numbers
    beyond it go through Python's formatter. */
+static int scaled_round(double x, u64 scale, u64 *out);
+
 static char *put_fixed6(Lines *l, char *o, double x) {
-    u64 bits;
-    memcpy(&bits, &x, sizeof(bits));
-    int neg = (int)(bits >> 63), exp = (int)(bits >> 52 & 0x7FF);
-    u64 mant = bits & ((1ULL << 52) - 1);
-    if (exp != 0x7FF) {
-        int k; /* |x| = mant / 2^k */
-        if (exp) { mant |= 1ULL << 52; k = 1075 - exp; }
-        else k = 1074; /* zero or subnormal */
-        if (k >= 128 || (k >= 0 && mant == 0)) { /* below 2^-74: rounds to zero */
-            if (neg) *o++ = '-';
-            return PUTLIT(o, "0.000000");
-        }
-        if (k > 0) {
-            unsigned __int128 v = (unsigned __int128)mant * 1000000u;
-            unsigned __int128 q = v >> k, rem = v & (((unsigned __int128)1 << k) - 1);
-            unsigned __int128 half = (unsigned __int128)1 << (k - 1);
-            if (rem > half || (rem == half && (q & 1))) q++;
-            if (q < ((unsigned __int128)1 << 63)) {
-                u64 n = (u64)q, ip = n / 1000000u, fp = n % 1000000u;
-                if (neg) *o++ = '-';
-                o = put_u64(o, ip);
-                *o++ = '.';
-                for (u64 d = 100000; d; d /= 10) { *o++ = (char)('0' + fp / d); fp %= d; }
-                return o;
-            }
-        }
+    u64 n;
+    if (scaled_round(x, 1000000u, &n)) {
+        u64 ip = n / 1000000u, fp = n % 1000000u;
+        if (signbit(x)) *o++ = '-';
+        o = put_u64(o, ip);
+        *o++ = '.';
+        for (u64 d = 100000; d; d /= 10) { *o++ = (char)('0' + fp / d); fp %= d; }
+        return o;
     }
     return put_pyfloat(l, o, x, 'f', 6, 0);
+}
+
+/* |x| * 10^scale rounded half-even to an integer, exactly (x's binary value);
+   0 when it does not fit in 63 bits (or x is not finite). */
+static int scaled_round(double x, u64 scale, u64 *out) {
+    u64 bits;
+    memcpy(&bits, &x, sizeof(bits));
+    int exp = (int)(bits >> 52 & 0x7FF);
+    u64 mant = bits & ((1ULL << 52) - 1);
+    if (exp == 0x7FF) return 0;
+    int k; /* |x| = mant / 2^k */
+    if (exp) { mant |= 1ULL << 52; k = 1075 - exp; }
+    else k = 1074; /* zero or subnormal */
+    if (k >= 128 || (k >= 0 && mant == 0)) { *out = 0; return 1; } /* below 2^-74 */
+    if (k <= 0) return 0; /* 2^52 and beyond */
+    unsigned __int128 v = (unsigned __int128)mant * scale;
+    unsigned __int128 q = v >> k, rem = v & (((unsigned __int128)1 << k) - 1);
+    unsigned __int128 half = (unsigned __int128)1 << (k - 1);
+    if (rem > half || (rem == half && (q & 1))) q++;
+    if (q >= ((unsigned __int128)1 << 63)) return 0;
+    *out = (u64)q;
+    return 1;
+}
+
+/* json.dumps(round(x, 9)): float.__round__ rounds the exact value half-even
+   to nine places (D); float.__repr__ then prints the shortest digits that
+   read back as the double nearest D.  When D has at most 15 significant
+   digits those are D's own digits (DBL_DIG: two decimals of up to 15 digits
+   are never the same double), printed positionally for 1e-4 <= |D| < 1e16:
+   that is this fast path.  Other values go through Python's own functions. */
+static char *put_json_time(Lines *l, char *o, double x) {
+    u64 q;
+    if (scaled_round(x, 1000000000u, &q) && (q == 0 || (q >= 100000u && q < 1000000000000000ULL))) {
+        u64 ip = q / 1000000000u, fp = q % 1000000000u;
+        if (signbit(x)) *o++ = '-';
+        o = put_u64(o, ip);
+        *o++ = '.';
+        if (!fp) { *o++ = '0'; return o; }
+        char digits[9];
+        for (int i = 8; i >= 0; i--) { digits[i] = (char)('0' + fp % 10); fp /= 10; }
+        int n = 9;
+        while (digits[n - 1] == '0') n--;
+        return put(o, digits, (size_t)n);
+    }
+    char *s = PyOS_double_to_string(x, 'f', 9, 0, NULL); /* round(x, 9), as float.__round__ */
+    if (!s) return NULL;
+    double r = PyOS_string_to_double(s, NULL, NULL);
+    PyMem_Free(s);
+    if (r == -1.0 && PyErr_Occurred()) return NULL;
+    if (isfinite(r)) return put_pyfloat(l, o, r, 'r', 0, Py_DTSF_ADD_DOT_0);
+    return isnan(r) ? PUTLIT(o, "NaN") : r > 0 ? PUTLIT(o, "Infinity") : PUTLIT(o, "-Infinity");
 }
 
 /* A time as Python has it: ``t_ns / 1e9`` of the absolute (time-based) time. */
@@ -2619,13 +2680,7 @@ static int lines_packet(Engine *e, Stream *st, const Pkt *p, int role, u32 rel_s
         o = PUTLIT(o, "{\"frame\": ");
         o = put_i64(o, p->index);
         o = PUTLIT(o, ", \"time\": ");
-        char *s = PyOS_double_to_string(rel, 'f', 9, 0, NULL); /* round(x, 9), as float.__round__ */
-        if (!s) return -1;
-        double r = PyOS_string_to_double(s, NULL, NULL);
-        PyMem_Free(s);
-        if (r == -1.0 && PyErr_Occurred()) return -1;
-        if (isfinite(r)) { if (!(o = put_pyfloat(l, o, r, 'r', 0, Py_DTSF_ADD_DOT_0))) return -1; }
-        else o = isnan(r) ? PUTLIT(o, "NaN") : r > 0 ? PUTLIT(o, "Infinity") : PUTLIT(o, "-Infinity");
+        if (!(o = put_json_time(l, o, rel))) return -1;
         o = PUTLIT(o, ", \"connection\": ");
         o = put_i64(o, st->number);
         o = role == 0 ? PUTLIT(o, ", \"sender\": \"client\", \"src\": \"") : PUTLIT(o, ", \"sender\": \"server\", \"src\": \"");
@@ -3408,6 +3463,10 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_engine", "tcplab's analysis engine", -1, module_methods};
 
 PyMODINIT_FUNC PyInit__engine(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    g_avx2 = __builtin_cpu_supports("avx2");
+#endif
     if (PyType_Ready(&EngineType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;

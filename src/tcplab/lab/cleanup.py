@@ -48,10 +48,12 @@ class CleanupReport:
     def summary(self) -> str:
         """One line: what reaping removed (for the command that reaped first)."""
         parts = [
-            f"{len(items)} {noun}{'s' if len(items) != 1 else ''} ({', '.join(map(str, items))})"
-            for noun, items in (
-                ("namespace", self.namespaces), ("tracefs instance", self.instances),
-                ("tracefs mount", self.mounts), ("leftover process", self.killed),
+            f"{len(items)} {noun if len(items) == 1 else plural} ({', '.join(map(str, items))})"
+            for noun, plural, items in (
+                ("namespace", "namespaces", self.namespaces),
+                ("tracefs instance", "tracefs instances", self.instances),
+                ("tracefs mount", "tracefs mounts", self.mounts),
+                ("leftover process", "leftover processes", self.killed),
             )
             if items
         ]  # fmt: skip

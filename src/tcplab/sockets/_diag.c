@@ -8,11 +8,15 @@
  *                  include/uapi/linux/inet_diag.h) into SockInfo tuples;
  *   socket_owners  the /proc/PID/fd scan for socket inodes (what ss -p does:
  *                  misc/ss.c user_ent_hash_build), into inode -> [SocketOwner];
+ *   attach_rows,   the rows (socket + owners) and their grouping by process,
+ *   group_rows,    sorted (view.py's attach_owners and group_by_process);
+ *   sort_rows
  *   rows_json      the rows of ``tcplab sockets --json`` as JSON text.
  *
  * Each one mirrors a Python function line for line, and that Python stays the
  * readable reference: sockets/diag.py ``parse_dump``, sockets/procs.py
- * ``socket_owners`` and sockets/view.py ``rows_json_text``.
+ * ``socket_owners_reference`` and sockets/view.py ``attach_owners_reference``,
+ * ``group_by_process_reference`` and ``rows_json_text_reference``.
  * tests/test_sockets_c.py requires equal results on synthetic input and on a
  * live dump of this host.  Types and constants (SockInfo, the state table,
  * TcplabError...) are handed over once by ``configure`` from diag.py, so the
@@ -52,6 +56,9 @@ static PyObject *timer_names;   /* tuple of str, idiag_timer 0..4 */
 static PyObject *error_class;   /* TcplabError */
 static PyObject *netlink_error; /* diag._raise_netlink_error(data, pos, length) */
 static PyObject *listen_state;  /* State.LISTEN */
+
+/* Attribute names, interned once (a name built per lookup is hashed per lookup). */
+static PyObject *s_value, *s_process, *s_pid, *s_fd, *s_counts, *s_rows, *s_listeners;
 
 static int configured(void) {
     if (sockinfo_type == NULL) {
@@ -507,7 +514,7 @@ static int put_state(Buf *b, PyObject *state) {
         if (state_cache[i].state == state) return put(b, state_cache[i].text, state_cache[i].len);
         if (state_cache[i].state == NULL) break;
     }
-    PyObject *value = PyObject_GetAttrString(state, "value");
+    PyObject *value = PyObject_GetAttr(state, s_value);
     if (value == NULL) return -1;
     size_t start = b->len;
     int rc = put_quoted(b, value);
@@ -575,9 +582,9 @@ static int put_owners(Buf *b, PyObject *owners) {
     int rc = PUTS(b, ", \"owners\": [");
     for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
         PyObject *o = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *process = PyObject_GetAttrString(o, "process");
-        PyObject *pid = process ? PyObject_GetAttrString(process, "pid") : NULL;
-        PyObject *fd = PyObject_GetAttrString(o, "fd");
+        PyObject *process = PyObject_GetAttr(o, s_process);
+        PyObject *pid = process ? PyObject_GetAttr(process, s_pid) : NULL;
+        PyObject *fd = PyObject_GetAttr(o, s_fd);
         rc = (pid == NULL || fd == NULL
               || (i && PUTS(b, ", "))
               || put_named(b, "{\"pid\": ", pid)
@@ -650,21 +657,264 @@ static int put_row(Buf *b, PyObject *row) {
 }
 
 /* rows_json(rows) -> str: the rows as JSON objects joined by ", ". */
+/* One buffer for every call, kept: a --json run makes 20 calls of ~600 KB,
+ * and a fresh buffer each time was paid again in page faults. */
+static Buf rows_buf;
+
 static PyObject *py_rows_json(PyObject *self, PyObject *rows) {
     if (!configured()) return NULL;
     PyObject *seq = PySequence_Fast(rows, "rows_json: rows is not a sequence");
     if (seq == NULL) return NULL;
-    Buf b = {NULL, 0, 0};
+    Buf *b = &rows_buf;
+    b->len = 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *out = NULL;
+    if (grow(b, (size_t)n * 700)) goto done;  /* about a row with tcp_info */
     for (Py_ssize_t i = 0; i < n; i++) {
-        if ((i && PUTS(&b, ", ")) || put_row(&b, PySequence_Fast_GET_ITEM(seq, i))) goto done;
+        if ((i && PUTS(b, ", ")) || put_row(b, PySequence_Fast_GET_ITEM(seq, i))) goto done;
     }
-    out = PyUnicode_DecodeUTF8(b.p ? b.p : "", (Py_ssize_t)b.len, NULL);
+    out = PyUnicode_DecodeUTF8(b->p ? b->p : "", (Py_ssize_t)b->len, NULL);
 done:
-    PyMem_Free(b.p);
+    if (b->cap > (1u << 24)) {  /* (a caller's huge batch is not kept) */
+        PyMem_Free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
     Py_DECREF(seq);
     return out;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* attach_rows, group_rows, sort_rows                                  */
+
+/* attach_rows(sockets, owner_map, Row, queue_states) -> (rows, pending):
+ * view.attach_owners_reference's loop.  Row(s, tuple(owner_map[s.inode]),
+ * None) for a socket with an inode, Row(s, (), None) for one without; the
+ * indices of those without an inode whose state is in ``queue_states`` are
+ * ``pending``: Python looks for the listener they are queued on. */
+static PyObject *py_attach_rows(PyObject *self, PyObject *args) {
+    PyObject *sockets, *owner_map, *queue_states;
+    PyTypeObject *row_type;
+    if (!PyArg_ParseTuple(args, "OO!O!O", &sockets, &PyDict_Type, &owner_map, &PyType_Type,
+                          &row_type, &queue_states))
+        return NULL;
+    if (!PyType_IsSubtype(row_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "attach_rows: Row must be a tuple type");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(sockets, "attach_rows: sockets is not a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *rows = PyList_New(n), *pending = PyList_New(0), *empty = PyTuple_New(0);
+    if (rows == NULL || pending == NULL || empty == NULL) goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PySequence_Fast_GET_ITEM(seq, i);
+        if (tuple_item(s, 0, N_FIELDS) == NULL) goto error;
+        PyObject *inode = PyTuple_GET_ITEM(s, F_INODE);
+        int has_inode = PyObject_IsTrue(inode);
+        if (has_inode < 0) goto error;
+        PyObject *owners = empty;
+        Py_INCREF(owners);
+        if (has_inode) {
+            PyObject *found = PyDict_GetItemWithError(owner_map, inode);
+            if (found == NULL && PyErr_Occurred()) { Py_DECREF(owners); goto error; }
+            if (found != NULL && PyObject_IsTrue(found)) {
+                Py_SETREF(owners, PySequence_Tuple(found));
+                if (owners == NULL) goto error;
+            }
+        } else {
+            int queued = PySequence_Contains(queue_states, PyTuple_GET_ITEM(s, F_STATE));
+            if (queued < 0) { Py_DECREF(owners); goto error; }
+            if (queued) {
+                PyObject *index = PyLong_FromSsize_t(i);
+                int bad = index == NULL || PyList_Append(pending, index);
+                Py_XDECREF(index);
+                if (bad) { Py_DECREF(owners); goto error; }
+            }
+        }
+        PyObject *row = new_tuple_of(row_type, 3);
+        if (row == NULL) { Py_DECREF(owners); goto error; }
+        Py_INCREF(s);
+        PyTuple_SET_ITEM(row, 0, s);
+        PyTuple_SET_ITEM(row, 1, owners);
+        Py_INCREF(Py_None);
+        PyTuple_SET_ITEM(row, 2, Py_None);
+        PyList_SET_ITEM(rows, i, row);
+    }
+    Py_DECREF(seq);
+    Py_DECREF(empty);
+    return Py_BuildValue("(NN)", rows, pending);
+error:
+    Py_DECREF(seq);
+    Py_XDECREF(rows);
+    Py_XDECREF(pending);
+    Py_XDECREF(empty);
+    return NULL;
+}
+
+/* The process a row is listed under: its owner with the lowest pid (the first
+ * of them, as min() picks), or NULL with *key = KERNEL (0) / UNKNOWN (-1). */
+static int row_owner(PyObject *row, PyObject **process, PyObject **key) {
+    PyObject *s = PyTuple_GET_ITEM(row, 0), *owners = PyTuple_GET_ITEM(row, 1);
+    *process = NULL;
+    *key = NULL;
+    PyObject *seq = PySequence_Fast(owners, "group_rows: owners is not a sequence");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyObject_GetAttr(PySequence_Fast_GET_ITEM(seq, i), s_process);
+        PyObject *pid = p ? PyObject_GetAttr(p, s_pid) : NULL;
+        if (pid == NULL) { Py_XDECREF(p); goto error; }
+        int lower = 1;
+        if (*key != NULL) {
+            lower = PyObject_RichCompareBool(pid, *key, Py_LT);
+            if (lower < 0) { Py_DECREF(p); Py_DECREF(pid); goto error; }
+        }
+        if (lower) {
+            Py_XSETREF(*process, p);
+            Py_XSETREF(*key, pid);
+        } else {
+            Py_DECREF(p);
+            Py_DECREF(pid);
+        }
+    }
+    Py_DECREF(seq);
+    if (*key == NULL) {
+        int has_inode = PyObject_IsTrue(PyTuple_GET_ITEM(s, F_INODE));
+        if (has_inode < 0) return -1;
+        *key = PyLong_FromLong(has_inode ? -1 : 0);
+        if (*key == NULL) return -1;
+    }
+    return 0;
+error:
+    Py_DECREF(seq);
+    Py_CLEAR(*process);
+    Py_CLEAR(*key);
+    return -1;
+}
+
+/* group_rows(rows, kept_states, in_scope, ProcessGroup) -> [ProcessGroup]:
+ * view.group_by_process_reference's loop, the groups in the order first seen
+ * (the caller drops the empty ones and sorts).  ``in_scope``: None, or the
+ * filter's port/host/pid test, called per row in a kept state. */
+static PyObject *py_group_rows(PyObject *self, PyObject *args) {
+    PyObject *rows, *kept, *in_scope, *factory;
+    if (!PyArg_ParseTuple(args, "OOOO", &rows, &kept, &in_scope, &factory)) return NULL;
+    if (!configured()) return NULL;
+    PyObject *seq = PySequence_Fast(rows, "group_rows: rows is not a sequence");
+    if (seq == NULL) return NULL;
+    /* key -> (group, counts, rows, listeners) */
+    PyObject *groups = PyDict_New(), *order = PyList_New(0), *one = PyLong_FromLong(1);
+    if (groups == NULL || order == NULL || one == NULL) goto error;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PySequence_Fast_GET_ITEM(seq, i);
+        if (tuple_item(row, 0, 3) == NULL || tuple_item(PyTuple_GET_ITEM(row, 0), 0, N_FIELDS) == NULL)
+            goto error;
+        PyObject *s = PyTuple_GET_ITEM(row, 0), *state = PyTuple_GET_ITEM(s, F_STATE);
+        PyObject *process, *key;
+        if (row_owner(row, &process, &key)) goto error;
+        PyObject *entry = PyDict_GetItemWithError(groups, key);
+        if (entry == NULL) {
+            if (PyErr_Occurred()) { Py_XDECREF(process); Py_DECREF(key); goto error; }
+            PyObject *group = PyObject_CallFunctionObjArgs(factory, process ? process : Py_None,
+                                                           key, NULL);
+            if (group == NULL) { Py_XDECREF(process); Py_DECREF(key); goto error; }
+            entry = Py_BuildValue("(NNNN)", group, PyObject_GetAttr(group, s_counts),
+                                  PyObject_GetAttr(group, s_rows),
+                                  PyObject_GetAttr(group, s_listeners));
+            int bad = entry == NULL || PyDict_SetItem(groups, key, entry) || PyList_Append(order, PyTuple_GET_ITEM(entry, 0));
+            Py_XDECREF(entry);  /* the dict holds it */
+            if (bad) { Py_XDECREF(process); Py_DECREF(key); goto error; }
+        }
+        Py_XDECREF(process);
+        Py_DECREF(key);
+        PyObject *counts = PyTuple_GET_ITEM(entry, 1);
+        PyObject *count = PyDict_GetItemWithError(counts, state);
+        if (count == NULL && PyErr_Occurred()) goto error;
+        PyObject *more = count ? PyNumber_Add(count, one) : (Py_INCREF(one), one);
+        if (more == NULL) goto error;
+        int bad = PyDict_SetItem(counts, state, more);
+        Py_DECREF(more);
+        if (bad) goto error;
+        if (state == listen_state && PyList_Append(PyTuple_GET_ITEM(entry, 3), s)) goto error;
+        int keep = PySet_Contains(kept, state);
+        if (keep < 0) goto error;
+        if (keep && in_scope != Py_None) {
+            PyObject *r = PyObject_CallOneArg(in_scope, row);
+            if (r == NULL) goto error;
+            keep = PyObject_IsTrue(r);
+            Py_DECREF(r);
+            if (keep < 0) goto error;
+        }
+        if (keep && PyList_Append(PyTuple_GET_ITEM(entry, 2), row)) goto error;
+    }
+    Py_DECREF(seq);
+    Py_DECREF(groups);
+    Py_DECREF(one);
+    return order;
+error:
+    Py_DECREF(seq);
+    Py_XDECREF(groups);
+    Py_XDECREF(order);
+    Py_XDECREF(one);
+    return NULL;
+}
+
+typedef struct { uint64_t key; Py_ssize_t index; PyObject *row; } Keyed;
+
+static int by_key(const void *a, const void *b) {
+    const Keyed *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;  /* stable, as list.sort */
+}
+
+static int port_of(PyObject *obj, uint64_t *out) {
+    if (!PyLong_CheckExact(obj)) return 0;
+    long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
+    if (v < 0 || v > 65535) return 0;
+    *out = (uint64_t)v;
+    return 1;
+}
+
+/* sort_rows(rows, order) -> bool: rows.sort(key=(order[state], sport, dport))
+ * in place (view._row_order), the key packed into one integer.  False, rows
+ * untouched, when a port is not a 16-bit int (the caller sorts in Python). */
+static PyObject *py_sort_rows(PyObject *self, PyObject *args) {
+    PyObject *rows, *order;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &rows, &PyDict_Type, &order)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    Keyed *keyed = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *keyed);
+    if (keyed == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (tuple_item(row, 0, 3) == NULL || tuple_item(PyTuple_GET_ITEM(row, 0), 0, N_FIELDS) == NULL) {
+            PyMem_Free(keyed);
+            return NULL;
+        }
+        PyObject **f = ((PyTupleObject *)PyTuple_GET_ITEM(row, 0))->ob_item;
+        PyObject *rank = PyDict_GetItemWithError(order, f[F_STATE]);
+        uint64_t r, sport, dport;
+        if (rank == NULL) {
+            PyMem_Free(keyed);
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, f[F_STATE]);
+            return NULL;
+        }
+        if (!port_of(rank, &r) || !port_of(f[F_SPORT], &sport) || !port_of(f[F_DPORT], &dport)) {
+            PyMem_Free(keyed);
+            Py_RETURN_FALSE;
+        }
+        keyed[i].key = r << 32 | sport << 16 | dport;
+        keyed[i].index = i;
+        keyed[i].row = row;
+    }
+    qsort(keyed, (size_t)n, sizeof *keyed, by_key);
+    /* The list keeps the same references, in the new order. */
+    for (Py_ssize_t i = 0; i < n; i++) PyList_SET_ITEM(rows, i, keyed[i].row);
+    PyMem_Free(keyed);
+    Py_RETURN_TRUE;
 }
 
 static PyMethodDef methods[] = {
@@ -675,10 +925,24 @@ static PyMethodDef methods[] = {
     {"socket_owners", py_socket_owners, METH_VARARGS,
      "socket_owners(proc, process_of, SocketOwner) -> {inode: [owner]}: procs.socket_owners in C"},
     {"rows_json", py_rows_json, METH_O, "rows_json(rows) -> str: view.rows_json_text in C"},
+    {"attach_rows", py_attach_rows, METH_VARARGS,
+     "attach_rows(sockets, owner_map, Row, queue_states) -> (rows, pending)"},
+    {"group_rows", py_group_rows, METH_VARARGS,
+     "group_rows(rows, kept_states, in_scope, ProcessGroup) -> [ProcessGroup]"},
+    {"sort_rows", py_sort_rows, METH_VARARGS, "sort_rows(rows, order) -> bool, in place"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_diag",
                                        "tcplab sockets' per-socket loops in C", -1, methods};
 
-PyMODINIT_FUNC PyInit__diag(void) { return PyModule_Create(&moduledef); }
+PyMODINIT_FUNC PyInit__diag(void) {
+    struct { PyObject **slot; const char *text; } names[] = {
+        {&s_value, "value"}, {&s_process, "process"}, {&s_pid, "pid"}, {&s_fd, "fd"},
+        {&s_counts, "counts"}, {&s_rows, "rows"}, {&s_listeners, "listeners"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return NULL;
+    return PyModule_Create(&moduledef);
+}

@@ -155,7 +155,10 @@ _SHOWN = 5  # sockets named in a diagnosis; the count says how many there are
 
 
 def _owner(row: Row) -> Process | None:
-    return min(row.owners, key=lambda o: o.process.pid).process if row.owners else None
+    owners = row.owners
+    if len(owners) == 1:
+        return owners[0].process
+    return min(owners, key=lambda o: o.process.pid).process if owners else None
 
 
 def _pair(s: SockInfo) -> str:
@@ -177,7 +180,7 @@ def _age_ms(snapshot: Snapshot, first_seen: FirstSeen, s: SockInfo) -> int | Non
     idle = s.last_ack_recv_ms  # (one field of tcp_info, not the whole record)
     if idle is not None:
         ages.append(idle)
-    seen = first_seen.get(socket_key(s))
+    seen = first_seen.get(socket_key(s)) if first_seen else None
     if seen is not None:
         ages.append(int((snapshot.monotonic - seen) * 1000))
     return max(ages) if ages else None
@@ -206,6 +209,7 @@ def format_age(ms: int | None, lang: str = "en") -> str:
 
 def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -> list[Diagnosis]:
     by_pid: dict[int, list[Row]] = defaultdict(list)
+    ages_of: dict[int, list[int]] = defaultdict(list)
     procs: dict[int, Process] = {}
     close_wait = State.CLOSE_WAIT
     for row in snapshot.rows:
@@ -219,9 +223,11 @@ def close_wait_leaks(snapshot: Snapshot, first_seen: FirstSeen, t: Thresholds) -
             if age is None or age >= t.close_wait_ms:
                 by_pid[owner.pid].append(row)
                 procs[owner.pid] = owner
+                if age is not None:
+                    ages_of[owner.pid].append(age)
     out = []
     for pid, rows in sorted(by_pid.items()):
-        ages = [a for a in (_age_ms(snapshot, first_seen, r.sock) for r in rows) if a is not None]
+        ages = ages_of.get(pid)
         oldest = max(ages) if ages else None
         proc = procs[pid]
         out.append(

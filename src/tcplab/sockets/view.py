@@ -102,31 +102,54 @@ def take_snapshot(
 def attach_owners(
     sockets: Sequence[SockInfo], owner_map: dict[int, list[SocketOwner]]
 ) -> tuple[Row, ...]:
-    listen = State.LISTEN
+    """A Row per socket: its owners by inode, or, for a child still in a
+    listener's accept queue (no inode yet), the listener's owners.
+
+    The loop over every socket is ``_diag.attach_rows`` (C); the few queued
+    children are placed here.  ``attach_owners_reference`` is the same in
+    Python, which a test holds the two to."""
+    rows, pending = _diag.attach_rows(sockets, owner_map, Row, _QUEUE_STATES)
+    if pending:
+        listeners = _listeners_by_port(sockets)
+        empty: tuple[SocketOwner, ...] = ()
+        for i in pending:
+            s = sockets[i]
+            queued_on = _listener_for(s, listeners.get(s.sport, ()))
+            if queued_on is not None:
+                rows[i] = Row(s, tuple(owner_map.get(queued_on.inode, empty)), queued_on)
+    return tuple(rows)
+
+
+# The states a child socket without an inode can be in while it waits to be accepted.
+_QUEUE_STATES = (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT)
+
+
+def _listeners_by_port(sockets: Sequence[SockInfo]) -> dict[int, list[SockInfo]]:
     listeners: dict[int, list[SockInfo]] = {}
     for s in sockets:
-        if s.state is listen:
+        if s.state is State.LISTEN:
             listeners.setdefault(s.sport, []).append(s)
-    # One Row per socket, 20,000 on a busy host: built by tuple.__new__ (what
-    # the NamedTuple's own __new__ calls) to spare a Python call each.
-    new, get = tuple.__new__, owner_map.get
-    queue_states = (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT)
-    rows: list[Row] = []
-    append = rows.append
+    return listeners
+
+
+def attach_owners_reference(
+    sockets: Sequence[SockInfo], owner_map: dict[int, list[SocketOwner]]
+) -> tuple[Row, ...]:
+    """``attach_owners`` in Python."""
+    listeners = _listeners_by_port(sockets)
+    rows = []
     empty: tuple[SocketOwner, ...] = ()
     for s in sockets:
-        inode = s.inode
-        if inode:
-            owners = get(inode)
-            append(new(Row, (s, tuple(owners) if owners else empty, None)))
+        if s.inode:
+            rows.append(Row(s, tuple(owner_map.get(s.inode, empty))))
             continue
         queued_on = None
-        if s.state in queue_states:
+        if s.state in _QUEUE_STATES:
             queued_on = _listener_for(s, listeners.get(s.sport, ()))
         if queued_on is not None:
-            append(Row(s, tuple(owner_map.get(queued_on.inode, empty)), queued_on))
+            rows.append(Row(s, tuple(owner_map.get(queued_on.inode, empty)), queued_on))
         else:
-            append(new(Row, (s, empty, None)))
+            rows.append(Row(s, empty))
     return tuple(rows)
 
 
@@ -214,44 +237,50 @@ def group_by_process(snapshot: Snapshot, keep: SocketFilter) -> list[ProcessGrou
     """Groups with at least one row ``keep`` selects, by pid; the kernel's group last.
 
     A socket several processes hold (a listener shared after fork) is listed
-    under the lowest pid and counted there once.  (One turn per socket: the
-    filter's state test is inlined, its scope test run only when it has one.)
+    under the lowest pid and counted there once.  The loop over the rows and
+    the sort within each group are in C (``_diag.group_rows``,
+    ``_diag.sort_rows``); ``group_by_process_reference`` is the same in Python.
     """
+    in_scope = keep.in_scope if keep.scoped else None
+    groups = _diag.group_rows(snapshot.rows, keep.states, in_scope, ProcessGroup)
+    shown = [g for g in groups if g.rows]
+    for g in shown:
+        if not _diag.sort_rows(g.rows, _ORDER):
+            g.rows.sort(key=_row_order)
+    shown.sort(key=_group_order)
+    return shown
+
+
+def group_by_process_reference(snapshot: Snapshot, keep: SocketFilter) -> list[ProcessGroup]:
+    """``group_by_process`` in Python."""
     groups: dict[int, ProcessGroup] = {}
-    listen = State.LISTEN
-    kept_states = keep.states
-    scoped = keep.scoped
     for row in snapshot.rows:
-        sock, owners = row.sock, row.owners
-        if owners:
-            owner = owners[0].process if len(owners) == 1 else min(owners, key=_pid_of).process
-            key = owner.pid
-        else:
-            owner = None
-            key = UNKNOWN if sock.inode else KERNEL
+        owners = row.owners
+        owner = (None if not owners else owners[0].process if len(owners) == 1
+                 else min(owners, key=lambda o: o.process.pid).process)  # fmt: skip
+        key = owner.pid if owner is not None else KERNEL if row.sock.inode == 0 else UNKNOWN
         group = groups.get(key)
         if group is None:
             group = groups[key] = ProcessGroup(owner, key)
-        state = sock.state
-        group.counts[state] += 1
-        if state is listen:
-            group.listeners.append(sock)
-        if state in kept_states and (not scoped or keep.in_scope(row)):
+        group.counts[row.sock.state] += 1
+        if row.sock.state is State.LISTEN:
+            group.listeners.append(row.sock)
+        if keep(row):
             group.rows.append(row)
     shown = [g for g in groups.values() if g.rows]
     for g in shown:
         g.rows.sort(key=_row_order)
-    shown.sort(key=lambda g: (g.process is None, g.key if g.process else -g.key))
+    shown.sort(key=_group_order)
     return shown
-
-
-def _pid_of(owner: SocketOwner) -> int:
-    return owner.process.pid
 
 
 def _row_order(row: Row) -> tuple[int, int, int]:
     s = row.sock
     return (_ORDER[s.state], s.sport, s.dport)
+
+
+def _group_order(group: ProcessGroup) -> tuple[bool, int]:
+    return (group.process is None, group.key if group.process else -group.key)
 
 
 KERNEL = 0
