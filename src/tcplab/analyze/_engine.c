@@ -1592,7 +1592,7 @@ static int emit_entry(Engine *e, Entry *x) {
     if (x->mine && e->nshards > 1) /* the merge forgets their numbers (numbering()) */
         for (Stream *st = x->streams; st; st = st->next)
             if (frames_push(&e->ended, st->number) < 0) return -1;
-    if (x->mine) {
+    if (x->mine && !e->lines) { /* with packet_lines() the lines are the only output */
         /* oldest incarnation first */
         Stream *order[64];
         int n = 0;
