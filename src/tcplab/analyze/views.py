@@ -23,12 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import json
-import multiprocessing
 import os
-import pickle
 import sys
-import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -96,6 +92,9 @@ class Spool:
             self._spill()
 
     def _spill(self) -> None:
+        import pickle
+        import tempfile
+
         run = tempfile.TemporaryFile()  # noqa: SIM115 - closed once merged (_read)
         self.rows.sort(key=lambda r: r[0])
         pickler = pickle.Pickler(run, protocol=pickle.HIGHEST_PROTOCOL)
@@ -107,6 +106,8 @@ class Spool:
 
     @staticmethod
     def _read(run: IO[bytes]) -> Iterator[tuple[Any, str]]:
+        import pickle
+
         unpickler = pickle.Unpickler(run)
         while True:
             try:
@@ -185,6 +186,8 @@ class JsonView:
     spool: Spool = field(default_factory=Spool)
 
     def render(self, batch: engine.Batch) -> Keyed:
+        import json
+
         rows = []
         for t in batch.connections:
             c = connection_of(t)
@@ -209,6 +212,8 @@ class SummaryJsonView(JsonView):
     old columnar summary had), from the same engine."""
 
     def render(self, batch: engine.Batch) -> Keyed:
+        import json
+
         rows = []
         for t in batch.connections:
             c = connection_of(t)
@@ -322,6 +327,8 @@ class PacketsView:
             text = batch.lines.decode().split("\n")[:-1]
             keys = zip(pairs[::2], pairs[1::2], strict=True)
             return [(key, line + "\n") for key, line in zip(keys, text, strict=True)]
+        import json
+
         rows: Keyed = []
         base = self.base
         for t in batch.packets:
@@ -616,6 +623,8 @@ def _payloads(
         return
     # fork: the shards start with what this process has imported, and the
     # view and options as they are (nothing is pickled on the way in).
+    import multiprocessing
+
     ctx = multiprocessing.get_context("fork")
     pipes = []
     procs = []
