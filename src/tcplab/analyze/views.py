@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import json
 import os
 import sys
 from array import array
@@ -92,7 +93,7 @@ class Spool:
             self._spill()
 
     def _spill(self) -> None:
-        import pickle
+        import pickle  # (here and below: a small capture never spills, nor pays for them)
         import tempfile
 
         run = tempfile.TemporaryFile()  # noqa: SIM115 - closed once merged (_read)
@@ -186,8 +187,6 @@ class JsonView:
     spool: Spool = field(default_factory=Spool)
 
     def render(self, batch: engine.Batch) -> Keyed:
-        import json
-
         rows = []
         for t in batch.connections:
             c = connection_of(t)
@@ -212,8 +211,6 @@ class SummaryJsonView(JsonView):
     old columnar summary had), from the same engine."""
 
     def render(self, batch: engine.Batch) -> Keyed:
-        import json
-
         rows = []
         for t in batch.connections:
             c = connection_of(t)
@@ -327,8 +324,6 @@ class PacketsView:
             text = batch.lines.decode().split("\n")[:-1]
             keys = zip(pairs[::2], pairs[1::2], strict=True)
             return [(key, line + "\n") for key, line in zip(keys, text, strict=True)]
-        import json
-
         rows: Keyed = []
         base = self.base
         for t in batch.packets:
@@ -623,7 +618,7 @@ def _payloads(
         return
     # fork: the shards start with what this process has imported, and the
     # view and options as they are (nothing is pickled on the way in).
-    import multiprocessing
+    import multiprocessing  # only --jobs N pays for it
 
     ctx = multiprocessing.get_context("fork")
     pipes = []
