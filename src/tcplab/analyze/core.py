@@ -21,10 +21,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment
-from tcplab.analyze.infer import InferredLike, Pair, make_observer
 from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS, StreamTracker
 from tcplab.analyze.zeek import (
     DEFAULT_LIKELY_SERVER_PORTS,
@@ -35,6 +34,9 @@ from tcplab.analyze.zeek import (
 from tcplab.states import State
 from tcplab.wire.flags import Flags
 from tcplab.wire.ip import host_text
+
+if TYPE_CHECKING:  # the reference's trackers load when it runs (Analyzer)
+    from tcplab.analyze.infer import InferredLike, Pair
 
 CLIENT = "client"
 SERVER = "server"
@@ -303,6 +305,8 @@ class Analyzer:
             conn.notes.append("first SYN not captured: client/server roles follow Zeek's heuristic")
         initial_client = State.CLOSED if pure_syn else None
         initial_server = State.LISTEN if pure_syn else None
+        from tcplab.analyze.infer import Pair, make_observer
+
         pair = Pair({CLIENT: make_observer(initial_client), SERVER: make_observer(initial_server)})
         st = _StreamState(conn, pair, {client: CLIENT, server: SERVER})
         self.state[stream] = st

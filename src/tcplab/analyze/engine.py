@@ -25,9 +25,8 @@ never straddles two shards: ``shard_of`` is a hash of the unordered 5-tuple.
 
 from __future__ import annotations
 
-import gzip
+import _socket  # inet_ntop/pton without socket.py's enums (start-up)
 import os
-import socket
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -183,7 +182,7 @@ load_model_table()
 @lru_cache(maxsize=65536)
 def address(raw: bytes) -> str:
     """Textual address, as tcplab.wire and tshark print it."""
-    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    return _socket.inet_ntop(_socket.AF_INET if len(raw) == 4 else _socket.AF_INET6, raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +362,9 @@ class Options:
     # row; worst connections shown).  The engine then counts each connection
     # and gives a record only for one the overview may still show.
     overview: tuple[int, int] | None = None
-    packet_lines: PacketLines | None = None  # with keep_packets: lines, not packet records
+    # With keep_packets: the packets' lines are the engine's only output (no
+    # packet, connection or Zeek records: --packets shows none of them).
+    packet_lines: PacketLines | None = None
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
@@ -461,6 +462,8 @@ def _open(source: str | Path, sink: ProblemSink) -> tuple[BinaryIO, ChunkSource]
             raise InputError(f"{source}: {exc.strerror or exc}") from exc
     head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     if head == b"\x1f\x8b":
+        import gzip
+
         stream = cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
         return raw, ChunkSource(stream, sink, stepwise=True, compressed=raw.tell)
     return raw, ChunkSource(raw, sink)
@@ -572,7 +575,7 @@ def feed_segment(engine: _engine.Engine, seg: Segment, strict_checksums: bool) -
 
 @lru_cache(maxsize=65536)
 def _packed(text: str) -> bytes:
-    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+    return _socket.inet_pton(_socket.AF_INET6 if ":" in text else _socket.AF_INET, text)
 
 
 def _record(handed: tuple[Any, ...]) -> Record:

@@ -10,7 +10,6 @@ the 5-tuple and start time) so two runs give the same file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 
@@ -69,6 +68,8 @@ _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 def zeek_uid(conn: ZeekView) -> str:
     """A Zeek-looking uid ("C" + base62), stable for the same connection."""
+    import hashlib  # (only conn.log pays for it)
+
     key = f"{conn.orig.addr}|{conn.orig.port}|{conn.resp.addr}|{conn.resp.port}|{conn.start:.6f}"
     n = int.from_bytes(hashlib.sha256(key.encode()).digest()[:12], "big")
     out = ""

@@ -24,11 +24,8 @@ from __future__ import annotations
 import contextlib
 import heapq
 import json
-import multiprocessing
 import os
-import pickle
 import sys
-import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -96,6 +93,9 @@ class Spool:
             self._spill()
 
     def _spill(self) -> None:
+        import pickle  # (here and below: a small capture never spills, nor pays for them)
+        import tempfile
+
         run = tempfile.TemporaryFile()  # noqa: SIM115 - closed once merged (_read)
         self.rows.sort(key=lambda r: r[0])
         pickler = pickle.Pickler(run, protocol=pickle.HIGHEST_PROTOCOL)
@@ -107,6 +107,8 @@ class Spool:
 
     @staticmethod
     def _read(run: IO[bytes]) -> Iterator[tuple[Any, str]]:
+        import pickle
+
         unpickler = pickle.Unpickler(run)
         while True:
             try:
@@ -616,6 +618,8 @@ def _payloads(
         return
     # fork: the shards start with what this process has imported, and the
     # view and options as they are (nothing is pickled on the way in).
+    import multiprocessing  # only --jobs N pays for it
+
     ctx = multiprocessing.get_context("fork")
     pipes = []
     procs = []
