@@ -1886,7 +1886,7 @@ static int process_packet(Engine *e, Pkt *p) {
     }
     if ((flags & F_FIN) && side->sent_fin == NONE_T) side->sent_fin = p->t;
     if ((flags & F_RST) && side->sent_rst == NONE_T) side->sent_rst = p->t;
-    for (int i = 0; i < WF_COUNT; i++) if (wflags & B(i)) st->anomalies[i]++;
+    for (u32 w = wflags & (B(WF_COUNT) - 1); w; w &= w - 1) st->anomalies[__builtin_ctz(w)]++;
     if (wflags & (B(WF_RETRANSMISSION) | B(WF_FAST_RETRANSMISSION) | B(WF_OUT_OF_ORDER))) side->not_advanced++;
     if (p->checksum_ok == 0) st->anomalies[WF_COUNT]++;
     if (p->dropped) {
