@@ -10,7 +10,10 @@ Inputs (made in one run, in a private work directory):
   loopback      tcpdump on the loopback of a network namespace created for the
                 run (removed at the end, also on failure) while Python sockets
                 talk on 127.0.0.1: >= 1 M packets
-  synthetic 5M  the synthetic generator at 5 M packets (memory: RSS flat)
+  synthetic 5M  the synthetic generator at 5 M packets over 275 k connections,
+                started over 3,000 s instead of 600 s: the same connection rate
+                (and connections open at once) as the 1 M file, a capture five
+                times as long (memory: RSS flat from 1 M to 5 M)
   tiny          one connection (start-up cost: no compile or JIT per run)
 
 Tools, each a separate process (wall time and peak RSS from wait4), rounds
@@ -33,6 +36,10 @@ conv,tcp, faster than tcptrace and argus; >= 1.7 M packets/s with --jobs 2;
 --packets >= 10x tshark fields; peak RSS < 300 MB on 5 M packets and flat
 from 1 M; under 0.3 s on a tiny file.  The machine is shared: CPU seconds
 (user + sys of the tool and its children) are printed next to wall seconds.
+
+tcplab's bytecode is compiled once before the rounds (compileall), as an
+installed package has it: with PYTHONDONTWRITEBYTECODE set, an editable
+checkout would otherwise compile its modules again in every run.
 
 Run as root: ``.venv/bin/python bench/analyze_bench.py`` (``--quick``: the 1 M
 synthetic capture only).
@@ -276,17 +283,26 @@ def record_loopback(path: Path, packets: int) -> int:
 # --- the run ---------------------------------------------------------------------
 
 
+# The synthetic captures' connections start evenly over this many seconds
+# per 55,000 connections: a larger file is a longer capture of the same
+# traffic (the same connection rate, the same connections open at once), not
+# five times the connections packed into the same ten minutes.
+SECONDS_PER_55K = 600.0
+
+
 def _write_in_child(path: Path, packets: int, connections: int) -> dict[str, int]:
     """Write the synthetic capture in a child process: its large NumPy
     buffers must not inflate this process (and the tools it starts)."""
     import json
 
+    seconds = SECONDS_PER_55K * max(connections, 1) / 55_000
     code = (
         "import json, sys; from tcplab.analyze.synth import write_capture; "
-        "print(json.dumps(write_capture(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))"
+        "print(json.dumps(write_capture(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), "
+        "concurrency_seconds=float(sys.argv[4]))))"
     )
     out = subprocess.run(
-        [PY, "-c", code, str(path), str(packets), str(connections)],
+        [PY, "-c", code, str(path), str(packets), str(connections), str(seconds)],
         capture_output=True,
         text=True,
         check=True,
@@ -403,6 +419,15 @@ def targets(results: dict[str, tuple[float, float, int]], packets: int) -> None:
         )
 
 
+def compile_package() -> None:
+    """tcplab's .pyc files, written once (an installed package ships them)."""
+    import tcplab
+
+    package = Path(tcplab.__file__).resolve().parent
+    compileall = [PY, "-m", "compileall", "-q", str(package)]
+    subprocess.run(compileall, stdout=subprocess.DEVNULL, check=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -425,6 +450,7 @@ def main() -> None:
         traffic(47000, *args.traffic)
         return
     setup_argus()
+    compile_package()
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tcplab-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:

@@ -11,9 +11,12 @@ every flags value, windows scaled by any shift.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -256,3 +259,23 @@ def test_times_every_way(tmp_path: Path) -> None:
         assert text.count(b"\n") == len(stamps)
         if as_json and not absolute:
             assert b'"time": 1e-09' in text and b'"time": -' in text
+
+
+def test_gz_and_standard_input_give_the_same_lines(synth: Path, tmp_path: Path) -> None:
+    """Python feeds the engine (.gz, a pipe): the lines are the file's."""
+    gz = tmp_path / "synth.pcap.gz"
+    gz.write_bytes(gzip.compress(synth.read_bytes(), compresslevel=1))
+    for args in (("--packets",), ("--packets", "--json")):
+        plain = run_tcplab("analyze", *args, str(synth), timeout=300)
+        assert plain.code == 0 and plain.stdout, plain.stderr
+        assert run_tcplab("analyze", *args, str(gz), timeout=300).stdout == plain.stdout
+        with synth.open("rb") as stdin:
+            piped = subprocess.run(
+                [sys.executable, "-m", "tcplab", "analyze", *args, "-"],
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout == plain.stdout

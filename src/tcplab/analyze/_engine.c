@@ -1592,7 +1592,7 @@ static int emit_entry(Engine *e, Entry *x) {
     if (x->mine && e->nshards > 1) /* the merge forgets their numbers (numbering()) */
         for (Stream *st = x->streams; st; st = st->next)
             if (frames_push(&e->ended, st->number) < 0) return -1;
-    if (x->mine) {
+    if (x->mine && !e->lines) { /* with packet_lines() the lines are the only output */
         /* oldest incarnation first */
         Stream *order[64];
         int n = 0;
@@ -1886,7 +1886,7 @@ static int process_packet(Engine *e, Pkt *p) {
     }
     if ((flags & F_FIN) && side->sent_fin == NONE_T) side->sent_fin = p->t;
     if ((flags & F_RST) && side->sent_rst == NONE_T) side->sent_rst = p->t;
-    for (int i = 0; i < WF_COUNT; i++) if (wflags & B(i)) st->anomalies[i]++;
+    for (u32 w = wflags & (B(WF_COUNT) - 1); w; w &= w - 1) st->anomalies[__builtin_ctz(w)]++;
     if (wflags & (B(WF_RETRANSMISSION) | B(WF_FAST_RETRANSMISSION) | B(WF_OUT_OF_ORDER))) side->not_advanced++;
     if (p->checksum_ok == 0) st->anomalies[WF_COUNT]++;
     if (p->dropped) {
@@ -3329,18 +3329,52 @@ static PyObject *packet_layout(PyObject *self, PyObject *noargs) {
     return Py_BuildValue("(nN)", (Py_ssize_t)sizeof(Pkt), fields);
 }
 
-/* flow_hashes(rows) -> bytes of one u64 per row: the hash of its unordered
-   5-tuple (flow_hash, the hash --jobs shards by), for flow-hash partitions. */
-static PyObject *flow_hashes(PyObject *self, PyObject *args) {
-    Py_buffer rows;
-    if (!PyArg_ParseTuple(args, "y*", &rows)) return NULL;
+/* split_rows(rows, latest, n) -> [(rows bytes, latest bytes)] * n: rows (and the
+   i64 beside each) by flow-hash partition (flow_hash % n), each in its order. */
+static PyObject *split_rows(PyObject *self, PyObject *args) {
+    Py_buffer rows, latest;
+    Py_ssize_t parts;
+    if (!PyArg_ParseTuple(args, "y*y*n", &rows, &latest, &parts)) return NULL;
     size_t n = (size_t)rows.len / sizeof(Pkt);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(u64)));
-    if (!out) { PyBuffer_Release(&rows); return NULL; }
-    u64 *h = (u64 *)PyBytes_AS_STRING(out);
+    PyObject *out = NULL;
+    u32 *where = NULL;
+    size_t *count = NULL;
+    if (parts < 1 || (size_t)latest.len != n * sizeof(i64)) {
+        PyErr_SetString(EngineError, "split_rows: one time per row, at least one partition");
+        goto done;
+    }
+    where = malloc(sizeof(u32) * (n ? n : 1));
+    count = calloc((size_t)parts, sizeof(size_t));
+    if (!where || !count) { PyErr_NoMemory(); goto done; }
     const Pkt *v = rows.buf;
-    for (size_t i = 0; i < n; i++) h[i] = flow_hash(&v[i]);
-    PyBuffer_Release(&rows);
+    for (size_t i = 0; i < n; i++) {
+        where[i] = (u32)(flow_hash(&v[i]) % (u64)parts);
+        count[where[i]]++;
+    }
+    out = PyList_New(parts);
+    if (!out) goto done;
+    char **rp = malloc(sizeof(char *) * (size_t)parts), **lp = malloc(sizeof(char *) * (size_t)parts);
+    if (!rp || !lp) { free(rp); free(lp); Py_CLEAR(out); PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t k = 0; k < parts; k++) {
+        PyObject *r = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count[k] * sizeof(Pkt)));
+        PyObject *l = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count[k] * sizeof(i64)));
+        PyObject *t = (r && l) ? PyTuple_Pack(2, r, l) : NULL;
+        Py_XDECREF(r); Py_XDECREF(l);
+        if (!t) { free(rp); free(lp); Py_CLEAR(out); goto done; }
+        PyList_SET_ITEM(out, k, t);
+        rp[k] = PyBytes_AS_STRING(r);
+        lp[k] = PyBytes_AS_STRING(l);
+    }
+    const i64 *lat = latest.buf;
+    for (size_t i = 0; i < n; i++) {
+        u32 k = where[i];
+        memcpy(rp[k], &v[i], sizeof(Pkt)); rp[k] += sizeof(Pkt);
+        memcpy(lp[k], &lat[i], sizeof(i64)); lp[k] += sizeof(i64);
+    }
+    free(rp); free(lp);
+done:
+    free(where); free(count);
+    PyBuffer_Release(&rows); PyBuffer_Release(&latest);
     return out;
 }
 
@@ -3379,7 +3413,7 @@ static PyMethodDef module_methods[] = {
     {"table", dump_table, METH_NOARGS, "the table the engine runs on"},
     {"flow_hash", Engine_hash, METH_VARARGS, "flow_hash(ver, src, sport, dst, dport): the shard hash"},
     {"packet_layout", packet_layout, METH_NOARGS, "packet_layout() -> (row size, fields)"},
-    {"flow_hashes", flow_hashes, METH_VARARGS, "flow_hashes(rows) -> u64 per row"},
+    {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_engine", "tcplab's analysis engine", -1, module_methods};

@@ -362,7 +362,9 @@ class Options:
     # row; worst connections shown).  The engine then counts each connection
     # and gives a record only for one the overview may still show.
     overview: tuple[int, int] | None = None
-    packet_lines: PacketLines | None = None  # with keep_packets: lines, not packet records
+    # With keep_packets: the packets' lines are the engine's only output (no
+    # packet, connection or Zeek records: --packets shows none of them).
+    packet_lines: PacketLines | None = None
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
