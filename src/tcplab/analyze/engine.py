@@ -440,6 +440,12 @@ def _format_lines(engine: _engine.Engine, form: PacketLines) -> None:
     )
 
 
+def merge_lines(parts: list[tuple[bytes, bytes]], numbers: dict[int, int], as_json: bool) -> bytes:
+    """The shards' ``--packets`` lines of one batch as one process's
+    (``_engine.c`` merge_lines; ``numbers``: a first frame's stream number)."""
+    return _engine.merge_lines(parts, numbers, as_json)
+
+
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, shards: int) -> int:
     """Which of ``shards`` processes analyses this 5-tuple (either direction)."""
     version = 4 if len(src) == 4 else 6
