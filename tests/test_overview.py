@@ -95,3 +95,17 @@ def test_counts_tie_in_name_order() -> None:
     text = view.text("x", report)
     lines = [line.split()[0:2] for line in text.splitlines()[3:6]]
     assert lines == [["RST", "by"], ["FIN", "both"], ["still", "open"]]
+
+
+def test_spool_spills_by_memory_and_drains_in_order() -> None:
+    """--json / --conn-log rows: sorted runs spill once the rows' memory (text
+    plus Spool.ROW_COST each) passes the limit; the drain merges them in key
+    order."""
+    rng = __import__("random").Random(3)
+    keys = list(range(5000))
+    rng.shuffle(keys)
+    spool = views.Spool(limit=100 * views.Spool.ROW_COST)
+    for i in range(0, len(keys), 37):
+        spool.add([(k, f"{k}\n") for k in keys[i : i + 37]])
+    assert len(spool.runs) >= 40  # short rows spill by count, not only by text
+    assert list(spool.drain()) == [f"{k}\n" for k in range(5000)]
