@@ -14,9 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tcplab.analyze import engine, views
 from tcplab.analyze.synth import write_capture
+from tcplab.cli import cli
 from test_engine import TRACES
 
 
@@ -109,3 +111,17 @@ def test_spool_spills_by_memory_and_drains_in_order() -> None:
         spool.add([(k, f"{k}\n") for k in keys[i : i + 37]])
     assert len(spool.runs) >= 40  # short rows spill by count, not only by text
     assert list(spool.drain()) == [f"{k}\n" for k in range(5000)]
+
+
+def test_capture_set_overview_equals_one_file(tmp_path: Path) -> None:
+    """A directory of one capture is a capture set (tcplab.scale): its
+    overview, counted by the engine, is the file's."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    write_capture(folder / "one.pcap", 30000, 900, seed=8, concurrency_seconds=5)
+    runner = CliRunner()
+    one = runner.invoke(cli, ["analyze", str(folder / "one.pcap")])
+    both = runner.invoke(cli, ["analyze", str(folder)])
+    assert one.exit_code == both.exit_code == 0, (one.output, both.output)
+    assert "900 TCP connections" in one.output
+    assert both.output.split("\n", 1)[1] == one.output.split("\n", 1)[1]

@@ -342,8 +342,10 @@ def analysed(batches: Iterable[NDArray[Any]], options: engine.Options) -> Iterat
     for rows in batches:
         for start in range(0, len(rows), BATCH):
             run.feed_columns(np.ascontiguousarray(rows[start : start + BATCH]))
-            yield engine.Batch(*run.take(), run.stats()["first_time"])
-    yield engine.Batch(*run.finish(), run.stats()["first_time"])
+            yield engine.Batch(*run.take(), run.stats()["first_time"], run.tally())
+    # (the tally: with Options.overview the records are only the rows the
+    # overview may show, and the counts come with the batch)
+    yield engine.Batch(*run.finish(), run.stats()["first_time"], run.tally())
 
 
 def segment_rows(segments: Iterable[Segment], options: EngineOptions) -> NDArray[Any]:
