@@ -460,3 +460,30 @@ def test_plain_path_imports_no_click_rich_or_dataclasses() -> None:
                           timeout=120, check=True)  # fmt: skip
     assert done.stderr == "[]"
     assert done.stdout.startswith('{"netns": null, "time": ')
+
+
+@root
+def test_plain_path_output_is_whole_and_a_closed_reader_is_not_an_error() -> None:
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "tcplab", "sockets", "--json", "-a"]
+    # The executable ends with os._exit once its output is flushed: all of it.
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.endswith("}\n") and done.stderr == ""
+    # `tcplab sockets -a | head -1`: the reader goes away, the command ends quietly.
+    # (A thousand sockets of our own make the text longer than a pipe holds.)
+    servers = [socket.create_server(("127.0.0.1", 0), backlog=2048)]
+    kept = [socket.create_connection(servers[0].getsockname(), timeout=30) for _ in range(1000)]
+    try:
+        child = subprocess.Popen([*cli[:-2], "-a"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)  # fmt: skip
+        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout.readline()
+        child.stdout.close()
+        assert child.wait(timeout=120) == 0
+        assert child.stderr.read() == b""
+        child.stderr.close()
+    finally:
+        for s in kept + servers:
+            s.close()

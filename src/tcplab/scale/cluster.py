@@ -34,7 +34,7 @@ import operator
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,8 @@ from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.errors import InputError
 from tcplab.scale.captureset import FRAME_BITS, FRAME_MASK, OrderKey, resolve
-from tcplab.scale.engine import Batch, EngineOptions, analyze_rows
+from tcplab.scale.columns import Framed, analysed, merge
+from tcplab.scale.engine import EngineOptions, Records, records_of
 from tcplab.scale.ranges import (
     WHOLE_FILE,
     FileLayout,
@@ -100,48 +101,52 @@ def analyse_partition(
 ) -> Partition:
     """Stage 2: one flow-hash partition, ordered by key, through the engine.
 
-    ``pieces`` are ``(file, range, rows, latest)`` of every range.  The rows
-    get their global frames and order keys with NumPy, are sorted by key and
-    go into the engine a batch at a time (``tcplab.scale.columns.analyse``);
-    connections leave the engine as they end, so its state is the
-    partition's open connections."""
+    ``pieces`` are ``(file, range, rows, latest)`` of every range, each in
+    its range's order.  A file's pieces in range order are in key order, so
+    the partition is a k-way merge of its files (``columns.merge``), fed to
+    the engine a buffer at a time; a piece gets its global frames (and
+    order-key times) as the merge reaches it.  Connections leave the engine
+    as they end: its state is the partition's open connections."""
     started = time.process_time()
-    rows_of: list[NDArray[Any]] = []
-    keys_of: list[NDArray[np.int64]] = []
-    files_of: list[NDArray[np.int64]] = []
+    by_file: dict[int, list[tuple[int, NDArray[Any], NDArray[np.int64]]]] = {}
     for file_id, range_id, rows, latest in pieces:
-        if not len(rows):
-            continue
-        rows = rows.copy()
-        rows["index"] += frame_base[(file_id, range_id)] + (file_id << FRAME_BITS)
-        rows_of.append(rows)
-        keys_of.append(np.maximum(latest, carry_latest[(file_id, range_id)]))
-        files_of.append(np.full(len(rows), file_id, np.int64))
-    if not rows_of:
-        batch = analyze_rows((), options, key_of=lambda frames: [])
-        return Partition(batch, 0, time.process_time() - started, peak_rss(), os.getpid())
-    rows = np.concatenate(rows_of)
-    keys = np.concatenate(keys_of)
-    files = np.concatenate(files_of)
-    del rows_of, keys_of, files_of
-    order = np.lexsort((rows["index"], files, keys))
-    rows, keys = rows[order], keys[order]
-    index = rows["index"].copy()
-    by_index = np.argsort(index)
+        if len(rows):
+            by_file.setdefault(file_id, []).append((range_id, rows, latest))
+    seen_index: list[NDArray[np.int64]] = []
+    seen_keys: list[NDArray[np.int64]] = []
+
+    def file_chunks(file_id: int) -> Iterator[Framed]:
+        for range_id, rows, latest in sorted(by_file[file_id], key=lambda p: p[0]):
+            base = frame_base[(file_id, range_id)] + (file_id << FRAME_BITS)
+            keys = np.maximum(latest, carry_latest[(file_id, range_id)])
+            yield rows, keys, rows["index"] + base
+
+    def ordered() -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
+        for rows, keys, frames in merge([(f, file_chunks(f)) for f in sorted(by_file)]):
+            seen_index.append(frames)
+            seen_keys.append(keys)
+            yield rows, frames
 
     def key_of(frames: list[int]) -> list[OrderKey]:
+        if not frames:
+            return []
+        index, keys = np.concatenate(seen_index), np.concatenate(seen_keys)
+        by_index = np.argsort(index)
         at = by_index[np.searchsorted(index, np.array(frames, np.int64), sorter=by_index)]
-        return [(int(keys[i]), int(index[i]) >> FRAME_BITS, int(index[i]) & FRAME_MASK) for i in at]
+        found = index[at]
+        times, files, numbers = keys[at].tolist(), found >> FRAME_BITS, found & FRAME_MASK
+        return list(zip(times, files.tolist(), numbers.tolist(), strict=True))
 
-    batch = analyze_rows((rows,), options, key_of=key_of)
-    return Partition(batch, len(rows), time.process_time() - started, peak_rss(), os.getpid())
+    records = records_of(analysed(ordered(), options.engine()), key_of)
+    packets = sum(len(i) for i in seen_index)
+    return Partition(records, packets, time.process_time() - started, peak_rss(), os.getpid())
 
 
 @dataclass(slots=True)
 class Partition:
     """Stage 2's output: the engine's batch, and what it cost."""
 
-    batch: Batch
+    records: Records
     packets: int
     seconds: float  # CPU seconds
     peak_rss: int  # bytes, of the worker process so far
@@ -164,7 +169,7 @@ def peak_rss() -> int:
 
 
 def partition_figures(part: Partition) -> tuple[list[OrderKey], int, float, int, int]:
-    return part.batch.conn_keys, part.packets, part.seconds, part.peak_rss, part.worker
+    return part.records.conn_keys, part.packets, part.seconds, part.peak_rss, part.worker
 
 
 @dataclass(slots=True)
@@ -190,33 +195,35 @@ def write_partition(
     """Stage 3: connection numbers in, Parquet part and text rows out."""
     from tcplab.analyze.output import conn_log, json_lines
 
-    batch = part_out.batch
-    analysis = batch.analysis
-    conns = analysis.connections
-    by_stream = {c.number: n for c, n in zip(conns, numbers, strict=True)}
+    records = part_out.records
+    by_stream = {t[0]: n for t, n in zip(records.connections, numbers, strict=True)}
+    conns = []
+    if parquet is not None or want_json:
+        from tcplab.analyze.core import connection_of
+
+        conns = [connection_of(t) for t in records.connections]
     if parquet is not None:
+        from tcplab.analyze.core import packet_of
         from tcplab.scale.tables import connections_table, packets_table, write_part
 
         write_part(parquet, "connections", part, connections_table(conns, numbers))
         if packets:
-            table = packets_table(analysis.packets, by_stream, file_names)
-            write_part(parquet, "packets", part, table)
+            objects = [packet_of(t) for t in records.packets]
+            write_part(parquet, "packets", part, packets_table(objects, by_stream, file_names))
     out = Written([], [], None, None)
     if want_json:
         for c, n in zip(conns, numbers, strict=True):
             c.number = n
             out.json.append((n, json_lines([c])))
-    if want_log and analysis.zeek:
-        order = sorted(
-            range(len(analysis.zeek)),
-            key=lambda i: (analysis.zeek[i].start, batch.zeek_keys[i]),
-        )
-        zconns = [analysis.zeek[i] for i in order]
+    zeek = records.zeek
+    if want_log and zeek:
+        order = sorted(range(len(zeek)), key=lambda i: (zeek[i].start, records.zeek_keys[i]))
+        zconns = [zeek[i] for i in order]
         lines = conn_log(zconns).splitlines()
         header = [line for line in lines if line.startswith("#")]
         rows = [line for line in lines if not line.startswith("#")]
         for i, row in zip(order, rows, strict=True):
-            out.log_rows.append(((analysis.zeek[i].start, batch.zeek_keys[i]), row))
+            out.log_rows.append(((zeek[i].start, records.zeek_keys[i]), row))
         out.log_open = (zconns[0].start, next(h for h in header if h.startswith("#open")))
         last = max(z.last_time for z in zconns)
         out.log_close = (last, next(h for h in header if h.startswith("#close")))

@@ -34,7 +34,7 @@ from tcplab.analyze.frames import ReadReport, Segment
 from tcplab.capture.reader import Record
 from tcplab.capture.source import ProblemSink
 from tcplab.errors import InputError
-from tcplab.scale.captureset import FRAME_BITS, CaptureSet, OrderKey, is_url
+from tcplab.scale.captureset import FRAME_BITS, CaptureSet, is_url
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -76,11 +76,6 @@ def rows_of(raw: bytes) -> NDArray[Any]:
 
 def empty_rows() -> NDArray[Any]:
     return np.zeros(0, dtype=ROW)
-
-
-def flow_hashes(rows: NDArray[Any]) -> NDArray[np.uint64]:
-    """The engine's hash of each row's unordered 5-tuple (what ``--jobs`` shards by)."""
-    return np.frombuffer(_engine.flow_hashes(np.ascontiguousarray(rows)), dtype=np.uint64)
 
 
 def decoder(options: EngineOptions) -> Any:
@@ -181,16 +176,17 @@ def file_rows(
         from tcplab.scale.ranges import WHOLE_FILE, RangeSpec, decode_range, layout
 
         lay = layout(path, file_id)
-        meta, rows, _latest = decode_range(
+        meta, chunks = decode_range(
             lay, RangeSpec(file_id, 0, lay.data_start, WHOLE_FILE, exact=True), options
         )
         _count(report, meta.records, meta.tcp, meta.not_tcp, meta.undecodable)
         for offset, message in meta.problems:
             report.problem(f"{path}: offset {offset}: {message}")
-        if file_id and len(rows):
-            rows = rows.copy()
-            rows["index"] += file_id << FRAME_BITS
-        yield rows
+        for rows, _latest in chunks:
+            if file_id:
+                rows = rows.copy()
+                rows["index"] += file_id << FRAME_BITS
+            yield rows
         return
     eng = decoder(options)
     eng.decode_only(-1, 0, 0, file_id << FRAME_BITS)
@@ -240,50 +236,63 @@ def _count(report: ReadReport, frames: int, tcp: int, not_tcp: int, undecodable:
     report.undecodable += undecodable
 
 
+Keyed = tuple["NDArray[Any]", "NDArray[np.int64]"]  # rows and their order-key times
+# rows, their order-key times and their frames (int64: what the engine reports)
+Framed = tuple["NDArray[Any]", "NDArray[np.int64]", "NDArray[np.int64]"]
+
+
+def keyed(chunks: Iterable[NDArray[Any]]) -> Iterator[Keyed]:
+    """One file's rows with their order-key times: the largest time so far."""
+    latest = -(1 << 63)
+    for rows in chunks:
+        if len(rows):
+            keys = np.maximum.accumulate(np.maximum(rows["t"], latest))
+            latest = int(keys[-1])
+            yield rows, keys
+
+
 @dataclass(slots=True)
 class _Run:
-    """One file's rows in the merge: a buffer and its order keys."""
+    """One file's rows in the merge: a buffer, its order-key times and frames."""
 
     file_id: int
-    chunks: Iterator[NDArray[Any]]
+    chunks: Iterator[Framed]
     rows: NDArray[Any] = field(default_factory=empty_rows)
     keys: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
-    latest: int = -(1 << 63)
+    frames: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     done: bool = False
 
     def fill(self) -> None:
         while not len(self.rows) and not self.done:
-            rows = next(self.chunks, None)
-            if rows is None:
+            got = next(self.chunks, None)
+            if got is None:
                 self.done = True
-                return
-            if len(rows):
-                keys = np.maximum.accumulate(np.maximum(rows["t"], self.latest))
-                self.latest = int(keys[-1])
-                self.rows, self.keys = rows, keys
+            else:
+                self.rows, self.keys, self.frames = got
 
-    def last(self) -> OrderKey:
-        return int(self.keys[-1]), self.file_id, int(self.rows["index"][-1])
-
-    def upto(self, bound: OrderKey | None) -> int:
-        """How many buffered rows have an order key <= ``bound`` (a prefix)."""
+    def upto(self, bound: tuple[int, int] | None) -> int:
+        """How many buffered rows come before ``bound`` (time, file) or are it:
+        a prefix, since a file's rows are in key order."""
         if bound is None:
             return len(self.rows)
-        t, f, frame = bound
-        keys, frames = self.keys, self.rows["index"]
+        t, f = bound
+        if self.file_id == f:  # the bound is this file's own last row
+            return len(self.rows)
         if self.file_id < f:
-            return int(np.count_nonzero(keys <= t))
-        if self.file_id > f:
-            return int(np.count_nonzero(keys < t))
-        return int(np.count_nonzero((keys < t) | ((keys == t) & (frames <= frame))))
+            return int(np.searchsorted(self.keys, t, side="right"))
+        return int(np.searchsorted(self.keys, t, side="left"))
+
+    def take(self, n: int) -> Framed:
+        out = self.rows[:n], self.keys[:n], self.frames[:n]
+        self.rows, self.keys, self.frames = self.rows[n:], self.keys[n:], self.frames[n:]
+        return out
 
 
-def merge(
-    streams: list[tuple[int, Iterator[NDArray[Any]]]],
-) -> Iterator[NDArray[Any]]:
-    """K-way merge of sorted runs of rows by order key ``(t, file, frame)``
+def merge(streams: list[tuple[int, Iterator[Framed]]]) -> Iterator[Framed]:
+    """K-way merge of files' rows by order key ``(t, file, frame)``
     (``tcplab.scale.captureset``), a buffer at a time: everything up to the
-    smallest last key of the runs still reading is in order."""
+    smallest last key of the files still reading is in order.  Inside a file
+    the rows are in key order already, so ties go by file, then by position."""
     runs = [_Run(file_id, chunks) for file_id, chunks in streams]
     while True:
         for r in runs:
@@ -291,21 +300,21 @@ def merge(
         active = [r for r in runs if len(r.rows)]
         if not active:
             return
-        reading = [r.last() for r in active if not r.done]
+        reading = [(int(r.keys[-1]), r.file_id) for r in active if not r.done]
         bound = min(reading) if reading else None
-        parts, keys = [], []
+        parts: list[Framed] = []
+        files = []
         for r in active:
             n = r.upto(bound)
             if n:
-                parts.append(r.rows[:n])
-                keys.append(r.keys[:n])
-                r.rows, r.keys = r.rows[n:], r.keys[n:]
+                parts.append(r.take(n))
+                files.append(np.full(n, r.file_id, np.int64))
         if len(parts) == 1:
             yield parts[0]
             continue
-        rows = np.concatenate(parts)
-        order = np.lexsort((rows["index"], np.concatenate(keys)))
-        yield rows[order]
+        rows, keys, frames = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        order = np.lexsort((np.concatenate(files), keys))  # stable: a file's own order kept
+        yield rows[order], keys[order], frames[order]
 
 
 def merged_rows(
@@ -314,8 +323,8 @@ def merged_rows(
     report: ReadReport,
     unreadable: list[str],
     progress: Callable[[int], None] | None = None,
-) -> Iterator[NDArray[Any]]:
-    """Every TCP packet of the set as rows in order-key order.  A file that is
+) -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
+    """Every TCP packet of the set as rows, with their frames, in order-key order.  A file that is
     not a capture at all is one line in ``unreadable``."""
 
     def guarded(file_id: int, path: str) -> Iterator[NDArray[Any]]:
@@ -324,21 +333,33 @@ def merged_rows(
         except InputError as exc:
             unreadable.append(str(exc))
 
-    yield from merge([(i, guarded(i, path)) for i, path in enumerate(capture.files)])
+    def framed(file_id: int, path: str) -> Iterator[Framed]:
+        for rows, keys in keyed(guarded(file_id, path)):
+            yield rows, keys, np.ascontiguousarray(rows["index"])
+
+    streams = [(i, framed(i, path)) for i, path in enumerate(capture.files)]
+    for rows, _keys, frames in merge(streams):
+        yield rows, frames
 
 
 # -- rows through the analysis ------------------------------------------------------
 
 
-def analysed(batches: Iterable[NDArray[Any]], options: engine.Options) -> Iterator[engine.Batch]:
-    """Rows in capture order through one analysing engine: its records as
-    connections end (the single-file run's eviction), then the rest."""
+def analysed(
+    batches: Iterable[tuple[NDArray[Any], NDArray[np.int64]]], options: engine.Options
+) -> Iterator[engine.Batch]:
+    """Rows (with their frames) in capture order through one analysing
+    engine: its records as connections end (the single-file run's
+    eviction), then the rest."""
     run = engine.Engine(options).engine
-    for rows in batches:
+    for rows, frames in batches:
         for start in range(0, len(rows), BATCH):
-            run.feed_columns(np.ascontiguousarray(rows[start : start + BATCH]))
-            yield engine.Batch(*run.take(), run.stats()["first_time"])
-    yield engine.Batch(*run.finish(), run.stats()["first_time"])
+            end = start + BATCH
+            run.feed_columns(np.ascontiguousarray(rows[start:end]), frames[start:end])
+            yield engine.Batch(*run.take(), run.stats()["first_time"], run.tally())
+    # (the tally: with Options.overview the records are only the rows the
+    # overview may show, and the counts come with the batch)
+    yield engine.Batch(*run.finish(), run.stats()["first_time"], run.tally())
 
 
 def segment_rows(segments: Iterable[Segment], options: EngineOptions) -> NDArray[Any]:

@@ -2,7 +2,7 @@
 
 The engine's batch interface is: the packets of a set of flows, in order,
 in; connection records out.  Everything in this package that runs the
-engine goes through ``analyze_rows``, and everything that ships packets
+engine goes through ``tcplab.scale.columns.analysed``, and everything that ships packets
 between processes ships the engine's own rows (``tcplab.scale.columns``:
 a NumPy array of the C ``Pkt`` struct), so a change of engine is a change
 of these two files.
@@ -20,10 +20,9 @@ from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.scale.captureset import OrderKey
 
 if TYPE_CHECKING:
-    from numpy.typing import NDArray
 
     from tcplab.analyze import engine
-    from tcplab.analyze.engine import Options
+    from tcplab.analyze.engine import Options, ZeekRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,43 +46,35 @@ class EngineOptions:
 
 
 @dataclass(slots=True)
-class Batch:
-    """The engine's output for one batch of flows.
+class Records:
+    """The engine's records for a batch of flows, kept as its tuples (objects
+    are made only for the outputs that need them, ``analysis()``), with the
+    order key of each connection's and each Zeek connection's first packet."""
 
-    ``conn_keys[i]`` is the order key of the first packet of
-    ``analysis.connections[i]`` and ``zeek_keys[i]`` that of
-    ``analysis.zeek[i]`` (only when asked for: ``key_of``); a distributed
-    run numbers connections and merges conn.log by them.
-    """
-
-    analysis: Analysis
+    connections: list[tuple[Any, ...]]  # in the engine's number order
+    zeek: list[ZeekRecord]  # in start order
+    packets: list[tuple[Any, ...]]
     conn_keys: list[OrderKey] = field(default_factory=list)
     zeek_keys: list[OrderKey] = field(default_factory=list)
 
+    def analysis(self, report: ReadReport | None = None) -> Analysis:
+        from tcplab.analyze.core import connection_of, packet_of
 
-def analyze_rows(
-    rows: Iterable[NDArray[Any]],
-    options: EngineOptions,
-    report: ReadReport | None = None,
-    key_of: Callable[[list[int]], list[OrderKey]] | None = None,
-) -> Batch:
-    """Run the engine over rows already in order-key order (``tcplab.scale.columns``).
-
-    ``key_of`` maps frames (row indexes) to their order keys."""
-    from tcplab.scale.columns import analysed
-
-    return analysis_of(analysed(rows, options.engine()), report, key_of)
+        return Analysis(
+            [connection_of(t) for t in self.connections],
+            [packet_of(t) for t in self.packets],
+            self.zeek,
+            report if report is not None else ReadReport(),
+        )
 
 
-def analysis_of(
+def records_of(
     batches: Iterable[engine.Batch],
-    report: ReadReport | None = None,
     key_of: Callable[[list[int]], list[OrderKey]] | None = None,
-) -> Batch:
-    """The engine's records gathered into an ``Analysis`` (connections in
-    number order, Zeek's in start order)."""
+) -> Records:
+    """The engine's records gathered: connections in number order, Zeek's in
+    start order; ``key_of`` maps first frames to order keys."""
     from tcplab.analyze import engine
-    from tcplab.analyze.core import connection_of, packet_of
     from tcplab.analyze.engine import FIRST_FRAME
 
     conns: list[tuple[Any, ...]] = []
@@ -95,14 +86,13 @@ def analysis_of(
         packets += batch.packets
     conns.sort(key=lambda t: t[0])
     zrecords = sorted((engine.zeek_record(z) for z in zeek), key=lambda z: (z.start, z.first_frame))
-    analysis = Analysis(
-        [connection_of(t) for t in conns],
-        [packet_of(t) for t in packets],
-        zrecords,
-        report if report is not None else ReadReport(),
-    )
-    if key_of is None:
-        return Batch(analysis)
-    conn_keys = key_of([t[FIRST_FRAME] for t in conns])
-    zeek_keys = key_of([z.first_frame for z in zrecords])
-    return Batch(analysis, conn_keys, zeek_keys)
+    out = Records(conns, zrecords, packets)
+    if key_of is not None:
+        out.conn_keys = key_of([t[FIRST_FRAME] for t in conns])
+        out.zeek_keys = key_of([z.first_frame for z in zrecords])
+    return out
+
+
+def analysis_of(batches: Iterable[engine.Batch], report: ReadReport | None = None) -> Analysis:
+    """The engine's records gathered into an ``Analysis``."""
+    return records_of(batches).analysis(report)

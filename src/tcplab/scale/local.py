@@ -67,7 +67,7 @@ def analyze_set(
     report = items.pop()
     assert isinstance(report, ReadReport)
     batches = [b for b in items if not isinstance(b, ReadReport)]
-    return analysis_of(batches, report).analysis, capture
+    return analysis_of(batches, report), capture
 
 
 def stream_set(

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
+from tcplab.analyze import _engine
 from tcplab.analyze.frames import dropped_by_wire, segment_of
 from tcplab.capture import TcpRecords, pcap, pcapng
 from tcplab.capture.reader import GZIP_MAGIC, CaptureReader, Record
@@ -53,10 +54,11 @@ from tcplab.scale.captureset import is_url
 from tcplab.scale.columns import (
     CHUNK,
     Decode,
+    Keyed,
     _Slow,
     decoder,
-    empty_rows,
-    flow_hashes,
+    keyed,
+    rows_of,
     segment_rows,
 )
 from tcplab.wire.decode import NotTcp
@@ -380,14 +382,15 @@ def read_range(
     """Read one range: its metadata and, per flow-hash partition, its rows
     (``tcplab.scale.columns``) with each row's largest time so far in the range."""
     started = time.process_time()
-    meta, rows, latest = decode_range(lay, spec, options)
-    part = (flow_hashes(rows) % np.uint64(partitions)).astype(np.int64)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    meta, chunks = decode_range(lay, spec, options)
+    split: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
+    for rows, latest in chunks:  # one pass in C per chunk: rows by the engine's flow hash
+        for p, piece in enumerate(_engine.split_rows(rows, latest, partitions)):
+            split[p].append(piece)
     pieces = []
-    for p in range(partitions):
-        take = order[bounds[p] : bounds[p + 1]]
-        pieces.append((rows[take], latest[take]))
+    for parts in split:
+        rows_p = rows_of(b"".join(r for r, _ in parts))
+        pieces.append((rows_p, np.frombuffer(b"".join(t for _, t in parts), np.int64)))
     meta.packets = [len(r) for r, _ in pieces]
     meta.shuffle_bytes = sum(r.nbytes + k.nbytes for r, k in pieces)
     meta.seconds = time.process_time() - started
@@ -397,12 +400,12 @@ def read_range(
 
 def decode_range(
     lay: FileLayout, spec: RangeSpec, options: EngineOptions
-) -> tuple[RangeMeta, NDArray[Any], NDArray[np.int64]]:
+) -> tuple[RangeMeta, list[Keyed]]:
     """One range through the engine's C reader in decode-only mode: its
-    metadata, rows (frames numbered inside the range) and each row's largest
-    time so far.  A range whose structure the C reader hands over (a huge
-    record, a truncated tail, an odd block) is read by ``tcplab.capture``
-    instead, the whole range, as before."""
+    metadata and its rows (frames numbered inside the range) a chunk at a
+    time, each row with its largest time so far in the range.  A range whose
+    structure the C reader hands over (a huge record, a truncated tail, an odd
+    block) is read by ``tcplab.capture`` instead, the whole range, as before."""
     if lay.kind not in ("pcap", "pcapng"):
         return _python_range(lay, spec, options)
     with open_binary(lay.path) as f:
@@ -410,8 +413,7 @@ def decode_range(
         if not spec.exact:
             first = resync(lay, f, spec.start, spec.end)
         if first is None or first >= spec.end:
-            meta = RangeMeta(spec, None, None, False, False, 0, -(1 << 63), [])
-            return meta, empty_rows(), np.zeros(0, np.int64)
+            return RangeMeta(spec, None, None, False, False, 0, -(1 << 63), []), []
         if lay.kind == "pcap":
             prefix, head_end = lay.pcap_header, first
         elif first > lay.data_start:
@@ -427,14 +429,12 @@ def decode_range(
         else:
             f.seek(first)
             chunks = d.run(lambda: f.read(CHUNK), prefix)
-        got = [rows for rows in chunks if len(rows)]
+        got = list(keyed(chunks))
     if d.end == "takeover":
         return _python_range(lay, spec, options)
     stop = d.offset if d.end == "stop" else None
     stats = eng.stats()
     end = stop if stop is not None else lay.size + 1
-    rows = np.concatenate(got) if got else empty_rows()
-    latest = np.maximum.accumulate(rows["t"]) if len(rows) else np.zeros(0, np.int64)
     meta = RangeMeta(
         spec,
         first,
@@ -450,12 +450,12 @@ def decode_range(
         (stop if stop is not None else lay.size) - first,
         undecodable=d.slow.records.undecodable,
     )
-    return meta, rows, latest
+    return meta, got
 
 
 def _python_range(
     lay: FileLayout, spec: RangeSpec, options: EngineOptions
-) -> tuple[RangeMeta, NDArray[Any], NDArray[np.int64]]:
+) -> tuple[RangeMeta, list[Keyed]]:
     """A range read by ``tcplab.capture`` and decoded by ``tcplab.wire``
     (gzip, and what the C reader hands over): the same rows and metadata."""
     with open_binary(lay.path) as f:
@@ -463,8 +463,7 @@ def _python_range(
         if not spec.exact:
             first = resync(lay, f, spec.start, spec.end)
         if first is None or first >= spec.end:
-            meta = RangeMeta(spec, None, None, False, False, 0, -(1 << 63), [])
-            return meta, empty_rows(), np.zeros(0, np.int64)
+            return RangeMeta(spec, None, None, False, False, 0, -(1 << 63), []), []
         reader = _RangeReader(lay, f, first, spec.end)
         problems: list[tuple[int, str]] = []
 
@@ -504,7 +503,7 @@ def _python_range(
             (reader.stop if reader.stop is not None else lay.size) - first,
             undecodable=records.undecodable,
         )
-        return meta, rows, latest
+        return meta, [(rows, latest)] if len(rows) else []
 
 
 def global_problem(name: str, offset: int, message: str, frame_base: int) -> str:
