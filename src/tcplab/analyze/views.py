@@ -30,7 +30,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import IO, Any, Protocol
+from typing import IO, Any, ClassVar, Protocol
 
 from tcplab.analyze import engine
 from tcplab.analyze.core import ANOMALY_NAMES, Connection, connection_of, packet_of
@@ -128,7 +128,7 @@ class Spool:
 
 class View(Protocol):
     def render(self, batch: engine.Batch) -> Any: ...
-    def renumber(self, payload: Any, numbers: Numbering) -> Any: ...
+    def merge(self, parts: list[Any], numbers: Numbering) -> Any: ...
     def take(self, payload: Any) -> None: ...
     def finish(self, report: ReadReport) -> None: ...
 
@@ -185,6 +185,7 @@ class JsonView:
     out: IO[str]
     keep: Filter = field(default_factory=Filter)
     spool: Spool = field(default_factory=Spool)
+    AT: ClassVar[str] = '{"connection": '  # what a row's number follows (to_dict's first key)
 
     def render(self, batch: engine.Batch) -> Keyed:
         rows = []
@@ -194,8 +195,8 @@ class JsonView:
                 rows.append((c.number, json.dumps(c.to_dict()) + "\n"))
         return rows
 
-    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
-        return _renumber_rows(payload, numbers, '{"connection": ')
+    def merge(self, parts: list[Keyed], numbers: Numbering) -> Keyed:
+        return sorted(row for part in parts for row in _renumber_rows(part, numbers, self.AT))
 
     def take(self, payload: Keyed) -> None:
         self.spool.add(payload)
@@ -218,8 +219,7 @@ class SummaryJsonView(JsonView):
                 rows.append((c.number, json.dumps(summary_object(c)) + "\n"))
         return rows
 
-    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
-        return _renumber_rows(payload, numbers, '{"number": ')
+    AT: ClassVar[str] = '{"number": '
 
 
 def summary_object(c: Connection) -> dict[str, object]:
@@ -265,10 +265,16 @@ class ConnLogView:
         rows = sorted(records, key=lambda z: (z.start, z.first_frame))
         return [((z.start, z.first_frame), conn_log_row(z)) for z in rows], first, last
 
-    def renumber(
-        self, payload: tuple[Keyed, float, float], numbers: Numbering
+    def merge(
+        self, parts: list[tuple[Keyed, float, float]], numbers: Numbering
     ) -> tuple[Keyed, float, float]:
-        return payload  # conn.log shows no stream numbers (its rows name first frames)
+        # conn.log shows no stream numbers (its rows are keyed by first frames)
+        rows = sorted((row for part in parts for row in part[0]), key=lambda r: r[0])
+        return (
+            rows,
+            min((p[1] for p in parts if p[0]), default=0.0),
+            max((p[2] for p in parts), default=0.0),
+        )
 
     def take(self, payload: tuple[Keyed, float, float]) -> None:
         rows, first, last = payload
@@ -315,15 +321,12 @@ class PacketsView:
             ),
         )
 
-    def render(self, batch: engine.Batch) -> Keyed | bytes:
+    def render(self, batch: engine.Batch) -> Keyed | bytes | tuple[bytes, bytes]:
         if batch.lines is not None:
             if batch.frames is None:
                 return batch.lines
-            # a shard's lines, keyed by (frame, stream) for the merge (renumber, _merge)
-            pairs = array("q", batch.frames)
-            text = batch.lines.decode().split("\n")[:-1]
-            keys = zip(pairs[::2], pairs[1::2], strict=True)
-            return [(key, line + "\n") for key, line in zip(keys, text, strict=True)]
+            return batch.lines, batch.frames  # a shard's: merge_lines renumbers and merges
+
         rows: Keyed = []
         base = self.base
         for t in batch.packets:
@@ -344,13 +347,16 @@ class PacketsView:
                 rows.append(((p.index, p.stream), packet_line(p, None, base) + "\n"))
         return rows
 
-    def renumber(self, payload: Keyed, numbers: Numbering) -> Keyed:
+    def merge(self, parts: list[Any], numbers: Numbering) -> Keyed | bytes:
+        if parts and isinstance(parts[0], tuple):  # the engine's lines
+            return engine.merge_lines(parts, numbers.open, self.as_json)
         at, spec = ('"connection": ', "") if self.as_json else (" conn ", "<4")
         out = []
-        for (index, first), text in payload:
-            n = numbers[first]
-            out.append(((index, n), renumber(text, at, first, n, spec)))
-        return out
+        for part in parts:
+            for (index, first), text in part:
+                n = numbers[first]
+                out.append(((index, n), renumber(text, at, first, n, spec)))
+        return sorted(out)
 
     def take(self, payload: Keyed | bytes) -> None:
         if isinstance(payload, bytes):
@@ -449,6 +455,12 @@ class Overview:
             heapq.heappush(self.rows, (-c.number, row))
         elif -c.number > self.rows[0][0]:
             heapq.heappushpop(self.rows, (-c.number, row))
+
+    def merge(self, parts: list[Overview], numbers: Numbering) -> Overview:
+        first = self.renumber(parts[0], numbers)
+        for part in parts[1:]:
+            first.take(self.renumber(part, numbers))
+        return first
 
     def renumber(self, part: Overview, numbers: Numbering) -> Overview:
         """A shard's rows are connections (a row's layout depends on its
@@ -645,7 +657,7 @@ def _payloads(
             if progress is not None:
                 progress(engine.CHUNK)
             numbers.start([started for started, _, _ in parts])
-            yield _merge([view.renumber(payload, numbers) for _, _, payload in parts])
+            yield view.merge([payload for _, _, payload in parts], numbers)
             numbers.end([ended for _, ended, _ in parts])
     finally:
         for proc in procs:
@@ -673,23 +685,6 @@ def _shard(
     finally:
         pipe.close()
         os._exit(0)
-
-
-def _merge(parts: list[Any]) -> Any:
-    """The j-th payloads of every shard (renumbered) as one."""
-    first = parts[0]
-    if isinstance(first, Overview):
-        for part in parts[1:]:
-            first.take(part)
-        return first
-    if isinstance(first, tuple):  # conn.log: (rows, first, last)
-        rows = sorted((row for part in parts for row in part[0]), key=lambda r: r[0])
-        return (
-            rows,
-            min((p[1] for p in parts if p[0]), default=0.0),
-            max((p[2] for p in parts), default=0.0),
-        )
-    return sorted(row for part in parts for row in part)
 
 
 def stdout_text() -> IO[str]:
