@@ -8,9 +8,12 @@ first frame), so every view that shows one is compared."""
 
 from __future__ import annotations
 
+import gzip
 import random
+import shutil
 import socket
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -214,3 +217,21 @@ def test_jobs_equal_one_process(tricky: Path, mode: tuple[str, ...]) -> None:
     for jobs in ("2", "3"):
         many = run_tcplab("analyze", *mode, "--jobs", jobs, str(tricky), timeout=300)
         assert (many.code, many.stdout, many.stderr) == (one.code, one.stdout, one.stderr)
+
+
+def test_jobs_on_pcapng_and_gz(tricky: Path, tmp_path: Path) -> None:
+    """The shards read pcapng (the engine's block reader) and .gz (fed by
+    Python, not mapped) as they read pcap."""
+    if shutil.which("editcap") is None:
+        pytest.skip("editcap (wireshark) not installed")
+    pcapng = tmp_path / "tricky.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(tricky), str(pcapng)], check=True)
+    gz = tmp_path / "tricky.pcap.gz"
+    gz.write_bytes(gzip.compress(tricky.read_bytes()))
+    for mode in ((), ("--json",), ("--packets",)):
+        one = run_tcplab("analyze", *mode, str(tricky), timeout=300)
+        assert one.code == 0 and one.stdout, one.stderr
+        for other in (pcapng, gz):
+            two = run_tcplab("analyze", *mode, "--jobs", "2", str(other), timeout=300)
+            assert two.code == 0, two.stderr
+            assert two.stdout.replace(other.name, tricky.name) == one.stdout
