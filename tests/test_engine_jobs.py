@@ -235,3 +235,22 @@ def test_jobs_on_pcapng_and_gz(tricky: Path, tmp_path: Path) -> None:
             two = run_tcplab("analyze", *mode, "--jobs", "2", str(other), timeout=300)
             assert two.code == 0, two.stderr
             assert two.stdout.replace(other.name, tricky.name) == one.stdout
+
+
+def test_jobs_after_the_python_reader_takes_over(tricky: Path, tmp_path: Path) -> None:
+    """A record too large for the engine's reader hands the rest of the file
+    to tcplab.capture's reader in every shard; the shards still agree."""
+    data = bytearray(tricky.read_bytes())
+    offset = 24
+    for _ in range(500):
+        offset += 16 + struct.unpack_from("<I", data, offset + 8)[0]
+    big = b"\x45" + bytes(300 * 1024 - 1)
+    data[offset:offset] = struct.pack("<IIII", 1_700_000_001, 0, len(big), len(big)) + big
+    path = tmp_path / "big-record.pcap"
+    path.write_bytes(bytes(data))
+    for mode in ((), ("--json",), ("--packets",)):
+        one = run_tcplab("analyze", *mode, str(path), timeout=300)
+        assert one.code == 0 and one.stdout, one.stderr
+        assert "record caplen 307200" in one.stderr
+        two = run_tcplab("analyze", *mode, "--jobs", "2", str(path), timeout=300)
+        assert (two.code, two.stdout, two.stderr) == (one.code, one.stdout, one.stderr)
