@@ -8,6 +8,8 @@ from __future__ import annotations
 import gzip
 import io
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -371,6 +373,27 @@ def test_a_truncated_gz_names_its_offsets_in_every_view(tmp_path: Path, view: tu
         "(truncated .gz file)",
     ]
     assert result.stdout or view[-1].endswith("r.html")
+
+
+@pytest.mark.parametrize("view", [(), ("--json",), ("--conn-log",), ("--packets",), ("--summary",)],
+                         ids=lambda v: " ".join(v) or "overview")  # fmt: skip
+@pytest.mark.parametrize("packed", [True, False], ids=["gz", "pcap"])
+def test_a_truncated_capture_on_standard_input(view: tuple[str, ...], packed: bool) -> None:
+    """Standard input cannot be read twice: the engine says where the record it
+    stopped at was cut, and the gzip guard where the data ended."""
+    cut = _gzip_cut()
+    record, _caplen, end = _gzip_cut_offsets(cut)
+    data = cut if packed else zlib.decompressobj(wbits=31).decompress(cut)
+    done = subprocess.run([sys.executable, "-m", "tcplab", "analyze", *view, "-"], input=data,
+                          capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = [f"tcplab: -: offset {record}: record truncated: the stream ends "
+                f"{end - record} bytes into it"]  # fmt: skip
+    if packed:
+        expected.append(f"tcplab: -: offset {end}: gzip data ends before its end-of-stream "
+                        "marker (truncated .gz file)")  # fmt: skip
+    assert done.stderr.decode().splitlines() == expected
+    assert done.stdout
 
 
 def test_not_a_capture_raises_input_error(tmp_path: Path) -> None:

@@ -21,8 +21,11 @@ die in the teardown die quietly (``quiet_threads``).
 
 from __future__ import annotations
 
+import _thread
 import signal
+import sys
 import threading
+import time
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -64,6 +67,7 @@ def install() -> None:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, handler)
     threading.excepthook = _quiet_after_signal
+    sys.unraisablehook = _redeliver
 
 
 def hold() -> None:
@@ -100,6 +104,29 @@ def _quiet_after_signal(args: threading.ExceptHookArgs) -> None:
     if received:
         return
     _default_excepthook(args)
+
+
+_default_unraisablehook = sys.unraisablehook
+
+
+def _redeliver(unraisable: sys.UnraisableHookArgs) -> None:
+    """The handler's exception landed where Python can only ignore it: a
+    weakref callback (importlib's module locks), a ``__del__``.  Python would
+    print "Exception ignored in ..." and carry on as if nothing was asked; the
+    signal is delivered again instead (``_thread.interrupt_main``), and its
+    exception raised at the main thread's next step, where the CLI ends it."""
+    stop = isinstance(unraisable.exc_value, (Interrupted, KeyboardInterrupt))
+    if received and not exiting and stop:
+        # From another thread, a moment later: re-armed here, the handler would
+        # run again before this hook returned, and be ignored once more.
+        _thread.start_new_thread(_interrupt_soon, (signal.Signals(received),))
+        return
+    _default_unraisablehook(unraisable)
+
+
+def _interrupt_soon(signum: signal.Signals) -> None:
+    time.sleep(0.001)
+    _thread.interrupt_main(signum)
 
 
 def exit_status(signum: int) -> int:

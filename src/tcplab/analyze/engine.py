@@ -648,6 +648,7 @@ def run(
     slow = _Fallback(engine, name, options)
     extra: list[str] = []
     handed: int | None = None
+    left: int | None = None  # standard input: bytes after the record the stream cut
     sink = ProblemSink()  # the gzip guards' problems (a .gz or a pipe: read by Python)
     fd = _plain_file(source)
     if fd is not None:
@@ -679,6 +680,8 @@ def run(
                 while result is not None:
                     if result[0] == "takeover":
                         handed = int(result[1])
+                        if final:  # the stream is over: the record there was cut short
+                            left = stream.end - handed
                         break
                     slow.frame(_record(result), True)
                     result = engine.feed(b"", final)
@@ -688,7 +691,11 @@ def run(
                 if final:
                     break
     if handed is not None:
-        if name == "-":
+        if name == "-" and left is not None:
+            extra.append(
+                f"{name}: offset {handed}: record truncated: the stream ends {left} bytes into it"
+            )
+        elif name == "-":
             stats = engine.stats()
             extra.append(
                 f"{name}: offset {handed}: capture structure the stream reader does not"

@@ -167,6 +167,11 @@ class ChunkSource:
             self._pending_error = True  # report it on the next call, data first
         return b"".join(parts)
 
+    @property
+    def end(self) -> int:
+        """The stream offset just past the last byte read from the stream."""
+        return self._end
+
     def ensure(self, n: int) -> tuple[bytes, int]:
         """At least ``n`` unread bytes in ``buf[pos:]`` unless the stream ends first."""
         have = len(self.buf) - self.pos
