@@ -8,17 +8,14 @@ first frame), so every view that shows one is compared."""
 
 from __future__ import annotations
 
-import gzip
 import random
-import shutil
 import socket
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import run_tcplab
+from conftest import pcapng_and_gz, run_tcplab
 from tcplab.analyze import engine
 from tcplab.capture.writer import PcapWriter
 from tcplab.wire.checksum import internet_checksum, tcp_checksum
@@ -222,12 +219,7 @@ def test_jobs_equal_one_process(tricky: Path, mode: tuple[str, ...]) -> None:
 def test_jobs_on_pcapng_and_gz(tricky: Path, tmp_path: Path) -> None:
     """The shards read pcapng (the engine's block reader) and .gz (fed by
     Python, not mapped) as they read pcap."""
-    if shutil.which("editcap") is None:
-        pytest.skip("editcap (wireshark) not installed")
-    pcapng = tmp_path / "tricky.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", str(tricky), str(pcapng)], check=True)
-    gz = tmp_path / "tricky.pcap.gz"
-    gz.write_bytes(gzip.compress(tricky.read_bytes()))
+    pcapng, gz = pcapng_and_gz(tricky, tmp_path)
     for mode in ((), ("--json",), ("--packets",)):
         one = run_tcplab("analyze", *mode, str(tricky), timeout=300)
         assert one.code == 0 and one.stdout, one.stderr
