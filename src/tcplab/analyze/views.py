@@ -78,7 +78,12 @@ class Filter:
 
 class Spool:
     """Rows out in key order with bounded memory: sorted runs of at most
-    ``limit`` bytes spill to temporary files and are merged at the end."""
+    ``limit`` bytes spill to temporary files and are merged at the end.  A
+    row counts its text and what Python holds it in (ROW_COST: the row and
+    key tuples, the number objects, the string header), so the limit is the
+    memory the rows take, whatever their length."""
+
+    ROW_COST = 200
 
     def __init__(self, limit: int = 32 << 20) -> None:
         self.limit = limit
@@ -88,7 +93,7 @@ class Spool:
 
     def add(self, rows: Keyed) -> None:
         self.rows += rows
-        self.size += sum(len(text) for _, text in rows)
+        self.size += sum(len(text) for _, text in rows) + self.ROW_COST * len(rows)
         if self.size > self.limit:
             self._spill()
 
