@@ -675,12 +675,15 @@ static void prefetch_row(PyObject **items, Py_ssize_t n, Py_ssize_t i) {
 /* One buffer for every call, kept: a --json run makes 20 calls of ~600 KB,
  * and a fresh buffer each time was paid again in page faults. */
 static Buf rows_buf;
+static int rows_buf_busy;  /* (Enum.value runs Python: another thread may call in meanwhile) */
 
 static PyObject *py_rows_json(PyObject *self, PyObject *rows) {
     if (!configured()) return NULL;
     PyObject *seq = PySequence_Fast(rows, "rows_json: rows is not a sequence");
     if (seq == NULL) return NULL;
-    Buf *b = &rows_buf;
+    Buf own = {NULL, 0, 0};
+    Buf *b = rows_buf_busy ? &own : &rows_buf;
+    rows_buf_busy += b == &rows_buf;
     b->len = 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *out = NULL;
@@ -692,7 +695,9 @@ static PyObject *py_rows_json(PyObject *self, PyObject *rows) {
     }
     out = PyUnicode_DecodeUTF8(b->p ? b->p : "", (Py_ssize_t)b->len, NULL);
 done:
-    if (b->cap > (1u << 24)) {  /* (a caller's huge batch is not kept) */
+    if (b == &rows_buf)
+        rows_buf_busy = 0;
+    if (b == &own || b->cap > (1u << 24)) {  /* (a caller's huge batch is not kept) */
         PyMem_Free(b->p);
         b->p = NULL;
         b->cap = 0;
