@@ -125,8 +125,8 @@ def analyse_partition(
     for file_id, range_id, ref in pieces:
         if ref[2]:
             by_file.setdefault(file_id, []).append((range_id, ref))
-    seen_index: list[NDArray[np.int64]] = []
-    seen_keys: list[NDArray[np.int64]] = []
+    seen = open(spool + ".keys", "wb")  # noqa: SIM115 (closed before key_of reads it)
+    packets = 0
 
     def file_chunks(file_id: int) -> Iterator[Framed]:
         for range_id, ref in sorted(by_file[file_id], key=lambda p: p[0]):
@@ -136,20 +136,16 @@ def analyse_partition(
                 yield rows, np.maximum(latest, carry), rows["index"] + base
 
     def ordered() -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
+        nonlocal packets
         for rows, keys, frames in merge([(f, file_chunks(f)) for f in sorted(by_file)]):
-            seen_index.append(frames)
-            seen_keys.append(keys)
+            # Every packet's frame and order-key time go to a file, not to
+            # memory: the keys of the connections' first packets are looked
+            # up there at the end (``first_keys``).
+            seen.write(np.array([len(frames)], np.int64).tobytes())
+            seen.write(np.ascontiguousarray(frames, np.int64).tobytes())
+            seen.write(np.ascontiguousarray(keys, np.int64).tobytes())
+            packets += len(frames)
             yield rows, frames
-
-    def key_of(frames: list[int]) -> list[OrderKey]:
-        if not frames:
-            return []
-        index, keys = np.concatenate(seen_index), np.concatenate(seen_keys)
-        by_index = np.argsort(index)
-        at = by_index[np.searchsorted(index, np.array(frames, np.int64), sorter=by_index)]
-        found = index[at]
-        times, files, numbers = keys[at].tolist(), found >> FRAME_BITS, found & FRAME_MASK
-        return list(zip(times, files.tolist(), numbers.tolist(), strict=True))
 
     # What records_of sorts by, without the records: connections by number,
     # Zeek's by (start, first frame), each with its first frame.
@@ -162,13 +158,39 @@ def analyse_partition(
             if batch.connections or batch.zeek or batch.packets:
                 records = (batch.connections, batch.zeek, batch.packets)
                 pickle.dump(records, out, pickle.HIGHEST_PROTOCOL)
+    seen.close()
     conn_firsts.sort(key=lambda c: c[0])
     zeek_firsts.sort()
-    conn_keys = key_of([f for _n, f in conn_firsts])
-    zeek_keys = key_of([f for _s, f in zeek_firsts])
-    packets = sum(len(i) for i in seen_index)
+    conn_keys, zeek_keys = first_keys(
+        spool + ".keys", [f for _n, f in conn_firsts], [f for _s, f in zeek_firsts]
+    )
+    os.remove(spool + ".keys")
     seconds = time.process_time() - started
     return Partition(spool, conn_keys, zeek_keys, packets, seconds, peak_rss(), os.getpid())
+
+
+def first_keys(path: str, *wanted: list[int]) -> list[list[OrderKey]]:
+    """The order keys of the frames in each of ``wanted``, found in the
+    (frames, key times) blocks ``analyse_partition`` wrote to ``path``, read
+    a block at a time (every frame is in one block once)."""
+    frames = np.unique(np.array([f for w in wanted for f in w], np.int64))
+    times = np.zeros(len(frames), np.int64)
+    if len(frames):
+        with open(path, "rb") as f:
+            while head := f.read(8):
+                n = int(np.frombuffer(head, np.int64)[0])
+                index = np.frombuffer(f.read(8 * n), np.int64)
+                keys = np.frombuffer(f.read(8 * n), np.int64)
+                at = np.minimum(np.searchsorted(frames, index), len(frames) - 1)
+                hit = frames[at] == index
+                times[at[hit]] = keys[hit]
+    out: list[list[OrderKey]] = []
+    for w in wanted:
+        asked = np.array(w, np.int64)
+        got = times[np.searchsorted(frames, asked)].tolist()
+        files, numbers = (asked >> FRAME_BITS).tolist(), (asked & FRAME_MASK).tolist()
+        out.append(list(zip(got, files, numbers, strict=True)))
+    return out
 
 
 def spooled(part: Partition) -> Records:
