@@ -25,6 +25,7 @@ import contextlib
 import heapq
 import json
 import os
+import stat
 import sys
 from array import array
 from collections import Counter
@@ -43,7 +44,7 @@ from tcplab.analyze.output import (
     packet_object,
 )
 from tcplab.analyze.wireshark import PROBLEM_FLAGS
-from tcplab.errors import InputError
+from tcplab.errors import InputError, TcplabError
 
 Keyed = list[tuple[Any, str]]  # (ordering key, text)
 
@@ -629,7 +630,7 @@ def _payloads(
     jobs: int,
     progress: Callable[[int], None] | None,
 ) -> Iterator[Any]:
-    if jobs <= 1 or source == "-":  # standard input can be read once only
+    if jobs <= 1 or not _rereadable(source):
         for item in engine.run(source, options, progress=progress):
             yield item if isinstance(item, ReadReport) else view.render(item)
         return
@@ -653,7 +654,7 @@ def _payloads(
     done = False
     try:
         while True:
-            parts = [pipe.recv() for pipe in pipes]
+            parts = [_receive(pipes[k], procs[k], k, jobs) for k in range(jobs)]
             for part in parts:
                 if isinstance(part, BaseException):
                     raise part
@@ -675,6 +676,28 @@ def _payloads(
             if proc.is_alive():
                 proc.kill()
             proc.join()
+
+
+def _rereadable(source: str) -> bool:
+    """Can every shard open and read ``source`` for itself?  Not standard
+    input, nor a pipe or a socket: the shards would split its bytes."""
+    if source == "-":
+        return False
+    try:
+        return stat.S_ISREG(os.stat(source).st_mode)
+    except OSError:
+        return True  # the engine says what is wrong with it
+
+
+def _receive(pipe: Any, proc: Any, k: int, jobs: int) -> Any:
+    """Shard k's next part; one line if it died without sending it."""
+    try:
+        return pipe.recv()
+    except EOFError:
+        proc.join(timeout=5)
+        code = proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        raise TcplabError(f"--jobs {jobs}: process {k + 1} of {jobs} ended early ({how})") from None
 
 
 def _shard(
