@@ -4,7 +4,6 @@ stays bounded by the connections open at once."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PEAK_RSS_CHILD, REPO, run_tcplab
+from conftest import PEAK_RSS_CHILD, REPO, pcapng_and_gz, run_tcplab
 from tcplab.analyze.synth import write_capture
 
 HELPER = Path(__file__).parent / "data" / "analyze" / "loopback_tcpdump.py"
@@ -47,12 +46,7 @@ def test_jobs_2_equals_jobs_1(synth: Path, mode: tuple[str, ...]) -> None:
 
 
 def test_pcap_pcapng_gz_stdin_same_output(synth: Path, tmp_path: Path) -> None:
-    if shutil.which("editcap") is None:
-        pytest.skip("editcap (wireshark) not installed")
-    pcapng = tmp_path / "synth.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", str(synth), str(pcapng)], check=True)
-    gz = tmp_path / "synth.pcap.gz"
-    gz.write_bytes(gzip.compress(synth.read_bytes()))
+    pcapng, gz = pcapng_and_gz(synth, tmp_path)
     for mode in (("--json",), ("--conn-log",)):
         base = run_tcplab("analyze", *mode, str(synth), timeout=300).stdout
         assert base

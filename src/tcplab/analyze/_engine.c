@@ -2512,7 +2512,7 @@ static char *put_pyfloat(Lines *l, char *o, double x, char code, int precision, 
     char *s = PyOS_double_to_string(x, code, precision, flags, NULL);
     if (!s) return NULL;
     size_t n = strlen(s), at = (size_t)(o - l->buf);
-    if (lines_reserve(l, at - l->len + n + 1024) < 0) { PyMem_Free(s); PyErr_NoMemory(); return NULL; }
+    if (lines_reserve(l, at - l->len + n + LINE_ROOM) < 0) { PyMem_Free(s); PyErr_NoMemory(); return NULL; }
     o = put(l->buf + at, s, n);
     PyMem_Free(s);
     return o;
@@ -2617,7 +2617,7 @@ static char *put_window(Lines *l, char *o, int raw, int shift, int syn) {
     const char *fs = ft ? PyUnicode_AsUTF8(ft) : NULL, *ws = wt ? PyUnicode_AsUTF8(wt) : NULL;
     if (fs && ws) {
         size_t at = (size_t)(o - l->buf), nf = strlen(fs), nw = strlen(ws);
-        if (lines_reserve(l, at - l->len + nf + nw + 1024) < 0) { PyErr_NoMemory(); o = NULL; }
+        if (lines_reserve(l, at - l->len + nf + nw + LINE_ROOM) < 0) { PyErr_NoMemory(); o = NULL; }
         else {
             o = put(l->buf + at, fs, nf);
             *o++ = '=';

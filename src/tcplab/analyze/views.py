@@ -650,6 +650,7 @@ def _payloads(
         pipes.append(receiver)
         procs.append(proc)
     numbers = Numbering()
+    done = False
     try:
         while True:
             parts = [pipe.recv() for pipe in pipes]
@@ -657,6 +658,7 @@ def _payloads(
                 if isinstance(part, BaseException):
                     raise part
             if isinstance(parts[0], ReadReport):
+                done = True
                 yield parts[0]
                 return
             if progress is not None:
@@ -665,11 +667,14 @@ def _payloads(
             yield view.merge([payload for _, _, payload in parts], numbers)
             numbers.end([ended for _, ended, _ in parts])
     finally:
+        # Shards that sent their report are exiting; any other end (an error,
+        # a signal) stops them now rather than let them read on.
         for proc in procs:
-            proc.join(timeout=5)
+            if done:
+                proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
-                proc.join()
+            proc.join()
 
 
 def _shard(
