@@ -25,7 +25,12 @@ Figures are wall time and CPU time: on a shared machine wall time measures
 the neighbours too, so the scaling is also given by the busiest worker's
 CPU seconds (what the wall time would be with a core per worker).
 
-Run: ``.venv/bin/python bench/scale_bench.py [--packets 4000000]``.
+Medians of ``--rounds`` (3) interleaved rounds; Dask CPU is the worker
+processes' own (tasks, Dask's work and serialisation), peak RSS the
+largest of the rounds.
+
+Run: ``.venv/bin/python bench/scale_bench.py [--packets 4000000] [--rounds 3]``,
+or ``--capture FILE`` to cut an existing classic pcap instead.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -94,22 +101,47 @@ def has_jobs() -> bool:
     return "--jobs" in text
 
 
-def dask_run(workers: int, ring: Path, want: str) -> tuple[Row, float, object]:
+def _cpu() -> float:
+    """This process's CPU seconds, all threads (run on every Dask worker)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def dask_run(workers: int, ring: Path, want: str) -> tuple[Row, float, Any]:
+    """The ring on a LocalCluster.  CPU is each worker process's own
+    (getrusage before and after: the tasks, Dask's own work, serialisation);
+    the tasks' share is in ``result.worker_cpu``."""
     from tcplab.scale.cluster import ClusterSpec, connect, run
     from tcplab.scale.engine import EngineOptions
 
     started = time.perf_counter()
     with connect(ClusterSpec(workers, None)) as client:
         startup = time.perf_counter() - started
+        before = client.run(_cpu)
         t0 = time.perf_counter()
         result = run(client, [str(ring)], EngineOptions(), want_log=True)
         seconds = time.perf_counter() - t0
+        after = client.run(_cpu)
+    per_worker = [after[k] - before[k] for k in after]
     note = "conn.log equal" if result.conn_log == want else "conn.log DIFFERS"
-    cpu = sum(result.worker_cpu.values())
-    busiest = max(result.worker_cpu.values())
     name = f"dask local:{workers}"
-    row = Row(name, seconds, cpu, result.packets, workers, result.worker_peak_rss, busiest, note)
+    row = Row(
+        name,
+        seconds,
+        sum(per_worker),
+        result.packets,
+        workers,
+        result.worker_peak_rss,
+        max(per_worker),
+        note,
+    )
     return row, startup, result
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def mb(n: float) -> str:
@@ -119,6 +151,8 @@ def mb(n: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--packets", type=int, default=4_000_000)
+    parser.add_argument("--capture", type=Path, help="use this classic pcap instead of a new one")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--keep", type=Path, help="keep the captures in this directory")
     args = parser.parse_args()
     if shutil.which("editcap") is None:
@@ -131,57 +165,83 @@ def main() -> int:
     try:
         one, ring = work / "one.pcap", work / "ring"
         t0 = time.perf_counter()
-        written = write_capture(one, args.packets, max(args.packets // 20, 1), seed=11)
+        if args.capture is not None:
+            one = args.capture
+            packets = _count_packets(one)
+            connections = "?"
+        else:
+            written = write_capture(one, args.packets, max(args.packets // 20, 1), seed=11)
+            packets, connections = written["packets"], f"{written['connections']:,}"
         if ring.exists():
             shutil.rmtree(ring)
         ring.mkdir()
-        per = -(-written["packets"] // 8)
         subprocess.run(
-            ["editcap", "-F", "pcap", "-c", str(per), str(one), str(ring / "ring.pcap")],
+            [
+                "editcap",
+                "-F",
+                "pcap",
+                "-c",
+                str(-(-packets // 8)),
+                str(one),
+                str(ring / "ring.pcap"),
+            ],
             check=True,
         )
         size = one.stat().st_size
-        packets = written["packets"]
         print(
-            f"capture: {packets:,} packets, {written['connections']:,} connections, "
+            f"capture: {packets:,} packets, {connections} connections, "
             f"{mb(size)}; ring of {len(list(ring.iterdir()))} files "
-            f"(made in {time.perf_counter() - t0:.1f} s)\n",
+            f"(made in {time.perf_counter() - t0:.1f} s); {args.rounds} interleaved rounds\n",
             flush=True,
         )
-        rows: list[Row] = []
         tcplab = [PY, "-m", "tcplab", "analyze", "--conn-log"]
-        secs, cpu, rss, rc = run_cmd([*tcplab, str(one)], work / "single.log")
-        want = (work / "single.log").read_text()
-        rows.append(Row("single", secs, cpu, packets, 1, rss, cpu, f"exit {rc}"))
-        print(f"single: {secs:.1f} s", flush=True)
-        secs, cpu, rss, rc = run_cmd([*tcplab, str(ring)], work / "ring.log")
-        same = (work / "ring.log").read_text() == want
-        note = "conn.log equal" if same else "conn.log DIFFERS"
-        rows.append(Row("single ring", secs, cpu, packets, 1, rss, cpu, note))
-        print(f"single ring: {secs:.1f} s", flush=True)
-        if has_jobs():
-            secs, cpu, rss, rc = run_cmd(
-                [PY, "-m", "tcplab", "analyze", "--jobs", "2", "--conn-log", str(one)],
-                work / "jobs.log",
+        jobs = has_jobs()
+        runs: dict[str, list[Row]] = {}
+        results: dict[int, list[Any]] = {1: [], 2: []}
+        startups: list[float] = []
+        want = ""
+        for round_ in range(args.rounds):
+            secs, cpu, rss, rc = run_cmd([*tcplab, str(one)], work / "single.log")
+            want = want or (work / "single.log").read_text()
+            same = (work / "single.log").read_text() == want
+            note = f"exit {rc}" if same else "conn.log DIFFERS between rounds"
+            runs.setdefault("single", []).append(
+                Row("single", secs, cpu, packets, 1, rss, cpu, note)
             )
-            same = (work / "jobs.log").read_text() == want
+            secs, cpu, rss, rc = run_cmd([*tcplab, str(ring)], work / "ring.log")
+            same = (work / "ring.log").read_text() == want
             note = "conn.log equal" if same else "conn.log DIFFERS"
-            rows.append(Row("jobs 2", secs, cpu, packets, 2, rss, 0.0, note))
-        else:
-            nan = float("nan")
-            rows.append(Row("jobs 2", nan, nan, packets, 2, 0, 0.0, "n/a: no --jobs in this tree"))
-        results = {}
-        for workers in (1, 2):
-            row, startup, result = dask_run(workers, ring, want)
-            row.note += f"; cluster start {startup:.1f} s"
-            rows.append(row)
-            results[workers] = result
-            print(f"{row.name}: {row.seconds:.1f} s", flush=True)
+            runs.setdefault("single ring", []).append(
+                Row("single ring", secs, cpu, packets, 1, rss, cpu, note)
+            )
+            if jobs:
+                secs, cpu, rss, rc = run_cmd(
+                    [PY, "-m", "tcplab", "analyze", "--jobs", "2", "--conn-log", str(one)],
+                    work / "jobs.log",
+                )
+                same = (work / "jobs.log").read_text() == want
+                note = "conn.log equal" if same else "conn.log DIFFERS"
+                runs.setdefault("jobs 2", []).append(
+                    Row("jobs 2", secs, cpu, packets, 2, rss, float("nan"), note)
+                )
+            for workers in (1, 2):
+                row, startup, result = dask_run(workers, ring, want)
+                startups.append(startup)
+                runs.setdefault(row.name, []).append(row)
+                results[workers].append(result)
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"{k} {v[-1].seconds:.1f} s" for k, v in runs.items()),
+                flush=True,
+            )
 
         load = os.getloadavg()[0]
+        rows = [_median_row(v) for v in runs.values()]
         print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} cores")
+        print(f"Dask cluster start-up (not in the figures): {median(startups):.1f} s")
+        print(f"medians of {args.rounds} rounds:")
         print(
-            f"\n{'run':<14}{'wall s':>8}{'CPU s':>8}{'pkts/s':>9}{'pkts/CPU-s':>12}"
+            f"\n{'run':<14}{'wall s':>8}{'CPU s':>8}{'pkts/s':>11}{'pkts/CPU-s':>12}"
             f"{'busiest worker CPU s':>22}{'peak RSS':>10}  note"
         )
         for r in rows:
@@ -189,15 +249,18 @@ def main() -> int:
             rate = r.packets / r.seconds if ok else 0
             per_cpu = r.packets / r.cpu if ok and r.cpu else 0
             print(
-                f"{r.name:<14}{r.seconds:>8.1f}{r.cpu:>8.1f}{rate:>9,.0f}{per_cpu:>12,.0f}"
+                f"{r.name:<14}{r.seconds:>8.1f}{r.cpu:>8.1f}{rate:>11,.0f}{per_cpu:>12,.0f}"
                 f"{r.critical:>22.1f}{mb(r.rss):>10}  {r.note}"
             )
         single = rows[0]
         d1 = next(r for r in rows if r.name == "dask local:1")
         d2 = next(r for r in rows if r.name == "dask local:2")
+        r1, r2 = results[1][-1], results[2][-1]
         wall_speedup = d1.seconds / d2.seconds
         cpu_speedup = d1.critical / d2.critical
-        per_worker = (packets / d2.cpu) / (packets / single.cpu)
+        per_worker = single.cpu / d2.cpu
+        task_cpu = median([sum(r.worker_cpu.values()) for r in results[2]])
+        per_worker_tasks = single.cpu / task_cpu
         print("\ntargets:")
         print(
             f"  2 workers vs 1 worker: {wall_speedup:.2f}x by wall time, {cpu_speedup:.2f}x by the "
@@ -206,45 +269,64 @@ def main() -> int:
             + ("" if wall_speedup >= 1.7 else f" (wall time under load {load:.1f})")
         )
         print(
-            f"  per-worker throughput (local:2, per CPU second) vs single process: "
-            f"{per_worker:.0%} (target >= 80%) {'met' if per_worker >= 0.8 else 'NOT met'}"
+            f"  per-worker throughput (local:2, packets per CPU second of the worker processes) "
+            f"vs single process: {per_worker:.0%} (target >= 80%) "
+            f"{'met' if per_worker >= 0.8 else 'NOT met'}; counting the tasks' CPU only: "
+            f"{per_worker_tasks:.0%}"
         )
-        r2 = results[2]
         print(
-            f"  largest worker peak RSS: {mb(d2.rss)} over {r2.partitions} partitions "
-            f"of ~{mb(size / r2.partitions)} of capture each"
+            f"  largest worker peak RSS: {mb(d2.rss)} (local:1: {mb(d1.rss)}) over "
+            f"{r2.partitions} partitions of ~{mb(size / r2.partitions)} of capture each"
         )
 
         # Projection: 1 TB over 32 workers, from this run's per-unit costs.
-        read_per_byte = r2.read_seconds / size
-        analyse_per_packet = sum(r2.partition_seconds) / packets
+        read_per_byte = median([r.read_seconds for r in results[2]]) / size
+        analyse_per_packet = median([sum(r.partition_seconds) for r in results[2]]) / packets
+        overhead = max(d2.cpu - task_cpu, 0.0) / packets  # Dask's own work, stage 3
         shuffle_per_byte = r2.shuffle_bytes / size
         tb = 1e12
         tb_packets = tb / (size / packets)
-        cpu = read_per_byte * tb + analyse_per_packet * tb_packets
-        print("\nmeasured per-unit costs (dask local:2):")
+        cpu = read_per_byte * tb + (analyse_per_packet + overhead) * tb_packets
+        print("\nmeasured per-unit costs (dask local:2, medians):")
+        print(f"  read+decode+partition: {read_per_byte * 1e9:.2f} CPU s per GB of capture")
+        print(f"  analyse: {analyse_per_packet * 1e6:.2f} CPU us per packet")
+        print(f"  the rest of the worker processes' CPU: {overhead * 1e6:.2f} us per packet")
         print(
-            f"  read+decode+partition: {read_per_byte * 1e9:.1f} CPU s per GB of capture "
-            f"({r2.read_seconds:.1f} s task time)"
-        )
-        print(
-            f"  analyse: {analyse_per_packet * 1e6:.1f} CPU us per packet "
-            f"({sum(r2.partition_seconds):.1f} s task time over {r2.partitions} partitions)"
-        )
-        print(
-            f"  shuffle: {shuffle_per_byte:.2f} bytes of Arrow per byte of capture "
-            f"({mb(r2.shuffle_bytes)})"
+            f"  shuffle: {shuffle_per_byte:.2f} bytes of rows per byte of capture "
+            f"({mb(r2.shuffle_bytes)}; {r1.partitions} partitions with 1 worker)"
         )
         print("projection, 1 TB over 32 workers (perfect balance, storage and network keep up):")
         print(
-            f"  {tb_packets / 1e9:.2f} G packets, {cpu / 3600:,.0f} CPU hours, "
-            f"{cpu / 32 / 3600:,.1f} h wall, shuffle {shuffle_per_byte * tb / 1e12:.2f} TB "
+            f"  {tb_packets / 1e9:.2f} G packets, {cpu / 3600:,.1f} CPU hours, "
+            f"{cpu / 32 / 3600:,.2f} h wall, shuffle {shuffle_per_byte * tb / 1e12:.2f} TB "
             f"({shuffle_per_byte * tb / 32 / 1e9:,.0f} GB per worker)"
         )
         return 0
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _median_row(rows: list[Row]) -> Row:
+    first = rows[0]
+    notes = sorted({r.note for r in rows})
+    return Row(
+        first.name,
+        median([r.seconds for r in rows]),
+        median([r.cpu for r in rows]),
+        first.packets,
+        first.workers,
+        max(r.rss for r in rows),
+        median([r.critical for r in rows]),
+        "; ".join(notes),
+    )
+
+
+def _count_packets(path: Path) -> int:
+    from tcplab.capture import open_capture
+
+    with open_capture(path) as reader:
+        return sum(1 for _ in reader)
 
 
 if __name__ == "__main__":

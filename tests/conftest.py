@@ -7,6 +7,7 @@ modules that use them.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import io
 import json
@@ -80,6 +81,18 @@ PEAK_RSS_CHILD = (
     "           if ln.startswith('VmHWM')][0]\n"
     "    print(int(hwm.split()[1]), file=sys.stderr)\n"
 )
+
+
+def pcapng_and_gz(pcap: Path, out: Path) -> tuple[Path, Path]:
+    """``pcap`` again as pcapng (editcap; the test is skipped without it) and
+    as .gz, in ``out``."""
+    if shutil.which("editcap") is None:
+        pytest.skip("editcap (wireshark) not installed")
+    pcapng = out / f"{pcap.stem}.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(pcapng)], check=True)
+    gz = out / f"{pcap.name}.gz"
+    gz.write_bytes(gzip.compress(pcap.read_bytes()))
+    return pcapng, gz
 
 
 def peak_rss_mb(*argv: str, timeout: float = 300) -> tuple[int, str, str, float]:

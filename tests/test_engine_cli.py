@@ -4,7 +4,6 @@ stays bounded by the connections open at once."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PEAK_RSS_CHILD, REPO, run_tcplab
+from conftest import PEAK_RSS_CHILD, REPO, pcapng_and_gz, run_tcplab
 from tcplab.analyze.synth import write_capture
 
 HELPER = Path(__file__).parent / "data" / "analyze" / "loopback_tcpdump.py"
@@ -47,12 +46,7 @@ def test_jobs_2_equals_jobs_1(synth: Path, mode: tuple[str, ...]) -> None:
 
 
 def test_pcap_pcapng_gz_stdin_same_output(synth: Path, tmp_path: Path) -> None:
-    if shutil.which("editcap") is None:
-        pytest.skip("editcap (wireshark) not installed")
-    pcapng = tmp_path / "synth.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", str(synth), str(pcapng)], check=True)
-    gz = tmp_path / "synth.pcap.gz"
-    gz.write_bytes(gzip.compress(synth.read_bytes()))
+    pcapng, gz = pcapng_and_gz(synth, tmp_path)
     for mode in (("--json",), ("--conn-log",)):
         base = run_tcplab("analyze", *mode, str(synth), timeout=300).stdout
         assert base
@@ -156,3 +150,17 @@ def test_loopback_tcpdump_capture_reads_sf_rsto_rej(tmp_path: Path) -> None:
     assert histories and all(set(h) & {"C", "c"} for h in histories)
     default = run_tcplab("analyze", str(capture))
     assert "bad_checksum" not in default.stdout
+
+
+@pytest.mark.parametrize("argv", [("analyze", "--packets"), ("analyze", "--json"),
+                                  ("analyze", "--packets", "--json"), ("packets",)])  # fmt: skip
+def test_a_reader_that_goes_away_is_not_an_error(synth: Path, argv: tuple[str, ...]) -> None:
+    # `tcplab analyze --packets big.pcap | head -1`: exit 0, nothing on stderr
+    # (click alone would end a write to a closed pipe with exit 1).
+    proc = subprocess.Popen([sys.executable, "-m", "tcplab", *argv, str(synth)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0 and err == b"", err

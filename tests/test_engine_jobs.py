@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_tcplab
+from conftest import pcapng_and_gz, run_tcplab
 from tcplab.analyze import engine
 from tcplab.capture.writer import PcapWriter
 from tcplab.wire.checksum import internet_checksum, tcp_checksum
@@ -214,3 +214,35 @@ def test_jobs_equal_one_process(tricky: Path, mode: tuple[str, ...]) -> None:
     for jobs in ("2", "3"):
         many = run_tcplab("analyze", *mode, "--jobs", jobs, str(tricky), timeout=300)
         assert (many.code, many.stdout, many.stderr) == (one.code, one.stdout, one.stderr)
+
+
+def test_jobs_on_pcapng_and_gz(tricky: Path, tmp_path: Path) -> None:
+    """The shards read pcapng (the engine's block reader) and .gz (fed by
+    Python, not mapped) as they read pcap."""
+    pcapng, gz = pcapng_and_gz(tricky, tmp_path)
+    for mode in ((), ("--json",), ("--packets",)):
+        one = run_tcplab("analyze", *mode, str(tricky), timeout=300)
+        assert one.code == 0 and one.stdout, one.stderr
+        for other in (pcapng, gz):
+            two = run_tcplab("analyze", *mode, "--jobs", "2", str(other), timeout=300)
+            assert two.code == 0, two.stderr
+            assert two.stdout.replace(other.name, tricky.name) == one.stdout
+
+
+def test_jobs_after_the_python_reader_takes_over(tricky: Path, tmp_path: Path) -> None:
+    """A record too large for the engine's reader hands the rest of the file
+    to tcplab.capture's reader in every shard; the shards still agree."""
+    data = bytearray(tricky.read_bytes())
+    offset = 24
+    for _ in range(500):
+        offset += 16 + struct.unpack_from("<I", data, offset + 8)[0]
+    big = b"\x45" + bytes(300 * 1024 - 1)
+    data[offset:offset] = struct.pack("<IIII", 1_700_000_001, 0, len(big), len(big)) + big
+    path = tmp_path / "big-record.pcap"
+    path.write_bytes(bytes(data))
+    for mode in ((), ("--json",), ("--packets",)):
+        one = run_tcplab("analyze", *mode, str(path), timeout=300)
+        assert one.code == 0 and one.stdout, one.stderr
+        assert "record caplen 307200" in one.stderr
+        two = run_tcplab("analyze", *mode, "--jobs", "2", str(path), timeout=300)
+        assert (two.code, two.stdout, two.stderr) == (one.code, one.stdout, one.stderr)

@@ -23,6 +23,7 @@ import pytest
 
 from conftest import ACK, FIN, SYN, ipv4_tcp, run_tcplab
 from tcplab.analyze import engine, views
+from tcplab.analyze.frames import read_segments
 from tcplab.analyze.synth import write_capture
 from tcplab.capture import PcapngWriter
 from tcplab.capture.pcapng import DROPPED_BY_WIRE
@@ -279,3 +280,36 @@ def test_gz_and_standard_input_give_the_same_lines(synth: Path, tmp_path: Path) 
             )
         assert piped.returncode == 0, piped.stderr
         assert piped.stdout == plain.stdout
+
+
+def test_a_batch_out_of_frame_order(synth: Path) -> None:
+    """Through the batch interface, segments may come with frame numbers out
+    of order (and repeated): the engine's lines are sorted per batch by
+    (frame, text), as the view sorts its rows."""
+    segments = list(read_segments(synth))[:3000]
+    rng = random.Random(5)
+    numbers = [s.index for s in segments]
+    rng.shuffle(numbers)
+    numbers[1] = numbers[0]  # a tie: ordered by text
+    scrambled = [s._replace(index=n) for s, n in zip(segments, numbers, strict=True)]
+    for as_json, absolute in FORMS:
+        view = views.PacketsView(io.StringIO(), EVERY, as_json, absolute)
+        options = engine.Options(keep_packets=True)
+        got: list[bytes] = []
+        expected: list[str] = []
+        for mine in (False, True):
+            eng = engine.Engine(view.packet_options(options) if mine else options)
+            for seg in scrambled:
+                eng.feed_segment(seg)
+            conns, zeek, packets = eng.finish()
+            batch = engine.Batch(conns, zeek, packets, eng.engine.stats()["first_time"])
+            if mine:
+                lines = eng.engine.take_lines()
+                assert lines is not None and lines[1] is None
+                got.append(lines[0])
+            else:
+                view.base = None
+                rows = view.render(batch)
+                assert isinstance(rows, list)
+                expected += [text for _, text in sorted(rows)]
+        assert got[0].decode() == "".join(expected)

@@ -14,9 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tcplab.analyze import engine, views
 from tcplab.analyze.synth import write_capture
+from tcplab.cli import cli
 from test_engine import TRACES
 
 
@@ -95,3 +97,31 @@ def test_counts_tie_in_name_order() -> None:
     text = view.text("x", report)
     lines = [line.split()[0:2] for line in text.splitlines()[3:6]]
     assert lines == [["RST", "by"], ["FIN", "both"], ["still", "open"]]
+
+
+def test_spool_spills_by_memory_and_drains_in_order() -> None:
+    """--json / --conn-log rows: sorted runs spill once the rows' memory (text
+    plus Spool.ROW_COST each) passes the limit; the drain merges them in key
+    order."""
+    rng = __import__("random").Random(3)
+    keys = list(range(5000))
+    rng.shuffle(keys)
+    spool = views.Spool(limit=100 * views.Spool.ROW_COST)
+    for i in range(0, len(keys), 37):
+        spool.add([(k, f"{k}\n") for k in keys[i : i + 37]])
+    assert len(spool.runs) >= 40  # short rows spill by count, not only by text
+    assert list(spool.drain()) == [f"{k}\n" for k in range(5000)]
+
+
+def test_capture_set_overview_equals_one_file(tmp_path: Path) -> None:
+    """A directory of one capture is a capture set (tcplab.scale): its
+    overview, counted by the engine, is the file's."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    write_capture(folder / "one.pcap", 30000, 900, seed=8, concurrency_seconds=5)
+    runner = CliRunner()
+    one = runner.invoke(cli, ["analyze", str(folder / "one.pcap")])
+    both = runner.invoke(cli, ["analyze", str(folder)])
+    assert one.exit_code == both.exit_code == 0, (one.output, both.output)
+    assert "900 TCP connections" in one.output
+    assert both.output.split("\n", 1)[1] == one.output.split("\n", 1)[1]

@@ -469,6 +469,46 @@ def test_dask_ring_equals_one_file(ring: Ring, client: Any, tmp_path: Path) -> N
     )
 
 
+def test_idle_connections_leave_the_engine_alike(ring: Ring, client: Any, tmp_path: Path) -> None:
+    """Connections leave the engine as they end, in every path: the second
+    half of the capture shifted 400 s later (past Zeek's 300 s inactivity
+    timeout), so every connection open at the cut goes idle and its next
+    packet starts a new record.  The one file, the two halves as a set and
+    the set on Dask give the same conn.log and JSON."""
+    from tcplab.scale.cluster import run
+    from tcplab.scale.engine import EngineOptions
+
+    halves = tmp_path / "halves"
+    halves.mkdir()
+    first, second = halves / "a.pcap", halves / "b.pcap"
+    count = int(
+        subprocess.run(
+            ["capinfos", "-Mc", str(ring.one)], capture_output=True, text=True, check=True
+        ).stdout.split()[-1]
+    )
+    subprocess.run(
+        ["editcap", "-F", "pcap", "-r", str(ring.one), str(first), f"1-{count // 2}"], check=True
+    )
+    late = tmp_path / "late.pcap"
+    subprocess.run(
+        ["editcap", "-F", "pcap", "-r", str(ring.one), str(late), f"{count // 2 + 1}-{count}"],
+        check=True,
+    )
+    subprocess.run(["editcap", "-F", "pcap", "-t", "400", str(late), str(second)], check=True)
+    one = tmp_path / "one.pcap"
+    subprocess.run(
+        ["mergecap", "-F", "pcap", "-a", "-w", str(one), str(first), str(second)], check=True
+    )
+    one_log = ok("--conn-log", str(one))
+    gapless = ok("--conn-log", str(ring.one))
+    assert len(conn_log_rows(one_log)) > len(conn_log_rows(gapless))  # the cut split some
+    assert ok("--conn-log", str(halves)) == one_log
+    assert ok("--json", str(halves)) == ok("--json", str(one))
+    result = run(client, [str(halves)], EngineOptions(), want_json=True, range_bytes=96 << 10)
+    assert result.conn_log == one_log
+    assert result.json == ok("--json", str(one))
+
+
 def test_dask_truncated_file_in_the_middle(ring: Ring, client: Any, tmp_path: Path) -> None:
     from tcplab.scale.cluster import run
     from tcplab.scale.engine import EngineOptions

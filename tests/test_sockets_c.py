@@ -487,3 +487,22 @@ def test_plain_path_output_is_whole_and_a_closed_reader_is_not_an_error() -> Non
     finally:
         for s in kept + servers:
             s.close()
+
+
+def test_rows_json_called_again_from_inside_a_row() -> None:
+    """An attribute read runs Python (Enum.value, a property): a thread may call
+    rows_json meanwhile.  The inner call must not write into the outer one's buffer."""
+    rows = synthetic_rows()
+    inner: list[str] = []
+
+    class Owner:
+        fd = 7
+
+        @property
+        def process(self) -> Process:
+            inner.append(_diag.rows_json(rows))
+            return Process(5, "x", "")
+
+    outer = _diag.rows_json([Row(rows[1].sock, (Owner(),))])
+    assert inner == [_python_text(rows)]
+    assert outer == _python_text([Row(rows[1].sock, (SocketOwner(Process(5, "x", ""), 7),))])

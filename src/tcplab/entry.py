@@ -62,6 +62,9 @@ def _plain_sockets(flags: dict[str, bool]) -> None:
     try:
         if _early:
             signals.handler(_early[0], None)  # raises, as had it come now
+        import gc
+
+        gc.disable()  # (run() would: one snapshot, then the process ends; imports too)
         from tcplab.sockets.command import run, socket_filter
         from tcplab.sockets.diagnose import Thresholds
 

@@ -2486,7 +2486,7 @@ static char *put_pyfloat(Lines *l, char *o, double x, char code, int precision, 
     char *s = PyOS_double_to_string(x, code, precision, flags, NULL);
     if (!s) return NULL;
     size_t n = strlen(s), at = (size_t)(o - l->buf);
-    if (lines_reserve(l, at - l->len + n + 1024) < 0) { PyMem_Free(s); PyErr_NoMemory(); return NULL; }
+    if (lines_reserve(l, at - l->len + n + LINE_ROOM) < 0) { PyMem_Free(s); PyErr_NoMemory(); return NULL; }
     o = put(l->buf + at, s, n);
     PyMem_Free(s);
     return o;
@@ -2591,7 +2591,7 @@ static char *put_window(Lines *l, char *o, int raw, int shift, int syn) {
     const char *fs = ft ? PyUnicode_AsUTF8(ft) : NULL, *ws = wt ? PyUnicode_AsUTF8(wt) : NULL;
     if (fs && ws) {
         size_t at = (size_t)(o - l->buf), nf = strlen(fs), nw = strlen(ws);
-        if (lines_reserve(l, at - l->len + nf + nw + 1024) < 0) { PyErr_NoMemory(); o = NULL; }
+        if (lines_reserve(l, at - l->len + nf + nw + LINE_ROOM) < 0) { PyErr_NoMemory(); o = NULL; }
         else {
             o = put(l->buf + at, fs, nf);
             *o++ = '=';
@@ -3297,31 +3297,37 @@ static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
     return Py_BuildValue("(NL)", b, (long long)e->section_at);
 }
 
-/* feed_columns(rows): the batch feed, rows of Pkt (as columns() returns them,
-   each row's index the frame number to report), in capture order. */
+/* feed_columns(rows, frames=None): the batch feed, rows of Pkt (as columns()
+   returns them), in capture order; each row's frame number is its index, or
+   the matching int64 of ``frames`` (a distributed run's global numbers). */
 static PyObject *Engine_feed_columns(Engine *e, PyObject *args) {
     g_base = e->base;
-    Py_buffer rows;
-    if (!PyArg_ParseTuple(args, "y*", &rows)) return NULL;
-    if (e->collect || rows.len % (Py_ssize_t)sizeof(Pkt)) {
-        PyBuffer_Release(&rows);
-        PyErr_SetString(EngineError, "feed_columns: rows of the engine's packet layout, to an analysing engine");
-        return NULL;
-    }
+    Py_buffer rows, index = {0};
+    if (!PyArg_ParseTuple(args, "y*|y*", &rows, &index)) return NULL;
     size_t n = (size_t)rows.len / sizeof(Pkt);
+    const i64 *frames = index.buf;
+    PyObject *r = NULL;
+    if (e->collect || rows.len % (Py_ssize_t)sizeof(Pkt) || (frames && (size_t)index.len != n * sizeof(i64))) {
+        PyErr_SetString(EngineError, "feed_columns: rows of the engine's packet layout (and one frame each), to an analysing engine");
+        goto done;
+    }
     const Pkt *v = rows.buf;
     for (size_t i = 0; i < n; i++) {
         Pkt p = v[i];
         if (p.nsack < 0 || p.nsack > 4 || (p.ver != 4 && p.ver != 6)) {
-            PyBuffer_Release(&rows);
             PyErr_Format(EngineError, "feed_columns: row %zu is not a decoded packet", i);
-            return NULL;
+            goto done;
         }
-        if (process_packet(e, &p) < 0) { PyBuffer_Release(&rows); return NULL; }
+        if (frames) p.index = frames[i];
+        if (process_packet(e, &p) < 0) goto done;
     }
     e->frames += (i64)n;
+    r = Py_None;
+    Py_INCREF(r);
+done:
     PyBuffer_Release(&rows);
-    Py_RETURN_NONE;
+    if (index.buf) PyBuffer_Release(&index);
+    return r;
 }
 
 /* packet_layout() -> (row size, [(name, offset, numpy type code, count)]): Pkt as a NumPy dtype */
@@ -3391,7 +3397,7 @@ done:
 static PyMethodDef Engine_methods[] = {
     {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0): collect packets as columns"},
     {"columns", (PyCFunction)Engine_columns, METH_NOARGS, "columns() -> (rows, section_at)"},
-    {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows): the batch feed"},
+    {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows, frames=None): the batch feed"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
     {"feed_fd", (PyCFunction)Engine_feed_fd, METH_VARARGS, "feed_fd(fd): read the capture from fd; as feed()"},
     {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},

@@ -78,7 +78,12 @@ class Filter:
 
 class Spool:
     """Rows out in key order with bounded memory: sorted runs of at most
-    ``limit`` bytes spill to temporary files and are merged at the end."""
+    ``limit`` bytes spill to temporary files and are merged at the end.  A
+    row counts its text and what Python holds it in (ROW_COST: the row and
+    key tuples, the number objects, the string header), so the limit is the
+    memory the rows take, whatever their length."""
+
+    ROW_COST = 200
 
     def __init__(self, limit: int = 32 << 20) -> None:
         self.limit = limit
@@ -88,7 +93,7 @@ class Spool:
 
     def add(self, rows: Keyed) -> None:
         self.rows += rows
-        self.size += sum(len(text) for _, text in rows)
+        self.size += sum(len(text) for _, text in rows) + self.ROW_COST * len(rows)
         if self.size > self.limit:
             self._spill()
 
@@ -645,6 +650,7 @@ def _payloads(
         pipes.append(receiver)
         procs.append(proc)
     numbers = Numbering()
+    done = False
     try:
         while True:
             parts = [pipe.recv() for pipe in pipes]
@@ -652,6 +658,7 @@ def _payloads(
                 if isinstance(part, BaseException):
                     raise part
             if isinstance(parts[0], ReadReport):
+                done = True
                 yield parts[0]
                 return
             if progress is not None:
@@ -660,11 +667,14 @@ def _payloads(
             yield view.merge([payload for _, _, payload in parts], numbers)
             numbers.end([ended for _, ended, _ in parts])
     finally:
+        # Shards that sent their report are exiting; any other end (an error,
+        # a signal) stops them now rather than let them read on.
         for proc in procs:
-            proc.join(timeout=5)
+            if done:
+                proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
-                proc.join()
+            proc.join()
 
 
 def _shard(

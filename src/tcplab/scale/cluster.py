@@ -44,7 +44,7 @@ from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.errors import InputError
 from tcplab.scale.captureset import FRAME_BITS, FRAME_MASK, OrderKey, resolve
-from tcplab.scale.columns import Keyed, analysed, merge
+from tcplab.scale.columns import Framed, analysed, merge
 from tcplab.scale.engine import EngineOptions, Records, records_of
 from tcplab.scale.ranges import (
     WHOLE_FILE,
@@ -115,17 +115,17 @@ def analyse_partition(
     seen_index: list[NDArray[np.int64]] = []
     seen_keys: list[NDArray[np.int64]] = []
 
-    def file_chunks(file_id: int) -> Iterator[Keyed]:
+    def file_chunks(file_id: int) -> Iterator[Framed]:
         for range_id, rows, latest in sorted(by_file[file_id], key=lambda p: p[0]):
-            rows = rows.copy()
-            rows["index"] += frame_base[(file_id, range_id)] + (file_id << FRAME_BITS)
-            yield rows, np.maximum(latest, carry_latest[(file_id, range_id)])
+            base = frame_base[(file_id, range_id)] + (file_id << FRAME_BITS)
+            keys = np.maximum(latest, carry_latest[(file_id, range_id)])
+            yield rows, keys, rows["index"] + base
 
-    def ordered() -> Iterator[NDArray[Any]]:
-        for rows, keys in merge([(f, file_chunks(f)) for f in sorted(by_file)]):
-            seen_index.append(rows["index"].copy())
+    def ordered() -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
+        for rows, keys, frames in merge([(f, file_chunks(f)) for f in sorted(by_file)]):
+            seen_index.append(frames)
             seen_keys.append(keys)
-            yield rows
+            yield rows, frames
 
     def key_of(frames: list[int]) -> list[OrderKey]:
         if not frames:
@@ -133,7 +133,9 @@ def analyse_partition(
         index, keys = np.concatenate(seen_index), np.concatenate(seen_keys)
         by_index = np.argsort(index)
         at = by_index[np.searchsorted(index, np.array(frames, np.int64), sorter=by_index)]
-        return [(int(keys[i]), int(index[i]) >> FRAME_BITS, int(index[i]) & FRAME_MASK) for i in at]
+        found = index[at]
+        times, files, numbers = keys[at].tolist(), found >> FRAME_BITS, found & FRAME_MASK
+        return list(zip(times, files.tolist(), numbers.tolist(), strict=True))
 
     records = records_of(analysed(ordered(), options.engine()), key_of)
     packets = sum(len(i) for i in seen_index)

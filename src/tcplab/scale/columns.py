@@ -237,6 +237,8 @@ def _count(report: ReadReport, frames: int, tcp: int, not_tcp: int, undecodable:
 
 
 Keyed = tuple["NDArray[Any]", "NDArray[np.int64]"]  # rows and their order-key times
+# rows, their order-key times and their frames (int64: what the engine reports)
+Framed = tuple["NDArray[Any]", "NDArray[np.int64]", "NDArray[np.int64]"]
 
 
 def keyed(chunks: Iterable[NDArray[Any]]) -> Iterator[Keyed]:
@@ -251,12 +253,13 @@ def keyed(chunks: Iterable[NDArray[Any]]) -> Iterator[Keyed]:
 
 @dataclass(slots=True)
 class _Run:
-    """One file's rows in the merge: a buffer and its order-key times."""
+    """One file's rows in the merge: a buffer, its order-key times and frames."""
 
     file_id: int
-    chunks: Iterator[Keyed]
+    chunks: Iterator[Framed]
     rows: NDArray[Any] = field(default_factory=empty_rows)
     keys: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    frames: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     done: bool = False
 
     def fill(self) -> None:
@@ -265,7 +268,7 @@ class _Run:
             if got is None:
                 self.done = True
             else:
-                self.rows, self.keys = got
+                self.rows, self.keys, self.frames = got
 
     def upto(self, bound: tuple[int, int] | None) -> int:
         """How many buffered rows come before ``bound`` (time, file) or are it:
@@ -279,8 +282,13 @@ class _Run:
             return int(np.searchsorted(self.keys, t, side="right"))
         return int(np.searchsorted(self.keys, t, side="left"))
 
+    def take(self, n: int) -> Framed:
+        out = self.rows[:n], self.keys[:n], self.frames[:n]
+        self.rows, self.keys, self.frames = self.rows[n:], self.keys[n:], self.frames[n:]
+        return out
 
-def merge(streams: list[tuple[int, Iterator[Keyed]]]) -> Iterator[Keyed]:
+
+def merge(streams: list[tuple[int, Iterator[Framed]]]) -> Iterator[Framed]:
     """K-way merge of files' rows by order key ``(t, file, frame)``
     (``tcplab.scale.captureset``), a buffer at a time: everything up to the
     smallest last key of the files still reading is in order.  Inside a file
@@ -294,21 +302,19 @@ def merge(streams: list[tuple[int, Iterator[Keyed]]]) -> Iterator[Keyed]:
             return
         reading = [(int(r.keys[-1]), r.file_id) for r in active if not r.done]
         bound = min(reading) if reading else None
-        parts: list[Keyed] = []
+        parts: list[Framed] = []
         files = []
         for r in active:
             n = r.upto(bound)
             if n:
-                parts.append((r.rows[:n], r.keys[:n]))
+                parts.append(r.take(n))
                 files.append(np.full(n, r.file_id, np.int64))
-                r.rows, r.keys = r.rows[n:], r.keys[n:]
         if len(parts) == 1:
             yield parts[0]
             continue
-        rows = np.concatenate([p[0] for p in parts])
-        keys = np.concatenate([p[1] for p in parts])
+        rows, keys, frames = (np.concatenate([p[i] for p in parts]) for i in range(3))
         order = np.lexsort((np.concatenate(files), keys))  # stable: a file's own order kept
-        yield rows[order], keys[order]
+        yield rows[order], keys[order], frames[order]
 
 
 def merged_rows(
@@ -317,8 +323,8 @@ def merged_rows(
     report: ReadReport,
     unreadable: list[str],
     progress: Callable[[int], None] | None = None,
-) -> Iterator[NDArray[Any]]:
-    """Every TCP packet of the set as rows in order-key order.  A file that is
+) -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
+    """Every TCP packet of the set as rows, with their frames, in order-key order.  A file that is
     not a capture at all is one line in ``unreadable``."""
 
     def guarded(file_id: int, path: str) -> Iterator[NDArray[Any]]:
@@ -327,23 +333,33 @@ def merged_rows(
         except InputError as exc:
             unreadable.append(str(exc))
 
-    streams = [(i, keyed(guarded(i, path))) for i, path in enumerate(capture.files)]
-    for rows, _keys in merge(streams):
-        yield rows
+    def framed(file_id: int, path: str) -> Iterator[Framed]:
+        for rows, keys in keyed(guarded(file_id, path)):
+            yield rows, keys, np.ascontiguousarray(rows["index"])
+
+    streams = [(i, framed(i, path)) for i, path in enumerate(capture.files)]
+    for rows, _keys, frames in merge(streams):
+        yield rows, frames
 
 
 # -- rows through the analysis ------------------------------------------------------
 
 
-def analysed(batches: Iterable[NDArray[Any]], options: engine.Options) -> Iterator[engine.Batch]:
-    """Rows in capture order through one analysing engine: its records as
-    connections end (the single-file run's eviction), then the rest."""
+def analysed(
+    batches: Iterable[tuple[NDArray[Any], NDArray[np.int64]]], options: engine.Options
+) -> Iterator[engine.Batch]:
+    """Rows (with their frames) in capture order through one analysing
+    engine: its records as connections end (the single-file run's
+    eviction), then the rest."""
     run = engine.Engine(options).engine
-    for rows in batches:
+    for rows, frames in batches:
         for start in range(0, len(rows), BATCH):
-            run.feed_columns(np.ascontiguousarray(rows[start : start + BATCH]))
-            yield engine.Batch(*run.take(), run.stats()["first_time"])
-    yield engine.Batch(*run.finish(), run.stats()["first_time"])
+            end = start + BATCH
+            run.feed_columns(np.ascontiguousarray(rows[start:end]), frames[start:end])
+            yield engine.Batch(*run.take(), run.stats()["first_time"], run.tally())
+    # (the tally: with Options.overview the records are only the rows the
+    # overview may show, and the counts come with the batch)
+    yield engine.Batch(*run.finish(), run.stats()["first_time"], run.tally())
 
 
 def segment_rows(segments: Iterable[Segment], options: EngineOptions) -> NDArray[Any]:

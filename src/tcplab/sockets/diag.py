@@ -4,9 +4,11 @@ Theory of operation: one ``inet_diag_req_v2`` per address family asks the
 kernel to dump every TCP socket whose state is in a bit mask; the kernel
 answers with a stream of ``inet_diag_msg`` records, each followed by netlink
 attributes (``INET_DIAG_INFO`` = ``struct tcp_info``, ``INET_DIAG_SHUTDOWN``),
-ending with ``NLMSG_DONE``.  This is what ``ss -tan`` reads; parsing it here
-with plain ``struct`` keeps a 10,000-socket snapshot in the same league as ss
-(pyroute2 was ten times slower, see KERNEL-NOTES.md).
+ending with ``NLMSG_DONE``.  This is what ``ss -tan`` reads.  ``parse_dump``
+below parses it with plain ``struct`` (pyroute2 was ten times slower, see
+KERNEL-NOTES.md) and is the readable reference; snapshots use its C twin,
+``_diag.parse_dump`` (_diag.c), held equal to it by tests/test_sockets_c.py:
+20,000 sockets were a Python turn each (issue 15).
 
 The dump covers the network namespace the netlink socket was *created* in.
 ``SockDiag(netns=...)`` creates it inside another namespace by switching the
