@@ -2083,7 +2083,6 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
         ip_len = total ? total : n - pos;
         memset(p->src, 0, 16); memset(p->dst, 0, 16);
         memcpy(p->src, ip + 12, 4); memcpy(p->dst, ip + 16, 4);
-        p->ip_checksum_ok = sum16(ip, ihl, 0) == 0xFFFF;
     } else {
         if (n < pos + 40 || (ip[0] >> 4) != 6) return -1;
         u16 plen = rd16(ip + 4);
@@ -2140,6 +2139,7 @@ static int fast_decode(Engine *e, u32 linktype, const u8 *f, size_t n, Pkt *p) {
     }
     /* Past the last hand-back: another shard's packet is only counted (frame()). */
     if (e->nshards > 1 && foreign(e, flow_hash(p))) return 2;
+    if (ver == 4) p->ip_checksum_ok = sum16(ip, ihl, 0) == 0xFFFF; /* (not for another shard's) */
     p->has_options = p->mss >= 0 || p->wscale >= 0 || p->sack_perm || p->has_ts || p->nsack;
     i64 length = (i64)ip_len - (i64)ihl - (i64)hl;
     p->length = length < 0 ? 0 : length;
