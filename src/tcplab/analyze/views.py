@@ -509,8 +509,8 @@ class Overview:
 
     def text(self, name: str, report: ReadReport) -> str:
         out = [
-            f"{name}: {self.connections:,} TCP connections, {report.tcp:,} TCP packets "
-            f"in {report.frames:,} frames"
+            f"{name}: {_count(self.connections, 'TCP connection')}, "
+            f"{_count(report.tcp, 'TCP packet')} in {_count(report.frames, 'frame')}"
         ]
         if self.keep.active:
             out[0] += f" ({self.shown:,} match the filters)"
@@ -541,7 +541,7 @@ class Overview:
         if self.page is not None and self.shown > len(rows):
             out.append(f"first {len(rows)} of {self.shown:,} connections (--all for every row):")
         else:
-            out.append(f"{self.shown:,} connections:")
+            out.append(f"{_count(self.shown, 'connection')}:")
         out += [_text(row) for _, row in rows]
         return "\n".join(out) + "\n"
 
@@ -554,6 +554,10 @@ Row = Connection | str  # the overview's row: rendered, or rendered when shown
 
 def _text(row: Row) -> str:
     return row if isinstance(row, str) else connection_row(row)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _most(counts: Counter[str]) -> list[tuple[str, int]]:
