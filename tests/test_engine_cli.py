@@ -150,3 +150,17 @@ def test_loopback_tcpdump_capture_reads_sf_rsto_rej(tmp_path: Path) -> None:
     assert histories and all(set(h) & {"C", "c"} for h in histories)
     default = run_tcplab("analyze", str(capture))
     assert "bad_checksum" not in default.stdout
+
+
+@pytest.mark.parametrize("argv", [("analyze", "--packets"), ("analyze", "--json"),
+                                  ("analyze", "--packets", "--json"), ("packets",)])  # fmt: skip
+def test_a_reader_that_goes_away_is_not_an_error(synth: Path, argv: tuple[str, ...]) -> None:
+    # `tcplab analyze --packets big.pcap | head -1`: exit 0, nothing on stderr
+    # (click alone would end a write to a closed pipe with exit 1).
+    proc = subprocess.Popen([sys.executable, "-m", "tcplab", *argv, str(synth)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0 and err == b"", err

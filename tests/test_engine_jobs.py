@@ -8,9 +8,11 @@ first frame), so every view that shows one is compared."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,18 @@ def test_jobs_after_the_python_reader_takes_over(tricky: Path, tmp_path: Path) -
         assert "record caplen 307200" in one.stderr
         two = run_tcplab("analyze", *mode, "--jobs", "2", str(path), timeout=300)
         assert (two.code, two.stdout, two.stderr) == (one.code, one.stdout, one.stderr)
+
+
+def test_jobs_on_a_fifo_run_in_one_process(tricky: Path, tmp_path: Path) -> None:
+    """A named pipe can be read once: the shards would split its bytes, so
+    ``--jobs 2`` reads it in one process, as it reads standard input."""
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat {tricky} > {fifo}"])
+    try:
+        piped = run_tcplab("analyze", "--json", "--jobs", "2", str(fifo), timeout=300)
+    finally:
+        writer.wait(timeout=60)
+    one = run_tcplab("analyze", "--json", str(tricky), timeout=300)
+    assert piped.code == one.code == 0, piped.stderr
+    assert piped.stdout == one.stdout

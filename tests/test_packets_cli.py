@@ -199,3 +199,18 @@ def test_demo_script_prints_the_conversation() -> None:
     assert flags.count("P.") == 2 and flags.count("F.") == 2
     # The client's first data segment, relative numbers as tcpdump prints them.
     assert "Flags [P.], seq 1:13, ack 1," in packets[3]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_standard_input_reads_as_the_file_does(tmp_path: Path, compressed: bool) -> None:
+    # tcpdump -w - | tcplab packets -
+    import gzip
+
+    path = next((REPO / "tests" / "data" / "analyze").glob("*.pcap*"))
+    data = path.read_bytes()
+    piped = gzip.compress(data) if compressed else data
+    argv = [sys.executable, "-m", "tcplab", "packets", "--json"]
+    from_file = subprocess.run([*argv, str(path)], capture_output=True, timeout=120)
+    from_stdin = subprocess.run([*argv, "-"], input=piped, capture_output=True, timeout=120)
+    assert from_file.returncode == from_stdin.returncode == 0, from_stdin.stderr
+    assert from_stdin.stdout and from_stdin.stdout == from_file.stdout

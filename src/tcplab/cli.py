@@ -9,6 +9,7 @@ single boundary between library and user (STYLE.md rule 11).
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 from typing import Any, NoReturn
@@ -75,6 +76,19 @@ class LazyGroup(click.Group):
             return None
         command: click.Command = module.command
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # `tcplab analyze --packets big.pcap | head`: the reader went away,
+            # which is not an error (README: exit status).  click would end it
+            # with exit 1; stdout now points at /dev/null so the interpreter's
+            # last flush does not complain either.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise click.exceptions.Exit(0) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, help_) in SUBCOMMANDS.items()]

@@ -25,6 +25,7 @@ import contextlib
 import heapq
 import json
 import os
+import stat
 import sys
 from array import array
 from collections import Counter
@@ -43,7 +44,7 @@ from tcplab.analyze.output import (
     packet_object,
 )
 from tcplab.analyze.wireshark import PROBLEM_FLAGS
-from tcplab.errors import InputError
+from tcplab.errors import InputError, TcplabError
 
 Keyed = list[tuple[Any, str]]  # (ordering key, text)
 
@@ -508,8 +509,8 @@ class Overview:
 
     def text(self, name: str, report: ReadReport) -> str:
         out = [
-            f"{name}: {self.connections:,} TCP connections, {report.tcp:,} TCP packets "
-            f"in {report.frames:,} frames"
+            f"{name}: {_count(self.connections, 'TCP connection')}, "
+            f"{_count(report.tcp, 'TCP packet')} in {_count(report.frames, 'frame')}"
         ]
         if self.keep.active:
             out[0] += f" ({self.shown:,} match the filters)"
@@ -540,7 +541,7 @@ class Overview:
         if self.page is not None and self.shown > len(rows):
             out.append(f"first {len(rows)} of {self.shown:,} connections (--all for every row):")
         else:
-            out.append(f"{self.shown:,} connections:")
+            out.append(f"{_count(self.shown, 'connection')}:")
         out += [_text(row) for _, row in rows]
         return "\n".join(out) + "\n"
 
@@ -553,6 +554,10 @@ Row = Connection | str  # the overview's row: rendered, or rendered when shown
 
 def _text(row: Row) -> str:
     return row if isinstance(row, str) else connection_row(row)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _most(counts: Counter[str]) -> list[tuple[str, int]]:
@@ -629,7 +634,7 @@ def _payloads(
     jobs: int,
     progress: Callable[[int], None] | None,
 ) -> Iterator[Any]:
-    if jobs <= 1 or source == "-":  # standard input can be read once only
+    if jobs <= 1 or not _rereadable(source):
         for item in engine.run(source, options, progress=progress):
             yield item if isinstance(item, ReadReport) else view.render(item)
         return
@@ -653,7 +658,7 @@ def _payloads(
     done = False
     try:
         while True:
-            parts = [pipe.recv() for pipe in pipes]
+            parts = [_receive(pipes[k], procs[k], k, jobs) for k in range(jobs)]
             for part in parts:
                 if isinstance(part, BaseException):
                     raise part
@@ -675,6 +680,28 @@ def _payloads(
             if proc.is_alive():
                 proc.kill()
             proc.join()
+
+
+def _rereadable(source: str) -> bool:
+    """Can every shard open and read ``source`` for itself?  Not standard
+    input, nor a pipe or a socket: the shards would split its bytes."""
+    if source == "-":
+        return False
+    try:
+        return stat.S_ISREG(os.stat(source).st_mode)
+    except OSError:
+        return True  # the engine says what is wrong with it
+
+
+def _receive(pipe: Any, proc: Any, k: int, jobs: int) -> Any:
+    """Shard k's next part; one line if it died without sending it."""
+    try:
+        return pipe.recv()
+    except EOFError:
+        proc.join(timeout=5)
+        code = proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        raise TcplabError(f"--jobs {jobs}: process {k + 1} of {jobs} ended early ({how})") from None
 
 
 def _shard(

@@ -72,7 +72,10 @@ class CaptureReader:
         self.format = ""
         self.global_header: pcap.GlobalHeader | None = None
         try:
-            self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            if self.path == "-":  # standard input: tcpdump -w - | tcplab packets -
+                self._file: BinaryIO = open(0, "rb", closefd=False)  # noqa: SIM115
+            else:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
         except OSError as exc:
             raise InputError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
         self._started = False

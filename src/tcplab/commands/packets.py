@@ -384,7 +384,8 @@ def command(
     hosts: tuple[str, ...],
     ipmsg: bool,
 ) -> None:
-    """One line per TCP packet of FILE (pcap, pcapng, .gz), tcpdump -nn style,
+    """One line per TCP packet of FILE (pcap, pcapng, .gz; - for standard
+    input, as in `tcpdump -w - | tcplab packets -`), tcpdump -nn style,
     with Wireshark's relative seq/ack and stream numbering.
 
     With --ipmsg: each IP Messenger datagram (UDP 2425), field by field:
