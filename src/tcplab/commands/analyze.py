@@ -155,7 +155,12 @@ PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar
 )
 @click.option("--all", "all_rows", is_flag=True, help="Every connection's row, not one page.")
 @click.option(
-    "--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Processes (flows sharded by hash)."
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="Processes, flows sharded by hash; output as one process's.  One plain file "
+    "only (standard input, pipes, capture sets and --conn run in one process).",
 )
 @click.option(
     "--absolute-time", is_flag=True, help="--packets: times since the epoch, not the first packet."
