@@ -3,26 +3,30 @@
 Theory of operation (docs/scale.md), in three stages of Dask tasks:
 
 1. **read** (one task per byte range of a file, ``tcplab.scale.ranges``):
-   resynchronise, read, decode, and split the segments' columns into
-   ``P`` Arrow tables by a hash of the unordered 5-tuple.  The tables stay
-   on the worker; only each range's metadata comes back.  The planner then
-   checks every range's resync point against its predecessor's ``stop``,
-   reads mismatched pairs again as one range, drops what follows lost
-   framing (as the single-process reader stops there), and gives every
-   range its first frame number and the largest time before it.
-2. **analyse** (one task per partition): the partition's tables from every
-   range, given global frame numbers and order keys
-   (``tcplab.scale.captureset``), sorted by key, run through the engine
-   (``tcplab.scale.engine``).  A connection never straddles two
+   resynchronise, read, decode, and split the segments' rows into ``P``
+   pieces by a hash of the unordered 5-tuple, written to one file of the
+   range in the run's scratch directory; only where each piece is and the
+   range's metadata come back (a worker keeps no rows between tasks).
+   The planner then checks every range's resync point against its
+   predecessor's ``stop``, reads mismatched pairs again as one range,
+   drops what follows lost framing (as the single-process reader stops
+   there), and gives every range its first frame number and the largest
+   time before it.
+2. **analyse** (one task per partition): the partition's pieces of every
+   range, read back a buffer at a time, given global frame numbers and
+   order keys (``tcplab.scale.captureset``), merged by key, run through
+   the engine (``tcplab.scale.engine``); finished records go to a spool
+   file as they leave the engine.  A connection never straddles two
    partitions, because the partition is its hash; and because the order
    of a subset of flows is the subset sorted by the same key, each
    partition sees its flows exactly as the single-process run does.
-3. **write** (one task per partition): connection numbers, given by the
-   planner from every partition's first-packet keys, so they are the
-   single-process numbers; Parquet parts; conn.log rows and JSON lines,
-   which the client merges in start order (conn.log) and connection order
-   (JSON).
+3. **write** (one task per partition): the records read back from the
+   spool; connection numbers, given by the planner from every
+   partition's first-packet keys, so they are the single-process
+   numbers; Parquet parts; conn.log rows and JSON lines, which the client
+   merges in start order (conn.log) and connection order (JSON).
 
+The scratch directory is removed when the run ends, however it ends.
 A ``LocalCluster`` listens on 127.0.0.1 only and is closed afterwards.
 """
 
