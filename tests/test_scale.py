@@ -653,3 +653,71 @@ def test_rows_of_the_c_decoder_equal_the_python_decoder() -> None:
         ), path
         packets += len(got)
     assert packets > 1000
+
+
+def test_dask_shuffle_through_scratch_removed_however_the_run_ends(
+    ring: Ring, client: Any, tmp_path: Path
+) -> None:
+    """Stage 1 writes the partitions' rows to files in a scratch directory
+    (workers keep none of them); the directory is gone after a run that
+    ends well, one interrupted (Ctrl-C) while tasks still run, and one that
+    fails."""
+    from tcplab.errors import InputError
+    from tcplab.scale.cluster import run
+    from tcplab.scale.engine import EngineOptions
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    seen: list[int] = []
+
+    def look(done: int, total: int) -> None:
+        seen.append(sum(f.stat().st_size for f in scratch.rglob("*.rows")))
+
+    result = run(
+        client,
+        [str(ring.dir)],
+        EngineOptions(),
+        want_json=True,
+        range_bytes=64 << 10,
+        progress=look,
+        scratch=str(scratch),
+    )
+    assert result.conn_log == ok("--conn-log", str(ring.one))
+    assert result.json == ok("--json", str(ring.one))
+    assert max(seen) > 0  # the rows were in files while the ranges were read
+    assert seen[-1] == result.shuffle_bytes  # all of them, at the end of stage 1
+    assert list(scratch.iterdir()) == []
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(
+            client,
+            [str(ring.dir)],
+            EngineOptions(),
+            range_bytes=16 << 10,
+            progress=interrupt,
+            scratch=str(scratch),
+        )
+    assert list(scratch.iterdir()) == []
+
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"no capture here " * 8)
+    with pytest.raises(InputError):
+        run(client, [str(junk)], EngineOptions(), scratch=str(scratch))
+    assert list(scratch.iterdir()) == []
+    with pytest.raises(InputError, match=r"^--scratch .*missing: "):
+        run(client, [str(ring.dir)], EngineOptions(), scratch=str(tmp_path / "missing"))
+
+
+def test_dask_scheduler_needs_a_shared_scratch(ring: Ring, tmp_path: Path) -> None:
+    bad = run_tcplab("analyze", "--dask", "tcp://127.0.0.1:9", "--conn-log", str(ring.one))
+    assert bad.code == 2
+    assert bad.stderr == (
+        "tcplab: --dask tcp://127.0.0.1:9: give --scratch DIR,"
+        " a directory every worker reaches at the same path\n"
+    )
+    alone = run_tcplab("analyze", "--scratch", str(tmp_path), "--conn-log", str(ring.one))
+    assert alone.code == 2
+    assert alone.stderr == "tcplab: --scratch goes with --dask\n"

@@ -174,6 +174,13 @@ PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar
     metavar="local:N|tcp://HOST:PORT",
     help="Run on Dask: a LocalCluster of N workers, or a running scheduler (docs/scale.md).",
 )
+@click.option(
+    "--scratch",
+    "scratch",
+    metavar="DIR",
+    help="--dask: the shuffle's files go in a directory made here (default: the temp dir);"
+    " with a scheduler, shared storage every worker mounts at the same path.",
+)
 def command(
     files: tuple[str, ...],
     as_json: bool,
@@ -198,6 +205,7 @@ def command(
     parquet: str | None = None,
     parquet_packets: bool = False,
     dask: str | None = None,
+    scratch: str | None = None,
 ) -> None:
     """Connections, per-endpoint TCP states and anomalies in FILE (pcap or pcapng).
 
@@ -219,8 +227,20 @@ def command(
     if dask is not None:
         from tcplab.scale.cluster import run_cli
 
-        run_cli(files, dask, parquet, parquet_packets, conn_log, as_json, bare, ignore_checksums)
+        run_cli(
+            files,
+            dask,
+            parquet,
+            parquet_packets,
+            conn_log,
+            as_json,
+            bare,
+            ignore_checksums,
+            scratch,
+        )
         return
+    if scratch is not None:
+        raise InputError("--scratch goes with --dask")
     first = files[0]
     if len(files) == 1 and first != "-" and not Path(first).exists() and "://" not in first:
         raise InputError(f"{files[0]}: no such file")

@@ -28,11 +28,15 @@ A ``LocalCluster`` listens on 127.0.0.1 only and is closed afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import operator
 import os
+import pickle
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,10 +53,12 @@ from tcplab.scale.engine import EngineOptions, Records, records_of
 from tcplab.scale.ranges import (
     WHOLE_FILE,
     FileLayout,
+    PieceRef,
     RangeMeta,
     RangeSpec,
     global_problem,
     layout,
+    piece_chunks,
     read_range,
 )
 
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
 
 RANGE_BYTES = 64 << 20  # bytes of capture per read task
 PARTITION_BYTES = 256 << 20  # bytes of capture per flow-hash partition (about)
+READ_ROWS = 16384  # rows of a piece read back at a time in stage 2 (3 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,59 +101,123 @@ class Result:
 
 
 def analyse_partition(
-    pieces: list[tuple[int, int, NDArray[Any], NDArray[np.int64]]],
+    pieces: list[tuple[int, int, PieceRef]],
     frame_base: dict[tuple[int, int], int],
     carry_latest: dict[tuple[int, int], int],
     options: EngineOptions,
+    spool: str,
 ) -> Partition:
     """Stage 2: one flow-hash partition, ordered by key, through the engine.
 
-    ``pieces`` are ``(file, range, rows, latest)`` of every range, each in
-    its range's order.  A file's pieces in range order are in key order, so
-    the partition is a k-way merge of its files (``columns.merge``), fed to
-    the engine a buffer at a time; a piece gets its global frames (and
-    order-key times) as the merge reaches it.  Connections leave the engine
-    as they end: its state is the partition's open connections."""
+    ``pieces`` are ``(file, range, piece)`` of every range: where stage 1
+    wrote the partition's rows of the range (``ranges.PieceRef``).  A file's
+    pieces in range order are in key order, so the partition is a k-way
+    merge of its files (``columns.merge``), read back and fed to the engine
+    a buffer at a time; a piece gets its global frames (and order-key
+    times) as the merge reaches it.  Connections leave the engine as they
+    end: its state is the partition's open connections; their records go
+    to ``spool`` as they leave (stage 3 reads them back), and the task
+    keeps only each one's first-packet key."""
+    from tcplab.analyze.engine import FIRST_FRAME
+
     started = time.process_time()
-    by_file: dict[int, list[tuple[int, NDArray[Any], NDArray[np.int64]]]] = {}
-    for file_id, range_id, rows, latest in pieces:
-        if len(rows):
-            by_file.setdefault(file_id, []).append((range_id, rows, latest))
-    seen_index: list[NDArray[np.int64]] = []
-    seen_keys: list[NDArray[np.int64]] = []
+    by_file: dict[int, list[tuple[int, PieceRef]]] = {}
+    for file_id, range_id, ref in pieces:
+        if ref[2]:
+            by_file.setdefault(file_id, []).append((range_id, ref))
+    seen = open(spool + ".keys", "wb")  # noqa: SIM115 (closed before key_of reads it)
+    packets = 0
 
     def file_chunks(file_id: int) -> Iterator[Framed]:
-        for range_id, rows, latest in sorted(by_file[file_id], key=lambda p: p[0]):
+        for range_id, ref in sorted(by_file[file_id], key=lambda p: p[0]):
             base = frame_base[(file_id, range_id)] + (file_id << FRAME_BITS)
-            keys = np.maximum(latest, carry_latest[(file_id, range_id)])
-            yield rows, keys, rows["index"] + base
+            carry = carry_latest[(file_id, range_id)]
+            for rows, latest in piece_chunks(ref, READ_ROWS):
+                yield rows, np.maximum(latest, carry), rows["index"] + base
 
     def ordered() -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
+        nonlocal packets
         for rows, keys, frames in merge([(f, file_chunks(f)) for f in sorted(by_file)]):
-            seen_index.append(frames)
-            seen_keys.append(keys)
+            # Every packet's frame and order-key time go to a file, not to
+            # memory: the keys of the connections' first packets are looked
+            # up there at the end (``first_keys``).
+            seen.write(np.array([len(frames)], np.int64).tobytes())
+            seen.write(np.ascontiguousarray(frames, np.int64).tobytes())
+            seen.write(np.ascontiguousarray(keys, np.int64).tobytes())
+            packets += len(frames)
             yield rows, frames
 
-    def key_of(frames: list[int]) -> list[OrderKey]:
-        if not frames:
-            return []
-        index, keys = np.concatenate(seen_index), np.concatenate(seen_keys)
-        by_index = np.argsort(index)
-        at = by_index[np.searchsorted(index, np.array(frames, np.int64), sorter=by_index)]
-        found = index[at]
-        times, files, numbers = keys[at].tolist(), found >> FRAME_BITS, found & FRAME_MASK
-        return list(zip(times, files.tolist(), numbers.tolist(), strict=True))
+    # What records_of sorts by, without the records: connections by number,
+    # Zeek's by (start, first frame), each with its first frame.
+    conn_firsts: list[tuple[int, int]] = []
+    zeek_firsts: list[tuple[float, int]] = []
+    with open(spool, "wb") as out:  # fails once the run has removed its scratch directory
+        for batch in analysed(ordered(), options.engine()):
+            conn_firsts += [(t[0], t[FIRST_FRAME]) for t in batch.connections]
+            zeek_firsts += [(z[1] / 1e9, z[0]) for z in batch.zeek]  # as zeek_record
+            if batch.connections or batch.zeek or batch.packets:
+                records = (batch.connections, batch.zeek, batch.packets)
+                pickle.dump(records, out, pickle.HIGHEST_PROTOCOL)
+    seen.close()
+    conn_firsts.sort(key=lambda c: c[0])
+    zeek_firsts.sort()
+    conn_keys, zeek_keys = first_keys(
+        spool + ".keys", [f for _n, f in conn_firsts], [f for _s, f in zeek_firsts]
+    )
+    os.remove(spool + ".keys")
+    seconds = time.process_time() - started
+    return Partition(spool, conn_keys, zeek_keys, packets, seconds, peak_rss(), os.getpid())
 
-    records = records_of(analysed(ordered(), options.engine()), key_of)
-    packets = sum(len(i) for i in seen_index)
-    return Partition(records, packets, time.process_time() - started, peak_rss(), os.getpid())
+
+def first_keys(path: str, *wanted: list[int]) -> list[list[OrderKey]]:
+    """The order keys of the frames in each of ``wanted``, found in the
+    (frames, key times) blocks ``analyse_partition`` wrote to ``path``, read
+    a block at a time (every frame is in one block once)."""
+    frames = np.unique(np.array([f for w in wanted for f in w], np.int64))
+    times = np.zeros(len(frames), np.int64)
+    if len(frames):
+        with open(path, "rb") as f:
+            while head := f.read(8):
+                n = int(np.frombuffer(head, np.int64)[0])
+                index = np.frombuffer(f.read(8 * n), np.int64)
+                keys = np.frombuffer(f.read(8 * n), np.int64)
+                at = np.minimum(np.searchsorted(frames, index), len(frames) - 1)
+                hit = frames[at] == index
+                times[at[hit]] = keys[hit]
+    out: list[list[OrderKey]] = []
+    for w in wanted:
+        asked = np.array(w, np.int64)
+        got = times[np.searchsorted(frames, asked)].tolist()
+        files, numbers = (asked >> FRAME_BITS).tolist(), (asked & FRAME_MASK).tolist()
+        out.append(list(zip(got, files, numbers, strict=True)))
+    return out
+
+
+def spooled(part: Partition) -> Records:
+    """Stage 2's records of a partition, read back from its spool."""
+    from tcplab.analyze.engine import Batch
+
+    def batches() -> Iterator[Batch]:
+        with open(part.spool, "rb") as f:
+            while True:
+                try:
+                    conns, zeek, packets = pickle.load(f)
+                except EOFError:
+                    return
+                yield Batch(conns, zeek, packets)
+
+    records = records_of(batches())
+    records.conn_keys, records.zeek_keys = part.conn_keys, part.zeek_keys
+    return records
 
 
 @dataclass(slots=True)
 class Partition:
-    """Stage 2's output: the engine's batch, and what it cost."""
+    """Stage 2's output: where its records are, their keys, and what it cost."""
 
-    records: Records
+    spool: str  # the records, pickled a batch at a time (``spooled``)
+    conn_keys: list[OrderKey]  # each connection's first-packet key, in number order
+    zeek_keys: list[OrderKey]  # each Zeek connection's, in start order
     packets: int
     seconds: float  # CPU seconds
     peak_rss: int  # bytes, of the worker process so far
@@ -169,7 +240,7 @@ def peak_rss() -> int:
 
 
 def partition_figures(part: Partition) -> tuple[list[OrderKey], int, float, int, int]:
-    return part.records.conn_keys, part.packets, part.seconds, part.peak_rss, part.worker
+    return part.conn_keys, part.packets, part.seconds, part.peak_rss, part.worker
 
 
 @dataclass(slots=True)
@@ -180,6 +251,7 @@ class Written:
     log_rows: list[tuple[tuple[float, OrderKey], str]]  # ((start, key), conn.log row)
     log_open: tuple[float, str] | None  # this partition's #open line, by its first start
     log_close: tuple[float, str] | None  # its #close line, by its last time
+    peak_rss: int = 0  # bytes, of the worker process so far
 
 
 def write_partition(
@@ -195,7 +267,7 @@ def write_partition(
     """Stage 3: connection numbers in, Parquet part and text rows out."""
     from tcplab.analyze.output import conn_log, json_lines
 
-    records = part_out.records
+    records = spooled(part_out)
     by_stream = {t[0]: n for t, n in zip(records.connections, numbers, strict=True)}
     conns = []
     if parquet is not None or want_json:
@@ -227,6 +299,7 @@ def write_partition(
         out.log_open = (zconns[0].start, next(h for h in header if h.startswith("#open")))
         last = max(z.last_time for z in zconns)
         out.log_close = (last, next(h for h in header if h.startswith("#close")))
+    out.peak_rss = peak_rss()
     return out
 
 
@@ -283,9 +356,9 @@ def check_chain(
 
 
 def _read_task(
-    lay: FileLayout, spec: RangeSpec, partitions: int, options: EngineOptions
-) -> tuple[RangeMeta, list[Any]]:
-    return read_range(lay, spec, partitions, options)
+    lay: FileLayout, spec: RangeSpec, partitions: int, options: EngineOptions, scratch: str
+) -> tuple[RangeMeta, list[PieceRef]]:
+    return read_range(lay, spec, partitions, options, scratch)
 
 
 def run(
@@ -300,8 +373,68 @@ def run(
     partitions: int | None = None,
     range_bytes: int = RANGE_BYTES,
     progress: Callable[[int, int], None] | None = None,
+    scratch: str | None = None,
 ) -> Result:
-    """Analyse ``inputs`` as one capture on ``client``'s cluster."""
+    """Analyse ``inputs`` as one capture on ``client``'s cluster.
+
+    The shuffle goes through a new directory in ``scratch`` (the system's
+    temporary directory by default), which every worker must reach at the
+    same path; it is removed when the run ends, however it ends."""
+    try:
+        work = tempfile.mkdtemp(prefix="tcplab-scratch-", dir=scratch)
+    except OSError as exc:
+        raise InputError(f"--scratch {scratch}: {exc.strerror or exc}") from None
+    submitted: list[Any] = []
+
+    def submit(fn: Callable[..., Any], *args: Any) -> Any:
+        fut = client.submit(fn, *args, pure=False)
+        submitted.append(fut)
+        return fut
+
+    try:
+        return _run(
+            client,
+            inputs,
+            options,
+            parquet,
+            packets,
+            want_log,
+            want_json,
+            partitions,
+            range_bytes,
+            progress,
+            work,
+            submit,
+        )
+    finally:
+        # Tasks still queued must not start: cancel them.  One still running
+        # may create a file while the directory is removed (rmdir then fails:
+        # try again); once it is gone no task can write there (none makes
+        # directories), and a file open in it is freed when it is closed.
+        if submitted:
+            with contextlib.suppress(Exception):
+                client.cancel(submitted)
+        for _attempt in range(100):
+            shutil.rmtree(work, ignore_errors=True)
+            if not os.path.exists(work):
+                break
+            time.sleep(0.1)
+
+
+def _run(
+    client: Any,
+    inputs: Sequence[str],
+    options: EngineOptions,
+    parquet: str | None,
+    packets: bool,
+    want_log: bool,
+    want_json: bool,
+    partitions: int | None,
+    range_bytes: int,
+    progress: Callable[[int, int], None] | None,
+    work: str,
+    submit: Callable[..., Any],
+) -> Result:
     import distributed
 
     as_completed: Any = distributed.as_completed
@@ -310,7 +443,7 @@ def run(
     capture = resolve(inputs, problems)
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     # Layouts: read on the workers too (the files must be where the workers are).
-    lay_futures = [client.submit(_layout, f, i, pure=False) for i, f in enumerate(capture.files)]
+    lay_futures = [submit(_layout, f, i) for i, f in enumerate(capture.files)]
     lays: list[FileLayout] = []
     for fut in lay_futures:
         lay = fut.result()
@@ -328,9 +461,9 @@ def run(
     futures: dict[tuple[int, int], Any] = {}
     meta_of: dict[Any, Any] = {}
     for lay, spec in specs:
-        fut = client.submit(_read_task, lay, spec, parts, options, pure=False)
+        fut = submit(_read_task, lay, spec, parts, options, work)
         futures[(spec.file_id, spec.range_id)] = fut
-        meta_of[fut] = client.submit(operator.itemgetter(0), fut, pure=False)
+        meta_of[fut] = submit(operator.itemgetter(0), fut)
     metas: dict[tuple[int, int], RangeMeta] = {}
     done_bytes = 0
     for mfut in as_completed(list(meta_of.values())):
@@ -346,9 +479,9 @@ def run(
         file_metas = [metas[(lay.file_id, s.range_id)] for l2, s in specs if l2 is lay]
 
         def reread(spec: RangeSpec, lay: FileLayout = lay) -> RangeMeta:
-            fut = client.submit(_read_task, lay, spec, parts, options, pure=False)
+            fut = submit(_read_task, lay, spec, parts, options, work)
             futures[(spec.file_id, spec.range_id)] = fut
-            result: RangeMeta = client.submit(operator.itemgetter(0), fut, pure=False).result()
+            result: RangeMeta = submit(operator.itemgetter(0), fut).result()
             return result
 
         accepted += check_chain(file_metas, reread)
@@ -373,17 +506,14 @@ def run(
                     global_problem(layouts[file_id].path, offset, message, frame_base[key])
                 )
 
-    # Stage 2: one task per partition, fed that partition's table of every range.
+    # Stage 2: one task per partition, given where that partition's piece of
+    # every range is.
     batches = []
     for p in range(parts):
-        pieces = [
-            client.submit(_piece, futures[(m.spec.file_id, m.spec.range_id)], p, pure=False)
-            for m in accepted
-        ]
-        batches.append(
-            client.submit(analyse_partition, pieces, frame_base, carry_latest, options, pure=False)
-        )
-    figures = client.gather([client.submit(partition_figures, b, pure=False) for b in batches])
+        pieces = [submit(_piece, futures[(m.spec.file_id, m.spec.range_id)], p) for m in accepted]
+        spool = os.path.join(work, f"part-{p}.records")
+        batches.append(submit(analyse_partition, pieces, frame_base, carry_latest, options, spool))
+    figures = client.gather([submit(partition_figures, b) for b in batches])
     keys_per_part = [f[0] for f in figures]
     # Connection numbers: the rank of each connection's first packet over all partitions.
     ranked = sorted((k, p, i) for p, ks in enumerate(keys_per_part) for i, k in enumerate(ks))
@@ -398,18 +528,7 @@ def run(
         prepare_dataset(parquet, packets)
     names = capture.names
     written_futures = [
-        client.submit(
-            write_partition,
-            b,
-            numbers[p],
-            p,
-            parquet,
-            packets,
-            names,
-            want_json,
-            want_log,
-            pure=False,
-        )
+        submit(write_partition, b, numbers[p], p, parquet, packets, names, want_json, want_log)
         for p, b in enumerate(batches)
     ]
     written: list[Written] = client.gather(written_futures)
@@ -418,7 +537,7 @@ def run(
     result.shuffle_bytes = sum(m.shuffle_bytes for m in accepted)
     result.packets = sum(f[1] for f in figures)
     result.partition_seconds = [f[2] for f in figures]
-    result.worker_peak_rss = max((f[3] for f in figures), default=0)
+    result.worker_peak_rss = max([f[3] for f in figures] + [w.peak_rss for w in written], default=0)
     for meta in accepted:
         result.worker_cpu[meta.worker] = result.worker_cpu.get(meta.worker, 0.0) + meta.seconds
     for f in figures:
@@ -437,10 +556,9 @@ def _layout(path: str, file_id: int) -> FileLayout | str:
         return str(exc)
 
 
-def _piece(read: tuple[RangeMeta, list[Any]], p: int) -> Any:
+def _piece(read: tuple[RangeMeta, list[PieceRef]], p: int) -> tuple[int, int, PieceRef]:
     meta, pieces = read
-    rows, latest = pieces[p]
-    return meta.spec.file_id, meta.spec.range_id, rows, latest
+    return meta.spec.file_id, meta.spec.range_id, pieces[p]
 
 
 def _merge_log(written: list[Written]) -> str:
@@ -529,8 +647,10 @@ def run_cli(
     as_json: bool,
     bare: bool,
     ignore_checksums: bool,
+    scratch: str | None = None,
 ) -> None:
-    """``tcplab analyze --dask ...``: conn.log, JSON and/or Parquet."""
+    """``tcplab analyze --dask ...``: conn.log, JSON and/or Parquet; the
+    shuffle through ``scratch`` (docs/scale.md)."""
     import click
 
     if not (conn_log or as_json or parquet):
@@ -538,6 +658,10 @@ def run_cli(
     if conn_log and as_json:
         raise InputError("choose one of --json, --conn-log")
     spec = parse_spec(dask)
+    if spec.address is not None and scratch is None:
+        raise InputError(
+            f"--dask {dask}: give --scratch DIR, a directory every worker reaches at the same path"
+        )
     ports = frozenset() if bare else DEFAULT_LIKELY_SERVER_PORTS
     options = EngineOptions(ports, ignore_checksums, keep_packets=parquet_packets)
     try:
@@ -554,6 +678,7 @@ def run_cli(
                     want_log=conn_log,
                     want_json=as_json,
                     progress=bar.update if bar is not None else None,
+                    scratch=scratch,
                 )
             finally:
                 if bar is not None:

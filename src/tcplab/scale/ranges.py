@@ -38,6 +38,7 @@ import os
 import re
 import struct
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -53,6 +54,7 @@ from tcplab.errors import InputError
 from tcplab.scale.captureset import is_url
 from tcplab.scale.columns import (
     CHUNK,
+    ROW,
     Decode,
     Keyed,
     _Slow,
@@ -376,26 +378,62 @@ class _RangeReader(CaptureReader):
 _FRAME = re.compile(r"^frame (\d+): ")
 
 
+# A partition's piece of one range in the scratch directory: (path, offset, rows).
+# At ``offset`` its rows (``columns.ROW``), then each row's largest time so far (int64).
+PieceRef = tuple[str, int, int]
+
+
 def read_range(
-    lay: FileLayout, spec: RangeSpec, partitions: int, options: EngineOptions
-) -> tuple[RangeMeta, list[tuple[NDArray[Any], NDArray[np.int64]]]]:
-    """Read one range: its metadata and, per flow-hash partition, its rows
-    (``tcplab.scale.columns``) with each row's largest time so far in the range."""
+    lay: FileLayout, spec: RangeSpec, partitions: int, options: EngineOptions, scratch: str
+) -> tuple[RangeMeta, list[PieceRef]]:
+    """Read one range: its metadata and, per flow-hash partition, where its
+    rows (``tcplab.scale.columns``) and each row's largest time so far in the
+    range were written: one file of the range in ``scratch``, a partition
+    after another, so the worker keeps nothing of the range once it is read."""
     started = time.process_time()
     meta, chunks = decode_range(lay, spec, options)
     split: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
     for rows, latest in chunks:  # one pass in C per chunk: rows by the engine's flow hash
         for p, piece in enumerate(_engine.split_rows(rows, latest, partitions)):
             split[p].append(piece)
-    pieces = []
-    for parts in split:
-        rows_p = rows_of(b"".join(r for r, _ in parts))
-        pieces.append((rows_p, np.frombuffer(b"".join(t for _, t in parts), np.int64)))
-    meta.packets = [len(r) for r, _ in pieces]
-    meta.shuffle_bytes = sum(r.nbytes + k.nbytes for r, k in pieces)
+    del chunks
+    name = f"{spec.file_id}-{spec.range_id}-{spec.start}-{uuid.uuid4().hex}.rows"
+    path = os.path.join(scratch, name)
+    refs: list[PieceRef] = []
+    at = 0
+    with open(path, "wb") as out:  # fails once the run has removed its scratch directory
+        for parts in split:
+            n = sum(len(r) for r, _ in parts) // ROW.itemsize
+            refs.append((path, at, n))
+            for r, _ in parts:
+                out.write(r)
+            for _, t in parts:
+                out.write(t)
+            at += n * (ROW.itemsize + 8)
+            parts.clear()
+    meta.packets = [n for _p, _o, n in refs]
+    meta.shuffle_bytes = at
     meta.seconds = time.process_time() - started
     meta.worker = os.getpid()
-    return meta, pieces
+    return meta, refs
+
+
+def piece_chunks(ref: PieceRef, rows: int) -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
+    """A piece read back ``rows`` rows at a time (with their times), so a
+    reader holds one buffer of it, not the piece."""
+    path, offset, n = ref
+    size = ROW.itemsize
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start in range(0, n, rows):
+            k = min(rows, n - start)
+            raw = os.pread(fd, k * size, offset + start * size)
+            latest = os.pread(fd, k * 8, offset + n * size + start * 8)
+            if len(raw) != k * size or len(latest) != k * 8:
+                raise OSError(f"{path}: a scratch file ended early")
+            yield rows_of(raw), np.frombuffer(latest, np.int64)
+    finally:
+        os.close(fd)
 
 
 def decode_range(
