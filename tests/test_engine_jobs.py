@@ -19,6 +19,7 @@ import pytest
 
 from conftest import pcapng_and_gz, run_tcplab
 from tcplab.analyze import engine
+from tcplab.analyze.synth import write_capture
 from tcplab.capture.writer import PcapWriter
 from tcplab.wire.checksum import internet_checksum, tcp_checksum
 
@@ -263,3 +264,23 @@ def test_jobs_on_a_fifo_run_in_one_process(tricky: Path, tmp_path: Path) -> None
     one = run_tcplab("analyze", "--json", str(tricky), timeout=300)
     assert piped.code == one.code == 0, piped.stderr
     assert piped.stdout == one.stdout
+
+
+def test_a_file_cut_short_under_the_mapped_reader_is_one_problem(tmp_path: Path) -> None:
+    """The engine maps the file window by window; a file truncated while it is
+    read (a ring of tcpdump -W files reusing one) makes those pages vanish.
+    That is one problem line at the offset reached, not a SIGBUS."""
+    path = tmp_path / "shrinks.pcap"
+    write_capture(path, 20000, 400, seed=3)
+    assert path.stat().st_size > 3 * engine.CHUNK
+    report = None
+    for n, item in enumerate(engine.run(path)):
+        if n == 0:  # the first window is read: cut the file below it
+            os.truncate(path, engine.CHUNK // 4)
+        if isinstance(item, engine.ReadReport):
+            report = item
+    assert report is not None
+    assert len(report.problems) == 1
+    assert report.problems[0].startswith(f"{path}: offset ")
+    assert report.problems[0].endswith("the file shrank while it was read")
+    assert 0 < report.tcp < 20000

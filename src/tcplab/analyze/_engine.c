@@ -38,6 +38,8 @@
 #include <errno.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <arpa/inet.h>
@@ -2949,6 +2951,8 @@ static void Engine_dealloc(Engine *e) {
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
+static PyObject *walk(Engine *e, int final);
+
 static PyObject *Engine_feed(Engine *e, PyObject *args) {
     g_base = e->base;
     Py_buffer chunk;
@@ -2977,7 +2981,39 @@ static PyObject *Engine_feed(Engine *e, PyObject *args) {
         e->blen += chunk.len;
     }
     PyBuffer_Release(&chunk);
-    return run(e, final);
+    return walk(e, final);
+}
+
+/* A mapped window's pages vanish when the file is truncated under it
+   (tcpdump -W reusing a ring's file), and touching them raises SIGBUS.
+   While the engine walks a mapped window, SIGBUS comes back here and the read
+   ends with one error (an OSError; engine.run says it as an InputError). */
+static sigjmp_buf g_bus;
+static volatile sig_atomic_t g_bus_armed;
+static void on_bus(int sig) {
+    if (g_bus_armed) { g_bus_armed = 0; siglongjmp(g_bus, 1); }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static PyObject *walk(Engine *e, int final) {
+    if (!e->map) return run(e, final);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_bus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &old);
+    if (sigsetjmp(g_bus, 1)) {
+        sigaction(SIGBUS, &old, NULL);
+        e->format = 3; /* read no further */
+        return PyErr_Format(PyExc_OSError, "offset %lld: the file shrank while it was read",
+                            (long long)(e->consumed + (i64)e->bpos));
+    }
+    g_bus_armed = 1;
+    PyObject *r = run(e, final);
+    g_bus_armed = 0;
+    sigaction(SIGBUS, &old, NULL);
+    return r;
 }
 
 /* The next 4 MiB of a regular file, mapped instead of read: read() copies
@@ -2994,7 +3030,7 @@ static int map_window(Engine *e, int fd, size_t want, PyObject **out) {
     i64 pos = e->consumed + (i64)e->bpos, end = e->consumed + (i64)e->blen, size = (i64)sb.st_size;
     if (!e->map && (e->buf || lseek(fd, 0, SEEK_CUR) != 0)) return 1; /* already reading */
     if (end >= size) {
-        *out = run(e, 1);
+        *out = walk(e, 1);
         if (*out != Py_None) return 0;
         Py_DECREF(*out);
         *out = Py_BuildValue("(s)", "eof");
@@ -3015,7 +3051,7 @@ static int map_window(Engine *e, int fd, size_t want, PyObject **out) {
     e->bpos = (size_t)(pos - start);
     e->blen = e->maplen;
     e->bytes_read += nend - end;
-    *out = run(e, 0);
+    *out = walk(e, 0);
     return 0;
 }
 
@@ -3026,7 +3062,7 @@ static PyObject *Engine_feed_fd(Engine *e, PyObject *args) {
     g_base = e->base;
     int fd;
     if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
-    PyObject *r = run(e, 0); /* what the last chunk still holds (after a hand-back) */
+    PyObject *r = walk(e, 0); /* what the last chunk still holds (after a hand-back) */
     if (r != Py_None) return r;
     Py_DECREF(r);
     if (e->format == 3) return Py_BuildValue("(s)", "eof");

@@ -655,10 +655,14 @@ def run(
         try:
             before = 0
             while handed is None:
-                result = engine.feed_fd(fd)
-                while result is not None and result[0] not in ("eof", "takeover"):
-                    slow.frame(_record(result), True)
-                    result = engine.feed(b"")
+                try:
+                    result = engine.feed_fd(fd)
+                    while result is not None and result[0] not in ("eof", "takeover"):
+                        slow.frame(_record(result), True)
+                        result = engine.feed(b"")
+                except OSError as exc:  # the file shrank under the mapped reader (or EIO)
+                    extra.append(f"{name}: {exc.strerror or exc}")
+                    result = ("eof",)
                 if result is not None and result[0] == "takeover":
                     handed = int(result[1])
                 if progress is not None:
