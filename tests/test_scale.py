@@ -712,6 +712,23 @@ def test_dask_shuffle_through_scratch_removed_however_the_run_ends(
 
 
 def test_dask_scheduler_needs_a_shared_scratch(ring: Ring, tmp_path: Path) -> None:
+    """--scratch on the command line: used and emptied with local:N, required
+    with a scheduler address, refused without --dask."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    local = run_tcplab(
+        "analyze",
+        "--dask",
+        "local:1",
+        "--scratch",
+        str(scratch),
+        "--conn-log",
+        str(ring.dir),
+        timeout=300,
+    )
+    assert local.code == 0, local.stderr
+    assert local.stdout == ok("--conn-log", str(ring.one))
+    assert list(scratch.iterdir()) == []
     bad = run_tcplab("analyze", "--dask", "tcp://127.0.0.1:9", "--conn-log", str(ring.one))
     assert bad.code == 2
     assert bad.stderr == (
