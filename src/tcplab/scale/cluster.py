@@ -173,7 +173,7 @@ def analyse_partition(
     return Partition(spool, conn_keys, zeek_keys, packets, seconds, peak_rss(), os.getpid())
 
 
-def first_keys(path: str, *wanted: list[int]) -> list[list[OrderKey]]:
+def first_keys(path: str, *wanted: list[int]) -> list[NDArray[np.int64]]:
     """The order keys of the frames in each of ``wanted``, found in the
     (frames, key times) blocks ``analyse_partition`` wrote to ``path``, read
     a block at a time (every frame is in one block once)."""
@@ -188,13 +188,17 @@ def first_keys(path: str, *wanted: list[int]) -> list[list[OrderKey]]:
                 at = np.minimum(np.searchsorted(frames, index), len(frames) - 1)
                 hit = frames[at] == index
                 times[at[hit]] = keys[hit]
-    out: list[list[OrderKey]] = []
+    out: list[NDArray[np.int64]] = []
     for w in wanted:
         asked = np.array(w, np.int64)
-        got = times[np.searchsorted(frames, asked)].tolist()
-        files, numbers = (asked >> FRAME_BITS).tolist(), (asked & FRAME_MASK).tolist()
-        out.append(list(zip(got, files, numbers, strict=True)))
+        got = times[np.searchsorted(frames, asked)] if len(asked) else asked
+        out.append(np.stack([got, asked >> FRAME_BITS, asked & FRAME_MASK], axis=1))
     return out
+
+
+def as_keys(keys: NDArray[np.int64]) -> list[OrderKey]:
+    """Order keys kept as an (n, 3) array (24 bytes each) as tuples."""
+    return [(t, f, n) for t, f, n in keys.tolist()]
 
 
 def spooled(part: Partition) -> Records:
@@ -211,7 +215,7 @@ def spooled(part: Partition) -> Records:
                 yield Batch(conns, zeek, packets)
 
     records = records_of(batches())
-    records.conn_keys, records.zeek_keys = part.conn_keys, part.zeek_keys
+    records.conn_keys, records.zeek_keys = as_keys(part.conn_keys), as_keys(part.zeek_keys)
     return records
 
 
@@ -220,8 +224,8 @@ class Partition:
     """Stage 2's output: where its records are, their keys, and what it cost."""
 
     spool: str  # the records, pickled a batch at a time (``spooled``)
-    conn_keys: list[OrderKey]  # each connection's first-packet key, in number order
-    zeek_keys: list[OrderKey]  # each Zeek connection's, in start order
+    conn_keys: NDArray[np.int64]  # each connection's first-packet key, in number order
+    zeek_keys: NDArray[np.int64]  # each Zeek connection's, in start order (``as_keys``)
     packets: int
     seconds: float  # CPU seconds
     peak_rss: int  # bytes, of the worker process so far
@@ -243,7 +247,7 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def partition_figures(part: Partition) -> tuple[list[OrderKey], int, float, int, int]:
+def partition_figures(part: Partition) -> tuple[NDArray[np.int64], int, float, int, int]:
     return part.conn_keys, part.packets, part.seconds, part.peak_rss, part.worker
 
 
@@ -518,7 +522,7 @@ def _run(
         spool = os.path.join(work, f"part-{p}.records")
         batches.append(submit(analyse_partition, pieces, frame_base, carry_latest, options, spool))
     figures = client.gather([submit(partition_figures, b) for b in batches])
-    keys_per_part = [f[0] for f in figures]
+    keys_per_part = [as_keys(f[0]) for f in figures]
     # Connection numbers: the rank of each connection's first packet over all partitions.
     ranked = sorted((k, p, i) for p, ks in enumerate(keys_per_part) for i, k in enumerate(ks))
     numbers: list[list[int]] = [[0] * len(ks) for ks in keys_per_part]
