@@ -291,14 +291,16 @@ def tcpdump_lo(out: Path, ports: Sequence[int], nano: bool = False) -> Iterator[
 
 
 def default_sigint() -> None:
-    """``preexec_fn`` for a child the test will stop with SIGINT.
+    """``preexec_fn`` for a child the test will stop with a signal.
 
     A background job of a non-interactive shell (``make test &``, some CI
-    runners) starts with SIGINT ignored, and every child inherits that; a
-    child that is to be interrupted gets the default disposition back, as a
-    terminal would give it.
+    runners) starts with SIGINT ignored, and a run under ``nohup`` with
+    SIGHUP ignored; every child inherits that.  A child that is to be
+    interrupted gets the default dispositions back, as a terminal would
+    give them.
     """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 @contextmanager

@@ -447,11 +447,9 @@ def decode_range(
     if lay.kind not in ("pcap", "pcapng"):
         return _python_range(lay, spec, options)
     with open_binary(lay.path) as f:
-        first: int | None = spec.start
-        if not spec.exact:
-            first = resync(lay, f, spec.start, spec.end)
-        if first is None or first >= spec.end:
-            return RangeMeta(spec, None, None, False, False, 0, -(1 << 63), []), []
+        first = _first_record(lay, f, spec)
+        if first is None:
+            return _empty_range(spec), []
         if lay.kind == "pcap":
             prefix, head_end = lay.pcap_header, first
         elif first > lay.data_start:
@@ -491,17 +489,26 @@ def decode_range(
     return meta, got
 
 
+def _first_record(lay: FileLayout, f: BinaryIO, spec: RangeSpec) -> int | None:
+    """Where the range's first record (pcap) or block (pcapng) starts; None
+    when none starts inside it."""
+    first = spec.start if spec.exact else resync(lay, f, spec.start, spec.end)
+    return None if first is None or first >= spec.end else first
+
+
+def _empty_range(spec: RangeSpec) -> RangeMeta:
+    return RangeMeta(spec, None, None, False, False, 0, -(1 << 63), [])
+
+
 def _python_range(
     lay: FileLayout, spec: RangeSpec, options: EngineOptions
 ) -> tuple[RangeMeta, list[Keyed]]:
     """A range read by ``tcplab.capture`` and decoded by ``tcplab.wire``
     (gzip, and what the C reader hands over): the same rows and metadata."""
     with open_binary(lay.path) as f:
-        first: int | None = spec.start
-        if not spec.exact:
-            first = resync(lay, f, spec.start, spec.end)
-        if first is None or first >= spec.end:
-            return RangeMeta(spec, None, None, False, False, 0, -(1 << 63), []), []
+        first = _first_record(lay, f, spec)
+        if first is None:
+            return _empty_range(spec), []
         reader = _RangeReader(lay, f, first, spec.end)
         problems: list[tuple[int, str]] = []
 
