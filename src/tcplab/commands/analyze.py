@@ -132,7 +132,7 @@ PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar
     "--summary",
     "summary",
     is_flag=True,
-    help="Fast connection summary (columnar on classic pcap; with --json, JSON lines).",
+    help="The overview, as the default view shows it (with --json: one short line per connection).",
 )
 @click.option("--conn", "conn", type=int, metavar="N", help="Only connection N.")
 @click.option("--host", "host", metavar="ADDR", help="Only connections with this endpoint address.")
