@@ -16,25 +16,10 @@ from tcplab.wire.decode import TcpPacket, WireError, decode_frame
 from tcplab.wire.flags import Flags
 from tcplab.wire.link import LinkType
 
-_LETTERS = {
-    "S": Flags.SYN,
-    "F": Flags.FIN,
-    "R": Flags.RST,
-    "P": Flags.PSH,
-    ".": Flags.ACK,
-    "U": Flags.URG,
-    "E": Flags.ECE,
-    "W": Flags.CWR,
-    "e": Flags.AE,
-}
-
 
 def flags_from_text(text: str) -> int:
     """tcpdump flag letters back to bits ("S." -> SYN|ACK)."""
-    bits = 0
-    for ch in text:
-        bits |= int(_LETTERS.get(ch, 0))
-    return bits
+    return int(Flags.from_tcpdump(text))
 
 
 def infer_states(timeline: Timeline) -> list[StateChange]:

@@ -25,23 +25,32 @@ class Flags(IntFlag):
 
     def tcpdump(self) -> str:
         """tcpdump's flag text: ``S``, ``S.``, ``P.``, ``F.``, ``R.``, ``.`` ..."""
-        letters = "".join(
-            ch
-            for bit, ch in (
-                (Flags.SYN, "S"),
-                (Flags.FIN, "F"),
-                (Flags.PSH, "P"),
-                (Flags.RST, "R"),
-                (Flags.URG, "U"),
-                (Flags.ECE, "E"),
-                (Flags.CWR, "W"),
-                (Flags.AE, "e"),
-            )
-            if self & bit
-        )
+        letters = "".join(ch for bit, ch in TCPDUMP_LETTERS if self & bit)
         if self & Flags.ACK:
             letters += "."
         return letters or "none"
+
+    @classmethod
+    def from_tcpdump(cls, text: str) -> Flags:
+        """``tcpdump()`` read back (``"S."`` -> SYN|ACK); other characters count nothing."""
+        bits = cls(0)
+        for ch in text:
+            bits |= _TCPDUMP_BITS.get(ch, cls(0))
+        return bits
+
+
+# tcpdump's letters in the order it prints them; ACK is the trailing ".".
+TCPDUMP_LETTERS = (
+    (Flags.SYN, "S"),
+    (Flags.FIN, "F"),
+    (Flags.PSH, "P"),
+    (Flags.RST, "R"),
+    (Flags.URG, "U"),
+    (Flags.ECE, "E"),
+    (Flags.CWR, "W"),
+    (Flags.AE, "e"),
+)
+_TCPDUMP_BITS = {ch: bit for bit, ch in TCPDUMP_LETTERS} | {".": Flags.ACK}
 
 
 class Control(Enum):
