@@ -81,10 +81,10 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
-            # `tcplab analyze --packets big.pcap | head`: the reader went away,
-            # which is not an error (README: exit status).  click would end it
-            # with exit 1; stdout now points at /dev/null so the interpreter's
-            # last flush does not complain either.
+            # `tcplab packets big.pcap | head`, for every command: the reader
+            # went away, which is not an error (README: exit status).  click
+            # would end it with exit 1; stdout now points at /dev/null so the
+            # interpreter's last flush does not complain either.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -279,14 +278,6 @@ def _host_matcher(hosts: tuple[str, ...]) -> Callable[[TcpPacket], bool] | None:
     return lambda pkt: pkt.src in wanted or pkt.dst in wanted
 
 
-def _silence_stdout() -> None:
-    """After the reader of our stdout went away (``| head``): drop further output
-    so the interpreter's final flush does not complain."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-
-
 def list_packets(
     path: str,
     out: TextIO,
@@ -395,31 +386,24 @@ def command(
     if ipmsg:
         from tcplab.commands.ipmsg import list_ipmsg
 
-        try:
-            status = list_ipmsg(file, sys.stdout, sys.stderr, as_json=as_json, count=count,
-                                ports=ports or (2425,))  # fmt: skip
-        except BrokenPipeError:
-            _silence_stdout()
-            sys.exit(0)
+        # (a reader that goes away, `| head`, is tcplab.cli's: exit 0)
+        status = list_ipmsg(file, sys.stdout, sys.stderr, as_json=as_json, count=count,
+                            ports=ports or (2425,))  # fmt: skip
         if status:
             sys.exit(status)
         return
-    try:
-        status = list_packets(
-            file,
-            sys.stdout,
-            sys.stderr,
-            absolute=absolute,
-            as_json=as_json,
-            count=count,
-            time_format=time_format,
-            utc=utc,
-            nano=nano,
-            ports=ports,
-            hosts=hosts,
-        )
-    except BrokenPipeError:
-        _silence_stdout()
-        sys.exit(0)
+    status = list_packets(
+        file,
+        sys.stdout,
+        sys.stderr,
+        absolute=absolute,
+        as_json=as_json,
+        count=count,
+        time_format=time_format,
+        utc=utc,
+        nano=nano,
+        ports=ports,
+        hosts=hosts,
+    )
     if status:
         sys.exit(status)
