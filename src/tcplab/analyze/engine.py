@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 try:
     from tcplab.analyze import _engine
@@ -46,7 +46,7 @@ from tcplab.analyze.frames import NO_OPTIONS, ReadReport, Segment, TcpOptions, s
 from tcplab.analyze.wireshark import FLAG_NAMES, PROBLEM_FLAGS
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.capture.marker import DROPPED_BY_WIRE
-from tcplab.capture.source import ChunkSource, ProblemSink
+from tcplab.capture.source import GZIP_MAGIC, ChunkSource, ProblemSink, source_of
 from tcplab.errors import InputError
 from tcplab.model.table import TRANSITIONS, Trigger, TriggerKind, edges_from
 from tcplab.states import State
@@ -466,13 +466,7 @@ def _open(source: str | Path, sink: ProblemSink) -> tuple[BinaryIO, ChunkSource]
             raw = open(source, "rb")  # noqa: SIM115 - closed by the caller
         except OSError as exc:
             raise InputError(f"{source}: {exc.strerror or exc}") from exc
-    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-    if head == b"\x1f\x8b":
-        import gzip
-
-        stream = cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
-        return raw, ChunkSource(stream, sink, stepwise=True, compressed=raw.tell)
-    return raw, ChunkSource(raw, sink)
+    return raw, source_of(raw, sink)
 
 
 class _Fallback:
@@ -612,7 +606,7 @@ def _plain_file(source: str | Path) -> int | None:
     except OSError as exc:
         raise InputError(f"{source}: {exc.strerror or exc}") from exc
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.pread(fd, 2, 0) == b"\x1f\x8b":
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.pread(fd, 2, 0) == GZIP_MAGIC:
             os.close(fd)
             return None
         if hasattr(os, "posix_fadvise"):

@@ -16,18 +16,15 @@ Two ways to iterate:
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Iterator
 from types import TracebackType
-from typing import BinaryIO, Final, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from tcplab.capture import pcap, pcapng
 from tcplab.capture.pcap import RawRecord
-from tcplab.capture.source import CaptureProblem, ChunkSource, ProblemSink
+from tcplab.capture.source import CaptureProblem, ChunkSource, ProblemSink, source_of
 from tcplab.errors import InputError
-
-GZIP_MAGIC: Final = b"\x1f\x8b"
 
 
 class Record(NamedTuple):
@@ -89,14 +86,8 @@ class CaptureReader:
         return InputError(f"{self.path}: offset {offset}: {message}")
 
     def _start(self) -> ChunkSource:
-        stream: BinaryIO = self._file
-        # peek, not read + seek: a FIFO or /dev/stdin cannot seek back.
-        if self._file.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
-            self.compressed = True
-            stream = gzip.GzipFile(fileobj=self._file, mode="rb")  # type: ignore[assignment]
-        raw = self._file
-        source = ChunkSource(stream, self._sink, stepwise=self.compressed,
-                             compressed=raw.tell if self.compressed else None)  # fmt: skip
+        source = source_of(self._file, self._sink)
+        self.compressed = source.gzip
         head_buf, _ = source.ensure(pcap.GLOBAL_HEADER_LEN)
         head = head_buf[: pcap.GLOBAL_HEADER_LEN]
         if not head:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, cast
 
+GZIP_MAGIC: Final = b"\x1f\x8b"
 CHUNK: Final = 1 << 20
 # A .gz that expands more than BOMB_RATIO times, past BOMB_MIN bytes, is a
 # decompression bomb, not a capture (captures compress 2-20x, bulk transfers
@@ -78,6 +79,11 @@ class ChunkSource:
         "pos",
         "stepwise",
     )
+
+    @property
+    def gzip(self) -> bool:
+        """Whether the stream is a .gz being inflated (``source_of``)."""
+        return self._compressed is not None
 
     def __init__(
         self,
@@ -223,3 +229,17 @@ class ChunkSource:
     def at_eof(self) -> bool:
         buf, pos = self.ensure(1)
         return len(buf) - pos == 0
+
+
+def source_of(raw: BinaryIO, problems: ProblemSink) -> ChunkSource:
+    """``raw`` as a ChunkSource, through gzip when it starts with gzip's magic.
+    The magic is peeked, not read and sought back: a FIFO or standard input
+    cannot seek.  For a .gz stream the guards watch the compressed bytes
+    consumed (``raw.tell``)."""
+    peek = getattr(raw, "peek", None)
+    if peek is not None and peek(2)[:2] == GZIP_MAGIC:
+        import gzip
+
+        stream = cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+        return ChunkSource(stream, problems, stepwise=True, compressed=raw.tell)
+    return ChunkSource(raw, problems)

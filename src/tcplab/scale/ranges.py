@@ -48,8 +48,8 @@ import numpy as np
 from tcplab.analyze import _engine
 from tcplab.analyze.frames import dropped_by_wire, segment_of
 from tcplab.capture import TcpRecords, pcap, pcapng
-from tcplab.capture.reader import GZIP_MAGIC, CaptureReader, Record
-from tcplab.capture.source import ChunkSource, ProblemSink
+from tcplab.capture.reader import CaptureReader, Record
+from tcplab.capture.source import GZIP_MAGIC, ChunkSource, ProblemSink
 from tcplab.errors import InputError
 from tcplab.scale.captureset import is_url
 from tcplab.scale.columns import (
