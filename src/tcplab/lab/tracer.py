@@ -145,13 +145,18 @@ class Tracer:
         if root is None:
             self._private_mount.mkdir(parents=True, exist_ok=True)
             record("mount", str(self._private_mount))
+            # Before the mount, as self.instance before its mkdir: a signal that
+            # lands once mount(8) has mounted but before this line would leave
+            # close() believing nothing was mounted (a test saw the tracefs
+            # mount left behind).  unmount() of a path not mounted only
+            # removes the empty directory.
+            self.mounted_here = True
             proc = subprocess.run(
                 ["mount", "-t", "tracefs", "nodev", str(self._private_mount)],
                 capture_output=True, text=True, check=False,
             )
             if proc.returncode != 0:
                 raise LabError(f"mount tracefs: {proc.stderr.strip()}")
-            self.mounted_here = True
             root = str(self._private_mount)
         self.root = Path(root)
         instance = self.root / "instances" / f"tcplab-{self.run_id}"
