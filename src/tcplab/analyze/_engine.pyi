@@ -56,8 +56,10 @@ class Engine:
         base_offset: int = ...,
         head_end: int = ...,
         index_base: int = ...,
+        partitions: int = ...,
     ) -> None: ...
     def columns(self) -> tuple[bytes, int]: ...
+    def write_pieces(self, fd: int) -> tuple[list[int], int]: ...
     def feed_columns(self, rows: Any, frames: Any = ...) -> None: ...
 
 def load_table(
@@ -71,3 +73,18 @@ def flow_hash(version: int, src: bytes, sport: int, dst: bytes, dport: int) -> i
 def packet_layout() -> tuple[int, list[tuple[str, int, str, int]]]: ...
 def merge_lines(parts: list[tuple[bytes, bytes]], numbers: dict[int, int], json: bool) -> bytes: ...
 def split_rows(rows: Any, latest: Any, parts: int) -> list[tuple[bytes, bytes]]: ...
+def resync_scan(
+    buf: bytes,
+    start: int,
+    limit: int,
+    step: int,
+    eof: bool,
+    pcapng: bool,
+    le: bool,
+    a: int,
+    b: int,
+    first_time: int,
+    chain: int,
+    max_gap: int,
+    max_span: int,
+) -> int: ...
