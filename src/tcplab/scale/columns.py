@@ -356,10 +356,10 @@ def analysed(
         for start in range(0, len(rows), BATCH):
             end = start + BATCH
             run.feed_columns(np.ascontiguousarray(rows[start:end]), frames[start:end])
-            yield engine.Batch(*run.take(), run.stats()["first_time"], run.tally())
+            yield engine.take_batch(run)
     # (the tally: with Options.overview the records are only the rows the
     # overview may show, and the counts come with the batch)
-    yield engine.Batch(*run.finish(), run.stats()["first_time"], run.tally())
+    yield engine.take_batch(run, run.finish())
 
 
 def segment_rows(segments: Iterable[Segment], options: EngineOptions) -> NDArray[Any]:
