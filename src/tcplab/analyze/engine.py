@@ -327,6 +327,10 @@ class Batch:
     # (its first frame) as pairs of native int64s.
     lines: bytes | None = None
     frames: bytes | None = None
+    # With feed_columns' keys (a distributed run): the engine's take_keys(),
+    # (first frame, key time) of each stream started and the key time of each
+    # Zeek record's first packet, as native int64s.
+    order_keys: tuple[bytes, bytes] | None = None
 
 
 # _engine.c's tally(): (connections, packets, {ending: n}, {conn_state: n},
