@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import operator
 import os
 import pickle
 import shutil
@@ -68,7 +67,7 @@ from tcplab.scale.ranges import (
 from tcplab.scale.runs import Run, RunWriter, merged
 
 RANGE_BYTES = 64 << 20  # bytes of capture per read task
-PARTITION_BYTES = 256 << 20  # bytes of capture per flow-hash partition (about)
+PARTITIONS_PER_WORKER = 2  # flow-hash partitions per worker (balance; memory does not need more)
 READ_ROWS = 16384  # rows of a piece read back at a time in stage 2 (3 MB)
 
 
@@ -256,7 +255,9 @@ def write_partition(
     from tcplab.analyze.output import json_lines
 
     started = time.process_time()
-    numbers = np.fromfile(numbers_path, np.int64) if part.connections else np.zeros(0, np.int64)
+    numbers: Any = np.zeros(0, np.int64)
+    if part.connections:  # (mapped: pages of it, not the partition's, in memory)
+        numbers = np.memmap(numbers_path, np.int64, mode="r")
     json_out = RunWriter(f"{part.keys}.json", JSON_KEY)
     tables: list[Any] = []
     if parquet is not None:
@@ -449,20 +450,20 @@ def _run(
         raise InputError(problems[0])
     specs = plan_ranges(lays, range_bytes)
     total = sum(lay.size for lay in lays)
-    # Enough partitions to keep every worker busy, and small enough that one
-    # partition's columns fit a worker comfortably (docs/scale.md).
-    parts = partitions or max(2 * workers, -(-total // PARTITION_BYTES))
-    futures: dict[tuple[int, int], Any] = {}
-    meta_of: dict[Any, Any] = {}
-    for lay, spec in specs:
-        fut = submit(_read_task, lay, spec, parts, options, work)
-        futures[(spec.file_id, spec.range_id)] = fut
-        meta_of[fut] = submit(operator.itemgetter(0), fut)
+    # Enough partitions to keep every worker busy.  A partition's size does
+    # not bound a worker's memory (its open connections and a batch do), and
+    # every range is cut into one piece per partition, so no more than that.
+    parts = partitions or PARTITIONS_PER_WORKER * workers
+    # A read task's result is small (its metadata and where its pieces are),
+    # so the client holds them all and hands each partition its pieces.
+    pieces_of: dict[tuple[int, int], list[PieceRef]] = {}
     metas: dict[tuple[int, int], RangeMeta] = {}
     done_bytes = 0
-    for mfut in as_completed(list(meta_of.values())):
-        meta: RangeMeta = mfut.result()
+    reads = [submit(_read_task, lay, spec, parts, options, work) for lay, spec in specs]
+    for fut in as_completed(reads):
+        meta, pieces = fut.result()
         metas[(meta.spec.file_id, meta.spec.range_id)] = meta
+        pieces_of[(meta.spec.file_id, meta.spec.range_id)] = pieces
         done_bytes += min(meta.spec.end, total) - meta.spec.start
         if progress is not None:
             progress(done_bytes, total)
@@ -473,10 +474,9 @@ def _run(
         file_metas = [metas[(lay.file_id, s.range_id)] for l2, s in specs if l2 is lay]
 
         def reread(spec: RangeSpec, lay: FileLayout = lay) -> RangeMeta:
-            fut = submit(_read_task, lay, spec, parts, options, work)
-            futures[(spec.file_id, spec.range_id)] = fut
-            result: RangeMeta = submit(operator.itemgetter(0), fut).result()
-            return result
+            meta, pieces = submit(_read_task, lay, spec, parts, options, work).result()
+            pieces_of[(spec.file_id, spec.range_id)] = pieces
+            return meta  # type: ignore[no-any-return]
 
         accepted += check_chain(file_metas, reread)
 
@@ -505,7 +505,10 @@ def _run(
     want_records = parquet is not None or want_json
     part_futures = []
     for p in range(parts):
-        pieces = [submit(_piece, futures[(m.spec.file_id, m.spec.range_id)], p) for m in accepted]
+        pieces = [
+            (m.spec.file_id, m.spec.range_id, pieces_of[(m.spec.file_id, m.spec.range_id)][p])
+            for m in accepted
+        ]
         prefix = os.path.join(work, f"part-{p}")
         part_futures.append(
             submit(
@@ -609,11 +612,6 @@ def _layout(path: str, file_id: int) -> FileLayout | str:
         return layout(path, file_id)
     except InputError as exc:
         return str(exc)
-
-
-def _piece(read: tuple[RangeMeta, list[PieceRef]], p: int) -> tuple[int, int, PieceRef]:
-    meta, pieces = read
-    return meta.spec.file_id, meta.spec.range_id, pieces[p]
 
 
 # -- the command line ---------------------------------------------------------------------
