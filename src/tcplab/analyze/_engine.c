@@ -176,6 +176,7 @@ typedef struct ZConn {
     u64 missed_bytes;
     i64 attempt_deadline, delete_at; /* NONE_T: unset */
     int finished, emitted;
+    i64 first_key; /* its first packet's order-key time (feed_columns' keys) */
     struct ZConn *next; /* the entry's list */
 } ZConn;
 
@@ -350,6 +351,12 @@ typedef struct {
     i64 streams_count, zseq, now;
     /* --jobs N: the first frames of the streams started and ended since numbering() */
     struct Frames { i64 *v; size_t n, cap; } started, ended;
+    /* A distributed run's order keys (feed_columns' keys; take_keys()): the
+       (first frame, key time) of each stream started, in number order, and
+       the key time of each Zeek record's first packet, in record order. */
+    int want_keys;
+    i64 cur_key;
+    struct Frames new_keys, zeek_keys;
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
     struct Lines *lines; /* --packets lines formatted here (NULL: packet tuples) */
@@ -1670,11 +1677,12 @@ static int emit_entry(Engine *e, Entry *x) {
         for (i = 0; i < n; i++) {
             if (e->zrows) {
                 if (zrow_add(e, x, zall[i]) < 0) rc = -1;
-                continue;
+            } else {
+                PyObject *t = zeek_tuple(x, zall[i]);
+                if (!t || PyList_Append(e->out_zeek, t) < 0) rc = -1;
+                Py_XDECREF(t);
             }
-            PyObject *t = zeek_tuple(x, zall[i]);
-            if (!t || PyList_Append(e->out_zeek, t) < 0) rc = -1;
-            Py_XDECREF(t);
+            if (e->want_keys && frames_push(&e->zeek_keys, zall[i]->first_key) < 0) rc = -1;
         }
         if (zall != zs) free(zall);
     }
@@ -1870,6 +1878,7 @@ static int process_packet(Engine *e, Pkt *p) {
             zc = calloc(1, sizeof(ZConn));
             if (!zc) { PyErr_NoMemory(); return -1; }
             zc->seq = p->index;
+            zc->first_key = e->cur_key;
             zc->start = zc->last_time = zc->last_packet = p->t;
             zend_init(&zc->ep[0]); zend_init(&zc->ep[1]);
             zc->orig = src_side;
@@ -1886,6 +1895,10 @@ static int process_packet(Engine *e, Pkt *p) {
     if (created) {
         start_conn(st, p, zc, src_side, self_conn);
         st->first_frame = p->index;
+        if (e->want_keys && (frames_push(&e->new_keys, p->index) < 0 || frames_push(&e->new_keys, e->cur_key) < 0)) {
+            PyErr_NoMemory();
+            return -1;
+        }
         if (e->nshards > 1) {
             /* a shard's stream is known by its first frame until the merge numbers it */
             st->number = p->index;
@@ -3231,6 +3244,8 @@ static void Engine_dealloc(Engine *e) {
     free(e->cols);
     free(e->pkt_changes.v);
     free(e->started.v);
+    free(e->new_keys.v);
+    free(e->zeek_keys.v);
     free(e->ended.v);
     free(e->t_pagenum);
     free(e->t_best);
@@ -3479,6 +3494,22 @@ static PyObject *Engine_numbering(Engine *e, PyObject *noargs) {
     return r;
 }
 
+/* take_keys() -> (started, zeek): with feed_columns' keys, the (first frame,
+   key time) pairs (native int64s) of the streams started since the last call,
+   in number order, and the key time of each Zeek record's first packet, in
+   the order take()/finish() returned the records.  A distributed run numbers
+   connections and orders conn.log by these (tcplab.scale.cluster). */
+static PyObject *Engine_take_keys(Engine *e, PyObject *noargs) {
+    const char *none = "";
+    PyObject *r = Py_BuildValue("(y#y#)", e->new_keys.v ? (const char *)e->new_keys.v : none,
+                                (Py_ssize_t)(e->new_keys.n * sizeof(i64)),
+                                e->zeek_keys.v ? (const char *)e->zeek_keys.v : none,
+                                (Py_ssize_t)(e->zeek_keys.n * sizeof(i64)));
+    e->new_keys.n = e->zeek_keys.n = 0;
+    (void)noargs;
+    return r;
+}
+
 /* End of input: every connection still open goes out. */
 static PyObject *Engine_finish(Engine *e, PyObject *noargs) {
     g_base = e->base;
@@ -3652,20 +3683,24 @@ static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
     return Py_BuildValue("(NL)", b, (long long)e->section_at);
 }
 
-/* feed_columns(rows, frames=None): the batch feed, rows of Pkt (as columns()
-   returns them), in capture order; each row's frame number is its index, or
-   the matching int64 of ``frames`` (a distributed run's global numbers). */
+/* feed_columns(rows, frames=None, keys=None): the batch feed, rows of Pkt
+   (as columns() returns them), in capture order; each row's frame number is
+   its index, or the matching int64 of ``frames`` (a distributed run's global
+   numbers), and with ``keys`` (int64 each: its order-key time) the engine
+   keeps each connection's first key for take_keys(). */
 static PyObject *Engine_feed_columns(Engine *e, PyObject *args) {
     g_base = e->base;
-    Py_buffer rows, index = {0};
-    if (!PyArg_ParseTuple(args, "y*|y*", &rows, &index)) return NULL;
+    Py_buffer rows, index = {0}, keyv = {0};
+    if (!PyArg_ParseTuple(args, "y*|y*y*", &rows, &index, &keyv)) return NULL;
     size_t n = (size_t)rows.len / sizeof(Pkt);
-    const i64 *frames = index.buf;
+    const i64 *frames = index.buf, *keys = keyv.buf;
     PyObject *r = NULL;
-    if (e->collect || rows.len % (Py_ssize_t)sizeof(Pkt) || (frames && (size_t)index.len != n * sizeof(i64))) {
-        PyErr_SetString(EngineError, "feed_columns: rows of the engine's packet layout (and one frame each), to an analysing engine");
+    if (e->collect || rows.len % (Py_ssize_t)sizeof(Pkt) || (frames && (size_t)index.len != n * sizeof(i64)) ||
+        (keys && (size_t)keyv.len != n * sizeof(i64))) {
+        PyErr_SetString(EngineError, "feed_columns: rows of the engine's packet layout (and one frame and key each), to an analysing engine");
         goto done;
     }
+    if (keys) e->want_keys = 1;
     const Pkt *v = rows.buf;
     for (size_t i = 0; i < n; i++) {
         Pkt p = v[i];
@@ -3674,6 +3709,7 @@ static PyObject *Engine_feed_columns(Engine *e, PyObject *args) {
             goto done;
         }
         if (frames) p.index = frames[i];
+        if (keys) e->cur_key = keys[i];
         if (process_packet(e, &p) < 0) goto done;
     }
     e->frames += (i64)n;
@@ -3682,6 +3718,7 @@ static PyObject *Engine_feed_columns(Engine *e, PyObject *args) {
 done:
     PyBuffer_Release(&rows);
     if (index.buf) PyBuffer_Release(&index);
+    if (keyv.buf) PyBuffer_Release(&keyv);
     return r;
 }
 
@@ -3752,7 +3789,8 @@ done:
 static PyMethodDef Engine_methods[] = {
     {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0): collect packets as columns"},
     {"columns", (PyCFunction)Engine_columns, METH_NOARGS, "columns() -> (rows, section_at)"},
-    {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows, frames=None): the batch feed"},
+    {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows, frames=None, keys=None): the batch feed"},
+    {"take_keys", (PyCFunction)Engine_take_keys, METH_NOARGS, "take_keys() -> (started, zeek): order keys (int64) since the last call"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
     {"feed_fd", (PyCFunction)Engine_feed_fd, METH_VARARGS, "feed_fd(fd): read the capture from fd; as feed()"},
     {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},

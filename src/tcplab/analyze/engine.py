@@ -346,6 +346,10 @@ class Batch:
     # #open is the smallest start, #close the largest last.
     zeek_rows: bytes | None = None
     zeek_row_keys: bytes | None = None
+    # With feed_columns' keys (a distributed run): the engine's take_keys(),
+    # (first frame, key time) of each stream started and the key time of each
+    # Zeek record's first packet, as native int64s.
+    order_keys: tuple[bytes, bytes] | None = None
 
 
 def zeek_row_keys_of(raw: bytes) -> NDArray[Any]:
