@@ -33,9 +33,8 @@ A ``LocalCluster`` listens on 127.0.0.1 only and is closed afterwards.
 from __future__ import annotations
 
 import contextlib
-import heapq
+import io
 import logging
-import operator
 import os
 import pickle
 import shutil
@@ -44,16 +43,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.errors import InputError
-from tcplab.scale.captureset import FRAME_BITS, FRAME_MASK, OrderKey, resolve
-from tcplab.scale.columns import Framed, analysed, merge
-from tcplab.scale.engine import EngineOptions, Records, records_of
+from tcplab.scale.captureset import FRAME_BITS, resolve
+from tcplab.scale.columns import Fed, Framed, analysed, merge
+from tcplab.scale.engine import EngineOptions
 from tcplab.scale.ranges import (
     WHOLE_FILE,
     FileLayout,
@@ -65,12 +64,10 @@ from tcplab.scale.ranges import (
     piece_chunks,
     read_range,
 )
-
-if TYPE_CHECKING:
-    from numpy.typing import NDArray
+from tcplab.scale.runs import Run, RunWriter, merged
 
 RANGE_BYTES = 64 << 20  # bytes of capture per read task
-PARTITION_BYTES = 256 << 20  # bytes of capture per flow-hash partition (about)
+PARTITIONS_PER_WORKER = 2  # flow-hash partitions per worker (balance; memory does not need more)
 READ_ROWS = 16384  # rows of a piece read back at a time in stage 2 (3 MB)
 
 
@@ -86,7 +83,8 @@ class Plan:
 
 @dataclass(slots=True)
 class Result:
-    """What a distributed run produced (conn.log and JSON as text, on request)."""
+    """What a distributed run produced (conn.log and JSON as text, unless
+    they were written to ``run``'s ``out``)."""
 
     conn_log: str = ""
     json: str = ""
@@ -97,11 +95,35 @@ class Result:
     read_seconds: float = 0.0  # stage 1, CPU seconds summed over tasks
     shuffle_bytes: int = 0  # bytes of rows stage 1 hands to stage 2
     partition_seconds: list[float] = field(default_factory=list)  # stage 2 CPU s, per partition
-    worker_peak_rss: int = 0  # the largest worker's peak RSS after stage 2
-    worker_cpu: dict[int, float] = field(default_factory=dict)  # worker pid -> CPU seconds
+    write_seconds: float = 0.0  # stage 3, CPU seconds summed over tasks
+    worker_peak_rss: int = 0  # the largest worker's peak RSS (VmHWM) after its last task
+    worker_cpu: dict[int, float] = field(default_factory=dict)  # worker pid -> task CPU seconds
+
+
+# conn.log rows are merged by (start, first packet's order key), as the
+# single-process view sorts them (start as the float it prints, then the key);
+# JSON lines by connection number.
+LOG_KEY = np.dtype([("start", "f8"), ("time", "i8"), ("frame", "i8")])
+JSON_KEY = np.dtype([("number", "i8")])
 
 
 # -- stage 2 and 3 (run on the workers) ---------------------------------------------------
+
+
+@dataclass(slots=True)
+class Partition:
+    """Stage 2's output: where its results are, and what it cost."""
+
+    spool: str | None  # the records stage 3 needs, pickled a batch at a time (None: none)
+    keys: str  # its connections' (first frame, key time) pairs, int64, in number order
+    connections: int
+    log_runs: list[Run]  # conn.log rows, sorted runs by LOG_KEY
+    log_first: float | None  # the smallest start of its Zeek connections
+    log_last: float  # their largest last time
+    packets: int
+    seconds: float  # CPU seconds
+    peak_rss: int  # bytes, of the worker process so far
+    worker: int  # its pid
 
 
 def analyse_partition(
@@ -109,7 +131,9 @@ def analyse_partition(
     frame_base: dict[tuple[int, int], int],
     carry_latest: dict[tuple[int, int], int],
     options: EngineOptions,
-    spool: str,
+    prefix: str,
+    want_log: bool,
+    want_records: bool,
 ) -> Partition:
     """Stage 2: one flow-hash partition, ordered by key, through the engine.
 
@@ -117,19 +141,17 @@ def analyse_partition(
     wrote the partition's rows of the range (``ranges.PieceRef``).  A file's
     pieces in range order are in key order, so the partition is a k-way
     merge of its files (``columns.merge``), read back and fed to the engine
-    a buffer at a time; a piece gets its global frames (and order-key
-    times) as the merge reaches it.  Connections leave the engine as they
-    end: its state is the partition's open connections; their records go
-    to ``spool`` as they leave (stage 3 reads them back), and the task
-    keeps only each one's first-packet key."""
-    from tcplab.analyze.engine import FIRST_FRAME
-
+    a buffer at a time with each row's global frame and order-key time.
+    Connections leave the engine as they end, so its state is the
+    partition's open connections, and everything they leave goes to files
+    named ``prefix.*`` as they leave: conn.log rows as sorted runs, the
+    records stage 3 needs (``want_records``: JSON, Parquet), and each new
+    connection's first-packet key (the client numbers connections by them)."""
     started = time.process_time()
     by_file: dict[int, list[tuple[int, PieceRef]]] = {}
     for file_id, range_id, ref in pieces:
         if ref[2]:
             by_file.setdefault(file_id, []).append((range_id, ref))
-    seen = open(spool + ".keys", "wb")  # noqa: SIM115 (closed before key_of reads it)
     packets = 0
 
     def file_chunks(file_id: int) -> Iterator[Framed]:
@@ -139,97 +161,56 @@ def analyse_partition(
             for rows, latest in piece_chunks(ref, READ_ROWS):
                 yield rows, np.maximum(latest, carry), rows["index"] + base
 
-    def ordered() -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
+    def ordered() -> Iterator[Fed]:
         nonlocal packets
         for rows, keys, frames in merge([(f, file_chunks(f)) for f in sorted(by_file)]):
-            # Every packet's frame and order-key time go to a file, not to
-            # memory: the keys of the connections' first packets are looked
-            # up there at the end (``first_keys``).
-            seen.write(np.array([len(frames)], np.int64).tobytes())
-            seen.write(np.ascontiguousarray(frames, np.int64).tobytes())
-            seen.write(np.ascontiguousarray(keys, np.int64).tobytes())
             packets += len(frames)
-            yield rows, frames
+            yield rows, frames, keys
 
-    # What records_of sorts by, without the records: connections by number,
-    # Zeek's by (start, first frame), each with its first frame.
-    conn_firsts: list[tuple[int, int]] = []
-    zeek_firsts: list[tuple[float, int]] = []
-    with open(spool, "wb") as out:  # fails once the run has removed its scratch directory
-        for batch in analysed(ordered(), options.engine()):
-            conn_firsts += [(t[0], t[FIRST_FRAME]) for t in batch.connections]
-            zeek_firsts += [(z[1] / 1e9, z[0]) for z in batch.zeek]  # as zeek_record
-            if batch.connections or batch.zeek or batch.packets:
-                records = (batch.connections, batch.zeek, batch.packets)
-                pickle.dump(records, out, pickle.HIGHEST_PROTOCOL)
-    seen.close()
-    conn_firsts.sort(key=lambda c: c[0])
-    zeek_firsts.sort()
-    conn_keys, zeek_keys = first_keys(
-        spool + ".keys", [f for _n, f in conn_firsts], [f for _s, f in zeek_firsts]
+    log = RunWriter(prefix + ".log", LOG_KEY)
+    log_first: float | None = None
+    log_last = 0.0
+    connections = 0
+    spool = prefix + ".records" if want_records else None
+    # (fails once the run has removed its scratch directory)
+    with open(prefix + ".keys", "wb") as keys_out, open(spool or os.devnull, "wb") as out:
+        for batch in analysed(ordered(), options.engine(), with_keys=True):
+            assert batch.order_keys is not None
+            new, zeek_times = batch.order_keys
+            keys_out.write(new)
+            connections += len(new) // 16
+            if want_log and batch.zeek:
+                first, last = _log_run(log, batch.zeek, zeek_times)
+                log_first = first if log_first is None else min(log_first, first)
+                log_last = max(log_last, last)
+            if spool is not None and (batch.connections or batch.packets):
+                pickle.dump((batch.connections, batch.packets), out, pickle.HIGHEST_PROTOCOL)
+    return Partition(
+        spool,
+        prefix + ".keys",
+        connections,
+        log.close(),
+        log_first,
+        log_last,
+        packets,
+        time.process_time() - started,
+        peak_rss(),
+        os.getpid(),
     )
-    os.remove(spool + ".keys")
-    seconds = time.process_time() - started
-    return Partition(spool, conn_keys, zeek_keys, packets, seconds, peak_rss(), os.getpid())
 
 
-def first_keys(path: str, *wanted: list[int]) -> list[NDArray[np.int64]]:
-    """The order keys of the frames in each of ``wanted``, found in the
-    (frames, key times) blocks ``analyse_partition`` wrote to ``path``, read
-    a block at a time (every frame is in one block once)."""
-    frames = np.unique(np.array([f for w in wanted for f in w], np.int64))
-    times = np.zeros(len(frames), np.int64)
-    if len(frames):
-        with open(path, "rb") as f:
-            while head := f.read(8):
-                n = int(np.frombuffer(head, np.int64)[0])
-                index = np.frombuffer(f.read(8 * n), np.int64)
-                keys = np.frombuffer(f.read(8 * n), np.int64)
-                at = np.minimum(np.searchsorted(frames, index), len(frames) - 1)
-                hit = frames[at] == index
-                times[at[hit]] = keys[hit]
-    out: list[NDArray[np.int64]] = []
-    for w in wanted:
-        asked = np.array(w, np.int64)
-        got = times[np.searchsorted(frames, asked)] if len(asked) else asked
-        out.append(np.stack([got, asked >> FRAME_BITS, asked & FRAME_MASK], axis=1))
-    return out
+def _log_run(log: RunWriter, zeek: list[tuple[Any, ...]], times: bytes) -> tuple[float, float]:
+    """A batch's conn.log rows as one sorted run; (first start, last time)."""
+    from tcplab.analyze.engine import zeek_record
+    from tcplab.analyze.output import conn_log_row
 
-
-def as_keys(keys: NDArray[np.int64]) -> list[OrderKey]:
-    """Order keys kept as an (n, 3) array (24 bytes each) as tuples."""
-    return [(t, f, n) for t, f, n in keys.tolist()]
-
-
-def spooled(part: Partition) -> Records:
-    """Stage 2's records of a partition, read back from its spool."""
-    from tcplab.analyze.engine import Batch
-
-    def batches() -> Iterator[Batch]:
-        with open(part.spool, "rb") as f:
-            while True:
-                try:
-                    conns, zeek, packets = pickle.load(f)
-                except EOFError:
-                    return
-                yield Batch(conns, zeek, packets)
-
-    records = records_of(batches())
-    records.conn_keys, records.zeek_keys = as_keys(part.conn_keys), as_keys(part.zeek_keys)
-    return records
-
-
-@dataclass(slots=True)
-class Partition:
-    """Stage 2's output: where its records are, their keys, and what it cost."""
-
-    spool: str  # the records, pickled a batch at a time (``spooled``)
-    conn_keys: NDArray[np.int64]  # each connection's first-packet key, in number order
-    zeek_keys: NDArray[np.int64]  # each Zeek connection's, in start order (``as_keys``)
-    packets: int
-    seconds: float  # CPU seconds
-    peak_rss: int  # bytes, of the worker process so far
-    worker: int  # its pid
+    records = [zeek_record(z) for z in zeek]
+    keys = np.empty(len(records), LOG_KEY)
+    keys["start"] = [z.start for z in records]
+    keys["time"] = np.frombuffer(times, np.int64)
+    keys["frame"] = [z.first_frame for z in records]
+    log.add(keys, [conn_log_row(z).encode() for z in records])
+    return float(keys["start"].min()), max(z.last_time for z in records)
 
 
 def peak_rss() -> int:
@@ -247,68 +228,69 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def partition_figures(part: Partition) -> tuple[NDArray[np.int64], int, float, int, int]:
-    return part.conn_keys, part.packets, part.seconds, part.peak_rss, part.worker
-
-
 @dataclass(slots=True)
 class Written:
     """Stage 3's output for one partition."""
 
-    json: list[tuple[int, str]]  # (connection number, JSON line)
-    log_rows: list[tuple[tuple[float, OrderKey], str]]  # ((start, key), conn.log row)
-    log_open: tuple[float, str] | None  # this partition's #open line, by its first start
-    log_close: tuple[float, str] | None  # its #close line, by its last time
-    peak_rss: int = 0  # bytes, of the worker process so far
+    json_runs: list[Run]  # JSON lines, sorted runs by JSON_KEY
+    seconds: float  # CPU seconds
+    peak_rss: int  # bytes, of the worker process so far
+    worker: int  # its pid
 
 
 def write_partition(
-    part_out: Partition,
-    numbers: list[int],
-    part: int,
+    part: Partition,
+    numbers_path: str,
+    index: int,
     parquet: str | None,
     packets: bool,
     file_names: Sequence[str],
     want_json: bool,
-    want_log: bool,
 ) -> Written:
-    """Stage 3: connection numbers in, Parquet part and text rows out."""
-    from tcplab.analyze.output import conn_log, json_lines
+    """Stage 3: the partition's records read back from its spool a batch at
+    a time, given their connection numbers (``numbers_path``: int64s, indexed
+    by the engine's number), out as Parquet row groups and sorted runs of
+    JSON lines."""
+    from tcplab.analyze.core import connection_of, packet_of
+    from tcplab.analyze.output import json_lines
 
-    records = spooled(part_out)
-    by_stream = {t[0]: n for t, n in zip(records.connections, numbers, strict=True)}
-    conns = []
-    if parquet is not None or want_json:
-        from tcplab.analyze.core import connection_of
-
-        conns = [connection_of(t) for t in records.connections]
+    started = time.process_time()
+    numbers: Any = np.zeros(0, np.int64)
+    if part.connections:  # (mapped: pages of it, not the partition's, in memory)
+        numbers = np.memmap(numbers_path, np.int64, mode="r")
+    json_out = RunWriter(f"{part.keys}.json", JSON_KEY)
+    tables: list[Any] = []
     if parquet is not None:
-        from tcplab.analyze.core import packet_of
-        from tcplab.scale.tables import connections_table, packets_table, write_part
+        from tcplab.scale.tables import PartWriter, connections_schema, packets_schema
 
-        write_part(parquet, "connections", part, connections_table(conns, numbers))
+        tables.append(PartWriter(parquet, "connections", index, connections_schema()))
         if packets:
-            objects = [packet_of(t) for t in records.packets]
-            write_part(parquet, "packets", part, packets_table(objects, by_stream, file_names))
-    out = Written([], [], None, None)
-    if want_json:
-        for c, n in zip(conns, numbers, strict=True):
-            c.number = n
-            out.json.append((n, json_lines([c])))
-    zeek = records.zeek
-    if want_log and zeek:
-        order = sorted(range(len(zeek)), key=lambda i: (zeek[i].start, records.zeek_keys[i]))
-        zconns = [zeek[i] for i in order]
-        lines = conn_log(zconns).splitlines()
-        header = [line for line in lines if line.startswith("#")]
-        rows = [line for line in lines if not line.startswith("#")]
-        for i, row in zip(order, rows, strict=True):
-            out.log_rows.append(((zeek[i].start, records.zeek_keys[i]), row))
-        out.log_open = (zconns[0].start, next(h for h in header if h.startswith("#open")))
-        last = max(z.last_time for z in zconns)
-        out.log_close = (last, next(h for h in header if h.startswith("#close")))
-    out.peak_rss = peak_rss()
-    return out
+            tables.append(PartWriter(parquet, "packets", index, packets_schema()))
+    with open(part.spool or os.devnull, "rb") as f:
+        while True:
+            try:
+                conns_t, packets_t = pickle.load(f)
+            except EOFError:
+                break
+            conns = [connection_of(t) for t in conns_t]
+            nums = numbers[[t[0] for t in conns_t]].tolist()
+            if tables:
+                from tcplab.scale.tables import connections_table, packets_table
+
+                tables[0].add(connections_table(conns, nums))
+                if packets and packets_t:
+                    objects = [packet_of(t) for t in packets_t]
+                    streams = {p.stream for p in objects}
+                    by_stream = {s: int(numbers[s]) for s in streams}
+                    tables[1].add(packets_table(objects, by_stream, file_names))
+            if want_json and conns:
+                for c, n in zip(conns, nums, strict=True):
+                    c.number = n
+                keys = np.array(nums, np.int64).view(JSON_KEY)
+                json_out.add(keys, [json_lines([c]).encode() for c in conns])
+    for table in tables:
+        table.close()
+    return Written(json_out.close(), time.process_time() - started, peak_rss(), os.getpid())
 
 
 # -- the planner (runs on the client) -----------------------------------------------------
@@ -382,12 +364,15 @@ def run(
     range_bytes: int = RANGE_BYTES,
     progress: Callable[[int, int], None] | None = None,
     scratch: str | None = None,
+    out: BinaryIO | None = None,
 ) -> Result:
     """Analyse ``inputs`` as one capture on ``client``'s cluster.
 
     The shuffle goes through a new directory in ``scratch`` (the system's
     temporary directory by default), which every worker must reach at the
-    same path; it is removed when the run ends, however it ends."""
+    same path; it is removed when the run ends, however it ends.  conn.log
+    or the JSON lines are written to ``out`` as they are merged, or kept in
+    the result without it."""
     try:
         work = tempfile.mkdtemp(prefix="tcplab-scratch-", dir=scratch)
     except OSError as exc:
@@ -413,6 +398,7 @@ def run(
             progress,
             work,
             submit,
+            out,
         )
     finally:
         # Tasks still queued must not start: cancel them.  One still running
@@ -442,6 +428,7 @@ def _run(
     progress: Callable[[int, int], None] | None,
     work: str,
     submit: Callable[..., Any],
+    out: BinaryIO | None,
 ) -> Result:
     import distributed
 
@@ -463,20 +450,20 @@ def _run(
         raise InputError(problems[0])
     specs = plan_ranges(lays, range_bytes)
     total = sum(lay.size for lay in lays)
-    # Enough partitions to keep every worker busy, and small enough that one
-    # partition's columns fit a worker comfortably (docs/scale.md).
-    parts = partitions or max(2 * workers, -(-total // PARTITION_BYTES))
-    futures: dict[tuple[int, int], Any] = {}
-    meta_of: dict[Any, Any] = {}
-    for lay, spec in specs:
-        fut = submit(_read_task, lay, spec, parts, options, work)
-        futures[(spec.file_id, spec.range_id)] = fut
-        meta_of[fut] = submit(operator.itemgetter(0), fut)
+    # Enough partitions to keep every worker busy.  A partition's size does
+    # not bound a worker's memory (its open connections and a batch do), and
+    # every range is cut into one piece per partition, so no more than that.
+    parts = partitions or PARTITIONS_PER_WORKER * workers
+    # A read task's result is small (its metadata and where its pieces are),
+    # so the client holds them all and hands each partition its pieces.
+    pieces_of: dict[tuple[int, int], list[PieceRef]] = {}
     metas: dict[tuple[int, int], RangeMeta] = {}
     done_bytes = 0
-    for mfut in as_completed(list(meta_of.values())):
-        meta: RangeMeta = mfut.result()
+    reads = [submit(_read_task, lay, spec, parts, options, work) for lay, spec in specs]
+    for fut in as_completed(reads):
+        meta, pieces = fut.result()
         metas[(meta.spec.file_id, meta.spec.range_id)] = meta
+        pieces_of[(meta.spec.file_id, meta.spec.range_id)] = pieces
         done_bytes += min(meta.spec.end, total) - meta.spec.start
         if progress is not None:
             progress(done_bytes, total)
@@ -487,10 +474,9 @@ def _run(
         file_metas = [metas[(lay.file_id, s.range_id)] for l2, s in specs if l2 is lay]
 
         def reread(spec: RangeSpec, lay: FileLayout = lay) -> RangeMeta:
-            fut = submit(_read_task, lay, spec, parts, options, work)
-            futures[(spec.file_id, spec.range_id)] = fut
-            result: RangeMeta = submit(operator.itemgetter(0), fut).result()
-            return result
+            meta, pieces = submit(_read_task, lay, spec, parts, options, work).result()
+            pieces_of[(spec.file_id, spec.range_id)] = pieces
+            return meta  # type: ignore[no-any-return]
 
         accepted += check_chain(file_metas, reread)
 
@@ -516,45 +502,109 @@ def _run(
 
     # Stage 2: one task per partition, given where that partition's piece of
     # every range is.
-    batches = []
+    want_records = parquet is not None or want_json
+    part_futures = []
     for p in range(parts):
-        pieces = [submit(_piece, futures[(m.spec.file_id, m.spec.range_id)], p) for m in accepted]
-        spool = os.path.join(work, f"part-{p}.records")
-        batches.append(submit(analyse_partition, pieces, frame_base, carry_latest, options, spool))
-    figures = client.gather([submit(partition_figures, b) for b in batches])
-    keys_per_part = [as_keys(f[0]) for f in figures]
-    # Connection numbers: the rank of each connection's first packet over all partitions.
-    ranked = sorted((k, p, i) for p, ks in enumerate(keys_per_part) for i, k in enumerate(ks))
-    numbers: list[list[int]] = [[0] * len(ks) for ks in keys_per_part]
-    for n, (_k, p, i) in enumerate(ranked):
-        numbers[p][i] = n
-
-    # Stage 3.
-    if parquet is not None:
-        from tcplab.scale.tables import prepare_dataset
-
-        prepare_dataset(parquet, packets)
-    names = capture.names
-    written_futures = [
-        submit(write_partition, b, numbers[p], p, parquet, packets, names, want_json, want_log)
-        for p, b in enumerate(batches)
-    ]
-    written: list[Written] = client.gather(written_futures)
-    result = Result(problems=report.problems, connections=len(ranked), partitions=parts)
+        pieces = [
+            (m.spec.file_id, m.spec.range_id, pieces_of[(m.spec.file_id, m.spec.range_id)][p])
+            for m in accepted
+        ]
+        prefix = os.path.join(work, f"part-{p}")
+        part_futures.append(
+            submit(
+                analyse_partition,
+                pieces,
+                frame_base,
+                carry_latest,
+                options,
+                prefix,
+                want_log,
+                want_records,
+            )
+        )
+    partitions_out: list[Partition] = client.gather(part_futures)
+    result = Result(problems=report.problems, partitions=parts)
+    result.connections = sum(p.connections for p in partitions_out)
     result.read_seconds = sum(m.seconds for m in accepted)
     result.shuffle_bytes = sum(m.shuffle_bytes for m in accepted)
-    result.packets = sum(f[1] for f in figures)
-    result.partition_seconds = [f[2] for f in figures]
-    result.worker_peak_rss = max([f[3] for f in figures] + [w.peak_rss for w in written], default=0)
+    result.packets = sum(p.packets for p in partitions_out)
+    result.partition_seconds = [p.seconds for p in partitions_out]
     for meta in accepted:
         result.worker_cpu[meta.worker] = result.worker_cpu.get(meta.worker, 0.0) + meta.seconds
-    for f in figures:
-        result.worker_cpu[f[4]] = result.worker_cpu.get(f[4], 0.0) + f[2]
+    for part in partitions_out:
+        result.worker_cpu[part.worker] = result.worker_cpu.get(part.worker, 0.0) + part.seconds
+    result.worker_peak_rss = max(p.peak_rss for p in partitions_out)
+
+    # Stage 3, for JSON and Parquet: connection numbers are the ranks of the
+    # connections' first-packet keys over all partitions (the single-process
+    # numbers), handed to each partition's write task as a file.
+    written: list[Written] = []
+    if want_records:
+        if parquet is not None:
+            from tcplab.scale.tables import prepare_dataset
+
+            prepare_dataset(parquet, packets)
+        numbered = _number(partitions_out)
+        names = capture.names
+        written = client.gather(
+            [
+                submit(write_partition, part, numbers, p, parquet, packets, names, want_json)
+                for p, (part, numbers) in enumerate(zip(partitions_out, numbered, strict=True))
+            ]
+        )
+        for w in written:
+            result.write_seconds += w.seconds
+            result.worker_cpu[w.worker] = result.worker_cpu.get(w.worker, 0.0) + w.seconds
+            result.worker_peak_rss = max(result.worker_peak_rss, w.peak_rss)
+    # The CLI asks for one of them, written to ``out``; without ``out`` both
+    # may be asked for, kept as text.
     if want_json:
-        result.json = "".join(line for _n, line in heapq.merge(*(w.json for w in written)))
-    if want_log:
-        result.conn_log = _merge_log(written)
+        runs = [r for w in written for r in w.json_runs]
+        result.json = _text(out, lambda sink: sink.writelines(merged(runs, JSON_KEY)))
+    if want_log and not (want_json and out is not None):
+        result.conn_log = _text(out, lambda sink: _write_log(partitions_out, sink))
     return result
+
+
+def _text(out: BinaryIO | None, write: Callable[[BinaryIO], None]) -> str:
+    """What ``write`` writes: to ``out``, or returned as text without it."""
+    if out is not None:
+        write(out)
+        return ""
+    sink = io.BytesIO()
+    write(sink)
+    return sink.getvalue().decode()
+
+
+def _number(partitions: list[Partition]) -> list[str]:
+    """Every connection's number, the rank of its first packet's order key
+    (key time, then global frame) over all partitions: one file of int64s
+    per partition, indexed by the engine's own number there."""
+    keys = [np.fromfile(p.keys, np.int64).reshape(-1, 2) for p in partitions]
+    every = np.concatenate([np.zeros((0, 2), np.int64), *keys])
+    ranks = np.empty(len(every), np.int64)
+    ranks[np.lexsort((every[:, 0], every[:, 1]))] = np.arange(len(every))
+    paths: list[str] = []
+    at = 0
+    for part, k in zip(partitions, keys, strict=True):
+        paths.append(part.keys + ".numbers")
+        ranks[at : at + len(k)].tofile(paths[-1])
+        at += len(k)
+    return paths
+
+
+def _write_log(partitions: list[Partition], sink: BinaryIO) -> None:
+    """conn.log: its header, every partition's rows merged by start (and
+    first packet), its footer; #open at the first start, #close at the last
+    packet's time, as the single-process view writes them."""
+    from tcplab.analyze.output import conn_log_footer, conn_log_header
+
+    firsts = [p.log_first for p in partitions if p.log_first is not None]
+    first = min(firsts, default=0.0)
+    last = max((p.log_last for p in partitions), default=0.0)
+    sink.write(conn_log_header(first).encode())
+    sink.writelines(merged([r for p in partitions for r in p.log_runs], LOG_KEY))
+    sink.write(conn_log_footer(last).encode())
 
 
 def _layout(path: str, file_id: int) -> FileLayout | str:
@@ -562,26 +612,6 @@ def _layout(path: str, file_id: int) -> FileLayout | str:
         return layout(path, file_id)
     except InputError as exc:
         return str(exc)
-
-
-def _piece(read: tuple[RangeMeta, list[PieceRef]], p: int) -> tuple[int, int, PieceRef]:
-    meta, pieces = read
-    return meta.spec.file_id, meta.spec.range_id, pieces[p]
-
-
-def _merge_log(written: list[Written]) -> str:
-    from tcplab.analyze.output import conn_log
-
-    empty = conn_log([]).splitlines()
-    opens = [w.log_open for w in written if w.log_open is not None]
-    closes = [w.log_close for w in written if w.log_close is not None]
-    header = [line for line in empty if not line.startswith("#close")]
-    close = [line for line in empty if line.startswith("#close")]
-    if opens:
-        header = [min(opens)[1] if h.startswith("#open") else h for h in header]
-        close = [max(closes)[1]]
-    rows = (row for _key, row in heapq.merge(*(w.log_rows for w in written)))
-    return "\n".join([*header, *rows, *close]) + "\n"
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -687,18 +717,16 @@ def run_cli(
                     want_json=as_json,
                     progress=bar.update if bar is not None else None,
                     scratch=scratch,
+                    out=sys.stdout.buffer if conn_log or as_json else None,
                 )
             finally:
                 if bar is not None:
                     bar.close()
     except OSError as exc:
         raise InputError(f"--dask {dask}: {exc}") from None
+    sys.stdout.flush()
     for line in result.problems:
         click.echo(f"tcplab: {line}", err=True)
-    if conn_log:
-        sys.stdout.write(result.conn_log)
-    elif as_json:
-        sys.stdout.write(result.json)
 
 
 class _bar:

@@ -239,6 +239,12 @@ def _count(report: ReadReport, frames: int, tcp: int, not_tcp: int, undecodable:
 Keyed = tuple["NDArray[Any]", "NDArray[np.int64]"]  # rows and their order-key times
 # rows, their order-key times and their frames (int64: what the engine reports)
 Framed = tuple["NDArray[Any]", "NDArray[np.int64]", "NDArray[np.int64]"]
+# what the engine is fed: rows and their frames (and, in a distributed run,
+# their order-key times)
+Fed = (
+    tuple["NDArray[Any]", "NDArray[np.int64]"]
+    | tuple["NDArray[Any]", "NDArray[np.int64]", "NDArray[np.int64]"]
+)
 
 
 def keyed(chunks: Iterable[NDArray[Any]]) -> Iterator[Keyed]:
@@ -346,20 +352,34 @@ def merged_rows(
 
 
 def analysed(
-    batches: Iterable[tuple[NDArray[Any], NDArray[np.int64]]], options: engine.Options
+    batches: Iterable[Fed], options: engine.Options, with_keys: bool = False
 ) -> Iterator[engine.Batch]:
     """Rows (with their frames) in capture order through one analysing
     engine: its records as connections end (the single-file run's
-    eviction), then the rest."""
+    eviction), then the rest.  ``with_keys`` (a distributed run): the batches
+    carry each row's order-key time too, and every Batch the engine's
+    ``take_keys()``."""
     run = engine.Engine(options).engine
-    for rows, frames in batches:
+
+    def batch(records: tuple[Any, Any, Any]) -> engine.Batch:
+        out = engine.take_batch(run, records)
+        if with_keys:
+            out.order_keys = run.take_keys()
+        return out
+
+    for rows, frames, *times in batches:
         for start in range(0, len(rows), BATCH):
             end = start + BATCH
-            run.feed_columns(np.ascontiguousarray(rows[start:end]), frames[start:end])
-            yield engine.Batch(*run.take(), run.stats()["first_time"], run.tally())
+            chunk = np.ascontiguousarray(rows[start:end])
+            if times:
+                key_times = np.ascontiguousarray(times[0][start:end])
+                run.feed_columns(chunk, frames[start:end], key_times)
+            else:
+                run.feed_columns(chunk, frames[start:end])
+            yield batch(run.take())
     # (the tally: with Options.overview the records are only the rows the
     # overview may show, and the counts come with the batch)
-    yield engine.Batch(*run.finish(), run.stats()["first_time"], run.tally())
+    yield batch(run.finish())
 
 
 def segment_rows(segments: Iterable[Segment], options: EngineOptions) -> NDArray[Any]:

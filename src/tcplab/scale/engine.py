@@ -10,17 +10,15 @@ of these two files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tcplab.analyze.core import Analysis
 from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
-from tcplab.scale.captureset import OrderKey
 
 if TYPE_CHECKING:
-
     from tcplab.analyze import engine
     from tcplab.analyze.engine import Options, ZeekRecord
 
@@ -48,14 +46,11 @@ class EngineOptions:
 @dataclass(slots=True)
 class Records:
     """The engine's records for a batch of flows, kept as its tuples (objects
-    are made only for the outputs that need them, ``analysis()``), with the
-    order key of each connection's and each Zeek connection's first packet."""
+    are made only for the outputs that need them, ``analysis()``)."""
 
     connections: list[tuple[Any, ...]]  # in the engine's number order
     zeek: list[ZeekRecord]  # in start order
     packets: list[tuple[Any, ...]]
-    conn_keys: list[OrderKey] = field(default_factory=list)
-    zeek_keys: list[OrderKey] = field(default_factory=list)
 
     def analysis(self, report: ReadReport | None = None) -> Analysis:
         from tcplab.analyze.core import connection_of, packet_of
@@ -68,14 +63,10 @@ class Records:
         )
 
 
-def records_of(
-    batches: Iterable[engine.Batch],
-    key_of: Callable[[list[int]], list[OrderKey]] | None = None,
-) -> Records:
+def records_of(batches: Iterable[engine.Batch]) -> Records:
     """The engine's records gathered: connections in number order, Zeek's in
-    start order; ``key_of`` maps first frames to order keys."""
+    start order."""
     from tcplab.analyze import engine
-    from tcplab.analyze.engine import FIRST_FRAME
 
     conns: list[tuple[Any, ...]] = []
     zeek: list[tuple[Any, ...]] = []
@@ -86,11 +77,7 @@ def records_of(
         packets += batch.packets
     conns.sort(key=lambda t: t[0])
     zrecords = sorted((engine.zeek_record(z) for z in zeek), key=lambda z: (z.start, z.first_frame))
-    out = Records(conns, zrecords, packets)
-    if key_of is not None:
-        out.conn_keys = key_of([t[FIRST_FRAME] for t in conns])
-        out.zeek_keys = key_of([z.first_frame for z in zrecords])
-    return out
+    return Records(conns, zrecords, packets)
 
 
 def analysis_of(batches: Iterable[engine.Batch], report: ReadReport | None = None) -> Analysis:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tcplab.analyze.core import Connection, PacketRecord
 from tcplab.analyze.output import zeek_uid
@@ -215,3 +215,41 @@ def write_part(root: str | os.PathLike[str], name: str, part: int, table: pa.Tab
     path = Path(root) / name / f"part-{part:05d}.parquet"
     pq.write_table(table, path, row_group_size=256 * 1024)
     return str(path)
+
+
+class PartWriter:
+    """One part of a table written a row group at a time (a distributed
+    run's stage 3, which reads its records a batch at a time): tables are
+    gathered up to ``ROW_GROUP`` rows, then written, so memory holds one row
+    group, not the partition.  A part with no rows is written empty."""
+
+    ROW_GROUP = 64 * 1024
+
+    def __init__(
+        self, root: str | os.PathLike[str], name: str, part: int, schema: pa.Schema
+    ) -> None:
+        self.path = Path(root) / name / f"part-{part:05d}.parquet"
+        self.schema = schema
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+        self.writer: Any = None
+
+    def add(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        if self.rows >= self.ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        if self.pending:
+            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=self.ROW_GROUP)
+        self.pending, self.rows = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
