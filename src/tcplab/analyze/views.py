@@ -364,9 +364,9 @@ class RowSpool:
         import numpy as np
 
         keys = np.concatenate(self.keys) if self.keys else np.empty(0, engine.zeek_row_key())
-        text = b"".join(self.texts)
+        texts = self.texts
         self.texts, self.keys, self.size = [], [], 0
-        return ordered(text, keys)
+        return ordered(texts, keys)
 
     def _spill(self) -> None:
         import tempfile
@@ -374,6 +374,7 @@ class RowSpool:
         import numpy as np
 
         text, keys = self._held()
+        view = memoryview(text)
         run = tempfile.TemporaryFile()  # noqa: SIM115 - closed once merged (_blocks)
         ends = np.cumsum(keys["length"])
         blocks = 0
@@ -383,7 +384,7 @@ class RowSpool:
             size = int(ends[i + len(part) - 1]) - at
             run.write(np.array([len(part), size], np.int64).tobytes())
             run.write(part.tobytes())
-            run.write(text[at : at + size])
+            run.write(view[at : at + size])
             blocks += 1
         run.seek(0)
         self.runs.append((run, blocks))
@@ -411,8 +412,9 @@ class RowSpool:
         yield from merge_runs(runs)
 
 
-def ordered(text: bytes, keys: NDArray[Any]) -> tuple[bytes, NDArray[Any]]:
-    """Rows (and their keys) in conn.log order: (start, first frame)."""
+def ordered(texts: list[bytes], keys: NDArray[Any]) -> tuple[bytes, NDArray[Any]]:
+    """Rows (the texts one after the other, and their keys) in conn.log
+    order: (start, first frame)."""
     import numpy as np
 
     from tcplab.analyze import _engine
@@ -422,7 +424,7 @@ def ordered(text: bytes, keys: NDArray[Any]) -> tuple[bytes, NDArray[Any]]:
     starts = np.cumsum(lengths) - lengths
     keys = keys[order]
     return _engine.gather_rows(
-        text, np.ascontiguousarray(starts[order]), np.ascontiguousarray(keys["length"])
+        texts, np.ascontiguousarray(starts[order]), np.ascontiguousarray(keys["length"])
     ), keys
 
 
@@ -487,7 +489,7 @@ def merge_runs(runs: list[_Run]) -> Iterator[bytes]:
             texts.append(r.text[at : at + size])
             keys.append(r.keys[r.at : end])
             r.at = end
-        text, _ = ordered(b"".join(texts), np.concatenate(keys))
+        text, _ = ordered(texts, np.concatenate(keys))
         yield text
         live = [r for r in live if r.ready()]
 
