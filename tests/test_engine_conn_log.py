@@ -284,6 +284,6 @@ def test_the_row_spool_orders_as_the_keyed_spool() -> None:
                 texts.append(text)
                 keyed.add([((start_ns / 1e9, frame), text)])
             if n:
-                rows.add("".join(texts).encode(), keys)
+                rows.add("".join(texts).encode(), keys.tobytes())
         assert (len(rows.runs) > 1) == (limit < 1 << 20)
         assert b"".join(rows.drain()).decode() == "".join(keyed.drain())

@@ -3132,66 +3132,82 @@ static PyObject *Engine_take_rows(Engine *e, PyObject *noargs) {
     return r;
 }
 
-/* gather_rows(parts, starts, lengths) -> bytes: the rows at starts[i] (in
-   the parts one after the other, as if joined; a row lies in one part) of
-   lengths[i] bytes (native int64s), in that order, one after the other:
-   the rows sorted without joining the parts first. */
-static PyObject *gather_rows(PyObject *self, PyObject *args) {
-    PyObject *parts;
-    Py_buffer starts, lengths;
-    if (!PyArg_ParseTuple(args, "O!y*y*", &PyList_Type, &parts, &starts, &lengths)) return NULL;
-    PyObject *out = NULL;
-    Py_ssize_t k = PyList_GET_SIZE(parts);
-    size_t n = (size_t)starts.len / sizeof(i64), total = 0;
-    const i64 *at = starts.buf, *len = lengths.buf;
-    i64 *ends = malloc(sizeof(i64) * (size_t)(k ? k : 1));
-    if (!ends) { PyErr_NoMemory(); goto done; }
-    i64 sum = 0;
-    for (Py_ssize_t j = 0; j < k; j++) {
-        PyObject *b = PyList_GET_ITEM(parts, j);
-        if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "gather_rows: parts are bytes"); goto done; }
-        sum += PyBytes_GET_SIZE(b);
-        ends[j] = sum;
+/* order_rows(texts, keys) -> (rows, keys): the rows of every part (texts[j]
+   with its take_rows() keys[j]) in conn.log order, by (start, first frame),
+   as ConnLogView's Python rows sort (equal keys: in the order given), and
+   their keys in the same order. */
+static const ZKey *g_zsort;
+static int zkey_cmp(const void *a, const void *b) {
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    const ZKey *x = &g_zsort[i], *y = &g_zsort[j];
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    if (x->first_frame != y->first_frame) return x->first_frame < y->first_frame ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+static PyObject *order_rows(PyObject *self, PyObject *args) {
+    PyObject *texts, *keys;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &texts, &PyList_Type, &keys)) return NULL;
+    Py_ssize_t parts = PyList_GET_SIZE(texts);
+    if (PyList_GET_SIZE(keys) != parts) {
+        PyErr_SetString(PyExc_ValueError, "order_rows: one key string per text");
+        return NULL;
     }
-    if (starts.len % (Py_ssize_t)sizeof(i64) || lengths.len != starts.len) {
-        PyErr_SetString(PyExc_ValueError, "gather_rows: one start and one length (int64) per row");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (at[i] < 0 || len[i] < 0 || at[i] > sum || len[i] > sum - at[i]) {
-            PyErr_Format(PyExc_ValueError, "gather_rows: row %zu is outside the rows", i);
-            goto done;
+    size_t n = 0, total = 0;
+    for (Py_ssize_t j = 0; j < parts; j++) {
+        PyObject *t = PyList_GET_ITEM(texts, j), *k = PyList_GET_ITEM(keys, j);
+        if (!PyBytes_Check(t) || !PyBytes_Check(k) || PyBytes_GET_SIZE(k) % (Py_ssize_t)sizeof(ZKey)) {
+            PyErr_SetString(PyExc_ValueError, "order_rows: texts and keys are bytes, keys whole ZKeys");
+            return NULL;
         }
-        total += (size_t)len[i];
+        n += (size_t)PyBytes_GET_SIZE(k) / sizeof(ZKey);
+        total += (size_t)PyBytes_GET_SIZE(t);
     }
-    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
-    if (!out) goto done;
-    char *o = PyBytes_AS_STRING(out);
-    Py_ssize_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!len[i]) continue;
-        /* the part holding the row: the next one mostly (rows come in runs), else a binary search */
-        if (j >= k || at[i] >= ends[j] || (j && at[i] < ends[j - 1])) {
-            Py_ssize_t lo = 0, hi = k - 1;
-            while (lo < hi) {
-                Py_ssize_t mid = (lo + hi) / 2;
-                if (at[i] < ends[mid]) hi = mid; else lo = mid + 1;
+    ZKey *all = malloc(sizeof(ZKey) * (n ? n : 1));
+    const char **src = malloc(sizeof(char *) * (n ? n : 1));
+    size_t *order = malloc(sizeof(size_t) * (n ? n : 1));
+    PyObject *rows = NULL, *sorted = NULL, *r = NULL;
+    if (!all || !src || !order) { PyErr_NoMemory(); goto done; }
+    size_t at = 0;
+    for (Py_ssize_t j = 0; j < parts; j++) {
+        PyObject *t = PyList_GET_ITEM(texts, j), *k = PyList_GET_ITEM(keys, j);
+        size_t m = (size_t)PyBytes_GET_SIZE(k) / sizeof(ZKey);
+        const char *s = PyBytes_AS_STRING(t), *end = s + PyBytes_GET_SIZE(t);
+        memcpy(all + at, PyBytes_AS_STRING(k), m * sizeof(ZKey));
+        for (size_t i = 0; i < m; i++) {
+            i64 len = all[at + i].length;
+            if (len < 0 || len > end - s) {
+                PyErr_Format(PyExc_ValueError, "order_rows: part %zd: the keys' lengths exceed its text", j);
+                goto done;
             }
-            j = lo;
+            src[at + i] = s;
+            s += len;
         }
-        i64 base = j ? ends[j - 1] : 0;
-        if (at[i] + len[i] > ends[j]) {
-            Py_CLEAR(out);
-            PyErr_Format(PyExc_ValueError, "gather_rows: row %zu spans two parts", i);
+        if (s != end) {
+            PyErr_Format(PyExc_ValueError, "order_rows: part %zd: the keys' lengths fall short of its text", j);
             goto done;
         }
-        o = put(o, PyBytes_AS_STRING(PyList_GET_ITEM(parts, j)) + (at[i] - base), (size_t)len[i]);
+        at += m;
     }
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    g_zsort = all;
+    qsort(order, n, sizeof(size_t), zkey_cmp);
+    rows = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    sorted = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(ZKey)));
+    if (!rows || !sorted) goto done;
+    char *o = PyBytes_AS_STRING(rows);
+    ZKey *ko = (ZKey *)PyBytes_AS_STRING(sorted);
+    for (size_t i = 0; i < n; i++) {
+        const ZKey *k = &all[order[i]];
+        o = put(o, src[order[i]], (size_t)k->length);
+        ko[i] = *k;
+    }
+    r = PyTuple_Pack(2, rows, sorted);
 done:
-    free(ends);
-    PyBuffer_Release(&starts); PyBuffer_Release(&lengths);
+    Py_XDECREF(rows); Py_XDECREF(sorted);
+    free(all); free(src); free(order);
     (void)self;
-    return out;
+    return r;
 }
 
 /* sha256(data) -> the digest (the uid's hash, for the test against hashlib) */
@@ -3925,7 +3941,7 @@ static PyMethodDef module_methods[] = {
     {"flow_hash", Engine_hash, METH_VARARGS, "flow_hash(ver, src, sport, dst, dport): the shard hash"},
     {"packet_layout", packet_layout, METH_NOARGS, "packet_layout() -> (row size, fields)"},
     {"merge_lines", merge_lines, METH_VARARGS, "merge_lines(parts, numbers, json) -> the shards' --packets lines as one"},
-    {"gather_rows", gather_rows, METH_VARARGS, "gather_rows(parts, starts, lengths) -> those rows, one after the other"},
+    {"order_rows", order_rows, METH_VARARGS, "order_rows(texts, keys) -> (rows, keys) in conn.log order"},
     {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
     {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
     {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},

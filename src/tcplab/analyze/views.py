@@ -31,6 +31,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
 
 from tcplab.analyze import engine
@@ -309,12 +310,11 @@ class ConnLogView:
 
     def take(self, payload: LogRows | EngineRows) -> None:
         if len(payload) == 2:
-            text, raw = payload
+            text, keys = payload
             if not text:
                 return
-            keys = engine.zeek_row_keys_of(raw)
             self.rows.add(text, keys)
-            self._span(float(keys["start"].min()), float(keys["last"].max()))
+            self._span(*row_span(keys))
             return
         rows, first, last = payload
         if not rows:
@@ -336,44 +336,44 @@ class ConnLogView:
 
 
 class RowSpool:
-    """``Spool`` for the engine's conn.log rows: bytes, with a key array
-    (engine.zeek_row_key()), out in (start, first frame) order, as Spool
-    orders ConnLogView's keyed rows.  Sorted runs of at most ``limit`` bytes
+    """``Spool`` for the engine's conn.log rows: bytes, with their keys
+    (``Batch.zeek_row_keys``), out in (start, first frame) order, as Spool
+    orders ConnLogView's keyed rows (``_engine.order_rows`` sorts them in C:
+    no Python object per row).  Sorted runs of at most ``limit`` bytes
     (rows and keys) spill to temporary files in blocks and are merged block
-    by block at the end (NumPy sorts, _engine.gather_rows copies): no Python
-    object per row."""
+    by block at the end (``merge_runs``, with NumPy)."""
 
     BLOCK = 8192  # rows per block of a spilled run
 
     def __init__(self, limit: int = Spool().limit) -> None:
         self.limit = limit
         self.texts: list[bytes] = []
-        self.keys: list[NDArray[Any]] = []
+        self.keys: list[bytes] = []
         self.size = 0
         self.runs: list[tuple[IO[bytes], int]] = []  # (file, blocks)
 
-    def add(self, text: bytes, keys: NDArray[Any]) -> None:
+    def add(self, text: bytes, keys: bytes) -> None:
         self.texts.append(text)
         self.keys.append(keys)
-        self.size += len(text) + keys.nbytes
+        self.size += len(text) + len(keys)
         if self.size > self.limit:
             self._spill()
 
-    def _held(self) -> tuple[bytes, NDArray[Any]]:
+    def _held(self) -> tuple[bytes, bytes]:
         """The rows held, in order (and their keys)."""
-        import numpy as np
+        from tcplab.analyze import _engine
 
-        keys = np.concatenate(self.keys) if self.keys else np.empty(0, engine.zeek_row_key())
-        texts = self.texts
+        texts, keys = self.texts, self.keys
         self.texts, self.keys, self.size = [], [], 0
-        return ordered(texts, keys)
+        return _engine.order_rows(texts, keys)
 
     def _spill(self) -> None:
         import tempfile
 
         import numpy as np
 
-        text, keys = self._held()
+        text, raw = self._held()
+        keys = engine.zeek_row_keys_of(raw)
         view = memoryview(text)
         run = tempfile.TemporaryFile()  # noqa: SIM115 - closed once merged (_blocks)
         ends = np.cumsum(keys["length"])
@@ -407,25 +407,29 @@ class RowSpool:
                 yield text
             return
         runs = [_Run(self._blocks(run, n), n) for run, n in self.runs]
-        runs.append(_Run(iter([(keys, text)]), 1))
+        runs.append(_Run(iter([(engine.zeek_row_keys_of(keys), text)]), 1))
         self.runs = []
         yield from merge_runs(runs)
 
 
-def ordered(texts: list[bytes], keys: NDArray[Any]) -> tuple[bytes, NDArray[Any]]:
-    """Rows (the texts one after the other, and their keys) in conn.log
-    order: (start, first frame)."""
-    import numpy as np
+def row_span(keys: bytes) -> tuple[float, float]:
+    """The smallest start and the largest last time of rows' keys
+    (``Batch.zeek_row_keys``, at least one), read without NumPy."""
+    size, fields = _key_layout()
+    doubles = memoryview(keys).cast("d")
+    step = size // 8
+    start = {name: offset // 8 for name, offset, _ in fields}
+    return min(doubles[start["start"] :: step]), max(doubles[start["last"] :: step])
 
+
+@lru_cache(maxsize=1)
+def _key_layout() -> tuple[int, list[tuple[str, int, str]]]:
     from tcplab.analyze import _engine
 
-    order = np.lexsort((keys["first_frame"], keys["start"]))
-    lengths = keys["length"]
-    starts = np.cumsum(lengths) - lengths
-    keys = keys[order]
-    return _engine.gather_rows(
-        texts, np.ascontiguousarray(starts[order]), np.ascontiguousarray(keys["length"])
-    ), keys
+    size, fields = _engine.zkey_layout()
+    if size % 8 or any(offset % 8 for _, offset, _ in fields):
+        raise RuntimeError("a conn.log row key is not of 8-byte fields")
+    return size, fields
 
 
 class _Run:
@@ -467,7 +471,7 @@ def merge_runs(runs: list[_Run]) -> Iterator[bytes]:
     """Sorted runs merged, a step at a time: every row up to the smallest
     last key of the blocks in hand (of runs with more blocks to come), which
     empties at least that block; those rows sorted together go out."""
-    import numpy as np
+    from tcplab.analyze import _engine
 
     live = [r for r in runs if r.ready()]
     while live:
@@ -487,10 +491,9 @@ def merge_runs(runs: list[_Run]) -> Iterator[bytes]:
             at = int(r.starts[r.at])
             size = int(r.starts[end - 1] + r.keys["length"][end - 1]) - at
             texts.append(r.text[at : at + size])
-            keys.append(r.keys[r.at : end])
+            keys.append(r.keys[r.at : end].tobytes())
             r.at = end
-        text, _ = ordered(texts, np.concatenate(keys))
-        yield text
+        yield _engine.order_rows(texts, keys)[0]
         live = [r for r in live if r.ready()]
 
 
