@@ -360,6 +360,8 @@ typedef struct {
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
     struct Lines *lines; /* --packets lines formatted here (NULL: packet tuples) */
+    struct ZRows *zrows; /* conn.log rows formatted here (NULL: Zeek tuples; conn_log_rows()) */
+    int no_conns;        /* with zrows: no connection tuples either (a conn.log needs none) */
     int error;
     /* The overview's tally (Engine.overview; views.Overview is its reference):
        per connection only counters, and a record only for a connection the
@@ -1486,10 +1488,20 @@ static PyObject *conn_tuple(Entry *x, Stream *st) {
                          held, parts);
 }
 
+/* The originator's and responder's sides of the entry's 5-tuple (a
+   connection to itself: both the originator's). */
+static void zeek_sides(const Entry *x, const ZConn *c, int *os, int *rs) {
+    *os = c->orig;
+    *rs = c->orig ^ 1;
+    if (memcmp(x->a, x->b, 16) == 0 && x->pa == x->pb) *rs = *os;
+}
+
+static int zrow_add(Engine *e, Entry *x, ZConn *c); /* conn.log rows (below) */
+
 static PyObject *zeek_tuple(Entry *x, ZConn *c) {
     ZEnd *o = &c->ep[c->orig], *r = &c->ep[c->orig ^ 1];
-    int os = c->orig, rs = c->orig ^ 1;
-    if (memcmp(x->a, x->b, 16) == 0 && x->pa == x->pb) rs = os;
+    int os, rs;
+    zeek_sides(x, c, &os, &rs);
     return Py_BuildValue("(LNNiNiNisNKKKLLLL)", (long long)c->seq, tobj(c->start), tobj(c->last_time), x->ver,
                          addr_bytes(x->ver, os ? x->b : x->a), os ? x->pb : x->pa,
                          addr_bytes(x->ver, rs ? x->b : x->a), rs ? x->pb : x->pa, conn_state(c),
@@ -1638,6 +1650,7 @@ static int emit_entry(Engine *e, Entry *x) {
         int i = n;
         for (st = x->streams; st; st = st->next) all[--i] = st;
         int tally = e->tally && !e->base;
+        if (e->no_conns && !tally) n = 0; /* conn_log_rows(False): the rows are the output */
         for (i = 0; i < n; i++) {
             st = all[i];
             if (tally && !tally_add(e, st)) continue;
@@ -1662,9 +1675,13 @@ static int emit_entry(Engine *e, Entry *x) {
         i = n;
         for (z = x->zconns; z; z = z->next) zall[--i] = z;
         for (i = 0; i < n; i++) {
-            PyObject *t = zeek_tuple(x, zall[i]);
-            if (!t || PyList_Append(e->out_zeek, t) < 0) rc = -1;
-            Py_XDECREF(t);
+            if (e->zrows) {
+                if (zrow_add(e, x, zall[i]) < 0) rc = -1;
+            } else {
+                PyObject *t = zeek_tuple(x, zall[i]);
+                if (!t || PyList_Append(e->out_zeek, t) < 0) rc = -1;
+                Py_XDECREF(t);
+            }
             if (e->want_keys && frames_push(&e->zeek_keys, zall[i]->first_key) < 0) rc = -1;
         }
         if (zall != zs) free(zall);
@@ -2538,17 +2555,21 @@ static char *put_pyfloat(Lines *l, char *o, double x, char code, int precision, 
    beyond it go through Python's formatter. */
 static int scaled_round(double x, u64 scale, u64 *out);
 
-static char *put_fixed6(Lines *l, char *o, double x) {
+/* The fast path: NULL (nothing written) for a number it does not take. */
+static char *put_fixed6_fast(char *o, double x) {
     u64 n;
-    if (scaled_round(x, 1000000u, &n)) {
-        u64 ip = n / 1000000u, fp = n % 1000000u;
-        if (signbit(x)) *o++ = '-';
-        o = put_u64(o, ip);
-        *o++ = '.';
-        for (u64 d = 100000; d; d /= 10) { *o++ = (char)('0' + fp / d); fp %= d; }
-        return o;
-    }
-    return put_pyfloat(l, o, x, 'f', 6, 0);
+    if (!scaled_round(x, 1000000u, &n)) return NULL;
+    u64 ip = n / 1000000u, fp = n % 1000000u;
+    if (signbit(x)) *o++ = '-';
+    o = put_u64(o, ip);
+    *o++ = '.';
+    for (u64 d = 100000; d; d /= 10) { *o++ = (char)('0' + fp / d); fp %= d; }
+    return o;
+}
+
+static char *put_fixed6(Lines *l, char *o, double x) {
+    char *fast = put_fixed6_fast(o, x);
+    return fast ? fast : put_pyfloat(l, o, x, 'f', 6, 0);
 }
 
 /* |x| * 10^scale rounded half-even to an integer, exactly (x's binary value);
@@ -2892,6 +2913,277 @@ static PyObject *Engine_take_lines(Engine *e, PyObject *noargs) {
 }
 
 /* ------------------------------------------------------------------ */
+/* conn.log rows formatted here (conn_log_rows)                         */
+
+/* Zeek's conn.log lines as analyze/output.py's conn_log_row(zeek_record(t))
+   prints them, byte for byte (tests/test_engine_conn_log.py compares the
+   two on every trace), with each row's sort and merge key beside it: the
+   view orders rows by (start, first frame) and writes #open/#close from
+   the smallest start and the largest last time, with no Python object per
+   connection.  The uid is output.zeek_uid's: SHA-256 of
+   "orig_h|orig_p|resp_h|resp_p|ts", its first 12 bytes as a big-endian
+   number, written in base 62 from the lowest digit. */
+
+/* SHA-256, FIPS 180-4 §6.2 (constants §4.2.2, initial hash §5.3.3). */
+static const u32 SHA256_K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static inline u32 rotr(u32 x, int n) { return x >> n | x << (32 - n); }
+
+/* One 512-bit block into the hash value (§6.2.2 steps 1-4). */
+static void sha256_block(u32 h[8], const u8 *m) {
+    u32 w[64];
+    for (int t = 0; t < 16; t++) w[t] = rd32(m + 4 * t);
+    for (int t = 16; t < 64; t++) {
+        u32 s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
+        u32 s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
+        w[t] = s1 + w[t - 7] + s0 + w[t - 16];
+    }
+    u32 a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+    for (int t = 0; t < 64; t++) {
+        u32 t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[t] + w[t];
+        u32 t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        hh = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+}
+
+/* The digest of n bytes (padding: §5.1.1; the message length in bits, 64-bit big-endian). */
+static void sha256(const u8 *data, size_t n, u8 out[32]) {
+    u32 h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    size_t full = n / 64 * 64;
+    for (size_t i = 0; i < full; i += 64) sha256_block(h, data + i);
+    u8 tail[128] = {0};
+    size_t rest = n - full;
+    memcpy(tail, data + full, rest);
+    tail[rest] = 0x80;
+    size_t blocks = rest + 1 + 8 <= 64 ? 1 : 2;
+    u64 bits = (u64)n * 8;
+    for (int i = 0; i < 8; i++) tail[blocks * 64 - 1 - i] = (u8)(bits >> (8 * i));
+    for (size_t i = 0; i < blocks; i++) sha256_block(h, tail + 64 * i);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (u8)(h[i] >> 24); out[4 * i + 1] = (u8)(h[i] >> 16);
+        out[4 * i + 2] = (u8)(h[i] >> 8); out[4 * i + 3] = (u8)h[i];
+    }
+}
+
+/* A row's key (engine.ZEEK_ROW_KEY): native int64s and doubles. */
+typedef struct {
+    i64 start_ns;    /* the connection's first packet (ns; with a time base: since it) */
+    i64 first_frame; /* its frame (global in a capture set): the tie-break, and the uid order */
+    i64 last_ns;     /* its last packet */
+    double start;    /* start_ns / 1e9 as Python has it (ZeekRecord.start): the sort key */
+    double last;     /* last_ns / 1e9 (ZeekRecord.last_time): #close */
+    i64 length;      /* the row's bytes, newline included */
+} ZKey;
+
+typedef struct ZRows {
+    char *buf;
+    size_t len, cap;
+    ZKey *keys;
+    size_t n, capkeys;
+} ZRows;
+
+static void zrows_free(ZRows *z) {
+    if (!z) return;
+    free(z->buf);
+    free(z->keys);
+    free(z);
+}
+
+#define NUM_TEXT 400 /* f"{x:.6f}" of any double: at most 309 digits, sign, point, six */
+
+/* f"{x:.6f}" into buf (NUM_TEXT bytes); its length, -1 on error (set). */
+static int fixed6_text(char *buf, double x) {
+    char *o = put_fixed6_fast(buf, x);
+    if (o) return (int)(o - buf);
+    char *s = PyOS_double_to_string(x, 'f', 6, 0, NULL);
+    if (!s) return -1;
+    size_t n = strlen(s);
+    if (n >= NUM_TEXT) { PyMem_Free(s); PyErr_SetString(EngineError, "a time beyond conn.log's text"); return -1; }
+    memcpy(buf, s, n);
+    PyMem_Free(s);
+    return (int)n;
+}
+
+static const char B62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/* output.zeek_uid of the key text: "C" and at most 17 base-62 digits, lowest first. */
+static char *put_uid(char *o, const char *key, size_t n) {
+    u8 d[32];
+    sha256((const u8 *)key, n, d);
+    unsigned __int128 v = 0;
+    for (int i = 0; i < 12; i++) v = v << 8 | d[i];
+    *o++ = 'C';
+    for (int k = 0; v && k < 17; k++) {
+        *o++ = B62[(int)(v % 62)];
+        v /= 62;
+    }
+    return o;
+}
+
+static int zrow_add(Engine *e, Entry *x, ZConn *c) {
+    ZRows *z = e->zrows;
+    ZEnd *o = &c->ep[c->orig], *r = &c->ep[c->orig ^ 1];
+    int os, rs;
+    zeek_sides(x, c, &os, &rs);
+    double start, last;
+    if (lines_seconds(e, c->start, &start) < 0 || lines_seconds(e, c->last_time, &last) < 0) return -1;
+    double duration = last - start; /* ZeekRecord.duration: last_time - start */
+    int timed = duration > 0;
+    char ts[NUM_TEXT], dur[NUM_TEXT], oa[INET6_ADDRSTRLEN + 8], ra[INET6_ADDRSTRLEN + 8];
+    int nts = fixed6_text(ts, start), ndur = timed ? fixed6_text(dur, duration) : 1;
+    if (nts < 0 || ndur < 0) return -1;
+    if (!timed) dur[0] = '-';
+    char *end = put_addr(oa, x->ver, os ? x->b : x->a);
+    size_t noa = (size_t)(end - oa);
+    end = put_addr(ra, x->ver, rs ? x->b : x->a);
+    size_t nra = (size_t)(end - ra);
+    u16 op = os ? x->pb : x->pa, rp = rs ? x->pb : x->pa;
+    /* f"{orig.addr}|{orig.port}|{resp.addr}|{resp.port}|{start:.6f}" */
+    char key[2 * (INET6_ADDRSTRLEN + 8) + 16 + NUM_TEXT], *k = key;
+    k = put(k, oa, noa); *k++ = '|'; k = put_u64(k, op); *k++ = '|';
+    k = put(k, ra, nra); *k++ = '|'; k = put_u64(k, rp); *k++ = '|';
+    k = put(k, ts, (size_t)nts);
+    const char *state = conn_state(c);
+    size_t room = (size_t)nts + (size_t)ndur + noa + nra + strlen(state) + (size_t)c->hlen + 512;
+    if (z->len + room > z->cap) {
+        size_t cap = z->cap ? z->cap : 1 << 20;
+        while (cap < z->len + room) cap *= 2;
+        char *b = realloc(z->buf, cap);
+        if (!b) { PyErr_NoMemory(); return -1; }
+        z->buf = b; z->cap = cap;
+    }
+    if (z->n == z->capkeys) {
+        size_t cap = z->capkeys ? z->capkeys * 2 : 4096;
+        ZKey *v = realloc(z->keys, sizeof(ZKey) * cap);
+        if (!v) { PyErr_NoMemory(); return -1; }
+        z->keys = v; z->capkeys = cap;
+    }
+    char *row = z->buf + z->len, *w = row;
+    w = put(w, ts, (size_t)nts); *w++ = '\t';
+    w = put_uid(w, key, (size_t)(k - key)); *w++ = '\t';
+    w = put(w, oa, noa); *w++ = '\t';
+    w = put_u64(w, op); *w++ = '\t';
+    w = put(w, ra, nra); *w++ = '\t';
+    w = put_u64(w, rp);
+    w = PUTLIT(w, "\ttcp\t-\t");
+    w = put(w, dur, (size_t)ndur); *w++ = '\t';
+    if (timed) {
+        w = put_u64(w, z_size(o, r)); *w++ = '\t';
+        w = put_u64(w, z_size(r, o)); *w++ = '\t';
+    } else w = PUTLIT(w, "-\t-\t");
+    w = put(w, state, strlen(state));
+    w = PUTLIT(w, "\t-\t-\t");
+    w = put_u64(w, c->missed_bytes); *w++ = '\t';
+    if (c->hlen) w = put(w, c->history, (size_t)c->hlen);
+    else *w++ = '-';
+    *w++ = '\t';
+    w = put_i64(w, o->pkts); *w++ = '\t';
+    w = put_i64(w, o->ip_bytes); *w++ = '\t';
+    w = put_i64(w, r->pkts); *w++ = '\t';
+    w = put_i64(w, r->ip_bytes);
+    w = PUTLIT(w, "\t-\n");
+    ZKey *kk = &z->keys[z->n++];
+    kk->start_ns = c->start;
+    kk->first_frame = c->seq;
+    kk->last_ns = c->last_time;
+    kk->start = start;
+    kk->last = last;
+    kk->length = (i64)(w - row);
+    z->len += (size_t)(w - row);
+    return 0;
+}
+
+/* conn_log_rows(connections): format conn.log rows in the engine from now on
+   (take_rows() returns them) instead of Zeek tuples; connections False: no
+   connection tuples either. */
+static PyObject *Engine_conn_log_rows(Engine *e, PyObject *args) {
+    int connections;
+    if (!PyArg_ParseTuple(args, "p", &connections)) return NULL;
+    if (e->tcp) { PyErr_SetString(EngineError, "conn_log_rows() is set before the first packet"); return NULL; }
+    if (!e->zrows) {
+        e->zrows = calloc(1, sizeof(ZRows));
+        if (!e->zrows) return PyErr_NoMemory();
+    }
+    e->no_conns = !connections;
+    Py_RETURN_NONE;
+}
+
+/* take_rows() -> None (no conn_log_rows()), or (rows, keys): the rows
+   formatted since the last call, in the order the connections ended, and
+   one ZKey per row. */
+static PyObject *Engine_take_rows(Engine *e, PyObject *noargs) {
+    ZRows *z = e->zrows;
+    if (!z) Py_RETURN_NONE;
+    const char *none = "";
+    PyObject *r = Py_BuildValue("(y#y#)", z->buf ? z->buf : none, (Py_ssize_t)z->len,
+                                z->keys ? (const char *)z->keys : none, (Py_ssize_t)(z->n * sizeof(ZKey)));
+    if (!r) return NULL;
+    z->len = z->n = 0;
+    (void)noargs;
+    return r;
+}
+
+/* gather_rows(rows, starts, lengths) -> bytes: rows[starts[i]:starts[i] +
+   lengths[i]] for every i (native int64s), one after the other. */
+static PyObject *gather_rows(PyObject *self, PyObject *args) {
+    Py_buffer rows, starts, lengths;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &rows, &starts, &lengths)) return NULL;
+    PyObject *out = NULL;
+    size_t n = (size_t)starts.len / sizeof(i64), total = 0;
+    const i64 *at = starts.buf, *len = lengths.buf;
+    if (starts.len % (Py_ssize_t)sizeof(i64) || lengths.len != starts.len) {
+        PyErr_SetString(PyExc_ValueError, "gather_rows: one start and one length (int64) per row");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (at[i] < 0 || len[i] < 0 || at[i] > rows.len || len[i] > rows.len - at[i]) {
+            PyErr_Format(PyExc_ValueError, "gather_rows: row %zu is outside the rows", i);
+            goto done;
+        }
+        total += (size_t)len[i];
+    }
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!out) goto done;
+    char *o = PyBytes_AS_STRING(out);
+    for (size_t i = 0; i < n; i++) o = put(o, (const char *)rows.buf + at[i], (size_t)len[i]);
+done:
+    PyBuffer_Release(&rows); PyBuffer_Release(&starts); PyBuffer_Release(&lengths);
+    (void)self;
+    return out;
+}
+
+/* sha256(data) -> the digest (the uid's hash, for the test against hashlib) */
+static PyObject *sha256_digest(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    u8 d[32];
+    sha256(data.buf, (size_t)data.len, d);
+    PyBuffer_Release(&data);
+    (void)self;
+    return PyBytes_FromStringAndSize((const char *)d, 32);
+}
+
+/* zkey_layout() -> (row size, [(name, offset, numpy type code)]): ZKey as a NumPy dtype */
+static PyObject *zkey_layout(PyObject *self, PyObject *noargs) {
+#define F(name, code) Py_BuildValue("(sns)", #name, (Py_ssize_t)offsetof(ZKey, name), code)
+    PyObject *fields = Py_BuildValue("[NNNNNN]", F(start_ns, "i8"), F(first_frame, "i8"), F(last_ns, "i8"),
+                                     F(start, "f8"), F(last, "f8"), F(length, "i8"));
+#undef F
+    (void)self; (void)noargs;
+    if (!fields) return NULL;
+    return Py_BuildValue("(nN)", (Py_ssize_t)sizeof(ZKey), fields);
+}
+
+/* ------------------------------------------------------------------ */
 /* Python type                                                         */
 
 static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
@@ -2961,6 +3253,7 @@ static void Engine_dealloc(Engine *e) {
     Py_XDECREF(e->out_zeek);
     Py_XDECREF(e->out_packets);
     lines_free(e->lines);
+    zrows_free(e->zrows);
     Py_XDECREF(e->base);
     if (g_base == e->base) g_base = NULL;
     Py_TYPE(e)->tp_free((PyObject *)e);
@@ -3509,6 +3802,8 @@ static PyMethodDef Engine_methods[] = {
     {"set_time_base", (PyCFunction)Engine_set_time_base, METH_O, "set_time_base(ns): times relative to it"},
     {"packet_lines", (PyCFunction)Engine_packet_lines, METH_VARARGS, "packet_lines(...): format --packets lines here"},
     {"take_lines", (PyCFunction)Engine_take_lines, METH_NOARGS, "take_lines() -> None, or (lines, frame numbers in a shard) since the last call"},
+    {"conn_log_rows", (PyCFunction)Engine_conn_log_rows, METH_VARARGS, "conn_log_rows(connections): format conn.log rows here"},
+    {"take_rows", (PyCFunction)Engine_take_rows, METH_NOARGS, "take_rows() -> None, or (conn.log rows, their keys) since the last call"},
     {"overview", (PyCFunction)Engine_overview, METH_VARARGS, "overview(page, worst, problem_mask): count for the overview"},
     {"tally", (PyCFunction)Engine_tally, METH_NOARGS, "tally() -> the overview's counts since the last call, or None"},
     {NULL, NULL, 0, NULL}};
@@ -3597,6 +3892,9 @@ static PyMethodDef module_methods[] = {
     {"flow_hash", Engine_hash, METH_VARARGS, "flow_hash(ver, src, sport, dst, dport): the shard hash"},
     {"packet_layout", packet_layout, METH_NOARGS, "packet_layout() -> (row size, fields)"},
     {"merge_lines", merge_lines, METH_VARARGS, "merge_lines(parts, numbers, json) -> the shards' --packets lines as one"},
+    {"gather_rows", gather_rows, METH_VARARGS, "gather_rows(rows, starts, lengths) -> those rows, one after the other"},
+    {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
+    {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
     {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},
     {NULL, NULL, 0, NULL}};
 

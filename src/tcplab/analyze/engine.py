@@ -53,6 +53,9 @@ from tcplab.states import State
 from tcplab.wire.flags import Control
 
 if TYPE_CHECKING:  # tcplab.capture's reader, for the frames the engine hands back
+    import numpy as np
+    from numpy.typing import NDArray
+
     from tcplab.capture import TcpRecords
     from tcplab.capture.reader import Record
 
@@ -230,7 +233,7 @@ def analysis_flags(mask: int) -> frozenset[str]:
     return got if got is not None else _FLAG_SETS.setdefault(mask, _flag_set(mask))
 
 
-def _batch(
+def take_batch(
     engine: _engine.Engine, records: tuple[Any, ...] | None = None, sharded: bool = False
 ) -> Batch:
     """What ended since the last batch (``records``: finish()'s, else take()'s)."""
@@ -240,6 +243,9 @@ def _batch(
     lines = engine.take_lines()
     if lines is not None:
         batch.lines, batch.frames = lines
+    rows = engine.take_rows()
+    if rows is not None:
+        batch.zeek_rows, batch.zeek_row_keys = rows
     return batch
 
 
@@ -327,10 +333,46 @@ class Batch:
     # (its first frame) as pairs of native int64s.
     lines: bytes | None = None
     frames: bytes | None = None
+    # With Options.conn_log_rows: the Zeek connections that ended as conn.log
+    # rows, formatted by the engine exactly as ``output.conn_log_row(
+    # zeek_record(t))`` prints them (``zeek`` stays empty), each ending in
+    # "\n", in the order the connections ended; and per row its key, one
+    # ZEEK_ROW_KEY record each (``zeek_row_keys_of`` reads them): start_ns,
+    # first_frame, last_ns (int64: ns; the first frame is ZeekRecord.first_frame,
+    # global in a capture set), start, last (float64: ZeekRecord.start and
+    # .last_time, i.e. ns / 1e9 as Python divides), length (int64: the row's
+    # bytes).  conn.log orders rows by (start, first_frame), the float start
+    # (two starts a few ns apart can be one float: then the frame decides);
+    # #open is the smallest start, #close the largest last.
+    zeek_rows: bytes | None = None
+    zeek_row_keys: bytes | None = None
     # With feed_columns' keys (a distributed run): the engine's take_keys(),
     # (first frame, key time) of each stream started and the key time of each
     # Zeek record's first packet, as native int64s.
     order_keys: tuple[bytes, bytes] | None = None
+
+
+def zeek_row_keys_of(raw: bytes) -> NDArray[Any]:
+    """``Batch.zeek_row_keys`` as a NumPy record array (ZEEK_ROW_KEY)."""
+    import numpy as np  # (only the conn.log views pay for it)
+
+    return np.frombuffer(raw, zeek_row_key())
+
+
+@lru_cache(maxsize=1)
+def zeek_row_key() -> np.dtype[Any]:
+    """ZEEK_ROW_KEY: the NumPy dtype of a conn.log row's key (_engine.c ZKey)."""
+    import numpy as np
+
+    size, fields = _engine.zkey_layout()
+    return np.dtype(
+        {
+            "names": [name for name, _, _ in fields],
+            "formats": [code for _, _, code in fields],
+            "offsets": [offset for _, offset, _ in fields],
+            "itemsize": size,
+        }
+    )
 
 
 # _engine.c's tally(): (connections, packets, {ending: n}, {conn_state: n},
@@ -369,6 +411,11 @@ class Options:
     # With keep_packets: the packets' lines are the engine's only output (no
     # packet, connection or Zeek records: --packets shows none of them).
     packet_lines: PacketLines | None = None
+    # conn.log rows formatted by the engine (Batch.zeek_rows) instead of Zeek
+    # records; with connection_records False, no connection records either
+    # (a conn.log of every connection needs none).
+    conn_log_rows: bool = False
+    connection_records: bool = True
 
     def ports(self) -> bytes:
         bits = bytearray(8192)
@@ -403,6 +450,8 @@ class Engine:
             self.engine.overview(page, worst, PROBLEM_MASK)
         if options.packet_lines is not None:
             _format_lines(self.engine, options.packet_lines)
+        if options.conn_log_rows:
+            self.engine.conn_log_rows(options.connection_records)
 
     def feed_segment(self, seg: Segment) -> None:
         feed_segment(self.engine, seg, self.options.strict_checksums)
@@ -667,7 +716,7 @@ def run(
                     done = int(engine.stats()["bytes_read"])
                     progress(done - before)
                     before = done
-                yield _batch(engine, sharded=sharded)
+                yield take_batch(engine, sharded=sharded)
                 if result is not None and result[0] == "eof":
                     break
         finally:
@@ -689,7 +738,7 @@ def run(
                     result = engine.feed(b"", final)
                 if progress is not None and chunk:
                     progress(len(chunk))
-                yield _batch(engine, sharded=sharded)
+                yield take_batch(engine, sharded=sharded)
                 if final:
                     break
     if handed is not None:
@@ -705,7 +754,7 @@ def run(
             )
         else:
             yield from _take_over(engine, slow, source, handed, sharded)
-    yield _batch(engine, engine.finish(), sharded)
+    yield take_batch(engine, engine.finish(), sharded)
     report = slow.finish(extra)
     if sink.problems:
         # A takeover's reader meets the same gzip damage again; this reader's
@@ -739,7 +788,7 @@ def _take_over(
             slow.frame(record, False)
             n += 1
             if n % 65536 == 0:
-                yield _batch(engine, sharded=sharded)
+                yield take_batch(engine, sharded=sharded)
         slow.records.reader = reader
         for problem in reader.problems:
             slow.report.problem(problem.line(str(source)))

@@ -31,7 +31,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import IO, Any, ClassVar, Protocol
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
 
 from tcplab.analyze import engine
 from tcplab.analyze.core import ANOMALY_NAMES, Connection, connection_of, packet_of
@@ -45,6 +45,9 @@ from tcplab.analyze.output import (
 )
 from tcplab.analyze.wireshark import PROBLEM_FLAGS
 from tcplab.errors import InputError, TcplabError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 Keyed = list[tuple[Any, str]]  # (ordering key, text)
 
@@ -248,18 +251,40 @@ def summary_object(c: Connection) -> dict[str, object]:
 # -- Zeek's conn.log --------------------------------------------------------------
 
 
+# A batch of conn.log rows the engine formatted: (rows, keys), Batch.zeek_rows
+# and .zeek_row_keys; or, formatted here, (keyed rows, first start, last time).
+EngineRows = tuple[bytes, bytes]
+LogRows = tuple[Keyed, float, float]
+
+
 @dataclass(slots=True)
 class ConnLogView:
     """conn.log in start order (as the capture-set runs write it); ``#open``
-    is the first connection's start, ``#close`` the last packet's time."""
+    is the first connection's start, ``#close`` the last packet's time.
+
+    Without a connection filter the engine formats the rows
+    (``engine_options``: Options.conn_log_rows) and they stay bytes with a
+    NumPy key array (``RowSpool``); with one, the rows are formatted here
+    from the Zeek records (output.conn_log_row: the reference, which
+    tests/test_engine_conn_log.py holds the engine's rows to)."""
 
     out: IO[str]
     keep: Filter = field(default_factory=Filter)
     spool: Spool = field(default_factory=Spool)
     first: float | None = None
     last: float = 0.0
+    rows: RowSpool = field(default_factory=lambda: RowSpool())
 
-    def render(self, batch: engine.Batch) -> tuple[Keyed, float, float]:
+    def engine_options(self, options: engine.Options) -> engine.Options:
+        """``options`` with the engine formatting the rows, when every
+        connection's row is written (no filter)."""
+        if self.keep.active:
+            return options
+        return replace(options, conn_log_rows=True, connection_records=False)
+
+    def render(self, batch: engine.Batch) -> LogRows | EngineRows:
+        if batch.zeek_rows is not None and batch.zeek_row_keys is not None:
+            return batch.zeek_rows, batch.zeek_row_keys
         records = [engine.zeek_record(z) for z in batch.zeek]
         if self.keep.active:
             ids = {
@@ -271,10 +296,10 @@ class ConnLogView:
         rows = sorted(records, key=lambda z: (z.start, z.first_frame))
         return [((z.start, z.first_frame), conn_log_row(z)) for z in rows], first, last
 
-    def merge(
-        self, parts: list[tuple[Keyed, float, float]], numbers: Numbering
-    ) -> tuple[Keyed, float, float]:
+    def merge(self, parts: list[Any], numbers: Numbering) -> LogRows | EngineRows:
         # conn.log shows no stream numbers (its rows are keyed by first frames)
+        if parts and len(parts[0]) == 2:  # the engine's rows: ordered by the spool
+            return b"".join(p[0] for p in parts), b"".join(p[1] for p in parts)
         rows = sorted((row for part in parts for row in part[0]), key=lambda r: r[0])
         return (
             rows,
@@ -282,19 +307,189 @@ class ConnLogView:
             max((p[2] for p in parts), default=0.0),
         )
 
-    def take(self, payload: tuple[Keyed, float, float]) -> None:
+    def take(self, payload: LogRows | EngineRows) -> None:
+        if len(payload) == 2:
+            text, raw = payload
+            if not text:
+                return
+            keys = engine.zeek_row_keys_of(raw)
+            self.rows.add(text, keys)
+            self._span(float(keys["start"].min()), float(keys["last"].max()))
+            return
         rows, first, last = payload
         if not rows:
             return
         self.spool.add(rows)
+        self._span(first, last)
+
+    def _span(self, first: float, last: float) -> None:
         self.first = first if self.first is None else min(self.first, first)
         self.last = max(self.last, last)
 
     def finish(self, report: ReadReport) -> None:
         self.out.write(conn_log_header(self.first or 0.0))
+        for chunk in self.rows.drain():  # (one run is only ever filled: options decide)
+            write_bytes(self.out, chunk)
         self.out.writelines(self.spool.drain())
         self.out.write(conn_log_footer(self.last))
         self.out.flush()
+
+
+class RowSpool:
+    """``Spool`` for the engine's conn.log rows: bytes, with a key array
+    (engine.zeek_row_key()), out in (start, first frame) order, as Spool
+    orders ConnLogView's keyed rows.  Sorted runs of at most ``limit`` bytes
+    (rows and keys) spill to temporary files in blocks and are merged block
+    by block at the end (NumPy sorts, _engine.gather_rows copies): no Python
+    object per row."""
+
+    BLOCK = 8192  # rows per block of a spilled run
+
+    def __init__(self, limit: int = Spool().limit) -> None:
+        self.limit = limit
+        self.texts: list[bytes] = []
+        self.keys: list[NDArray[Any]] = []
+        self.size = 0
+        self.runs: list[tuple[IO[bytes], int]] = []  # (file, blocks)
+
+    def add(self, text: bytes, keys: NDArray[Any]) -> None:
+        self.texts.append(text)
+        self.keys.append(keys)
+        self.size += len(text) + keys.nbytes
+        if self.size > self.limit:
+            self._spill()
+
+    def _held(self) -> tuple[bytes, NDArray[Any]]:
+        """The rows held, in order (and their keys)."""
+        import numpy as np
+
+        keys = np.concatenate(self.keys) if self.keys else np.empty(0, engine.zeek_row_key())
+        text = b"".join(self.texts)
+        self.texts, self.keys, self.size = [], [], 0
+        return ordered(text, keys)
+
+    def _spill(self) -> None:
+        import tempfile
+
+        import numpy as np
+
+        text, keys = self._held()
+        run = tempfile.TemporaryFile()  # noqa: SIM115 - closed once merged (_blocks)
+        ends = np.cumsum(keys["length"])
+        blocks = 0
+        for i in range(0, len(keys), self.BLOCK):
+            part = keys[i : i + self.BLOCK]
+            at = int(ends[i] - part["length"][0])
+            size = int(ends[i + len(part) - 1]) - at
+            run.write(np.array([len(part), size], np.int64).tobytes())
+            run.write(part.tobytes())
+            run.write(text[at : at + size])
+            blocks += 1
+        run.seek(0)
+        self.runs.append((run, blocks))
+
+    @staticmethod
+    def _blocks(run: IO[bytes], blocks: int) -> Iterator[tuple[NDArray[Any], bytes]]:
+        import numpy as np
+
+        dtype = engine.zeek_row_key()
+        with run:
+            for _ in range(blocks):
+                n, size = np.frombuffer(run.read(16), np.int64)
+                keys = np.frombuffer(run.read(int(n) * dtype.itemsize), dtype)
+                yield keys, run.read(int(size))
+
+    def drain(self) -> Iterator[bytes]:
+        text, keys = self._held()
+        if not self.runs:
+            if text:
+                yield text
+            return
+        runs = [_Run(self._blocks(run, n), n) for run, n in self.runs]
+        runs.append(_Run(iter([(keys, text)]), 1))
+        self.runs = []
+        yield from merge_runs(runs)
+
+
+def ordered(text: bytes, keys: NDArray[Any]) -> tuple[bytes, NDArray[Any]]:
+    """Rows (and their keys) in conn.log order: (start, first frame)."""
+    import numpy as np
+
+    from tcplab.analyze import _engine
+
+    order = np.lexsort((keys["first_frame"], keys["start"]))
+    lengths = keys["length"]
+    starts = np.cumsum(lengths) - lengths
+    keys = keys[order]
+    return _engine.gather_rows(
+        text, np.ascontiguousarray(starts[order]), np.ascontiguousarray(keys["length"])
+    ), keys
+
+
+class _Run:
+    """A sorted run of rows, a block at a time (``merge_runs``)."""
+
+    def __init__(self, blocks: Iterator[tuple[NDArray[Any], bytes]], count: int) -> None:
+        self.blocks = blocks
+        self.left = count  # blocks not yet read
+        self.keys: NDArray[Any] | None = None
+        self.text = b""
+        self.starts: NDArray[Any] | None = None
+        self.at = 0  # the first row not yet out
+
+    def ready(self) -> bool:
+        """Rows to give: the current block's, or the next one's."""
+        import numpy as np
+
+        while (self.keys is None or self.at == len(self.keys)) and self.left:
+            self.keys, self.text = next(self.blocks)
+            self.left -= 1
+            lengths = self.keys["length"]
+            self.starts = np.cumsum(lengths) - lengths
+            self.at = 0
+        return self.keys is not None and self.at < len(self.keys)
+
+    def upto(self, start: float, frame: int) -> int:
+        """The end of the rows whose key is at most (start, frame)."""
+        import numpy as np
+
+        assert self.keys is not None
+        starts = self.keys["start"]
+        lo = int(np.searchsorted(starts, start, "left"))
+        hi = int(np.searchsorted(starts, start, "right"))
+        end = lo + int(np.searchsorted(self.keys["first_frame"][lo:hi], frame, "right"))
+        return max(end, self.at)
+
+
+def merge_runs(runs: list[_Run]) -> Iterator[bytes]:
+    """Sorted runs merged, a step at a time: every row up to the smallest
+    last key of the blocks in hand (of runs with more blocks to come), which
+    empties at least that block; those rows sorted together go out."""
+    import numpy as np
+
+    live = [r for r in runs if r.ready()]
+    while live:
+        bound = [r for r in live if r.left]
+        if bound:
+            start, frame = min(
+                (float(r.keys["start"][-1]), int(r.keys["first_frame"][-1]))
+                for r in bound
+                if r.keys is not None
+            )
+        texts, keys = [], []
+        for r in live:
+            assert r.keys is not None and r.starts is not None
+            end = r.upto(start, frame) if bound else len(r.keys)
+            if end == r.at:
+                continue
+            at = int(r.starts[r.at])
+            size = int(r.starts[end - 1] + r.keys["length"][end - 1]) - at
+            texts.append(r.text[at : at + size])
+            keys.append(r.keys[r.at : end])
+            r.at = end
+        text, _ = ordered(b"".join(texts), np.concatenate(keys))
+        yield text
+        live = [r for r in live if r.ready()]
 
 
 # -- per-packet lines -----------------------------------------------------------------

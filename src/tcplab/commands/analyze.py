@@ -432,7 +432,8 @@ def _stream(
         view = packets = views.PacketsView(out, keep, as_json, absolute_time)
         options = packets.packet_options(options)  # lines formatted by the engine
     elif conn_log:
-        view = views.ConnLogView(out, keep)
+        view = conn_log_view = views.ConnLogView(out, keep)
+        options = conn_log_view.engine_options(options)  # rows formatted by the engine
     elif as_json:
         view = views.JsonView(out, keep)
     else:

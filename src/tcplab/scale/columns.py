@@ -362,7 +362,7 @@ def analysed(
     run = engine.Engine(options).engine
 
     def batch(records: tuple[Any, Any, Any]) -> engine.Batch:
-        out = engine.Batch(*records, run.stats()["first_time"], run.tally())
+        out = engine.take_batch(run, records)
         if with_keys:
             out.order_keys = run.take_keys()
         return out
