@@ -176,7 +176,6 @@ typedef struct ZConn {
     u64 missed_bytes;
     i64 attempt_deadline, delete_at; /* NONE_T: unset */
     int finished, emitted;
-    i64 first_key; /* its first packet's order-key time (feed_columns' keys) */
     struct ZConn *next; /* the entry's list */
 } ZConn;
 
@@ -352,11 +351,10 @@ typedef struct {
     /* --jobs N: the first frames of the streams started and ended since numbering() */
     struct Frames { i64 *v; size_t n, cap; } started, ended;
     /* A distributed run's order keys (feed_columns' keys; take_keys()): the
-       (first frame, key time) of each stream started, in number order, and
-       the key time of each Zeek record's first packet, in record order. */
+       (first frame, key time) of each stream started, in number order. */
     int want_keys;
     i64 cur_key;
-    struct Frames new_keys, zeek_keys;
+    struct Frames new_keys;
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
     struct Lines *lines; /* --packets lines formatted here (NULL: packet tuples) */
@@ -1682,7 +1680,6 @@ static int emit_entry(Engine *e, Entry *x) {
                 if (!t || PyList_Append(e->out_zeek, t) < 0) rc = -1;
                 Py_XDECREF(t);
             }
-            if (e->want_keys && frames_push(&e->zeek_keys, zall[i]->first_key) < 0) rc = -1;
         }
         if (zall != zs) free(zall);
     }
@@ -1878,7 +1875,6 @@ static int process_packet(Engine *e, Pkt *p) {
             zc = calloc(1, sizeof(ZConn));
             if (!zc) { PyErr_NoMemory(); return -1; }
             zc->seq = p->index;
-            zc->first_key = e->cur_key;
             zc->start = zc->last_time = zc->last_packet = p->t;
             zend_init(&zc->ep[0]); zend_init(&zc->ep[1]);
             zc->orig = src_side;
@@ -3245,7 +3241,6 @@ static void Engine_dealloc(Engine *e) {
     free(e->pkt_changes.v);
     free(e->started.v);
     free(e->new_keys.v);
-    free(e->zeek_keys.v);
     free(e->ended.v);
     free(e->t_pagenum);
     free(e->t_best);
@@ -3494,18 +3489,15 @@ static PyObject *Engine_numbering(Engine *e, PyObject *noargs) {
     return r;
 }
 
-/* take_keys() -> (started, zeek): with feed_columns' keys, the (first frame,
-   key time) pairs (native int64s) of the streams started since the last call,
-   in number order, and the key time of each Zeek record's first packet, in
-   the order take()/finish() returned the records.  A distributed run numbers
-   connections and orders conn.log by these (tcplab.scale.cluster). */
+/* take_keys() -> started: with feed_columns' keys, the (first frame, key
+   time) pairs (native int64s) of the streams started since the last call, in
+   number order.  A distributed run numbers connections by these (the rank of
+   their first packet's order key: tcplab.scale.cluster). */
 static PyObject *Engine_take_keys(Engine *e, PyObject *noargs) {
     const char *none = "";
-    PyObject *r = Py_BuildValue("(y#y#)", e->new_keys.v ? (const char *)e->new_keys.v : none,
-                                (Py_ssize_t)(e->new_keys.n * sizeof(i64)),
-                                e->zeek_keys.v ? (const char *)e->zeek_keys.v : none,
-                                (Py_ssize_t)(e->zeek_keys.n * sizeof(i64)));
-    e->new_keys.n = e->zeek_keys.n = 0;
+    PyObject *r = PyBytes_FromStringAndSize(e->new_keys.v ? (const char *)e->new_keys.v : none,
+                                            (Py_ssize_t)(e->new_keys.n * sizeof(i64)));
+    e->new_keys.n = 0;
     (void)noargs;
     return r;
 }
@@ -3790,7 +3782,7 @@ static PyMethodDef Engine_methods[] = {
     {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0): collect packets as columns"},
     {"columns", (PyCFunction)Engine_columns, METH_NOARGS, "columns() -> (rows, section_at)"},
     {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows, frames=None, keys=None): the batch feed"},
-    {"take_keys", (PyCFunction)Engine_take_keys, METH_NOARGS, "take_keys() -> (started, zeek): order keys (int64) since the last call"},
+    {"take_keys", (PyCFunction)Engine_take_keys, METH_NOARGS, "take_keys() -> started: (first frame, key time) pairs (int64) since the last call"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
     {"feed_fd", (PyCFunction)Engine_feed_fd, METH_VARARGS, "feed_fd(fd): read the capture from fd; as feed()"},
     {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},
