@@ -41,6 +41,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <math.h>
 #include <arpa/inet.h>
 
@@ -379,6 +380,11 @@ typedef struct {
     i64 head_end;   /* SHB/IDB blocks before it are the carried head */
     i64 section_at; /* the first SHB/IDB past the head (-1: none) */
     i64 index_base; /* added to a collected row's frame (a capture set's file << 32) */
+    /* decode-only with partitions (a distributed run's byte range): each row goes
+       straight to its flow-hash partition's buffer, beside its order-key time */
+    struct Part { Pkt *rows; i64 *keys; size_t n, cap; } *parts;
+    Py_ssize_t nparts;
+    i64 latest; /* the largest time of the rows collected so far */
 } Engine;
 
 static PyObject *EngineError;
@@ -2238,16 +2244,37 @@ static int marked_dropped(Engine *e, const u8 *opt, size_t n) {
     return 0;
 }
 
-/* Decode-only: keep the decoded packet as a row of the columns (tcplab.scale.columns). */
+/* Decode-only: keep the decoded packet as a row of the columns (tcplab.scale.columns),
+   or of its flow-hash partition with its order-key time (the largest time so far). */
 static PyObject *collect_pkt(Engine *e, const Pkt *p) {
-    if (e->ncols == e->capcols) {
-        size_t cap = e->capcols ? e->capcols * 2 : 4096;
-        Pkt *v = realloc(e->cols, sizeof(Pkt) * cap);
-        if (!v) return PyErr_NoMemory();
-        e->cols = v; e->capcols = cap;
+    Pkt *row;
+    if (e->nparts) {
+        struct Part *q = &e->parts[flow_hash(p) % (u64)e->nparts];
+        if (q->n == q->cap) {
+            size_t cap = q->cap ? q->cap * 2 : 1024;
+            Pkt *v = realloc(q->rows, sizeof(Pkt) * cap);
+            if (!v) return PyErr_NoMemory();
+            q->rows = v;
+            i64 *k = realloc(q->keys, sizeof(i64) * cap);
+            if (!k) return PyErr_NoMemory();
+            q->keys = k; q->cap = cap;
+        }
+        if (!e->tcp || p->t > e->latest) e->latest = p->t;
+        q->keys[q->n] = e->latest;
+        row = &q->rows[q->n++];
+    } else {
+        if (e->ncols == e->capcols) {
+            size_t cap = e->capcols ? e->capcols * 2 : 4096;
+            Pkt *v = realloc(e->cols, sizeof(Pkt) * cap);
+            if (!v) return PyErr_NoMemory();
+            e->cols = v; e->capcols = cap;
+        }
+        row = &e->cols[e->ncols++];
     }
-    Pkt *row = &e->cols[e->ncols++];
     *row = *p;
+    /* the struct's tail padding zeroed: a piece's bytes depend on the packets only */
+    memset((char *)row + offsetof(Pkt, dropped) + sizeof row->dropped, 0,
+           sizeof(Pkt) - offsetof(Pkt, dropped) - sizeof row->dropped);
     row->index += e->index_base;
     if (!row->has_ts) row->ts_val = row->ts_ecr = 0;
     for (int i = 2 * row->nsack; i < 8; i++) row->sack[i] = 0;
@@ -3238,6 +3265,8 @@ static void Engine_dealloc(Engine *e) {
     if (e->map) munmap(e->map, e->maplen);
     else free(e->buf);
     free(e->cols);
+    for (Py_ssize_t k = 0; k < e->nparts; k++) { free(e->parts[k].rows); free(e->parts[k].keys); }
+    free(e->parts);
     free(e->pkt_changes.v);
     free(e->started.v);
     free(e->new_keys.v);
@@ -3331,7 +3360,10 @@ static int map_window(Engine *e, int fd, size_t want, PyObject **out) {
     struct stat sb;
     if (e->nomap || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) return 1;
     i64 pos = e->consumed + (i64)e->bpos, end = e->consumed + (i64)e->blen, size = (i64)sb.st_size;
-    if (!e->map && (e->buf || lseek(fd, 0, SEEK_CUR) != 0)) return 1; /* already reading */
+    /* Bytes fed before the first window (a byte range's carried head, see
+       decode_only) must all be taken, and the descriptor must stand where
+       they end: the window starts there.  Otherwise it is already being read. */
+    if (!e->map && (e->bpos != e->blen || lseek(fd, 0, SEEK_CUR) != end)) return 1;
     if (end >= size) {
         *out = walk(e, 1);
         if (*out != Py_None) return 0;
@@ -3348,6 +3380,8 @@ static int map_window(Engine *e, int fd, size_t want, PyObject **out) {
         return 1;
     }
     if (e->map) munmap(e->map, e->maplen);
+    else free(e->buf);
+    e->bcap = 0;
     e->map = e->buf = m;
     e->maplen = (size_t)(nend - start);
     e->consumed = start;
@@ -3647,18 +3681,29 @@ static PyObject *dump_table(PyObject *self, PyObject *noargs) {
 /* ------------------------------------------------------------------ */
 /* Columns (issue 12, tcplab.scale.columns): decode-only, and the batch feed */
 
-/* decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0): from now on decoded packets
+/* decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0, partitions=0): from now on decoded packets
    are collected as rows of Pkt (``columns()``) instead of analysed; frames the
    fast decoder hands back come in through ``packet`` as before.  A byte range
    (tcplab.scale.ranges) gives the file offset of the first byte it feeds
    (``base_offset``: the carried head sits just before the range's first
    record), where the range ends, and where its carried head ends; a capture
-   set numbers its files' frames from ``index_base``. */
+   set numbers its files' frames from ``index_base``.  With ``partitions`` > 0
+   each row goes to its flow-hash partition (flow_hash % partitions) instead,
+   with its order-key time, the largest time so far (``write_pieces``): the
+   rows are copied once, where ``columns()`` and ``split_rows`` copied them
+   twice more. */
 static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
     long long range_end = -1, base = 0, head_end = 0, index_base = 0;
-    if (!PyArg_ParseTuple(args, "|LLLL", &range_end, &base, &head_end, &index_base)) return NULL;
+    Py_ssize_t parts = 0;
+    if (!PyArg_ParseTuple(args, "|LLLLn", &range_end, &base, &head_end, &index_base, &parts)) return NULL;
+    if (e->tcp || e->blen || e->collect) { PyErr_SetString(EngineError, "decode_only() before the first byte"); return NULL; }
+    if (parts < 0 || parts > 1 << 20) { PyErr_SetString(EngineError, "decode_only(): 0 to 2**20 partitions"); return NULL; }
+    if (parts) {
+        e->parts = calloc((size_t)parts, sizeof(struct Part));
+        if (!e->parts) return PyErr_NoMemory();
+        e->nparts = parts;
+    }
     e->index_base = index_base;
-    if (e->tcp || e->blen) { PyErr_SetString(EngineError, "decode_only() before the first byte"); return NULL; }
     e->collect = 1;
     e->range_end = range_end;
     e->consumed = base;
@@ -3673,6 +3718,58 @@ static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
     if (!b) return NULL;
     e->ncols = 0;
     return Py_BuildValue("(NL)", b, (long long)e->section_at);
+}
+
+/* write_pieces(fd) -> ([rows of each partition], largest time): decode-only with
+   partitions, what was collected written to ``fd`` at its position, a
+   partition after another, each its rows (Pkt) then their order-key times
+   (int64) (tcplab.scale.ranges.PieceRef); the buffers are emptied. */
+static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    if (!e->nparts) { PyErr_SetString(EngineError, "write_pieces: decode_only() with partitions first"); return NULL; }
+    PyObject *counts = PyList_New(e->nparts);
+    if (!counts) return NULL;
+    struct iovec iov[64];
+    int nio = 0;
+    for (Py_ssize_t k = 0; k <= e->nparts; k++) {
+        struct Part *q = k < e->nparts ? &e->parts[k] : NULL;
+        if (q) {
+            PyObject *c = PyLong_FromSize_t(q->n);
+            if (!c) { Py_DECREF(counts); return NULL; }
+            PyList_SET_ITEM(counts, k, c);
+            if (q->n) {
+                iov[nio].iov_base = q->rows; iov[nio++].iov_len = q->n * sizeof(Pkt);
+                iov[nio].iov_base = q->keys; iov[nio++].iov_len = q->n * sizeof(i64);
+            }
+        }
+        if (nio && (!q || nio + 2 > 64)) { /* write what is gathered, to the last byte */
+            int at = 0;
+            while (at < nio) {
+                ssize_t got;
+                Py_BEGIN_ALLOW_THREADS
+                got = writev(fd, iov + at, nio - at);
+                Py_END_ALLOW_THREADS
+                if (got < 0) {
+                    int err = errno;
+                    if (err == EINTR && PyErr_CheckSignals() == 0) continue;
+                    Py_DECREF(counts);
+                    if (err == EINTR) return NULL;
+                    errno = err;
+                    return PyErr_SetFromErrno(PyExc_OSError);
+                }
+                while (at < nio && (size_t)got >= iov[at].iov_len) got -= (ssize_t)iov[at++].iov_len;
+                if (at < nio) { iov[at].iov_base = (char *)iov[at].iov_base + got; iov[at].iov_len -= (size_t)got; }
+            }
+            nio = 0;
+        }
+    }
+    for (Py_ssize_t k = 0; k < e->nparts; k++) {
+        struct Part *q = &e->parts[k];
+        free(q->rows); free(q->keys);
+        q->rows = NULL; q->keys = NULL; q->n = q->cap = 0;
+    }
+    return Py_BuildValue("(NL)", counts, (long long)(e->tcp ? e->latest : INT64_MIN));
 }
 
 /* feed_columns(rows, frames=None, keys=None): the batch feed, rows of Pkt
@@ -3778,9 +3875,89 @@ done:
     return out;
 }
 
+/* resync_scan(buf, start, limit, step, eof, pcapng, le, a, b, first_time, chain, max_gap, max_span)
+   -> the first offset p in [start, limit), by step, where a record (block)
+   boundary checks out, or -1: tcplab.scale.ranges._pcap_valid and
+   _pcapng_valid (the reference, and where the rules are explained) over
+   every candidate, in C.  pcap: a = nanosecond, b = the caplen limit;
+   pcapng: a = interfaces in the carried head, b = the largest block. */
+static int pcap_valid_at(const u8 *buf, size_t len, size_t p, int eof, int le, int nano, u64 cap_limit,
+                         i64 first, int chain, i64 max_gap, i64 max_span) {
+    i64 prev = 0;
+    int have_prev = 0;
+    u32 frac_limit = nano ? 1000000000u : 1000000u;
+    for (int n = 0; n <= chain; n++) {
+        if (p == len && eof) return have_prev;
+        if (p + 16 > len) return 0;
+        u32 sec = rd32o(buf + p, le), frac = rd32o(buf + p + 4, le);
+        u32 caplen = rd32o(buf + p + 8, le), orig = rd32o(buf + p + 12, le);
+        if (frac >= frac_limit || caplen == 0 || caplen > orig || caplen > cap_limit || orig > (1u << 24)) return 0;
+        i64 t = (i64)sec * NS + (i64)frac * (nano ? 1 : 1000);
+        if (t - first > max_span || first - t > max_span) return 0;
+        if (have_prev && (t - prev > max_gap || prev - t > max_gap)) return 0;
+        prev = t;
+        have_prev = 1;
+        p += 16 + (size_t)caplen;
+        if (p > len) return 0;
+    }
+    return 1;
+}
+
+static int pcapng_valid_at(const u8 *buf, size_t len, size_t p, int eof, int le, u32 interfaces, u64 max_block,
+                           int chain) {
+    for (int n = 0; n <= chain; n++) {
+        if (p == len && eof) return n > 0;
+        if (p + 12 > len) return 0;
+        u32 type = rd32o(buf + p, le), total = rd32o(buf + p + 4, le);
+        /* tcplab.capture.pcapng: SHB, IDB, OPB, SPB, NRB, ISB, EPB, SJE, DSB, custom blocks */
+        int known = type == 0x0A0D0D0Au || (type >= 1 && type <= 6) || type == 9 || type == 10 ||
+                    type == 0x00000BADu || type == 0x40000BADu;
+        if (!known || total < 12 || total % 4 || total > max_block) return 0;
+        if (p + total > len) return 0;
+        if (rd32o(buf + p + total - 4, le) != total) return 0;
+        if (type == 6) {
+            if (total < 32) return 0;
+            u32 iface = rd32o(buf + p + 8, le), caplen = rd32o(buf + p + 20, le), orig = rd32o(buf + p + 24, le);
+            if (iface >= (interfaces > 1 ? interfaces : 1) || 32 + (u64)caplen > total || (u64)caplen > (u64)orig + 3)
+                return 0;
+        }
+        p += total;
+    }
+    return 1;
+}
+
+static PyObject *resync_scan(PyObject *self, PyObject *args) {
+    Py_buffer b;
+    Py_ssize_t start, limit, step;
+    int eof, ng, le, chain;
+    long long a, bb, first, gap, span;
+    if (!PyArg_ParseTuple(args, "y*nnnpppLLLiLL", &b, &start, &limit, &step, &eof, &ng, &le, &a, &bb, &first,
+                          &chain, &gap, &span))
+        return NULL;
+    const u8 *buf = b.buf;
+    size_t len = (size_t)b.len;
+    Py_ssize_t found = -1;
+    if (step < 1 || start < 0 || chain < 0 || a < 0 || bb < 0) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(EngineError, "resync_scan: a positive step, non-negative bounds");
+        return NULL;
+    }
+    if ((size_t)limit > len) limit = (Py_ssize_t)len;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t p = start; p < limit; p += step) {
+        int ok = ng ? pcapng_valid_at(buf, len, (size_t)p, eof, le, (u32)(a > 0xFFFFFFFFLL ? 0xFFFFFFFFu : a), (u64)bb, chain)
+                    : pcap_valid_at(buf, len, (size_t)p, eof, le, (int)a, (u64)bb, first, chain, gap, span);
+        if (ok) { found = p; break; }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef Engine_methods[] = {
-    {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0): collect packets as columns"},
+    {"decode_only", (PyCFunction)Engine_decode_only, METH_VARARGS, "decode_only(range_end=-1, base_offset=0, head_end=0, index_base=0, partitions=0): collect packets as columns"},
     {"columns", (PyCFunction)Engine_columns, METH_NOARGS, "columns() -> (rows, section_at)"},
+    {"write_pieces", (PyCFunction)Engine_write_pieces, METH_VARARGS, "write_pieces(fd) -> (rows per partition, largest time)"},
     {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows, frames=None, keys=None): the batch feed"},
     {"take_keys", (PyCFunction)Engine_take_keys, METH_NOARGS, "take_keys() -> started: (first frame, key time) pairs (int64) since the last call"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
@@ -3888,6 +4065,7 @@ static PyMethodDef module_methods[] = {
     {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
     {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
     {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},
+    {"resync_scan", resync_scan, METH_VARARGS, "resync_scan(buf, start, limit, step, eof, pcapng, le, a, b, first_time, chain, max_gap, max_span) -> offset or -1"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_engine", "tcplab's analysis engine", -1, module_methods};

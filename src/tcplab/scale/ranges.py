@@ -39,7 +39,7 @@ import re
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -74,6 +74,7 @@ WHOLE_FILE = 1 << 62  # the end of a range that is the whole file (gzip: decompr
 CHAIN = 8  # records (blocks) after a candidate that must check out too
 MAX_GAP_NS = 86_400 * 10**9  # consecutive records of a chain: at most a day apart
 MAX_SPAN_NS = 366 * 86_400 * 10**9  # a record: within a year of the file's first
+_CHECKS = (CHAIN, MAX_GAP_NS, MAX_SPAN_NS)
 HEAD_LIMIT = 1 << 20  # bytes of a pcapng head searched for its SHB + IDBs
 SCAN_WINDOW = 4 << 20  # bytes read at a time while resynchronising
 _PCAPNG_TYPES = frozenset(
@@ -241,26 +242,46 @@ def _pcapng_valid(lay: FileLayout, buf: bytes, p: int, eof: bool) -> bool:
 def resync(lay: FileLayout, f: BinaryIO, start: int, end: int) -> int | None:
     """The first record (block) boundary at or after ``start`` and before
     ``end``, by strict candidate checks; None when the range holds none."""
-    valid = _pcap_valid if lay.kind == "pcap" else _pcapng_valid
     step = 1 if lay.kind == "pcap" else 4  # pcapng blocks are 32-bit aligned (§3.1)
+    scan = _scanner(lay)
     base = start
     if lay.kind == "pcapng":
         base += (-start) % 4
-    window = SCAN_WINDOW
     while base < end:
         f.seek(base)
-        buf = f.read(window)
+        buf = f.read(SCAN_WINDOW)
         eof = base + len(buf) >= lay.size
         limit = min(len(buf), end - base)
-        for p in range(0, limit, step):
-            if valid(lay, buf, p, eof):
-                return base + p
+        p = scan(buf, limit, eof, 0)
+        if p >= 0:
+            return base + p
         if eof:
             return None
         # Keep the tail: a chain that ran past the window is checked again.
         base += max(limit - 2 * (1 << 18), step) if limit == len(buf) else limit
-        window = max(window, SCAN_WINDOW)
     return None
+
+
+def _scanner(lay: FileLayout) -> Callable[[bytes, int, bool, int], int]:
+    """``scan(buf, limit, eof, start)``: the first offset in ``[start,
+    limit)`` (by 4 in pcapng) where ``_pcap_valid`` (``_pcapng_valid``)
+    holds, or -1, checked in C (``_engine.resync_scan``; the two functions
+    above are its reference, tests/test_scale_ranges.py holds them equal)."""
+    if lay.kind == "pcap":
+        header = pcap.GlobalHeader.parse(lay.pcap_header)
+        step, ng, le = 1, False, header.byte_order == "<"
+        a, b = int(header.nanosecond), max(header.snaplen, 262144)
+    else:
+        step, ng, le = 4, True, lay.order == "<"
+        a, b = lay.interfaces, pcapng.MAX_BLOCK_LEN
+
+    def scan(buf: bytes, limit: int, eof: bool, start: int) -> int:
+        found: int = _engine.resync_scan(
+            buf, start, limit, step, eof, ng, le, a, b, lay.first_time_ns, *_CHECKS
+        )
+        return found
+
+    return scan
 
 
 # -- reading one range ------------------------------------------------------------------
@@ -389,33 +410,59 @@ def read_range(
     """Read one range: its metadata and, per flow-hash partition, where its
     rows (``tcplab.scale.columns``) and each row's largest time so far in the
     range were written: one file of the range in ``scratch``, a partition
-    after another, so the worker keeps nothing of the range once it is read."""
+    after another, so the worker keeps nothing of the range once it is read.
+
+    The engine's C reader puts each row straight into its partition's buffer
+    and writes the buffers out itself (``Engine.write_pieces``, one writev);
+    a range the Python reader reads (gzip, a structure the C reader hands
+    over) is split by ``_engine.split_rows``: the same pieces."""
     started = time.process_time()
-    meta, chunks = decode_range(lay, spec, options)
-    split: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
-    for rows, latest in chunks:  # one pass in C per chunk: rows by the engine's flow hash
-        for p, piece in enumerate(_engine.split_rows(rows, latest, partitions)):
-            split[p].append(piece)
-    del chunks
     name = f"{spec.file_id}-{spec.range_id}-{spec.start}-{uuid.uuid4().hex}.rows"
     path = os.path.join(scratch, name)
+    # fails once the run has removed its scratch directory
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        got = _engine_range(lay, spec, options, partitions)
+        if got is None:
+            meta, chunks = _python_range(lay, spec, options)
+            counts = _write_split(fd, chunks, partitions)
+        else:
+            meta, eng, _ = got
+            if eng is None:
+                counts = [0] * partitions
+            else:
+                counts, latest = eng.write_pieces(fd)
+                meta.latest = int(latest)
+    finally:
+        os.close(fd)
     refs: list[PieceRef] = []
     at = 0
-    with open(path, "wb") as out:  # fails once the run has removed its scratch directory
-        for parts in split:
-            n = sum(len(r) for r, _ in parts) // ROW.itemsize
-            refs.append((path, at, n))
-            for r, _ in parts:
-                out.write(r)
-            for _, t in parts:
-                out.write(t)
-            at += n * (ROW.itemsize + 8)
-            parts.clear()
-    meta.packets = [n for _p, _o, n in refs]
+    for n in counts:
+        refs.append((path, at, n))
+        at += n * (ROW.itemsize + 8)
+    meta.packets = list(counts)
     meta.shuffle_bytes = at
     meta.seconds = time.process_time() - started
     meta.worker = os.getpid()
     return meta, refs
+
+
+def _write_split(fd: int, chunks: list[Keyed], partitions: int) -> list[int]:
+    """Rows (and their times) split by flow-hash partition and written to
+    ``fd`` as ``Engine.write_pieces`` writes them; the rows per partition."""
+    split: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
+    for rows, latest in chunks:  # one pass in C per chunk: rows by the engine's flow hash
+        for p, piece in enumerate(_engine.split_rows(rows, latest, partitions)):
+            split[p].append(piece)
+    counts: list[int] = []
+    for parts in split:
+        counts.append(sum(len(r) for r, _ in parts) // ROW.itemsize)
+        for buf in [r for r, _ in parts] + [t for _, t in parts]:
+            view = memoryview(buf)
+            while view:
+                view = view[os.write(fd, view) :]
+        parts.clear()
+    return counts
 
 
 def piece_chunks(ref: PieceRef, rows: int) -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
@@ -444,12 +491,28 @@ def decode_range(
     time, each row with its largest time so far in the range.  A range whose
     structure the C reader hands over (a huge record, a truncated tail, an odd
     block) is read by ``tcplab.capture`` instead, the whole range, as before."""
-    if lay.kind not in ("pcap", "pcapng"):
+    got = _engine_range(lay, spec, options, 0)
+    if got is None:
         return _python_range(lay, spec, options)
+    meta, _eng, rows = got
+    chunks = list(keyed(rows))
+    meta.latest = int(chunks[-1][1][-1]) if chunks else -(1 << 63)
+    return meta, chunks
+
+
+def _engine_range(
+    lay: FileLayout, spec: RangeSpec, options: EngineOptions, partitions: int
+) -> tuple[RangeMeta, Any, list[NDArray[Any]]] | None:
+    """The range through the C reader: its metadata (but ``latest``), the
+    engine (None when the range holds no record) and the range's rows; with
+    ``partitions`` the rows stay in the engine's partition buffers (for
+    ``write_pieces``).  None: the Python reader takes the range over."""
+    if lay.kind not in ("pcap", "pcapng"):
+        return None
     with open_binary(lay.path) as f:
         first = _first_record(lay, f, spec)
         if first is None:
-            return _empty_range(spec), []
+            return _empty_range(spec), None, []
         if lay.kind == "pcap":
             prefix, head_end = lay.pcap_header, first
         elif first > lay.data_start:
@@ -457,7 +520,9 @@ def decode_range(
         else:
             prefix, head_end = b"", len(lay.carry)
         eng = decoder(options)
-        eng.decode_only(spec.end if spec.end < WHOLE_FILE else -1, first - len(prefix), head_end)
+        eng.decode_only(
+            spec.end if spec.end < WHOLE_FILE else -1, first - len(prefix), head_end, 0, partitions
+        )
         d = Decode(eng, _Slow(eng, lay.path, options))
         if isinstance(f, io.BufferedReader):  # a local file: the engine reads it itself
             os.lseek(f.fileno(), first, os.SEEK_SET)  # past what the buffer holds
@@ -465,9 +530,9 @@ def decode_range(
         else:
             f.seek(first)
             chunks = d.run(lambda: f.read(CHUNK), prefix)
-        got = list(keyed(chunks))
+        rows = [r for r in chunks if len(r)]
     if d.end == "takeover":
-        return _python_range(lay, spec, options)
+        return None
     stop = d.offset if d.end == "stop" else None
     stats = eng.stats()
     end = stop if stop is not None else lay.size + 1
@@ -478,7 +543,7 @@ def decode_range(
         False,
         d.section_at >= 0,
         int(stats["frame_index"]),
-        d.latest,
+        -(1 << 63),
         [(o, m) for o, m in d.slow.problems() if first <= o < end],
         int(stats["frames"]),
         int(stats["tcp"]),
@@ -486,7 +551,7 @@ def decode_range(
         (stop if stop is not None else lay.size) - first,
         undecodable=d.slow.records.undecodable,
     )
-    return meta, got
+    return meta, eng, rows
 
 
 def _first_record(lay: FileLayout, f: BinaryIO, spec: RangeSpec) -> int | None:

@@ -1,0 +1,153 @@
+"""Stage 1 of the distributed run in C (tcplab.scale.ranges) against its
+Python reference: the resynchronisation scan (``_engine.resync_scan`` vs
+``_pcap_valid`` / ``_pcapng_valid``) at every offset, and the pieces the
+engine writes from its partition buffers (``Engine.write_pieces``) vs the
+rows the Python reader decodes, split by ``_engine.split_rows``: the same
+bytes, on every trace of the suite as classic pcap (micro- and nanosecond,
+both byte orders) and pcapng, with ranges cut at many offsets."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED
+from tcplab.analyze.synth import write_capture
+from tcplab.scale import ranges
+from tcplab.scale.columns import ROW
+from tcplab.scale.engine import EngineOptions
+
+pytestmark = pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap not installed")
+
+PARTITIONS = 5
+
+
+def _big_endian(src: Path, dst: Path) -> None:
+    """The same classic pcap with every header field big-endian."""
+    data = src.read_bytes()
+    head = struct.unpack_from("<IHHiIII", data, 0)
+    out = [struct.pack(">IHHiIII", *head)]
+    at = 24
+    while at + 16 <= len(data):
+        sec, frac, caplen, orig = struct.unpack_from("<IIII", data, at)
+        out.append(struct.pack(">IIII", sec, frac, caplen, orig))
+        out.append(data[at + 16 : at + 16 + caplen])
+        at += 16 + caplen
+    dst.write_bytes(b"".join(out))
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The suite's uncompressed traces, a synthetic capture, and each pcap as
+    pcapng, nanosecond pcap and big-endian pcap too."""
+    root = tmp_path_factory.mktemp("traces")
+    synth = root / "synth.pcap"
+    write_capture(synth, 3000, 40, seed=3, concurrency_seconds=20.0)
+    here = Path(__file__).parent
+    found = sorted(here.glob("data/**/*.pcap")) + sorted((SHARED / "peer-traces").rglob("*.pcap"))
+    found += [*sorted((SHARED / "peer-traces").rglob("*.pcapng")), synth]
+    out: list[Path] = []
+    for i, path in enumerate(found):
+        out.append(path)
+        if path.suffix != ".pcap":
+            continue
+        for fmt, suffix in (("pcapng", ".pcapng"), ("nsecpcap", ".ns.pcap")):
+            dst = root / f"{i}-{path.stem}{suffix}"
+            subprocess.run(["editcap", "-F", fmt, str(path), str(dst)], check=True)
+            out.append(dst)
+        be = root / f"{i}-{path.stem}.be.pcap"
+        _big_endian(path, be)
+        out.append(be)
+    assert len(out) > 80
+    return out
+
+
+def _layouts(traces: list[Path]) -> Iterator[ranges.FileLayout]:
+    for i, path in enumerate(traces):
+        lay = ranges.layout(str(path), i)
+        assert lay.kind in ("pcap", "pcapng"), path
+        yield lay
+
+
+def test_resync_scan_equals_the_python_checks_at_every_offset(traces: list[Path]) -> None:
+    """Every candidate offset of the head and the tail of each trace (and of
+    buffers cut short of the file's end): the C scan finds a boundary there
+    exactly when the Python checks accept it."""
+    checked = accepted = 0
+    for lay in _layouts(traces):
+        data = Path(lay.path).read_bytes()
+        valid = ranges._pcap_valid if lay.kind == "pcap" else ranges._pcapng_valid
+        scan = ranges._scanner(lay)
+        step = 1 if lay.kind == "pcap" else 4
+        tail = max(0, len(data) - 3000) & ~3
+        windows = [(0, min(len(data), 6000), True), (tail, len(data), True)]
+        windows += [(0, min(len(data), 2000), False), (0, len(data) // 2, False)]
+        for lo, hi, whole in windows:
+            buf = data[lo:hi]
+            eof = whole and hi == len(data)
+            for p in range(0, len(buf) if len(buf) < 6000 else 3000, step):
+                want = valid(lay, buf, p, eof)
+                got = scan(buf, p + 1, eof, p)
+                assert (got == p) == want, (lay.path, lo, p, eof)
+                checked += 1
+                accepted += want
+            # ... and the scan over the whole window finds the first of them.
+            first = next((p for p in range(0, len(buf), step) if valid(lay, buf, p, eof)), -1)
+            assert scan(buf, len(buf), eof, 0) == first, (lay.path, lo)
+    assert checked > 100_000 and accepted > 1000
+
+
+def _pieces(refs: list[ranges.PieceRef]) -> list[bytes]:
+    out = []
+    for path, offset, n in refs:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            out.append(f.read(n * (ROW.itemsize + 8)))
+    return out
+
+
+def test_pieces_from_the_partition_buffers_equal_the_python_split(
+    traces: list[Path], tmp_path: Path
+) -> None:
+    """Each range of each trace, cut at many offsets: the pieces the C
+    reader writes from its partition buffers are, byte for byte, the rows
+    the Python reader decodes split by flow hash, and the metadata are the
+    ones of the range read into one array (``decode_range``)."""
+    options = EngineOptions()
+    compared = rows = 0
+    for lay in _layouts(traces):
+        cuts = {lay.size + 1, 997, 4099, max(lay.size // 3, 64), max(lay.size // 7, 64)}
+        for cut in sorted(cuts):
+            for spec_lay, spec in _plan(lay, cut):
+                meta, refs = ranges.read_range(spec_lay, spec, PARTITIONS, options, str(tmp_path))
+                _, chunks = ranges._python_range(spec_lay, spec, options)
+                want_meta, _ = ranges.decode_range(spec_lay, spec, options)
+                ref_path = tmp_path / "reference"
+                with open(ref_path, "wb") as f:
+                    counts = ranges._write_split(f.fileno(), chunks, PARTITIONS)
+                assert meta.packets == counts, (lay.path, spec)
+                at, want = 0, []
+                data = ref_path.read_bytes()
+                for n in counts:
+                    want.append(data[at : at + n * (ROW.itemsize + 8)])
+                    at += n * (ROW.itemsize + 8)
+                assert _pieces(refs) == want, (lay.path, spec)
+                skip = ("packets", "seconds", "worker", "shuffle_bytes")
+                for name in (n for n in ranges.RangeMeta.__slots__ if n not in skip):
+                    assert getattr(meta, name) == getattr(want_meta, name), (lay.path, spec, name)
+                compared += 1
+                rows += sum(counts)
+                for f in tmp_path.iterdir():
+                    f.unlink()
+    assert compared > 300 and rows > 20_000
+
+
+def _plan(lay: ranges.FileLayout, cut: int) -> list[tuple[ranges.FileLayout, ranges.RangeSpec]]:
+    from tcplab.scale.cluster import plan_ranges
+
+    return plan_ranges([lay], cut)
