@@ -45,8 +45,7 @@ def conn_log(
     out = io.TextIOWrapper(raw, encoding="utf-8", write_through=False)
     view = views.ConnLogView(out, keep or views.Filter())
     if spill is not None:
-        view.rows = views.RowSpool(spill)
-        view.rows.BLOCK = 7
+        view.rows = views.row_spool(spill, block=7)
     options = engine.Options()
     if in_engine:
         options = view.engine_options(options)
@@ -132,7 +131,7 @@ def test_jobs_2_byte_identical(synth: Path) -> None:
 
 def test_spilled_runs_merge_byte_identical(synth: Path) -> None:
     """A spool limit of a few rows: many sorted runs on disk, in blocks of 7
-    rows, merged (views.merge_runs); one process and --jobs 2."""
+    rows, merged (rowruns.merge_runs); one process and --jobs 2."""
     for limit in (1, 2000, 20000):
         assert_same_log(synth, spill=limit)
         assert_same_log(synth, jobs=2, spill=limit)
@@ -260,16 +259,16 @@ def test_times_every_way(tmp_path: Path) -> None:
 
 
 def test_the_row_spool_orders_as_the_keyed_spool() -> None:
-    """RowSpool against Spool (ConnLogView's keyed rows): random rows in
-    random chunks, starts that tie (one float for several nanoseconds),
-    limits that spill every chunk, every few chunks, or never."""
+    """The engine rows' spool (views.row_spool) against Spool (ConnLogView's
+    keyed rows): random rows in random chunks, starts that tie (one float
+    for several nanoseconds), limits that spill every chunk, every few
+    chunks, or never."""
     import numpy as np
 
     rng = random.Random(21)
     dtype = engine.zeek_row_key()
     for limit, block in ((1, 3), (500, 5), (5000, 64), (1 << 30, 8192)):
-        rows = views.RowSpool(limit)
-        rows.BLOCK = block
+        rows = views.row_spool(limit, block)
         keyed = views.Spool()
         frame = 0
         for _ in range(40):
@@ -284,6 +283,6 @@ def test_the_row_spool_orders_as_the_keyed_spool() -> None:
                 texts.append(text)
                 keyed.add([((start_ns / 1e9, frame), text)])
             if n:
-                rows.add("".join(texts).encode(), keys.tobytes())
+                rows.add("".join(texts).encode(), keys)
         assert (len(rows.runs) > 1) == (limit < 1 << 20)
         assert b"".join(rows.drain()).decode() == "".join(keyed.drain())
