@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,7 +100,37 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_synthetic_byte_identical(synth: Path) -> None:
-    assert len(rows_of(assert_same_log(synth))) >= 290
+    """Sorted as a small log (views.small_rows) and through the spool (NumPy)."""
+    text = assert_same_log(synth)
+    assert len(rows_of(text)) >= 290
+    assert assert_same_log(synth, spill=1 << 30) == text
+
+
+def test_a_small_log_loads_no_numpy(synth: Path) -> None:
+    """A small capture's conn.log is sorted without NumPy (its import would be
+    most of such a run's time: views.small_rows)."""
+    probe = (
+        "import sys\nfrom tcplab.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('numpy' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "analyze", "--conn-log", str(synth)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.stdout.encode() == conn_log(synth, in_engine=False)[0]
+    assert done.stderr.splitlines()[-1] == "False"
+
+
+def test_a_log_grown_past_small_goes_to_the_spool(
+    synth: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows held as a small log until they pass ConnLogView.SMALL bytes, then
+    spooled (NumPy) with those held: one process and --jobs 2."""
+    reference = conn_log(synth, in_engine=False)[0]
+    monkeypatch.setattr(views.ConnLogView, "SMALL", 3000)
+    assert conn_log(synth)[0] == reference
+    assert conn_log(synth, jobs=2)[0] == reference
 
 
 def test_the_engine_formats_the_rows(synth: Path) -> None:

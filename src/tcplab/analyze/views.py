@@ -31,6 +31,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import IO, Any, ClassVar, Final, Protocol
 
 from tcplab.analyze import engine, rowruns
@@ -270,7 +271,12 @@ class ConnLogView:
     spool: Spool = field(default_factory=Spool)
     first: float | None = None
     last: float = 0.0
-    rows: rowruns.Runs = field(default_factory=lambda: row_spool())
+    # The engine's rows: in ``rows`` (made when they pass SMALL bytes, so a
+    # small capture's conn.log loads no NumPy), until then in ``small``.
+    rows: rowruns.Runs | None = None
+    small: list[EngineRows] = field(default_factory=list)
+    small_size: int = 0
+    SMALL: ClassVar[int] = 1 << 20
 
     def engine_options(self, options: engine.Options) -> engine.Options:
         """``options`` with the engine formatting the rows, when every
@@ -309,9 +315,11 @@ class ConnLogView:
             text, raw = payload
             if not text:
                 return
-            keys = engine.zeek_row_keys_of(raw)
-            self.rows.add(text, keys)
-            self._span(float(keys["start"].min()), float(keys["last"].max()))
+            self._span(*row_span(raw))
+            self.small.append((text, raw))
+            self.small_size += len(text) + len(raw)
+            if self.rows is not None or self.small_size > self.SMALL:
+                self._spool_small()
             return
         rows, first, last = payload
         if not rows:
@@ -323,10 +331,22 @@ class ConnLogView:
         self.first = first if self.first is None else min(self.first, first)
         self.last = max(self.last, last)
 
+    def _spool_small(self) -> rowruns.Runs:
+        if self.rows is None:
+            self.rows = row_spool()
+        for text, raw in self.small:
+            self.rows.add(text, engine.zeek_row_keys_of(raw))
+        self.small, self.small_size = [], 0
+        return self.rows
+
     def finish(self, report: ReadReport) -> None:
         self.out.write(conn_log_header(self.first or 0.0))
-        for chunk in self.rows.drain():  # (one run is only ever filled: options decide)
-            write_bytes(self.out, chunk)
+        # (one of the engine's rows and self.spool is only ever filled: options decide)
+        if self.rows is None:
+            write_bytes(self.out, small_rows(self.small))
+        else:
+            for chunk in self._spool_small().drain():
+                write_bytes(self.out, chunk)
         self.out.writelines(self.spool.drain())
         self.out.write(conn_log_footer(self.last))
         self.out.flush()
@@ -334,6 +354,43 @@ class ConnLogView:
 
 # conn.log's order: by start (the float it prints), then first frame
 LOG_ORDER: Final = ("start", "first_frame")
+
+
+def row_span(keys: bytes) -> tuple[float, float]:
+    """The smallest start and the largest last time of rows' keys
+    (``Batch.zeek_row_keys``, at least one row), read without NumPy."""
+    step, at = _key_fields()
+    doubles = memoryview(keys).cast("d")
+    return min(doubles[at["start"] :: step]), max(doubles[at["last"] :: step])
+
+
+def small_rows(parts: list[EngineRows]) -> bytes:
+    """A few of the engine's rows in conn.log order, sorted here (as Spool
+    sorts the keyed rows) rather than through NumPy, which a small capture's
+    run would load for it."""
+    step, at = _key_fields()
+    keyed: list[tuple[tuple[float, int], bytes]] = []
+    for text, raw in parts:
+        doubles, ints = memoryview(raw).cast("d"), memoryview(raw).cast("q")
+        starts = doubles[at["start"] :: step]
+        frames = ints[at["first_frame"] :: step]
+        offset = 0
+        for start, frame, length in zip(starts, frames, ints[at["length"] :: step], strict=True):
+            keyed.append(((start, frame), text[offset : offset + length]))
+            offset += length
+    keyed.sort(key=lambda r: r[0])
+    return b"".join(text for _, text in keyed)
+
+
+@lru_cache(maxsize=1)
+def _key_fields() -> tuple[int, dict[str, int]]:
+    """A row key's size and its fields' places, in 8-byte words."""
+    from tcplab.analyze import _engine
+
+    size, fields = _engine.zkey_layout()
+    if size % 8 or any(offset % 8 for _, offset, _ in fields):
+        raise RuntimeError("a conn.log row key is not of 8-byte fields")
+    return size // 8, {name: offset // 8 for name, offset, _ in fields}
 
 
 def row_spool(limit: int = rowruns.LIMIT, block: int = rowruns.BLOCK) -> rowruns.Runs:
