@@ -761,6 +761,8 @@ def run_cli(
             finally:
                 if bar is not None:
                     bar.close()
+    except BrokenPipeError:
+        raise  # the reader went away: the command ends quietly (tcplab.cli)
     except OSError as exc:
         raise InputError(f"--dask {dask}: {exc}") from None
     sys.stdout.flush()
