@@ -3155,20 +3155,38 @@ static PyObject *Engine_take_rows(Engine *e, PyObject *noargs) {
     return r;
 }
 
-/* gather_rows(rows, starts, lengths) -> bytes: rows[starts[i]:starts[i] +
-   lengths[i]] for every i (native int64s), one after the other. */
+/* gather_rows(parts, starts, lengths) -> bytes: the rows at starts[i] (in
+   the parts one after the other, as if joined; a row lies in one part) of
+   lengths[i] bytes (native int64s), in that order, one after the other:
+   rows sorted without joining their parts first.  parts: a list of bytes,
+   or one bytes. */
 static PyObject *gather_rows(PyObject *self, PyObject *args) {
-    Py_buffer rows, starts, lengths;
-    if (!PyArg_ParseTuple(args, "y*y*y*", &rows, &starts, &lengths)) return NULL;
+    PyObject *given, *parts;
+    Py_buffer starts, lengths;
+    if (!PyArg_ParseTuple(args, "Oy*y*", &given, &starts, &lengths)) return NULL;
     PyObject *out = NULL;
+    if (PyBytes_Check(given)) parts = Py_BuildValue("[O]", given);
+    else if (PyList_Check(given)) { parts = given; Py_INCREF(parts); }
+    else { PyErr_SetString(PyExc_TypeError, "gather_rows: bytes, or a list of bytes"); parts = NULL; }
+    if (!parts) { PyBuffer_Release(&starts); PyBuffer_Release(&lengths); return NULL; }
+    Py_ssize_t k = PyList_GET_SIZE(parts);
     size_t n = (size_t)starts.len / sizeof(i64), total = 0;
     const i64 *at = starts.buf, *len = lengths.buf;
+    i64 *ends = malloc(sizeof(i64) * (size_t)(k ? k : 1));
+    if (!ends) { PyErr_NoMemory(); goto done; }
+    i64 sum = 0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *b = PyList_GET_ITEM(parts, j);
+        if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "gather_rows: parts are bytes"); goto done; }
+        sum += PyBytes_GET_SIZE(b);
+        ends[j] = sum;
+    }
     if (starts.len % (Py_ssize_t)sizeof(i64) || lengths.len != starts.len) {
         PyErr_SetString(PyExc_ValueError, "gather_rows: one start and one length (int64) per row");
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        if (at[i] < 0 || len[i] < 0 || at[i] > rows.len || len[i] > rows.len - at[i]) {
+        if (at[i] < 0 || len[i] < 0 || at[i] > sum || len[i] > sum - at[i]) {
             PyErr_Format(PyExc_ValueError, "gather_rows: row %zu is outside the rows", i);
             goto done;
         }
@@ -3177,9 +3195,30 @@ static PyObject *gather_rows(PyObject *self, PyObject *args) {
     out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
     if (!out) goto done;
     char *o = PyBytes_AS_STRING(out);
-    for (size_t i = 0; i < n; i++) o = put(o, (const char *)rows.buf + at[i], (size_t)len[i]);
+    Py_ssize_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!len[i]) continue;
+        /* the part holding the row: the next one mostly (rows come in runs), else a binary search */
+        if (j >= k || at[i] >= ends[j] || (j && at[i] < ends[j - 1])) {
+            Py_ssize_t lo = 0, hi = k - 1;
+            while (lo < hi) {
+                Py_ssize_t mid = (lo + hi) / 2;
+                if (at[i] < ends[mid]) hi = mid; else lo = mid + 1;
+            }
+            j = lo;
+        }
+        i64 base = j ? ends[j - 1] : 0;
+        if (at[i] + len[i] > ends[j]) {
+            Py_CLEAR(out);
+            PyErr_Format(PyExc_ValueError, "gather_rows: row %zu spans two parts", i);
+            goto done;
+        }
+        o = put(o, PyBytes_AS_STRING(PyList_GET_ITEM(parts, j)) + (at[i] - base), (size_t)len[i]);
+    }
 done:
-    PyBuffer_Release(&rows); PyBuffer_Release(&starts); PyBuffer_Release(&lengths);
+    free(ends);
+    Py_DECREF(parts);
+    PyBuffer_Release(&starts); PyBuffer_Release(&lengths);
     (void)self;
     return out;
 }
@@ -4061,7 +4100,7 @@ static PyMethodDef module_methods[] = {
     {"flow_hash", Engine_hash, METH_VARARGS, "flow_hash(ver, src, sport, dst, dport): the shard hash"},
     {"packet_layout", packet_layout, METH_NOARGS, "packet_layout() -> (row size, fields)"},
     {"merge_lines", merge_lines, METH_VARARGS, "merge_lines(parts, numbers, json) -> the shards' --packets lines as one"},
-    {"gather_rows", gather_rows, METH_VARARGS, "gather_rows(rows, starts, lengths) -> those rows, one after the other"},
+    {"gather_rows", gather_rows, METH_VARARGS, "gather_rows(parts, starts, lengths) -> those rows, one after the other"},
     {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
     {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
     {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},

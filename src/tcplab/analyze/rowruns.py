@@ -73,9 +73,9 @@ class Runs:
         import numpy as np
 
         keys = np.concatenate(self.keys) if self.keys else np.empty(0, self.dtype)
-        text = b"".join(self.texts)
+        texts = self.texts  # (gathered as they are: no joined copy)
         self.texts, self.keys, self.size = [], [], 0
-        return ordered(text, keys, self.order)
+        return ordered(texts, keys, self.order)
 
     def spill(self) -> None:
         """The rows held, as one sorted run in a file."""
@@ -91,6 +91,7 @@ class Runs:
         else:
             out = open(self.path, "ab")  # noqa: SIM115 - closed below
         offset = out.tell()
+        view = memoryview(text)
         ends = np.cumsum(keys["length"])
         blocks = 0
         for i in range(0, len(keys), self.block):
@@ -99,7 +100,7 @@ class Runs:
             size = int(ends[i + len(part) - 1]) - at
             out.write(np.array([len(part), size], np.int64).tobytes())
             out.write(part.tobytes())
-            out.write(text[at : at + size])
+            out.write(view[at : at + size])
             blocks += 1
         if self.path is None:
             out.seek(0)
@@ -147,8 +148,11 @@ def file_runs(
     yield from merge_runs(runs, tuple(order))
 
 
-def ordered(text: bytes, keys: NDArray[Any], order: Sequence[str]) -> tuple[bytes, NDArray[Any]]:
-    """Rows (and their keys) sorted by the ``order`` fields."""
+def ordered(
+    text: bytes | list[bytes], keys: NDArray[Any], order: Sequence[str]
+) -> tuple[bytes, NDArray[Any]]:
+    """Rows (the text, or texts one after the other, and their keys) sorted
+    by the ``order`` fields."""
     import numpy as np
 
     from tcplab.analyze import _engine
@@ -227,6 +231,6 @@ def merge_runs(runs: list[_Run], order: tuple[str, ...]) -> Iterator[bytes]:
             texts.append(r.text[at : at + size])
             keys.append(r.keys[r.at : end])
             r.at = end
-        text, _ = ordered(b"".join(texts), np.concatenate(keys), order)
+        text, _ = ordered(texts, np.concatenate(keys), order)
         yield text
         live = [r for r in live if r.ready()]
