@@ -541,6 +541,31 @@ def test_dask_cli_local_cluster(ring: Ring) -> None:
     assert bad.stderr == "tcplab: --dask local:zero: expected local:N with N >= 1 workers\n"
 
 
+def test_dask_cli_reader_goes_away(ring: Ring, tmp_path: Path) -> None:
+    """``tcplab analyze --dask ... | head -1``: conn.log streams to standard
+    output as it is merged; when the reader goes away the command ends
+    quietly, as every command does, and its scratch directory is gone."""
+    import sys
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    args = ["analyze", "--dask", "local:1", "--conn-log", "--scratch", str(scratch)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tcplab", *args, str(ring.one)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0
+    assert first == b"#separator \\x09\n"
+    [dash] = err.splitlines()
+    assert dash.startswith("tcplab: dask dashboard: ")
+    assert list(scratch.iterdir()) == []
+
+
 def test_local_cluster_listens_on_loopback_only(client: Any) -> None:
     import os
 
