@@ -112,7 +112,9 @@ def _cpu() -> float:
 def dask_run(workers: int, ring: Path, want: str) -> tuple[Row, float, Any]:
     """The ring on a LocalCluster.  CPU is each worker process's own
     (getrusage before and after: the tasks, Dask's own work, serialisation);
-    the tasks' share is in ``result.worker_cpu``."""
+    the tasks' share is in ``result.worker_cpu``.  The client's CPU (this
+    process: the scheduler's threads and the merge of the conn.log runs) is
+    in the note."""
     from tcplab.scale.cluster import ClusterSpec, connect, run
     from tcplab.scale.engine import EngineOptions
 
@@ -120,12 +122,14 @@ def dask_run(workers: int, ring: Path, want: str) -> tuple[Row, float, Any]:
     with connect(ClusterSpec(workers, None)) as client:
         startup = time.perf_counter() - started
         before = client.run(_cpu)
-        t0 = time.perf_counter()
+        t0, client0 = time.perf_counter(), _cpu()
         result = run(client, [str(ring)], EngineOptions(), want_log=True)
         seconds = time.perf_counter() - t0
+        client_cpu = _cpu() - client0
         after = client.run(_cpu)
     per_worker = [after[k] - before[k] for k in after]
     note = "conn.log equal" if result.conn_log == want else "conn.log DIFFERS"
+    note += f"; client {client_cpu:.1f} CPU s"
     name = f"dask local:{workers}"
     row = Row(
         name,

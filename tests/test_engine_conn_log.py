@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,8 +47,7 @@ def conn_log(
     out = io.TextIOWrapper(raw, encoding="utf-8", write_through=False)
     view = views.ConnLogView(out, keep or views.Filter())
     if spill is not None:
-        view.rows = views.RowSpool(spill)
-        view.rows.BLOCK = 7
+        view.rows = views.row_spool(spill, block=7)
     options = engine.Options()
     if in_engine:
         options = view.engine_options(options)
@@ -99,7 +100,37 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_synthetic_byte_identical(synth: Path) -> None:
-    assert len(rows_of(assert_same_log(synth))) >= 290
+    """Sorted as a small log (views.small_rows) and through the spool (NumPy)."""
+    text = assert_same_log(synth)
+    assert len(rows_of(text)) >= 290
+    assert assert_same_log(synth, spill=1 << 30) == text
+
+
+def test_a_small_log_loads_no_numpy(synth: Path) -> None:
+    """A small capture's conn.log is sorted without NumPy (its import would be
+    most of such a run's time: views.small_rows)."""
+    probe = (
+        "import sys\nfrom tcplab.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('numpy' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "analyze", "--conn-log", str(synth)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.stdout.encode() == conn_log(synth, in_engine=False)[0]
+    assert done.stderr.splitlines()[-1] == "False"
+
+
+def test_a_log_grown_past_small_goes_to_the_spool(
+    synth: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows held as a small log until they pass ConnLogView.SMALL bytes, then
+    spooled (NumPy) with those held: one process and --jobs 2."""
+    reference = conn_log(synth, in_engine=False)[0]
+    monkeypatch.setattr(views.ConnLogView, "SMALL", 3000)
+    assert conn_log(synth)[0] == reference
+    assert conn_log(synth, jobs=2)[0] == reference
 
 
 def test_the_engine_formats_the_rows(synth: Path) -> None:
@@ -132,7 +163,7 @@ def test_jobs_2_byte_identical(synth: Path) -> None:
 
 def test_spilled_runs_merge_byte_identical(synth: Path) -> None:
     """A spool limit of a few rows: many sorted runs on disk, in blocks of 7
-    rows, merged (views.merge_runs); one process and --jobs 2."""
+    rows, merged (rowruns.merge_runs); one process and --jobs 2."""
     for limit in (1, 2000, 20000):
         assert_same_log(synth, spill=limit)
         assert_same_log(synth, jobs=2, spill=limit)
@@ -260,16 +291,16 @@ def test_times_every_way(tmp_path: Path) -> None:
 
 
 def test_the_row_spool_orders_as_the_keyed_spool() -> None:
-    """RowSpool against Spool (ConnLogView's keyed rows): random rows in
-    random chunks, starts that tie (one float for several nanoseconds),
-    limits that spill every chunk, every few chunks, or never."""
+    """The engine rows' spool (views.row_spool) against Spool (ConnLogView's
+    keyed rows): random rows in random chunks, starts that tie (one float
+    for several nanoseconds), limits that spill every chunk, every few
+    chunks, or never."""
     import numpy as np
 
     rng = random.Random(21)
     dtype = engine.zeek_row_key()
     for limit, block in ((1, 3), (500, 5), (5000, 64), (1 << 30, 8192)):
-        rows = views.RowSpool(limit)
-        rows.BLOCK = block
+        rows = views.row_spool(limit, block)
         keyed = views.Spool()
         frame = 0
         for _ in range(40):

@@ -250,7 +250,6 @@ typedef struct ZConn {
     u64 missed_bytes;
     i64 attempt_deadline, delete_at; /* NONE_T: unset */
     int finished, emitted;
-    i64 first_key; /* its first packet's order-key time (feed_columns' keys) */
     struct ZConn *next; /* the entry's list */
 } ZConn;
 
@@ -426,11 +425,10 @@ typedef struct {
     /* --jobs N: the first frames of the streams started and ended since numbering() */
     struct Frames { i64 *v; size_t n, cap; } started, ended;
     /* A distributed run's order keys (feed_columns' keys; take_keys()): the
-       (first frame, key time) of each stream started, in number order, and
-       the key time of each Zeek record's first packet, in record order. */
+       (first frame, key time) of each stream started, in number order. */
     int want_keys;
     i64 cur_key;
-    struct Frames new_keys, zeek_keys;
+    struct Frames new_keys;
     /* output */
     PyObject *out_conns, *out_zeek, *out_packets;
     struct Lines *lines; /* --packets lines formatted here (NULL: packet tuples) */
@@ -1766,7 +1764,6 @@ static int emit_entry(Engine *e, Entry *x) {
                 if (!t || PyList_Append(e->out_zeek, t) < 0) rc = -1;
                 Py_XDECREF(t);
             }
-            if (e->want_keys && frames_push(&e->zeek_keys, zall[i]->first_key) < 0) rc = -1;
         }
         if (zall != zs) free(zall);
     }
@@ -1962,7 +1959,6 @@ static int process_packet(Engine *e, Pkt *p) {
             zc = calloc(1, sizeof(ZConn));
             if (!zc) { PyErr_NoMemory(); return -1; }
             zc->seq = p->index;
-            zc->first_key = e->cur_key;
             zc->start = zc->last_time = zc->last_packet = p->t;
             zend_init(&zc->ep[0]); zend_init(&zc->ep[1]);
             zc->orig = src_side;
@@ -3257,20 +3253,38 @@ static PyObject *Engine_take_rows(Engine *e, PyObject *noargs) {
     return r;
 }
 
-/* gather_rows(rows, starts, lengths) -> bytes: rows[starts[i]:starts[i] +
-   lengths[i]] for every i (native int64s), one after the other. */
+/* gather_rows(parts, starts, lengths) -> bytes: the rows at starts[i] (in
+   the parts one after the other, as if joined; a row lies in one part) of
+   lengths[i] bytes (native int64s), in that order, one after the other:
+   rows sorted without joining their parts first.  parts: a list of bytes,
+   or one bytes. */
 static PyObject *gather_rows(PyObject *self, PyObject *args) {
-    Py_buffer rows, starts, lengths;
-    if (!PyArg_ParseTuple(args, "y*y*y*", &rows, &starts, &lengths)) return NULL;
+    PyObject *given, *parts;
+    Py_buffer starts, lengths;
+    if (!PyArg_ParseTuple(args, "Oy*y*", &given, &starts, &lengths)) return NULL;
     PyObject *out = NULL;
+    if (PyBytes_Check(given)) parts = Py_BuildValue("[O]", given);
+    else if (PyList_Check(given)) { parts = given; Py_INCREF(parts); }
+    else { PyErr_SetString(PyExc_TypeError, "gather_rows: bytes, or a list of bytes"); parts = NULL; }
+    if (!parts) { PyBuffer_Release(&starts); PyBuffer_Release(&lengths); return NULL; }
+    Py_ssize_t k = PyList_GET_SIZE(parts);
     size_t n = (size_t)starts.len / sizeof(i64), total = 0;
     const i64 *at = starts.buf, *len = lengths.buf;
+    i64 *ends = malloc(sizeof(i64) * (size_t)(k ? k : 1));
+    if (!ends) { PyErr_NoMemory(); goto done; }
+    i64 sum = 0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *b = PyList_GET_ITEM(parts, j);
+        if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "gather_rows: parts are bytes"); goto done; }
+        sum += PyBytes_GET_SIZE(b);
+        ends[j] = sum;
+    }
     if (starts.len % (Py_ssize_t)sizeof(i64) || lengths.len != starts.len) {
         PyErr_SetString(PyExc_ValueError, "gather_rows: one start and one length (int64) per row");
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        if (at[i] < 0 || len[i] < 0 || at[i] > rows.len || len[i] > rows.len - at[i]) {
+        if (at[i] < 0 || len[i] < 0 || at[i] > sum || len[i] > sum - at[i]) {
             PyErr_Format(PyExc_ValueError, "gather_rows: row %zu is outside the rows", i);
             goto done;
         }
@@ -3279,9 +3293,30 @@ static PyObject *gather_rows(PyObject *self, PyObject *args) {
     out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
     if (!out) goto done;
     char *o = PyBytes_AS_STRING(out);
-    for (size_t i = 0; i < n; i++) o = put(o, (const char *)rows.buf + at[i], (size_t)len[i]);
+    Py_ssize_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!len[i]) continue;
+        /* the part holding the row: the next one mostly (rows come in runs), else a binary search */
+        if (j >= k || at[i] >= ends[j] || (j && at[i] < ends[j - 1])) {
+            Py_ssize_t lo = 0, hi = k - 1;
+            while (lo < hi) {
+                Py_ssize_t mid = (lo + hi) / 2;
+                if (at[i] < ends[mid]) hi = mid; else lo = mid + 1;
+            }
+            j = lo;
+        }
+        i64 base = j ? ends[j - 1] : 0;
+        if (at[i] + len[i] > ends[j]) {
+            Py_CLEAR(out);
+            PyErr_Format(PyExc_ValueError, "gather_rows: row %zu spans two parts", i);
+            goto done;
+        }
+        o = put(o, PyBytes_AS_STRING(PyList_GET_ITEM(parts, j)) + (at[i] - base), (size_t)len[i]);
+    }
 done:
-    PyBuffer_Release(&rows); PyBuffer_Release(&starts); PyBuffer_Release(&lengths);
+    free(ends);
+    Py_DECREF(parts);
+    PyBuffer_Release(&starts); PyBuffer_Release(&lengths);
     (void)self;
     return out;
 }
@@ -3371,7 +3406,6 @@ static void Engine_dealloc(Engine *e) {
     free(e->pkt_changes.v);
     free(e->started.v);
     free(e->new_keys.v);
-    free(e->zeek_keys.v);
     free(e->ended.v);
     free(e->t_pagenum);
     free(e->t_best);
@@ -3625,18 +3659,15 @@ static PyObject *Engine_numbering(Engine *e, PyObject *noargs) {
     return r;
 }
 
-/* take_keys() -> (started, zeek): with feed_columns' keys, the (first frame,
-   key time) pairs (native int64s) of the streams started since the last call,
-   in number order, and the key time of each Zeek record's first packet, in
-   the order take()/finish() returned the records.  A distributed run numbers
-   connections and orders conn.log by these (tcplab.scale.cluster). */
+/* take_keys() -> started: with feed_columns' keys, the (first frame, key
+   time) pairs (native int64s) of the streams started since the last call, in
+   number order.  A distributed run numbers connections by these (the rank of
+   their first packet's order key: tcplab.scale.cluster). */
 static PyObject *Engine_take_keys(Engine *e, PyObject *noargs) {
     const char *none = "";
-    PyObject *r = Py_BuildValue("(y#y#)", e->new_keys.v ? (const char *)e->new_keys.v : none,
-                                (Py_ssize_t)(e->new_keys.n * sizeof(i64)),
-                                e->zeek_keys.v ? (const char *)e->zeek_keys.v : none,
-                                (Py_ssize_t)(e->zeek_keys.n * sizeof(i64)));
-    e->new_keys.n = e->zeek_keys.n = 0;
+    PyObject *r = PyBytes_FromStringAndSize(e->new_keys.v ? (const char *)e->new_keys.v : none,
+                                            (Py_ssize_t)(e->new_keys.n * sizeof(i64)));
+    e->new_keys.n = 0;
     (void)noargs;
     return r;
 }
@@ -4067,7 +4098,7 @@ static PyMethodDef Engine_methods[] = {
     {"columns", (PyCFunction)Engine_columns, METH_NOARGS, "columns() -> (rows, section_at)"},
     {"write_pieces", (PyCFunction)Engine_write_pieces, METH_VARARGS, "write_pieces(fd) -> (rows per partition, largest time)"},
     {"feed_columns", (PyCFunction)Engine_feed_columns, METH_VARARGS, "feed_columns(rows, frames=None, keys=None): the batch feed"},
-    {"take_keys", (PyCFunction)Engine_take_keys, METH_NOARGS, "take_keys() -> (started, zeek): order keys (int64) since the last call"},
+    {"take_keys", (PyCFunction)Engine_take_keys, METH_NOARGS, "take_keys() -> started: (first frame, key time) pairs (int64) since the last call"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
     {"feed_fd", (PyCFunction)Engine_feed_fd, METH_VARARGS, "feed_fd(fd): read the capture from fd; as feed()"},
     {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},
@@ -4169,7 +4200,7 @@ static PyMethodDef module_methods[] = {
     {"flow_hash", Engine_hash, METH_VARARGS, "flow_hash(ver, src, sport, dst, dport): the shard hash"},
     {"packet_layout", packet_layout, METH_NOARGS, "packet_layout() -> (row size, fields)"},
     {"merge_lines", merge_lines, METH_VARARGS, "merge_lines(parts, numbers, json) -> the shards' --packets lines as one"},
-    {"gather_rows", gather_rows, METH_VARARGS, "gather_rows(rows, starts, lengths) -> those rows, one after the other"},
+    {"gather_rows", gather_rows, METH_VARARGS, "gather_rows(parts, starts, lengths) -> those rows, one after the other"},
     {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
     {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
     {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},

@@ -347,9 +347,8 @@ class Batch:
     zeek_rows: bytes | None = None
     zeek_row_keys: bytes | None = None
     # With feed_columns' keys (a distributed run): the engine's take_keys(),
-    # (first frame, key time) of each stream started and the key time of each
-    # Zeek record's first packet, as native int64s.
-    order_keys: tuple[bytes, bytes] | None = None
+    # (first frame, key time) of each stream started, as native int64 pairs.
+    order_keys: bytes | None = None
 
 
 def zeek_row_keys_of(raw: bytes) -> NDArray[Any]:

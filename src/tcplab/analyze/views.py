@@ -31,9 +31,10 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
+from functools import lru_cache
+from typing import IO, Any, ClassVar, Final, Protocol
 
-from tcplab.analyze import engine
+from tcplab.analyze import engine, rowruns
 from tcplab.analyze.core import ANOMALY_NAMES, Connection, connection_of, packet_of
 from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.output import (
@@ -45,9 +46,6 @@ from tcplab.analyze.output import (
 )
 from tcplab.analyze.wireshark import PROBLEM_FLAGS
 from tcplab.errors import InputError, TcplabError
-
-if TYPE_CHECKING:
-    from numpy.typing import NDArray
 
 Keyed = list[tuple[Any, str]]  # (ordering key, text)
 
@@ -264,7 +262,7 @@ class ConnLogView:
 
     Without a connection filter the engine formats the rows
     (``engine_options``: Options.conn_log_rows) and they stay bytes with a
-    NumPy key array (``RowSpool``); with one, the rows are formatted here
+    NumPy key array (``row_spool``); with one, the rows are formatted here
     from the Zeek records (output.conn_log_row: the reference, which
     tests/test_engine_conn_log.py holds the engine's rows to)."""
 
@@ -273,7 +271,12 @@ class ConnLogView:
     spool: Spool = field(default_factory=Spool)
     first: float | None = None
     last: float = 0.0
-    rows: RowSpool = field(default_factory=lambda: RowSpool())
+    # The engine's rows: in ``rows`` (made when they pass SMALL bytes, so a
+    # small capture's conn.log loads no NumPy), until then in ``small``.
+    rows: rowruns.Runs | None = None
+    small: list[EngineRows] = field(default_factory=list)
+    small_size: int = 0
+    SMALL: ClassVar[int] = 1 << 20
 
     def engine_options(self, options: engine.Options) -> engine.Options:
         """``options`` with the engine formatting the rows, when every
@@ -312,9 +315,11 @@ class ConnLogView:
             text, raw = payload
             if not text:
                 return
-            keys = engine.zeek_row_keys_of(raw)
-            self.rows.add(text, keys)
-            self._span(float(keys["start"].min()), float(keys["last"].max()))
+            self._span(*row_span(raw))
+            self.small.append((text, raw))
+            self.small_size += len(text) + len(raw)
+            if self.rows is not None or self.small_size > self.SMALL:
+                self._spool_small()
             return
         rows, first, last = payload
         if not rows:
@@ -326,170 +331,73 @@ class ConnLogView:
         self.first = first if self.first is None else min(self.first, first)
         self.last = max(self.last, last)
 
+    def _spool_small(self) -> rowruns.Runs:
+        if self.rows is None:
+            self.rows = row_spool()
+        for text, raw in self.small:
+            self.rows.add(text, engine.zeek_row_keys_of(raw))
+        self.small, self.small_size = [], 0
+        return self.rows
+
     def finish(self, report: ReadReport) -> None:
         self.out.write(conn_log_header(self.first or 0.0))
-        for chunk in self.rows.drain():  # (one run is only ever filled: options decide)
-            write_bytes(self.out, chunk)
+        # (one of the engine's rows and self.spool is only ever filled: options decide)
+        if self.rows is None:
+            write_bytes(self.out, small_rows(self.small))
+        else:
+            for chunk in self._spool_small().drain():
+                write_bytes(self.out, chunk)
         self.out.writelines(self.spool.drain())
         self.out.write(conn_log_footer(self.last))
         self.out.flush()
 
 
-class RowSpool:
-    """``Spool`` for the engine's conn.log rows: bytes, with a key array
-    (engine.zeek_row_key()), out in (start, first frame) order, as Spool
-    orders ConnLogView's keyed rows.  Sorted runs of at most ``limit`` bytes
-    (rows and keys) spill to temporary files in blocks and are merged block
-    by block at the end (NumPy sorts, _engine.gather_rows copies): no Python
-    object per row."""
-
-    BLOCK = 8192  # rows per block of a spilled run
-
-    def __init__(self, limit: int = Spool().limit) -> None:
-        self.limit = limit
-        self.texts: list[bytes] = []
-        self.keys: list[NDArray[Any]] = []
-        self.size = 0
-        self.runs: list[tuple[IO[bytes], int]] = []  # (file, blocks)
-
-    def add(self, text: bytes, keys: NDArray[Any]) -> None:
-        self.texts.append(text)
-        self.keys.append(keys)
-        self.size += len(text) + keys.nbytes
-        if self.size > self.limit:
-            self._spill()
-
-    def _held(self) -> tuple[bytes, NDArray[Any]]:
-        """The rows held, in order (and their keys)."""
-        import numpy as np
-
-        keys = np.concatenate(self.keys) if self.keys else np.empty(0, engine.zeek_row_key())
-        text = b"".join(self.texts)
-        self.texts, self.keys, self.size = [], [], 0
-        return ordered(text, keys)
-
-    def _spill(self) -> None:
-        import tempfile
-
-        import numpy as np
-
-        text, keys = self._held()
-        run = tempfile.TemporaryFile()  # noqa: SIM115 - closed once merged (_blocks)
-        ends = np.cumsum(keys["length"])
-        blocks = 0
-        for i in range(0, len(keys), self.BLOCK):
-            part = keys[i : i + self.BLOCK]
-            at = int(ends[i] - part["length"][0])
-            size = int(ends[i + len(part) - 1]) - at
-            run.write(np.array([len(part), size], np.int64).tobytes())
-            run.write(part.tobytes())
-            run.write(text[at : at + size])
-            blocks += 1
-        run.seek(0)
-        self.runs.append((run, blocks))
-
-    @staticmethod
-    def _blocks(run: IO[bytes], blocks: int) -> Iterator[tuple[NDArray[Any], bytes]]:
-        import numpy as np
-
-        dtype = engine.zeek_row_key()
-        with run:
-            for _ in range(blocks):
-                n, size = np.frombuffer(run.read(16), np.int64)
-                keys = np.frombuffer(run.read(int(n) * dtype.itemsize), dtype)
-                yield keys, run.read(int(size))
-
-    def drain(self) -> Iterator[bytes]:
-        text, keys = self._held()
-        if not self.runs:
-            if text:
-                yield text
-            return
-        runs = [_Run(self._blocks(run, n), n) for run, n in self.runs]
-        runs.append(_Run(iter([(keys, text)]), 1))
-        self.runs = []
-        yield from merge_runs(runs)
+# conn.log's order: by start (the float it prints), then first frame
+LOG_ORDER: Final = ("start", "first_frame")
 
 
-def ordered(text: bytes, keys: NDArray[Any]) -> tuple[bytes, NDArray[Any]]:
-    """Rows (and their keys) in conn.log order: (start, first frame)."""
-    import numpy as np
+def row_span(keys: bytes) -> tuple[float, float]:
+    """The smallest start and the largest last time of rows' keys
+    (``Batch.zeek_row_keys``, at least one row), read without NumPy."""
+    step, at = _key_fields()
+    doubles = memoryview(keys).cast("d")
+    return min(doubles[at["start"] :: step]), max(doubles[at["last"] :: step])
 
+
+def small_rows(parts: list[EngineRows]) -> bytes:
+    """A few of the engine's rows in conn.log order, sorted here (as Spool
+    sorts the keyed rows) rather than through NumPy, which a small capture's
+    run would load for it."""
+    step, at = _key_fields()
+    keyed: list[tuple[tuple[float, int], bytes]] = []
+    for text, raw in parts:
+        doubles, ints = memoryview(raw).cast("d"), memoryview(raw).cast("q")
+        starts = doubles[at["start"] :: step]
+        frames = ints[at["first_frame"] :: step]
+        offset = 0
+        for start, frame, length in zip(starts, frames, ints[at["length"] :: step], strict=True):
+            keyed.append(((start, frame), text[offset : offset + length]))
+            offset += length
+    keyed.sort(key=lambda r: r[0])
+    return b"".join(text for _, text in keyed)
+
+
+@lru_cache(maxsize=1)
+def _key_fields() -> tuple[int, dict[str, int]]:
+    """A row key's size and its fields' places, in 8-byte words."""
     from tcplab.analyze import _engine
 
-    order = np.lexsort((keys["first_frame"], keys["start"]))
-    lengths = keys["length"]
-    starts = np.cumsum(lengths) - lengths
-    keys = keys[order]
-    return _engine.gather_rows(
-        text, np.ascontiguousarray(starts[order]), np.ascontiguousarray(keys["length"])
-    ), keys
+    size, fields = _engine.zkey_layout()
+    if size % 8 or any(offset % 8 for _, offset, _ in fields):
+        raise RuntimeError("a conn.log row key is not of 8-byte fields")
+    return size // 8, {name: offset // 8 for name, offset, _ in fields}
 
 
-class _Run:
-    """A sorted run of rows, a block at a time (``merge_runs``)."""
-
-    def __init__(self, blocks: Iterator[tuple[NDArray[Any], bytes]], count: int) -> None:
-        self.blocks = blocks
-        self.left = count  # blocks not yet read
-        self.keys: NDArray[Any] | None = None
-        self.text = b""
-        self.starts: NDArray[Any] | None = None
-        self.at = 0  # the first row not yet out
-
-    def ready(self) -> bool:
-        """Rows to give: the current block's, or the next one's."""
-        import numpy as np
-
-        while (self.keys is None or self.at == len(self.keys)) and self.left:
-            self.keys, self.text = next(self.blocks)
-            self.left -= 1
-            lengths = self.keys["length"]
-            self.starts = np.cumsum(lengths) - lengths
-            self.at = 0
-        return self.keys is not None and self.at < len(self.keys)
-
-    def upto(self, start: float, frame: int) -> int:
-        """The end of the rows whose key is at most (start, frame)."""
-        import numpy as np
-
-        assert self.keys is not None
-        starts = self.keys["start"]
-        lo = int(np.searchsorted(starts, start, "left"))
-        hi = int(np.searchsorted(starts, start, "right"))
-        end = lo + int(np.searchsorted(self.keys["first_frame"][lo:hi], frame, "right"))
-        return max(end, self.at)
-
-
-def merge_runs(runs: list[_Run]) -> Iterator[bytes]:
-    """Sorted runs merged, a step at a time: every row up to the smallest
-    last key of the blocks in hand (of runs with more blocks to come), which
-    empties at least that block; those rows sorted together go out."""
-    import numpy as np
-
-    live = [r for r in runs if r.ready()]
-    while live:
-        bound = [r for r in live if r.left]
-        if bound:
-            start, frame = min(
-                (float(r.keys["start"][-1]), int(r.keys["first_frame"][-1]))
-                for r in bound
-                if r.keys is not None
-            )
-        texts, keys = [], []
-        for r in live:
-            assert r.keys is not None and r.starts is not None
-            end = r.upto(start, frame) if bound else len(r.keys)
-            if end == r.at:
-                continue
-            at = int(r.starts[r.at])
-            size = int(r.starts[end - 1] + r.keys["length"][end - 1]) - at
-            texts.append(r.text[at : at + size])
-            keys.append(r.keys[r.at : end])
-            r.at = end
-        text, _ = ordered(b"".join(texts), np.concatenate(keys))
-        yield text
-        live = [r for r in live if r.ready()]
+def row_spool(limit: int = rowruns.LIMIT, block: int = rowruns.BLOCK) -> rowruns.Runs:
+    """``Spool`` for the engine's conn.log rows: bytes, with their key array
+    (engine.zeek_row_key()), out in conn.log order, as Spool orders
+    ConnLogView's keyed rows; no Python object per row (tcplab.analyze.rowruns)."""
+    return rowruns.Runs(engine.zeek_row_key(), LOG_ORDER, limit, block=block)
 
 
 # -- per-packet lines -----------------------------------------------------------------

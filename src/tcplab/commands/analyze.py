@@ -178,8 +178,9 @@ PROGRESS_THRESHOLD = 4 * 1024 * 1024  # bytes; smaller files finish before a bar
     "--scratch",
     "scratch",
     metavar="DIR",
-    help="--dask: the shuffle's files go in a directory made here (default: the temp dir);"
-    " with a scheduler, shared storage every worker mounts at the same path.",
+    help="--dask: the shuffle's files go in a directory made here (default: /dev/shm when"
+    " it has room, else the temp dir); with a scheduler, shared storage every worker"
+    " mounts at the same path.",
 )
 def command(
     files: tuple[str, ...],

@@ -42,12 +42,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from tcplab.analyze.frames import ReadReport
+from tcplab.analyze.rowruns import RunRef, Runs, file_runs
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.errors import InputError
 from tcplab.scale.captureset import FRAME_BITS, resolve
@@ -64,11 +65,11 @@ from tcplab.scale.ranges import (
     piece_chunks,
     read_range,
 )
-from tcplab.scale.runs import Run, RunWriter, merged
 
 RANGE_BYTES = 64 << 20  # bytes of capture per read task
 PARTITIONS_PER_WORKER = 2  # flow-hash partitions per worker (balance; memory does not need more)
 READ_ROWS = 16384  # rows of a piece read back at a time in stage 2 (3 MB)
+RUN_BYTES = 8 << 20  # conn.log rows or JSON lines a task holds before a sorted run spills
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +101,10 @@ class Result:
     worker_cpu: dict[int, float] = field(default_factory=dict)  # worker pid -> task CPU seconds
 
 
-# conn.log rows are merged by (start, first packet's order key), as the
-# single-process view sorts them (start as the float it prints, then the key);
-# JSON lines by connection number.
-LOG_KEY = np.dtype([("start", "f8"), ("time", "i8"), ("frame", "i8")])
-JSON_KEY = np.dtype([("number", "i8")])
+# JSON lines are merged by connection number (conn.log rows as the
+# single-process capture set orders them: views.LOG_ORDER).
+JSON_KEY = np.dtype([("number", "i8"), ("length", "i8")])
+JSON_ORDER = ("number",)
 
 
 # -- stage 2 and 3 (run on the workers) ---------------------------------------------------
@@ -117,7 +117,7 @@ class Partition:
     spool: str | None  # the records stage 3 needs, pickled a batch at a time (None: none)
     keys: str  # its connections' (first frame, key time) pairs, int64, in number order
     connections: int
-    log_runs: list[Run]  # conn.log rows, sorted runs by LOG_KEY
+    log_runs: list[RunRef]  # conn.log rows, sorted runs (views.LOG_ORDER)
     log_first: float | None  # the smallest start of its Zeek connections
     log_last: float  # their largest last time
     packets: int
@@ -144,7 +144,8 @@ def analyse_partition(
     a buffer at a time with each row's global frame and order-key time.
     Connections leave the engine as they end, so its state is the
     partition's open connections, and everything they leave goes to files
-    named ``prefix.*`` as they leave: conn.log rows as sorted runs, the
+    named ``prefix.*`` as they leave: conn.log rows (formatted by the
+    engine) as sorted runs of at most ``rowruns.LIMIT`` bytes, the
     records stage 3 needs (``want_records``: JSON, Parquet), and each new
     connection's first-packet key (the client numbers connections by them)."""
     started = time.process_time()
@@ -167,29 +168,37 @@ def analyse_partition(
             packets += len(frames)
             yield rows, frames, keys
 
-    log = RunWriter(prefix + ".log", LOG_KEY)
+    from tcplab.analyze.engine import zeek_row_key, zeek_row_keys_of
+    from tcplab.analyze.views import LOG_ORDER
+
+    log = Runs(zeek_row_key(), LOG_ORDER, RUN_BYTES, prefix + ".log")
     log_first: float | None = None
     log_last = 0.0
     connections = 0
     spool = prefix + ".records" if want_records else None
+    engine_options = replace(
+        options.engine(), conn_log_rows=True, connection_records=want_records
+    )
     # (fails once the run has removed its scratch directory)
     with open(prefix + ".keys", "wb") as keys_out, open(spool or os.devnull, "wb") as out:
-        for batch in analysed(ordered(), options.engine(), with_keys=True):
+        for batch in analysed(ordered(), engine_options, with_keys=True):
             assert batch.order_keys is not None
-            new, zeek_times = batch.order_keys
-            keys_out.write(new)
-            connections += len(new) // 16
-            if want_log and batch.zeek:
-                first, last = _log_run(log, batch.zeek, zeek_times)
+            keys_out.write(batch.order_keys)
+            connections += len(batch.order_keys) // 16
+            if want_log and batch.zeek_rows and batch.zeek_row_keys is not None:
+                keys = zeek_row_keys_of(batch.zeek_row_keys)
+                log.add(batch.zeek_rows, keys)
+                first = float(keys["start"].min())
                 log_first = first if log_first is None else min(log_first, first)
-                log_last = max(log_last, last)
+                log_last = max(log_last, float(keys["last"].max()))
             if spool is not None and (batch.connections or batch.packets):
                 pickle.dump((batch.connections, batch.packets), out, pickle.HIGHEST_PROTOCOL)
+    log.spill()
     return Partition(
         spool,
         prefix + ".keys",
         connections,
-        log.close(),
+        log.refs,
         log_first,
         log_last,
         packets,
@@ -197,20 +206,6 @@ def analyse_partition(
         peak_rss(),
         os.getpid(),
     )
-
-
-def _log_run(log: RunWriter, zeek: list[tuple[Any, ...]], times: bytes) -> tuple[float, float]:
-    """A batch's conn.log rows as one sorted run; (first start, last time)."""
-    from tcplab.analyze.engine import zeek_record
-    from tcplab.analyze.output import conn_log_row
-
-    records = [zeek_record(z) for z in zeek]
-    keys = np.empty(len(records), LOG_KEY)
-    keys["start"] = [z.start for z in records]
-    keys["time"] = np.frombuffer(times, np.int64)
-    keys["frame"] = [z.first_frame for z in records]
-    log.add(keys, [conn_log_row(z).encode() for z in records])
-    return float(keys["start"].min()), max(z.last_time for z in records)
 
 
 def peak_rss() -> int:
@@ -232,7 +227,7 @@ def peak_rss() -> int:
 class Written:
     """Stage 3's output for one partition."""
 
-    json_runs: list[Run]  # JSON lines, sorted runs by JSON_KEY
+    json_runs: list[RunRef]  # JSON lines, sorted runs by number
     seconds: float  # CPU seconds
     peak_rss: int  # bytes, of the worker process so far
     worker: int  # its pid
@@ -258,7 +253,7 @@ def write_partition(
     numbers: Any = np.zeros(0, np.int64)
     if part.connections:  # (mapped: pages of it, not the partition's, in memory)
         numbers = np.memmap(numbers_path, np.int64, mode="r")
-    json_out = RunWriter(f"{part.keys}.json", JSON_KEY)
+    json_out = Runs(JSON_KEY, JSON_ORDER, RUN_BYTES, f"{part.keys}.json")
     tables: list[Any] = []
     if parquet is not None:
         from tcplab.scale.tables import PartWriter, connections_schema, packets_schema
@@ -286,11 +281,15 @@ def write_partition(
             if want_json and conns:
                 for c, n in zip(conns, nums, strict=True):
                     c.number = n
-                keys = np.array(nums, np.int64).view(JSON_KEY)
-                json_out.add(keys, [json_lines([c]).encode() for c in conns])
+                lines = [json_lines([c]).encode() for c in conns]
+                keys = np.empty(len(lines), JSON_KEY)
+                keys["number"] = nums
+                keys["length"] = [len(line) for line in lines]
+                json_out.add(b"".join(lines), keys)
     for table in tables:
         table.close()
-    return Written(json_out.close(), time.process_time() - started, peak_rss(), os.getpid())
+    json_out.spill()
+    return Written(json_out.refs, time.process_time() - started, peak_rss(), os.getpid())
 
 
 # -- the planner (runs on the client) -----------------------------------------------------
@@ -374,7 +373,8 @@ def run(
     or the JSON lines are written to ``out`` as they are merged, or kept in
     the result without it."""
     try:
-        work = tempfile.mkdtemp(prefix="tcplab-scratch-", dir=scratch)
+        base = scratch if scratch is not None else default_scratch(inputs)
+        work = tempfile.mkdtemp(prefix="tcplab-scratch-", dir=base)
     except OSError as exc:
         raise InputError(f"--scratch {scratch}: {exc.strerror or exc}") from None
     submitted: list[Any] = []
@@ -413,6 +413,41 @@ def run(
             if not os.path.exists(work):
                 break
             time.sleep(0.1)
+
+
+SHUFFLE_SHARE = 0.4  # scratch bytes per byte of capture, with room to spare (0.27 measured)
+
+
+def default_scratch(inputs: Sequence[str]) -> str | None:
+    """Where the scratch directory goes without ``--scratch``: ``/dev/shm``
+    when it is a memory file system with room for the shuffle, else the
+    system's temporary directory (None; ``$TMPDIR`` when set).  The shuffle
+    passes through the page cache either way, but writing it to a disk file
+    system costs far more CPU: on ext4 here 2.4 s of system time per GB,
+    against 0.4 s on tmpfs (docs/scale.md)."""
+    if os.environ.get("TMPDIR") or not _is_tmpfs("/dev/shm"):
+        return None
+    size = 0
+    for name in inputs:
+        path = name.removeprefix("file://")
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path):
+                size += sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
+            else:
+                size += os.stat(path).st_size
+    try:
+        fs = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if fs.f_bavail * fs.f_frsize > SHUFFLE_SHARE * size else None
+
+
+def _is_tmpfs(path: str) -> bool:
+    try:
+        with open("/proc/self/mounts") as f:
+            return any(line.split()[1:3] == [path, "tmpfs"] for line in f)
+    except OSError:
+        return False
 
 
 def _run(
@@ -560,7 +595,8 @@ def _run(
     # may be asked for, kept as text.
     if want_json:
         runs = [r for w in written for r in w.json_runs]
-        result.json = _text(out, lambda sink: sink.writelines(merged(runs, JSON_KEY)))
+        lines = file_runs(runs, JSON_KEY, JSON_ORDER)
+        result.json = _text(out, lambda sink: sink.writelines(lines))
     if want_log and not (want_json and out is not None):
         result.conn_log = _text(out, lambda sink: _write_log(partitions_out, sink))
     return result
@@ -597,13 +633,16 @@ def _write_log(partitions: list[Partition], sink: BinaryIO) -> None:
     """conn.log: its header, every partition's rows merged by start (and
     first packet), its footer; #open at the first start, #close at the last
     packet's time, as the single-process view writes them."""
+    from tcplab.analyze.engine import zeek_row_key
     from tcplab.analyze.output import conn_log_footer, conn_log_header
+    from tcplab.analyze.views import LOG_ORDER
 
     firsts = [p.log_first for p in partitions if p.log_first is not None]
     first = min(firsts, default=0.0)
     last = max((p.log_last for p in partitions), default=0.0)
     sink.write(conn_log_header(first).encode())
-    sink.writelines(merged([r for p in partitions for r in p.log_runs], LOG_KEY))
+    runs = [r for p in partitions for r in p.log_runs]
+    sink.writelines(file_runs(runs, zeek_row_key(), LOG_ORDER))
     sink.write(conn_log_footer(last).encode())
 
 
@@ -722,6 +761,8 @@ def run_cli(
             finally:
                 if bar is not None:
                     bar.close()
+    except BrokenPipeError:
+        raise  # the reader went away: the command ends quietly (tcplab.cli)
     except OSError as exc:
         raise InputError(f"--dask {dask}: {exc}") from None
     sys.stdout.flush()
