@@ -118,7 +118,8 @@ def test_pieces_from_the_partition_buffers_equal_the_python_split(
     """Each range of each trace, cut at many offsets: the pieces the C
     reader writes from its partition buffers are, byte for byte, the rows
     the Python reader decodes split by flow hash, and the metadata are the
-    ones of the range read into one array (``decode_range``)."""
+    ones of the range read into one array (``decode_range``); read back a
+    few rows at a time (``piece_chunks``), the pieces are those bytes."""
     options = EngineOptions()
     compared = rows = 0
     for lay in _layouts(traces):
@@ -138,6 +139,10 @@ def test_pieces_from_the_partition_buffers_equal_the_python_split(
                     want.append(data[at : at + n * (ROW.itemsize + 8)])
                     at += n * (ROW.itemsize + 8)
                 assert _pieces(refs) == want, (lay.path, spec)
+                for ref, piece in zip(refs, want, strict=True):  # read back, in chunks of 7 rows
+                    got = [(r.tobytes(), t.tobytes()) for r, t in ranges.piece_chunks(ref, 7)]
+                    back = b"".join(r for r, _ in got) + b"".join(t for _, t in got)
+                    assert back == piece, (lay.path, spec)
                 skip = ("packets", "seconds", "worker", "shuffle_bytes")
                 for name in (n for n in ranges.RangeMeta.__slots__ if n not in skip):
                     assert getattr(meta, name) == getattr(want_meta, name), (lay.path, spec, name)
@@ -184,3 +189,20 @@ def test_a_field_the_row_cannot_hold_is_refused() -> None:
         with pytest.raises(_engine.EngineError, match="does not fit"):
             eng.packet(*bad)
     assert len(rows_of(eng.columns()[0])) == 0
+
+
+def test_a_scratch_file_cut_short_is_an_error_not_a_crash(
+    traces: list[Path], tmp_path: Path
+) -> None:
+    """Pieces are read back mapped: a scratch file shorter than its pieces
+    (a full disk, another process) is one OSError, not a SIGBUS."""
+    lay = ranges.layout(str(traces[-1]), 0)  # a synthetic capture: every partition has rows
+    spec = ranges.RangeSpec(0, 0, lay.data_start, ranges.WHOLE_FILE, exact=True)
+    _meta, refs = ranges.read_range(lay, spec, PARTITIONS, EngineOptions(), str(tmp_path))
+    path, offset, n = refs[-1]
+    assert n > 0
+    with open(path, "r+b") as f:
+        f.truncate(offset + n * ROW.itemsize)  # its rows, not their times
+    assert sum(len(r) for r, _ in ranges.piece_chunks(refs[0], 1000)) == refs[0][2]
+    with pytest.raises(OSError, match="ended early"):
+        list(ranges.piece_chunks(refs[-1], 1000))

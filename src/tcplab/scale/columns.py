@@ -70,7 +70,7 @@ BATCH: Final = 65536  # rows per feed_columns call (records are taken between ca
 CHUNK: Final = engine.CHUNK
 
 
-def rows_of(raw: bytes) -> NDArray[Any]:
+def rows_of(raw: bytes | memoryview) -> NDArray[Any]:
     """Rows from the bytes ``columns()`` returns (read-only, no copy)."""
     return np.frombuffer(raw, dtype=ROW)
 
