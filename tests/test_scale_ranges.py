@@ -13,6 +13,7 @@ import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,35 @@ def _plan(lay: ranges.FileLayout, cut: int) -> list[tuple[ranges.FileLayout, ran
     from tcplab.scale.cluster import plan_ranges
 
     return plan_ranges([lay], cut)
+
+
+def test_a_field_the_row_cannot_hold_is_refused() -> None:
+    """The shuffle's row is narrower than the engine's packet: a value that
+    does not fit is an error, never a silently truncated field."""
+    import numpy as np
+
+    from tcplab.analyze import _engine
+    from tcplab.scale.columns import decoder, rows_of
+
+    def packet(window: int, wire_length: int, mss: int | None) -> tuple[Any, ...]:
+        src, dst = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+        opts = (mss, 7, True, 5, 6, ((100, 200),))
+        return (3, 10**18, 4, src, dst, 40000, 443, 1, 2, 0x12, window, 10, wire_length, 10,
+                50, 1, 1, opts, 0)  # fmt: skip
+
+    eng = decoder(EngineOptions())
+    eng.decode_only()
+    eng.packet(*packet(65535, 2**32 - 1, 1460))
+    row = rows_of(eng.columns()[0])
+    assert len(row) == 1
+    assert (int(row["window"][0]), int(row["wire_length"][0]), int(row["mss"][0])) == (
+        65535,
+        2**32 - 1,
+        1460,
+    )
+    assert int(row["wscale"][0]) == 7 and list(row["sack"][0][:2]) == [100, 200]
+    assert not np.any(row["sack"][0][2:])
+    for bad in (packet(65536, 60, 1460), packet(100, 2**32, 1460), packet(100, 60, 65536)):
+        with pytest.raises(_engine.EngineError, match="does not fit"):
+            eng.packet(*bad)
+    assert len(rows_of(eng.columns()[0])) == 0
