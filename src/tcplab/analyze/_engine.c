@@ -4015,10 +4015,13 @@ done:
 }
 
 /* resync_scan(buf, start, limit, step, eof, pcapng, le, a, b, first_time, chain, max_gap, max_span)
-   -> the first offset p in [start, limit), by step, where a record (block)
+   -> (found, cut): the first offset p in [start, limit), by step, where a record (block)
    boundary checks out, or -1: tcplab.scale.ranges._pcap_valid and
    _pcapng_valid (the reference, and where the rules are explained) over
-   every candidate, in C.  pcap: a = nanosecond, b = the caplen limit;
+   every candidate, in C; and ``cut``: whether a candidate before it (none
+   found: any candidate) ran past the end of ``buf`` short of the file's end
+   (``eof`` false), so that more bytes might find an earlier one.  The
+   checks return 1 (a boundary), 0 (not one) or -1 (cut by the buffer's end).  pcap: a = nanosecond, b = the caplen limit;
    pcapng: a = interfaces in the carried head, b = the largest block. */
 static int pcap_valid_at(const u8 *buf, size_t len, size_t p, int eof, int le, int nano, u64 cap_limit,
                          i64 first, int chain, i64 max_gap, i64 max_span) {
@@ -4027,7 +4030,7 @@ static int pcap_valid_at(const u8 *buf, size_t len, size_t p, int eof, int le, i
     u32 frac_limit = nano ? 1000000000u : 1000000u;
     for (int n = 0; n <= chain; n++) {
         if (p == len && eof) return have_prev;
-        if (p + 16 > len) return 0;
+        if (p + 16 > len) return eof ? 0 : -1;
         u32 sec = rd32o(buf + p, le), frac = rd32o(buf + p + 4, le);
         u32 caplen = rd32o(buf + p + 8, le), orig = rd32o(buf + p + 12, le);
         if (frac >= frac_limit || caplen == 0 || caplen > orig || caplen > cap_limit || orig > (1u << 24)) return 0;
@@ -4037,7 +4040,7 @@ static int pcap_valid_at(const u8 *buf, size_t len, size_t p, int eof, int le, i
         prev = t;
         have_prev = 1;
         p += 16 + (size_t)caplen;
-        if (p > len) return 0;
+        if (p > len) return eof ? 0 : -1;
     }
     return 1;
 }
@@ -4046,13 +4049,13 @@ static int pcapng_valid_at(const u8 *buf, size_t len, size_t p, int eof, int le,
                            int chain) {
     for (int n = 0; n <= chain; n++) {
         if (p == len && eof) return n > 0;
-        if (p + 12 > len) return 0;
+        if (p + 12 > len) return eof ? 0 : -1;
         u32 type = rd32o(buf + p, le), total = rd32o(buf + p + 4, le);
         /* tcplab.capture.pcapng: SHB, IDB, OPB, SPB, NRB, ISB, EPB, SJE, DSB, custom blocks */
         int known = type == 0x0A0D0D0Au || (type >= 1 && type <= 6) || type == 9 || type == 10 ||
                     type == 0x00000BADu || type == 0x40000BADu;
         if (!known || total < 12 || total % 4 || total > max_block) return 0;
-        if (p + total > len) return 0;
+        if (p + total > len) return eof ? 0 : -1;
         if (rd32o(buf + p + total - 4, le) != total) return 0;
         if (type == 6) {
             if (total < 32) return 0;
@@ -4076,6 +4079,7 @@ static PyObject *resync_scan(PyObject *self, PyObject *args) {
     const u8 *buf = b.buf;
     size_t len = (size_t)b.len;
     Py_ssize_t found = -1;
+    int cut = 0;
     if (step < 1 || start < 0 || chain < 0 || a < 0 || bb < 0) {
         PyBuffer_Release(&b);
         PyErr_SetString(EngineError, "resync_scan: a positive step, non-negative bounds");
@@ -4086,11 +4090,12 @@ static PyObject *resync_scan(PyObject *self, PyObject *args) {
     for (Py_ssize_t p = start; p < limit; p += step) {
         int ok = ng ? pcapng_valid_at(buf, len, (size_t)p, eof, le, (u32)(a > 0xFFFFFFFFLL ? 0xFFFFFFFFu : a), (u64)bb, chain)
                     : pcap_valid_at(buf, len, (size_t)p, eof, le, (int)a, (u64)bb, first, chain, gap, span);
-        if (ok) { found = p; break; }
+        if (ok < 0) cut = 1;
+        if (ok > 0) { found = p; break; }
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&b);
-    return PyLong_FromSsize_t(found);
+    return Py_BuildValue("(ni)", found, cut);
 }
 
 static PyMethodDef Engine_methods[] = {
@@ -4204,7 +4209,7 @@ static PyMethodDef module_methods[] = {
     {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
     {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
     {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},
-    {"resync_scan", resync_scan, METH_VARARGS, "resync_scan(buf, start, limit, step, eof, pcapng, le, a, b, first_time, chain, max_gap, max_span) -> offset or -1"},
+    {"resync_scan", resync_scan, METH_VARARGS, "resync_scan(buf, start, limit, step, eof, pcapng, le, a, b, first_time, chain, max_gap, max_span) -> (offset or -1, cut)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_engine", "tcplab's analysis engine", -1, module_methods};

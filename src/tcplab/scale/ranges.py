@@ -78,6 +78,7 @@ MAX_SPAN_NS = 366 * 86_400 * 10**9  # a record: within a year of the file's firs
 _CHECKS = (CHAIN, MAX_GAP_NS, MAX_SPAN_NS)
 HEAD_LIMIT = 1 << 20  # bytes of a pcapng head searched for its SHB + IDBs
 SCAN_WINDOW = 4 << 20  # bytes read at a time while resynchronising
+FIRST_LOOK = 256 << 10  # bytes read first (the boundary is usually in them)
 _PCAPNG_TYPES = frozenset(
     {
         pcapng.SHB_TYPE,
@@ -242,18 +243,30 @@ def _pcapng_valid(lay: FileLayout, buf: bytes, p: int, eof: bool) -> bool:
 
 def resync(lay: FileLayout, f: BinaryIO, start: int, end: int) -> int | None:
     """The first record (block) boundary at or after ``start`` and before
-    ``end``, by strict candidate checks; None when the range holds none."""
+    ``end``, by strict candidate checks; None when the range holds none.
+
+    A boundary is usually within a record's length of ``start``: the first
+    look reads ``FIRST_LOOK`` bytes, and its answer stands when no candidate
+    before it ran out of those bytes (a candidate's checks give the same
+    answer on more bytes unless they ran out); otherwise the scan is done
+    over ``SCAN_WINDOW`` windows, as if there had been no first look."""
     step = 1 if lay.kind == "pcap" else 4  # pcapng blocks are 32-bit aligned (§3.1)
     scan = _scanner(lay)
     base = start
     if lay.kind == "pcapng":
         base += (-start) % 4
+    if base < end:
+        f.seek(base)
+        buf = f.read(FIRST_LOOK)
+        p, cut = scan(buf, min(len(buf), end - base), base + len(buf) >= lay.size, 0)
+        if p >= 0 and not cut:
+            return base + p
     while base < end:
         f.seek(base)
         buf = f.read(SCAN_WINDOW)
         eof = base + len(buf) >= lay.size
         limit = min(len(buf), end - base)
-        p = scan(buf, limit, eof, 0)
+        p, _cut = scan(buf, limit, eof, 0)
         if p >= 0:
             return base + p
         if eof:
@@ -263,10 +276,11 @@ def resync(lay: FileLayout, f: BinaryIO, start: int, end: int) -> int | None:
     return None
 
 
-def _scanner(lay: FileLayout) -> Callable[[bytes, int, bool, int], int]:
+def _scanner(lay: FileLayout) -> Callable[[bytes, int, bool, int], tuple[int, bool]]:
     """``scan(buf, limit, eof, start)``: the first offset in ``[start,
     limit)`` (by 4 in pcapng) where ``_pcap_valid`` (``_pcapng_valid``)
-    holds, or -1, checked in C (``_engine.resync_scan``; the two functions
+    holds, or -1, and whether a candidate before it ran out of ``buf``,
+    checked in C (``_engine.resync_scan``; the two functions
     above are its reference, tests/test_scale_ranges.py holds them equal)."""
     if lay.kind == "pcap":
         header = pcap.GlobalHeader.parse(lay.pcap_header)
@@ -276,11 +290,11 @@ def _scanner(lay: FileLayout) -> Callable[[bytes, int, bool, int], int]:
         step, ng, le = 4, True, lay.order == "<"
         a, b = lay.interfaces, pcapng.MAX_BLOCK_LEN
 
-    def scan(buf: bytes, limit: int, eof: bool, start: int) -> int:
-        found: int = _engine.resync_scan(
+    def scan(buf: bytes, limit: int, eof: bool, start: int) -> tuple[int, bool]:
+        found, cut = _engine.resync_scan(
             buf, start, limit, step, eof, ng, le, a, b, lay.first_time_ns, *_CHECKS
         )
-        return found
+        return found, bool(cut)
 
     return scan
 
