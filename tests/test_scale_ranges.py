@@ -13,6 +13,7 @@ import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,7 +118,8 @@ def test_pieces_from_the_partition_buffers_equal_the_python_split(
     """Each range of each trace, cut at many offsets: the pieces the C
     reader writes from its partition buffers are, byte for byte, the rows
     the Python reader decodes split by flow hash, and the metadata are the
-    ones of the range read into one array (``decode_range``)."""
+    ones of the range read into one array (``decode_range``); read back a
+    few rows at a time (``piece_chunks``), the pieces are those bytes."""
     options = EngineOptions()
     compared = rows = 0
     for lay in _layouts(traces):
@@ -137,6 +139,10 @@ def test_pieces_from_the_partition_buffers_equal_the_python_split(
                     want.append(data[at : at + n * (ROW.itemsize + 8)])
                     at += n * (ROW.itemsize + 8)
                 assert _pieces(refs) == want, (lay.path, spec)
+                for ref, piece in zip(refs, want, strict=True):  # read back, in chunks of 7 rows
+                    got = [(r.tobytes(), t.tobytes()) for r, t in ranges.piece_chunks(ref, 7)]
+                    back = b"".join(r for r, _ in got) + b"".join(t for _, t in got)
+                    assert back == piece, (lay.path, spec)
                 skip = ("packets", "seconds", "worker", "shuffle_bytes")
                 for name in (n for n in ranges.RangeMeta.__slots__ if n not in skip):
                     assert getattr(meta, name) == getattr(want_meta, name), (lay.path, spec, name)
@@ -151,3 +157,52 @@ def _plan(lay: ranges.FileLayout, cut: int) -> list[tuple[ranges.FileLayout, ran
     from tcplab.scale.cluster import plan_ranges
 
     return plan_ranges([lay], cut)
+
+
+def test_a_field_the_row_cannot_hold_is_refused() -> None:
+    """The shuffle's row is narrower than the engine's packet: a value that
+    does not fit is an error, never a silently truncated field."""
+    import numpy as np
+
+    from tcplab.analyze import _engine
+    from tcplab.scale.columns import decoder, rows_of
+
+    def packet(window: int, wire_length: int, mss: int | None) -> tuple[Any, ...]:
+        src, dst = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+        opts = (mss, 7, True, 5, 6, ((100, 200),))
+        return (3, 10**18, 4, src, dst, 40000, 443, 1, 2, 0x12, window, 10, wire_length, 10,
+                50, 1, 1, opts, 0)  # fmt: skip
+
+    eng = decoder(EngineOptions())
+    eng.decode_only()
+    eng.packet(*packet(65535, 2**32 - 1, 1460))
+    row = rows_of(eng.columns()[0])
+    assert len(row) == 1
+    assert (int(row["window"][0]), int(row["wire_length"][0]), int(row["mss"][0])) == (
+        65535,
+        2**32 - 1,
+        1460,
+    )
+    assert int(row["wscale"][0]) == 7 and list(row["sack"][0][:2]) == [100, 200]
+    assert not np.any(row["sack"][0][2:])
+    for bad in (packet(65536, 60, 1460), packet(100, 2**32, 1460), packet(100, 60, 65536)):
+        with pytest.raises(_engine.EngineError, match="does not fit"):
+            eng.packet(*bad)
+    assert len(rows_of(eng.columns()[0])) == 0
+
+
+def test_a_scratch_file_cut_short_is_an_error_not_a_crash(
+    traces: list[Path], tmp_path: Path
+) -> None:
+    """Pieces are read back mapped: a scratch file shorter than its pieces
+    (a full disk, another process) is one OSError, not a SIGBUS."""
+    lay = ranges.layout(str(traces[-1]), 0)  # a synthetic capture: every partition has rows
+    spec = ranges.RangeSpec(0, 0, lay.data_start, ranges.WHOLE_FILE, exact=True)
+    _meta, refs = ranges.read_range(lay, spec, PARTITIONS, EngineOptions(), str(tmp_path))
+    path, offset, n = refs[-1]
+    assert n > 0
+    with open(path, "r+b") as f:
+        f.truncate(offset + n * ROW.itemsize)  # its rows, not their times
+    assert sum(len(r) for r, _ in ranges.piece_chunks(refs[0], 1000)) == refs[0][2]
+    with pytest.raises(OSError, match="ended early"):
+        list(ranges.piece_chunks(refs[-1], 1000))

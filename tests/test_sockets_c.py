@@ -419,7 +419,8 @@ PLAIN = [["sockets"], ["sockets", "--json", "-a"], ["sockets", "-l", "--no-proce
 def test_plain_flags_run_what_click_runs(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import tcplab.commands.sockets as click_command
     import tcplab.sockets.command as plain_command
-    from tcplab import cli, entry
+    from tcplab import cli
+    from tcplab.plain_sockets import plain_sockets_flags
 
     calls: list[tuple[object, ...]] = []
 
@@ -428,8 +429,9 @@ def test_plain_flags_run_what_click_runs(argv: list[str], monkeypatch: pytest.Mo
 
     monkeypatch.setattr(plain_command, "run", record)
     monkeypatch.setattr(click_command, "run", record)
-    assert entry.plain_sockets_flags(argv) is not None
-    entry._plain_sockets(entry.plain_sockets_flags(argv) or {})
+    flags = plain_sockets_flags(argv)
+    assert flags is not None
+    plain_command.run_plain(flags)
     cli.main(argv)
     plain, by_click = calls
     # click passes every option; the plain path leaves the defaults to run().

@@ -31,31 +31,7 @@ import os  # noqa: E402 - after the handlers, on purpose
 import sys  # noqa: E402
 
 from tcplab import signals  # noqa: E402
-
-# `tcplab sockets` with these flags and nothing else runs without click: its
-# import was a sixth of `tcplab sockets --json -a` on a 20,000-socket table,
-# which is held to 1.5x `ss -tanp` (issue 15).  Anything else (a value, a
-# combined `-al`, --help, a typo) goes through click as before.
-SOCKETS_FLAGS: dict[str, str] = {
-    "-a": "all_",
-    "--all": "all_",
-    "-l": "listening",
-    "--listening": "listening",
-    "--json": "as_json",
-    "--no-processes": "no_processes",
-}
-
-
-def plain_sockets_flags(argv: list[str]) -> dict[str, bool] | None:
-    """``{"all_": True, ...}`` for ``sockets`` and plain flags only, else None."""
-    if not argv or argv[0] != "sockets":
-        return None
-    flags = {name: False for name in SOCKETS_FLAGS.values()}
-    for arg in argv[1:]:
-        if arg not in SOCKETS_FLAGS:
-            return None
-        flags[SOCKETS_FLAGS[arg]] = True
-    return flags
+from tcplab.plain_sockets import plain_sockets_flags  # noqa: E402
 
 
 def _plain_sockets(flags: dict[str, bool]) -> None:
@@ -65,11 +41,9 @@ def _plain_sockets(flags: dict[str, bool]) -> None:
         import gc
 
         gc.disable()  # (run() would: one snapshot, then the process ends; imports too)
-        from tcplab.sockets.command import run, socket_filter
-        from tcplab.sockets.diagnose import Thresholds
+        from tcplab.sockets.command import run_plain
 
-        keep = socket_filter(flags["all_"], flags["listening"], (), (), (), ())
-        run(keep, Thresholds(), as_json=flags["as_json"], owners=not flags["no_processes"])
+        run_plain(flags)
     except BaseException as exc:
         from tcplab.cli import end_with
 

@@ -46,6 +46,9 @@
 #include <arpa/inet.h>
 
 typedef int64_t i64;
+typedef int32_t i32;
+typedef int16_t i16;
+typedef int8_t i8;
 typedef uint64_t u64;
 typedef uint32_t u32;
 typedef uint16_t u16;
@@ -98,6 +101,76 @@ typedef struct {
     int has_options;
     int dropped;
 } Pkt;
+
+/* A decoded packet as a row of the columns (tcplab.scale.columns, the
+   distributed run's shuffle): Pkt's fields in the fewest bytes that hold
+   every value the decoders give (to_row refuses one that does not fit):
+   136 bytes where Pkt takes 184, and a distributed run writes every row to
+   its scratch file and reads it back.  No implicit padding: ``pad_`` is
+   zero, so a row's bytes are its packet's. */
+typedef struct {
+    i64 index, t;
+    u8 src[16], dst[16];
+    u32 seq, ack;
+    u32 length, wire_length, captured, ip_len;
+    u32 ts_val, ts_ecr; /* 0 without timestamps */
+    i32 mss;            /* -1: absent */
+    u16 sport, dport, window, flags;
+    i16 wscale;         /* -1: absent */
+    i8 ver, checksum_ok, ip_checksum_ok, sack_perm, has_ts, nsack, has_options, dropped;
+    u8 pad_[2];
+    u32 sack[8];        /* nsack blocks, then zeros */
+} Row;
+_Static_assert(sizeof(Row) == 136 && offsetof(Row, sack) == 104, "Row has no implicit padding");
+
+#define FITS(v, lo, hi) ((i64)(v) >= (i64)(lo) && (i64)(v) <= (i64)(hi))
+
+/* Pkt -> Row; 0 when a field does not fit (no decoder gives such a packet). */
+static int to_row(const Pkt *p, i64 index_base, Row *r) {
+    if (!FITS(p->length, 0, 0xFFFFFFFFu) || !FITS(p->wire_length, 0, 0xFFFFFFFFu) ||
+        !FITS(p->captured, 0, 0xFFFFFFFFu) || !FITS(p->ip_len, 0, 0xFFFFFFFFu) || !FITS(p->window, 0, 0xFFFF) ||
+        !FITS(p->flags, 0, 0xFFFF) || !FITS(p->mss, -1, 0xFFFF) || !FITS(p->wscale, -1, 0x7FFF) ||
+        !FITS(p->ver, 4, 6) || !FITS(p->checksum_ok, -1, 1) || !FITS(p->ip_checksum_ok, -1, 1) ||
+        !FITS(p->sack_perm, -1, 1) || !FITS(p->has_ts, -1, 1) || !FITS(p->nsack, 0, 4) ||
+        !FITS(p->has_options, 0, 1) || !FITS(p->dropped, 0, 1))
+        return 0;
+    r->index = p->index + index_base;
+    r->t = p->t;
+    memcpy(r->src, p->src, 16);
+    memcpy(r->dst, p->dst, 16);
+    r->seq = p->seq; r->ack = p->ack;
+    r->length = (u32)p->length; r->wire_length = (u32)p->wire_length;
+    r->captured = (u32)p->captured; r->ip_len = (u32)p->ip_len;
+    r->ts_val = p->has_ts ? p->ts_val : 0;
+    r->ts_ecr = p->has_ts ? p->ts_ecr : 0;
+    r->mss = p->mss;
+    r->sport = p->sport; r->dport = p->dport;
+    r->window = (u16)p->window; r->flags = (u16)p->flags;
+    r->wscale = (i16)p->wscale;
+    r->ver = (i8)p->ver; r->checksum_ok = (i8)p->checksum_ok; r->ip_checksum_ok = (i8)p->ip_checksum_ok;
+    r->sack_perm = (i8)p->sack_perm; r->has_ts = (i8)p->has_ts; r->nsack = (i8)p->nsack;
+    r->has_options = (i8)p->has_options; r->dropped = (i8)p->dropped;
+    r->pad_[0] = r->pad_[1] = 0;
+    for (int i = 0; i < 8; i++) r->sack[i] = i < 2 * p->nsack ? p->sack[i] : 0;
+    return 1;
+}
+
+static void from_row(const Row *r, Pkt *p) {
+    p->index = r->index; p->t = r->t;
+    p->ver = r->ver;
+    memcpy(p->src, r->src, 16);
+    memcpy(p->dst, r->dst, 16);
+    p->sport = r->sport; p->dport = r->dport;
+    p->seq = r->seq; p->ack = r->ack;
+    p->flags = r->flags; p->window = r->window;
+    p->length = r->length; p->wire_length = r->wire_length; p->captured = r->captured; p->ip_len = r->ip_len;
+    p->checksum_ok = r->checksum_ok; p->ip_checksum_ok = r->ip_checksum_ok;
+    p->mss = r->mss; p->wscale = r->wscale; p->sack_perm = r->sack_perm; p->has_ts = r->has_ts;
+    p->ts_val = r->ts_val; p->ts_ecr = r->ts_ecr;
+    p->nsack = r->nsack;
+    memcpy(p->sack, r->sack, sizeof p->sack);
+    p->has_options = r->has_options; p->dropped = r->dropped;
+}
 
 /* ------------------------------------------------------------------ */
 /* Wireshark (analyze/wireshark.py)                                     */
@@ -374,7 +447,7 @@ typedef struct {
     int t_npage, t_nbest;
     /* decode-only (tcplab.scale.columns): packets collected as Pkt columns, not analysed */
     int collect;
-    Pkt *cols;
+    Row *cols;
     size_t ncols, capcols;
     i64 range_end;  /* a record (block) starting at or past it ends the range (-1: none) */
     i64 head_end;   /* SHB/IDB blocks before it are the carried head */
@@ -382,7 +455,7 @@ typedef struct {
     i64 index_base; /* added to a collected row's frame (a capture set's file << 32) */
     /* decode-only with partitions (a distributed run's byte range): each row goes
        straight to its flow-hash partition's buffer, beside its order-key time */
-    struct Part { Pkt *rows; i64 *keys; size_t n, cap; } *parts;
+    struct Part { Row *rows; i64 *keys; size_t n, cap; } *parts;
     Py_ssize_t nparts;
     i64 latest; /* the largest time of the rows collected so far */
 } Engine;
@@ -1367,6 +1440,11 @@ static u64 flow_hash(const Pkt *p) {
         return hash_key(p->ver, p->src, p->sport, p->dst, p->dport);
     return hash_key(p->ver, p->dst, p->dport, p->src, p->sport);
 }
+static u64 row_hash(const Row *p) {
+    if (endpoint_cmp(p->ver, p->src, p->sport, p->dst, p->dport) <= 0)
+        return hash_key(p->ver, p->src, p->sport, p->dst, p->dport);
+    return hash_key(p->ver, p->dst, p->dport, p->src, p->sport);
+}
 
 static int table_grow(Engine *e) {
     size_t nsize = e->tsize ? e->tsize * 2 : 4096;
@@ -2244,43 +2322,63 @@ static int marked_dropped(Engine *e, const u8 *opt, size_t n) {
     return 0;
 }
 
+/* A worker reads range after range: the partition buffers of a range read
+   are kept for the next one (one set, the last returned), so their pages are
+   faulted in once per process, not once per range (a tenth of a range's
+   CPU went to page faults and growing buffers). */
+static struct Part *g_spare_parts;
+static Py_ssize_t g_spare_n;
+
+static void release_parts(Engine *e) {
+    if (!e->parts) return;
+    for (Py_ssize_t k = 0; k < e->nparts; k++) e->parts[k].n = 0;
+    if (!g_spare_parts) {
+        g_spare_parts = e->parts;
+        g_spare_n = e->nparts;
+    } else {
+        for (Py_ssize_t k = 0; k < e->nparts; k++) { free(e->parts[k].rows); free(e->parts[k].keys); }
+        free(e->parts);
+    }
+    e->parts = NULL;
+    e->nparts = 0;
+}
+
 /* Decode-only: keep the decoded packet as a row of the columns (tcplab.scale.columns),
    or of its flow-hash partition with its order-key time (the largest time so far). */
 static PyObject *collect_pkt(Engine *e, const Pkt *p) {
-    Pkt *row;
+    Row *row;
     if (e->nparts) {
         struct Part *q = &e->parts[flow_hash(p) % (u64)e->nparts];
         if (q->n == q->cap) {
             size_t cap = q->cap ? q->cap * 2 : 1024;
-            Pkt *v = realloc(q->rows, sizeof(Pkt) * cap);
+            Row *v = realloc(q->rows, sizeof(Row) * cap);
             if (!v) return PyErr_NoMemory();
             q->rows = v;
             i64 *k = realloc(q->keys, sizeof(i64) * cap);
             if (!k) return PyErr_NoMemory();
             q->keys = k; q->cap = cap;
         }
+        row = &q->rows[q->n];
+        if (!to_row(p, e->index_base, row)) goto misfit;
         if (!e->tcp || p->t > e->latest) e->latest = p->t;
-        q->keys[q->n] = e->latest;
-        row = &q->rows[q->n++];
+        q->keys[q->n++] = e->latest;
     } else {
         if (e->ncols == e->capcols) {
             size_t cap = e->capcols ? e->capcols * 2 : 4096;
-            Pkt *v = realloc(e->cols, sizeof(Pkt) * cap);
+            Row *v = realloc(e->cols, sizeof(Row) * cap);
             if (!v) return PyErr_NoMemory();
             e->cols = v; e->capcols = cap;
         }
-        row = &e->cols[e->ncols++];
+        row = &e->cols[e->ncols];
+        if (!to_row(p, e->index_base, row)) goto misfit;
+        e->ncols++;
     }
-    *row = *p;
-    /* the struct's tail padding zeroed: a piece's bytes depend on the packets only */
-    memset((char *)row + offsetof(Pkt, dropped) + sizeof row->dropped, 0,
-           sizeof(Pkt) - offsetof(Pkt, dropped) - sizeof row->dropped);
-    row->index += e->index_base;
-    if (!row->has_ts) row->ts_val = row->ts_ecr = 0;
-    for (int i = 2 * row->nsack; i < 8; i++) row->sack[i] = 0;
     if (!e->tcp) e->first_t = p->t;
     e->tcp++;
     Py_RETURN_NONE;
+misfit:
+    PyErr_Format(EngineError, "frame %lld: a decoded field does not fit the engine's row", (long long)p->index);
+    return NULL;
 }
 
 /* A byte range's end (tcplab.scale.ranges): the record at ``off`` belongs to the next range. */
@@ -3304,8 +3402,7 @@ static void Engine_dealloc(Engine *e) {
     if (e->map) munmap(e->map, e->maplen);
     else free(e->buf);
     free(e->cols);
-    for (Py_ssize_t k = 0; k < e->nparts; k++) { free(e->parts[k].rows); free(e->parts[k].keys); }
-    free(e->parts);
+    release_parts(e);
     free(e->pkt_changes.v);
     free(e->started.v);
     free(e->new_keys.v);
@@ -3738,8 +3835,13 @@ static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
     if (e->tcp || e->blen || e->collect) { PyErr_SetString(EngineError, "decode_only() before the first byte"); return NULL; }
     if (parts < 0 || parts > 1 << 20) { PyErr_SetString(EngineError, "decode_only(): 0 to 2**20 partitions"); return NULL; }
     if (parts) {
-        e->parts = calloc((size_t)parts, sizeof(struct Part));
-        if (!e->parts) return PyErr_NoMemory();
+        if (g_spare_parts && g_spare_n == parts) {
+            e->parts = g_spare_parts;
+            g_spare_parts = NULL;
+        } else {
+            e->parts = calloc((size_t)parts, sizeof(struct Part));
+            if (!e->parts) return PyErr_NoMemory();
+        }
         e->nparts = parts;
     }
     e->index_base = index_base;
@@ -3753,7 +3855,7 @@ static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
 
 /* columns() -> (bytes of the rows collected since the last call, first SHB/IDB past the head or -1) */
 static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
-    PyObject *b = PyBytes_FromStringAndSize((const char *)e->cols, (Py_ssize_t)(e->ncols * sizeof(Pkt)));
+    PyObject *b = PyBytes_FromStringAndSize((const char *)e->cols, (Py_ssize_t)(e->ncols * sizeof(Row)));
     if (!b) return NULL;
     e->ncols = 0;
     return Py_BuildValue("(NL)", b, (long long)e->section_at);
@@ -3762,7 +3864,8 @@ static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
 /* write_pieces(fd) -> ([rows of each partition], largest time): decode-only with
    partitions, what was collected written to ``fd`` at its position, a
    partition after another, each its rows (Pkt) then their order-key times
-   (int64) (tcplab.scale.ranges.PieceRef); the buffers are emptied. */
+   (int64) (tcplab.scale.ranges.PieceRef); the buffers are given up (kept
+   for the next range's engine).  Once only. */
 static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
@@ -3778,7 +3881,7 @@ static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
             if (!c) { Py_DECREF(counts); return NULL; }
             PyList_SET_ITEM(counts, k, c);
             if (q->n) {
-                iov[nio].iov_base = q->rows; iov[nio++].iov_len = q->n * sizeof(Pkt);
+                iov[nio].iov_base = q->rows; iov[nio++].iov_len = q->n * sizeof(Row);
                 iov[nio].iov_base = q->keys; iov[nio++].iov_len = q->n * sizeof(i64);
             }
         }
@@ -3803,11 +3906,7 @@ static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
             nio = 0;
         }
     }
-    for (Py_ssize_t k = 0; k < e->nparts; k++) {
-        struct Part *q = &e->parts[k];
-        free(q->rows); free(q->keys);
-        q->rows = NULL; q->keys = NULL; q->n = q->cap = 0;
-    }
+    release_parts(e);
     return Py_BuildValue("(NL)", counts, (long long)(e->tcp ? e->latest : INT64_MIN));
 }
 
@@ -3820,18 +3919,19 @@ static PyObject *Engine_feed_columns(Engine *e, PyObject *args) {
     g_base = e->base;
     Py_buffer rows, index = {0}, keyv = {0};
     if (!PyArg_ParseTuple(args, "y*|y*y*", &rows, &index, &keyv)) return NULL;
-    size_t n = (size_t)rows.len / sizeof(Pkt);
+    size_t n = (size_t)rows.len / sizeof(Row);
     const i64 *frames = index.buf, *keys = keyv.buf;
     PyObject *r = NULL;
-    if (e->collect || rows.len % (Py_ssize_t)sizeof(Pkt) || (frames && (size_t)index.len != n * sizeof(i64)) ||
+    if (e->collect || rows.len % (Py_ssize_t)sizeof(Row) || (frames && (size_t)index.len != n * sizeof(i64)) ||
         (keys && (size_t)keyv.len != n * sizeof(i64))) {
         PyErr_SetString(EngineError, "feed_columns: rows of the engine's packet layout (and one frame and key each), to an analysing engine");
         goto done;
     }
     if (keys) e->want_keys = 1;
-    const Pkt *v = rows.buf;
+    const Row *v = rows.buf;
     for (size_t i = 0; i < n; i++) {
-        Pkt p = v[i];
+        Pkt p;
+        from_row(&v[i], &p);
         if (p.nsack < 0 || p.nsack > 4 || (p.ver != 4 && p.ver != 6)) {
             PyErr_Format(EngineError, "feed_columns: row %zu is not a decoded packet", i);
             goto done;
@@ -3850,19 +3950,19 @@ done:
     return r;
 }
 
-/* packet_layout() -> (row size, [(name, offset, numpy type code, count)]): Pkt as a NumPy dtype */
+/* packet_layout() -> (row size, [(name, offset, numpy type code, count)]): Row as a NumPy dtype */
 static PyObject *packet_layout(PyObject *self, PyObject *noargs) {
-#define F(name, code, count) Py_BuildValue("(snsi)", #name, (Py_ssize_t)offsetof(Pkt, name), code, count)
+#define F(name, code, count) Py_BuildValue("(snsi)", #name, (Py_ssize_t)offsetof(Row, name), code, count)
     PyObject *fields = Py_BuildValue(
-        "[NNNNNNNNNNNNNNNNNNNNNNNNNNN]", F(index, "i8", 1), F(t, "i8", 1), F(ver, "i4", 1), F(src, "u1", 16),
-        F(dst, "u1", 16), F(sport, "u2", 1), F(dport, "u2", 1), F(seq, "u4", 1), F(ack, "u4", 1),
-        F(flags, "i4", 1), F(window, "i4", 1), F(length, "i8", 1), F(wire_length, "i8", 1),
-        F(captured, "i8", 1), F(ip_len, "i8", 1), F(checksum_ok, "i4", 1), F(ip_checksum_ok, "i4", 1),
-        F(mss, "i4", 1), F(wscale, "i4", 1), F(sack_perm, "i4", 1), F(has_ts, "i4", 1), F(ts_val, "u4", 1),
-        F(ts_ecr, "u4", 1), F(nsack, "i4", 1), F(sack, "u4", 8), F(has_options, "i4", 1), F(dropped, "i4", 1));
+        "[NNNNNNNNNNNNNNNNNNNNNNNNNNN]", F(index, "i8", 1), F(t, "i8", 1), F(src, "u1", 16), F(dst, "u1", 16),
+        F(seq, "u4", 1), F(ack, "u4", 1), F(length, "u4", 1), F(wire_length, "u4", 1), F(captured, "u4", 1),
+        F(ip_len, "u4", 1), F(ts_val, "u4", 1), F(ts_ecr, "u4", 1), F(mss, "i4", 1), F(sport, "u2", 1),
+        F(dport, "u2", 1), F(window, "u2", 1), F(flags, "u2", 1), F(wscale, "i2", 1), F(ver, "i1", 1),
+        F(checksum_ok, "i1", 1), F(ip_checksum_ok, "i1", 1), F(sack_perm, "i1", 1), F(has_ts, "i1", 1),
+        F(nsack, "i1", 1), F(has_options, "i1", 1), F(dropped, "i1", 1), F(sack, "u4", 8));
 #undef F
     if (!fields) return NULL;
-    return Py_BuildValue("(nN)", (Py_ssize_t)sizeof(Pkt), fields);
+    return Py_BuildValue("(nN)", (Py_ssize_t)sizeof(Row), fields);
 }
 
 /* split_rows(rows, latest, n) -> [(rows bytes, latest bytes)] * n: rows (and the
@@ -3871,7 +3971,7 @@ static PyObject *split_rows(PyObject *self, PyObject *args) {
     Py_buffer rows, latest;
     Py_ssize_t parts;
     if (!PyArg_ParseTuple(args, "y*y*n", &rows, &latest, &parts)) return NULL;
-    size_t n = (size_t)rows.len / sizeof(Pkt);
+    size_t n = (size_t)rows.len / sizeof(Row);
     PyObject *out = NULL;
     u32 *where = NULL;
     size_t *count = NULL;
@@ -3882,9 +3982,9 @@ static PyObject *split_rows(PyObject *self, PyObject *args) {
     where = malloc(sizeof(u32) * (n ? n : 1));
     count = calloc((size_t)parts, sizeof(size_t));
     if (!where || !count) { PyErr_NoMemory(); goto done; }
-    const Pkt *v = rows.buf;
+    const Row *v = rows.buf;
     for (size_t i = 0; i < n; i++) {
-        where[i] = (u32)(flow_hash(&v[i]) % (u64)parts);
+        where[i] = (u32)(row_hash(&v[i]) % (u64)parts);
         count[where[i]]++;
     }
     out = PyList_New(parts);
@@ -3892,7 +3992,7 @@ static PyObject *split_rows(PyObject *self, PyObject *args) {
     char **rp = malloc(sizeof(char *) * (size_t)parts), **lp = malloc(sizeof(char *) * (size_t)parts);
     if (!rp || !lp) { free(rp); free(lp); Py_CLEAR(out); PyErr_NoMemory(); goto done; }
     for (Py_ssize_t k = 0; k < parts; k++) {
-        PyObject *r = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count[k] * sizeof(Pkt)));
+        PyObject *r = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count[k] * sizeof(Row)));
         PyObject *l = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count[k] * sizeof(i64)));
         PyObject *t = (r && l) ? PyTuple_Pack(2, r, l) : NULL;
         Py_XDECREF(r); Py_XDECREF(l);
@@ -3904,7 +4004,7 @@ static PyObject *split_rows(PyObject *self, PyObject *args) {
     const i64 *lat = latest.buf;
     for (size_t i = 0; i < n; i++) {
         u32 k = where[i];
-        memcpy(rp[k], &v[i], sizeof(Pkt)); rp[k] += sizeof(Pkt);
+        memcpy(rp[k], &v[i], sizeof(Row)); rp[k] += sizeof(Row);
         memcpy(lp[k], &lat[i], sizeof(i64)); lp[k] += sizeof(i64);
     }
     free(rp); free(lp);

@@ -2,9 +2,10 @@
 
 Theory of operation (docs/scale.md).  The engine (``_engine.c``) reads and
 decodes a capture in C at about a million packets per CPU second; what the
-analysis needs of a packet is its ``Pkt`` struct.  Here the engine runs in
+analysis needs of a packet is its ``Pkt`` struct, and a ``Row`` holds the
+same fields in 136 bytes instead of 184.  Here the engine runs in
 *decode-only* mode (``Engine.decode_only``): its reader and fast decoder
-collect one ``Pkt`` row per TCP packet (``columns()``), the frames the fast
+collect one ``Row`` per TCP packet (``columns()``), the frames the fast
 decoder leaves to Python are decoded by ``tcplab.wire`` as in a normal run
 and enter the same rows (``packet``), and where the file's structure is
 unusual the Python reader takes over as in a normal run.  The rows are a
@@ -64,12 +65,12 @@ def _row_dtype() -> np.dtype[Any]:
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
 
 
-ROW: Final = _row_dtype()  # one decoded packet: _engine.c's Pkt
+ROW: Final = _row_dtype()  # one decoded packet: _engine.c's Row
 BATCH: Final = 65536  # rows per feed_columns call (records are taken between calls)
 CHUNK: Final = engine.CHUNK
 
 
-def rows_of(raw: bytes) -> NDArray[Any]:
+def rows_of(raw: bytes | memoryview) -> NDArray[Any]:
     """Rows from the bytes ``columns()`` returns (read-only, no copy)."""
     return np.frombuffer(raw, dtype=ROW)
 

@@ -4,7 +4,7 @@ The engine's batch interface is: the packets of a set of flows, in order,
 in; connection records out.  Everything in this package that runs the
 engine goes through ``tcplab.scale.columns.analysed``, and everything that ships packets
 between processes ships the engine's own rows (``tcplab.scale.columns``:
-a NumPy array of the C ``Pkt`` struct), so a change of engine is a change
+a NumPy array of the C ``Row`` struct), so a change of engine is a change
 of these two files.
 """
 

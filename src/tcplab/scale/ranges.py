@@ -34,6 +34,7 @@ A ``.gz`` file cannot be entered in the middle: it is one range.
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import re
 import struct
@@ -467,20 +468,39 @@ def _write_split(fd: int, chunks: list[Keyed], partitions: int) -> list[int]:
 
 def piece_chunks(ref: PieceRef, rows: int) -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
     """A piece read back ``rows`` rows at a time (with their times), so a
-    reader holds one buffer of it, not the piece."""
+    reader holds one buffer of it, not the piece.
+
+    The buffers are the scratch file's pages mapped (read-only, populated at
+    once), not copies of them: the arrays keep their mapping alive, and
+    it goes when the last of them does."""
     path, offset, n = ref
     size = ROW.itemsize
     fd = os.open(path, os.O_RDONLY)
     try:
+        if os.fstat(fd).st_size < offset + n * (size + 8):
+            raise OSError(f"{path}: a scratch file ended early")
         for start in range(0, n, rows):
             k = min(rows, n - start)
-            raw = os.pread(fd, k * size, offset + start * size)
-            latest = os.pread(fd, k * 8, offset + n * size + start * 8)
-            if len(raw) != k * size or len(latest) != k * 8:
-                raise OSError(f"{path}: a scratch file ended early")
+            if k == n:  # the whole piece: its rows and their times, one mapping
+                whole = _mapped(fd, offset, n * (size + 8))
+                yield rows_of(whole[: n * size]), np.frombuffer(whole[n * size :], np.int64)
+                continue
+            raw = _mapped(fd, offset + start * size, k * size)
+            latest = _mapped(fd, offset + n * size + start * 8, k * 8)
             yield rows_of(raw), np.frombuffer(latest, np.int64)
     finally:
         os.close(fd)
+
+
+_PAGE = mmap.ALLOCATIONGRANULARITY
+
+
+def _mapped(fd: int, offset: int, length: int) -> memoryview:
+    """``length`` bytes of ``fd`` at ``offset``, mapped read-only."""
+    start = offset - offset % _PAGE
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    m = mmap.mmap(fd, offset - start + length, flags, mmap.PROT_READ, offset=start)
+    return memoryview(m)[offset - start :]
 
 
 def decode_range(

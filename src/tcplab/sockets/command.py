@@ -261,3 +261,9 @@ def diagnoses_text(diagnoses: list[Diagnosis], lang: str, color: bool) -> str:
         out += [paint(f"    {s}", "2") for s in d.sockets]
         out.append("  " + (d.explanation_zh if lang == "zh" else d.explanation))
     return "\n".join(out) + "\n\n"
+
+
+def run_plain(flags: dict[str, bool]) -> None:
+    """``run`` for the click-free command line (``tcplab.plain_sockets``)."""
+    keep = socket_filter(flags["all_"], flags["listening"], (), (), (), ())
+    run(keep, Thresholds(), as_json=flags["as_json"], owners=not flags["no_processes"])
