@@ -10,6 +10,7 @@ date, zero-duration connections; and the uid's SHA-256 against hashlib.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import random
@@ -318,3 +319,21 @@ def test_the_row_spool_orders_as_the_keyed_spool() -> None:
                 rows.add("".join(texts).encode(), keys)
         assert (len(rows.runs) > 1) == (limit < 1 << 20)
         assert b"".join(rows.drain()).decode() == "".join(keyed.drain())
+
+
+def test_gz_and_standard_input(synth: Path, tmp_path: Path) -> None:
+    """Python feeds the engine (.gz, a pipe): the same rows from the same batches."""
+    reference = conn_log(synth, in_engine=False)[0]
+    gz = tmp_path / "synth.pcap.gz"
+    gz.write_bytes(gzip.compress(synth.read_bytes(), compresslevel=1))
+    assert conn_log(gz)[0] == reference
+    with synth.open("rb") as stdin:
+        piped = subprocess.run(
+            [sys.executable, "-m", "tcplab", "analyze", "--conn-log", "-"],
+            stdin=stdin,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == reference
