@@ -113,16 +113,12 @@ class Decode:
     end: str = "eof"  # "eof" | "stop" (the range's end) | "takeover" (tcplab.capture's)
     offset: int = -1  # where it stopped or handed over
     section_at: int = -1  # pcapng: the first SHB/IDB past the carried head
-    latest: int = -(1 << 63)
 
     def rows(self) -> NDArray[Any]:
         raw, section_at = self.eng.columns()
         if section_at >= 0 and self.section_at < 0:
             self.section_at = int(section_at)
-        out = rows_of(raw)
-        if len(out):
-            self.latest = max(self.latest, int(out["t"].max()))
-        return out
+        return rows_of(raw)
 
     def run(self, read: Callable[[], bytes], prefix: bytes = b"") -> Iterator[NDArray[Any]]:
         """Feed ``prefix`` then what ``read`` returns until it returns nothing."""
