@@ -248,3 +248,34 @@ def test_a_scratch_file_cut_short_is_an_error_not_a_crash(
     assert sum(len(r) for r, _ in ranges.piece_chunks(refs[0], 1000)) == refs[0][2]
     with pytest.raises(OSError, match="ended early"):
         list(ranges.piece_chunks(refs[-1], 1000))
+
+
+def test_a_file_that_shrinks_while_its_range_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The range's reader maps the capture; a file cut short under it (a
+    ring's file reused) is read by the Python reader instead, which reports
+    the truncated tail as a problem: no crash, no exception, the records
+    before the cut kept."""
+    from tcplab.scale import columns
+
+    path = tmp_path / "shrinks.pcap"
+    write_capture(path, 60_000, 200, seed=5, concurrency_seconds=30.0)
+    size = path.stat().st_size
+    assert size > 12 << 20  # more than two of the reader's 4 MiB windows
+    cut = (4 << 20) - (64 << 10)  # inside the first window, before where its reading stopped
+    real = columns.Decode.run_fd
+
+    def shrinking(self: columns.Decode, fd: int, prefix: bytes = b"") -> Iterator[Any]:
+        for n, rows in enumerate(real(self, fd, prefix)):
+            yield rows
+            if n == 0:
+                with open(path, "r+b") as f:
+                    f.truncate(cut)
+
+    monkeypatch.setattr(columns.Decode, "run_fd", shrinking)
+    lay = ranges.layout(str(path), 0)
+    spec = ranges.RangeSpec(0, 0, lay.data_start, ranges.WHOLE_FILE, exact=True)
+    meta, _refs = ranges.read_range(lay, spec, PARTITIONS, EngineOptions(), str(tmp_path))
+    assert sum(meta.packets) > 1000 and meta.lost
+    assert any("truncated" in message for _offset, message in meta.problems), meta.problems

@@ -564,7 +564,13 @@ def _engine_range(
         else:
             f.seek(first)
             chunks = d.run(lambda: f.read(CHUNK), prefix)
-        rows = [r for r in chunks if len(r)]
+        try:
+            rows = [r for r in chunks if len(r)]
+        except OSError:
+            # The file shrank under the mapped reader (tcpdump -W reusing a
+            # ring's file), or an I/O error: the Python reader reads the
+            # range instead and says what it finds, as a read() would have.
+            return None
     if d.end == "takeover":
         return None
     stop = d.offset if d.end == "stop" else None
