@@ -384,3 +384,29 @@ def ipv4_tcp(
     )
     ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
     return ip + segment
+
+
+@pytest.fixture(scope="session")
+def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic capture (tcplab.analyze.synth: 6,000 packets over 300
+    connections spread over 400 s, so some leave the engine while others are
+    open): what the engine's C output is held to its Python reference on."""
+    from tcplab.analyze.synth import write_capture
+
+    path = tmp_path_factory.mktemp("small_synth") / "synth.pcap"
+    write_capture(path, 6000, 300, seed=4, concurrency_seconds=400)
+    return path
+
+
+def assert_same_output(
+    mine: tuple[bytes, list[str]], reference: tuple[bytes, list[str]]
+) -> bytes:
+    """Two runs' (output, problem lines) equal, byte for byte; on a difference
+    the first differing line is what the failure shows (it says more than
+    the whole text).  Returns the output."""
+    assert mine[1] == reference[1]
+    if mine[0] != reference[0]:
+        for ours, theirs in zip(mine[0].splitlines(), reference[0].splitlines(), strict=False):
+            assert ours.decode() == theirs.decode()
+    assert mine[0] == reference[0]
+    return mine[0]

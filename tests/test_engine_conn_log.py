@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACK, FIN, RST, SYN, ipv4_tcp, run_tcplab
+from conftest import ACK, FIN, RST, SYN, assert_same_output, ipv4_tcp, run_tcplab
 from tcplab.analyze import _engine, engine, views
 from tcplab.analyze.synth import write_capture
 from tcplab.capture import PcapngWriter
@@ -64,12 +64,7 @@ def conn_log(
 def assert_same_log(inputs: Path | list[Path], jobs: int = 1, spill: int | None = None) -> bytes:
     reference = conn_log(inputs, in_engine=False)
     mine = conn_log(inputs, jobs=jobs, spill=spill)
-    assert mine[1] == reference[1]
-    if mine[0] != reference[0]:  # the first differing line says more than the whole text
-        for ours, theirs in zip(mine[0].splitlines(), reference[0].splitlines(), strict=False):
-            assert ours.decode() == theirs.decode()
-    assert mine[0] == reference[0]
-    return mine[0]
+    return assert_same_output(mine, reference)
 
 
 def rows_of(text: bytes) -> list[bytes]:
@@ -93,21 +88,14 @@ def test_every_trace_byte_identical(path: Path) -> None:
     assert_same_log(path)
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("conn_log") / "synth.pcap"
-    write_capture(path, 6000, 300, seed=4, concurrency_seconds=400)
-    return path
-
-
-def test_synthetic_byte_identical(synth: Path) -> None:
+def test_synthetic_byte_identical(small_synth: Path) -> None:
     """Sorted as a small log (views.small_rows) and through the spool (NumPy)."""
-    text = assert_same_log(synth)
+    text = assert_same_log(small_synth)
     assert len(rows_of(text)) >= 290
-    assert assert_same_log(synth, spill=1 << 30) == text
+    assert assert_same_log(small_synth, spill=1 << 30) == text
 
 
-def test_a_small_log_loads_no_numpy(synth: Path) -> None:
+def test_a_small_log_loads_no_numpy(small_synth: Path) -> None:
     """A small capture's conn.log is sorted without NumPy (its import would be
     most of such a run's time: views.small_rows)."""
     probe = (
@@ -116,35 +104,35 @@ def test_a_small_log_loads_no_numpy(synth: Path) -> None:
         "print('numpy' in sys.modules, file=sys.stderr)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe, "analyze", "--conn-log", str(synth)],
+        [sys.executable, "-c", probe, "analyze", "--conn-log", str(small_synth)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert done.stdout.encode() == conn_log(synth, in_engine=False)[0]
+    assert done.stdout.encode() == conn_log(small_synth, in_engine=False)[0]
     assert done.stderr.splitlines()[-1] == "False"
 
 
 def test_a_log_grown_past_small_goes_to_the_spool(
-    synth: Path, monkeypatch: pytest.MonkeyPatch
+    small_synth: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows held as a small log until they pass ConnLogView.SMALL bytes, then
     spooled (NumPy) with those held: one process and --jobs 2."""
-    reference = conn_log(synth, in_engine=False)[0]
+    reference = conn_log(small_synth, in_engine=False)[0]
     monkeypatch.setattr(views.ConnLogView, "SMALL", 3000)
-    assert conn_log(synth)[0] == reference
-    assert conn_log(synth, jobs=2)[0] == reference
+    assert conn_log(small_synth)[0] == reference
+    assert conn_log(small_synth, jobs=2)[0] == reference
 
 
-def test_the_engine_formats_the_rows(synth: Path) -> None:
+def test_the_engine_formats_the_rows(small_synth: Path) -> None:
     """With the option the engine gives rows and keys, no Zeek or connection
     records; the keys say what the rows are."""
     view = views.ConnLogView(io.StringIO())
     options = view.engine_options(engine.Options())
-    batches = [b for b in engine.run(synth, options) if isinstance(b, engine.Batch)]
+    batches = [b for b in engine.run(small_synth, options) if isinstance(b, engine.Batch)]
     assert all(b.zeek == [] and b.connections == [] for b in batches)
     text = b"".join(b.zeek_rows or b"" for b in batches)
     keys = [k for b in batches for k in engine.zeek_row_keys_of(b.zeek_row_keys or b"")]
     assert len(keys) == text.count(b"\n") >= 290
-    reference = {r.split(b"\t")[1]: r for r in rows_of(conn_log(synth, in_engine=False)[0])}
+    reference = {r.split(b"\t")[1]: r for r in rows_of(conn_log(small_synth, in_engine=False)[0])}
     at = 0
     for key in keys:
         row = text[at : at + int(key["length"])]
@@ -158,16 +146,16 @@ def test_the_engine_formats_the_rows(synth: Path) -> None:
     assert at == len(text)
 
 
-def test_jobs_2_byte_identical(synth: Path) -> None:
-    assert len(rows_of(assert_same_log(synth, jobs=2))) >= 290
+def test_jobs_2_byte_identical(small_synth: Path) -> None:
+    assert len(rows_of(assert_same_log(small_synth, jobs=2))) >= 290
 
 
-def test_spilled_runs_merge_byte_identical(synth: Path) -> None:
+def test_spilled_runs_merge_byte_identical(small_synth: Path) -> None:
     """A spool limit of a few rows: many sorted runs on disk, in blocks of 7
     rows, merged (rowruns.merge_runs); one process and --jobs 2."""
     for limit in (1, 2000, 20000):
-        assert_same_log(synth, spill=limit)
-        assert_same_log(synth, jobs=2, spill=limit)
+        assert_same_log(small_synth, spill=limit)
+        assert_same_log(small_synth, jobs=2, spill=limit)
 
 
 def test_a_capture_set_byte_identical(tmp_path: Path) -> None:
@@ -185,16 +173,18 @@ def test_a_capture_set_byte_identical(tmp_path: Path) -> None:
     assert result.stdout.encode() == text
 
 
-def test_the_cli_and_its_filters(synth: Path) -> None:
+def test_the_cli_and_its_filters(small_synth: Path) -> None:
     """The CLI's conn.log is the engine's rows; with a filter, the Python rows."""
-    result = run_tcplab("analyze", "--conn-log", str(synth), timeout=300)
+    result = run_tcplab("analyze", "--conn-log", str(small_synth), timeout=300)
     assert result.code == 0, result.stderr
-    assert result.stdout.encode() == conn_log(synth, in_engine=False)[0]
+    assert result.stdout.encode() == conn_log(small_synth, in_engine=False)[0]
     port = int(rows_of(result.stdout.encode())[0].split(b"\t")[5])
-    filtered = run_tcplab("analyze", "--conn-log", "--port", str(port), str(synth), timeout=300)
+    filtered = run_tcplab(
+        "analyze", "--conn-log", "--port", str(port), str(small_synth), timeout=300
+    )
     assert filtered.code == 0, filtered.stderr
     keep = views.Filter(port=port)
-    assert filtered.stdout.encode() == conn_log(synth, in_engine=False, keep=keep)[0]
+    assert filtered.stdout.encode() == conn_log(small_synth, in_engine=False, keep=keep)[0]
     assert 0 < len(rows_of(filtered.stdout.encode())) < len(rows_of(result.stdout.encode()))
 
 
@@ -321,13 +311,13 @@ def test_the_row_spool_orders_as_the_keyed_spool() -> None:
         assert b"".join(rows.drain()).decode() == "".join(keyed.drain())
 
 
-def test_gz_and_standard_input(synth: Path, tmp_path: Path) -> None:
+def test_gz_and_standard_input(small_synth: Path, tmp_path: Path) -> None:
     """Python feeds the engine (.gz, a pipe): the same rows from the same batches."""
-    reference = conn_log(synth, in_engine=False)[0]
+    reference = conn_log(small_synth, in_engine=False)[0]
     gz = tmp_path / "synth.pcap.gz"
-    gz.write_bytes(gzip.compress(synth.read_bytes(), compresslevel=1))
+    gz.write_bytes(gzip.compress(small_synth.read_bytes(), compresslevel=1))
     assert conn_log(gz)[0] == reference
-    with synth.open("rb") as stdin:
+    with small_synth.open("rb") as stdin:
         piped = subprocess.run(
             [sys.executable, "-m", "tcplab", "analyze", "--conn-log", "-"],
             stdin=stdin,

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACK, FIN, SYN, ipv4_tcp, run_tcplab
+from conftest import ACK, FIN, SYN, assert_same_output, ipv4_tcp, run_tcplab
 from tcplab.analyze import engine, views
 from tcplab.analyze.frames import read_segments
-from tcplab.analyze.synth import write_capture
 from tcplab.capture import PcapngWriter
 from tcplab.capture.pcapng import DROPPED_BY_WIRE
 from tcplab.capture.writer import PcapWriter
@@ -70,12 +69,7 @@ def assert_same_lines(
 ) -> bytes:
     reference = lines(path, as_json, absolute, keep, in_engine=False)
     mine = lines(path, as_json, absolute, keep)
-    assert mine[1] == reference[1]
-    if mine[0] != reference[0]:  # the first differing line says more than the whole text
-        for ours, theirs in zip(mine[0].splitlines(), reference[0].splitlines(), strict=False):
-            assert ours.decode() == theirs.decode()
-    assert mine[0] == reference[0]
-    return mine[0]
+    return assert_same_output(mine, reference)
 
 
 @pytest.mark.parametrize("path", TRACES, ids=lambda p: str(p.relative_to(p.parents[1])))
@@ -84,16 +78,9 @@ def test_every_trace_byte_identical(path: Path) -> None:
         assert_same_lines(path, as_json, absolute)
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("lines") / "synth.pcap"
-    write_capture(path, 6000, 300, seed=4, concurrency_seconds=400)
-    return path
-
-
-def test_synthetic_byte_identical(synth: Path) -> None:
+def test_synthetic_byte_identical(small_synth: Path) -> None:
     for as_json, absolute in FORMS:
-        assert assert_same_lines(synth, as_json, absolute).count(b"\n") >= 5000
+        assert assert_same_lines(small_synth, as_json, absolute).count(b"\n") >= 5000
 
 
 def _a_connection(path: Path) -> tuple[str, str, int]:
@@ -101,8 +88,8 @@ def _a_connection(path: Path) -> tuple[str, str, int]:
     return obj["src"], obj["dst"], obj["sport"]
 
 
-def test_filters_byte_identical(synth: Path) -> None:
-    src, dst, sport = _a_connection(synth)
+def test_filters_byte_identical(small_synth: Path) -> None:
+    src, dst, sport = _a_connection(small_synth)
     filters = [
         views.Filter(conn=3),
         views.Filter(conn=10**6),
@@ -118,18 +105,18 @@ def test_filters_byte_identical(synth: Path) -> None:
     ]
     for keep in filters:
         for as_json, absolute in FORMS:
-            assert_same_lines(synth, as_json, absolute, keep)
-    assert lines(synth, False, False, views.Filter(host=src))[0]
-    assert not lines(synth, False, False, views.Filter(port=70000))[0]
+            assert_same_lines(small_synth, as_json, absolute, keep)
+    assert lines(small_synth, False, False, views.Filter(host=src))[0]
+    assert not lines(small_synth, False, False, views.Filter(port=70000))[0]
 
 
-def test_jobs_2_byte_identical(synth: Path) -> None:
+def test_jobs_2_byte_identical(small_synth: Path) -> None:
     for as_json, absolute in FORMS:
-        one = lines(synth, as_json, absolute, in_engine=False)
-        assert lines(synth, as_json, absolute, jobs=2) == one
+        one = lines(small_synth, as_json, absolute, in_engine=False)
+        assert lines(small_synth, as_json, absolute, jobs=2) == one
 
 
-def test_the_cli_formats_in_the_engine(synth: Path) -> None:
+def test_the_cli_formats_in_the_engine(small_synth: Path) -> None:
     runs = [
         (("--packets",), (False, False)),
         (("--packets", "--json"), (True, False)),
@@ -137,9 +124,9 @@ def test_the_cli_formats_in_the_engine(synth: Path) -> None:
     ]
     for args, form in runs:
         keep = views.Filter(port=80) if "--port" in args else views.Filter()
-        result = run_tcplab("analyze", *args, str(synth), timeout=300)
+        result = run_tcplab("analyze", *args, str(small_synth), timeout=300)
         assert result.code == 0, result.stderr
-        assert result.stdout.encode() == lines(synth, *form, keep, in_engine=False)[0]
+        assert result.stdout.encode() == lines(small_synth, *form, keep, in_engine=False)[0]
 
 
 # -- odd captures --------------------------------------------------------------------
@@ -262,15 +249,15 @@ def test_times_every_way(tmp_path: Path) -> None:
             assert b'"time": 1e-09' in text and b'"time": -' in text
 
 
-def test_gz_and_standard_input_give_the_same_lines(synth: Path, tmp_path: Path) -> None:
+def test_gz_and_standard_input_give_the_same_lines(small_synth: Path, tmp_path: Path) -> None:
     """Python feeds the engine (.gz, a pipe): the lines are the file's."""
     gz = tmp_path / "synth.pcap.gz"
-    gz.write_bytes(gzip.compress(synth.read_bytes(), compresslevel=1))
+    gz.write_bytes(gzip.compress(small_synth.read_bytes(), compresslevel=1))
     for args in (("--packets",), ("--packets", "--json")):
-        plain = run_tcplab("analyze", *args, str(synth), timeout=300)
+        plain = run_tcplab("analyze", *args, str(small_synth), timeout=300)
         assert plain.code == 0 and plain.stdout, plain.stderr
         assert run_tcplab("analyze", *args, str(gz), timeout=300).stdout == plain.stdout
-        with synth.open("rb") as stdin:
+        with small_synth.open("rb") as stdin:
             piped = subprocess.run(
                 [sys.executable, "-m", "tcplab", "analyze", *args, "-"],
                 stdin=stdin,
@@ -282,11 +269,11 @@ def test_gz_and_standard_input_give_the_same_lines(synth: Path, tmp_path: Path) 
         assert piped.stdout == plain.stdout
 
 
-def test_a_batch_out_of_frame_order(synth: Path) -> None:
+def test_a_batch_out_of_frame_order(small_synth: Path) -> None:
     """Through the batch interface, segments may come with frame numbers out
     of order (and repeated): the engine's lines are sorted per batch by
     (frame, text), as the view sorts its rows."""
-    segments = list(read_segments(synth))[:3000]
+    segments = list(read_segments(small_synth))[:3000]
     rng = random.Random(5)
     numbers = [s.index for s in segments]
     rng.shuffle(numbers)
