@@ -2403,6 +2403,7 @@ static PyObject *frame(Engine *e, i64 t, u32 linktype, const u8 *data, size_t n,
     p.t = t;
     p.dropped = dropped;
     if (e->collect) return collect_pkt(e, &p);
+    p.index += e->index_base; /* a capture set's file << 32 (next_file) */
     if (process_packet(e, &p) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -3613,12 +3614,249 @@ static int parse_pkt(PyObject *args, Pkt *p) {
     return 0;
 }
 
+/* next_file(index_base): an analysing engine reads another file of a capture
+   set after the one it has read to its end (tcplab.scale.local's concatenation
+   of time-disjoint files): the reader starts afresh (format, interfaces, frame
+   numbers from 1 again, each frame numbered index_base + its frame in the
+   file, also the frames handed back and given to ``packet``); the flow table,
+   the counters and the outputs go on. */
+static PyObject *Engine_next_file(Engine *e, PyObject *args) {
+    long long index_base;
+    if (!PyArg_ParseTuple(args, "L", &index_base)) return NULL;
+    if (e->collect || e->base || e->nshards > 1) {
+        PyErr_SetString(EngineError, "next_file(): an analysing engine of one process");
+        return NULL;
+    }
+    if (e->map) munmap(e->map, e->maplen);
+    else free(e->buf);
+    e->map = e->buf = NULL;
+    e->maplen = e->blen = e->bcap = e->bpos = 0;
+    e->nomap = 0;
+    e->consumed = 0;
+    e->format = 0;
+    e->le = e->nano = 0;
+    e->linktype = e->snaplen = 0;
+    e->nifaces = 0;
+    e->frame_index = 0;
+    e->stop_offset = -1;
+    e->index_base = index_base;
+    Py_RETURN_NONE;
+}
+
+/* span(fd) -> (records, smallest time, largest time) or None: a pre-pass over
+   a plain pcap or pcapng file that walks its record (block) headers over a
+   mapping, decoding no packet, with the times ``run`` gives its frames (ns;
+   pcap µs/ns, pcapng per interface if_tsresol/if_tsoffset).  None ("not
+   sure") wherever ``run`` would hand the file over to tcplab.capture or stop
+   (anything it does not read itself, a record cut short, a clock beyond
+   2**62 ns): tcplab.scale.local then merges the set as always.  The times of
+   every record are taken, TCP or not (a bound on the rows' order keys). */
+/* The pcap part of ``span``.  A record's length says where the next one
+   starts, so one walk waits for memory at every record; the file is walked
+   as SPAN_CHAINS chains at once, each from a record boundary guessed at an
+   even share of the file (a run of plausible headers), round robin (their
+   misses overlap: 4x less time).  A guess counts only when the chain before
+   it ends exactly there (then it is a boundary: the first chain starts at
+   the first record); otherwise the file is walked again as one chain. */
+#define SPAN_CHAINS 8
+typedef struct { size_t pos, end; i64 n, mn, mx; int bad; } Chain;
+
+static int span_plausible(const u8 *b, size_t size, size_t q, int le, int nano) {
+    if (q > size || size - q < 16) return 0;
+    u32 sec0 = rd32o(b + q, le);
+    for (int j = 0; j < 16; j++) {
+        if (size - q < 16) return 0;
+        u32 sec = rd32o(b + q, le), frac = rd32o(b + q + 4, le);
+        u32 caplen = rd32o(b + q + 8, le), orig = rd32o(b + q + 12, le);
+        if (!sec || sec - sec0 + 86400u > 2 * 86400u || frac >= (nano ? 1000000000u : 1000000u) || !caplen ||
+            caplen > KEEP_DATA || orig < caplen || size - q - 16 < caplen)
+            return 0;
+        q += 16 + caplen;
+    }
+    return 1;
+}
+
+static void span_chains(const u8 *b, size_t size, int le, int nano, Chain *c, int k) {
+    for (int active = k; active;) {
+        active = 0;
+        for (int i = 0; i < k; i++) {
+            Chain *h = &c[i];
+            if (h->bad || h->pos >= h->end) continue;
+            active++;
+            const u8 *r = b + h->pos;
+            if (size - h->pos < 16) { h->bad = 1; continue; }
+            u32 caplen = rd32o(r + 8, le);
+            if (caplen > KEEP_DATA || size - h->pos - 16 < caplen) { h->bad = 1; continue; }
+            i64 t = (i64)rd32o(r, le) * NS + (i64)rd32o(r + 4, le) * (nano ? 1 : 1000);
+            if (t < h->mn) h->mn = t;
+            if (t > h->mx) h->mx = t;
+            h->n++;
+            h->pos += 16 + (size_t)caplen;
+        }
+    }
+}
+
+static int span_pcap(const u8 *b, size_t size, int le, int nano, i64 *n, i64 *mn, i64 *mx) {
+    Chain c[SPAN_CHAINS];
+    int k = 0;
+    size_t share = (size - 24) / SPAN_CHAINS;
+    for (int i = 0; i < SPAN_CHAINS; i++) {
+        size_t q = 24 + share * (size_t)i;
+        if (i) {
+            if (share < 4 * (KEEP_DATA + 16)) break; /* a small file: one chain */
+            size_t limit = q + 2 * (KEEP_DATA + 16);
+            while (q < limit && !span_plausible(b, size, q, le, nano)) q++;
+            if (q >= limit) continue;
+        }
+        c[k] = (Chain){q, size, 0, INT64_MAX, INT64_MIN, 0};
+        if (k) c[k - 1].end = q;
+        k++;
+    }
+    span_chains(b, size, le, nano, c, k);
+    for (int i = 0; i < k; i++) {
+        if (c[i].bad || c[i].pos != c[i].end) { /* a guess was wrong (or the file is odd): one chain */
+            c[0] = (Chain){24, size, 0, INT64_MAX, INT64_MIN, 0};
+            k = 1;
+            span_chains(b, size, le, nano, c, 1);
+            if (c[0].bad || c[0].pos != size) return 0;
+            break;
+        }
+    }
+    for (int i = 0; i < k; i++) {
+        *n += c[i].n;
+        if (c[i].mn < *mn) *mn = c[i].mn;
+        if (c[i].mx > *mx) *mx = c[i].mx;
+    }
+    return 1;
+}
+
+static int span_walk(const u8 *b, size_t size, i64 *count, i64 *lo, i64 *hi) {
+    size_t pos = 0;
+    i64 n = 0, mn = INT64_MAX, mx = INT64_MIN;
+    if (size < 24) return 0;
+    u32 magic = rd32o(b, 1);
+    int le, nano = 0;
+    if (magic == 0xa1b2c3d4u || magic == 0xa1b23c4du) { le = 1; nano = magic == 0xa1b23c4du; }
+    else if (magic == 0xd4c3b2a1u || magic == 0x4d3cb2a1u) { le = 0; nano = magic == 0x4d3cb2a1u; }
+    else if (rd32(b) == 0x0A0D0D0Au) le = -1;
+    else return 0;
+    if (le >= 0) {
+        if (rd32o(b + 20, le) & 0xFFFF0000u) return 0;
+        if (!span_pcap(b, size, le, nano, &n, &mn, &mx)) return 0;
+    } else {
+        struct { i64 mul, div, off; } ifs[64];
+        int nifs = 0;
+        for (pos = 0; pos < size;) {
+            const u8 *p = b + pos;
+            size_t avail = size - pos;
+            if (avail < 12) return 0;
+            u32 type;
+            if (rd32(p) == 0x0A0D0D0Au) {
+                u32 bom = rd32(p + 8);
+                if (bom == 0x1A2B3C4Du) le = 0;
+                else if (bom == 0x4D3C2B1Au) le = 1;
+                else return 0;
+                type = 0x0A0D0D0Au;
+            } else type = rd32o(p, le);
+            u32 total = rd32o(p + 4, le);
+            if (total < 12 || total > KEEP_DATA + 4096 || total % 4 || avail < total) return 0;
+            if (rd32o(p + total - 4, le) != total) return 0;
+            if (type == 0x0A0D0D0Au) {
+                if (total < 28 || rd16o(p + 12, le) != 1) return 0;
+                for (size_t o = 24, end = total - 4; o + 4 <= end;) {
+                    u16 code = rd16o(p + o, le), len = rd16o(p + o + 2, le);
+                    if (code == 0) break;
+                    if (o + 4 + len > end) return 0;
+                    o += 4 + (((size_t)len + 3) & ~(size_t)3);
+                }
+                nifs = 0;
+            } else if (type == 1) {
+                if (total < 20 || nifs >= 64) return 0;
+                int tsbase = 10, tsexp = 6;
+                i64 tsoff = 0;
+                for (size_t o = 16, end = total - 4; o + 4 <= end;) {
+                    u16 code = rd16o(p + o, le), len = rd16o(p + o + 2, le);
+                    if (code == 0) break;
+                    if (o + 4 + len > end) return 0;
+                    if (code == 9 && len == 1) {
+                        u8 raw = p[o + 4];
+                        if (raw & 0x80) { tsbase = 2; tsexp = raw & 0x7F; } else { tsbase = 10; tsexp = raw; }
+                    } else if (code == 14 && len == 8) {
+                        u64 v = le ? ((u64)rd32o(p + o + 8, 1) << 32 | rd32o(p + o + 4, 1))
+                                   : ((u64)rd32(p + o + 4) << 32 | rd32(p + o + 8));
+                        tsoff = (i64)v;
+                    } else if (code == 9 || code == 14) return 0;
+                    o += 4 + (((size_t)len + 3) & ~(size_t)3);
+                }
+                if (tsbase == 10) {
+                    if (tsexp > 18) return 0;
+                    i64 p10 = 1;
+                    for (int i = 0; i < (tsexp <= 9 ? 9 - tsexp : tsexp - 9); i++) p10 *= 10;
+                    ifs[nifs].mul = tsexp <= 9 ? p10 : 1;
+                    ifs[nifs].div = tsexp <= 9 ? 1 : p10;
+                } else {
+                    if (tsexp > 62) return 0;
+                    ifs[nifs].mul = NS;
+                    ifs[nifs].div = (i64)1 << tsexp;
+                }
+                ifs[nifs].off = tsoff * NS;
+                nifs++;
+            } else if (type == 6) {
+                if (total < 32) return 0;
+                u32 iface = rd32o(p + 8, le), caplen = rd32o(p + 20, le);
+                if (iface >= (u32)nifs || 28 + (u64)caplen > total - 4) return 0;
+                u64 ts = (u64)rd32o(p + 12, le) << 32 | rd32o(p + 16, le);
+                __int128 tt = (__int128)ts * ifs[iface].mul / ifs[iface].div + ifs[iface].off;
+                if (tt > ((__int128)1 << 62) || tt < -((__int128)1 << 62)) return 0;
+                if ((i64)tt < mn) mn = (i64)tt;
+                if ((i64)tt > mx) mx = (i64)tt;
+                n++;
+            } else if (type == 2 || type == 3) {
+                return 0;
+            }
+            pos += total;
+        }
+    }
+    *count = n;
+    *lo = mn;
+    *hi = mx;
+    return 1;
+}
+
+static PyObject *span(PyObject *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size < 24) Py_RETURN_NONE;
+    size_t size = (size_t)sb.st_size;
+    u8 *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) Py_RETURN_NONE;
+    i64 n = 0, lo = 0, hi = 0;
+    volatile int ok = 0;
+    /* a file truncated under the mapping: SIGBUS ends the walk, "not sure" */
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_bus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &old);
+    if (!sigsetjmp(g_bus, 1)) {
+        g_bus_armed = 1;
+        ok = span_walk(m, size, &n, &lo, &hi);
+        g_bus_armed = 0;
+    } else ok = 0;
+    sigaction(SIGBUS, &old, NULL);
+    munmap(m, size);
+    if (!ok) Py_RETURN_NONE;
+    return Py_BuildValue("(LLL)", (long long)n, (long long)lo, (long long)hi);
+}
+
 /* A segment tcplab.wire decoded (a frame the fast decoder handed back). */
 static PyObject *Engine_packet(Engine *e, PyObject *args) {
     g_base = e->base;
     Pkt p;
     if (parse_pkt(args, &p) < 0) return NULL;
     if (e->collect) return collect_pkt(e, &p);
+    p.index += e->index_base; /* a capture set's file << 32 (next_file) */
     if (process_packet(e, &p) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -4106,6 +4344,7 @@ static PyMethodDef Engine_methods[] = {
     {"take_keys", (PyCFunction)Engine_take_keys, METH_NOARGS, "take_keys() -> started: (first frame, key time) pairs (int64) since the last call"},
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(chunk, final=False): None, a frame for tcplab.wire, or ('takeover', offset)"},
     {"feed_fd", (PyCFunction)Engine_feed_fd, METH_VARARGS, "feed_fd(fd): read the capture from fd; as feed()"},
+    {"next_file", (PyCFunction)Engine_next_file, METH_VARARGS, "next_file(index_base): read another file (a capture set's next, time-disjoint)"},
     {"packet", (PyCFunction)Engine_packet, METH_VARARGS, "packet(...): one segment tcplab.wire decoded"},
     {"count", (PyCFunction)Engine_count, METH_VARARGS, "count(frames, not_tcp, frame_index)"},
     {"take", (PyCFunction)Engine_take, METH_NOARGS, "take() -> (connections, zeek connections, packets) finished so far"},
@@ -4209,6 +4448,7 @@ static PyMethodDef module_methods[] = {
     {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
     {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
     {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},
+    {"span", span, METH_VARARGS, "span(fd) -> (records, smallest time, largest time) of a plain pcap/pcapng file, or None"},
     {"resync_scan", resync_scan, METH_VARARGS, "resync_scan(buf, start, limit, step, eof, pcapng, le, a, b, first_time, chain, max_gap, max_span) -> (offset or -1, cut)"},
     {NULL, NULL, 0, NULL}};
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from tcplab.analyze import engine
+from tcplab.analyze import _engine, engine
 from tcplab.analyze.core import Analysis
 from tcplab.analyze.frames import ReadReport
 from tcplab.errors import InputError
-from tcplab.scale.captureset import CaptureSet, resolve, total_bytes
-from tcplab.scale.columns import analysed, merged_rows
+from tcplab.scale.captureset import (
+    FRAME_BITS,
+    CaptureSet,
+    encode_frame,
+    is_url,
+    resolve,
+    total_bytes,
+)
+from tcplab.scale.columns import _Slow, analysed, merged_rows
 from tcplab.scale.engine import EngineOptions, analysis_of
 
 if TYPE_CHECKING:
@@ -38,13 +46,126 @@ def run_set(
     for line in missing:
         report.problem(line)
     unreadable: list[str] = []
-    rows = merged_rows(capture, options, report, unreadable, progress)
-    yield from analysed(rows, analysis if analysis is not None else options.engine())
+    run = analysis if analysis is not None else options.engine()
+    if time_disjoint(capture):
+        PATHS["concatenated"] += 1
+        yield from concatenated(capture, options, run, report, unreadable, progress)
+    else:
+        PATHS["merged"] += 1
+        yield from analysed(merged_rows(capture, options, report, unreadable, progress), run)
     if len(unreadable) == len(capture.files):
         raise InputError(unreadable[0])
     # One line per file that is not a capture, before the problems inside files.
     report.problems[:0] = unreadable
     yield report
+
+
+# How many capture sets took each path (observable for the tests, not a timing).
+PATHS: Counter[str] = Counter()
+
+
+def time_disjoint(capture: CaptureSet) -> bool:
+    """Whether the merge of ``capture`` by order key is the files one after
+    another: every file is a plain local pcap/pcapng file the engine reads
+    itself to its end (``_engine.span`` is sure of it, having walked its
+    record headers), and no record of a file is earlier than the latest
+    record of the files before it.  An equal time is in order: the merge
+    breaks a tie of order keys by file number (``columns.merge``).  The
+    smallest time, not the first, bounds a file's order keys from below (a
+    file's clock may step back).  Anything else: False (the merge decides)."""
+    latest: int | None = None
+    for path in capture.files:
+        if is_url(path):
+            return False
+        try:
+            fd = engine._plain_file(path)
+        except InputError:
+            return False
+        if fd is None:  # gzip, a pipe
+            return False
+        try:
+            got = _engine.span(fd)
+        finally:
+            os.close(fd)
+        if got is None:
+            return False
+        records, smallest, largest = got
+        if records >= 1 << FRAME_BITS:
+            return False
+        if not records:
+            continue
+        if latest is not None and smallest < latest:
+            return False
+        latest = largest if latest is None else max(latest, largest)
+    return True
+
+
+def concatenated(
+    capture: CaptureSet,
+    options: EngineOptions,
+    analysis: engine.Options,
+    report: ReadReport,
+    unreadable: list[str],
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[engine.Batch]:
+    """A time-disjoint capture set (``time_disjoint``) through one engine
+    that reads file after file with its full reader (``Engine.next_file``):
+    the packets, frame numbers, problems and counts of ``merged_rows`` and
+    ``analysed``, without the decode-only pass and the rows between."""
+    run = engine.Engine(analysis).engine
+    late: list[str] = []  # the problems of files with TCP packets (see below)
+    for file_id, path in enumerate(capture.files):
+        run.next_file(encode_frame(file_id, 0))
+        slow = _Slow(run, path, options)
+        before = run.stats()
+        try:
+            fd = engine._plain_file(path)
+        except InputError as exc:
+            unreadable.append(str(exc))
+            continue
+        assert fd is not None  # time_disjoint opened it
+        handed: int | None = None
+        try:
+            done = int(before["bytes_read"])
+            while True:
+                result = run.feed_fd(fd)
+                while result is not None and result[0] not in ("eof", "takeover"):
+                    slow.frame(engine._record(result), True)
+                    result = run.feed(b"")
+                if progress is not None:
+                    now = int(run.stats()["bytes_read"])
+                    progress(now - done)
+                    done = now
+                yield engine.take_batch(run)
+                if result is not None:
+                    if result[0] == "takeover":
+                        handed = int(result[1])
+                    break
+        finally:
+            os.close(fd)
+        try:
+            if handed is not None:
+                yield from engine._take_over(run, slow, path, handed)
+        except InputError as exc:
+            unreadable.append(str(exc))
+            continue
+        after = run.stats()
+        report.frames += int(after["frames"]) - int(before["frames"])
+        report.tcp += int(after["tcp"]) - int(before["tcp"])
+        report.not_tcp += int(after["not_tcp"]) - int(before["not_tcp"])
+        report.undecodable += slow.undecodable
+        # The merge reads every file's first rows before it finishes any, so a
+        # file without TCP packets says its problems first, the others in
+        # file order after them (as they run out, time-disjoint: in order).
+        lines = slow.finish([]).problems
+        if after["tcp"] == before["tcp"]:
+            for line in lines:
+                report.problem(line)
+        else:
+            late += lines
+    for line in late:
+        report.problem(line)
+    yield engine.take_batch(run, run.finish())
 
 
 def analyze_set(
