@@ -2424,6 +2424,55 @@ static inline void ahead(const u8 *b, size_t n) {
     for (const u8 *q = b + 1024; q < b + 1024 + n; q += 64) __builtin_prefetch(q);
 }
 
+/* A section header block the engine reads (1); 0: tcplab.capture's.  Options
+   that run past the block: tcplab.capture stops there and says so; the
+   engine must not read on where the Python reader would not. */
+static int shb_fits(const u8 *b, u32 total, int le) {
+    if (total < 28 || rd16o(b + 12, le) != 1) return 0;
+    for (size_t o = 24, end = total - 4; o + 4 <= end;) {
+        u16 code = rd16o(b + o, le), len = rd16o(b + o + 2, le);
+        if (code == 0) break;
+        if (o + 4 + len > end) return 0;
+        o += 4 + (((size_t)len + 3) & ~(size_t)3);
+    }
+    return 1;
+}
+
+/* An interface description block's clock: a timestamp ts is ts * mul / div
+   + off ns (if_tsresol, if_tsoffset).  0: options the engine leaves to
+   tcplab.capture. */
+static int idb_clock(const u8 *b, u32 total, int le, i64 *mul, i64 *div, i64 *off) {
+    int tsbase = 10, tsexp = 6;
+    i64 tsoff = 0;
+    for (size_t o = 16, end = total - 4; o + 4 <= end;) {
+        u16 code = rd16o(b + o, le), len = rd16o(b + o + 2, le);
+        if (code == 0) break;
+        if (o + 4 + len > end) return 0;
+        if (code == 9 && len == 1) {
+            u8 raw = b[o + 4];
+            if (raw & 0x80) { tsbase = 2; tsexp = raw & 0x7F; } else { tsbase = 10; tsexp = raw; }
+        } else if (code == 14 && len == 8) {
+            u64 v = le ? ((u64)rd32o(b + o + 8, 1) << 32 | rd32o(b + o + 4, 1))
+                       : ((u64)rd32(b + o + 4) << 32 | rd32(b + o + 8));
+            tsoff = (i64)v;
+        } else if (code == 9 || code == 14) return 0;
+        o += 4 + (((size_t)len + 3) & ~(size_t)3);
+    }
+    if (tsbase == 10) {
+        if (tsexp > 18) return 0;
+        i64 p10 = 1;
+        for (int i = 0; i < (tsexp <= 9 ? 9 - tsexp : tsexp - 9); i++) p10 *= 10;
+        *mul = tsexp <= 9 ? p10 : 1;
+        *div = tsexp <= 9 ? 1 : p10;
+    } else {
+        if (tsexp > 62) return 0;
+        *mul = NS;
+        *div = (i64)1 << tsexp;
+    }
+    *off = tsoff * NS;
+    return 1;
+}
+
 static PyObject *run(Engine *e, int final) {
     for (;;) {
         u8 *b = e->buf + e->bpos;
@@ -2493,50 +2542,15 @@ static PyObject *run(Engine *e, int final) {
         if ((type == 0x0A0D0D0Au || type == 1) && e->collect && off >= e->head_end && e->section_at < 0)
             e->section_at = off;
         if (type == 0x0A0D0D0Au) {
-            if (total < 28 || rd16o(b + 12, e->le) != 1) return takeover(e, off);
-            /* Options that run past the block: tcplab.capture stops there and says
-               so; the engine must not read on where the Python reader would not. */
-            for (size_t o = 24, end = total - 4; o + 4 <= end;) {
-                u16 code = rd16o(b + o, e->le), len = rd16o(b + o + 2, e->le);
-                if (code == 0) break;
-                if (o + 4 + len > end) return takeover(e, off);
-                o += 4 + (((size_t)len + 3) & ~(size_t)3);
-            }
+            if (!shb_fits(b, total, e->le)) return takeover(e, off);
             e->nifaces = 0;
         } else if (type == 1) {
             if (total < 20 || e->nifaces >= 64) return takeover(e, off);
             int k = e->nifaces;
             e->ifaces[k].linktype = rd16o(b + 8, e->le);
             e->ifaces[k].snaplen = rd32o(b + 12, e->le);
-            int tsbase = 10, tsexp = 6;
-            i64 tsoff = 0;
-            size_t o = 16, end = total - 4;
-            while (o + 4 <= end) {
-                u16 code = rd16o(b + o, e->le), len = rd16o(b + o + 2, e->le);
-                if (code == 0) break;
-                if (o + 4 + len > end) return takeover(e, off);
-                if (code == 9 && len == 1) {
-                    u8 raw = b[o + 4];
-                    if (raw & 0x80) { tsbase = 2; tsexp = raw & 0x7F; } else { tsbase = 10; tsexp = raw; }
-                } else if (code == 14 && len == 8) {
-                    u64 v = e->le ? ((u64)rd32o(b + o + 8, 1) << 32 | rd32o(b + o + 4, 1))
-                                  : ((u64)rd32(b + o + 4) << 32 | rd32(b + o + 8));
-                    tsoff = (i64)v;
-                } else if (code == 9 || code == 14) return takeover(e, off);
-                o += 4 + (((size_t)len + 3) & ~(size_t)3);
-            }
-            if (tsbase == 10) {
-                if (tsexp > 18) return takeover(e, off);
-                i64 p10 = 1;
-                for (int i = 0; i < (tsexp <= 9 ? 9 - tsexp : tsexp - 9); i++) p10 *= 10;
-                e->ifaces[k].mul = tsexp <= 9 ? p10 : 1;
-                e->ifaces[k].div = tsexp <= 9 ? 1 : p10;
-            } else {
-                if (tsexp > 62) return takeover(e, off);
-                e->ifaces[k].mul = NS;
-                e->ifaces[k].div = (i64)1 << tsexp;
-            }
-            e->ifaces[k].off = tsoff * NS;
+            if (!idb_clock(b, total, e->le, &e->ifaces[k].mul, &e->ifaces[k].div, &e->ifaces[k].off))
+                return takeover(e, off);
             e->ifaces[k].ok = 1;
             e->nifaces++;
         } else if (type == 6) {
@@ -3762,44 +3776,11 @@ static int span_walk(const u8 *b, size_t size, i64 *count, i64 *lo, i64 *hi) {
             if (total < 12 || total > KEEP_DATA + 4096 || total % 4 || avail < total) return 0;
             if (rd32o(p + total - 4, le) != total) return 0;
             if (type == 0x0A0D0D0Au) {
-                if (total < 28 || rd16o(p + 12, le) != 1) return 0;
-                for (size_t o = 24, end = total - 4; o + 4 <= end;) {
-                    u16 code = rd16o(p + o, le), len = rd16o(p + o + 2, le);
-                    if (code == 0) break;
-                    if (o + 4 + len > end) return 0;
-                    o += 4 + (((size_t)len + 3) & ~(size_t)3);
-                }
+                if (!shb_fits(p, total, le)) return 0;
                 nifs = 0;
             } else if (type == 1) {
-                if (total < 20 || nifs >= 64) return 0;
-                int tsbase = 10, tsexp = 6;
-                i64 tsoff = 0;
-                for (size_t o = 16, end = total - 4; o + 4 <= end;) {
-                    u16 code = rd16o(p + o, le), len = rd16o(p + o + 2, le);
-                    if (code == 0) break;
-                    if (o + 4 + len > end) return 0;
-                    if (code == 9 && len == 1) {
-                        u8 raw = p[o + 4];
-                        if (raw & 0x80) { tsbase = 2; tsexp = raw & 0x7F; } else { tsbase = 10; tsexp = raw; }
-                    } else if (code == 14 && len == 8) {
-                        u64 v = le ? ((u64)rd32o(p + o + 8, 1) << 32 | rd32o(p + o + 4, 1))
-                                   : ((u64)rd32(p + o + 4) << 32 | rd32(p + o + 8));
-                        tsoff = (i64)v;
-                    } else if (code == 9 || code == 14) return 0;
-                    o += 4 + (((size_t)len + 3) & ~(size_t)3);
-                }
-                if (tsbase == 10) {
-                    if (tsexp > 18) return 0;
-                    i64 p10 = 1;
-                    for (int i = 0; i < (tsexp <= 9 ? 9 - tsexp : tsexp - 9); i++) p10 *= 10;
-                    ifs[nifs].mul = tsexp <= 9 ? p10 : 1;
-                    ifs[nifs].div = tsexp <= 9 ? 1 : p10;
-                } else {
-                    if (tsexp > 62) return 0;
-                    ifs[nifs].mul = NS;
-                    ifs[nifs].div = (i64)1 << tsexp;
-                }
-                ifs[nifs].off = tsoff * NS;
+                if (total < 20 || nifs >= 64 || !idb_clock(p, total, le, &ifs[nifs].mul, &ifs[nifs].div, &ifs[nifs].off))
+                    return 0;
                 nifs++;
             } else if (type == 6) {
                 if (total < 32) return 0;

@@ -22,7 +22,9 @@ files by name), and every packet gets
 A file that is not a capture, or that breaks off, is reported as one line
 (``FILE: offset N: problem``) and the rest of the set is analysed.  The
 merge itself (every file through the engine's C reader, a k-way merge of
-their rows by key) is ``tcplab.scale.columns.merged_rows``.
+their rows by key) is ``tcplab.scale.columns.merged_rows``; when no file
+has a record earlier than the files before it, the merge is a concatenation
+and ``tcplab.scale.local.concatenated`` reads the files one after another.
 """
 
 from __future__ import annotations

@@ -38,8 +38,10 @@ def run_set(
 ) -> Iterator[engine.Batch | ReadReport]:
     """A capture set through the engine, as ``tcplab.analyze.engine.run``
     runs one file: ``Batch``es as connections end, then the ``ReadReport``.
-    Every file goes through the engine's C reader; the rows are merged by
-    time and fed to one engine (``tcplab.scale.columns``).  Files that cannot
+    A time-disjoint set (``time_disjoint``) is read file after file by one
+    engine (``concatenated``); otherwise every file goes through the
+    engine's C reader, the rows are merged by time and fed to one engine
+    (``tcplab.scale.columns``).  Both give the same.  Files that cannot
     be used are lines in the report; the rest is analysed.  ``analysis``:
     the analysing engine's own options (a view's), when not ``options``'s."""
     report = ReadReport()
