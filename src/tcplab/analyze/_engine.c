@@ -3673,7 +3673,8 @@ static PyObject *Engine_next_file(Engine *e, PyObject *args) {
    it ends exactly there (then it is a boundary: the first chain starts at
    the first record); otherwise the file is walked again as one chain. */
 #define SPAN_CHAINS 8
-typedef struct { size_t pos, end; i64 n, mn, mx; int bad; } Chain;
+typedef struct { size_t pos, end; i64 n, mn, mx; int bad; size_t kept; } Chain;
+#define SPAN_KEEP ((size_t)8 << 20) /* bytes a chain keeps mapped behind it */
 
 static int span_plausible(const u8 *b, size_t size, size_t q, int le, int nano) {
     if (q > size || size - q < 16) return 0;
@@ -3706,6 +3707,13 @@ static void span_chains(const u8 *b, size_t size, int le, int nano, Chain *c, in
             if (t > h->mx) h->mx = t;
             h->n++;
             h->pos += 16 + (size_t)caplen;
+            if (h->pos - h->kept >= 2 * SPAN_KEEP) {
+                /* the pages walked leave the process (not the page cache):
+                   a window per chain is resident, not the file */
+                size_t upto = (h->pos - SPAN_KEEP) & ~(size_t)(sysconf(_SC_PAGESIZE) - 1);
+                madvise((void *)(b + h->kept), upto - h->kept, MADV_DONTNEED);
+                h->kept = upto;
+            }
         }
     }
 }
@@ -3722,14 +3730,14 @@ static int span_pcap(const u8 *b, size_t size, int le, int nano, i64 *n, i64 *mn
             while (q < limit && !span_plausible(b, size, q, le, nano)) q++;
             if (q >= limit) continue;
         }
-        c[k] = (Chain){q, size, 0, INT64_MAX, INT64_MIN, 0};
+        c[k] = (Chain){q, size, 0, INT64_MAX, INT64_MIN, 0, q & ~(size_t)(sysconf(_SC_PAGESIZE) - 1)};
         if (k) c[k - 1].end = q;
         k++;
     }
     span_chains(b, size, le, nano, c, k);
     for (int i = 0; i < k; i++) {
         if (c[i].bad || c[i].pos != c[i].end) { /* a guess was wrong (or the file is odd): one chain */
-            c[0] = (Chain){24, size, 0, INT64_MAX, INT64_MIN, 0};
+            c[0] = (Chain){24, size, 0, INT64_MAX, INT64_MIN, 0, 0};
             k = 1;
             span_chains(b, size, le, nano, c, 1);
             if (c[0].bad || c[0].pos != size) return 0;
@@ -3760,6 +3768,7 @@ static int span_walk(const u8 *b, size_t size, i64 *count, i64 *lo, i64 *hi) {
     } else {
         struct { i64 mul, div, off; } ifs[64];
         int nifs = 0;
+        size_t kept = 0;
         for (pos = 0; pos < size;) {
             const u8 *p = b + pos;
             size_t avail = size - pos;
@@ -3796,6 +3805,11 @@ static int span_walk(const u8 *b, size_t size, i64 *count, i64 *lo, i64 *hi) {
                 return 0;
             }
             pos += total;
+            if (pos - kept >= 2 * SPAN_KEEP) { /* as span_chains */
+                size_t upto = (pos - SPAN_KEEP) & ~(size_t)(sysconf(_SC_PAGESIZE) - 1);
+                madvise((void *)(b + kept), upto - kept, MADV_DONTNEED);
+                kept = upto;
+            }
         }
     }
     *count = n;

@@ -32,10 +32,10 @@ import numpy as np
 
 from tcplab.analyze import _engine, engine
 from tcplab.analyze.frames import ReadReport, Segment
-from tcplab.capture.reader import Record
 from tcplab.capture.source import ProblemSink
 from tcplab.errors import InputError
 from tcplab.scale.captureset import FRAME_BITS, CaptureSet, is_url
+from tcplab.scale.engine import _Slow
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -83,25 +83,6 @@ def decoder(options: EngineOptions) -> Any:
     """An engine for decode-only mode (decode_only() is still to be called):
     what the decoder depends on is the checksum rule."""
     return engine.Engine(options.engine(evict=False)).engine
-
-
-class _Slow(engine._Fallback):
-    """The frames the fast decoder hands back, decoded by ``tcplab.wire``
-    into the rows; fragment problems kept as ``(offset, message)``."""
-
-    def __init__(self, eng: Any, name: str, options: EngineOptions) -> None:
-        super().__init__(eng, name, options.engine(evict=False))
-        self.fragments: list[tuple[int, str]] = []
-
-    def _fragment(self, record: Record, not_tcp: object) -> None:
-        reason = getattr(not_tcp, "reason", "")
-        if "fragment" in reason:
-            self.fragments.append((record.data_offset, f"frame {record.index}: {reason} skipped"))
-
-    def problems(self) -> list[tuple[int, str]]:
-        """Every problem the Python decoder found, in offset order."""
-        found = self.fragments + [(p.offset, p.message) for p in self.records.problems]
-        return sorted(found)
 
 
 @dataclass(slots=True)

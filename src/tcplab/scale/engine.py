@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tcplab.analyze.core import Analysis
+from tcplab.analyze.engine import _Fallback
 from tcplab.analyze.frames import ReadReport
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 
 if TYPE_CHECKING:
     from tcplab.analyze import engine
     from tcplab.analyze.engine import Options, ZeekRecord
+    from tcplab.capture.reader import Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +85,22 @@ def records_of(batches: Iterable[engine.Batch]) -> Records:
 def analysis_of(batches: Iterable[engine.Batch], report: ReadReport | None = None) -> Analysis:
     """The engine's records gathered into an ``Analysis``."""
     return records_of(batches).analysis(report)
+
+
+class _Slow(_Fallback):
+    """The frames the fast decoder hands back, decoded by ``tcplab.wire``
+    into the rows; fragment problems kept as ``(offset, message)``."""
+
+    def __init__(self, eng: Any, name: str, options: EngineOptions) -> None:
+        super().__init__(eng, name, options.engine(evict=False))
+        self.fragments: list[tuple[int, str]] = []
+
+    def _fragment(self, record: Record, not_tcp: object) -> None:
+        reason = getattr(not_tcp, "reason", "")
+        if "fragment" in reason:
+            self.fragments.append((record.data_offset, f"frame {record.index}: {reason} skipped"))
+
+    def problems(self) -> list[tuple[int, str]]:
+        """Every problem the Python decoder found, in offset order."""
+        found = self.fragments + [(p.offset, p.message) for p in self.records.problems]
+        return sorted(found)

@@ -20,8 +20,7 @@ from tcplab.scale.captureset import (
     resolve,
     total_bytes,
 )
-from tcplab.scale.columns import _Slow, analysed, merged_rows
-from tcplab.scale.engine import EngineOptions, analysis_of
+from tcplab.scale.engine import EngineOptions, _Slow, analysis_of
 
 if TYPE_CHECKING:
     from tcplab.analyze.views import View
@@ -53,6 +52,8 @@ def run_set(
         PATHS["concatenated"] += 1
         yield from concatenated(capture, options, run, report, unreadable, progress)
     else:
+        from tcplab.scale.columns import analysed, merged_rows  # (NumPy: only here)
+
         PATHS["merged"] += 1
         yield from analysed(merged_rows(capture, options, report, unreadable, progress), run)
     if len(unreadable) == len(capture.files):

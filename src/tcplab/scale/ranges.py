@@ -58,12 +58,12 @@ from tcplab.scale.columns import (
     ROW,
     Decode,
     Keyed,
-    _Slow,
     decoder,
     keyed,
     rows_of,
     segment_rows,
 )
+from tcplab.scale.engine import _Slow
 from tcplab.wire.decode import NotTcp
 
 if TYPE_CHECKING:
