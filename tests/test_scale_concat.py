@@ -248,3 +248,59 @@ def test_span_walks_many_chains_exactly(tmp_path: Path) -> None:
             assert _engine.span(fd) == (len(got), min(t), max(t))
         finally:
             os.close(fd)
+
+
+def _fragment() -> bytes:
+    """An Ethernet frame holding the first fragment of a TCP datagram whose
+    rest never comes (the Python decoder reports it at the end of its file)."""
+    ip = bytearray(
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            44,
+            7,
+            0x2000,
+            64,
+            6,
+            0,
+            bytes([10, 9, 0, 1]),
+            bytes([10, 9, 0, 2]),
+        )
+    )
+    total = sum(struct.unpack("!10H", bytes(ip)))
+    total = (total & 0xFFFF) + (total >> 16)
+    ip[10:12] = struct.pack("!H", ~total & 0xFFFF)
+    return bytes(6) + bytes([2, 0, 0, 0, 0, 1]) + b"\x08\x00" + bytes(ip) + bytes(24)
+
+
+def test_problem_lines_in_the_merges_order(
+    small_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file's problems as the merge says them: the files without TCP
+    packets first (the merge finishes them before any other), then the
+    others in file order."""
+    first, last = cut(small_synth, tmp_path / "ring", 2, pcapng=False)
+    head = first.read_bytes()[:24]
+    frag = _fragment()
+    a, b = records(first), records(last)
+    rest = struct.pack("<II", len(frag), len(frag)) + frag
+    write_records(first, head, [*a, (a[-1][0], a[-1][1], rest)])
+    write_records(last, head, [*b, (b[-1][0], b[-1][1], rest)])
+    middle = tmp_path / "ring" / (first.stem + "b.pcap")  # between the two by name
+    write_records(middle, head, [(a[-1][0], a[-1][1], rest)])
+    ring = str(tmp_path / "ring")
+    assert local.time_disjoint(resolve([ring], []))
+    outputs = []
+    for merged in (False, True):
+        before = local.PATHS.copy()
+        with monkeypatch.context() as m:
+            if merged:
+                m.setattr(local, "time_disjoint", lambda capture: False)
+            result = CliRunner().invoke(cli, ["analyze", "--conn-log", ring])
+        outputs.append((result.exit_code, result.stdout, result.stderr))
+        assert list(local.PATHS - before) == ["merged" if merged else "concatenated"]
+    assert outputs[0] == outputs[1]
+    lines = outputs[0][2].splitlines()
+    names = [next(n for n in (middle.name, first.name, last.name) if n in line) for line in lines]
+    assert names == [middle.name, first.name, last.name], lines

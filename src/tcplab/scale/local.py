@@ -126,7 +126,9 @@ def concatenated(
         except InputError as exc:
             unreadable.append(str(exc))
             continue
-        assert fd is not None  # time_disjoint opened it
+        if fd is None:  # replaced since time_disjoint walked it
+            unreadable.append(f"{path}: changed while the capture set was read")
+            continue
         handed: int | None = None
         try:
             done = int(before["bytes_read"])
