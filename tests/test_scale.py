@@ -12,6 +12,7 @@ single-process result.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SHARED, run_tcplab
+from conftest import SHARED, SYN, ipv4_tcp, run_tcplab
 from tcplab.analyze.synth import write_capture
 
 pytestmark = [
@@ -228,6 +229,42 @@ def test_not_a_capture_in_the_set(ring: Ring, tmp_path: Path) -> None:
         f"tcplab: {d / 'zz-notes.txt'}: offset 0: not a pcap or pcapng file (magic 0x6e6f7420)"
     ]
     assert conn_log_rows(result.stdout) == conn_log_rows(ok("--conn-log", str(ring.one)))
+
+
+def test_a_fragment_in_a_set_is_reported_as_in_one_file(tmp_path: Path) -> None:
+    """An IP fragment is skipped with one line, worded as the one-file run
+    words it (the file's own frame number), in a capture set read either
+    way (file after file, and merged, which a .gz forces) and on Dask."""
+    from tcplab.analyze.views import ConnLogView
+    from tcplab.capture import PcapWriter
+    from tcplab.scale.engine import EngineOptions
+    from tcplab.scale.local import PATHS, stream_set
+
+    syn = ipv4_tcp("10.9.0.1", "10.9.0.2", 40000, 80, 1, flags=SYN)
+    fragment = bytearray(syn)
+    fragment[6] |= 0x20  # More Fragments (RFC 791 §3.1): not reassembled
+    frag, later = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    for path, frames, at in ((frag, [bytes(fragment), syn], 0), (later, [syn], 10**9)):
+        with path.open("wb") as fh:
+            writer = PcapWriter(fh, linktype=101, nanosecond=False)
+            for i, data in enumerate(frames):
+                writer.write(1_700_000_000_000_000_000 + at + i * 500_000, data)
+    one = run_tcplab("analyze", "--conn-log", str(frag))
+    [line] = one.stderr.splitlines()
+    assert line == f"tcplab: {frag}: offset 40: frame 1: IPv4 fragment (offset 0) skipped"
+    zipped = tmp_path / "b.pcap.gz"
+    zipped.write_bytes(gzip.compress(later.read_bytes()))
+    for second in (later, zipped):
+        before = PATHS.copy()
+        stream = io.StringIO()
+        report = stream_set([str(frag), str(second)], EngineOptions(), ConnLogView(stream))
+        assert report.problems == [line.removeprefix("tcplab: ")]
+        took = PATHS - before
+        assert took == Counter({"concatenated" if second is later else "merged": 1})
+    dask = run_tcplab(
+        "analyze", "--dask", "local:1", "--conn-log", str(frag), str(later), timeout=300
+    )
+    assert dask.stderr.splitlines()[1:] == [line]
 
 
 # -- Parquet ------------------------------------------------------------------------------

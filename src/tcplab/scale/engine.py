@@ -96,6 +96,9 @@ class _Slow(_Fallback):
         self.fragments: list[tuple[int, str]] = []
 
     def _fragment(self, record: Record, not_tcp: object) -> None:
+        # Reported as the one-file run reports it (a capture set's lines), and
+        # kept by offset for a byte range's own problems (``problems``).
+        super()._fragment(record, not_tcp)
         reason = getattr(not_tcp, "reason", "")
         if "fragment" in reason:
             self.fragments.append((record.data_offset, f"frame {record.index}: {reason} skipped"))
