@@ -8,7 +8,8 @@ as a *sorted run* to a file, in blocks; ``drain`` merges the runs block by
 block (``merge_runs``).  The single-process conn.log orders the engine's
 rows this way (``views.ConnLogView``), and a distributed run spills each
 partition's conn.log rows and JSON lines to runs in its scratch directory
-(``path``), which the client merges from there (``file_runs``).
+(``path``), which the client merges from there (``refs``: a ``Runs``
+drains the runs it is given as well as its own).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Runs:
         self.keys: list[NDArray[Any]] = []
         self.size = 0
         self.runs: list[tuple[IO[bytes], int]] = []  # (temporary file, blocks)
-        self.refs: list[RunRef] = []  # with ``path``
+        self.refs: list[RunRef] = []  # runs in named files: spilled with ``path``, or given
 
     def add(self, text: bytes, keys: NDArray[Any]) -> None:
         if not len(keys):
@@ -110,15 +111,17 @@ class Runs:
             self.refs.append(RunRef(self.path, offset, blocks))
 
     def drain(self) -> Iterator[bytes]:
-        """Every row added, in order (a chunk of bytes at a time)."""
+        """Every row added and every run spilled or given (``refs``), in
+        order (a chunk of bytes at a time)."""
         text, keys = self._held()
-        if not self.runs:
+        runs = [_Run(_blocks(f, n, self.dtype), n) for f, n in self.runs]
+        runs += [_Run(_blocks(_opened(r), r.blocks, self.dtype), r.blocks) for r in self.refs]
+        self.runs, self.refs = [], []
+        if not runs:
             if text:
                 yield text
             return
-        runs = [_Run(_blocks(f, n, self.dtype), n) for f, n in self.runs]
         runs.append(_Run(iter([(keys, text)]), 1))
-        self.runs = []
         yield from merge_runs(runs, self.order)
 
 
@@ -134,18 +137,10 @@ def _blocks(
             yield keys, f.read(int(size))
 
 
-def file_runs(
-    refs: Sequence[RunRef], dtype: np.dtype[Any], order: Sequence[str]
-) -> Iterator[bytes]:
-    """Runs spilled to named files (by other processes), merged."""
-
-    def opened(ref: RunRef) -> IO[bytes]:
-        f = open(ref.path, "rb")  # noqa: SIM115 - closed by _blocks
-        f.seek(ref.offset, os.SEEK_SET)
-        return f
-
-    runs = [_Run(_blocks(opened(ref), ref.blocks, dtype), ref.blocks) for ref in refs]
-    yield from merge_runs(runs, tuple(order))
+def _opened(ref: RunRef) -> IO[bytes]:
+    f = open(ref.path, "rb")  # noqa: SIM115 - closed by _blocks
+    f.seek(ref.offset, os.SEEK_SET)
+    return f
 
 
 def ordered(

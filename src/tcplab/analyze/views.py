@@ -315,7 +315,7 @@ class ConnLogView:
             text, raw = payload
             if not text:
                 return
-            self._span(*row_span(raw))
+            self.span(*row_span(raw))
             self.small.append((text, raw))
             self.small_size += len(text) + len(raw)
             if self.rows is not None or self.small_size > self.SMALL:
@@ -325,9 +325,10 @@ class ConnLogView:
         if not rows:
             return
         self.spool.add(rows)
-        self._span(first, last)
+        self.span(first, last)
 
-    def _span(self, first: float, last: float) -> None:
+    def span(self, first: float, last: float) -> None:
+        """Widen #open/#close to rows from ``first`` to ``last``."""
         self.first = first if self.first is None else min(self.first, first)
         self.last = max(self.last, last)
 

@@ -15,16 +15,21 @@ Theory of operation (docs/scale.md), in three stages of Dask tasks:
 2. **analyse** (one task per partition): the partition's pieces of every
    range, read back a buffer at a time, given global frame numbers and
    order keys (``tcplab.scale.captureset``), merged by key, run through
-   the engine (``tcplab.scale.engine``); finished records go to a spool
-   file as they leave the engine.  A connection never straddles two
-   partitions, because the partition is its hash; and because the order
-   of a subset of flows is the subset sorted by the same key, each
-   partition sees its flows exactly as the single-process run does.
-3. **write** (one task per partition): the records read back from the
-   spool; connection numbers, given by the planner from every
-   partition's first-packet keys, so they are the single-process
-   numbers; Parquet parts; conn.log rows and JSON lines, which the client
-   merges in start order (conn.log) and connection order (JSON).
+   the engine (``tcplab.scale.engine``).  What leaves the engine goes to
+   files as it leaves: conn.log rows as sorted runs, each new
+   connection's first-packet key, and (for JSON and Parquet) the records.
+   A connection never straddles two partitions, because the partition is
+   its hash; and because the order of a subset of flows is the subset
+   sorted by the same key, each partition sees its flows exactly as the
+   single-process run does.
+3. **write** (one task per partition, for JSON and Parquet only): the
+   records read back a batch at a time, given connection numbers ranked by
+   the client from every partition's first-packet keys (so the
+   single-process numbers); Parquet row groups and sorted runs of JSON
+   lines.
+
+The client merges the sorted runs: conn.log in start order, JSON in
+connection order.
 
 The scratch directory is removed when the run ends, however it ends.
 A ``LocalCluster`` listens on 127.0.0.1 only and is closed afterwards.
@@ -43,15 +48,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
 from tcplab.analyze.frames import ReadReport
-from tcplab.analyze.rowruns import RunRef, Runs, file_runs
+from tcplab.analyze.rowruns import RunRef, Runs
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.errors import InputError
-from tcplab.scale.captureset import FRAME_BITS, resolve
+from tcplab.scale.captureset import FRAME_BITS, CaptureSet, resolve
 from tcplab.scale.columns import Fed, Framed, analysed, merge
 from tcplab.scale.engine import EngineOptions
 from tcplab.scale.ranges import (
@@ -100,6 +105,10 @@ class Result:
     worker_peak_rss: int = 0  # the largest worker's peak RSS (VmHWM) after its last task
     worker_cpu: dict[int, float] = field(default_factory=dict)  # worker pid -> task CPU seconds
 
+    def charge(self, worker: int, seconds: float) -> None:
+        """A task's CPU seconds, to the worker that ran it."""
+        self.worker_cpu[worker] = self.worker_cpu.get(worker, 0.0) + seconds
+
 
 # JSON lines are merged by connection number (conn.log rows as the
 # single-process capture set orders them: views.LOG_ORDER).
@@ -118,8 +127,7 @@ class Partition:
     keys: str  # its connections' (first frame, key time) pairs, int64, in number order
     connections: int
     log_runs: list[RunRef]  # conn.log rows, sorted runs (views.LOG_ORDER)
-    log_first: float | None  # the smallest start of its Zeek connections
-    log_last: float  # their largest last time
+    log_span: tuple[float, float] | None  # their smallest start and largest last time
     packets: int
     seconds: float  # CPU seconds
     peak_rss: int  # bytes, of the worker process so far
@@ -145,7 +153,7 @@ def analyse_partition(
     Connections leave the engine as they end, so its state is the
     partition's open connections, and everything they leave goes to files
     named ``prefix.*`` as they leave: conn.log rows (formatted by the
-    engine) as sorted runs of at most ``rowruns.LIMIT`` bytes, the
+    engine) as sorted runs of at most ``RUN_BYTES``, the
     records stage 3 needs (``want_records``: JSON, Parquet), and each new
     connection's first-packet key (the client numbers connections by them)."""
     started = time.process_time()
@@ -169,16 +177,13 @@ def analyse_partition(
             yield rows, frames, keys
 
     from tcplab.analyze.engine import zeek_row_key, zeek_row_keys_of
-    from tcplab.analyze.views import LOG_ORDER
+    from tcplab.analyze.views import LOG_ORDER, row_span
 
     log = Runs(zeek_row_key(), LOG_ORDER, RUN_BYTES, prefix + ".log")
-    log_first: float | None = None
-    log_last = 0.0
+    span: tuple[float, float] | None = None
     connections = 0
     spool = prefix + ".records" if want_records else None
-    engine_options = replace(
-        options.engine(), conn_log_rows=True, connection_records=want_records
-    )
+    engine_options = replace(options.engine(), conn_log_rows=True, connection_records=want_records)
     # (fails once the run has removed its scratch directory)
     with open(prefix + ".keys", "wb") as keys_out, open(spool or os.devnull, "wb") as out:
         for batch in analysed(ordered(), engine_options, with_keys=True):
@@ -186,11 +191,9 @@ def analyse_partition(
             keys_out.write(batch.order_keys)
             connections += len(batch.order_keys) // 16
             if want_log and batch.zeek_rows and batch.zeek_row_keys is not None:
-                keys = zeek_row_keys_of(batch.zeek_row_keys)
-                log.add(batch.zeek_rows, keys)
-                first = float(keys["start"].min())
-                log_first = first if log_first is None else min(log_first, first)
-                log_last = max(log_last, float(keys["last"].max()))
+                log.add(batch.zeek_rows, zeek_row_keys_of(batch.zeek_row_keys))
+                first, last = row_span(batch.zeek_row_keys)
+                span = (first, last) if span is None else (min(span[0], first), max(span[1], last))
             if spool is not None and (batch.connections or batch.packets):
                 pickle.dump((batch.connections, batch.packets), out, pickle.HIGHEST_PROTOCOL)
     log.spill()
@@ -199,8 +202,7 @@ def analyse_partition(
         prefix + ".keys",
         connections,
         log.refs,
-        log_first,
-        log_last,
+        span,
         packets,
         time.process_time() - started,
         peak_rss(),
@@ -363,17 +365,19 @@ def run(
     range_bytes: int = RANGE_BYTES,
     progress: Callable[[int, int], None] | None = None,
     scratch: str | None = None,
-    out: BinaryIO | None = None,
+    out: IO[str] | None = None,
 ) -> Result:
     """Analyse ``inputs`` as one capture on ``client``'s cluster.
 
-    The shuffle goes through a new directory in ``scratch`` (the system's
-    temporary directory by default), which every worker must reach at the
-    same path; it is removed when the run ends, however it ends.  conn.log
-    or the JSON lines are written to ``out`` as they are merged, or kept in
-    the result without it."""
+    The shuffle goes through a new directory in ``scratch`` (by default
+    ``default_scratch``'s), which every worker must reach at the same path;
+    it is removed when the run ends, however it ends.  conn.log or the JSON
+    lines are written to ``out`` as they are merged, or kept in the result
+    without it."""
+    problems: list[str] = []
+    capture = resolve(inputs, problems)
     try:
-        base = scratch if scratch is not None else default_scratch(inputs)
+        base = scratch if scratch is not None else default_scratch(capture)
         work = tempfile.mkdtemp(prefix="tcplab-scratch-", dir=base)
     except OSError as exc:
         raise InputError(f"--scratch {scratch}: {exc.strerror or exc}") from None
@@ -387,7 +391,8 @@ def run(
     try:
         return _run(
             client,
-            inputs,
+            capture,
+            problems,
             options,
             parquet,
             packets,
@@ -418,7 +423,7 @@ def run(
 SHUFFLE_SHARE = 0.4  # scratch bytes per byte of capture, with room to spare (0.27 measured)
 
 
-def default_scratch(inputs: Sequence[str]) -> str | None:
+def default_scratch(capture: CaptureSet) -> str | None:
     """Where the scratch directory goes without ``--scratch``: ``/dev/shm``
     when it is a memory file system with room for the shuffle, else the
     system's temporary directory (None; ``$TMPDIR`` when set).  The shuffle
@@ -428,13 +433,9 @@ def default_scratch(inputs: Sequence[str]) -> str | None:
     if os.environ.get("TMPDIR") or not _is_tmpfs("/dev/shm"):
         return None
     size = 0
-    for name in inputs:
-        path = name.removeprefix("file://")
+    for name in capture.files:
         with contextlib.suppress(OSError):
-            if os.path.isdir(path):
-                size += sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
-            else:
-                size += os.stat(path).st_size
+            size += os.stat(name.removeprefix("file://")).st_size
     try:
         fs = os.statvfs("/dev/shm")
     except OSError:
@@ -452,7 +453,8 @@ def _is_tmpfs(path: str) -> bool:
 
 def _run(
     client: Any,
-    inputs: Sequence[str],
+    capture: CaptureSet,
+    problems: list[str],
     options: EngineOptions,
     parquet: str | None,
     packets: bool,
@@ -463,14 +465,12 @@ def _run(
     progress: Callable[[int, int], None] | None,
     work: str,
     submit: Callable[..., Any],
-    out: BinaryIO | None,
+    out: IO[str] | None,
 ) -> Result:
     import distributed
 
     as_completed: Any = distributed.as_completed
 
-    problems: list[str] = []
-    capture = resolve(inputs, problems)
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     # Layouts: read on the workers too (the files must be where the workers are).
     lay_futures = [submit(_layout, f, i) for i, f in enumerate(capture.files)]
@@ -565,9 +565,9 @@ def _run(
     result.packets = sum(p.packets for p in partitions_out)
     result.partition_seconds = [p.seconds for p in partitions_out]
     for meta in accepted:
-        result.worker_cpu[meta.worker] = result.worker_cpu.get(meta.worker, 0.0) + meta.seconds
+        result.charge(meta.worker, meta.seconds)
     for part in partitions_out:
-        result.worker_cpu[part.worker] = result.worker_cpu.get(part.worker, 0.0) + part.seconds
+        result.charge(part.worker, part.seconds)
     result.worker_peak_rss = max(p.peak_rss for p in partitions_out)
 
     # Stage 3, for JSON and Parquet: connection numbers are the ranks of the
@@ -589,27 +589,35 @@ def _run(
         )
         for w in written:
             result.write_seconds += w.seconds
-            result.worker_cpu[w.worker] = result.worker_cpu.get(w.worker, 0.0) + w.seconds
+            result.charge(w.worker, w.seconds)
             result.worker_peak_rss = max(result.worker_peak_rss, w.peak_rss)
     # The CLI asks for one of them, written to ``out``; without ``out`` both
     # may be asked for, kept as text.
     if want_json:
-        runs = [r for w in written for r in w.json_runs]
-        lines = file_runs(runs, JSON_KEY, JSON_ORDER)
-        result.json = _text(out, lambda sink: sink.writelines(lines))
+        lines = Runs(JSON_KEY, JSON_ORDER)
+        lines.refs += [r for w in written for r in w.json_runs]
+        result.json = _text(out, lambda sink: _write_lines(lines, sink))
     if want_log and not (want_json and out is not None):
         result.conn_log = _text(out, lambda sink: _write_log(partitions_out, sink))
     return result
 
 
-def _text(out: BinaryIO | None, write: Callable[[BinaryIO], None]) -> str:
+def _text(out: IO[str] | None, write: Callable[[IO[str]], None]) -> str:
     """What ``write`` writes: to ``out``, or returned as text without it."""
     if out is not None:
         write(out)
         return ""
-    sink = io.BytesIO()
+    sink = io.StringIO()
     write(sink)
-    return sink.getvalue().decode()
+    return sink.getvalue()
+
+
+def _write_lines(lines: Runs, out: IO[str]) -> None:
+    from tcplab.analyze.views import write_bytes
+
+    for chunk in lines.drain():
+        write_bytes(out, chunk)
+    out.flush()
 
 
 def _number(partitions: list[Partition]) -> list[str]:
@@ -629,21 +637,18 @@ def _number(partitions: list[Partition]) -> list[str]:
     return paths
 
 
-def _write_log(partitions: list[Partition], sink: BinaryIO) -> None:
-    """conn.log: its header, every partition's rows merged by start (and
-    first packet), its footer; #open at the first start, #close at the last
-    packet's time, as the single-process view writes them."""
-    from tcplab.analyze.engine import zeek_row_key
-    from tcplab.analyze.output import conn_log_footer, conn_log_header
-    from tcplab.analyze.views import LOG_ORDER
+def _write_log(partitions: list[Partition], out: IO[str]) -> None:
+    """conn.log as the one-process view writes it (header, rows in start
+    order, footer), from every partition's sorted runs and span."""
+    from tcplab.analyze.views import ConnLogView, row_spool
 
-    firsts = [p.log_first for p in partitions if p.log_first is not None]
-    first = min(firsts, default=0.0)
-    last = max((p.log_last for p in partitions), default=0.0)
-    sink.write(conn_log_header(first).encode())
-    runs = [r for p in partitions for r in p.log_runs]
-    sink.writelines(file_runs(runs, zeek_row_key(), LOG_ORDER))
-    sink.write(conn_log_footer(last).encode())
+    rows = row_spool()
+    view = ConnLogView(out, rows=rows)
+    for part in partitions:
+        rows.refs += part.log_runs
+        if part.log_span is not None:
+            view.span(*part.log_span)
+    view.finish(ReadReport())
 
 
 def _layout(path: str, file_id: int) -> FileLayout | str:
@@ -756,7 +761,7 @@ def run_cli(
                     want_json=as_json,
                     progress=bar.update if bar is not None else None,
                     scratch=scratch,
-                    out=sys.stdout.buffer if conn_log or as_json else None,
+                    out=sys.stdout if conn_log or as_json else None,
                 )
             finally:
                 if bar is not None:

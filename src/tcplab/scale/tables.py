@@ -209,10 +209,15 @@ def prepare_dataset(root: str | os.PathLike[str], packets: bool) -> None:
             old.unlink()
 
 
+def part_path(root: str | os.PathLike[str], name: str, part: int) -> Path:
+    """Where part ``part`` of table ``name`` goes (``prepare_dataset`` clears them)."""
+    return Path(root) / name / f"part-{part:05d}.parquet"
+
+
 def write_part(root: str | os.PathLike[str], name: str, part: int, table: pa.Table) -> str:
     import pyarrow.parquet as pq
 
-    path = Path(root) / name / f"part-{part:05d}.parquet"
+    path = part_path(root, name, part)
     pq.write_table(table, path, row_group_size=256 * 1024)
     return str(path)
 
@@ -228,7 +233,7 @@ class PartWriter:
     def __init__(
         self, root: str | os.PathLike[str], name: str, part: int, schema: pa.Schema
     ) -> None:
-        self.path = Path(root) / name / f"part-{part:05d}.parquet"
+        self.path = part_path(root, name, part)
         self.schema = schema
         self.pending: list[pa.Table] = []
         self.rows = 0
