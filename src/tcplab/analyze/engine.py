@@ -29,7 +29,7 @@ import _socket  # inet_ntop/pton without socket.py's enums (start-up)
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -699,25 +699,7 @@ def run(
     fd = _plain_file(source)
     if fd is not None:
         try:
-            before = 0
-            while handed is None:
-                try:
-                    result = engine.feed_fd(fd)
-                    while result is not None and result[0] not in ("eof", "takeover"):
-                        slow.frame(_record(result), True)
-                        result = engine.feed(b"")
-                except OSError as exc:  # the file shrank under the mapped reader (or EIO)
-                    extra.append(f"{name}: {exc.strerror or exc}")
-                    result = ("eof",)
-                if result is not None and result[0] == "takeover":
-                    handed = int(result[1])
-                if progress is not None:
-                    done = int(engine.stats()["bytes_read"])
-                    progress(done - before)
-                    before = done
-                yield take_batch(engine, sharded=sharded)
-                if result is not None and result[0] == "eof":
-                    break
+            handed = yield from read_mapped(engine, fd, slow, extra, progress, sharded)
         finally:
             os.close(fd)
     else:
@@ -767,6 +749,38 @@ def run(
     report.not_tcp = int(stats["not_tcp"])
     report.undecodable = slow.undecodable
     yield report
+
+
+def read_mapped(
+    engine: _engine.Engine,
+    fd: int,
+    slow: _Fallback,
+    extra: list[str],
+    progress: Callable[[int], None] | None = None,
+    sharded: bool = False,
+) -> Generator[Batch, None, int | None]:
+    """A plain file read by the engine's own (mapped) reader, the frames it
+    hands back decoded by ``slow``: ``Batch``es as connections end.  Returns
+    the offset where it handed the file over to ``tcplab.capture`` (None: it
+    read to the end).  A file that shrinks under the mapping (or an EIO) ends
+    the read with one line in ``extra``."""
+    before = int(engine.stats()["bytes_read"])
+    while True:
+        try:
+            result = engine.feed_fd(fd)
+            while result is not None and result[0] not in ("eof", "takeover"):
+                slow.frame(_record(result), True)
+                result = engine.feed(b"")
+        except OSError as exc:
+            extra.append(f"{slow.name}: {exc.strerror or exc}")
+            result = ("eof",)
+        if progress is not None:
+            done = int(engine.stats()["bytes_read"])
+            progress(done - before)
+            before = done
+        yield take_batch(engine, sharded=sharded)
+        if result is not None:
+            return int(result[1]) if result[0] == "takeover" else None
 
 
 def _take_over(

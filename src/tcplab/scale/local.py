@@ -129,23 +129,9 @@ def concatenated(
         if fd is None:  # replaced since time_disjoint walked it
             unreadable.append(f"{path}: changed while the capture set was read")
             continue
-        handed: int | None = None
+        extra: list[str] = []
         try:
-            done = int(before["bytes_read"])
-            while True:
-                result = run.feed_fd(fd)
-                while result is not None and result[0] not in ("eof", "takeover"):
-                    slow.frame(engine._record(result), True)
-                    result = run.feed(b"")
-                if progress is not None:
-                    now = int(run.stats()["bytes_read"])
-                    progress(now - done)
-                    done = now
-                yield engine.take_batch(run)
-                if result is not None:
-                    if result[0] == "takeover":
-                        handed = int(result[1])
-                    break
+            handed = yield from engine.read_mapped(run, fd, slow, extra, progress)
         finally:
             os.close(fd)
         try:
@@ -162,7 +148,7 @@ def concatenated(
         # The merge reads every file's first rows before it finishes any, so a
         # file without TCP packets says its problems first, the others in
         # file order after them (as they run out, time-disjoint: in order).
-        lines = slow.finish([]).problems
+        lines = slow.finish(extra).problems
         if after["tcp"] == before["tcp"]:
             for line in lines:
                 report.problem(line)
