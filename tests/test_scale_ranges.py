@@ -1,9 +1,9 @@
 """Stage 1 of the distributed run in C (tcplab.scale.ranges) against its
 Python reference: the resynchronisation scan (``_engine.resync_scan`` vs
 ``_pcap_valid`` / ``_pcapng_valid``) at every offset, and the pieces the
-engine writes from its partition buffers (``Engine.write_pieces``) vs the
-rows the Python reader decodes, split by ``_engine.split_rows``: the same
-bytes, on every trace of the suite as classic pcap (micro- and nanosecond,
+engine packs in its partition buffers (``Engine.write_pieces``) vs the
+rows the Python reader decodes, split and packed by ``_engine.pack_split``:
+the same bytes, on every trace of the suite as classic pcap (micro- and nanosecond,
 both byte orders) and pcapng, with ranges cut at many offsets."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import SHARED
+from tcplab.analyze import _engine
 from tcplab.analyze.synth import write_capture
 from tcplab.scale import ranges
 from tcplab.scale.columns import ROW
@@ -147,23 +148,42 @@ def test_resync_with_a_first_look_equals_the_reference(
 
 def _pieces(refs: list[ranges.PieceRef]) -> list[bytes]:
     out = []
-    for path, offset, n in refs:
+    for path, offset, _n, size in refs:
         with open(path, "rb") as f:
             f.seek(offset)
-            out.append(f.read(n * (ROW.itemsize + 8)))
+            out.append(f.read(size))
     return out
+
+
+def _read_back(refs: list[ranges.PieceRef]) -> tuple[Any, Any]:
+    """Every piece's rows and times, unpacked, the pieces one after the other."""
+    import numpy as np
+
+    reader = ranges.PieceReader()
+    rows, times = [], []
+    for ref in refs:
+        for r, t, frames in reader.chunks(ref, 1000):
+            assert (frames == r["index"] + 1000).all()
+            rows.append(r.copy())
+            times.append(t.copy())
+    if not rows:
+        return np.zeros(0, ROW), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(times)
 
 
 def test_pieces_from_the_partition_buffers_equal_the_python_split(
     traces: list[Path], tmp_path: Path
 ) -> None:
     """Each range of each trace, cut at many offsets: the pieces the C
-    reader writes from its partition buffers are, byte for byte, the rows
-    the Python reader decodes split by flow hash, and the metadata are the
-    ones of the range read into one array (``decode_range``); read back a
-    few rows at a time (``piece_chunks``), the pieces are those bytes."""
+    reader packs in its partition buffers are, byte for byte, the rows the
+    Python reader decodes split by flow hash and packed, and the metadata
+    are the ones of the range read into one array (``decode_range``).
+    Unpacked (``PieceReader``), the pieces are those rows and times, each
+    partition's in frame order."""
+    import numpy as np
+
     options = EngineOptions()
-    compared = rows = 0
+    compared = rows = packed = 0
     for lay in _layouts(traces):
         cuts = {lay.size + 1, 997, 4099, max(lay.size // 3, 64), max(lay.size // 7, 64)}
         for cut in sorted(cuts):
@@ -173,26 +193,34 @@ def test_pieces_from_the_partition_buffers_equal_the_python_split(
                 want_meta, _ = ranges.decode_range(spec_lay, spec, options)
                 ref_path = tmp_path / "reference"
                 with open(ref_path, "wb") as f:
-                    counts = ranges._write_split(f.fileno(), chunks, PARTITIONS)
+                    counts, sizes = ranges._write_split(f.fileno(), chunks, PARTITIONS)
                 assert meta.packets == counts, (lay.path, spec)
+                assert [ref[3] for ref in refs] == sizes and meta.shuffle_bytes == sum(sizes)
                 at, want = 0, []
                 data = ref_path.read_bytes()
-                for n in counts:
-                    want.append(data[at : at + n * (ROW.itemsize + 8)])
-                    at += n * (ROW.itemsize + 8)
+                for size in sizes:
+                    want.append(data[at : at + size])
+                    at += size
                 assert _pieces(refs) == want, (lay.path, spec)
-                for ref, piece in zip(refs, want, strict=True):  # read back, in chunks of 7 rows
-                    got = [(r.tobytes(), t.tobytes()) for r, t in ranges.piece_chunks(ref, 7)]
-                    back = b"".join(r for r, _ in got) + b"".join(t for _, t in got)
-                    assert back == piece, (lay.path, spec)
+                back, times = _read_back(refs)
+                decoded = [r for r, _ in chunks]
+                expect = np.concatenate(decoded) if decoded else np.zeros(0, ROW)
+                expect_times = np.concatenate([t for _, t in chunks]) if decoded else times
+                order = np.argsort(back["index"], kind="stable")
+                assert back[order].tobytes() == expect.tobytes(), (lay.path, spec)
+                assert times[order].tobytes() == expect_times.tobytes(), (lay.path, spec)
+                for part in np.split(back["index"], np.cumsum(counts)[:-1]):
+                    assert np.all(np.diff(part) > 0), (lay.path, spec)
                 skip = ("packets", "seconds", "worker", "shuffle_bytes")
                 for name in (n for n in ranges.RangeMeta.__slots__ if n not in skip):
                     assert getattr(meta, name) == getattr(want_meta, name), (lay.path, spec, name)
                 compared += 1
                 rows += sum(counts)
+                packed += sum(sizes)
                 for f in tmp_path.iterdir():
                     f.unlink()
     assert compared > 300 and rows > 20_000
+    assert packed < rows * (ROW.itemsize + 8) / 2  # what the packing is for
 
 
 def _plan(lay: ranges.FileLayout, cut: int) -> list[tuple[ranges.FileLayout, ranges.RangeSpec]]:
@@ -236,18 +264,18 @@ def test_a_field_the_row_cannot_hold_is_refused() -> None:
 def test_a_scratch_file_cut_short_is_an_error_not_a_crash(
     traces: list[Path], tmp_path: Path
 ) -> None:
-    """Pieces are read back mapped: a scratch file shorter than its pieces
-    (a full disk, another process) is one OSError, not a SIGBUS."""
+    """A scratch file shorter than its pieces (a full disk, another
+    process) is one OSError when its pieces are read back."""
     lay = ranges.layout(str(traces[-1]), 0)  # a synthetic capture: every partition has rows
     spec = ranges.RangeSpec(0, 0, lay.data_start, ranges.WHOLE_FILE, exact=True)
     _meta, refs = ranges.read_range(lay, spec, PARTITIONS, EngineOptions(), str(tmp_path))
-    path, offset, n = refs[-1]
+    path, offset, n, size = refs[-1]
     assert n > 0
     with open(path, "r+b") as f:
-        f.truncate(offset + n * ROW.itemsize)  # its rows, not their times
-    assert sum(len(r) for r, _ in ranges.piece_chunks(refs[0], 1000)) == refs[0][2]
+        f.truncate(offset + size // 2)
+    assert sum(len(r) for r, _, _ in ranges.PieceReader().chunks(refs[0])) == refs[0][2]
     with pytest.raises(OSError, match="ended early"):
-        list(ranges.piece_chunks(refs[-1], 1000))
+        list(ranges.PieceReader().chunks(refs[-1]))
 
 
 def test_a_file_that_shrinks_while_its_range_is_read(
@@ -279,3 +307,103 @@ def test_a_file_that_shrinks_while_its_range_is_read(
     meta, _refs = ranges.read_range(lay, spec, PARTITIONS, EngineOptions(), str(tmp_path))
     assert sum(meta.packets) > 1000 and meta.lost
     assert any("truncated" in message for _offset, message in meta.problems), meta.problems
+
+
+def _row(**fields: Any) -> Any:
+    """One Row as the decoders make it: an IPv4 segment with timestamps,
+    changed by ``fields``."""
+    import numpy as np
+
+    row = np.zeros(1, ROW)
+    base = dict(index=1, t=1_700_000_000 * 10**9, ver=4, sport=40000, dport=443, seq=7, ack=9,
+                flags=0x10, window=512, length=100, wire_length=166, captured=166, ip_len=152,
+                ts_val=5, ts_ecr=6, has_ts=1, mss=-1, wscale=-1, sack_perm=-1, checksum_ok=1,
+                ip_checksum_ok=1, has_options=1)  # fmt: skip
+    for name, value in {**base, **fields}.items():
+        row[name] = value
+    row["src"][0][:4] = (10, 0, 0, 1)
+    row["dst"][0][:4] = (10, 0, 0, 2)
+    return row
+
+
+def test_packed_rows_come_back_byte_for_byte_whatever_their_fields() -> None:
+    """Every flag of the packing (_engine.c, "packed rows"), alone and
+    beside the others, across blocks of 7 rows: unpacked, the rows and
+    their order-key times are the bytes packed."""
+    import numpy as np
+
+    v6 = _row(ver=6, has_ts=-1, ts_val=0, ts_ecr=0)
+    v6["src"][0] = list(range(1, 17))
+    v6["dst"][0] = [0] * 10 + [0xFF, 0xFF, 192, 0, 2, 1]
+    mapped = _row()
+    mapped["src"][0][4:] = 1  # IPv4 with bytes past its 4: carried as they are
+    sack = _row(nsack=4)
+    sack["sack"][0] = [1, 2, 3, 4, 5, 6, 7, 2**32 - 1]
+    rows = [
+        _row(),
+        _row(index=2, t=1_700_000_000 * 10**9 + 1),
+        _row(index=3, t=1_700_000_000 * 10**9 - 10 * 10**9),  # the clock steps back 10 s
+        _row(index=2**40),  # a frame number far on
+        _row(index=5),  # and back
+        v6,
+        mapped,
+        sack,
+        _row(mss=1460, wscale=7, sack_perm=1, flags=0x02, length=0),
+        _row(mss=-1, wscale=14, sack_perm=-1),
+        _row(length=70_000, wire_length=70_066, captured=70_066, ip_len=70_052),
+        _row(captured=96),  # cut by the snap length
+        _row(checksum_ok=-1, ip_checksum_ok=0, has_ts=0, ts_val=0, ts_ecr=0, has_options=0),
+        _row(checksum_ok=0, ip_checksum_ok=-1, dropped=1),
+        _row(t=-(2**63), index=-1),
+        _row(t=2**63 - 1, index=2**63 - 1, seq=2**32 - 1, ack=2**32 - 1, window=65535, flags=0xFFF),
+    ]
+    rows = np.concatenate(rows * 3)
+    keys = rows["t"].copy()
+    keys[1::4] += 10**9  # a key later than the row's time
+    keys[-1] = 2**63 - 1
+    keys[-2] = 2**63 - 1  # the largest time so far, past the smallest
+    ((n, packed),) = _engine.pack_split(rows, keys, 1, 7)
+    assert n == len(rows) and len(packed) < len(rows) * (ROW.itemsize + 8) / 2
+    back_rows, back_keys, at = [], [], 0
+    out_rows, out_keys, frames = np.zeros(7, ROW), np.zeros(7, np.int64), np.zeros(7, np.int64)
+    while at < len(packed):
+        count, nbytes = struct.unpack_from("=II", packed, at)
+        block = packed[at + 8 : at + 8 + nbytes]
+        got = _engine.unpack_block(block, out_rows, out_keys, frames, 0, -(2**63))
+        assert got == count <= 7
+        assert frames[:got].tobytes() == out_rows["index"][:got].tobytes()
+        back_rows.append(out_rows[:got].copy())
+        back_keys.append(out_keys[:got].copy())
+        at += 8 + nbytes
+    assert np.concatenate(back_rows).tobytes() == rows.tobytes()
+    assert np.concatenate(back_keys).tobytes() == keys.tobytes()
+    # a frame base and a least time, as stage 2 gives them (frames wrap as int64 do)
+    count, nbytes = struct.unpack_from("=II", packed, 0)
+    least = int(keys[2]) + 1
+    assert _engine.unpack_block(packed[8 : 8 + nbytes], out_rows, out_keys, frames, 5, least) == 7
+    assert (frames == rows["index"][:7] + 5).all()
+    assert (out_keys == np.maximum(keys[:7], least)).all()
+
+
+def test_damaged_packed_rows_and_rows_no_decoder_makes_are_errors() -> None:
+    """Packing takes rows as to_row makes them; unpacking takes whole rows."""
+    import numpy as np
+
+    good = np.concatenate([_row(), _row(index=2)])
+    ((_, packed),) = _engine.pack_split(good, good["t"].copy(), 1)
+    out = np.zeros(8, ROW), np.zeros(8, np.int64), np.zeros(8, np.int64)
+    assert _engine.unpack_block(packed[8:], *out, 0, 0) == 2
+    whole = []  # cuts that leave whole rows: the first row's end (the reader checks the count)
+    for cut in range(9, len(packed)):
+        try:
+            whole.append((cut, _engine.unpack_block(packed[8:cut], *out, 0, 0)))
+        except _engine.EngineError as exc:
+            assert "cut or damaged" in str(exc)
+    assert len(whole) == 1 and whole[0][1] == 1
+    with pytest.raises(_engine.EngineError, match="more rows"):
+        _engine.unpack_block(packed[8:], out[0][:1], out[1], out[2], 0, 0)
+    junk = _row(nsack=1)
+    junk["sack"][0][5] = 1  # a word past its one block
+    for bad in (_row(ver=5), _row(nsack=5), _row(checksum_ok=2), junk):
+        with pytest.raises(_engine.EngineError, match="not a decoded packet"):
+            _engine.pack_split(bad, bad["t"].copy(), 1)

@@ -30,6 +30,11 @@ for _sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
 import os  # noqa: E402 - after the handlers, on purpose
 import sys  # noqa: E402
 
+# tcplab does no linear algebra, but NumPy's OpenBLAS starts a thread per
+# core when it is imported, and they spin: 0.05 to 0.1 s of CPU time in every
+# command that loads NumPy (Dask's workers set the same for the same reason).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from tcplab import signals  # noqa: E402
 from tcplab.plain_sockets import plain_sockets_flags  # noqa: E402
 

@@ -125,15 +125,19 @@ _Static_assert(sizeof(Row) == 136 && offsetof(Row, sack) == 104, "Row has no imp
 
 #define FITS(v, lo, hi) ((i64)(v) >= (i64)(lo) && (i64)(v) <= (i64)(hi))
 
-/* Pkt -> Row; 0 when a field does not fit (no decoder gives such a packet). */
+/* Every field of the packet fits its Row field (no decoder gives one that does not). */
+static int fits_row(const Pkt *p) {
+    return FITS(p->length, 0, 0xFFFFFFFFu) && FITS(p->wire_length, 0, 0xFFFFFFFFu) &&
+           FITS(p->captured, 0, 0xFFFFFFFFu) && FITS(p->ip_len, 0, 0xFFFFFFFFu) && FITS(p->window, 0, 0xFFFF) &&
+           FITS(p->flags, 0, 0xFFFF) && FITS(p->mss, -1, 0xFFFF) && FITS(p->wscale, -1, 0x7FFF) &&
+           (p->ver == 4 || p->ver == 6) && FITS(p->checksum_ok, -1, 1) && FITS(p->ip_checksum_ok, -1, 1) &&
+           FITS(p->sack_perm, -1, 1) && FITS(p->has_ts, -1, 1) && FITS(p->nsack, 0, 4) &&
+           FITS(p->has_options, 0, 1) && FITS(p->dropped, 0, 1);
+}
+
+/* Pkt -> Row; 0 when a field does not fit. */
 static int to_row(const Pkt *p, i64 index_base, Row *r) {
-    if (!FITS(p->length, 0, 0xFFFFFFFFu) || !FITS(p->wire_length, 0, 0xFFFFFFFFu) ||
-        !FITS(p->captured, 0, 0xFFFFFFFFu) || !FITS(p->ip_len, 0, 0xFFFFFFFFu) || !FITS(p->window, 0, 0xFFFF) ||
-        !FITS(p->flags, 0, 0xFFFF) || !FITS(p->mss, -1, 0xFFFF) || !FITS(p->wscale, -1, 0x7FFF) ||
-        !FITS(p->ver, 4, 6) || !FITS(p->checksum_ok, -1, 1) || !FITS(p->ip_checksum_ok, -1, 1) ||
-        !FITS(p->sack_perm, -1, 1) || !FITS(p->has_ts, -1, 1) || !FITS(p->nsack, 0, 4) ||
-        !FITS(p->has_options, 0, 1) || !FITS(p->dropped, 0, 1))
-        return 0;
+    if (!fits_row(p)) return 0;
     r->index = p->index + index_base;
     r->t = p->t;
     memcpy(r->src, p->src, 16);
@@ -170,6 +174,180 @@ static void from_row(const Row *r, Pkt *p) {
     p->nsack = r->nsack;
     memcpy(p->sack, r->sack, sizeof p->sack);
     p->has_options = r->has_options; p->dropped = r->dropped;
+}
+
+/* ------------------------------------------------------------------ */
+/* packed rows: the distributed run's shuffle on disk (tcplab.scale.ranges)
+
+   Stage 1 writes every row with its order-key time and stage 2 reads it back,
+   through the scratch directory: a Row and its time take 144 bytes, most of
+   them zeros or repeats, and the kernel's cost of the scratch pages (new
+   tmpfs pages written, read back, freed) is per byte.  Packed, a typical
+   IPv4 segment takes 48.
+
+   A piece is blocks of at most PACK_BLOCK rows, each an 8-byte head (rows,
+   bytes: u32) and its rows one after another.  A packed row is two bytes of
+   flags, then the fields the flags say are there, in fixed widths (a few
+   predictable branches a row, no varint loops):
+
+     u8 f     PK_* below
+     u8 m     checksum_ok+1 (2 bits), ip_checksum_ok+1 (2), has_ts+1 (2), has_options, dropped
+     frame and time: deltas from the row before in the block (the first from 0),
+              u32 and i32, or u64 and u64 with PK_WIDE (wrapping: any i64 comes back)
+     key - t  u64, with PK_KEY (else the key is the time)
+     src, dst 4 bytes each, or 16 with PK_ADDR16 (IPv4's are its first 4, the rest zero)
+     sport, dport, window, flags: u16; seq, ack: u32
+     length, wire_length, ip_len: u16 (captured = wire_length), or all four u32 with PK_LENS
+     ts_val, ts_ecr with PK_TS; mss i32, wscale i16, sack_perm i8 with PK_OPTS (else -1 each)
+     nsack u8 and its blocks (2 u32 each) with PK_SACK
+
+   A block unpacks alone, to the very bytes packed (Row has no padding and
+   to_row zeroes what a packet does not use); bytes in the machine's order,
+   as Row's, since the workers that write and read them share the machine's kind. */
+enum {
+    PK_V6 = 0x01, PK_ADDR16 = 0x02, PK_TS = 0x04, PK_SACK = 0x08,
+    PK_OPTS = 0x10, PK_WIDE = 0x20, PK_KEY = 0x40, PK_LENS = 0x80,
+};
+#define PACK_BLOCK 16384
+#define PACK_MAX (2 + 16 + 8 + 32 + 12 + 4 + 16 + 8 + 7 + 1 + 32) /* the largest packed row */
+
+#define PUT(o, v) do { __typeof__(v) v_ = (v); memcpy((o), &v_, sizeof v_); (o) += sizeof v_; } while (0)
+#define GET(i, v) do { memcpy(&(v), (i), sizeof(v)); (i) += sizeof(v); } while (0)
+
+static int zero_from(const u8 *b, size_t from, size_t to) {
+    for (size_t i = from; i < to; i++) if (b[i]) return 0;
+    return 1;
+}
+
+/* A Row as to_row makes it (the fields' ranges, the zeros): 0 when it is not one. */
+static int packable(const Row *r) {
+    return (r->ver == 4 || r->ver == 6) && r->nsack >= 0 && r->nsack <= 4 && r->checksum_ok >= -1 &&
+           r->checksum_ok <= 1 && r->ip_checksum_ok >= -1 && r->ip_checksum_ok <= 1 && r->has_ts >= -1 &&
+           r->has_ts <= 1 && (r->has_options & ~1) == 0 && (r->dropped & ~1) == 0 && !r->pad_[0] && !r->pad_[1] &&
+           (r->has_ts || (!r->ts_val && !r->ts_ecr)) && zero_from((const u8 *)r->sack, 8 * (size_t)r->nsack, sizeof r->sack);
+}
+
+/* One packet packed at ``o`` (PACK_MAX bytes free) as the Row to_row(p,
+   index_base) makes (fits_row(p) holds); its size.  Packed from the packet,
+   not from its Row: the decoder's rows go straight to their partition. */
+static size_t pack_row(const Pkt *p, i64 index_base, i64 key, u64 *prev_index, u64 *prev_t, u8 *o) {
+    u8 *start = o;
+    i64 index = p->index + index_base;
+    u32 ts_val = p->has_ts ? p->ts_val : 0, ts_ecr = p->has_ts ? p->ts_ecr : 0;
+    u64 di = (u64)index - *prev_index, dt = (u64)p->t - *prev_t;
+    u8 f = 0;
+    if (p->ver == 6) f |= PK_V6;
+    if (!zero_from(p->src, 4, 16) || !zero_from(p->dst, 4, 16)) f |= PK_ADDR16;
+    if (ts_val || ts_ecr) f |= PK_TS;
+    if (p->nsack) f |= PK_SACK;
+    if (p->mss != -1 || p->wscale != -1 || p->sack_perm != -1) f |= PK_OPTS;
+    if (di > 0xFFFFFFFFu || (i64)dt < INT32_MIN || (i64)dt > INT32_MAX) f |= PK_WIDE;
+    if (key != p->t) f |= PK_KEY;
+    if (p->length > 0xFFFF || p->wire_length > 0xFFFF || p->ip_len > 0xFFFF || p->captured != p->wire_length)
+        f |= PK_LENS;
+    *o++ = f;
+    *o++ = (u8)((p->checksum_ok + 1) | (p->ip_checksum_ok + 1) << 2 | (p->has_ts + 1) << 4 | p->has_options << 6 |
+                p->dropped << 7);
+    if (f & PK_WIDE) { PUT(o, di); PUT(o, dt); }
+    else { PUT(o, (u32)di); PUT(o, (i32)(i64)dt); }
+    if (f & PK_KEY) PUT(o, (u64)key - (u64)p->t);
+    size_t alen = f & PK_ADDR16 ? 16 : 4;
+    memcpy(o, p->src, alen); o += alen;
+    memcpy(o, p->dst, alen); o += alen;
+    PUT(o, p->sport); PUT(o, p->dport); PUT(o, (u16)p->window); PUT(o, (u16)p->flags);
+    PUT(o, p->seq); PUT(o, p->ack);
+    if (f & PK_LENS) { PUT(o, (u32)p->length); PUT(o, (u32)p->wire_length); PUT(o, (u32)p->captured); PUT(o, (u32)p->ip_len); }
+    else { PUT(o, (u16)p->length); PUT(o, (u16)p->wire_length); PUT(o, (u16)p->ip_len); }
+    if (f & PK_TS) { PUT(o, ts_val); PUT(o, ts_ecr); }
+    if (f & PK_OPTS) { PUT(o, (i32)p->mss); PUT(o, (i16)p->wscale); PUT(o, (i8)p->sack_perm); }
+    if (f & PK_SACK) { *o++ = (u8)p->nsack; for (int k = 0; k < 2 * p->nsack; k++) PUT(o, p->sack[k]); }
+    *prev_index = (u64)index;
+    *prev_t = (u64)p->t;
+    return (size_t)(o - start);
+}
+
+/* One row unpacked from ``i`` (``end``: the block's end) into ``r`` and ``key``; NULL when the bytes are not one. */
+static const u8 *unpack_row(const u8 *i, const u8 *end, u64 *prev_index, u64 *prev_t, Row *r, i64 *key) {
+    if (end - i < 2) return NULL;
+    u8 f = i[0], m = i[1];
+    size_t alen = f & PK_ADDR16 ? 16 : 4;
+    ptrdiff_t need = 2 + (f & PK_WIDE ? 16 : 8) + (f & PK_KEY ? 8 : 0) + 2 * (ptrdiff_t)alen + 16 +
+                     (f & PK_LENS ? 16 : 6) + (f & PK_TS ? 8 : 0) + (f & PK_OPTS ? 7 : 0) + (f & PK_SACK ? 1 : 0);
+    if (end - i < need || (m & 3) == 3 || (m >> 2 & 3) == 3 || (m >> 4 & 3) == 3) return NULL;
+    if (f & PK_SACK) {
+        u8 n = i[need - 1];
+        if (n < 1 || n > 4 || end - i < need + 8 * (ptrdiff_t)n) return NULL;
+    }
+    memset(r, 0, sizeof *r);
+    i += 2;
+    u64 di, dt;
+    if (f & PK_WIDE) { GET(i, di); GET(i, dt); }
+    else { u32 d; i32 s; GET(i, d); GET(i, s); di = d; dt = (u64)(i64)s; }
+    *prev_index += di;
+    *prev_t += dt;
+    r->index = (i64)*prev_index;
+    r->t = (i64)*prev_t;
+    u64 dk = 0;
+    if (f & PK_KEY) GET(i, dk);
+    *key = (i64)((u64)r->t + dk);
+    memcpy(r->src, i, alen); i += alen;
+    memcpy(r->dst, i, alen); i += alen;
+    GET(i, r->sport); GET(i, r->dport); GET(i, r->window); GET(i, r->flags);
+    GET(i, r->seq); GET(i, r->ack);
+    if (f & PK_LENS) { GET(i, r->length); GET(i, r->wire_length); GET(i, r->captured); GET(i, r->ip_len); }
+    else {
+        u16 a, b, c;
+        GET(i, a); GET(i, b); GET(i, c);
+        r->length = a; r->wire_length = r->captured = b; r->ip_len = c;
+    }
+    if (f & PK_TS) { GET(i, r->ts_val); GET(i, r->ts_ecr); }
+    if (f & PK_OPTS) { GET(i, r->mss); GET(i, r->wscale); GET(i, r->sack_perm); }
+    else { r->mss = -1; r->wscale = -1; r->sack_perm = -1; }
+    if (f & PK_SACK) { r->nsack = (i8)*i++; memcpy(r->sack, i, 8 * (size_t)r->nsack); i += 8 * r->nsack; }
+    r->ver = f & PK_V6 ? 6 : 4;
+    r->checksum_ok = (i8)((m & 3) - 1);
+    r->ip_checksum_ok = (i8)((m >> 2 & 3) - 1);
+    r->has_ts = (i8)((m >> 4 & 3) - 1);
+    r->has_options = m >> 6 & 1;
+    r->dropped = m >> 7;
+    return i;
+}
+
+/* A partition's packed piece as it grows (decode-only with partitions, pack_split). */
+struct Part {
+    u8 *buf;
+    size_t len, cap;
+    size_t n;        /* rows */
+    size_t head;     /* where the open block's head is */
+    size_t block_n;  /* rows in the open block (0: none open) */
+    size_t block;    /* rows a block holds */
+    u64 prev_index, prev_t;
+};
+
+static void part_close(struct Part *q) {
+    if (!q->block_n) return;
+    u32 head[2] = {(u32)q->block_n, (u32)(q->len - q->head - 8)};
+    memcpy(q->buf + q->head, head, 8);
+    q->block_n = 0;
+}
+
+/* 0: out of memory */
+static int part_add(struct Part *q, const Pkt *p, i64 index_base, i64 key) {
+    if (q->cap - q->len < 8 + PACK_MAX) {
+        size_t cap = q->cap ? q->cap * 2 : 1 << 16;
+        u8 *v = realloc(q->buf, cap);
+        if (!v) return 0;
+        q->buf = v; q->cap = cap;
+    }
+    if (!q->block_n) {
+        q->head = q->len;
+        q->len += 8;
+        q->prev_index = q->prev_t = 0;
+    }
+    q->len += pack_row(p, index_base, key, &q->prev_index, &q->prev_t, q->buf + q->len);
+    q->n++;
+    if (++q->block_n == q->block) part_close(q);
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -455,7 +633,7 @@ typedef struct {
     i64 index_base; /* added to a collected row's frame (a capture set's file << 32) */
     /* decode-only with partitions (a distributed run's byte range): each row goes
        straight to its flow-hash partition's buffer, beside its order-key time */
-    struct Part { Row *rows; i64 *keys; size_t n, cap; } *parts;
+    struct Part *parts;
     Py_ssize_t nparts;
     i64 latest; /* the largest time of the rows collected so far */
 } Engine;
@@ -2331,12 +2509,12 @@ static Py_ssize_t g_spare_n;
 
 static void release_parts(Engine *e) {
     if (!e->parts) return;
-    for (Py_ssize_t k = 0; k < e->nparts; k++) e->parts[k].n = 0;
+    for (Py_ssize_t k = 0; k < e->nparts; k++) e->parts[k].n = e->parts[k].len = e->parts[k].block_n = 0;
     if (!g_spare_parts) {
         g_spare_parts = e->parts;
         g_spare_n = e->nparts;
     } else {
-        for (Py_ssize_t k = 0; k < e->nparts; k++) { free(e->parts[k].rows); free(e->parts[k].keys); }
+        for (Py_ssize_t k = 0; k < e->nparts; k++) free(e->parts[k].buf);
         free(e->parts);
     }
     e->parts = NULL;
@@ -2349,19 +2527,9 @@ static PyObject *collect_pkt(Engine *e, const Pkt *p) {
     Row *row;
     if (e->nparts) {
         struct Part *q = &e->parts[flow_hash(p) % (u64)e->nparts];
-        if (q->n == q->cap) {
-            size_t cap = q->cap ? q->cap * 2 : 1024;
-            Row *v = realloc(q->rows, sizeof(Row) * cap);
-            if (!v) return PyErr_NoMemory();
-            q->rows = v;
-            i64 *k = realloc(q->keys, sizeof(i64) * cap);
-            if (!k) return PyErr_NoMemory();
-            q->keys = k; q->cap = cap;
-        }
-        row = &q->rows[q->n];
-        if (!to_row(p, e->index_base, row)) goto misfit;
+        if (!fits_row(p)) goto misfit;
         if (!e->tcp || p->t > e->latest) e->latest = p->t;
-        q->keys[q->n++] = e->latest;
+        if (!part_add(q, p, e->index_base, e->latest)) return PyErr_NoMemory();
     } else {
         if (e->ncols == e->capcols) {
             size_t cap = e->capcols ? e->capcols * 2 : 4096;
@@ -4060,7 +4228,7 @@ static PyObject *dump_table(PyObject *self, PyObject *noargs) {
    each row goes to its flow-hash partition (flow_hash % partitions) instead,
    with its order-key time, the largest time so far (``write_pieces``): the
    rows are copied once, where ``columns()`` and ``split_rows`` copied them
-   twice more. */
+   twice more.  The rows are packed as they come (PACK_BLOCK). */
 static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
     long long range_end = -1, base = 0, head_end = 0, index_base = 0;
     Py_ssize_t parts = 0;
@@ -4074,6 +4242,7 @@ static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
         } else {
             e->parts = calloc((size_t)parts, sizeof(struct Part));
             if (!e->parts) return PyErr_NoMemory();
+            for (Py_ssize_t k = 0; k < parts; k++) e->parts[k].block = PACK_BLOCK;
         }
         e->nparts = parts;
     }
@@ -4094,31 +4263,30 @@ static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
     return Py_BuildValue("(NL)", b, (long long)e->section_at);
 }
 
-/* write_pieces(fd) -> ([rows of each partition], largest time): decode-only with
-   partitions, what was collected written to ``fd`` at its position, a
-   partition after another, each its rows (Pkt) then their order-key times
-   (int64) (tcplab.scale.ranges.PieceRef); the buffers are given up (kept
-   for the next range's engine).  Once only. */
+/* write_pieces(fd) -> ([rows of each partition], [bytes of each], largest time):
+   decode-only with partitions, what was collected written to ``fd`` at its
+   position, a partition after another, each its packed piece (see "packed
+   rows"; tcplab.scale.ranges.PieceRef); the buffers are given up (kept for
+   the next range's engine).  Once only. */
 static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
     if (!e->nparts) { PyErr_SetString(EngineError, "write_pieces: decode_only() with partitions first"); return NULL; }
-    PyObject *counts = PyList_New(e->nparts);
-    if (!counts) return NULL;
+    PyObject *counts = PyList_New(e->nparts), *sizes = PyList_New(e->nparts);
+    if (!counts || !sizes) goto fail;
     struct iovec iov[64];
     int nio = 0;
     for (Py_ssize_t k = 0; k <= e->nparts; k++) {
         struct Part *q = k < e->nparts ? &e->parts[k] : NULL;
         if (q) {
-            PyObject *c = PyLong_FromSize_t(q->n);
-            if (!c) { Py_DECREF(counts); return NULL; }
+            part_close(q);
+            PyObject *c = PyLong_FromSize_t(q->n), *b = PyLong_FromSize_t(q->len);
+            if (!c || !b) { Py_XDECREF(c); Py_XDECREF(b); goto fail; }
             PyList_SET_ITEM(counts, k, c);
-            if (q->n) {
-                iov[nio].iov_base = q->rows; iov[nio++].iov_len = q->n * sizeof(Row);
-                iov[nio].iov_base = q->keys; iov[nio++].iov_len = q->n * sizeof(i64);
-            }
+            PyList_SET_ITEM(sizes, k, b);
+            if (q->len) { iov[nio].iov_base = q->buf; iov[nio++].iov_len = q->len; }
         }
-        if (nio && (!q || nio + 2 > 64)) { /* write what is gathered, to the last byte */
+        if (nio && (!q || nio == 64)) { /* write what is gathered, to the last byte */
             int at = 0;
             while (at < nio) {
                 ssize_t got;
@@ -4128,10 +4296,10 @@ static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
                 if (got < 0) {
                     int err = errno;
                     if (err == EINTR && PyErr_CheckSignals() == 0) continue;
-                    Py_DECREF(counts);
-                    if (err == EINTR) return NULL;
+                    if (err == EINTR) goto fail;
                     errno = err;
-                    return PyErr_SetFromErrno(PyExc_OSError);
+                    PyErr_SetFromErrno(PyExc_OSError);
+                    goto fail;
                 }
                 while (at < nio && (size_t)got >= iov[at].iov_len) got -= (ssize_t)iov[at++].iov_len;
                 if (at < nio) { iov[at].iov_base = (char *)iov[at].iov_base + got; iov[at].iov_len -= (size_t)got; }
@@ -4140,7 +4308,10 @@ static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
         }
     }
     release_parts(e);
-    return Py_BuildValue("(NL)", counts, (long long)(e->tcp ? e->latest : INT64_MIN));
+    return Py_BuildValue("(NNL)", counts, sizes, (long long)(e->tcp ? e->latest : INT64_MIN));
+fail:
+    Py_XDECREF(counts); Py_XDECREF(sizes);
+    return NULL;
 }
 
 /* feed_columns(rows, frames=None, keys=None): the batch feed, rows of Pkt
@@ -4198,52 +4369,81 @@ static PyObject *packet_layout(PyObject *self, PyObject *noargs) {
     return Py_BuildValue("(nN)", (Py_ssize_t)sizeof(Row), fields);
 }
 
-/* split_rows(rows, latest, n) -> [(rows bytes, latest bytes)] * n: rows (and the
-   i64 beside each) by flow-hash partition (flow_hash % n), each in its order. */
-static PyObject *split_rows(PyObject *self, PyObject *args) {
+/* pack_split(rows, latest, n, block=PACK_BLOCK) -> [(rows, packed bytes)] * n:
+   rows (and the order-key time beside each) by flow-hash partition
+   (flow_hash % n), each partition's packed as write_pieces packs it (a range
+   the Python reader decoded: the same pieces). */
+static PyObject *pack_split(PyObject *self, PyObject *args) {
     Py_buffer rows, latest;
-    Py_ssize_t parts;
-    if (!PyArg_ParseTuple(args, "y*y*n", &rows, &latest, &parts)) return NULL;
+    Py_ssize_t parts, block = PACK_BLOCK;
+    if (!PyArg_ParseTuple(args, "y*y*n|n", &rows, &latest, &parts, &block)) return NULL;
     size_t n = (size_t)rows.len / sizeof(Row);
     PyObject *out = NULL;
-    u32 *where = NULL;
-    size_t *count = NULL;
-    if (parts < 1 || (size_t)latest.len != n * sizeof(i64)) {
-        PyErr_SetString(EngineError, "split_rows: one time per row, at least one partition");
+    struct Part *q = NULL;
+    if (parts < 1 || parts > 1 << 20 || block < 1 || block > PACK_BLOCK || rows.len % (Py_ssize_t)sizeof(Row) ||
+        (size_t)latest.len != n * sizeof(i64)) {
+        PyErr_SetString(EngineError, "pack_split: rows of the engine's layout, one time each, 1 to 2**20 partitions, "
+                                     "blocks of 1 to PACK_BLOCK rows");
         goto done;
     }
-    where = malloc(sizeof(u32) * (n ? n : 1));
-    count = calloc((size_t)parts, sizeof(size_t));
-    if (!where || !count) { PyErr_NoMemory(); goto done; }
+    q = calloc((size_t)parts, sizeof *q);
+    if (!q) { PyErr_NoMemory(); goto done; }
     const Row *v = rows.buf;
+    const i64 *lat = latest.buf;
     for (size_t i = 0; i < n; i++) {
-        where[i] = (u32)(row_hash(&v[i]) % (u64)parts);
-        count[where[i]]++;
+        if (!packable(&v[i])) { PyErr_Format(EngineError, "pack_split: row %zu is not a decoded packet", i); goto done; }
+        struct Part *part = &q[row_hash(&v[i]) % (u64)parts];
+        Pkt p;
+        from_row(&v[i], &p);
+        part->block = (size_t)block;
+        if (!part_add(part, &p, 0, lat[i])) { PyErr_NoMemory(); goto done; }
     }
     out = PyList_New(parts);
     if (!out) goto done;
-    char **rp = malloc(sizeof(char *) * (size_t)parts), **lp = malloc(sizeof(char *) * (size_t)parts);
-    if (!rp || !lp) { free(rp); free(lp); Py_CLEAR(out); PyErr_NoMemory(); goto done; }
     for (Py_ssize_t k = 0; k < parts; k++) {
-        PyObject *r = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count[k] * sizeof(Row)));
-        PyObject *l = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count[k] * sizeof(i64)));
-        PyObject *t = (r && l) ? PyTuple_Pack(2, r, l) : NULL;
-        Py_XDECREF(r); Py_XDECREF(l);
-        if (!t) { free(rp); free(lp); Py_CLEAR(out); goto done; }
+        part_close(&q[k]);
+        PyObject *t = Py_BuildValue("(ny#)", (Py_ssize_t)q[k].n, q[k].buf ? (const char *)q[k].buf : "", (Py_ssize_t)q[k].len);
+        if (!t) { Py_CLEAR(out); goto done; }
         PyList_SET_ITEM(out, k, t);
-        rp[k] = PyBytes_AS_STRING(r);
-        lp[k] = PyBytes_AS_STRING(l);
     }
-    const i64 *lat = latest.buf;
-    for (size_t i = 0; i < n; i++) {
-        u32 k = where[i];
-        memcpy(rp[k], &v[i], sizeof(Row)); rp[k] += sizeof(Row);
-        memcpy(lp[k], &lat[i], sizeof(i64)); lp[k] += sizeof(i64);
-    }
-    free(rp); free(lp);
 done:
-    free(where); free(count);
+    if (q) for (Py_ssize_t k = 0; k < parts; k++) free(q[k].buf);
+    free(q);
     PyBuffer_Release(&rows); PyBuffer_Release(&latest);
+    return out;
+}
+
+/* unpack_block(packed, rows_out, times_out, frames_out, frame_base, least_time) -> rows:
+   one block's packed rows (its head's byte count of them, the head not
+   included) into the first rows of the writable buffers: each Row, its
+   order-key time (at least ``least_time``: the largest of the file's ranges
+   before) and its frame (its index plus ``frame_base``: where the range's
+   frames start in the capture set).  Every byte must be a row's. */
+static PyObject *unpack_block(PyObject *self, PyObject *args) {
+    Py_buffer in, rows, times, frames;
+    long long frame_base, least;
+    if (!PyArg_ParseTuple(args, "y*w*w*w*LL", &in, &rows, &times, &frames, &frame_base, &least)) return NULL;
+    PyObject *out = NULL;
+    size_t cap = (size_t)rows.len / sizeof(Row), n = 0;
+    if ((size_t)times.len < cap * sizeof(i64) || (size_t)frames.len < cap * sizeof(i64)) {
+        PyErr_SetString(EngineError, "unpack_block: a time and a frame for every row the buffer holds");
+        goto done;
+    }
+    const u8 *i = in.buf, *end = i + in.len;
+    Row *r = rows.buf;
+    i64 *t = times.buf, *f = frames.buf;
+    u64 prev_index = 0, prev_t = 0;
+    while (i < end) {
+        if (n == cap) { PyErr_SetString(EngineError, "unpack_block: more rows than the buffer holds"); goto done; }
+        i = unpack_row(i, end, &prev_index, &prev_t, &r[n], &t[n]);
+        if (!i) { PyErr_Format(EngineError, "unpack_block: row %zu is cut or damaged", n); goto done; }
+        if (t[n] < least) t[n] = least;
+        f[n] = (i64)((u64)r[n].index + (u64)frame_base);
+        n++;
+    }
+    out = PyLong_FromSize_t(n);
+done:
+    PyBuffer_Release(&in); PyBuffer_Release(&rows); PyBuffer_Release(&times); PyBuffer_Release(&frames);
     return out;
 }
 
@@ -4442,7 +4642,8 @@ static PyMethodDef module_methods[] = {
     {"gather_rows", gather_rows, METH_VARARGS, "gather_rows(parts, starts, lengths) -> those rows, one after the other"},
     {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
     {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
-    {"split_rows", split_rows, METH_VARARGS, "split_rows(rows, latest, n) -> [(rows, latest)] by flow hash"},
+    {"pack_split", pack_split, METH_VARARGS, "pack_split(rows, latest, n, block) -> [(rows, packed bytes)] by flow hash"},
+    {"unpack_block", unpack_block, METH_VARARGS, "unpack_block(packed, rows_out, times_out, frames_out, frame_base, least_time) -> rows"},
     {"span", span, METH_VARARGS, "span(fd) -> (records, smallest time, largest time) of a plain pcap/pcapng file, or None"},
     {"resync_scan", resync_scan, METH_VARARGS, "resync_scan(buf, start, limit, step, eof, pcapng, le, a, b, first_time, chain, max_gap, max_span) -> (offset or -1, cut)"},
     {NULL, NULL, 0, NULL}};
@@ -4462,5 +4663,6 @@ PyMODINIT_FUNC PyInit__engine(void) {
     PyModule_AddObject(m, "Engine", (PyObject *)&EngineType);
     PyModule_AddObject(m, "EngineError", EngineError);
     PyModule_AddIntConstant(m, "FIXED_TEXTS", X_FIXED_COUNT);
+    PyModule_AddIntConstant(m, "PACK_BLOCK", PACK_BLOCK);
     return m;
 }

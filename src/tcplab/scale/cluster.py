@@ -62,18 +62,17 @@ from tcplab.scale.engine import EngineOptions
 from tcplab.scale.ranges import (
     WHOLE_FILE,
     FileLayout,
+    PieceReader,
     PieceRef,
     RangeMeta,
     RangeSpec,
     global_problem,
     layout,
-    piece_chunks,
     read_range,
 )
 
 RANGE_BYTES = 128 << 20  # bytes of capture per read task (fewer, larger tasks: less scheduling)
 PARTITIONS_PER_WORKER = 2  # flow-hash partitions per worker (balance; memory does not need more)
-READ_ROWS = 16384  # rows of a piece read back at a time in stage 2 (2.2 MB)
 RUN_BYTES = 8 << 20  # conn.log rows or JSON lines a task holds before a sorted run spills
 
 
@@ -164,11 +163,11 @@ def analyse_partition(
     packets = 0
 
     def file_chunks(file_id: int) -> Iterator[Framed]:
+        reader = PieceReader()
         for range_id, ref in sorted(by_file[file_id], key=lambda p: p[0]):
             base = frame_base[(file_id, range_id)] + (file_id << FRAME_BITS)
             carry = carry_latest[(file_id, range_id)]
-            for rows, latest in piece_chunks(ref, READ_ROWS):
-                yield rows, np.maximum(latest, carry), rows["index"] + base
+            yield from reader.chunks(ref, base, carry)
 
     def ordered() -> Iterator[Fed]:
         nonlocal packets

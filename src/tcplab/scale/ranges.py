@@ -34,7 +34,6 @@ A ``.gz`` file cannot be entered in the middle: it is one range.
 from __future__ import annotations
 
 import io
-import mmap
 import os
 import re
 import struct
@@ -57,10 +56,11 @@ from tcplab.scale.columns import (
     CHUNK,
     ROW,
     Decode,
+    Framed,
     Keyed,
     decoder,
+    empty_rows,
     keyed,
-    rows_of,
     segment_rows,
 )
 from tcplab.scale.engine import _Slow
@@ -414,9 +414,10 @@ class _RangeReader(CaptureReader):
 _FRAME = re.compile(r"^frame (\d+): ")
 
 
-# A partition's piece of one range in the scratch directory: (path, offset, rows).
-# At ``offset`` its rows (``columns.ROW``), then each row's largest time so far (int64).
-PieceRef = tuple[str, int, int]
+# A partition's piece of one range in the scratch directory: (path, offset, rows, bytes).
+# At ``offset`` its rows (``columns.ROW``), each with its largest time so far in the
+# range, packed by the engine in blocks (_engine.c, "packed rows"; ``PieceReader``).
+PieceRef = tuple[str, int, int, int]
 
 
 def read_range(
@@ -430,7 +431,7 @@ def read_range(
     The engine's C reader puts each row straight into its partition's buffer
     and writes the buffers out itself (``Engine.write_pieces``, one writev);
     a range the Python reader reads (gzip, a structure the C reader hands
-    over) is split by ``_engine.split_rows``: the same pieces."""
+    over) is split and packed by ``_engine.pack_split``: the same pieces."""
     started = time.process_time()
     name = f"{spec.file_id}-{spec.range_id}-{spec.start}-{uuid.uuid4().hex}.rows"
     path = os.path.join(scratch, name)
@@ -440,21 +441,21 @@ def read_range(
         got = _engine_range(lay, spec, options, partitions)
         if got is None:
             meta, chunks = _python_range(lay, spec, options)
-            counts = _write_split(fd, chunks, partitions)
+            counts, sizes = _write_split(fd, chunks, partitions)
         else:
             meta, eng, _ = got
             if eng is None:
-                counts = [0] * partitions
+                counts = sizes = [0] * partitions
             else:
-                counts, latest = eng.write_pieces(fd)
+                counts, sizes, latest = eng.write_pieces(fd)
                 meta.latest = int(latest)
     finally:
         os.close(fd)
     refs: list[PieceRef] = []
     at = 0
-    for n in counts:
-        refs.append((path, at, n))
-        at += n * (ROW.itemsize + 8)
+    for n, size in zip(counts, sizes, strict=True):
+        refs.append((path, at, n, size))
+        at += size
     meta.packets = list(counts)
     meta.shuffle_bytes = at
     meta.seconds = time.process_time() - started
@@ -462,59 +463,82 @@ def read_range(
     return meta, refs
 
 
-def _write_split(fd: int, chunks: list[Keyed], partitions: int) -> list[int]:
-    """Rows (and their times) split by flow-hash partition and written to
-    ``fd`` as ``Engine.write_pieces`` writes them; the rows per partition."""
-    split: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
-    for rows, latest in chunks:  # one pass in C per chunk: rows by the engine's flow hash
-        for p, piece in enumerate(_engine.split_rows(rows, latest, partitions)):
-            split[p].append(piece)
+def _write_split(
+    fd: int, chunks: list[Keyed], partitions: int, block: int = _engine.PACK_BLOCK
+) -> tuple[list[int], list[int]]:
+    """Rows (and their times) split by flow-hash partition, packed and
+    written to ``fd`` as ``Engine.write_pieces`` writes them; the rows and
+    bytes per partition."""
+    rows = np.concatenate([r for r, _ in chunks]) if chunks else empty_rows()
+    latest = np.concatenate([t for _, t in chunks]) if chunks else np.zeros(0, np.int64)
     counts: list[int] = []
-    for parts in split:
-        counts.append(sum(len(r) for r, _ in parts) // ROW.itemsize)
-        for buf in [r for r, _ in parts] + [t for _, t in parts]:
-            view = memoryview(buf)
-            while view:
-                view = view[os.write(fd, view) :]
-        parts.clear()
-    return counts
+    sizes: list[int] = []
+    for n, packed in _engine.pack_split(rows, latest, partitions, block):
+        counts.append(n)
+        sizes.append(len(packed))
+        view = memoryview(packed)
+        while view:
+            view = view[os.write(fd, view) :]
+    return counts, sizes
 
 
-def piece_chunks(ref: PieceRef, rows: int) -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
-    """A piece read back ``rows`` rows at a time (with their times), so a
-    reader holds one buffer of it, not the piece.
+class PieceReader:
+    """Pieces read back a block at a time (``_engine.PACK_BLOCK`` rows at
+    most), each row with its order-key time and its frame in the capture
+    set, so a reader holds one block of a piece, not the piece.
 
-    The buffers are the scratch file's pages mapped (read-only, populated at
-    once), not copies of them: the arrays keep their mapping alive, and
-    it goes when the last of them does."""
-    path, offset, n = ref
-    size = ROW.itemsize
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if os.fstat(fd).st_size < offset + n * (size + 8):
-            raise OSError(f"{path}: a scratch file ended early")
-        for start in range(0, n, rows):
-            k = min(rows, n - start)
-            if k == n:  # the whole piece: its rows and their times, one mapping
-                whole = _mapped(fd, offset, n * (size + 8))
-                yield rows_of(whole[: n * size]), np.frombuffer(whole[n * size :], np.int64)
-                continue
-            raw = _mapped(fd, offset + start * size, k * size)
-            latest = _mapped(fd, offset + n * size + start * 8, k * 8)
-            yield rows_of(raw), np.frombuffer(latest, np.int64)
-    finally:
-        os.close(fd)
+    The buffers are this reader's and are reused: a chunk's arrays are valid
+    until the next chunk is asked for (the merge and the engine are done with
+    a chunk by then).  Read into them, not mapped: a scratch file's pages are
+    tmpfs's small pages, and mapping them (populated, then unmapped with its
+    TLB flush) cost a stage-2 worker more system time than the copy into
+    buffers that stay in memory (docs/scale.md)."""
+
+    def __init__(self) -> None:
+        self.rows = np.empty(_engine.PACK_BLOCK, ROW)
+        self.times = np.empty(_engine.PACK_BLOCK, np.int64)
+        self.frames = np.empty(_engine.PACK_BLOCK, np.int64)
+        self.packed = bytearray(1 << 16)
+
+    def chunks(
+        self, ref: PieceRef, frame_base: int = 0, least_time: int = -(1 << 63)
+    ) -> Iterator[Framed]:
+        """The piece's rows, their order-key times (at least ``least_time``)
+        and frames (their index plus ``frame_base``)."""
+        path, offset, n, size = ref
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if os.fstat(fd).st_size < offset + size:
+                raise OSError(f"{path}: a scratch file ended early")
+            at, end, rows = offset, offset + size, 0
+            head = os.pread(fd, 8, at) if size else b""
+            while at < end:
+                if len(head) != 8:
+                    raise OSError(f"{path}: a scratch file ended early")
+                count, nbytes = _HEAD.unpack(head)
+                at += 8
+                want = nbytes + 8 if at + nbytes < end else nbytes  # and the next block's head
+                if len(self.packed) < want:
+                    self.packed = bytearray(max(want, 2 * len(self.packed)))
+                view = memoryview(self.packed)[:want]
+                if os.preadv(fd, [view], at) != want:
+                    raise OSError(f"{path}: a scratch file ended early")
+                got = _engine.unpack_block(
+                    view[:nbytes], self.rows, self.times, self.frames, frame_base, least_time
+                )
+                if got != count:
+                    raise OSError(f"{path}: a block of a scratch file does not hold its rows")
+                head = bytes(view[nbytes:])
+                at += nbytes
+                rows += got
+                yield self.rows[:got], self.times[:got], self.frames[:got]
+            if rows != n:
+                raise OSError(f"{path}: a scratch piece does not hold its rows")
+        finally:
+            os.close(fd)
 
 
-_PAGE = mmap.ALLOCATIONGRANULARITY
-
-
-def _mapped(fd: int, offset: int, length: int) -> memoryview:
-    """``length`` bytes of ``fd`` at ``offset``, mapped read-only."""
-    start = offset - offset % _PAGE
-    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-    m = mmap.mmap(fd, offset - start + length, flags, mmap.PROT_READ, offset=start)
-    return memoryview(m)[offset - start :]
+_HEAD = struct.Struct("=II")  # a packed block's head: its rows, its bytes
 
 
 def decode_range(
