@@ -219,6 +219,14 @@ static int zero_from(const u8 *b, size_t from, size_t to) {
     return 1;
 }
 
+/* An address field with nothing past its first 4 bytes (an IPv4 address's). */
+static inline int v4_only(const u8 *a) {
+    u32 x;
+    u64 y;
+    memcpy(&x, a + 4, 4); memcpy(&y, a + 8, 8);
+    return !(x | y);
+}
+
 /* A Row as to_row makes it (the fields' ranges, the zeros): 0 when it is not one. */
 static int packable(const Row *r) {
     return (r->ver == 4 || r->ver == 6) && r->nsack >= 0 && r->nsack <= 4 && r->checksum_ok >= -1 &&
@@ -237,7 +245,7 @@ static size_t pack_row(const Pkt *p, i64 index_base, i64 key, u64 *prev_index, u
     u64 di = (u64)index - *prev_index, dt = (u64)p->t - *prev_t;
     u8 f = 0;
     if (p->ver == 6) f |= PK_V6;
-    if (!zero_from(p->src, 4, 16) || !zero_from(p->dst, 4, 16)) f |= PK_ADDR16;
+    if (!v4_only(p->src) || !v4_only(p->dst)) f |= PK_ADDR16;
     if (ts_val || ts_ecr) f |= PK_TS;
     if (p->nsack) f |= PK_SACK;
     if (p->mss != -1 || p->wscale != -1 || p->sack_perm != -1) f |= PK_OPTS;
@@ -278,7 +286,6 @@ static const u8 *unpack_row(const u8 *i, const u8 *end, u64 *prev_index, u64 *pr
         u8 n = i[need - 1];
         if (n < 1 || n > 4 || end - i < need + 8 * (ptrdiff_t)n) return NULL;
     }
-    memset(r, 0, sizeof *r);
     i += 2;
     u64 di, dt;
     if (f & PK_WIDE) { GET(i, di); GET(i, dt); }
@@ -290,8 +297,14 @@ static const u8 *unpack_row(const u8 *i, const u8 *end, u64 *prev_index, u64 *pr
     u64 dk = 0;
     if (f & PK_KEY) GET(i, dk);
     *key = (i64)((u64)r->t + dk);
-    memcpy(r->src, i, alen); i += alen;
-    memcpy(r->dst, i, alen); i += alen;
+    if (f & PK_ADDR16) {
+        memcpy(r->src, i, 16); memcpy(r->dst, i + 16, 16);
+        i += 32;
+    } else {
+        memset(r->src, 0, 16); memset(r->dst, 0, 16);
+        memcpy(r->src, i, 4); memcpy(r->dst, i + 4, 4);
+        i += 8;
+    }
     GET(i, r->sport); GET(i, r->dport); GET(i, r->window); GET(i, r->flags);
     GET(i, r->seq); GET(i, r->ack);
     if (f & PK_LENS) { GET(i, r->length); GET(i, r->wire_length); GET(i, r->captured); GET(i, r->ip_len); }
@@ -301,9 +314,13 @@ static const u8 *unpack_row(const u8 *i, const u8 *end, u64 *prev_index, u64 *pr
         r->length = a; r->wire_length = r->captured = b; r->ip_len = c;
     }
     if (f & PK_TS) { GET(i, r->ts_val); GET(i, r->ts_ecr); }
+    else r->ts_val = r->ts_ecr = 0;
     if (f & PK_OPTS) { GET(i, r->mss); GET(i, r->wscale); GET(i, r->sack_perm); }
     else { r->mss = -1; r->wscale = -1; r->sack_perm = -1; }
+    memset(r->sack, 0, sizeof r->sack);
+    r->nsack = 0;
     if (f & PK_SACK) { r->nsack = (i8)*i++; memcpy(r->sack, i, 8 * (size_t)r->nsack); i += 8 * r->nsack; }
+    r->pad_[0] = r->pad_[1] = 0;
     r->ver = f & PK_V6 ? 6 : 4;
     r->checksum_ok = (i8)((m & 3) - 1);
     r->ip_checksum_ok = (i8)((m >> 2 & 3) - 1);
@@ -1618,10 +1635,26 @@ static u64 flow_hash(const Pkt *p) {
         return hash_key(p->ver, p->src, p->sport, p->dst, p->dport);
     return hash_key(p->ver, p->dst, p->dport, p->src, p->sport);
 }
-static u64 row_hash(const Row *p) {
-    if (endpoint_cmp(p->ver, p->src, p->sport, p->dst, p->dport) <= 0)
-        return hash_key(p->ver, p->src, p->sport, p->dst, p->dport);
-    return hash_key(p->ver, p->dst, p->dport, p->src, p->sport);
+
+/* The distributed run's partition of a packet (tcplab.scale): any function of
+   the unordered 5-tuple keeps a connection in one partition, and nothing else
+   sees it, so it is the cheapest that spreads well: each endpoint's address
+   and port folded into a word and mixed (MurmurHash3's finaliser), the two
+   added (the same both ways).  flow_hash's byte walk costs three times as much
+   per packet, and stage 1 pays it on top of the analysis's own. */
+static inline u64 fmix64(u64 x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+static inline u64 endpoint_word(int ver, const u8 *a, u16 port) {
+    u64 w;
+    if (ver == 4) { u32 x; memcpy(&x, a, 4); w = x; }
+    else { u64 x, y; memcpy(&x, a, 8); memcpy(&y, a + 8, 8); w = x ^ fmix64(y); }
+    return fmix64(w ^ (u64)port << 48 ^ (u64)ver << 40);
+}
+static u64 part_hash(const Pkt *p) {
+    return endpoint_word(p->ver, p->src, p->sport) + endpoint_word(p->ver, p->dst, p->dport);
 }
 
 static int table_grow(Engine *e) {
@@ -2526,7 +2559,7 @@ static void release_parts(Engine *e) {
 static PyObject *collect_pkt(Engine *e, const Pkt *p) {
     Row *row;
     if (e->nparts) {
-        struct Part *q = &e->parts[flow_hash(p) % (u64)e->nparts];
+        struct Part *q = &e->parts[part_hash(p) % (u64)e->nparts];
         if (!fits_row(p)) goto misfit;
         if (!e->tcp || p->t > e->latest) e->latest = p->t;
         if (!part_add(q, p, e->index_base, e->latest)) return PyErr_NoMemory();
@@ -4225,7 +4258,7 @@ static PyObject *dump_table(PyObject *self, PyObject *noargs) {
    (``base_offset``: the carried head sits just before the range's first
    record), where the range ends, and where its carried head ends; a capture
    set numbers its files' frames from ``index_base``.  With ``partitions`` > 0
-   each row goes to its flow-hash partition (flow_hash % partitions) instead,
+   each row goes to its partition (part_hash % partitions) instead,
    with its order-key time, the largest time so far (``write_pieces``): the
    rows are copied once, where ``columns()`` and ``split_rows`` copied them
    twice more.  The rows are packed as they come (PACK_BLOCK). */
@@ -4371,7 +4404,7 @@ static PyObject *packet_layout(PyObject *self, PyObject *noargs) {
 
 /* pack_split(rows, latest, n, block=PACK_BLOCK) -> [(rows, packed bytes)] * n:
    rows (and the order-key time beside each) by flow-hash partition
-   (flow_hash % n), each partition's packed as write_pieces packs it (a range
+   (part_hash % n), each partition's packed as write_pieces packs it (a range
    the Python reader decoded: the same pieces). */
 static PyObject *pack_split(PyObject *self, PyObject *args) {
     Py_buffer rows, latest;
@@ -4392,9 +4425,9 @@ static PyObject *pack_split(PyObject *self, PyObject *args) {
     const i64 *lat = latest.buf;
     for (size_t i = 0; i < n; i++) {
         if (!packable(&v[i])) { PyErr_Format(EngineError, "pack_split: row %zu is not a decoded packet", i); goto done; }
-        struct Part *part = &q[row_hash(&v[i]) % (u64)parts];
         Pkt p;
         from_row(&v[i], &p);
+        struct Part *part = &q[part_hash(&p) % (u64)parts];
         part->block = (size_t)block;
         if (!part_add(part, &p, 0, lat[i])) { PyErr_NoMemory(); goto done; }
     }
