@@ -202,7 +202,7 @@ def file_rows(
     gz = [problem.line(path) for problem in sink.problems]
     got.problems[:] = [p for p in got.problems if "gzip data" not in p and p not in gz] + gz
     _count(report, int(stats["frames"]), int(stats["tcp"]), int(stats["not_tcp"]), 0)
-    report.undecodable += d.slow.records.undecodable
+    report.undecodable += d.slow.undecodable
     for line in got.problems:
         report.problem(line)
 

@@ -105,5 +105,7 @@ class _Slow(_Fallback):
 
     def problems(self) -> list[tuple[int, str]]:
         """Every problem the Python decoder found, in offset order."""
-        found = self.fragments + [(p.offset, p.message) for p in self.records.problems]
+        # (no frame handed back: no decoder loaded, no problem of its)
+        decoded = self._records.problems if self._records is not None else []
+        found = self.fragments + [(p.offset, p.message) for p in decoded]
         return sorted(found)

@@ -47,7 +47,7 @@ import numpy as np
 
 from tcplab.analyze import _engine
 from tcplab.analyze.frames import dropped_by_wire, segment_of
-from tcplab.capture import TcpRecords, pcap, pcapng
+from tcplab.capture import pcap, pcapng
 from tcplab.capture.reader import CaptureReader, Record
 from tcplab.capture.source import GZIP_MAGIC, ChunkSource, ProblemSink
 from tcplab.errors import InputError
@@ -64,12 +64,12 @@ from tcplab.scale.columns import (
     segment_rows,
 )
 from tcplab.scale.engine import _Slow
-from tcplab.wire.decode import NotTcp
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from tcplab.scale.engine import EngineOptions
+    from tcplab.wire.decode import NotTcp
 
 WHOLE_FILE = 1 << 62  # the end of a range that is the whole file (gzip: decompressed offsets)
 CHAIN = 8  # records (blocks) after a candidate that must check out too
@@ -613,7 +613,7 @@ def _engine_range(
         int(stats["tcp"]),
         int(stats["not_tcp"]),
         (stop if stop is not None else lay.size) - first,
-        undecodable=d.slow.records.undecodable,
+        undecodable=d.slow.undecodable,
     )
     return meta, eng, rows
 
@@ -646,6 +646,8 @@ def _python_range(
                 problems.append(
                     (record.data_offset, f"frame {record.index}: {not_tcp.reason} skipped")
                 )
+
+        from tcplab.capture import TcpRecords  # (the wire's decoders: only for a range read here)
 
         records = TcpRecords(reader, strict_checksum=True, on_not_tcp=fragment)
         segments = (
