@@ -10,11 +10,13 @@ the merge forced, and compares; ``local.PATHS`` says which path ran.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -304,3 +306,63 @@ def test_problem_lines_in_the_merges_order(
     lines = outputs[0][2].splitlines()
     names = [next(n for n in (middle.name, first.name, last.name) if n in line) for line in lines]
     assert names == [middle.name, first.name, last.name], lines
+
+
+def _stream(file_id: int, keys: list[int], started: list[int], chunk: int) -> Any:
+    """A file's rows for ``columns.merge``: frames 0.., the given keys, in
+    chunks; notes in ``started`` when it is first read."""
+    import numpy as np
+
+    from tcplab.scale.columns import ROW
+
+    started.append(file_id)
+    rows = np.zeros(len(keys), ROW)
+    rows["index"] = np.arange(len(keys))
+    rows["t"] = keys
+    ks = np.array(keys, np.int64)
+    frames = (file_id << 40) + np.arange(len(keys), dtype=np.int64)
+    for at in range(0, len(keys), chunk):
+        yield rows[at : at + chunk], ks[at : at + chunk], frames[at : at + chunk]
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [[1, 2, 3, 4], [5, 6, 7], [8, 9, 9, 10]],  # a ring: one after another
+        [[1, 2, 3, 4], [4, 5, 6], [6, 7, 8]],  # equal boundary keys
+        [[1, 5, 9], [2, 6, 10], [3, 4, 11]],  # overlapping throughout
+        [[10, 11, 12], [1, 2, 3], [5, 5, 20]],  # later files first, one spans
+        [[7], [], [1, 7, 7, 7], [7, 8]],  # ties on one key, an empty file
+    ],
+)
+def test_a_file_joins_the_merge_at_its_first_key(files: list[list[int]]) -> None:
+    """``columns.merge`` given each file's first key gives the rows in the
+    same order as the merge that starts every file at once, and starts a
+    file only once the merge reaches its first key: a ring's files are read
+    one after another."""
+    import numpy as np
+
+    from tcplab.scale.columns import merge
+
+    def merged(firsts: bool, chunk: int) -> tuple[list[int], list[int]]:
+        started: list[int] = []
+        live = [(i, keys) for i, keys in enumerate(files) if keys]
+        streams = [(i, _stream(i, keys, started, chunk)) for i, keys in live]
+        first_keys = [keys[0] for _, keys in live] if firsts else None
+        out = [np.asarray(f).tolist() for _, _, f in merge(streams, first_keys)]
+        return [f for part in out for f in part], started
+
+    for chunk in (1, 2, 100):
+        want, eager = merged(False, chunk)
+        got, lazy = merged(True, chunk)
+        assert got == want
+        assert len(want) == sum(map(len, files))
+        assert len(eager) == len(lazy)
+    ring = all(a and b and a[-1] < b[0] for a, b in itertools.pairwise(files))
+    if ring:  # each file starts only when the one before is read through
+        started: list[int] = []
+        streams = [(i, _stream(i, keys, started, 1)) for i, keys in enumerate(files)]
+        merging = merge(streams, [keys[0] for keys in files])
+        for _ in range(len(files[0])):
+            next(merging)
+        assert started == [0]

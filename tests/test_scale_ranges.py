@@ -148,7 +148,7 @@ def test_resync_with_a_first_look_equals_the_reference(
 
 def _pieces(refs: list[ranges.PieceRef]) -> list[bytes]:
     out = []
-    for path, offset, _n, size in refs:
+    for path, offset, _n, size, _first in refs:
         with open(path, "rb") as f:
             f.seek(offset)
             out.append(f.read(size))
@@ -193,9 +193,10 @@ def test_pieces_from_the_partition_buffers_equal_the_python_split(
                 want_meta, _ = ranges.decode_range(spec_lay, spec, options)
                 ref_path = tmp_path / "reference"
                 with open(ref_path, "wb") as f:
-                    counts, sizes = ranges._write_split(f.fileno(), chunks, PARTITIONS)
+                    counts, sizes, firsts = ranges._write_split(f.fileno(), chunks, PARTITIONS)
                 assert meta.packets == counts, (lay.path, spec)
-                assert [ref[3] for ref in refs] == sizes and meta.shuffle_bytes == sum(sizes)
+                assert [ref.size for ref in refs] == sizes and meta.shuffle_bytes == sum(sizes)
+                assert [ref.first_key for ref in refs] == firsts, (lay.path, spec)
                 at, want = 0, []
                 data = ref_path.read_bytes()
                 for size in sizes:
@@ -209,8 +210,13 @@ def test_pieces_from_the_partition_buffers_equal_the_python_split(
                 order = np.argsort(back["index"], kind="stable")
                 assert back[order].tobytes() == expect.tobytes(), (lay.path, spec)
                 assert times[order].tobytes() == expect_times.tobytes(), (lay.path, spec)
-                for part in np.split(back["index"], np.cumsum(counts)[:-1]):
-                    assert np.all(np.diff(part) > 0), (lay.path, spec)
+                at = 0
+                for ref in refs:  # each piece in frame order, from its first key
+                    part = slice(at, at + ref.rows)
+                    assert np.all(np.diff(back["index"][part]) > 0), (lay.path, spec)
+                    if ref.rows:
+                        assert times[at] == ref.first_key, (lay.path, spec)
+                    at += ref.rows
                 skip = ("packets", "seconds", "worker", "shuffle_bytes")
                 for name in (n for n in ranges.RangeMeta.__slots__ if n not in skip):
                     assert getattr(meta, name) == getattr(want_meta, name), (lay.path, spec, name)
@@ -269,11 +275,11 @@ def test_a_scratch_file_cut_short_is_an_error_not_a_crash(
     lay = ranges.layout(str(traces[-1]), 0)  # a synthetic capture: every partition has rows
     spec = ranges.RangeSpec(0, 0, lay.data_start, ranges.WHOLE_FILE, exact=True)
     _meta, refs = ranges.read_range(lay, spec, PARTITIONS, EngineOptions(), str(tmp_path))
-    path, offset, n, size = refs[-1]
+    path, offset, n, size, _first = refs[-1]
     assert n > 0
     with open(path, "r+b") as f:
         f.truncate(offset + size // 2)
-    assert sum(len(r) for r, _, _ in ranges.PieceReader().chunks(refs[0])) == refs[0][2]
+    assert sum(len(r) for r, _, _ in ranges.PieceReader().chunks(refs[0])) == refs[0].rows
     with pytest.raises(OSError, match="ended early"):
         list(ranges.PieceReader().chunks(refs[-1]))
 
@@ -362,7 +368,8 @@ def test_packed_rows_come_back_byte_for_byte_whatever_their_fields() -> None:
     keys[1::4] += 10**9  # a key later than the row's time
     keys[-1] = 2**63 - 1
     keys[-2] = 2**63 - 1  # the largest time so far, past the smallest
-    ((n, packed),) = _engine.pack_split(rows, keys, 1, 7)
+    ((n, packed, first),) = _engine.pack_split(rows, keys, 1, 7)
+    assert first == keys[0]
     assert n == len(rows) and len(packed) < len(rows) * (ROW.itemsize + 8) / 2
     back_rows, back_keys, at = [], [], 0
     out_rows, out_keys, frames = np.zeros(7, ROW), np.zeros(7, np.int64), np.zeros(7, np.int64)
@@ -390,7 +397,7 @@ def test_damaged_packed_rows_and_rows_no_decoder_makes_are_errors() -> None:
     import numpy as np
 
     good = np.concatenate([_row(), _row(index=2)])
-    ((_, packed),) = _engine.pack_split(good, good["t"].copy(), 1)
+    ((_, packed, _),) = _engine.pack_split(good, good["t"].copy(), 1)
     out = np.zeros(8, ROW), np.zeros(8, np.int64), np.zeros(8, np.int64)
     assert _engine.unpack_block(packed[8:], *out, 0, 0) == 2
     whole = []  # cuts that leave whole rows: the first row's end (the reader checks the count)

@@ -339,6 +339,7 @@ struct Part {
     size_t block_n;  /* rows in the open block (0: none open) */
     size_t block;    /* rows a block holds */
     u64 prev_index, prev_t;
+    i64 first_key;   /* the first row's order-key time (stage 2 joins a file's rows to its merge from it) */
 };
 
 static void part_close(struct Part *q) {
@@ -356,6 +357,7 @@ static int part_add(struct Part *q, const Pkt *p, i64 index_base, i64 key) {
         if (!v) return 0;
         q->buf = v; q->cap = cap;
     }
+    if (!q->n) q->first_key = key;
     if (!q->block_n) {
         q->head = q->len;
         q->len += 8;
@@ -4296,7 +4298,7 @@ static PyObject *Engine_columns(Engine *e, PyObject *noargs) {
     return Py_BuildValue("(NL)", b, (long long)e->section_at);
 }
 
-/* write_pieces(fd) -> ([rows of each partition], [bytes of each], largest time):
+/* write_pieces(fd) -> ([rows of each partition], [bytes of each], [first row's key of each], largest time):
    decode-only with partitions, what was collected written to ``fd`` at its
    position, a partition after another, each its packed piece (see "packed
    rows"; tcplab.scale.ranges.PieceRef); the buffers are given up (kept for
@@ -4305,8 +4307,8 @@ static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
     if (!e->nparts) { PyErr_SetString(EngineError, "write_pieces: decode_only() with partitions first"); return NULL; }
-    PyObject *counts = PyList_New(e->nparts), *sizes = PyList_New(e->nparts);
-    if (!counts || !sizes) goto fail;
+    PyObject *counts = PyList_New(e->nparts), *sizes = PyList_New(e->nparts), *firsts = PyList_New(e->nparts);
+    if (!counts || !sizes || !firsts) goto fail;
     struct iovec iov[64];
     int nio = 0;
     for (Py_ssize_t k = 0; k <= e->nparts; k++) {
@@ -4314,9 +4316,11 @@ static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
         if (q) {
             part_close(q);
             PyObject *c = PyLong_FromSize_t(q->n), *b = PyLong_FromSize_t(q->len);
-            if (!c || !b) { Py_XDECREF(c); Py_XDECREF(b); goto fail; }
+            PyObject *f = PyLong_FromLongLong(q->n ? q->first_key : INT64_MIN);
+            if (!c || !b || !f) { Py_XDECREF(c); Py_XDECREF(b); Py_XDECREF(f); goto fail; }
             PyList_SET_ITEM(counts, k, c);
             PyList_SET_ITEM(sizes, k, b);
+            PyList_SET_ITEM(firsts, k, f);
             if (q->len) { iov[nio].iov_base = q->buf; iov[nio++].iov_len = q->len; }
         }
         if (nio && (!q || nio == 64)) { /* write what is gathered, to the last byte */
@@ -4341,9 +4345,9 @@ static PyObject *Engine_write_pieces(Engine *e, PyObject *args) {
         }
     }
     release_parts(e);
-    return Py_BuildValue("(NNL)", counts, sizes, (long long)(e->tcp ? e->latest : INT64_MIN));
+    return Py_BuildValue("(NNNL)", counts, sizes, firsts, (long long)(e->tcp ? e->latest : INT64_MIN));
 fail:
-    Py_XDECREF(counts); Py_XDECREF(sizes);
+    Py_XDECREF(counts); Py_XDECREF(sizes); Py_XDECREF(firsts);
     return NULL;
 }
 
@@ -4402,7 +4406,7 @@ static PyObject *packet_layout(PyObject *self, PyObject *noargs) {
     return Py_BuildValue("(nN)", (Py_ssize_t)sizeof(Row), fields);
 }
 
-/* pack_split(rows, latest, n, block=PACK_BLOCK) -> [(rows, packed bytes)] * n:
+/* pack_split(rows, latest, n, block=PACK_BLOCK) -> [(rows, packed bytes, first row's key)] * n:
    rows (and the order-key time beside each) by flow-hash partition
    (part_hash % n), each partition's packed as write_pieces packs it (a range
    the Python reader decoded: the same pieces). */
@@ -4435,7 +4439,8 @@ static PyObject *pack_split(PyObject *self, PyObject *args) {
     if (!out) goto done;
     for (Py_ssize_t k = 0; k < parts; k++) {
         part_close(&q[k]);
-        PyObject *t = Py_BuildValue("(ny#)", (Py_ssize_t)q[k].n, q[k].buf ? (const char *)q[k].buf : "", (Py_ssize_t)q[k].len);
+        PyObject *t = Py_BuildValue("(ny#L)", (Py_ssize_t)q[k].n, q[k].buf ? (const char *)q[k].buf : "",
+                                    (Py_ssize_t)q[k].len, (long long)(q[k].n ? q[k].first_key : INT64_MIN));
         if (!t) { Py_CLEAR(out); goto done; }
         PyList_SET_ITEM(out, k, t);
     }
@@ -4675,7 +4680,7 @@ static PyMethodDef module_methods[] = {
     {"gather_rows", gather_rows, METH_VARARGS, "gather_rows(parts, starts, lengths) -> those rows, one after the other"},
     {"sha256", sha256_digest, METH_VARARGS, "sha256(data) -> digest (FIPS 180-4)"},
     {"zkey_layout", zkey_layout, METH_NOARGS, "zkey_layout() -> (row size, fields) of take_rows()'s keys"},
-    {"pack_split", pack_split, METH_VARARGS, "pack_split(rows, latest, n, block) -> [(rows, packed bytes)] by flow hash"},
+    {"pack_split", pack_split, METH_VARARGS, "pack_split(rows, latest, n, block) -> [(rows, packed bytes, first key)] by part_hash"},
     {"unpack_block", unpack_block, METH_VARARGS, "unpack_block(packed, rows_out, times_out, frames_out, frame_base, least_time) -> rows"},
     {"span", span, METH_VARARGS, "span(fd) -> (records, smallest time, largest time) of a plain pcap/pcapng file, or None"},
     {"resync_scan", resync_scan, METH_VARARGS, "resync_scan(buf, start, limit, step, eof, pcapng, le, a, b, first_time, chain, max_gap, max_span) -> (offset or -1, cut)"},

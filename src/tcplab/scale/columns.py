@@ -24,7 +24,7 @@ frame`` (``tcplab.scale.captureset.encode_frame``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -272,23 +272,42 @@ class _Run:
         return out
 
 
-def merge(streams: list[tuple[int, Iterator[Framed]]]) -> Iterator[Framed]:
+def merge(
+    streams: list[tuple[int, Iterator[Framed]]], first_keys: Sequence[int] | None = None
+) -> Iterator[Framed]:
     """K-way merge of files' rows by order key ``(t, file, frame)``
     (``tcplab.scale.captureset``), a buffer at a time: everything up to the
     smallest last key of the files still reading is in order.  Inside a file
-    the rows are in key order already, so ties go by file, then by position."""
+    the rows are in key order already, so ties go by file, then by position.
+
+    With ``first_keys`` (each stream's first key: its keys never go below
+    it), a stream starts only when the merge reaches that key, so files that
+    do not overlap in time hold one buffer between them, not one each (a
+    distributed run's partition of a ring of many files)."""
     runs = [_Run(file_id, chunks) for file_id, chunks in streams]
+    waiting: list[tuple[int, int, _Run]] = []  # by (first key, file), the next last
+    if first_keys is not None:
+        waiting = [(k, r.file_id, r) for k, r in zip(first_keys, runs, strict=True)]
+        waiting.sort(key=lambda w: (w[0], w[1]), reverse=True)
+        runs = []
     while True:
         for r in runs:
             r.fill()
-        active = [r for r in runs if len(r.rows)]
-        if not active:
+        runs = [r for r in runs if len(r.rows) or not r.done]
+        reading = [(int(r.keys[-1]), r.file_id) for r in runs if not r.done]
+        if waiting:
+            key, file_id, run = waiting[-1]
+            if not reading or (key, file_id) <= min(reading):
+                waiting.pop()
+                runs.append(run)
+                continue
+            reading.append((key, file_id))  # its rows come at or after its first key
+        if not runs:
             return
-        reading = [(int(r.keys[-1]), r.file_id) for r in active if not r.done]
         bound = min(reading) if reading else None
         parts: list[Framed] = []
         files = []
-        for r in active:
+        for r in runs:
             n = r.upto(bound)
             if n:
                 parts.append(r.take(n))

@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -414,21 +414,29 @@ class _RangeReader(CaptureReader):
 _FRAME = re.compile(r"^frame (\d+): ")
 
 
-# A partition's piece of one range in the scratch directory: (path, offset, rows, bytes).
-# At ``offset`` its rows (``columns.ROW``), each with its largest time so far in the
-# range, packed by the engine in blocks (_engine.c, "packed rows"; ``PieceReader``).
-PieceRef = tuple[str, int, int, int]
+class PieceRef(NamedTuple):
+    """A partition's piece of one range in the scratch directory: at
+    ``offset`` of ``path``, ``rows`` rows (``columns.ROW``) in ``size``
+    bytes, each with its largest time so far in the range, packed by the
+    engine in blocks (_engine.c, "packed rows"; ``PieceReader``)."""
+
+    path: str
+    offset: int
+    rows: int
+    size: int
+    first_key: int  # the first row's order-key time (as written: before the range's carry)
 
 
 def read_range(
     lay: FileLayout, spec: RangeSpec, partitions: int, options: EngineOptions, scratch: str
 ) -> tuple[RangeMeta, list[PieceRef]]:
-    """Read one range: its metadata and, per flow-hash partition, where its
-    rows (``tcplab.scale.columns``) and each row's largest time so far in the
-    range were written: one file of the range in ``scratch``, a partition
-    after another, so the worker keeps nothing of the range once it is read.
+    """Read one range: its metadata and, per partition (``part_hash`` of the
+    5-tuple), where its rows (``tcplab.scale.columns``), each with its
+    largest time so far in the range, were written packed: one file of the
+    range in ``scratch``, a partition after another, so the worker keeps
+    nothing of the range once it is read.
 
-    The engine's C reader puts each row straight into its partition's buffer
+    The engine's C reader packs each row straight into its partition's buffer
     and writes the buffers out itself (``Engine.write_pieces``, one writev);
     a range the Python reader reads (gzip, a structure the C reader hands
     over) is split and packed by ``_engine.pack_split``: the same pieces."""
@@ -441,20 +449,21 @@ def read_range(
         got = _engine_range(lay, spec, options, partitions)
         if got is None:
             meta, chunks = _python_range(lay, spec, options)
-            counts, sizes = _write_split(fd, chunks, partitions)
+            counts, sizes, firsts = _write_split(fd, chunks, partitions)
         else:
             meta, eng, _ = got
             if eng is None:
                 counts = sizes = [0] * partitions
+                firsts = [-(1 << 63)] * partitions
             else:
-                counts, sizes, latest = eng.write_pieces(fd)
+                counts, sizes, firsts, latest = eng.write_pieces(fd)
                 meta.latest = int(latest)
     finally:
         os.close(fd)
     refs: list[PieceRef] = []
     at = 0
-    for n, size in zip(counts, sizes, strict=True):
-        refs.append((path, at, n, size))
+    for n, size, first in zip(counts, sizes, firsts, strict=True):
+        refs.append(PieceRef(path, at, n, size, first))
         at += size
     meta.packets = list(counts)
     meta.shuffle_bytes = at
@@ -465,21 +474,23 @@ def read_range(
 
 def _write_split(
     fd: int, chunks: list[Keyed], partitions: int, block: int = _engine.PACK_BLOCK
-) -> tuple[list[int], list[int]]:
-    """Rows (and their times) split by flow-hash partition, packed and
-    written to ``fd`` as ``Engine.write_pieces`` writes them; the rows and
-    bytes per partition."""
+) -> tuple[list[int], list[int], list[int]]:
+    """Rows (and their times) split by partition, packed and written to
+    ``fd`` as ``Engine.write_pieces`` writes them; the rows, bytes and first
+    row's key per partition."""
     rows = np.concatenate([r for r, _ in chunks]) if chunks else empty_rows()
     latest = np.concatenate([t for _, t in chunks]) if chunks else np.zeros(0, np.int64)
     counts: list[int] = []
     sizes: list[int] = []
-    for n, packed in _engine.pack_split(rows, latest, partitions, block):
+    firsts: list[int] = []
+    for n, packed, first in _engine.pack_split(rows, latest, partitions, block):
         counts.append(n)
         sizes.append(len(packed))
+        firsts.append(first)
         view = memoryview(packed)
         while view:
             view = view[os.write(fd, view) :]
-    return counts, sizes
+    return counts, sizes, firsts
 
 
 class PieceReader:
@@ -505,7 +516,7 @@ class PieceReader:
     ) -> Iterator[Framed]:
         """The piece's rows, their order-key times (at least ``least_time``)
         and frames (their index plus ``frame_base``)."""
-        path, offset, n, size = ref
+        path, offset, n, size, _ = ref
         fd = os.open(path, os.O_RDONLY)
         try:
             if os.fstat(fd).st_size < offset + size:
