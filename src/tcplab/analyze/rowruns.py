@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import IO, TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import numpy as np
@@ -229,3 +230,27 @@ def merge_runs(runs: list[_Run], order: tuple[str, ...]) -> Iterator[bytes]:
         text, _ = ordered(texts, np.concatenate(keys), order)
         yield text
         live = [r for r in live if r.ready()]
+
+
+# conn.log rows (the engine's, with their keys: Batch.zeek_row_keys)
+
+LOG_ORDER: Final = ("start", "first_frame")
+
+
+def row_span(keys: bytes) -> tuple[float, float]:
+    """The smallest start and the largest last time of rows' keys
+    (``Batch.zeek_row_keys``, at least one row), read without NumPy."""
+    step, at = key_fields()
+    doubles = memoryview(keys).cast("d")
+    return min(doubles[at["start"] :: step]), max(doubles[at["last"] :: step])
+
+
+@lru_cache(maxsize=1)
+def key_fields() -> tuple[int, dict[str, int]]:
+    """A row key's size and its fields' places, in 8-byte words."""
+    from tcplab.analyze import _engine
+
+    size, fields = _engine.zkey_layout()
+    if size % 8 or any(offset % 8 for _, offset, _ in fields):
+        raise RuntimeError("a conn.log row key is not of 8-byte fields")
+    return size // 8, {name: offset // 8 for name, offset, _ in fields}

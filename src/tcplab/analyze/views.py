@@ -31,8 +31,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from typing import IO, Any, ClassVar, Final, Protocol
+from typing import IO, Any, ClassVar, Protocol
 
 from tcplab.analyze import engine, rowruns
 from tcplab.analyze.core import ANOMALY_NAMES, Connection, connection_of, packet_of
@@ -315,7 +314,7 @@ class ConnLogView:
             text, raw = payload
             if not text:
                 return
-            self.span(*row_span(raw))
+            self.span(*rowruns.row_span(raw))
             self.small.append((text, raw))
             self.small_size += len(text) + len(raw)
             if self.rows is not None or self.small_size > self.SMALL:
@@ -354,22 +353,11 @@ class ConnLogView:
 
 
 # conn.log's order: by start (the float it prints), then first frame
-LOG_ORDER: Final = ("start", "first_frame")
-
-
-def row_span(keys: bytes) -> tuple[float, float]:
-    """The smallest start and the largest last time of rows' keys
-    (``Batch.zeek_row_keys``, at least one row), read without NumPy."""
-    step, at = _key_fields()
-    doubles = memoryview(keys).cast("d")
-    return min(doubles[at["start"] :: step]), max(doubles[at["last"] :: step])
-
-
 def small_rows(parts: list[EngineRows]) -> bytes:
     """A few of the engine's rows in conn.log order, sorted here (as Spool
     sorts the keyed rows) rather than through NumPy, which a small capture's
     run would load for it."""
-    step, at = _key_fields()
+    step, at = rowruns.key_fields()
     keyed: list[tuple[tuple[float, int], bytes]] = []
     for text, raw in parts:
         doubles, ints = memoryview(raw).cast("d"), memoryview(raw).cast("q")
@@ -383,22 +371,11 @@ def small_rows(parts: list[EngineRows]) -> bytes:
     return b"".join(text for _, text in keyed)
 
 
-@lru_cache(maxsize=1)
-def _key_fields() -> tuple[int, dict[str, int]]:
-    """A row key's size and its fields' places, in 8-byte words."""
-    from tcplab.analyze import _engine
-
-    size, fields = _engine.zkey_layout()
-    if size % 8 or any(offset % 8 for _, offset, _ in fields):
-        raise RuntimeError("a conn.log row key is not of 8-byte fields")
-    return size // 8, {name: offset // 8 for name, offset, _ in fields}
-
-
 def row_spool(limit: int = rowruns.LIMIT, block: int = rowruns.BLOCK) -> rowruns.Runs:
     """``Spool`` for the engine's conn.log rows: bytes, with their key array
     (engine.zeek_row_key()), out in conn.log order, as Spool orders
     ConnLogView's keyed rows; no Python object per row (tcplab.analyze.rowruns)."""
-    return rowruns.Runs(engine.zeek_row_key(), LOG_ORDER, limit, block=block)
+    return rowruns.Runs(engine.zeek_row_key(), rowruns.LOG_ORDER, limit, block=block)
 
 
 # -- per-packet lines -----------------------------------------------------------------

@@ -53,7 +53,7 @@ from typing import IO, Any
 import numpy as np
 
 from tcplab.analyze.frames import ReadReport
-from tcplab.analyze.rowruns import RunRef, Runs
+from tcplab.analyze.rowruns import LOG_ORDER, RunRef, Runs, row_span
 from tcplab.analyze.zeek import DEFAULT_LIKELY_SERVER_PORTS
 from tcplab.errors import InputError
 from tcplab.scale.captureset import FRAME_BITS, CaptureSet, resolve
@@ -110,7 +110,7 @@ class Result:
 
 
 # JSON lines are merged by connection number (conn.log rows as the
-# single-process capture set orders them: views.LOG_ORDER).
+# single-process capture set orders them: rowruns.LOG_ORDER).
 JSON_KEY = np.dtype([("number", "i8"), ("length", "i8")])
 JSON_ORDER = ("number",)
 
@@ -125,7 +125,7 @@ class Partition:
     spool: str | None  # the records stage 3 needs, pickled a batch at a time (None: none)
     keys: str  # its connections' (first frame, key time) pairs, int64, in number order
     connections: int
-    log_runs: list[RunRef]  # conn.log rows, sorted runs (views.LOG_ORDER)
+    log_runs: list[RunRef]  # conn.log rows, sorted runs (rowruns.LOG_ORDER)
     log_span: tuple[float, float] | None  # their smallest start and largest last time
     packets: int
     seconds: float  # CPU seconds
@@ -187,7 +187,6 @@ def analyse_partition(
             yield rows, frames, keys
 
     from tcplab.analyze.engine import zeek_row_key, zeek_row_keys_of
-    from tcplab.analyze.views import LOG_ORDER, row_span
 
     log = Runs(zeek_row_key(), LOG_ORDER, RUN_BYTES, prefix + ".log")
     span: tuple[float, float] | None = None
