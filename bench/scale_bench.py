@@ -31,11 +31,11 @@ Figures are wall time and CPU time: on a shared machine wall time measures
 the neighbours too, so the scaling is also given by the busiest worker's
 CPU seconds (what the wall time would be with a core per worker).
 
-Medians of ``--rounds`` (3) interleaved rounds; Dask CPU is the worker
-processes' own (tasks, Dask's work and serialisation), peak RSS the
-largest of the rounds.
+Medians of ``--rounds`` (5) interleaved rounds (a VM's figures move by
+10% between runs); Dask CPU is the worker processes' own (tasks, Dask's
+work and serialisation), peak RSS the largest of the rounds.
 
-Run: ``.venv/bin/python bench/scale_bench.py [--packets 4000000] [--rounds 3]``,
+Run: ``.venv/bin/python bench/scale_bench.py [--packets 4000000] [--rounds 5]``,
 or ``--capture FILE`` to cut an existing classic pcap instead.
 """
 
@@ -183,7 +183,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--packets", type=int, default=4_000_000)
     parser.add_argument("--capture", type=Path, help="use this classic pcap instead of a new one")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians)")
     parser.add_argument("--keep", type=Path, help="keep the captures in this directory")
     parser.add_argument(
         "--as-written",
