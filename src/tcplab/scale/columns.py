@@ -311,12 +311,13 @@ def merge(
             n = r.upto(bound)
             if n:
                 parts.append(r.take(n))
-                files.append(np.full(n, r.file_id, np.int64))
+                files.append(r.file_id)
         if len(parts) == 1:
             yield parts[0]
             continue
         rows, keys, frames = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        order = np.lexsort((np.concatenate(files), keys))  # stable: a file's own order kept
+        file_of = np.repeat(np.array(files, np.int64), [len(p[0]) for p in parts])
+        order = np.lexsort((file_of, keys))  # stable: a file's own order kept
         yield rows[order], keys[order], frames[order]
 
 
