@@ -183,7 +183,7 @@ static void from_row(const Row *r, Pkt *p) {
    through the scratch directory: a Row and its time take 144 bytes, most of
    them zeros or repeats, and the kernel's cost of the scratch pages (new
    tmpfs pages written, read back, freed) is per byte.  Packed, a typical
-   IPv4 segment takes 48.
+   IPv4 segment with timestamps takes 47.
 
    A piece is blocks of at most PACK_BLOCK rows, each an 8-byte head (rows,
    bytes: u32) and its rows one after another.  A packed row is two bytes of
@@ -209,7 +209,9 @@ enum {
     PK_OPTS = 0x10, PK_WIDE = 0x20, PK_KEY = 0x40, PK_LENS = 0x80,
 };
 #define PACK_BLOCK 16384
-#define PACK_MAX (2 + 16 + 8 + 32 + 12 + 4 + 16 + 8 + 7 + 1 + 32) /* the largest packed row */
+/* the largest packed row: flags, wide deltas, key, IPv6 addresses, ports window flags, seq ack,
+   wide lengths, timestamps, options, four SACK blocks */
+#define PACK_MAX (2 + 16 + 8 + 32 + 8 + 8 + 16 + 8 + 7 + 1 + 32)
 
 #define PUT(o, v) do { __typeof__(v) v_ = (v); memcpy((o), &v_, sizeof v_); (o) += sizeof v_; } while (0)
 #define GET(i, v) do { memcpy(&(v), (i), sizeof(v)); (i) += sizeof(v); } while (0)
@@ -650,8 +652,8 @@ typedef struct {
     i64 head_end;   /* SHB/IDB blocks before it are the carried head */
     i64 section_at; /* the first SHB/IDB past the head (-1: none) */
     i64 index_base; /* added to a collected row's frame (a capture set's file << 32) */
-    /* decode-only with partitions (a distributed run's byte range): each row goes
-       straight to its flow-hash partition's buffer, beside its order-key time */
+    /* decode-only with partitions (a distributed run's byte range): each row is
+       packed straight into its partition's buffer (part_hash), with its order-key time */
     struct Part *parts;
     Py_ssize_t nparts;
     i64 latest; /* the largest time of the rows collected so far */
@@ -1642,8 +1644,8 @@ static u64 flow_hash(const Pkt *p) {
    the unordered 5-tuple keeps a connection in one partition, and nothing else
    sees it, so it is the cheapest that spreads well: each endpoint's address
    and port folded into a word and mixed (MurmurHash3's finaliser), the two
-   added (the same both ways).  flow_hash's byte walk costs three times as much
-   per packet, and stage 1 pays it on top of the analysis's own. */
+   added (the same both ways).  flow_hash's byte walk costs over twice as much
+   per packet, and stage 1 would pay it on top of the analysis's own. */
 static inline u64 fmix64(u64 x) {
     x ^= x >> 33; x *= 0xff51afd7ed558ccdULL;
     x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL;
@@ -4261,9 +4263,8 @@ static PyObject *dump_table(PyObject *self, PyObject *noargs) {
    record), where the range ends, and where its carried head ends; a capture
    set numbers its files' frames from ``index_base``.  With ``partitions`` > 0
    each row goes to its partition (part_hash % partitions) instead,
-   with its order-key time, the largest time so far (``write_pieces``): the
-   rows are copied once, where ``columns()`` and ``split_rows`` copied them
-   twice more.  The rows are packed as they come (PACK_BLOCK). */
+   with its order-key time, the largest time so far, packed as it comes
+   ("packed rows"; ``write_pieces``). */
 static PyObject *Engine_decode_only(Engine *e, PyObject *args) {
     long long range_end = -1, base = 0, head_end = 0, index_base = 0;
     Py_ssize_t parts = 0;
