@@ -4426,15 +4426,14 @@ static PyObject *pack_split(PyObject *self, PyObject *args) {
     }
     q = calloc((size_t)parts, sizeof *q);
     if (!q) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t k = 0; k < parts; k++) q[k].block = (size_t)block;
     const Row *v = rows.buf;
     const i64 *lat = latest.buf;
     for (size_t i = 0; i < n; i++) {
         if (!packable(&v[i])) { PyErr_Format(EngineError, "pack_split: row %zu is not a decoded packet", i); goto done; }
         Pkt p;
         from_row(&v[i], &p);
-        struct Part *part = &q[part_hash(&p) % (u64)parts];
-        part->block = (size_t)block;
-        if (!part_add(part, &p, 0, lat[i])) { PyErr_NoMemory(); goto done; }
+        if (!part_add(&q[part_hash(&p) % (u64)parts], &p, 0, lat[i])) { PyErr_NoMemory(); goto done; }
     }
     out = PyList_New(parts);
     if (!out) goto done;

@@ -234,7 +234,7 @@ def merge_runs(runs: list[_Run], order: tuple[str, ...]) -> Iterator[bytes]:
 
 # conn.log rows (the engine's, with their keys: Batch.zeek_row_keys)
 
-LOG_ORDER: Final = ("start", "first_frame")
+LOG_ORDER: Final = ("start", "first_frame")  # by start (the float it prints), then first frame
 
 
 def row_span(keys: bytes) -> tuple[float, float]:

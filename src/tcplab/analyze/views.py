@@ -352,7 +352,6 @@ class ConnLogView:
         self.out.flush()
 
 
-# conn.log's order: by start (the float it prints), then first frame
 def small_rows(parts: list[EngineRows]) -> bytes:
     """A few of the engine's rows in conn.log order, sorted here (as Spool
     sorts the keyed rows) rather than through NumPy, which a small capture's
