@@ -548,9 +548,11 @@ class _Fallback:
     def _fragment(self, record: Record, not_tcp: object) -> None:
         reason = getattr(not_tcp, "reason", "")
         if "fragment" in reason:
-            self.report.problem(
-                f"{self.name}: offset {record.data_offset}: frame {record.index}: {reason} skipped"
-            )
+            self.skipped(record, f"frame {record.index}: {reason} skipped")
+
+    def skipped(self, record: Record, message: str) -> None:
+        """An IP fragment the decoder skipped, said as the one-file run says it."""
+        self.report.problem(f"{self.name}: offset {record.data_offset}: {message}")
 
     def frame(self, record: Record, counted: bool) -> None:
         not_tcp = self.records.not_tcp + self.records.undecodable

@@ -95,13 +95,11 @@ class _Slow(_Fallback):
         super().__init__(eng, name, options.engine(evict=False))
         self.fragments: list[tuple[int, str]] = []
 
-    def _fragment(self, record: Record, not_tcp: object) -> None:
+    def skipped(self, record: Record, message: str) -> None:
         # Reported as the one-file run reports it (a capture set's lines), and
         # kept by offset for a byte range's own problems (``problems``).
-        super()._fragment(record, not_tcp)
-        reason = getattr(not_tcp, "reason", "")
-        if "fragment" in reason:
-            self.fragments.append((record.data_offset, f"frame {record.index}: {reason} skipped"))
+        super().skipped(record, message)
+        self.fragments.append((record.data_offset, message))
 
     def problems(self) -> list[tuple[int, str]]:
         """Every problem the Python decoder found, in offset order."""
